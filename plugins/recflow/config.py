@@ -1,0 +1,103 @@
+"""Runtime settings, resolved from environment variables with local-first defaults.
+
+Why env vars: Spark jobs run where Airflow is not installed, so they cannot read Airflow Connections.
+The Airflow layer resolves its Connections and hands endpoints and credentials to jobs as environment
+variables; nothing secret ever appears on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The repository root (``RECFLOW_ROOT`` overrides; default: two levels above this package)."""
+    return Path(os.environ.get("RECFLOW_ROOT", Path(__file__).resolve().parents[2]))
+
+
+def state_dir() -> Path:
+    """Git-ignored folder for service data, logs, the Airflow home and the local lake."""
+    return Path(os.environ.get("RECFLOW_STATE", project_root() / ".recflow"))
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the S3-compatible object store listens and how to sign requests to it."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+    models_bucket: str = "recflow-models"
+    lake_bucket: str = "recflow-lake"
+    reports_bucket: str = "recflow-reports"
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.models_bucket, self.lake_bucket, self.reports_bucket)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The broker address and the pipeline's topics."""
+
+    bootstrap_servers: str
+    model_updates_topic: str = "recflow.model-updates"
+    score_requests_topic: str = "recflow.score-requests"
+    score_results_topic: str = "recflow.score-results"
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.model_updates_topic, self.score_requests_topic, self.score_results_topic)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a job needs to find the services; built once per process by :func:`load_settings`."""
+
+    s3: S3Settings
+    kafka: KafkaSettings
+    lake_root: Path
+    state: Path = field(default_factory=state_dir)
+
+
+def s3_port() -> int:
+    return _env_int("RECFLOW_S3_PORT", 9000)
+
+
+def kafka_port() -> int:
+    return _env_int("RECFLOW_KAFKA_PORT", 9092)
+
+
+def kafka_controller_port() -> int:
+    return _env_int("RECFLOW_KAFKA_CONTROLLER_PORT", 9093)
+
+
+def load_settings() -> Settings:
+    """Resolve settings from the environment (``RECFLOW_*`` and the standard ``AWS_*`` names)."""
+    s3 = S3Settings(
+        endpoint_url=os.environ.get("RECFLOW_S3_ENDPOINT", f"http://127.0.0.1:{s3_port()}"),
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID", "recflow"),
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "recflow-secret"),
+        region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        models_bucket=os.environ.get("RECFLOW_MODELS_BUCKET", "recflow-models"),
+        lake_bucket=os.environ.get("RECFLOW_LAKE_BUCKET", "recflow-lake"),
+        reports_bucket=os.environ.get("RECFLOW_REPORTS_BUCKET", "recflow-reports"),
+    )
+    kafka = KafkaSettings(
+        bootstrap_servers=os.environ.get("RECFLOW_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port()}"),
+    )
+    lake = Path(os.environ.get("RECFLOW_LAKE", state_dir() / "lake"))
+    return Settings(s3=s3, kafka=kafka, lake_root=lake)

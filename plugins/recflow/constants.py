@@ -1,0 +1,18 @@
+"""One vocabulary of column names, shared by every data source, model, metric and report."""
+
+from typing import Final
+
+COL_EVENT: Final = "event_id"
+COL_USER: Final = "user_id"
+COL_ITEM: Final = "item_id"
+COL_TS: Final = "event_ts"
+COL_QUANTITY: Final = "quantity"
+COL_AMOUNT: Final = "amount"
+COL_RATING: Final = "rating"
+COL_DATE: Final = "event_date"
+COL_SCORE: Final = "score"
+COL_RANK: Final = "rank"
+COL_PREDICTION: Final = "prediction"
+
+DEFAULT_K: Final = 10
+DEFAULT_SEED: Final = 42
