@@ -56,4 +56,3 @@ def get_spark(
     ckpt.mkdir(parents=True, exist_ok=True)
     spark.sparkContext.setCheckpointDir(str(ckpt))
     return spark
-

@@ -1,0 +1,220 @@
+"""NeuMF (He et al. 2017): a GMF branch and an MLP branch fused by a final sigmoid layer, in Keras.
+
+Spark prepares the training set (positives plus sampled negatives, written as Parquet); TensorFlow
+trains on the driver by streaming those files through ``tf.data`` one epoch at a time, so memory is
+bounded by one epoch's rows. To scale past one machine, shard the Parquet files by epoch and user
+hash and train with ``tf.distribute.MultiWorkerMirroredStrategy`` on executors (e.g. Spark's
+``TorchDistributor`` analogue, or barrier-mode tasks); the data contract does not change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from recflow.constants import COL_ITEM, COL_USER
+from recflow.models.artifact import IdIndex, Recommender, SeenItems, read_model_json, write_model_json
+
+if TYPE_CHECKING:
+    import keras
+    from pyspark.sql import DataFrame, SparkSession
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class NcfParams:
+    """Architecture and training settings (GMF size, MLP tower, negatives per positive, epochs)."""
+
+    gmf_dim: int = 32
+    mlp_layers: tuple[int, ...] = field(default=(64, 32, 16))
+    negatives: int = 4
+    epochs: int = 8
+    batch_size: int = 1024
+    learning_rate: float = 0.001
+    l2: float = 0.0
+    seed: int = 42
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> NcfParams:
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"unknown NCF parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+            )
+        values = dict(raw)
+        if "mlp_layers" in values:
+            values["mlp_layers"] = tuple(int(x) for x in values["mlp_layers"])
+        params = cls(**values)
+        if params.gmf_dim < 1 or not params.mlp_layers or min(params.mlp_layers) < 1:
+            raise ValueError(f"NCF layer sizes must be >= 1: {params}")
+        if params.negatives < 1 or params.epochs < 1 or params.batch_size < 1 or params.learning_rate <= 0:
+            raise ValueError(f"NCF training settings out of range: {params}")
+        return params
+
+
+def build_neumf(n_users: int, n_items: int, params: NcfParams) -> keras.Model:
+    """The NeuMF graph with stock Keras layers only, so the saved file loads with ``safe_mode=True``."""
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.l2(params.l2) if params.l2 else None
+    user = keras.Input(shape=(), dtype="int32", name="user")
+    item = keras.Input(shape=(), dtype="int32", name="item")
+    init = keras.initializers.RandomNormal(stddev=0.01, seed=params.seed)
+    gmf_u = layers.Embedding(
+        n_users, params.gmf_dim, embeddings_initializer=init, embeddings_regularizer=reg
+    )(user)
+    gmf_i = layers.Embedding(
+        n_items, params.gmf_dim, embeddings_initializer=init, embeddings_regularizer=reg
+    )(item)
+    gmf = layers.Multiply()([gmf_u, gmf_i])
+    half = params.mlp_layers[0] // 2 or 1
+    mlp_u = layers.Embedding(n_users, half, embeddings_initializer=init, embeddings_regularizer=reg)(user)
+    mlp_i = layers.Embedding(n_items, half, embeddings_initializer=init, embeddings_regularizer=reg)(item)
+    mlp = layers.Concatenate()([mlp_u, mlp_i])
+    for width in params.mlp_layers[1:]:
+        mlp = layers.Dense(width, activation="relu", kernel_regularizer=reg)(mlp)
+    out = layers.Dense(1, activation="sigmoid", name="propensity")(layers.Concatenate()([gmf, mlp]))
+    model = keras.Model(inputs={"user": user, "item": item}, outputs=out, name="neumf")
+    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss="binary_crossentropy")
+    return model
+
+
+def sample_negatives(
+    positives: pd.DataFrame, n_items: int, ratio: int, epochs: int, seed: int
+) -> pd.DataFrame:
+    """Training rows for one user group: its positives once per epoch, plus ``ratio`` negatives each.
+
+    Negatives are drawn uniformly from ``[0, n_items)`` (the dense item range), never a known positive
+    of that user, with a generator seeded by (seed, user) so the result does not depend on partitioning.
+    A user who has seen every item gets no negatives.
+    """
+    frames = []
+    for u, group in positives.groupby("u", sort=True):
+        pos = np.unique(group["i"].to_numpy())
+        candidates = np.setdiff1d(np.arange(n_items), pos, assume_unique=True)
+        rng = np.random.default_rng([seed, int(u)])
+        n_neg = len(pos) * ratio if len(candidates) else 0
+        for epoch in range(epochs):
+            neg = rng.choice(candidates, size=n_neg, replace=n_neg > len(candidates)) if n_neg else pos[:0]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "u": np.int32(u),
+                        "i": np.concatenate([pos, neg]).astype(np.int32),
+                        "label": np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]).astype(np.float32),
+                        "epoch": np.int32(epoch),
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame({"u": [], "i": [], "label": [], "epoch": []}).astype(
+            {"u": "int32", "i": "int32", "label": "float32", "epoch": "int32"}
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def prepare_training_set(
+    spark: SparkSession, train: DataFrame, index: IdIndex, params: NcfParams, out_dir: Path
+) -> Path:
+    """Write positives + sampled negatives, partitioned by epoch, as Parquet under ``out_dir``."""
+    users = spark.createDataFrame(
+        pd.DataFrame({COL_USER: index.users, "u": np.arange(index.n_users, dtype=np.int32)})
+    )
+    items = spark.createDataFrame(
+        pd.DataFrame({COL_ITEM: index.items, "i": np.arange(index.n_items, dtype=np.int32)})
+    )
+    pairs = (
+        train.select(COL_USER, COL_ITEM)
+        .distinct()
+        .join(users.hint("broadcast"), COL_USER)
+        .join(items.hint("broadcast"), COL_ITEM)
+        .select("u", "i")
+    )
+    n_items, ratio, epochs, seed = index.n_items, params.negatives, params.epochs, params.seed
+    rows = pairs.groupBy("u").applyInPandas(
+        lambda pdf: sample_negatives(pdf, n_items, ratio, epochs, seed),
+        schema="u int, i int, label float, epoch int",
+    )
+    path = out_dir / "ncf_training_set"
+    rows.write.mode("overwrite").partitionBy("epoch").parquet(str(path))
+    return path
+
+
+def _epoch_dataset(path: Path, epoch: int, batch_size: int, seed: int) -> Any:
+    """One epoch's rows, shuffled with a fixed seed, batched for Keras."""
+    import pyarrow.dataset as ds
+    import tensorflow as tf
+
+    table = ds.dataset(str(path / f"epoch={epoch}"), format="parquet").to_table(columns=["u", "i", "label"])
+    data = {name: table.column(name).to_numpy() for name in ("u", "i", "label")}
+    order = np.random.default_rng([seed, epoch]).permutation(len(data["label"]))
+    features = {"user": data["u"][order], "item": data["i"][order]}
+    return (
+        tf.data.Dataset.from_tensor_slices((features, data["label"][order]))
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+class NcfRecommender(Recommender):
+    """Scores every item for a user with one forward pass over (user, item) pairs."""
+
+    family = "ncf"
+
+    def __init__(self, index: IdIndex, seen: SeenItems, model: keras.Model, params: NcfParams) -> None:
+        super().__init__(index, seen)
+        self.model = model
+        self.params = params
+
+    @classmethod
+    def fit(
+        cls, spark: SparkSession, train: DataFrame, params: NcfParams, work_dir: Path, verbose: int = 0
+    ) -> NcfRecommender:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        keras.utils.set_random_seed(params.seed)
+        pairs = train.select(COL_USER, COL_ITEM).distinct().toPandas()
+        index = IdIndex.from_frame(pairs)
+        seen = SeenItems.from_frame(pairs, index)
+        data_path = prepare_training_set(spark, train, index, params, work_dir)
+        model = build_neumf(index.n_users, index.n_items, params)
+        for epoch in range(params.epochs):
+            model.fit(
+                _epoch_dataset(data_path, epoch, params.batch_size, params.seed), epochs=1, verbose=verbose
+            )
+        return cls(index, seen, model, params)
+
+    def score(self, user_codes: np.ndarray) -> np.ndarray:
+        n_items = self.index.n_items
+        users = np.repeat(user_codes.astype(np.int32), n_items)
+        items = np.tile(np.arange(n_items, dtype=np.int32), len(user_codes))
+        out = self.model.predict({"user": users, "item": items}, batch_size=65536, verbose=0)
+        return np.asarray(out, dtype=np.float32).reshape(len(user_codes), n_items)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.index.save(folder)
+        self.seen.save(folder)
+        self.model.save(folder / MODEL_FILE)
+        write_model_json(folder, type(self), params=asdict(self.params))
+
+    @classmethod
+    def load(cls, folder: Path) -> NcfRecommender:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        model = keras.models.load_model(folder / MODEL_FILE, safe_mode=True, compile=False)
+        return cls(
+            IdIndex.load(folder),
+            SeenItems.load(folder),
+            model,
+            NcfParams.from_dict(read_model_json(folder)["params"]),
+        )
