@@ -1,0 +1,220 @@
+"""Train/test splitters shared by every trainer, the training DAG and the quality benchmark.
+
+Two protocols, because they answer different questions:
+
+* :func:`time_holdout_split` (and :func:`time_validation_split` on its train part) is what production
+  needs: fit on the past, evaluate on the future. Test keeps only users and items seen in train, since
+  a collaborative-filtering model cannot score what it never saw (cold start is a separate problem), and
+  the number of rows that rule dropped is logged and reported, never silent.
+* :func:`stratified_split` reproduces Microsoft Recommenders' ``python_stratified_split`` so the
+  MovieLens benchmark is comparable with their published numbers.
+
+Pandas and numpy only: no Airflow, no Spark. Every random choice takes an explicit seed. Rows keep
+their original index and order, so ``train`` and ``test`` partition the input exactly (no overlap, no
+loss) apart from the rows a documented rule removes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Final, Literal
+
+import numpy as np
+import pandas as pd
+
+from recflow.constants import COL_ITEM, COL_TS, COL_USER, DEFAULT_SEED
+
+log = logging.getLogger(__name__)
+
+#: Key in ``test.attrs`` holding how many test rows :func:`time_holdout_split` dropped as cold start.
+COLD_ROWS_DROPPED: Final = "cold_rows_dropped"
+
+
+class SplitInputError(ValueError):
+    """A splitter got input it cannot split meaningfully (missing columns, bad ratio, empty train...)."""
+
+
+def _require_columns(df: pd.DataFrame, columns: Iterable[str], *, what: str) -> None:
+    """Fail with the names of the missing columns, rather than a bare ``KeyError`` later on."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise SplitInputError(f"{what} is missing column(s) {missing}; it has {list(df.columns)}")
+
+
+def drop_cold_start(
+    test: pd.DataFrame,
+    train: pd.DataFrame,
+    *,
+    col_user: str = COL_USER,
+    col_item: str = COL_ITEM,
+) -> tuple[pd.DataFrame, int]:
+    """Keep only the test rows whose user AND item both occur in ``train``.
+
+    Why: a collaborative-filtering model has no factors for an unseen user or item, so those rows would
+    measure cold-start behaviour, not ranking quality, and would differ between model families.
+
+    Returns:
+        ``(kept_test_rows, number_of_rows_dropped)``.
+    """
+    known = test[col_user].isin(train[col_user].unique()) & test[col_item].isin(train[col_item].unique())
+    return test.loc[known], int((~known).sum())
+
+
+def time_holdout_split(
+    df: pd.DataFrame,
+    *,
+    holdout_start: Any,
+    col_ts: str = COL_TS,
+    col_user: str = COL_USER,
+    col_item: str = COL_ITEM,
+    drop_cold: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time-based hold-out: events strictly before ``holdout_start`` train, events at/after it test.
+
+    Test keeps only users and items seen in train (see :func:`drop_cold_start`) unless
+    ``drop_cold=False``. How many test rows that rule dropped is logged at INFO and stored in
+    ``test.attrs[COLD_ROWS_DROPPED]`` so reports can show it.
+
+    Args:
+        df: interactions with ``col_user``, ``col_item`` and ``col_ts``.
+        holdout_start: the cut, comparable with ``df[col_ts]`` (a timestamp or string for datetime
+            columns, a number for epoch-second columns such as MovieLens).
+        drop_cold: drop test rows with users or items unseen in train.
+
+    Returns:
+        ``(train, test)``, each with the original index and row order.
+
+    Raises:
+        SplitInputError: missing columns, null timestamps, a cut not comparable with the column, or an
+            empty training window (nothing before the cut).
+    """
+    _require_columns(df, [col_user, col_item, col_ts], what="interactions")
+    if df[col_ts].isna().any():
+        raise SplitInputError(f"{int(df[col_ts].isna().sum())} row(s) have a null {col_ts!r}")
+    cut = pd.Timestamp(holdout_start) if pd.api.types.is_datetime64_any_dtype(df[col_ts]) else holdout_start
+    try:
+        in_test = (df[col_ts] >= cut).to_numpy()
+    except TypeError as err:  # e.g. tz-aware column vs naive cut
+        raise SplitInputError(
+            f"holdout_start={holdout_start!r} is not comparable with {col_ts!r}: {err}"
+        ) from err
+    train, test = df.loc[~in_test], df.loc[in_test]
+    if train.empty:
+        raise SplitInputError(f"empty training window: no event before holdout_start={holdout_start!r}")
+    dropped = 0
+    if drop_cold:
+        test, dropped = drop_cold_start(test, train, col_user=col_user, col_item=col_item)
+    test = test.copy()
+    test.attrs[COLD_ROWS_DROPPED] = dropped
+    log.info(
+        "time hold-out at %s: %d train rows, %d test rows, %d test rows dropped as cold start",
+        holdout_start,
+        len(train),
+        len(test),
+        dropped,
+    )
+    if test.empty:
+        log.warning("time hold-out at %s left an empty test set", holdout_start)
+    return train, test
+
+
+def time_validation_split(
+    train: pd.DataFrame,
+    *,
+    fraction: float = 0.2,
+    validation_start: Any = None,
+    col_ts: str = COL_TS,
+    col_user: str = COL_USER,
+    col_item: str = COL_ITEM,
+    drop_cold: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Carve a validation set out of the TRAIN part, by time, for hyperparameter search.
+
+    Why: choosing hyperparameters on the test window leaks it into the model choice; this keeps the
+    test split untouched until the final, single evaluation.
+
+    The cut is ``validation_start`` if given, else the timestamp below which ``1 - fraction`` of the
+    events fall, so roughly the last ``fraction`` of events validate (all events sharing the cut
+    timestamp go to validation, so the share can be a little larger). The same cold-start rule as
+    :func:`time_holdout_split` applies.
+
+    Returns:
+        ``(fit, validation)``.
+    """
+    if validation_start is None:
+        if not 0.0 < fraction < 1.0:
+            raise SplitInputError(f"fraction must be in (0, 1), got {fraction}")
+        _require_columns(train, [col_ts], what="train")
+        if train.empty:
+            raise SplitInputError("cannot carve a validation set out of an empty train set")
+        ordered = np.sort(train[col_ts].to_numpy())
+        validation_start = ordered[int(len(ordered) * (1.0 - fraction))]
+    return time_holdout_split(
+        train,
+        holdout_start=validation_start,
+        col_ts=col_ts,
+        col_user=col_user,
+        col_item=col_item,
+        drop_cold=drop_cold,
+    )
+
+
+def stratified_split(
+    df: pd.DataFrame,
+    *,
+    ratio: float = 0.75,
+    filter_by: Literal["user", "item"] = "user",
+    min_rating: int = 1,
+    seed: int = DEFAULT_SEED,
+    col_user: str = COL_USER,
+    col_item: str = COL_ITEM,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random split stratified per user (or per item): Microsoft Recommenders' ``python_stratified_split``.
+
+    Protocol, per group (all rows of one user if ``filter_by="user"``, of one item if ``"item"``):
+
+    1. groups with fewer than ``min_rating`` rows are dropped first (Recommenders' ``min_rating_filter``);
+    2. the rows are shuffled with the seed (one uniform draw per row from
+       ``np.random.RandomState(seed)``, in input order, which is exactly what Recommenders draws after
+       ``np.random.seed(seed)``, without touching numpy's global state);
+    3. the first ``n_train = max(1, round(ratio * n))`` go to train, the rest to test, with numpy's
+       round-half-to-even as in Recommenders. The ``max(1, ...)`` guarantees every group has at least
+       one training row; Recommenders can give a group none when ``ratio * n < 0.5``, otherwise the two
+       agree row for row.
+
+    The MovieLens benchmark uses ``ratio=0.75, filter_by="item"``. Test is not filtered to users seen
+    in train; use :func:`drop_cold_start` if needed.
+
+    Returns:
+        ``(train, test)``, each with the original index and row order; together they are exactly the
+        rows kept by the ``min_rating`` filter.
+    """
+    if filter_by not in ("user", "item"):
+        raise SplitInputError(f"filter_by must be 'user' or 'item', got {filter_by!r}")
+    if not 0.0 < ratio < 1.0:
+        raise SplitInputError(f"ratio must be in (0, 1), got {ratio}")
+    if min_rating < 1:
+        raise SplitInputError(f"min_rating must be >= 1, got {min_rating}")
+    _require_columns(df, [col_user, col_item], what="interactions")
+    group_col = col_user if filter_by == "user" else col_item
+    if df[group_col].isna().any():
+        raise SplitInputError(f"{int(df[group_col].isna().sum())} row(s) have a null {group_col!r}")
+    if min_rating > 1:
+        df = df.loc[df.groupby(group_col)[group_col].transform("size") >= min_rating]
+    in_train = _first_fraction_per_group(df[group_col], ratio=ratio, seed=seed)
+    return df.loc[in_train], df.loc[~in_train]
+
+
+def _first_fraction_per_group(groups: pd.Series, *, ratio: float, seed: int) -> np.ndarray:
+    """Boolean mask: the first ``max(1, round(ratio * n))`` rows of each group after a seeded shuffle.
+
+    The shuffle position of a row is the rank of its uniform draw within its group; a vectorised
+    groupby rank, so no per-group Python loop.
+    """
+    draws = np.random.RandomState(seed).rand(len(groups))
+    frame = pd.DataFrame({"g": groups.to_numpy(), "r": draws})
+    position = frame.groupby("g")["r"].rank(method="first").to_numpy()
+    size = frame.groupby("g")["g"].transform("size").to_numpy()
+    n_train = np.maximum(1, np.round(ratio * size))
+    return np.asarray(position <= n_train)

@@ -1,0 +1,196 @@
+"""Unit tests for recflow.splitting: hand-worked splits, determinism, and no overlap or loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from recflow.constants import COL_ITEM, COL_RATING, COL_TS, COL_USER
+from recflow.splitting import (
+    COLD_ROWS_DROPPED,
+    SplitInputError,
+    drop_cold_start,
+    stratified_split,
+    time_holdout_split,
+    time_validation_split,
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# time hold-out
+#
+#   index | user | item | ts | with holdout_start=4
+#   ------+------+------+----+-------------------------------------------
+#     0   |  u1  |  i1  |  1 | train
+#     1   |  u1  |  i2  |  2 | train
+#     2   |  u2  |  i1  |  3 | train
+#     3   |  u1  |  i2  |  4 | test (at the cut goes to test; u1, i2 known)
+#     4   |  u3  |  i1  |  5 | test, dropped: user u3 unseen in train
+#     5   |  u2  |  i9  |  6 | test, dropped: item i9 unseen in train
+#     6   |  u2  |  i2  |  4 | test (known)
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def events() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            COL_USER: ["u1", "u1", "u2", "u1", "u3", "u2", "u2"],
+            COL_ITEM: ["i1", "i2", "i1", "i2", "i1", "i9", "i2"],
+            COL_TS: [1, 2, 3, 4, 5, 6, 4],
+        }
+    )
+
+
+def test_time_holdout_split_by_hand(events: pd.DataFrame) -> None:
+    train, test = time_holdout_split(events, holdout_start=4)
+    assert train.index.tolist() == [0, 1, 2]
+    assert test.index.tolist() == [3, 6]
+    assert test.attrs[COLD_ROWS_DROPPED] == 2
+
+
+def test_time_holdout_without_cold_filter_loses_nothing(events: pd.DataFrame) -> None:
+    train, test = time_holdout_split(events, holdout_start=4, drop_cold=False)
+    assert test.index.tolist() == [3, 4, 5, 6]
+    assert test.attrs[COLD_ROWS_DROPPED] == 0
+    assert sorted([*train.index, *test.index]) == list(range(7))  # no overlap, no loss
+    pd.testing.assert_frame_equal(pd.concat([train, test]).sort_index(), events)
+
+
+def test_time_holdout_with_datetimes(events: pd.DataFrame) -> None:
+    stamped = events.assign(**{COL_TS: pd.to_datetime(events[COL_TS], unit="D", utc=True)})
+    train, test = time_holdout_split(stamped, holdout_start="1970-01-05T00:00:00+00:00")
+    assert train.index.tolist() == [0, 1, 2]
+    assert test.index.tolist() == [3, 6]
+    with pytest.raises(SplitInputError, match="not comparable"):
+        time_holdout_split(stamped, holdout_start="1970-01-05")  # naive cut vs UTC column
+
+
+def test_time_holdout_errors(events: pd.DataFrame) -> None:
+    with pytest.raises(SplitInputError, match="empty training window"):
+        time_holdout_split(events, holdout_start=0)
+    with pytest.raises(SplitInputError, match=r"missing column\(s\) \['event_ts'\]"):
+        time_holdout_split(events.drop(columns=[COL_TS]), holdout_start=4)
+    with pytest.raises(SplitInputError, match="null"):
+        time_holdout_split(events.assign(**{COL_TS: [1, 2, None, 4, 5, 6, 4]}), holdout_start=4)
+
+
+def test_drop_cold_start_counts(events: pd.DataFrame) -> None:
+    kept, dropped = drop_cold_start(events.iloc[3:], events.iloc[:3])
+    assert kept.index.tolist() == [3, 6]
+    assert dropped == 2
+
+
+def test_validation_is_carved_from_train_only() -> None:
+    # one user, ten items each seen at ts 0..9, then items seen again later for the test window
+    df = pd.DataFrame({COL_USER: "u", COL_ITEM: [f"i{t % 5}" for t in range(14)], COL_TS: range(14)})
+    train, test = time_holdout_split(df, holdout_start=10)
+    fit, validation = time_validation_split(train, fraction=0.2)
+    # train has ts 0..9; the cut is the sorted ts at position int(10 * 0.8) = 8 -> fit 0..7, validation 8, 9
+    assert fit[COL_TS].tolist() == list(range(8))
+    assert validation[COL_TS].tolist() == [8, 9]
+    assert not set(validation.index) & set(test.index)
+    fit2, validation2 = time_validation_split(train, validation_start=5)
+    assert (fit2[COL_TS].max(), validation2[COL_TS].min()) == (4, 5)
+    with pytest.raises(SplitInputError, match="fraction"):
+        time_validation_split(train, fraction=1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# stratified (Microsoft Recommenders' python_stratified_split)
+# --------------------------------------------------------------------------------------------------
+def _groups(sizes: dict[str, int]) -> pd.DataFrame:
+    rows = [(user, f"{user}-item{j}") for user, n in sizes.items() for j in range(n)]
+    return pd.DataFrame(rows, columns=[COL_USER, COL_ITEM])
+
+
+def test_stratified_counts_by_hand() -> None:
+    df = _groups({"A": 4, "B": 2, "C": 1, "D": 3, "E": 6})
+    train, test = stratified_split(df, ratio=0.75, seed=1)
+    # n_train = max(1, round(0.75 n)), numpy rounds half to even:
+    # A: round(3.0)=3; B: round(1.5)=2; C: max(1, round(0.75)=1)=1; D: round(2.25)=2; E: round(4.5)=4
+    assert train[COL_USER].value_counts().to_dict() == {"A": 3, "B": 2, "C": 1, "D": 2, "E": 4}
+    assert test[COL_USER].value_counts().to_dict() == {"A": 1, "D": 1, "E": 2}
+
+
+def test_stratified_every_group_keeps_a_training_row() -> None:
+    df = _groups({"A": 4, "E": 6})
+    train, _ = stratified_split(df, ratio=0.1, seed=0)
+    # A: round(0.4)=0 -> 1; E: round(0.6)=1
+    assert train[COL_USER].value_counts().to_dict() == {"A": 1, "E": 1}
+
+
+@pytest.fixture
+def ratings() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    n = 3000
+    return pd.DataFrame(
+        {
+            COL_USER: rng.integers(0, 80, n),
+            COL_ITEM: rng.integers(0, 300, n),
+            COL_RATING: rng.integers(1, 6, n),
+        },
+        index=pd.RangeIndex(100, 100 + n),
+    )
+
+
+@pytest.mark.parametrize("filter_by", ["user", "item"])
+def test_stratified_partitions_without_overlap_or_loss(ratings: pd.DataFrame, filter_by: str) -> None:
+    train, test = stratified_split(ratings, ratio=0.75, filter_by=filter_by, seed=42)  # type: ignore[arg-type]
+    assert not set(train.index) & set(test.index)
+    pd.testing.assert_frame_equal(pd.concat([train, test]).sort_index(), ratings)
+    group = COL_USER if filter_by == "user" else COL_ITEM
+    assert set(train[group]) == set(ratings[group])
+    assert train.index.is_monotonic_increasing and test.index.is_monotonic_increasing
+
+
+def test_stratified_is_deterministic_per_seed(ratings: pd.DataFrame) -> None:
+    first, _ = stratified_split(ratings, seed=5)
+    again, _ = stratified_split(ratings, seed=5)
+    other, _ = stratified_split(ratings, seed=6)
+    assert first.index.equals(again.index)
+    assert not first.index.equals(other.index)
+
+
+def _recommenders_reference(df: pd.DataFrame, ratio: float, seed: int, group: str) -> set[int]:
+    """Train-row index of Recommenders' _do_stratification, re-typed here step by step."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        data = df.copy()
+        data["random"] = np.random.rand(data.shape[0])
+    finally:
+        np.random.set_state(state)
+    data = data.sort_values([group, "random"])
+    groups = data.groupby(group)
+    data["count"] = groups[group].transform("count")
+    data["rank"] = groups.cumcount() + 1
+    return set(data.index[data["rank"] <= round(ratio * data["count"])])
+
+
+@pytest.mark.parametrize(("filter_by", "seed"), [("user", 42), ("item", 42), ("item", 7)])
+def test_stratified_matches_recommenders_row_for_row(
+    ratings: pd.DataFrame, filter_by: str, seed: int
+) -> None:
+    # every group here has ratio * n >= 0.5, where the max(1, ...) guard never applies
+    group = COL_USER if filter_by == "user" else COL_ITEM
+    train, _ = stratified_split(ratings, ratio=0.75, filter_by=filter_by, seed=seed)  # type: ignore[arg-type]
+    assert set(train.index) == _recommenders_reference(ratings, 0.75, seed, group)
+
+
+def test_stratified_min_rating_filter() -> None:
+    df = _groups({"A": 4, "B": 2, "C": 1})
+    train, test = stratified_split(df, min_rating=2, seed=0)
+    # C has 1 row < 2: dropped before splitting; A 3+1, B 2+0
+    assert sorted([*train[COL_USER], *test[COL_USER]]) == ["A"] * 4 + ["B"] * 2
+
+
+def test_stratified_errors(ratings: pd.DataFrame) -> None:
+    with pytest.raises(SplitInputError, match="ratio"):
+        stratified_split(ratings, ratio=1.0)
+    with pytest.raises(SplitInputError, match="filter_by"):
+        stratified_split(ratings, filter_by="rating")  # type: ignore[arg-type]
+    with pytest.raises(SplitInputError, match="min_rating"):
+        stratified_split(ratings, min_rating=0)
+    with pytest.raises(SplitInputError, match="missing"):
+        stratified_split(ratings.drop(columns=[COL_ITEM]))
+    with pytest.raises(SplitInputError, match="null"):
+        stratified_split(ratings.astype({COL_USER: float}).assign(**{COL_USER: np.nan}))
