@@ -1,0 +1,28 @@
+"""Real local services for development, the demo and the integration tests: Kafka 4 and S3Proxy.
+
+Use :func:`ensure_services_up`, :func:`services_down` and :func:`service_status` (the CLI
+``recflow services up|down|status`` calls them), and :func:`spark_kafka_jars` for ``spark-submit --jars``.
+Nothing here imports Airflow.
+"""
+
+from recflow.services.manager import (
+    ServiceStatus,
+    default_services,
+    ensure_services_up,
+    format_status,
+    service_status,
+    services_down,
+)
+from recflow.services.maven import spark_kafka_jars
+from recflow.services.process import ServiceError
+
+__all__ = [
+    "ServiceError",
+    "ServiceStatus",
+    "default_services",
+    "ensure_services_up",
+    "format_status",
+    "service_status",
+    "services_down",
+    "spark_kafka_jars",
+]

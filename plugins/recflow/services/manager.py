@@ -1,0 +1,298 @@
+"""Bring the local services up, report on them, take them down.
+
+Why this shape: every service is the same four steps (prepare files and a command, start detached,
+probe with a real API call, provision topics or buckets), so one loop handles idempotency, stale pid
+files, foreign processes on our ports, timeouts and log tails for all of them. Services start in
+parallel and are waited for together, which keeps a warm ``up`` at the speed of the slowest JVM.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal, Protocol
+
+from recflow.config import Settings, kafka_controller_port, kafka_port, load_settings, s3_port
+from recflow.services.kafka import KafkaService
+from recflow.services.process import (
+    PidRecord,
+    ServiceError,
+    file_lock,
+    group_members,
+    port_open,
+    read_live_pid,
+    start_detached,
+    stop_group,
+    tail,
+    wait_until,
+)
+from recflow.services.s3 import S3ProxyService
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 120.0
+PROBE_TIMEOUT = 5.0
+LOG_TAIL_LINES = 40
+
+State = Literal["running", "unhealthy", "stopped", "foreign"]
+
+
+class Service(Protocol):
+    """What the manager needs from a service (see :class:`KafkaService`, :class:`S3ProxyService`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def ports(self) -> tuple[int, ...]: ...
+
+    @property
+    def home(self) -> Path: ...
+
+    def prepare(self) -> list[str]:
+        """Resolve jars and write config files; return the argument list that runs the service."""
+        ...
+
+    def probe(self, timeout: float = PROBE_TIMEOUT) -> str:
+        """A real API call; raise when unhealthy, else return a short description."""
+        ...
+
+    def provision(self) -> None:
+        """Create what the pipeline needs (idempotent)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One line of ``recflow services status``."""
+
+    name: str
+    state: State
+    pid: int | None
+    ports: tuple[int, ...]
+    detail: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running"
+
+
+def default_services(settings: Settings | None = None) -> list[Service]:
+    """Kafka and the S3 server, on the ports from the environment (see :mod:`recflow.config`)."""
+    settings = settings or load_settings()
+    return [
+        KafkaService(settings.kafka, settings.state, kafka_port(), kafka_controller_port()),
+        S3ProxyService(settings.s3, settings.state, s3_port()),
+    ]
+
+
+def _run_dir(state: Path) -> Path:
+    return state / "run"
+
+
+def pid_file(state: Path, service: Service) -> Path:
+    return _run_dir(state) / f"{service.name}.pid"
+
+
+def log_file(state: Path, service: Service) -> Path:
+    return state / "logs" / f"{service.name}.log"
+
+
+def _probe(service: Service) -> str | None:
+    """The probe's description when healthy, else None (ports checked first: no client noise)."""
+    if not all(port_open(p) for p in service.ports):
+        return None
+    try:
+        return service.probe(PROBE_TIMEOUT)
+    except Exception as exc:  # any client error means "not healthy yet"
+        log.debug("%s probe failed: %s", service.name, exc)
+        return None
+
+
+def _is_healthy(service: Service) -> bool:
+    return _probe(service) is not None
+
+
+def _failure(service: Service, state: Path, reason: str) -> ServiceError:
+    path = log_file(state, service)
+    return ServiceError(
+        f"{service.name} {reason}.\n--- last {LOG_TAIL_LINES} lines of {path} ---\n"
+        f"{tail(path, LOG_TAIL_LINES)}\n--- full log: {path}"
+    )
+
+
+def _foreign_port(service: Service) -> int | None:
+    return next((p for p in service.ports if port_open(p)), None)
+
+
+def _ports_free(service: Service) -> bool:
+    return _foreign_port(service) is None
+
+
+def _check_ports_free(services: Sequence[Service], state: Path) -> None:
+    """Before launching anything: a port held by a foreign process is an error, not a hang."""
+    for service in services:
+        taken = _foreign_port(service)
+        if taken is not None:
+            raise ServiceError(
+                f"port {taken} (needed by {service.name}) is already in use by a process recflow did not "
+                f"start (no live pid file in {_run_dir(state)}). Stop that process, or choose other ports "
+                "with RECFLOW_KAFKA_PORT / RECFLOW_KAFKA_CONTROLLER_PORT / RECFLOW_S3_PORT."
+            )
+
+
+def _launch(service: Service, state: Path) -> PidRecord:
+    argv = service.prepare()
+    log.info("starting %s on port(s) %s", service.name, ",".join(map(str, service.ports)))
+    return start_detached(
+        argv, cwd=service.home, log_path=log_file(state, service), pid_path=pid_file(state, service)
+    )
+
+
+def _wait_healthy(service: Service, state: Path, rec: PidRecord, timeout: float) -> None:
+    """Wait for the probe to pass; on early exit or timeout stop the process and raise with the log."""
+    exited = False
+
+    def ready() -> bool:
+        nonlocal exited
+        if not group_members(rec.pid):
+            exited = True
+            return True
+        return _is_healthy(service)
+
+    ok = wait_until(ready, timeout, interval=0.25)
+    if ok and not exited:
+        return
+    stop_group(rec.pid)
+    pid_file(state, service).unlink(missing_ok=True)
+    reason = "exited during start-up" if exited else f"was not healthy within {timeout:.0f}s"
+    raise _failure(service, state, reason)
+
+
+def _reuse(service: Service, state: Path, timeout: float) -> bool:
+    """True when our process for ``service`` is (or, within ``timeout``, becomes) healthy.
+
+    Removes a stale pid file; stops a live but unhealthy process of ours so it can be started afresh.
+    """
+    rec = read_live_pid(pid_file(state, service))
+    if rec is None:
+        return False
+    if _is_healthy(service):
+        log.info("%s already running (pid %d)", service.name, rec.pid)
+        return True
+    log.info("%s (pid %d) is not healthy yet; waiting up to %.0fs", service.name, rec.pid, timeout)
+    if wait_until(partial(_is_healthy, service), timeout, interval=0.5):
+        return True
+    log.warning("%s (pid %d) stayed unhealthy; restarting it", service.name, rec.pid)
+    _stop_one(service, state)
+    return False
+
+
+def ensure_services_up(
+    settings: Settings | None = None,
+    *,
+    services: Sequence[Service] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> tuple[str, ...]:
+    """Make every service healthy and provisioned; return the names of those this call started.
+
+    Healthy services are left alone; a stale pid file is removed; a service of ours that is alive but
+    unhealthy (e.g. left half-started by a killed run) gets ``timeout`` seconds to recover, then is
+    restarted once. Raises :class:`ServiceError` with the log tail when a service does not come up.
+    """
+    settings = settings or load_settings()
+    services = list(services) if services is not None else default_services(settings)
+    state = settings.state
+    started: list[str] = []
+    with file_lock(_run_dir(state) / "services.lock"):
+        to_start = [service for service in services if not _reuse(service, state, timeout)]
+        _check_ports_free(to_start, state)
+        launched: list[tuple[Service, PidRecord]] = []
+        try:
+            for service in to_start:
+                launched.append((service, _launch(service, state)))
+            for service, rec in launched:
+                _wait_healthy(service, state, rec, timeout)
+                started.append(service.name)
+        except BaseException:
+            # Leave nothing half-up from this call (also on Ctrl-C): the next ``up`` starts clean.
+            for service, _rec in launched:
+                if service.name not in started:
+                    _stop_one(service, state)
+            raise
+        for service in services:
+            service.provision()
+    return tuple(started)
+
+
+def _stop_one(service: Service, state: Path) -> bool:
+    rec = read_live_pid(pid_file(state, service))
+    if rec is None:
+        return False
+    log.info("stopping %s (process group %d)", service.name, rec.pid)
+    stop_group(rec.pid)
+    pid_file(state, service).unlink(missing_ok=True)
+    return True
+
+
+def services_down(
+    settings: Settings | None = None, *, services: Sequence[Service] | None = None, port_timeout: float = 10.0
+) -> tuple[str, ...]:
+    """Stop every service recflow started (whole process groups); return the names stopped.
+
+    Raises :class:`ServiceError` if a process survives or one of our ports is still taken afterwards.
+    """
+    settings = settings or load_settings()
+    services = list(services) if services is not None else default_services(settings)
+    stopped: list[str] = []
+    with file_lock(_run_dir(settings.state) / "services.lock"):
+        for service in services:
+            if _stop_one(service, settings.state):
+                stopped.append(service.name)
+        for service in services:
+            if not wait_until(partial(_ports_free, service), port_timeout):
+                raise ServiceError(
+                    f"{service.name} is stopped but port {_foreign_port(service)} is still in use "
+                    "by a process recflow did not start"
+                )
+    return tuple(stopped)
+
+
+def service_status(
+    settings: Settings | None = None, *, services: Sequence[Service] | None = None
+) -> list[ServiceStatus]:
+    """Each service's state: ``running`` (ours, probe passes), ``unhealthy``, ``stopped`` or ``foreign``."""
+    settings = settings or load_settings()
+    services = list(services) if services is not None else default_services(settings)
+    result = []
+    for service in services:
+        rec = read_live_pid(pid_file(settings.state, service))
+        detail = _probe(service) if rec is not None else None
+        state: State
+        if rec is not None:
+            state = "running" if detail is not None else "unhealthy"
+            detail = detail or f"probe failed; log: {log_file(settings.state, service)}"
+        elif _foreign_port(service) is not None:
+            state, detail = "foreign", "port taken by a process recflow did not start"
+        else:
+            state, detail = "stopped", ""
+        result.append(
+            ServiceStatus(service.name, state, rec.pid if rec else None, service.ports, detail or "")
+        )
+    return result
+
+
+def format_status(rows: Sequence[ServiceStatus]) -> str:
+    """A fixed-width table for the CLI."""
+    header = ("service", "state", "pid", "ports", "detail")
+    table = [header] + [
+        (r.name, r.state, str(r.pid) if r.pid else "-", ",".join(map(str, r.ports)), r.detail) for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in table
+    ).rstrip()
