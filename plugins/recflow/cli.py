@@ -1,0 +1,102 @@
+"""The ``recflow`` command line (``recflow services up|down|status``; more subcommands plug in).
+
+To add a subcommand, write an ``_add_<name>(subparsers)`` function that creates its parser and sets
+``func`` (a ``(argparse.Namespace) -> int`` handler) via ``set_defaults``, and append it to
+``SUBCOMMANDS``. Handlers import their heavy dependencies themselves, so ``recflow --help`` stays fast.
+Every handler returns the process exit code; a :class:`ServiceError` becomes a message and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from recflow.services.process import ServiceError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _services_up(args: argparse.Namespace) -> int:
+    from recflow.services import ensure_services_up, format_status, service_status
+
+    began = time.monotonic()
+    started = ensure_services_up(timeout=args.timeout)
+    rows = service_status()
+    print(format_status(rows))
+    what = f"started {', '.join(started)}" if started else "all already running"
+    print(f"services up ({what}) in {time.monotonic() - began:.1f}s")
+    return 0 if all(r.healthy for r in rows) else 1
+
+
+def _services_down(args: argparse.Namespace) -> int:
+    from recflow.services import services_down
+
+    stopped = services_down()
+    print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def _services_status(args: argparse.Namespace) -> int:
+    from recflow.services import format_status, service_status
+
+    rows = service_status()
+    print(format_status(rows))
+    return 0 if all(r.healthy for r in rows) else 1
+
+
+def _add_services(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "services",
+        help="run the local Kafka broker and S3 server",
+        description="Manage the local Kafka 4 (KRaft) broker and S3Proxy server under the state folder "
+        "(RECFLOW_STATE, default .recflow/). Ports: RECFLOW_KAFKA_PORT, RECFLOW_KAFKA_CONTROLLER_PORT, "
+        "RECFLOW_S3_PORT.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="{up,down,status}")
+    up = actions.add_parser("up", help="start (or reuse) the services, create topics and buckets")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait per service (default 120)")
+    up.set_defaults(func=_services_up)
+    actions.add_parser("down", help="stop the services and check nothing is left").set_defaults(
+        func=_services_down
+    )
+    actions.add_parser("status", help="show each service; exit 0 only if all are healthy").set_defaults(
+        func=_services_status
+    )
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [_add_services]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recflow", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``recflow`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="recflow: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except ServiceError as exc:
+        print(f"recflow: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("recflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
