@@ -329,7 +329,7 @@ class ModelRegistry:
         got = self._get_bytes(key)
         if got is None:
             folder = self._key("versions", version) + "/"
-            if any(True for _ in self._list_keys(folder, max_keys=1)):
+            if self._any_key(folder):
                 raise IncompleteModelVersion(
                     f"model version {version!r} at {self.uri(version)} has no {MANIFEST_NAME}: its upload "
                     "did not finish (or is being replaced); it cannot be read or promoted"
@@ -538,21 +538,26 @@ class ModelRegistry:
         where = self._s3uri(self.champion_key)
         return PromotionRecord.from_dict(_loads(got[0], where), where=where), got[1]
 
-    def _list_keys(self, prefix: str, max_keys: int | None = None) -> Iterator[str]:
+    def _list_keys(self, prefix: str) -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")
-        pages = (
-            paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"MaxItems": max_keys})
-            if max_keys
-            else paginator.paginate(Bucket=self.bucket, Prefix=prefix)
-        )
         try:
-            for page in pages:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
                     yield obj["Key"]
         except ClientError as exc:
             raise self._error("list", prefix, exc) from exc
         except BotoCoreError as exc:
             raise RegistryError(f"list {self._s3uri(prefix)} failed: {exc}") from exc
+
+    def _any_key(self, prefix: str) -> bool:
+        """Whether anything exists under ``prefix`` (one cheap LIST of at most one key)."""
+        try:
+            resp = self._s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        except ClientError as exc:
+            raise self._error("list", prefix, exc) from exc
+        except BotoCoreError as exc:
+            raise RegistryError(f"list {self._s3uri(prefix)} failed: {exc}") from exc
+        return bool(resp.get("Contents"))
 
 
 # --------------------------------------------------------------------- module helpers
