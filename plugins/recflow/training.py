@@ -1,0 +1,389 @@
+"""The one training flow every model family goes through, so their numbers are comparable.
+
+read the lake window -> check it -> split by time (train | hold-out) -> optional hyperparameter search
+on a validation split carved from the *training* part -> fit -> score the hold-out with
+:mod:`recflow.evaluation` -> write artifact, ``metrics.json`` and ``lineage.json`` -> register the
+candidate in the S3 registry. The Spark entry points only parse arguments and call :func:`run_training`.
+
+Hold-out definition: events with ``holdout_start <= event_ts < end`` are the test set; events with
+``start <= event_ts < holdout_start`` train. Test pairs whose user or item is absent from training
+are dropped (no model can rank an item it never saw; cold users are scored by popularity elsewhere),
+and the test keeps only pairs the user did not already have in training (seen items are removed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import pandas as pd
+
+from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER, DEFAULT_K
+from recflow.evaluation import evaluate
+from recflow.models.artifact import Recommender
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+METRICS_SCHEMA_VERSION = 1
+PRIMARY_METRIC = "ndcg"
+
+Fitter = Callable[["SparkSession", "DataFrame", Mapping[str, Any], Path], Recommender]
+
+
+class TrainingDataError(ValueError):
+    """The training window cannot produce a meaningful model (empty, one user or item, NaN keys...)."""
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """``[start, holdout_start)`` trains, ``[holdout_start, end)`` is the hold-out; dates are UTC days."""
+
+    start: date
+    holdout_start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if not self.start < self.holdout_start < self.end:
+            raise TrainingDataError(
+                f"window must satisfy start < holdout_start < end, got {self.start} / "
+                f"{self.holdout_start} / {self.end}"
+            )
+
+    @staticmethod
+    def ts(day: date) -> datetime:
+        return datetime.combine(day, dtime.min, tzinfo=UTC)
+
+    def days(self) -> list[str]:
+        n = (self.end - self.start).days
+        return [(self.start + timedelta(days=i)).isoformat() for i in range(n)]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a run produced: where, and the metrics the compare step reads."""
+
+    family: str
+    version: str
+    output_dir: Path
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    registry_uri: str | None
+
+
+def read_window(spark: SparkSession, lake_root: Path | str, window: TrainingWindow) -> DataFrame:
+    """Interactions with ``start <= event_ts < end`` from the validated lake table."""
+    from pyspark.sql import functions as F
+
+    path = f"{str(lake_root).rstrip('/')}/interactions"
+    try:
+        df = spark.read.parquet(path)
+    except Exception as exc:  # Spark raises AnalysisException for a missing or empty path
+        raise TrainingDataError(f"no validated interactions under {path}: {exc}") from exc
+    return df.where(
+        (F.col(COL_TS) >= F.lit(TrainingWindow.ts(window.start)))
+        & (F.col(COL_TS) < F.lit(TrainingWindow.ts(window.end)))
+    )
+
+
+def _flag(condition: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.when(condition, 1).otherwise(0)
+
+
+def check_training_frame(train: DataFrame, window: TrainingWindow) -> dict[str, int]:
+    """Refuse data no model should train on; returns counts for lineage."""
+    from pyspark.sql import functions as F
+
+    row = train.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct(COL_USER).alias("users"),
+        F.countDistinct(COL_ITEM).alias("items"),
+        F.sum(_flag(F.col(COL_USER).isNull() | F.col(COL_ITEM).isNull() | F.col(COL_TS).isNull())).alias(
+            "null_keys"
+        ),
+        F.sum(_flag(F.isnan(F.col(COL_AMOUNT)))).alias("nan_amounts"),
+    ).first()
+    assert row is not None  # an aggregate always returns one row
+    counts = {key: int(row[key] or 0) for key in ("rows", "users", "items", "null_keys", "nan_amounts")}
+    where = f"training window {window.start}..{window.holdout_start}"
+    if counts["rows"] == 0:
+        raise TrainingDataError(f"{where} is empty: ingest data for those days first")
+    if counts["null_keys"] or counts["nan_amounts"]:
+        raise TrainingDataError(
+            f"{where} has {counts['null_keys']} rows with null keys and {counts['nan_amounts']} NaN amounts: "
+            "the lake should only hold validated rows; re-run validation"
+        )
+    if counts["users"] < 2 or counts["items"] < 2:
+        raise TrainingDataError(
+            f"{where} has {counts['users']} user(s) and {counts['items']} item(s); "
+            "collaborative filtering needs at least 2 of each"
+        )
+    return counts
+
+
+def holdout_truth(test: DataFrame, recommender: Recommender) -> pd.DataFrame:
+    """Distinct test pairs the model can be judged on (known user, known item, not seen in training)."""
+    pairs = cast(pd.DataFrame, test.select(COL_USER, COL_ITEM).distinct().toPandas())
+    users = recommender.index.user_codes(pairs[COL_USER])
+    items = recommender.index.item_codes(pairs[COL_ITEM])
+    known = (users >= 0) & (items >= 0)
+    pairs, users, items = pairs[known], users[known], items[known]
+    seen = recommender.seen
+    n_items = recommender.index.n_items
+    seen_keys = np.repeat(np.arange(len(seen.indptr) - 1), np.diff(seen.indptr)) * n_items + seen.indices
+    is_seen = np.isin(users.astype(np.int64) * n_items + items, seen_keys)
+    return pairs[~is_seen].reset_index(drop=True)
+
+
+def score_holdout(recommender: Recommender, truth: pd.DataFrame, k: int) -> dict[str, float]:
+    """Ranking metrics at ``k`` over the full catalog with seen items removed (see module docstring)."""
+    if truth.empty:
+        raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
+    recs = recommender.recommend(truth[COL_USER].unique(), k=k, exclude_seen=True)
+    return evaluate(truth, recs, k=k, catalog=recommender.index.items)
+
+
+def code_version() -> str:
+    """The git commit of the running code (``RECFLOW_CODE_VERSION`` wins, e.g. in a packaged job)."""
+    if os.environ.get("RECFLOW_CODE_VERSION"):
+        return os.environ["RECFLOW_CODE_VERSION"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def search(
+    spark: SparkSession,
+    fit: Fitter,
+    train: DataFrame,
+    window: TrainingWindow,
+    candidates: list[dict[str, Any]],
+    *,
+    k: int,
+    work_dir: Path,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Pick the parameters with the best validation nDCG@k; the hold-out is never touched.
+
+    The validation split is the last ~20% of the training days (at least one day).
+    """
+    if len(candidates) == 1:
+        return candidates[0], []
+    n_days = (window.holdout_start - window.start).days
+    if n_days < 2:
+        raise TrainingDataError(
+            "hyperparameter search needs at least 2 training days to carve a validation split"
+        )
+    cut = window.holdout_start - timedelta(days=max(1, n_days // 5))
+    inner = TrainingWindow(window.start, cut, window.holdout_start)
+    from pyspark.sql import functions as F
+
+    inner_train = train.where(F.col(COL_TS) < F.lit(TrainingWindow.ts(cut))).cache()
+    validation = train.where(F.col(COL_TS) >= F.lit(TrainingWindow.ts(cut)))
+    trials = []
+    for i, params in enumerate(candidates):
+        check_training_frame(inner_train, inner)
+        model = fit(spark, inner_train, params, work_dir / f"trial-{i}")
+        metrics = score_holdout(model, holdout_truth(validation, model), k)
+        trials.append({"params": params, "validation": metrics})
+    inner_train.unpersist()
+    best = max(trials, key=lambda t: t["validation"][f"{PRIMARY_METRIC}@{k}"])
+    return dict(best["params"]), trials
+
+
+def run_training(
+    spark: SparkSession,
+    *,
+    family: str,
+    fit: Fitter,
+    lake_root: Path | str,
+    window: TrainingWindow,
+    candidates: list[dict[str, Any]],
+    output_dir: Path,
+    version: str,
+    k: int = DEFAULT_K,
+    register: bool = False,
+) -> TrainingResult:
+    """Train one family on ``window`` and leave a complete candidate in ``output_dir`` (and the registry).
+
+    The output folder is replaced atomically (written beside, then renamed), so a crashed run never
+    leaves a partial artifact where the promote step could pick it up.
+    """
+    from pyspark.sql import functions as F
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    data = read_window(spark, lake_root, window)
+    holdout_ts = F.lit(TrainingWindow.ts(window.holdout_start))
+    train = data.where(F.col(COL_TS) < holdout_ts).cache()
+    test = data.where(F.col(COL_TS) >= holdout_ts)
+    counts = check_training_frame(train, window)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+    try:
+        t0 = time.perf_counter()
+        params, trials = search(spark, fit, train, window, candidates, k=k, work_dir=staging / "work")
+        timings["search_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model = fit(spark, train, params, staging / "work")
+        timings["fit_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        truth = holdout_truth(test, model)
+        metrics = score_holdout(model, truth, k)
+        timings["evaluate_s"] = time.perf_counter() - t0
+        train.unpersist()
+        model.save(staging / "artifact")  # type: ignore[attr-defined]
+        shutil.rmtree(staging / "work", ignore_errors=True)
+        timings["total_s"] = time.perf_counter() - started
+        lineage = {
+            "family": family,
+            "version": version,
+            "window": {
+                "start": str(window.start),
+                "holdout_start": str(window.holdout_start),
+                "end": str(window.end),
+            },
+            "input": {
+                "lake": f"{str(lake_root).rstrip('/')}/interactions",
+                "partitions": window.days(),
+                **counts,
+            },
+            "params": params,
+            "search": trials,
+            "code_version": code_version(),
+            "spark_application_id": spark.sparkContext.applicationId,
+            "timings": timings,
+        }
+        report = {
+            "schema_version": METRICS_SCHEMA_VERSION,
+            "family": family,
+            "version": version,
+            "k": k,
+            "metrics": metrics,
+            "holdout": {"users": int(truth[COL_USER].nunique()), "pairs": len(truth)},
+            "definitions": {
+                "ranking": "binary relevance over the full catalog, training items removed; users = hold-out "
+                "users with >= 1 relevant item; map@k divides by min(#relevant, k)",
+            },
+        }
+        (staging / "metrics.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        (staging / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True, default=str))
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    uri = _register(output_dir, family, version, metrics, lineage, window) if register else None
+    return TrainingResult(family, version, output_dir, metrics, params, uri)
+
+
+def _register(
+    output_dir: Path,
+    family: str,
+    version: str,
+    metrics: dict[str, float],
+    lineage: dict[str, Any],
+    window: TrainingWindow,
+) -> str:
+    """Upload the finished candidate; the registry writes its manifest last, so it is all or nothing."""
+    from recflow.config import load_settings
+    from recflow.registry import ModelRegistry
+
+    registry = ModelRegistry.from_settings(load_settings())
+    for name in ("metrics.json", "lineage.json"):
+        shutil.copy(output_dir / name, output_dir / "artifact" / name)
+    registry.register(
+        output_dir / "artifact",
+        version=version,
+        family=family,
+        metrics=metrics,
+        lineage=lineage,
+        created_at=TrainingWindow.ts(window.end),
+    )
+    return registry.uri(version)
+
+
+def training_arg_parser(family: str) -> argparse.ArgumentParser:
+    """The arguments every trainer entry point takes (the DAG builds exactly this list)."""
+    parser = argparse.ArgumentParser(
+        prog=f"train_{family}", description=f"Train and evaluate the {family} model."
+    )
+    parser.add_argument("--lake", required=True, help="lake root holding interactions/event_date=*/")
+    parser.add_argument("--train-start", required=True, type=date.fromisoformat)
+    parser.add_argument("--holdout-start", required=True, type=date.fromisoformat)
+    parser.add_argument("--end", required=True, type=date.fromisoformat, help="exclusive end of the hold-out")
+    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--version", required=True, help="registry version id, e.g. als-20261124")
+    parser.add_argument("--k", type=int, default=DEFAULT_K)
+    parser.add_argument("--budget", type=int, default=1, help="parameter sets to try (1 = spec defaults)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--params-json", default=None, help="overrides of the spec's params, as JSON")
+    parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument("--register", action="store_true", help="upload the candidate to the S3 registry")
+    return parser
+
+
+def main_for(family: str, fit: Fitter, argv: list[str] | None = None) -> TrainingResult:
+    """Shared ``main`` of the trainer entry points: parse, build the session, train, stop the session."""
+    from recflow.spark import get_spark
+    from recflow.specs import load_spec
+
+    args = training_arg_parser(family).parse_args(argv)
+    if args.k < 1 or args.budget < 1:
+        raise SystemExit(f"--k and --budget must be >= 1, got {args.k} and {args.budget}")
+    spec = load_spec(family, args.models_dir)
+    overrides = json.loads(args.params_json) if args.params_json else {}
+    if not isinstance(overrides, dict):
+        raise SystemExit(f"--params-json must be a JSON object, got {args.params_json!r}")
+    candidates = [{**c, **overrides} for c in spec.candidates(args.budget, args.seed)]
+    spark = get_spark(f"recflow-train-{family}")
+    try:
+        result = run_training(
+            spark,
+            family=family,
+            fit=fit,
+            lake_root=args.lake,
+            window=TrainingWindow(args.train_start, args.holdout_start, args.end),
+            candidates=candidates,
+            output_dir=args.output_dir,
+            version=args.version,
+            k=args.k,
+            register=args.register,
+        )
+    finally:
+        spark.stop()
+    print(
+        json.dumps(
+            {
+                "family": family,
+                "version": result.version,
+                "metrics": result.metrics,
+                "registry_uri": result.registry_uri,
+            },
+            sort_keys=True,
+        )
+    )
+    return result
