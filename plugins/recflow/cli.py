@@ -20,10 +20,11 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _services_up(args: argparse.Namespace) -> int:
-    from recflow.services import ensure_services_up, format_status, service_status
+    from recflow.services import claim_services, ensure_services_up, format_status, service_status
 
     began = time.monotonic()
     started = ensure_services_up(timeout=args.timeout)
+    claim_services()  # asked for explicitly: a test run that had started them must not stop them
     rows = service_status()
     print(format_status(rows))
     what = f"started {', '.join(started)}" if started else "all already running"
@@ -32,9 +33,10 @@ def _services_up(args: argparse.Namespace) -> int:
 
 
 def _services_down(args: argparse.Namespace) -> int:
-    from recflow.services import services_down
+    from recflow.services import claim_services, services_down
 
     stopped = services_down()
+    claim_services()  # nothing left for a shared user to stop
     print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
 
@@ -59,9 +61,7 @@ def _add_services(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     up = actions.add_parser("up", help="start (or reuse) the services, create topics and buckets")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait per service (default 120)")
     up.set_defaults(func=_services_up)
-    actions.add_parser("down", help="stop the services and check nothing is left").set_defaults(
-        func=_services_down
-    )
+    actions.add_parser("down", help="stop the services and check nothing is left").set_defaults(func=_services_down)
     actions.add_parser("status", help="show each service; exit 0 only if all are healthy").set_defaults(
         func=_services_status
     )

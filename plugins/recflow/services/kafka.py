@@ -145,9 +145,7 @@ def leaderless_partitions(bootstrap: str, timeout: float = 5.0) -> tuple[set[str
     return set(metadata.topics), waiting
 
 
-def create_topics(
-    bootstrap: str, topics: tuple[str, ...], *, partitions: int = 1, timeout: float = 30.0
-) -> None:
+def create_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: int = 1, timeout: float = 30.0) -> None:
     """Create ``topics`` unless they exist (replication factor 1: one broker)."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
@@ -205,9 +203,7 @@ class KafkaService:
         props = self.home / "server.properties"
         log4j = self.home / "log4j2.xml"
         props.write_text(
-            render_server_properties(
-                port=self.port, controller_port=self.controller_port, data_dir=self.data_dir
-            )
+            render_server_properties(port=self.port, controller_port=self.controller_port, data_dir=self.data_dir)
         )
         log4j.write_text(LOG4J2_XML)
         self._format_once(java, jars, log4j, props)
@@ -231,8 +227,7 @@ class KafkaService:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise ServiceError(
-                f"Kafka storage format failed (exit {done.returncode}):\n"
-                f"{(done.stdout + done.stderr)[-3000:]}"
+                f"Kafka storage format failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
             )
         stamp.write_text(wanted)
 

@@ -8,8 +8,12 @@ parallel and are waited for together, which keeps a warm ``up`` at the speed of 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from collections.abc import Sequence
+import os
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,6 +26,7 @@ from recflow.services.process import (
     ServiceError,
     file_lock,
     group_members,
+    is_alive,
     port_open,
     read_live_pid,
     start_detached,
@@ -147,9 +152,7 @@ def _check_ports_free(services: Sequence[Service], state: Path) -> None:
 def _launch(service: Service, state: Path) -> PidRecord:
     argv = service.prepare()
     log.info("starting %s on port(s) %s", service.name, ",".join(map(str, service.ports)))
-    return start_detached(
-        argv, cwd=service.home, log_path=log_file(state, service), pid_path=pid_file(state, service)
-    )
+    return start_detached(argv, cwd=service.home, log_path=log_file(state, service), pid_path=pid_file(state, service))
 
 
 def _wait_healthy(service: Service, state: Path, rec: PidRecord, timeout: float) -> None:
@@ -279,9 +282,7 @@ def service_status(
             state, detail = "foreign", "port taken by a process recflow did not start"
         else:
             state, detail = "stopped", ""
-        result.append(
-            ServiceStatus(service.name, state, rec.pid if rec else None, service.ports, detail or "")
-        )
+        result.append(ServiceStatus(service.name, state, rec.pid if rec else None, service.ports, detail or ""))
     return result
 
 
@@ -296,3 +297,82 @@ def format_status(rows: Sequence[ServiceStatus]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
         for row in table
     ).rstrip()
+
+
+# --- sharing the services between concurrent users (test sessions, demos) ------------------------------
+
+
+def _leases_dir(state: Path) -> Path:
+    return _run_dir(state) / "leases"
+
+
+def _started_file(state: Path) -> Path:
+    """Names of services that a :func:`shared_services` user had to start (so the last one out stops them)."""
+    return _run_dir(state) / "started-by-shared.json"
+
+
+def _read_started(state: Path) -> set[str]:
+    try:
+        return set(json.loads(_started_file(state).read_text()))
+    except (FileNotFoundError, ValueError):
+        return set()
+
+
+def _live_leases(state: Path) -> list[Path]:
+    """Lease files whose holder still runs; leases of killed holders are removed."""
+    live = []
+    for lease in sorted(_leases_dir(state).glob("*.lease")):
+        try:
+            pid = int(lease.read_text())
+        except (OSError, ValueError):
+            pid = -1
+        if pid > 0 and is_alive(pid):
+            live.append(lease)
+        else:
+            lease.unlink(missing_ok=True)
+    return live
+
+
+def claim_services(settings: Settings | None = None) -> None:
+    """Make running services permanent: :func:`shared_services` users will no longer stop them.
+
+    ``recflow services up`` calls this, so services a user asked for outlive a test run that had
+    started them.
+    """
+    settings = settings or load_settings()
+    with file_lock(_run_dir(settings.state) / "leases.lock"):
+        _started_file(settings.state).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def shared_services(settings: Settings | None = None, *, keep: bool = False) -> Iterator[Settings]:
+    """Healthy services for the duration of a block, shared safely between concurrent users.
+
+    Why leases: several test sessions (and demos) use the same state folder at once; if the one that
+    started the services stopped them on exit, the others would lose their broker mid-test. Each user
+    holds a lease file; services that some user had to start are stopped when the last lease is
+    released (never those started by ``recflow services up``), unless ``keep`` is true.
+    """
+    settings = settings or load_settings()
+    state = settings.state
+    lock = _run_dir(state) / "leases.lock"
+    lease = _leases_dir(state) / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.lease"
+    with file_lock(lock):
+        lease.parent.mkdir(parents=True, exist_ok=True)
+        lease.write_text(str(os.getpid()))
+    try:
+        started = ensure_services_up(settings)
+        if started:
+            with file_lock(lock):
+                names = _read_started(state) | set(started)
+                _started_file(state).write_text(json.dumps(sorted(names)))
+        yield settings
+    finally:
+        with file_lock(lock):
+            lease.unlink(missing_ok=True)
+            to_stop = _read_started(state)
+            if not keep and to_stop and not _live_leases(state):
+                ours = [s for s in default_services(settings) if s.name in to_stop]
+                log.info("last user of the shared services: stopping %s", ", ".join(sorted(to_stop)))
+                services_down(settings, services=ours)
+                _started_file(state).unlink(missing_ok=True)
