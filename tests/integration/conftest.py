@@ -1,0 +1,33 @@
+"""Fixtures for tests against the real local services (Kafka broker, S3 server).
+
+``live_services`` reuses services that are already running (``recflow services up``, another test run,
+the demo). Services a test session had to start are stopped when the last concurrent session using
+them finishes (a lease per session, see ``recflow.services.shared_services``); never those started by
+``recflow services up``. ``RECFLOW_KEEP_SERVICES=1`` keeps them running.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from recflow.config import Settings, load_settings
+from recflow.services import shared_services
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration needs the services: mark it, so ``-m "not integration"`` works."""
+    for item in items:
+        if _HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def live_services() -> Iterator[Settings]:
+    """Settings for healthy, provisioned services (topics and buckets exist)."""
+    with shared_services(load_settings(), keep=os.environ.get("RECFLOW_KEEP_SERVICES") == "1") as settings:
+        yield settings
