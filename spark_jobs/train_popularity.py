@@ -20,9 +20,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def fit(
-    spark: SparkSession, train: DataFrame, params: Mapping[str, Any], work_dir: Path
-) -> PopularityRecommender:
+def fit(spark: SparkSession, train: DataFrame, params: Mapping[str, Any], work_dir: Path) -> PopularityRecommender:
     if params:
         raise ValueError(f"the popularity baseline takes no parameters, got {sorted(params)}")
     return PopularityRecommender.fit(train.select(COL_USER, COL_ITEM).distinct().toPandas())

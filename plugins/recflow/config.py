@@ -71,6 +71,7 @@ class Settings:
     kafka: KafkaSettings
     lake_root: Path
     state: Path = field(default_factory=state_dir)
+    landing_root: Path = field(default_factory=lambda: state_dir() / "landing")
 
 
 def s3_port() -> int:
@@ -100,4 +101,5 @@ def load_settings() -> Settings:
         bootstrap_servers=os.environ.get("RECFLOW_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port()}"),
     )
     lake = Path(os.environ.get("RECFLOW_LAKE", state_dir() / "lake"))
-    return Settings(s3=s3, kafka=kafka, lake_root=lake)
+    landing = Path(os.environ.get("RECFLOW_LANDING", state_dir() / "landing"))
+    return Settings(s3=s3, kafka=kafka, lake_root=lake, landing_root=landing)

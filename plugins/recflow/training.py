@@ -62,6 +62,14 @@ class TrainingWindow:
                 f"{self.holdout_start} / {self.end}"
             )
 
+    @classmethod
+    def ending(cls, end: date, *, train_days: int, holdout_days: int) -> TrainingWindow:
+        """The window whose hold-out is the last ``holdout_days`` days before ``end`` (exclusive)."""
+        if train_days < 1 or holdout_days < 1:
+            raise TrainingDataError(f"train_days and holdout_days must be >= 1, got {train_days}, {holdout_days}")
+        holdout_start = end - timedelta(days=holdout_days)
+        return cls(holdout_start - timedelta(days=train_days), holdout_start, end)
+
     @staticmethod
     def ts(day: date) -> datetime:
         return datetime.combine(day, dtime.min, tzinfo=UTC)

@@ -1,0 +1,54 @@
+"""
+### Batch scoring
+
+Nightly, and whenever a new champion is promoted: a Spark job scores every active user with the
+champion and writes top-K to the lake (`scores/event_date=<day>/`), replacing that day's partition.
+
+CLI: `airflow dags test batch_scoring 2026-11-09`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
+from recflow.config import project_root
+from recflow.orchestration.assets import CHAMPION
+from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV
+from recflow.orchestration.scoring_tasks import check_scores, plan_scoring
+
+DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(minutes=2)}
+
+
+@dag(
+    dag_id="batch_scoring",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 4 * * *", timezone="UTC", interval=timedelta(days=1)),
+        assets=[CHAMPION],
+    ),
+    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["recflow", "scoring"],
+    doc_md=__doc__,
+    params={
+        "k": Param(10, type="integer", minimum=1, maximum=200, description="Items per user."),
+        "active_days": Param(30, type="integer", minimum=1, maximum=365, description="Activity window."),
+        "version": Param("", type="string", description="Registry version to score with (empty: champion)."),
+    },
+)
+def batch_scoring() -> None:
+    score = SparkSubmitOperator(
+        task_id="score",
+        conn_id=SPARK_CONN_ID,
+        application=str(project_root() / "spark_jobs" / "batch_score.py"),
+        application_args=plan_scoring(),
+        env_vars=SPARK_JOB_ENV,
+        name="recflow-batch-score",
+    )
+    score >> check_scores()
+
+
+batch_scoring()

@@ -1,0 +1,68 @@
+"""
+### Recommender training
+
+Validates the window's data with Great Expectations, trains every chosen model family plus the
+popularity baseline as parallel Spark jobs (`SparkSubmitOperator`), evaluates all of them on one
+time-based hold-out, promotes the winner to the S3 model registry and announces it on Kafka.
+
+Trigger it from the UI with the Params form (models, K, epochs, search budget), or from the CLI:
+`airflow dags test recommender_training 2026-11-09`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import CronTriggerTimetable, Param, dag
+from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV
+from recflow.orchestration.ingest_tasks import days_to_validate, validate_window_day
+from recflow.orchestration.training_tasks import compare, plan_training, promote, publish_model_event
+from recflow.specs import available_specs
+
+DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(minutes=2)}
+
+
+@dag(
+    dag_id="recommender_training",
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", interval=timedelta(days=1)),
+    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["recflow", "training"],
+    doc_md=__doc__,
+    params={
+        "models": Param(
+            ["als", "ncf"],
+            type="array",
+            items={"type": "string", "enum": [m for m in available_specs() if m != "popularity"]},
+            minItems=1,
+            description="Model families to train (the popularity baseline always runs).",
+        ),
+        "k": Param(10, type="integer", minimum=1, maximum=100, description="Cut-off of the ranking metrics."),
+        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=100, description="NCF epochs."),
+        "search_budget": Param(1, type="integer", minimum=1, maximum=50, description="Parameter sets to try."),
+        "train_days": Param(6, type="integer", minimum=1, maximum=365),
+        "holdout_days": Param(2, type="integer", minimum=1, maximum=30),
+        "threshold": Param(0.01, type="number", minimum=0, maximum=1, description="Max share of bad rows."),
+        "promote": Param(True, type="boolean", description="Promote the winner (off: evaluate only)."),
+        "reason": Param("", type="string", description="Why this run was triggered (goes to the audit log)."),
+    },
+)
+def recommender_training() -> None:
+    validated = validate_window_day.expand(day=days_to_validate())
+    plans = plan_training()
+    train = SparkSubmitOperator.partial(
+        task_id="train",
+        conn_id=SPARK_CONN_ID,
+        env_vars=SPARK_JOB_ENV,
+        map_index_template="{{ task.name }}",
+    ).expand_kwargs(plans)
+    decision = compare(plans)
+    validated >> plans
+    train >> decision
+    publish_model_event(promote(decision))
+
+
+recommender_training()

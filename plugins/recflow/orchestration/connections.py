@@ -1,0 +1,49 @@
+"""Turn Airflow Connections into the plain settings the core uses.
+
+Credentials live only in Connections (``AIRFLOW_CONN_RECFLOW_S3``, ``AIRFLOW_CONN_KAFKA_DEFAULT``,
+``AIRFLOW_CONN_SPARK_DEFAULT``). Spark jobs cannot read Connections, so :data:`SPARK_JOB_ENV` passes
+them as environment variables rendered by Jinja at run time; they never appear on a command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recflow.config import S3Settings, Settings
+
+S3_CONN_ID = "recflow_s3"
+KAFKA_CONN_ID = "kafka_default"
+SPARK_CONN_ID = "spark_default"
+
+#: Environment for every SparkSubmitOperator; rendered per task run from the S3 Connection.
+SPARK_JOB_ENV = {
+    "AWS_ACCESS_KEY_ID": "{{ conn.recflow_s3.login }}",
+    "AWS_SECRET_ACCESS_KEY": "{{ conn.recflow_s3.password }}",
+    "RECFLOW_S3_ENDPOINT": "{{ conn.recflow_s3.extra_dejson.endpoint_url }}",
+}
+
+
+def s3_settings() -> S3Settings:
+    """S3 settings with the endpoint and keys of the ``recflow_s3`` Connection."""
+    from airflow.sdk import BaseHook
+
+    from recflow.config import load_settings
+
+    conn = BaseHook.get_connection(S3_CONN_ID)
+    base = load_settings().s3
+    return dataclasses.replace(
+        base,
+        endpoint_url=conn.extra_dejson.get("endpoint_url", base.endpoint_url),
+        access_key=conn.login or base.access_key,
+        secret_key=conn.password or base.secret_key,
+        region=conn.extra_dejson.get("region_name", base.region),
+    )
+
+
+def settings() -> Settings:
+    """Full settings with S3 taken from the Connection."""
+    from recflow.config import load_settings
+
+    return dataclasses.replace(load_settings(), s3=s3_settings())
