@@ -1,0 +1,383 @@
+"""Read landing files (CSV, JSON lines or Parquet, optionally gzip) in bounded chunks, losing nothing.
+
+Why a reader of our own rather than ``pd.read_csv(path)``: a landing file comes from outside and may be
+empty, have the wrong header, carry non-UTF-8 bytes or be a truncated gzip. Each case must give either a
+clear, named error (the whole file is then quarantined by the validator) or a per-line reject, and the
+memory used must not grow with the file. So:
+
+* text files are read as bytes in blocks of about ``chunk_bytes``, cut at line ends; a block that is not
+  valid UTF-8 is split into lines and only the undecodable or malformed lines become :class:`BadLine`
+  rejects (quarantined by the validator with their raw bytes, so nothing is lost);
+* Parquet is read row group by row group (``iter_batches``);
+* file-level problems raise a :class:`LandingError` subclass: :class:`EmptyFileError` (no bytes, or a
+  header and no rows), :class:`SchemaMismatchError` (missing / extra / renamed columns) and
+  :class:`CorruptFileError` (truncated gzip, unreadable Parquet).
+
+Values arrive as text; :func:`coerce_chunk` casts them to the contract dtypes and returns, per row, why a
+value could not be cast, so wrong types become row rejects with a reason rather than crashes.
+
+Limitation: text blocks are cut at newline bytes, so a CSV field with an embedded newline inside quotes is
+only supported when it does not straddle a block boundary. The contract's fields never contain newlines.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER
+from recflow.data.contract import INTERACTION_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+
+DEFAULT_CHUNK_BYTES: Final = 32 * 1024 * 1024
+DEFAULT_CHUNK_ROWS: Final = 500_000
+GZIP_MAGIC: Final = b"\x1f\x8b"
+PARQUET_MAGIC: Final = b"PAR1"
+
+#: Row-reject reasons produced while reading and casting (the validator adds the rule reasons).
+REASON_NON_UTF8: Final = "non_utf8_line"
+REASON_MALFORMED: Final = "malformed_line"
+
+
+class LandingError(Exception):
+    """A landing file that cannot be read as a whole; ``reason`` is a short machine-readable code."""
+
+    reason = "unreadable_file"
+
+    def __init__(self, path: str | Path, detail: str) -> None:
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"{self.reason}: {path}: {detail}")
+
+
+class EmptyFileError(LandingError):
+    """No bytes at all, or a header and no data rows."""
+
+    reason = "empty_file"
+
+
+class SchemaMismatchError(LandingError):
+    """The file's columns are not the contract's: some are missing, unexpected, or renamed."""
+
+    reason = "schema_mismatch"
+
+    def __init__(self, path: str | Path, found: list[str]) -> None:
+        self.found = found
+        self.missing = [c for c in REQUIRED_COLUMNS if c not in found]
+        self.extra = [c for c in found if c not in INTERACTION_COLUMNS]
+        hint = " (renamed columns show up as one missing and one unexpected)" if self.missing and self.extra else ""
+        super().__init__(
+            path,
+            f"missing columns {self.missing}, unexpected columns {self.extra}{hint}; "
+            f"expected {list(INTERACTION_COLUMNS)} (rating optional), found {found}",
+        )
+
+
+class CorruptFileError(LandingError):
+    """The bytes end early or are not the format they claim (truncated gzip, broken Parquet)."""
+
+    reason = "corrupt_file"
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line that could not be decoded or parsed; kept verbatim so the quarantine loses nothing."""
+
+    line_no: int
+    raw: bytes
+    reason: str
+
+    def raw_text(self) -> str:
+        """The raw bytes as text with undecodable bytes escaped (``\\xff``), for Parquet and reports."""
+        return self.raw.decode("utf-8", errors="backslashreplace")
+
+
+@dataclass
+class LandingChunk:
+    """One bounded slice of a landing file: parsed rows (contract columns, text or typed) and bad lines."""
+
+    frame: pd.DataFrame
+    bad_lines: list[BadLine] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Rows this chunk accounts for: parsed rows plus rejected lines."""
+        return len(self.frame) + len(self.bad_lines)
+
+
+def detect_format(path: str | Path) -> tuple[str, bool]:
+    """``(fmt, gzipped)`` from the file name, with gzip confirmed or discovered by its magic bytes."""
+    p = Path(path)
+    name = p.name.lower()
+    base = name[:-3] if name.endswith(".gz") else name
+    if base.endswith(".csv"):
+        fmt = "csv"
+    elif base.endswith((".jsonl", ".json", ".ndjson")):
+        fmt = "jsonl"
+    elif base.endswith(".parquet"):
+        fmt = "parquet"
+    else:
+        raise ValueError(f"cannot tell the format of {p}: expected .csv, .jsonl or .parquet, optionally .gz")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    gz = head[:2] == GZIP_MAGIC
+    if fmt == "parquet" and gz:
+        raise CorruptFileError(p, "gzip-wrapped Parquet is not supported; Parquet compresses internally")
+    return fmt, gz
+
+
+def iter_landing(
+    path: str | Path,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[LandingChunk]:
+    """Yield a landing file in bounded chunks (``chunk_bytes`` for text, ``chunk_rows`` for Parquet).
+
+    Raises :class:`LandingError` subclasses for file-level problems; they may surface after some chunks
+    were yielded (a truncated gzip is only noticed at its end), so callers must stage, not commit, chunks.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"landing file not found: {p}")
+    if p.stat().st_size == 0:
+        raise EmptyFileError(p, "the file has no bytes")
+    fmt, gz = detect_format(p)
+    if fmt == "parquet":
+        yield from _iter_parquet(p, chunk_rows)
+        return
+    opened: BinaryIO = gzip.open(p, "rb") if gz else open(p, "rb")  # type: ignore[assignment]  # noqa: SIM115
+    try:
+        reader = _iter_csv if fmt == "csv" else _iter_jsonl
+        yield from reader(p, opened, chunk_bytes)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise CorruptFileError(p, f"truncated or corrupt gzip stream ({exc})") from exc
+    finally:
+        opened.close()
+
+
+def _blocks(stream: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
+    """Blocks of about ``chunk_bytes`` that always end at a line end (or the end of the file)."""
+    while True:
+        block = stream.read(chunk_bytes)
+        if not block:
+            return
+        if not block.endswith(b"\n"):
+            block += stream.readline()
+        yield block
+
+
+def _decode_block(block: bytes, first_line: int) -> tuple[list[str], list[int], list[BadLine]]:
+    """Decode a block into lines, setting aside lines that are not UTF-8 (fast path: the whole block)."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        good: list[str] = []
+        numbers: list[int] = []
+        bad: list[BadLine] = []
+        for i, raw in enumerate(block.splitlines()):
+            try:
+                good.append(raw.decode("utf-8"))
+                numbers.append(first_line + i)
+            except UnicodeDecodeError:
+                bad.append(BadLine(first_line + i, raw, REASON_NON_UTF8))
+        return good, numbers, bad
+    lines = text.splitlines()
+    return lines, list(range(first_line, first_line + len(lines))), []
+
+
+def _check_columns(path: Path, found: list[str]) -> None:
+    if any(c not in found for c in REQUIRED_COLUMNS) or any(c not in INTERACTION_COLUMNS for c in found):
+        raise SchemaMismatchError(path, found)
+    if len(set(found)) != len(found):
+        raise SchemaMismatchError(path, found)
+
+
+def _text_frame(records: pd.DataFrame) -> pd.DataFrame:
+    """Contract columns in contract order; an absent optional column becomes all-null."""
+    for c in OPTIONAL_COLUMNS:
+        if c not in records.columns:
+            records[c] = None
+    return records.loc[:, list(INTERACTION_COLUMNS)]
+
+
+def _iter_csv(path: Path, stream: BinaryIO, chunk_bytes: int) -> Iterator[LandingChunk]:
+    header_raw = stream.readline()
+    if not header_raw.strip():
+        raise EmptyFileError(path, "no header line")
+    try:
+        header = next(csv.reader([header_raw.decode("utf-8-sig")]))
+    except UnicodeDecodeError as exc:
+        raise SchemaMismatchError(path, [repr(header_raw[:200])]) from exc
+    header = [h.strip() for h in header]
+    _check_columns(path, header)
+    line_no = 2
+    rows = 0
+    for block in _blocks(stream, chunk_bytes):
+        lines, numbers, bad = _decode_block(block, line_no)
+        line_no += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        keep = [(n, s) for n, s in zip(numbers, lines, strict=True) if s.strip()]
+        frame = _parse_csv_lines(keep, header, bad)
+        rows += len(frame) + len(bad)
+        yield LandingChunk(_text_frame(frame), bad)
+    if rows == 0:
+        raise EmptyFileError(path, "a header and no data rows")
+
+
+def _read_csv_text(text: str, header: list[str]) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), header=None, names=header, dtype=str, keep_default_na=False, na_values=[""])
+
+
+def _parse_csv_lines(lines: list[tuple[int, str]], header: list[str], bad: list[BadLine]) -> pd.DataFrame:
+    """Parse lines with the fast C parser; on a malformed line, fall back to per-line checks."""
+    if not lines:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in header})
+    try:
+        frame = _read_csv_text("\n".join(s for _, s in lines), header)
+        if len(frame) == len(lines):
+            return frame
+    except (pd.errors.ParserError, ValueError):
+        pass
+    good: list[str] = []
+    for n, s in lines:
+        fields = next(csv.reader([s]), [])
+        if len(fields) == len(header):
+            good.append(s)
+        else:
+            bad.append(BadLine(n, s.encode("utf-8"), REASON_MALFORMED))
+    return _read_csv_text("\n".join(good), header) if good else _parse_csv_lines([], header, bad)
+
+
+def _iter_jsonl(path: Path, stream: BinaryIO, chunk_bytes: int) -> Iterator[LandingChunk]:
+    line_no = 1
+    rows = 0
+    checked = False
+    for block in _blocks(stream, chunk_bytes):
+        lines, numbers, bad = _decode_block(block, line_no)
+        line_no += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        records: list[dict[str, object]] = []
+        for n, s in zip(numbers, lines, strict=True):
+            if not s.strip():
+                continue
+            try:
+                obj = json.loads(s)
+            except json.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict):
+                records.append(obj)
+            else:
+                bad.append(BadLine(n, s.encode("utf-8"), REASON_MALFORMED))
+        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+        if not checked and len(frame.columns):
+            _check_columns(path, [str(c) for c in frame.columns])
+            checked = True
+        elif checked and any(c not in INTERACTION_COLUMNS for c in frame.columns):
+            _check_columns(path, [str(c) for c in frame.columns])
+        for c in REQUIRED_COLUMNS:
+            if c not in frame.columns:
+                frame[c] = None  # a record missing a key: its row is rejected for the null
+        rows += len(frame) + len(bad)
+        yield LandingChunk(_text_frame(frame).astype(object), bad)
+    if rows == 0:
+        raise EmptyFileError(path, "no JSON records")
+
+
+def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[LandingChunk]:
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CorruptFileError(path, f"not a readable Parquet file ({exc})") from exc
+    _check_columns(path, list(pf.schema_arrow.names))
+    if pf.metadata.num_rows == 0:
+        raise EmptyFileError(path, "a schema and no rows")
+    try:
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            yield LandingChunk(_text_frame(batch.to_pandas()))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CorruptFileError(path, f"Parquet data ends early or is corrupt ({exc})") from exc
+
+
+# ------------------------------------------------------------------------------------------ casting
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """Strings (``str`` objects) with blanks as None; non-string values (ints in Parquet or JSON) are
+    stringified, not lost. Surrounding spaces are data and are kept."""
+    out = s.astype(object)
+    isnull = out.isna()
+    if pd.api.types.infer_dtype(out, skipna=True) not in ("string", "empty"):
+        out = out.where(isnull, out.astype(str))
+    return out.where(~isnull & (out != ""), None).astype(object)
+
+
+def coerce_chunk(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Cast a chunk to the contract dtypes; also return, per row, why a present value failed to cast.
+
+    Returns ``(typed, reasons)``: ``typed`` has the contract columns (``quantity`` as nullable ``Int64``
+    so an unparsable or fractional quantity can stay null), ``reasons`` holds ``None`` or codes like
+    ``amount_not_numeric`` joined by ``;``. Naive timestamps are read as UTC (the contract's zone).
+    """
+    index = frame.index
+    typed = pd.DataFrame(index=index)
+    problems: dict[str, np.ndarray] = {}
+    for c in (COL_EVENT, COL_USER, COL_ITEM):
+        typed[c] = _as_text(frame[c])
+
+    raw_ts = frame[COL_TS]
+    if isinstance(raw_ts.dtype, pd.DatetimeTZDtype):
+        ts = raw_ts.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(raw_ts.dtype):
+        ts = raw_ts.dt.tz_localize("UTC")
+    else:
+        text = _as_text(raw_ts)
+        ts = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+        problems["event_ts_unparsable"] = (text.notna() & ts.isna()).to_numpy()
+    typed[COL_TS] = ts.astype("datetime64[ns, UTC]")
+
+    qty = pd.to_numeric(frame[COL_QUANTITY], errors="coerce")
+    whole = qty.notna() & np.isfinite(qty.astype(float)) & (qty.astype(float) % 1 == 0)
+    problems["quantity_not_integer"] = (frame[COL_QUANTITY].notna() & ~whole).to_numpy()
+    typed[COL_QUANTITY] = qty.where(whole).astype("Float64").astype("Int64")
+
+    for c, code in ((COL_AMOUNT, "amount_not_numeric"), (COL_RATING, "rating_not_numeric")):
+        num = pd.to_numeric(frame[c], errors="coerce").astype(np.float64)
+        problems[code] = (frame[c].notna() & num.isna()).to_numpy()
+        typed[c] = num
+
+    reasons = _join_reasons(problems, len(frame))
+    return typed.loc[:, list(INTERACTION_COLUMNS)], pd.Series(reasons, index=index, dtype=object)
+
+
+def _join_reasons(problems: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Per row, the ``;``-joined names of the masks that are true there (``None`` when none is)."""
+    out = np.full(n, None, dtype=object)
+    for code, mask in problems.items():
+        if not mask.any():
+            continue
+        idx = np.flatnonzero(mask)
+        out[idx] = [code if prev is None else f"{prev};{code}" for prev in out[idx]]
+    return out
+
+
+def bad_lines_frame(bad: list[BadLine]) -> pd.DataFrame:
+    """Bad lines as contract-shaped reject rows: all fields null, the raw line and its number kept."""
+    df = pd.DataFrame({c: pd.Series([None] * len(bad), dtype=object) for c in INTERACTION_COLUMNS})
+    df[COL_TS] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+    df[COL_QUANTITY] = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    for c in (COL_AMOUNT, COL_RATING):
+        df[c] = np.nan
+    df["reject_reason"] = [b.reason for b in bad]
+    df["raw_line"] = [b.raw_text() for b in bad]
+    df["line_no"] = pd.Series([b.line_no for b in bad], dtype="Int64")
+    return df
