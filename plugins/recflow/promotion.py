@@ -57,9 +57,7 @@ def check_metric_name(name: str) -> str:
     """Return ``name`` if it is ``"<known metric>@<k>"``, else raise :class:`PolicyError` saying why."""
     m = _METRIC_RE.match(name) if isinstance(name, str) else None
     if m is None or m["name"] not in KNOWN_METRIC_NAMES:
-        raise PolicyError(
-            f"unknown metric {name!r}: expected '<name>@<k>' with name in {sorted(KNOWN_METRIC_NAMES)}"
-        )
+        raise PolicyError(f"unknown metric {name!r}: expected '<name>@<k>' with name in {sorted(KNOWN_METRIC_NAMES)}")
     return name
 
 
@@ -204,9 +202,7 @@ class Decision:
 
     def summary(self) -> str:
         """A multi-line log message: the outcome, then each candidate's reasons."""
-        head = (
-            f"promote {self.winner!r}" if self.winner else "promote nothing: no candidate passed every rule"
-        )
+        head = f"promote {self.winner!r}" if self.winner else "promote nothing: no candidate passed every rule"
         lines = [head]
         for v in self.verdicts:
             lines.append(f"  {v.name}: {'eligible' if v.eligible else 'rejected'}")
@@ -297,9 +293,7 @@ def _check(
             failed.append(f"threshold: {metric} = {_fmt(got)} is below the minimum {_fmt(minimum)}")
 
     if policy.baseline is not None and value is not None:
-        _compare(
-            value, base_value, f"baseline {policy.baseline!r}", pm, policy.baseline_margin, passed, failed
-        )
+        _compare(value, base_value, f"baseline {policy.baseline!r}", pm, policy.baseline_margin, passed, failed)
 
     if champion is None:
         passed.append("champion: none yet, improvement rule waived")
@@ -309,9 +303,7 @@ def _check(
         and champion_age > timedelta(days=policy.max_champion_age_days)
     ):
         days = champion_age / timedelta(days=1)
-        passed.append(
-            f"champion: {days:.1f} days old (> {policy.max_champion_age_days:g}), improvement rule waived"
-        )
+        passed.append(f"champion: {days:.1f} days old (> {policy.max_champion_age_days:g}), improvement rule waived")
     elif value is not None:
         _compare(value, _finite(champion.get(pm)), "champion", pm, policy.min_improvement, passed, failed)
     return passed, failed
@@ -343,9 +335,7 @@ def _rank_key(name: str, metrics: Mapping[str, float], policy: PromotionPolicy) 
     return (*(-v if v is not None else math.inf for v in values), name)
 
 
-def _lost_to(
-    name: str, winner: str, candidates: Mapping[str, Mapping[str, float]], policy: PromotionPolicy
-) -> str:
+def _lost_to(name: str, winner: str, candidates: Mapping[str, Mapping[str, float]], policy: PromotionPolicy) -> str:
     """Why an eligible candidate is not the winner: the first metric in ranking order that differs."""
     for metric in (policy.primary_metric, *policy.tie_breakers):
         mine, theirs = _finite(candidates[name].get(metric)), _finite(candidates[winner].get(metric))

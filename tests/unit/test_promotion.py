@@ -84,9 +84,7 @@ def test_known_metric_names_match_evaluation() -> None:
     ids=["passes", "ndcg-below", "precision-below", "precision-missing", "ndcg-nan"],
 )
 def test_thresholds(metrics: dict[str, float], eligible: bool, fragment: str) -> None:
-    d = decide(
-        {"als": metrics, "popularity": POP}, None, policy(baseline_margin={"kind": "absolute", "value": 0})
-    )
+    d = decide({"als": metrics, "popularity": POP}, None, policy(baseline_margin={"kind": "absolute", "value": 0}))
     v = verdict(d, "als")
     assert v.eligible is eligible
     assert any(r.startswith(fragment) for r in v.reasons), v.reasons
@@ -263,9 +261,7 @@ def test_bad_policy(change: dict[str, Any], message: str) -> None:
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize(
-    "key", ["schema_version", "primary_metric", "thresholds", "baseline_margin", "champion"]
-)
+@pytest.mark.parametrize("key", ["schema_version", "primary_metric", "thresholds", "baseline_margin", "champion"])
 def test_missing_key(key: str) -> None:
     raw = copy.deepcopy(RAW)
     del raw[key]

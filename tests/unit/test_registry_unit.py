@@ -1,7 +1,7 @@
 """Registry error paths, pinned with botocore's Stubber: each test lists the exact S3 calls expected.
 
-Why Stubber and not the real server: races (a pointer changed between read and write), a crash between
-the audit record and the pointer, corrupt manifests and refused credentials cannot be produced on demand
+Why Stubber and not the real server: a race lost at one exact step, a crash between two writes
+of a promotion, corrupt manifests and refused credentials cannot be produced on demand
 against S3Proxy. The happy path and the visible-only-when-committed rule run on the real server in
 ``tests/integration/test_registry.py``.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -179,14 +180,10 @@ def test_bad_version_ids(s3: tuple[ModelRegistry, Stubber], version: str) -> Non
 def test_naive_datetimes_are_refused(s3: tuple[ModelRegistry, Stubber], tmp_path: Path) -> None:
     (tmp_path / "model.json").write_bytes(MODEL_BYTES)
     with pytest.raises(ValueError, match="created_at must be a time-zone-aware datetime"):
-        s3[0].register(
-            tmp_path, version=V, family="als", metrics={}, lineage={}, created_at=datetime(2026, 1, 1)
-        )
+        s3[0].register(tmp_path, version=V, family="als", metrics={}, lineage={}, created_at=datetime(2026, 1, 1))
 
 
-def test_register_refuses_empty_folder_and_bad_lineage(
-    s3: tuple[ModelRegistry, Stubber], tmp_path: Path
-) -> None:
+def test_register_refuses_empty_folder_and_bad_lineage(s3: tuple[ModelRegistry, Stubber], tmp_path: Path) -> None:
     reg = s3[0]
     with pytest.raises(RegistryError, match=f"cannot register {V} to {URI}: .* has no files"):
         reg.register(tmp_path, version=V, family="als", metrics={}, lineage={}, created_at=T0)
@@ -194,9 +191,7 @@ def test_register_refuses_empty_folder_and_bad_lineage(
     with pytest.raises(ValueError, match="lineage JSON-serializable"):
         reg.register(tmp_path, version=V, family="als", metrics={}, lineage={"x": object()}, created_at=T0)
     with pytest.raises(ValueError, match="metrics must be finite"):
-        reg.register(
-            tmp_path, version=V, family="als", metrics={"ndcg@10": float("nan")}, lineage={}, created_at=T0
-        )
+        reg.register(tmp_path, version=V, family="als", metrics={"ndcg@10": float("nan")}, lineage={}, created_at=T0)
 
 
 def test_register_normalises_created_at_to_utc(s3: tuple[ModelRegistry, Stubber], tmp_path: Path) -> None:
@@ -205,9 +200,7 @@ def test_register_normalises_created_at_to_utc(s3: tuple[ModelRegistry, Stubber]
     (tmp_path / "model.json").write_bytes(MODEL_BYTES)
     plus2 = T0.astimezone(timezone(timedelta(hours=2)))
     stored = (
-        json.dumps(
-            {**manifest(sha=_sha(MODEL_BYTES)), "metrics": {}, "lineage": {}}, sort_keys=True, indent=2
-        ).encode()
+        json.dumps({**manifest(sha=_sha(MODEL_BYTES)), "metrics": {}, "lineage": {}}, sort_keys=True, indent=2).encode()
         + b"\n"
     )
     stub.add_response("get_object", body(stored), get(MANIFEST_KEY))
@@ -216,16 +209,12 @@ def test_register_normalises_created_at_to_utc(s3: tuple[ModelRegistry, Stubber]
 
 
 # --------------------------------------------------------------------- download
-def test_download_checksum_mismatch_leaves_no_folder(
-    s3: tuple[ModelRegistry, Stubber], tmp_path: Path
-) -> None:
+def test_download_checksum_mismatch_leaves_no_folder(s3: tuple[ModelRegistry, Stubber], tmp_path: Path) -> None:
     reg, stub = s3
     stub.add_response("get_object", body(manifest()), get(MANIFEST_KEY))
     stub.add_response("get_object", body(MODEL_BYTES), get(f"registry/versions/{V}/files/model.json"))
     dest = tmp_path / "model"
-    with pytest.raises(
-        ChecksumMismatch, match=f"s3://{BUCKET}/registry/versions/{V}/files/model.json: got sha256"
-    ):
+    with pytest.raises(ChecksumMismatch, match=f"s3://{BUCKET}/registry/versions/{V}/files/model.json: got sha256"):
         reg.download(V, dest)
     assert not dest.exists()
     assert list(tmp_path.iterdir()) == []  # the staging folder is cleaned up too
@@ -239,9 +228,7 @@ def test_download_refuses_non_empty_destination(s3: tuple[ModelRegistry, Stubber
         reg.download(V, tmp_path)
 
 
-def test_download_refuses_paths_escaping_the_folder(
-    s3: tuple[ModelRegistry, Stubber], tmp_path: Path
-) -> None:
+def test_download_refuses_paths_escaping_the_folder(s3: tuple[ModelRegistry, Stubber], tmp_path: Path) -> None:
     reg, stub = s3
     doc = manifest()
     doc["files"][0]["path"] = "../../etc/evil"
@@ -251,12 +238,39 @@ def test_download_refuses_paths_escaping_the_folder(
 
 
 # --------------------------------------------------------------------- promote
+A0 = "registry/audit/20261123T000000.000000Z-ncf-20261123.json"  # the current champion's audit record
+P0 = pointer("ncf-20261123", None, A0)
+
+
 def _committed(stub: Stubber) -> None:
     stub.add_response("get_object", body(manifest()), get(MANIFEST_KEY))
 
 
 def _put(key: str, **extra: str) -> dict[str, Any]:
     return {"Bucket": BUCKET, "Key": key, "Body": ANY, "ContentType": "application/json", **extra}
+
+
+def _link(after: str | None) -> str:
+    return "registry/chain/after-" + ("genesis.json" if after is None else after.rsplit("/", 1)[1])
+
+
+def _tip(stub: Stubber, *records: dict[str, Any] | None) -> None:
+    """champion.json (or missing), then each chain link that follows it, ending with a missing link."""
+    ptr = records[0]
+    if ptr is None:
+        missing(stub, CHAMPION_KEY)
+    else:
+        stub.add_response("get_object", body(ptr), get(CHAMPION_KEY))
+    last = None if ptr is None else ptr["audit_key"]
+    for rec in records[1:]:
+        assert rec is not None
+        stub.add_response("get_object", body(rec), get(_link(last)))
+        last = rec["audit_key"]
+    missing(stub, _link(last))
+
+
+def ours(previous: str | None = "ncf-20261123", previous_audit: str | None = A0) -> dict[str, Any]:
+    return {**pointer(V, previous, AUDIT_KEY), "previous_audit_key": previous_audit}
 
 
 def test_promote_refuses_incomplete_version(s3: tuple[ModelRegistry, Stubber]) -> None:
@@ -267,78 +281,117 @@ def test_promote_refuses_incomplete_version(s3: tuple[ModelRegistry, Stubber]) -
         reg.promote(V, reason="r", actor="test", promoted_at=T1)
 
 
-def test_promote_lost_race_on_pointer(s3: tuple[ModelRegistry, Stubber]) -> None:
-    """Audit first (If-None-Match), then pointer with If-Match on the ETag read: 412 means someone won."""
+def test_promote_writes_audit_then_link_then_pointer(s3: tuple[ModelRegistry, Stubber]) -> None:
     reg, stub = s3
     _committed(stub)
-    stub.add_response(
-        "get_object", body(pointer("ncf-20261123", None, "a0"), etag='"old"'), get(CHAMPION_KEY)
-    )
+    _tip(stub, P0)
     stub.add_response("put_object", {}, _put(AUDIT_KEY, IfNoneMatch="*"))
-    stub.add_client_error(
-        "put_object", "PreconditionFailed", "nope", 412, _put(CHAMPION_KEY, IfMatch='"old"')
+    stub.add_response("put_object", {}, _put(_link(A0), IfNoneMatch="*"))
+    stub.add_response("put_object", {}, _put(CHAMPION_KEY))
+    record = reg.promote(V, reason="beats champion", actor="test", promoted_at=T1)
+    assert (record.previous, record.previous_audit_key, record.audit_key) == ("ncf-20261123", A0, AUDIT_KEY)
+
+
+def test_promote_lost_race(s3: tuple[ModelRegistry, Stubber]) -> None:
+    """Another promoter created the successor link of the same champion first: decide again."""
+    reg, stub = s3
+    _committed(stub)
+    _tip(stub, P0)
+    stub.add_response("put_object", {}, _put(AUDIT_KEY, IfNoneMatch="*"))
+    stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(_link(A0), IfNoneMatch="*"))
+    stub.add_response(
+        "get_object", body(pointer("pop-20261124", "ncf-20261123", "registry/audit/x.json")), get(_link(A0))
     )
-    with pytest.raises(ConcurrentPromotion, match=f"s3://{BUCKET}/{CHAMPION_KEY} changed while promoting"):
+    with pytest.raises(ConcurrentPromotion, match=rf"{re.escape(_link(A0))} already names 'pop-20261124'"):
         reg.promote(V, reason="beats champion", actor="test", promoted_at=T1)
 
 
-def test_first_promotion_creates_pointer_only_if_absent(s3: tuple[ModelRegistry, Stubber]) -> None:
+def test_first_promotion_race_on_genesis(s3: tuple[ModelRegistry, Stubber]) -> None:
     reg, stub = s3
     _committed(stub)
-    missing(stub, CHAMPION_KEY)
+    _tip(stub, None)
     stub.add_response("put_object", {}, _put(AUDIT_KEY, IfNoneMatch="*"))
-    stub.add_client_error(
-        "put_object", "PreconditionFailed", "exists", 412, _put(CHAMPION_KEY, IfNoneMatch="*")
-    )
-    with pytest.raises(ConcurrentPromotion, match="expected champion None"):
+    stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(_link(None), IfNoneMatch="*"))
+    stub.add_response("get_object", body(pointer("pop-20261124", None, "registry/audit/x.json")), get(_link(None)))
+    with pytest.raises(ConcurrentPromotion, match="as successor of champion None"):
         reg.promote(V, reason="beats champion", actor="test", promoted_at=T1)
 
 
 def test_promote_audit_key_taken_by_another_promotion(s3: tuple[ModelRegistry, Stubber]) -> None:
     reg, stub = s3
     _committed(stub)
-    missing(stub, CHAMPION_KEY)
+    _tip(stub, P0)
     stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(AUDIT_KEY, IfNoneMatch="*"))
-    other = {**pointer(V, None, AUDIT_KEY), "reason": "manual override", "actor": "alice"}
-    stub.add_response("get_object", body(other), get(AUDIT_KEY))
-    with pytest.raises(
-        RegistryError, match=r"already exists for a different promotion .*'manual override' by 'alice'"
-    ):
+    stub.add_response("get_object", body({**ours(), "reason": "manual override", "actor": "alice"}), get(AUDIT_KEY))
+    with pytest.raises(RegistryError, match=r"already exists for a different promotion .*'manual override' by 'alice'"):
         reg.promote(V, reason="beats champion", actor="test", promoted_at=T1)
 
 
-def test_promote_retry_after_crash_finishes_the_pointer(s3: tuple[ModelRegistry, Stubber]) -> None:
-    """The audit record exists, the pointer still names the previous champion: write the recorded pointer."""
+def test_retry_after_crash_before_link_finishes(s3: tuple[ModelRegistry, Stubber]) -> None:
     reg, stub = s3
-    recorded = pointer(V, "ncf-20261123", AUDIT_KEY)
     _committed(stub)
-    stub.add_response(
-        "get_object", body(pointer("ncf-20261123", None, "a0"), etag='"old"'), get(CHAMPION_KEY)
-    )
+    _tip(stub, P0)
     stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(AUDIT_KEY, IfNoneMatch="*"))
-    stub.add_response("get_object", body(recorded), get(AUDIT_KEY))
-    stub.add_response("put_object", {}, _put(CHAMPION_KEY, IfMatch='"old"'))
+    stub.add_response("get_object", body(ours()), get(AUDIT_KEY))
+    stub.add_response("put_object", {}, _put(_link(A0), IfNoneMatch="*"))
+    stub.add_response("put_object", {}, _put(CHAMPION_KEY))
     record = reg.promote(V, reason="beats champion", actor="test", promoted_at=T1)
     assert (record.version, record.previous) == (V, "ncf-20261123")
 
 
-def test_promote_retry_after_pointer_moved_is_refused(s3: tuple[ModelRegistry, Stubber]) -> None:
+def test_retry_after_crash_before_pointer_finishes(s3: tuple[ModelRegistry, Stubber]) -> None:
+    """Audit and link exist, champion.json still names the old champion: only the pointer is written."""
     reg, stub = s3
     _committed(stub)
-    stub.add_response("get_object", body(pointer("pop-20261124", "ncf-20261123", "a1")), get(CHAMPION_KEY))
+    _tip(stub, P0, ours())
     stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(AUDIT_KEY, IfNoneMatch="*"))
-    stub.add_response("get_object", body(pointer(V, "ncf-20261123", AUDIT_KEY)), get(AUDIT_KEY))
-    with pytest.raises(ConcurrentPromotion, match="is now 'pop-20261124', not 'ncf-20261123'"):
+    stub.add_response("get_object", body(ours()), get(AUDIT_KEY))
+    stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(_link(A0), IfNoneMatch="*"))
+    stub.add_response("get_object", body(ours()), get(_link(A0)))
+    _tip(stub, P0, ours())
+    stub.add_response("put_object", {}, _put(CHAMPION_KEY))
+    assert reg.promote(V, reason="beats champion", actor="test", promoted_at=T1).previous == "ncf-20261123"
+
+
+def test_retry_of_a_finished_promotion_writes_nothing(s3: tuple[ModelRegistry, Stubber]) -> None:
+    reg, stub = s3
+    _committed(stub)
+    _tip(stub, ours())
+    stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(AUDIT_KEY, IfNoneMatch="*"))
+    stub.add_response("get_object", body(ours()), get(AUDIT_KEY))
+    stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(_link(A0), IfNoneMatch="*"))
+    stub.add_response("get_object", body(ours()), get(_link(A0)))
+    _tip(stub, ours())
+    assert reg.promote(V, reason="beats champion", actor="test", promoted_at=T1).audit_key == AUDIT_KEY
+
+
+def test_retry_after_champion_moved_is_refused(s3: tuple[ModelRegistry, Stubber]) -> None:
+    reg, stub = s3
+    p1 = pointer("pop-20261124", "ncf-20261123", "registry/audit/20261124T000000.000000Z-pop-20261124.json")
+    _committed(stub)
+    _tip(stub, p1)
+    stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(AUDIT_KEY, IfNoneMatch="*"))
+    stub.add_response("get_object", body(ours()), get(AUDIT_KEY))
+    stub.add_client_error("put_object", "PreconditionFailed", "exists", 412, _put(_link(A0), IfNoneMatch="*"))
+    stub.add_response("get_object", body(p1), get(_link(A0)))
+    with pytest.raises(ConcurrentPromotion, match="already names 'pop-20261124'"):
         reg.promote(V, reason="beats champion", actor="test", promoted_at=T1)
 
 
 def test_promote_write_refused(s3: tuple[ModelRegistry, Stubber]) -> None:
     reg, stub = s3
     _committed(stub)
-    missing(stub, CHAMPION_KEY)
+    _tip(stub, None)
     stub.add_client_error("put_object", "AccessDenied", "denied", 403, _put(AUDIT_KEY, IfNoneMatch="*"))
     with pytest.raises(RegistryError, match=f"write s3://{BUCKET}/{AUDIT_KEY} failed: AccessDenied"):
         reg.promote(V, reason="beats champion", actor="test", promoted_at=T1)
+
+
+def test_champion_follows_the_chain_past_a_stale_pointer(s3: tuple[ModelRegistry, Stubber]) -> None:
+    reg, stub = s3
+    _tip(stub, P0, ours())
+    record = reg.champion_record()
+    assert record is not None and record.version == V
 
 
 def test_malformed_champion_pointer(s3: tuple[ModelRegistry, Stubber]) -> None:
