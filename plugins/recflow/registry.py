@@ -443,7 +443,9 @@ class ModelRegistry:
 
         Idempotent for a retry of the same promotion (same version, ``promoted_at``, reason, actor):
         whatever step the earlier attempt died after, the retry finishes the remaining ones, or returns
-        the stored record when all were done. Refuses versions without a manifest.
+        the stored record when all were done. Refuses versions without a manifest. An error raised while
+        writing ``champion.json`` comes after the link: the promotion has taken effect (:meth:`champion`
+        already reports it), and a retry only refreshes the pointer.
         """
         mv = self.get(version)  # refuses incomplete and unknown versions
         when = _utc(promoted_at, "promoted_at")
