@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,7 +109,7 @@ def test_pcard_missing_columns(tmp_path: Path) -> None:
                                          ("parquet", False), ("parquet", True)])  # fmt: skip
 def test_every_landing_format_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, gz: bool) -> None:
     monkeypatch.setenv(synthetic.ENV_OFFERS, str(tmp_path / "none.csv"))
-    params = {"n_users": 50, "n_items": 20, "events_per_day": 2_000, "seed": 3}
+    params: dict[str, Any] = {"n_users": 50, "n_items": 20, "events_per_day": 2_000, "seed": 3}
     path = synthetic.write_day(DAY, tmp_path, fmt=fmt, gzip=gz, **params)
     frame, bad = read_all(path, chunk_bytes=20_000, chunk_rows=300)
     typed, reasons = coerce_chunk(frame)

@@ -6,6 +6,7 @@ import gzip
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from recflow.data.contract import INTERACTION_COLUMNS, INTERACTION_DTYPES
 from recflow.data.synthetic import generate_day, write_days
 
 DAY = date(2024, 3, 4)  # a Monday
-SMALL = {"n_users": 300, "n_items": 60, "events_per_day": 3_000}
+SMALL: dict[str, Any] = {"n_users": 300, "n_items": 60, "events_per_day": 3_000}
 
 
 @pytest.fixture(autouse=True)
@@ -71,12 +72,16 @@ def test_popularity_is_skewed() -> None:
 
 def test_personal_history_beats_popularity_on_the_next_day() -> None:
     """Learnable: a user's own history predicts their next-day items better than global popularity."""
-    params = {"n_users": 200, "n_items": 80, "events_per_day": 12_000, "seed": 11}
+    params: dict[str, Any] = {"n_users": 200, "n_items": 80, "events_per_day": 12_000, "seed": 11}
     train = pd.concat([generate_day(DAY + timedelta(days=i), **params) for i in range(3)])
     test = generate_day(DAY + timedelta(days=3), **params)
     k = 5
     popular = list(train[COL_ITEM].value_counts().index[:k])
-    per_user = train.groupby(COL_USER)[COL_ITEM].agg(lambda s: [i for i, _ in Counter(s).most_common(k)])
+
+    def top_k(s: pd.Series) -> list[str]:
+        return [str(item) for item, _ in Counter(s).most_common(k)]
+
+    per_user = train.groupby(COL_USER)[COL_ITEM].agg(top_k)
     truth = test.groupby(COL_USER)[COL_ITEM].agg(set)
     users = truth.index.intersection(per_user.index)
     pop_hit = np.mean([len(truth[u] & set(popular)) / k for u in users])
@@ -109,9 +114,7 @@ def test_fault_injection_is_seeded_and_hits_the_requested_kinds() -> None:
 
 
 @pytest.mark.parametrize(("fmt", "gz"), [("csv", False), ("csv", True), ("jsonl", True), ("parquet", False)])
-def test_write_days_one_file_per_day_and_chunking_does_not_change_content(
-    tmp_path: Path, fmt: str, gz: bool
-) -> None:
+def test_write_days_one_file_per_day_and_chunking_does_not_change_content(tmp_path: Path, fmt: str, gz: bool) -> None:
     big = write_days(DAY, DAY + timedelta(days=1), tmp_path / "a", fmt, gz, chunk_rows=1_000_000, **SMALL)
     small = write_days(DAY, DAY + timedelta(days=1), tmp_path / "b", fmt, gz, chunk_rows=700, **SMALL)
     assert [p.relative_to(tmp_path / "a") for p in big] == [p.relative_to(tmp_path / "b") for p in small]
