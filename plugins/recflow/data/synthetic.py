@@ -329,9 +329,7 @@ def generate_day(
     independent given ``seed`` and ``day``. For large days use :func:`iter_day` or :func:`write_days`.
     """
     blocks = list(
-        iter_day(
-            day, n_users=n_users, n_items=n_items, events_per_day=events_per_day, seed=seed, faults=faults
-        )
+        iter_day(day, n_users=n_users, n_items=n_items, events_per_day=events_per_day, seed=seed, faults=faults)
     )
     if not blocks:
         return empty_interactions()
