@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import get_current_context, task
@@ -19,7 +20,6 @@ def validate_one_day(day: date, *, threshold: float, reason: str | None = None) 
     Raises (failing the task) when the batch is rejected; the summary names the failed expectations.
     """
     from recflow.config import load_settings
-    from recflow.data.landing import find_landing_file
     from recflow.validation import validate_partition
 
     settings = load_settings()
@@ -30,6 +30,19 @@ def validate_one_day(day: date, *, threshold: float, reason: str | None = None) 
     summary: dict[str, Any] = result.to_xcom()
     log.info("validated %s: %s", day, summary)
     return summary
+
+
+def find_landing_file(landing_root: Path, day: date) -> Path:
+    """The one landing file of ``day`` (any accepted format); two files for one day is an error."""
+    from recflow.data.contract import LANDING_STEM, partition_dir_name
+
+    folder = landing_root / partition_dir_name(day)
+    found = sorted(folder.glob(f"{LANDING_STEM}.*"))
+    if not found:
+        raise FileNotFoundError(f"no landing file for {day}: expected {folder}/{LANDING_STEM}.<csv|jsonl|parquet>[.gz]")
+    if len(found) > 1:
+        raise ValueError(f"{len(found)} landing files for {day} in {folder}: {[p.name for p in found]}; keep one")
+    return found[0]
 
 
 @task
@@ -49,7 +62,6 @@ def days_to_validate(params: dict[str, Any] | None = None) -> list[str]:
     Already-validated days are left alone (re-validation is the ingest DAG's job).
     """
     from recflow.config import load_settings
-    from recflow.data.landing import find_landing_file
 
     context = get_current_context()
     params = params or dict(context["params"])

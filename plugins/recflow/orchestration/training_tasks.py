@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 BASELINE = "popularity"
 
 
-@task
+@task(trigger_rule="none_failed")
 def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One ``SparkSubmitOperator`` kwargs dict per model (the chosen ones plus the baseline).
+
+    Runs when validation succeeded or had nothing to do (every day already in the lake).
 
     Unknown model names fail here, before any Spark job starts. Versions and output folders are keyed
     on the data interval, so a re-run replaces its own candidates instead of adding new ones.
