@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from great_expectations.checkpoint import Checkpoint, UpdateDataDocsAction
 from great_expectations.core.expectation_suite import ExpectationSuite
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -296,11 +297,20 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-class GxRunner:
-    """An ephemeral GX context wired to one suite: pandas data source, whole-dataframe batch, definition."""
+DOCS_SITE: Final = "recflow"
+_RESULT_FORMAT: Final = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
 
-    def __init__(self, spec: SuiteSpec) -> None:
+
+class GxRunner:
+    """An ephemeral GX context wired to one suite: pandas data source, whole-dataframe batch, definition.
+
+    With ``docs_dir``, runs go through a Checkpoint whose ``UpdateDataDocsAction`` builds GX Data Docs
+    into that folder (a filesystem site: relative links, so the folder can be moved or uploaded).
+    """
+
+    def __init__(self, spec: SuiteSpec, docs_dir: Path | None = None) -> None:
         self.spec = spec
+        self.docs_dir = docs_dir
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         uid = uuid.uuid4().hex[:8]
@@ -313,14 +323,37 @@ class GxRunner:
         self.definition = self.context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{spec.name}-{uid}", data=batch, suite=suite)
         )
+        self.checkpoint: Checkpoint | None = None
+        if docs_dir is not None:
+            self.context.add_data_docs_site(
+                site_name=DOCS_SITE,
+                site_config={  # type: ignore[typeddict-unknown-key]  # SiteBuilder accepts it; GX's TypedDict lags
+                    "class_name": "SiteBuilder",
+                    "show_how_to_buttons": False,
+                    "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
+            self.checkpoint = self.context.checkpoints.add(
+                Checkpoint(
+                    name=f"{spec.name}-{uid}",
+                    validation_definitions=[self.definition],
+                    actions=[UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
+                    result_format=_RESULT_FORMAT,
+                )
+            )
 
     def run(self, df: pd.DataFrame, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Validate ``df``; one plain dict per expectation, in suite order."""
-        result = self.definition.run(
-            batch_parameters={"dataframe": df},
-            expectation_parameters=dict(params or {}),
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
-        )
+        if self.checkpoint is not None:
+            outcome = self.checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters=dict(params or {}))
+            result = next(iter(outcome.run_results.values()))
+        else:
+            result = self.definition.run(
+                batch_parameters={"dataframe": df},
+                expectation_parameters=dict(params or {}),
+                result_format=_RESULT_FORMAT,
+            )
         out = []
         for r in result.results:
             cfg = r.expectation_config
@@ -474,6 +507,7 @@ class ValidationResult:
     batch_checks: list[dict[str, Any]] = field(default_factory=list)
     reason_counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    data_docs_path: str | None = None
     seconds: float = 0.0
 
     @property
@@ -501,6 +535,8 @@ class ValidationResult:
         if self.reason_counts:
             lines.append(f"row rejects by reason: {self.reason_counts}")
         lines.append(f"report: {self.report_path}")
+        if self.data_docs_path:
+            lines.append(f"GX Data Docs: {self.data_docs_path}")
         return "\n".join(lines)
 
     def to_xcom(self) -> dict[str, Any]:
@@ -512,6 +548,7 @@ class ValidationResult:
             "quarantined": self.quarantined,
             "lake_path": self.lake_path,
             "report_path": self.report_path,
+            "data_docs_path": self.data_docs_path,
             "failed": sorted({f["reason"] for f in self.failed_expectations})
             + [c["check"] for c in self.batch_checks if not c["success"]],
         }
@@ -618,6 +655,8 @@ def render_html(report: Mapping[str, Any]) -> str:
     )
     reasons = "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in report.get("reason_counts", {}).items())
     counts = report["counts"]
+    docs = report.get("data_docs")
+    docs = f'<p>GX Data Docs: <a href="{esc(docs)}">{esc(docs)}</a></p>' if docs else ""
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>recflow validation {esc(report["day"])} {"passed" if ok else "FAILED"}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}
@@ -628,6 +667,7 @@ tr.bad td{{background:#fde2e2}}tr.ok td:first-child{{color:#2a7}}</style></head>
 <p>landed <b>{counts["landed"]}</b> = accepted <b>{counts["accepted"]}</b> + quarantined
 <b>{counts["quarantined"]}</b>; threshold {report["policy"]["threshold"]}.</p>
 {f"<p class=bad><b>File error:</b> {esc(report['error'])}</p>" if report.get("error") else ""}
+{docs}
 <h2>Batch checks</h2><table><tr><th></th><th>check</th><th>observed</th><th>limit</th><th>note</th></tr>
 {checks}</table>
 <h2>Expectations (GX {esc(gx.__version__)})</h2><table><tr><th></th><th>expectation</th><th>column</th>
@@ -637,6 +677,14 @@ tr.bad td{{background:#fde2e2}}tr.ok td:first-child{{color:#2a7}}</style></head>
 
 
 # -------------------------------------------------------------------------------------- writing
+
+
+def _prune_docs_assets(docs_dir: Path) -> None:
+    """Drop GX's tutorial images (3.4 MB of the 4 MB per site); pages only need styles and the favicon."""
+    images = docs_dir / "static" / "images"
+    for f in images.glob("*") if images.is_dir() else []:
+        if f.name != "favicon.ico":
+            f.unlink()
 
 
 def _accepted_table(df: pd.DataFrame) -> pa.Table:
@@ -693,6 +741,7 @@ def validate_partition(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     store_factory: Callable[[str | Path], LakeStore] = LocalLake,
+    data_docs: bool = True,
 ) -> ValidationResult:
     """Validate one day's landing file; publish accepted rows and the quarantine; raise on batch failure.
 
@@ -704,7 +753,8 @@ def validate_partition(
 
     Returns the :class:`ValidationResult` on success; raises :class:`ValidationFailed` (carrying it)
     when the batch is quarantined. Either way ``report.json`` / ``report.html`` are written to
-    ``<lake>/quarantine/date=<day>/``.
+    ``<lake>/quarantine/date=<day>/``, with GX Data Docs under ``data_docs/`` when ``data_docs`` is true
+    (one validation page per chunk: a file larger than one chunk is validated in several GX runs).
     """
     t0 = time.perf_counter()
     policy = policy or Policy()
@@ -712,7 +762,6 @@ def validate_partition(
         policy = Policy(**{**asdict(policy), "threshold": threshold})
     lake = store_factory(lake_root)
     spec = load_suite_spec(RAW_SUITE)
-    runner = GxRunner(spec)
     start, end = day_bounds(day)
     params = {
         "interval_start": start,
@@ -732,6 +781,8 @@ def validate_partition(
     items = frozenset(known_items) if known_items is not None else None
 
     staging = lake.staging()
+    docs_dir = staging / "quarantine" / "data_docs"
+    runner = GxRunner(spec, docs_dir if data_docs else None)
     accepted_w = _LazyWriter(staging / "interactions" / "part-0.parquet", ACCEPTED_SCHEMA)
     rejects_w = _LazyWriter(staging / "quarantine" / "rejects.parquet", REJECT_SCHEMA)
     seen_in_file = {COL_EVENT: _SeenHashes()}
@@ -807,6 +858,9 @@ def validate_partition(
                 f"{quarantined}; nothing was published"
             )
         quarantine_dir = Path(lake.root) / quarantine_partition(day)
+        has_docs = (docs_dir / "index.html").is_file()
+        if has_docs:
+            _prune_docs_assets(docs_dir)
         result = ValidationResult(
             day=str(day),
             landing_file=str(landing_file),
@@ -822,6 +876,7 @@ def validate_partition(
             batch_checks=checks,
             reason_counts=dict(reasons.most_common()),
             error=error,
+            data_docs_path=str(quarantine_dir / "data_docs" / "index.html") if has_docs else None,
         )
         result.seconds = round(time.perf_counter() - t0, 3)
         report = {
@@ -838,6 +893,7 @@ def validate_partition(
             "expectations": gx_results or [],
             "reason_counts": result.reason_counts,
             "error": error,
+            "data_docs": "data_docs/index.html" if has_docs else None,
             "seconds": result.seconds,
             "validated_at": datetime.now(UTC).isoformat(),  # informational only, never used in a rule
         }

@@ -119,6 +119,20 @@ def test_clean_day_is_accepted_and_reconciles(tmp_path: Path, lake: Path) -> Non
     json.dumps(result.to_xcom())
     report = json.loads(Path(result.report_json_path).read_text())
     assert report["counts"] == {"landed": result.landed, "accepted": result.accepted, "quarantined": 0}
+    docs = Path(result.quarantine_path) / "data_docs" / "index.html"
+    assert result.data_docs_path == str(docs) and docs.is_file(), "GX Data Docs are built per run"
+    assert 'href="data_docs/index.html"' in Path(result.report_path).read_text()
+    assert list(docs.parent.glob("validations/raw_interactions/**/*.html"))
+
+
+def test_chunked_validation_matches_single_pass(tmp_path: Path) -> None:
+    """Bounded memory: many small chunks give the same split as one chunk, duplicates spanning chunks included."""
+    path = land(tmp_path, faults={"duplicate_event_id": 0.003, "null_item": 0.002})
+    one = validate_partition(path, day=DAY, lake_root=tmp_path / "one", data_docs=False)
+    many = validate_partition(path, day=DAY, lake_root=tmp_path / "many", chunk_bytes=16_384, data_docs=False)
+    assert (one.accepted, one.quarantined) == (many.accepted, many.quarantined)
+    pd.testing.assert_frame_equal(lake_rows(tmp_path / "one"), lake_rows(tmp_path / "many"))
+    assert many.reason_counts == one.reason_counts
 
 
 def test_faults_below_threshold_are_quarantined_with_reasons(tmp_path: Path, lake: Path) -> None:
