@@ -723,6 +723,11 @@ class _LazyWriter:
         assert self._w is not None
         self._w.close()
 
+    def abort(self) -> None:
+        """Release the file handle after an unexpected error (the staging folder is deleted anyway)."""
+        if self._w is not None:  # ParquetWriter.close is idempotent
+            self._w.close()
+
 
 # ------------------------------------------------------------------------------------ the pipeline
 
@@ -902,6 +907,8 @@ def validate_partition(
             lake.publish(staging / "interactions", lake_partition(day))
         lake.publish(staging / "quarantine", quarantine_partition(day))
     finally:
+        accepted_w.abort()
+        rejects_w.abort()
         shutil.rmtree(staging, ignore_errors=True)
 
     log.info("%s", result.summary())
