@@ -67,7 +67,74 @@ def _add_services(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     )
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [_add_services]
+def _demo(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from recflow.demo import DemoConfig, DemoError, format_summary, run_demo
+
+    config = DemoConfig(keep_services=args.keep_services, burst=args.burst)
+    if args.end:
+        config.end = date.fromisoformat(args.end)
+    try:
+        summary = run_demo(config)
+    except DemoError as exc:
+        print(f"recflow demo: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(summary))
+    return 0
+
+
+def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("demo", help="run the whole workflow once on local services")
+    parser.add_argument("--end", default=None, help="exclusive end day of the demo data (YYYY-MM-DD)")
+    parser.add_argument("--burst", type=int, default=1000, help="streaming requests to send")
+    parser.add_argument("--keep-services", action="store_true", help="leave Kafka and S3 running afterwards")
+    parser.set_defaults(func=_demo)
+
+
+def _airflow_env(args: argparse.Namespace) -> int:
+    from recflow.airflow_env import airflow_env, shell_exports
+
+    print(shell_exports(airflow_env()))
+    return 0
+
+
+def _add_airflow_env(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "airflow-env",
+        help="print the exports that point Airflow at these DAGs, the SQLite DB and the services",
+        description='Use as: eval "$(recflow airflow-env)"',
+    )
+    parser.set_defaults(func=_airflow_env)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from recflow.airflow_env import airflow_env
+    from recflow.stream_launcher import start_scorer
+
+    scorer = start_scorer(airflow_env(), fresh_checkpoint=args.fresh)
+    print(f"streaming scorer starting (log: {scorer.log_path})")
+    try:
+        print(f"ready, serving {scorer.wait_ready() or 'nothing yet'}; Ctrl-C stops it")
+        return scorer.process.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        scorer.stop()
+
+
+def _add_stream(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("stream", help="run the Kafka streaming scorer in the foreground")
+    parser.add_argument("--fresh", action="store_true", help="start from a new checkpoint (skip old requests)")
+    parser.set_defaults(func=_stream)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_services,
+    _add_demo,
+    _add_airflow_env,
+    _add_stream,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

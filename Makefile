@@ -1,0 +1,67 @@
+# recflow: `make demo` runs the whole workflow on local services; `make test` proves it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+RECFLOW := $(VENV)/bin/recflow
+PYTEST_ARGS ?=
+
+.PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
+        lint typecheck bench bench-quality bench-data clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+venv: $(VENV)/.synced  ## build .venv from the lock (installs uv from PyPI when missing)
+
+check-tools:  ## fail early, and clearly, when Java 17+ or Maven is missing
+	@command -v java >/dev/null || { echo "recflow: java not found: install a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
+	@command -v mvn >/dev/null || { echo "recflow: mvn not found: install Maven (e.g. apt-get install maven)" >&2; exit 1; }
+
+demo: venv check-tools  ## the whole workflow end to end on real local services, then a summary
+	$(RECFLOW) demo
+
+airflow: venv check-tools  ## Airflow UI (standalone) with these DAGs and the services
+	$(RECFLOW) services up
+	@eval "$$($(RECFLOW) airflow-env)"; mkdir -p "$$AIRFLOW_HOME"; \
+	  echo "recflow: Airflow UI at http://127.0.0.1:8080 ; login: admin, password in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"; \
+	  exec $(VENV)/bin/airflow standalone
+
+services-up: venv check-tools  ## start Kafka and the S3 server (idempotent)
+	$(RECFLOW) services up
+services-down: venv  ## stop them; nothing is left behind
+	$(RECFLOW) services down
+services-status: venv
+	$(RECFLOW) services status
+
+test: venv check-tools  ## the full suite: unit, DAG integrity, integration on real services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv  ## fast tests only (no services)
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: venv  ## ruff (incl. AIR3) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: bench-quality bench-data  ## every benchmark; results under bench/results/
+
+bench-quality: venv  ## MovieLens-100K quality and fit time vs the published numbers
+	$(PY) bench/quality.py
+
+bench-data: venv  ## validation and ingestion throughput and peak memory
+	$(PY) bench/data.py
+
+clean: services-down  ## stop services and delete local state (.recflow/)
+	rm -rf .recflow

@@ -1,0 +1,27 @@
+"""Session-wide isolation, set before anything imports Airflow or reads recflow settings.
+
+Tests share the local services (Kafka, S3) with the demo, but never its data: the lake, the landing
+zone, the Airflow home and the model bucket are per test session.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[1]
+_SESSION = Path(os.environ.get("RECFLOW_STATE", _ROOT / ".recflow")) / "test-sessions" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+
+os.environ.setdefault("RECFLOW_LAKE", str(_SESSION / "lake"))
+os.environ.setdefault("RECFLOW_LANDING", str(_SESSION / "landing"))
+os.environ.setdefault("RECFLOW_MODELS_BUCKET", f"recflow-test-{os.getpid()}-{int(time.time())}")
+
+from recflow.airflow_env import airflow_env  # noqa: E402  (after the variables above)
+
+_env = airflow_env()
+_env["AIRFLOW_HOME"] = str(_SESSION / "airflow")
+_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_SESSION / 'airflow' / 'airflow.db'}"
+for _key, _value in _env.items():
+    os.environ.setdefault(_key, _value)
+Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
