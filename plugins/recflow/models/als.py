@@ -33,6 +33,9 @@ class AlsParams:
     max_iter: int = 15
     confidence: Confidence = "binary"
     checkpoint_interval: int = 5
+    #: ALS user/item blocks; None = the session's default parallelism (one block per core). Spark's own
+    #: default of 10 makes small data pay 10 tiny tasks per half-iteration: 2.5x slower on 2 cores.
+    num_blocks: int | None = None
     seed: int = 42
 
     @classmethod
@@ -43,6 +46,8 @@ class AlsParams:
                 f"unknown ALS parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
             )
         params = cls(**raw)
+        if params.num_blocks is not None and params.num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1 or None, got {params.num_blocks}")
         if params.rank < 1 or params.max_iter < 1 or params.reg_param < 0 or params.alpha < 0:
             raise ValueError(f"ALS parameters out of range: {params}")
         if params.confidence not in ("binary", "count", "amount"):
@@ -92,8 +97,11 @@ class AlsRecommender(Recommender):
         users = spark.createDataFrame(pd.DataFrame({COL_USER: index.users, "u": np.arange(index.n_users)}))
         items = spark.createDataFrame(pd.DataFrame({COL_ITEM: index.items, "i": np.arange(index.n_items)}))
         ratings = strengths.join(users.hint("broadcast"), COL_USER).join(items.hint("broadcast"), COL_ITEM)
+        blocks = params.num_blocks or spark.sparkContext.defaultParallelism
         als = ALS(
             rank=params.rank,
+            numUserBlocks=blocks,
+            numItemBlocks=blocks,
             regParam=params.reg_param,
             alpha=params.alpha,
             maxIter=params.max_iter,
