@@ -72,6 +72,22 @@ class Settings:
     lake_root: Path
     state: Path = field(default_factory=state_dir)
     landing_root: Path = field(default_factory=lambda: state_dir() / "landing")
+    #: The same places as URIs, verbatim from the environment: a local path or ``s3://bucket/prefix``.
+    #: ``Path("s3://b/p")`` would collapse the ``//``, so ingestion uses these; Spark jobs keep the Paths.
+    lake_uri: str = ""
+    landing_uri: str = ""
+    quarantine_uri: str = ""
+    """Default ``<lake_uri>/quarantine`` (env ``RECFLOW_QUARANTINE``)."""
+    reports_uri: str = ""
+    """Where GX Data Docs are uploaded; default ``s3://<reports bucket>/validation`` (env ``RECFLOW_REPORTS``)."""
+
+    def __post_init__(self) -> None:
+        # Frozen dataclass: fill the URI defaults from the Paths for callers that build Settings by hand.
+        lake = self.lake_uri or str(self.lake_root)
+        object.__setattr__(self, "lake_uri", lake)
+        object.__setattr__(self, "landing_uri", self.landing_uri or str(self.landing_root))
+        object.__setattr__(self, "quarantine_uri", self.quarantine_uri or f"{lake.rstrip('/')}/quarantine")
+        object.__setattr__(self, "reports_uri", self.reports_uri or f"s3://{self.s3.reports_bucket}/validation")
 
 
 def s3_port() -> int:
@@ -100,6 +116,15 @@ def load_settings() -> Settings:
     kafka = KafkaSettings(
         bootstrap_servers=os.environ.get("RECFLOW_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port()}"),
     )
-    lake = Path(os.environ.get("RECFLOW_LAKE", state_dir() / "lake"))
-    landing = Path(os.environ.get("RECFLOW_LANDING", state_dir() / "landing"))
-    return Settings(s3=s3, kafka=kafka, lake_root=lake, landing_root=landing)
+    lake = os.environ.get("RECFLOW_LAKE") or str(state_dir() / "lake")
+    landing = os.environ.get("RECFLOW_LANDING") or str(state_dir() / "landing")
+    return Settings(
+        s3=s3,
+        kafka=kafka,
+        lake_root=Path(lake),
+        landing_root=Path(landing),
+        lake_uri=lake,
+        landing_uri=landing,
+        quarantine_uri=os.environ.get("RECFLOW_QUARANTINE", ""),
+        reports_uri=os.environ.get("RECFLOW_REPORTS", ""),
+    )

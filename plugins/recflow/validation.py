@@ -15,8 +15,9 @@ Why this shape:
 * **Nothing is lost.** ``landed == accepted + quarantined`` is checked against the rows actually written.
   A file that cannot be read as a whole (empty, wrong columns, truncated gzip) is copied verbatim into the
   quarantine next to the report.
-* **Idempotent per data interval.** Outputs are staged under ``<lake>/_staging`` and swapped into place by
-  rename, so a re-run replaces ``interactions/event_date=D`` and ``quarantine/date=D``, never appends.
+* **Idempotent per data interval.** Outputs are staged and published as a whole partition by a
+  :class:`~recflow.data.stores.LakeStore` (a rename swap on disk, a ``_SUCCESS`` manifest commit on S3), so a
+  re-run replaces ``interactions/event_date=D`` and ``quarantine/date=D``, never appends.
 * **Bounded memory.** The landing file is processed chunk by chunk; duplicate detection keeps 64-bit
   hashes of event ids (collision odds ~ n^2 / 2^65, about 3e-6 at 10^7 rows), not the ids.
 
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import great_expectations as gx
 import numpy as np
@@ -60,6 +61,10 @@ from recflow.data.landing import (
     coerce_chunk,
     iter_landing,
 )
+from recflow.data.stores import LakeStore, basename, copy_to_local, join_uri, open_store, upload_tree
+
+if TYPE_CHECKING:
+    from recflow.config import S3Settings
 
 log = logging.getLogger(__name__)
 
@@ -398,64 +403,14 @@ def _merge_gx(total: list[dict[str, Any]] | None, part: list[dict[str, Any]]) ->
 # ----------------------------------------------------------------------------------------- store
 
 
-class LakeStore(Protocol):
-    """What validation needs from the lake; local paths now, an ``s3://`` implementation later."""
-
-    root: str
-
-    def staging(self) -> Path: ...
-    def publish(self, local_dir: Path, relative: str) -> str: ...
-    def partition_rows(self, relative: str) -> int | None: ...
-    def read_column(self, relative: str, column: str) -> np.ndarray: ...
-
-
-class LocalLake:
-    """A lake on the local file system. Staging sits inside the root so publishing is a rename."""
-
-    def __init__(self, root: str | Path) -> None:
-        if str(root).startswith(("s3://", "s3a://")):
-            raise NotImplementedError("s3:// lakes need an object-store LakeStore; only local paths for now")
-        self.root = str(Path(root).resolve())
-
-    def staging(self) -> Path:
-        path = Path(self.root) / "_staging" / uuid.uuid4().hex
-        path.mkdir(parents=True)
-        return path
-
-    def publish(self, local_dir: Path, relative: str) -> str:
-        """Replace ``<root>/<relative>`` by ``local_dir`` (rename swap: never a mix of old and new files)."""
-        final = Path(self.root) / relative
-        final.parent.mkdir(parents=True, exist_ok=True)
-        old = None
-        if final.exists():
-            old = Path(self.root) / "_staging" / f"old-{uuid.uuid4().hex}"
-            os.replace(final, old)
-        os.replace(local_dir, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return str(final)
-
-    def _files(self, relative: str) -> list[Path]:
-        d = Path(self.root) / relative
-        return sorted(d.glob("*.parquet")) if d.is_dir() else []
-
-    def partition_rows(self, relative: str) -> int | None:
-        files = self._files(relative)
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files) if files else None
-
-    def read_column(self, relative: str, column: str) -> np.ndarray:
-        parts = [pq.read_table(f, columns=[column]).column(0).to_numpy() for f in self._files(relative)]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
-
-
 def lake_partition(day: date) -> str:
     """``interactions/event_date=YYYY-MM-DD``, relative to the lake root."""
     return f"interactions/event_date={day}"
 
 
 def quarantine_partition(day: date) -> str:
-    """``quarantine/date=YYYY-MM-DD``, relative to the lake root."""
-    return f"quarantine/{partition_dir_name(day)}"
+    """``date=YYYY-MM-DD``, relative to the quarantine root (default ``<lake>/quarantine``)."""
+    return partition_dir_name(day)
 
 
 # ------------------------------------------------------------------------------------------ policy
@@ -508,6 +463,10 @@ class ValidationResult:
     reason_counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     data_docs_path: str | None = None
+    report_uri: str | None = None
+    """The HTML report uploaded to the reports store (None without ``reports_root``)."""
+    data_docs_uri: str | None = None
+    """GX Data Docs index uploaded to the reports store (None without ``reports_root`` or GX run)."""
     seconds: float = 0.0
 
     @property
@@ -534,9 +493,9 @@ class ValidationResult:
             )
         if self.reason_counts:
             lines.append(f"row rejects by reason: {self.reason_counts}")
-        lines.append(f"report: {self.report_path}")
-        if self.data_docs_path:
-            lines.append(f"GX Data Docs: {self.data_docs_path}")
+        lines.append(f"report: {self.report_uri or self.report_path}")
+        if self.data_docs_uri or self.data_docs_path:
+            lines.append(f"GX Data Docs: {self.data_docs_uri or self.data_docs_path}")
         return "\n".join(lines)
 
     def to_xcom(self) -> dict[str, Any]:
@@ -549,6 +508,9 @@ class ValidationResult:
             "lake_path": self.lake_path,
             "report_path": self.report_path,
             "data_docs_path": self.data_docs_path,
+            "report_uri": self.report_uri,
+            "data_docs_uri": self.data_docs_uri,
+            "seconds": self.seconds,
             "failed": sorted({f["reason"] for f in self.failed_expectations})
             + [c["check"] for c in self.batch_checks if not c["success"]],
         }
@@ -679,6 +641,11 @@ tr.bad td{{background:#fde2e2}}tr.ok td:first-child{{color:#2a7}}</style></head>
 # -------------------------------------------------------------------------------------- writing
 
 
+def _is_report_file(path: Path) -> bool:
+    """Reports and Data Docs go to the reports store; data (rejects, the source copy) stays in quarantine."""
+    return path.suffix != ".parquet" and not path.name.startswith("source-")
+
+
 def _prune_docs_assets(docs_dir: Path) -> None:
     """Drop GX's tutorial images (3.4 MB of the 4 MB per site); pages only need styles and the favicon."""
     images = docs_dir / "static" / "images"
@@ -745,13 +712,21 @@ def validate_partition(
     policy: Policy | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    store_factory: Callable[[str | Path], LakeStore] = LocalLake,
+    store_factory: Callable[[str | Path], LakeStore] | None = None,
+    quarantine_root: str | Path | None = None,
+    reports_root: str | None = None,
+    s3: S3Settings | None = None,
     data_docs: bool = True,
 ) -> ValidationResult:
     """Validate one day's landing file; publish accepted rows and the quarantine; raise on batch failure.
 
     ``day`` fixes the data interval ``[day 00:00 UTC, day+1 00:00 UTC)``; timestamps outside it are
     rejected (never compared with the wall clock). ``threshold`` overrides ``policy.threshold``.
+    ``landing_file``, ``lake_root``, ``quarantine_root`` (default ``<lake_root>/quarantine``) and
+    ``reports_root`` may be local paths or ``s3://`` URIs (``s3`` gives the endpoint and keys). With
+    ``reports_root``, the GX Data Docs and both reports are also uploaded to
+    ``<reports_root>/raw_interactions/date=<day>/<run>/``: one folder per run, so the link logged by a
+    failed run keeps working after the file is fixed and re-validated.
     ``history_counts`` (date -> rows, or a sequence, oldest first) defaults to the lake's previous
     partitions; ``seen_event_ids`` defaults to the ids in the lake's previous ``dedup_lookback_days``
     partitions. ``known_users`` / ``known_items`` enable the unknown-rate checks.
@@ -765,7 +740,9 @@ def validate_partition(
     policy = policy or Policy()
     if threshold is not None:
         policy = Policy(**{**asdict(policy), "threshold": threshold})
-    lake = store_factory(lake_root)
+    factory = store_factory or (lambda uri: open_store(uri, s3))
+    lake = factory(lake_root)
+    quarantine = factory(quarantine_root if quarantine_root is not None else join_uri(lake_root, "quarantine"))
     spec = load_suite_spec(RAW_SUITE)
     start, end = day_bounds(day)
     params = {
@@ -785,11 +762,11 @@ def validate_partition(
     users = frozenset(known_users) if known_users is not None else None
     items = frozenset(known_items) if known_items is not None else None
 
-    staging = lake.staging()
-    docs_dir = staging / "quarantine" / "data_docs"
+    lake_stage, q_stage = lake.staging(), quarantine.staging()
+    docs_dir = q_stage / "data_docs"
     runner = GxRunner(spec, docs_dir if data_docs else None)
-    accepted_w = _LazyWriter(staging / "interactions" / "part-0.parquet", ACCEPTED_SCHEMA)
-    rejects_w = _LazyWriter(staging / "quarantine" / "rejects.parquet", REJECT_SCHEMA)
+    accepted_w = _LazyWriter(lake_stage / "part-0.parquet", ACCEPTED_SCHEMA)
+    rejects_w = _LazyWriter(q_stage / "rejects.parquet", REJECT_SCHEMA)
     seen_in_file = {COL_EVENT: _SeenHashes()}
     reasons: Counter[str] = Counter()
     landed = 0
@@ -798,7 +775,7 @@ def validate_partition(
     error: str | None = None
     try:
         try:
-            for chunk in iter_landing(landing_file, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows):
+            for chunk in iter_landing(landing_file, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows, s3=s3):
                 landed += chunk.rows
                 if chunk.bad_lines:
                     bad = bad_lines_frame(chunk.bad_lines)
@@ -829,8 +806,7 @@ def validate_partition(
         except LandingError as exc:
             error = str(exc)
             reasons[exc.reason] += 0  # listed in the report even when no row was read
-            (staging / "quarantine").mkdir(parents=True, exist_ok=True)
-            shutil.copy2(landing_file, staging / "quarantine" / f"source-{Path(landing_file).name}")
+            copy_to_local(landing_file, q_stage / f"source-{basename(landing_file)}", s3)
         accepted_w.close()
 
         unknown_counts = {k: (v[0], v[1]) for k, v in unknown.items() if (users if k == "user" else items)}
@@ -862,10 +838,15 @@ def validate_partition(
                 f"reconciliation failed for {day}: landed {landed} != accepted {accepted} + quarantined "
                 f"{quarantined}; nothing was published"
             )
-        quarantine_dir = Path(lake.root) / quarantine_partition(day)
+        qpart = quarantine_partition(day)
         has_docs = (docs_dir / "index.html").is_file()
         if has_docs:
             _prune_docs_assets(docs_dir)
+        reports_dest = (
+            join_uri(reports_root, spec.name, qpart, f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
+            if reports_root
+            else None
+        )
         result = ValidationResult(
             day=str(day),
             landing_file=str(landing_file),
@@ -873,15 +854,17 @@ def validate_partition(
             accepted=accepted,
             quarantined=quarantined,
             success=success,
-            report_path=str(quarantine_dir / "report.html"),
-            report_json_path=str(quarantine_dir / "report.json"),
-            quarantine_path=str(quarantine_dir),
-            lake_path=str(Path(lake.root) / lake_partition(day)) if success else None,
+            report_path=quarantine.uri(f"{qpart}/report.html"),
+            report_json_path=quarantine.uri(f"{qpart}/report.json"),
+            quarantine_path=quarantine.uri(qpart),
+            lake_path=lake.uri(lake_partition(day)) if success else None,
             failed_expectations=[r for r in (gx_results or []) if not r["success"]],
             batch_checks=checks,
             reason_counts=dict(reasons.most_common()),
             error=error,
-            data_docs_path=str(quarantine_dir / "data_docs" / "index.html") if has_docs else None,
+            data_docs_path=quarantine.uri(f"{qpart}/data_docs/index.html") if has_docs else None,
+            report_uri=join_uri(reports_dest, "report.html") if reports_dest else None,
+            data_docs_uri=join_uri(reports_dest, "data_docs", "index.html") if reports_dest and has_docs else None,
         )
         result.seconds = round(time.perf_counter() - t0, 3)
         report = {
@@ -902,14 +885,17 @@ def validate_partition(
             "seconds": result.seconds,
             "validated_at": datetime.now(UTC).isoformat(),  # informational only, never used in a rule
         }
-        _write_reports(staging / "quarantine", report)
+        _write_reports(q_stage, report)
+        if reports_dest:
+            upload_tree(q_stage, reports_dest, s3, include=_is_report_file)
         if success:
-            lake.publish(staging / "interactions", lake_partition(day))
-        lake.publish(staging / "quarantine", quarantine_partition(day))
+            lake.publish(lake_stage, lake_partition(day))
+        quarantine.publish(q_stage, qpart)
     finally:
         accepted_w.abort()
         rejects_w.abort()
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(lake_stage, ignore_errors=True)
+        shutil.rmtree(q_stage, ignore_errors=True)
 
     log.info("%s", result.summary())
     if not success:

@@ -16,6 +16,9 @@ memory used must not grow with the file. So:
 Values arrive as text; :func:`coerce_chunk` casts them to the contract dtypes and returns, per row, why a
 value could not be cast, so wrong types become row rejects with a reason rather than crashes.
 
+Landing files may be local paths or ``s3://`` objects (:mod:`recflow.data.stores`): objects are read in
+byte ranges through a buffered stream, so an object is never downloaded whole.
+
 Limitation: text blocks are cut at newline bytes, so a CSV field with an embedded newline inside quotes is
 only supported when it does not straddle a block boundary. The contract's fields never contain newlines.
 """
@@ -29,8 +32,9 @@ import json
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 import numpy as np
 import pandas as pd
@@ -38,7 +42,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER
-from recflow.data.contract import INTERACTION_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from recflow.data.contract import (
+    INTERACTION_COLUMNS,
+    LANDING_STEM,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    partition_dir_name,
+)
+from recflow.data.stores import basename, input_size, join_uri, list_names, open_input
+
+if TYPE_CHECKING:
+    from recflow.config import S3Settings
 
 DEFAULT_CHUNK_BYTES: Final = 32 * 1024 * 1024
 DEFAULT_CHUNK_ROWS: Final = 500_000
@@ -116,10 +130,10 @@ class LandingChunk:
         return len(self.frame) + len(self.bad_lines)
 
 
-def detect_format(path: str | Path) -> tuple[str, bool]:
+def detect_format(path: str | Path, s3: S3Settings | None = None) -> tuple[str, bool]:
     """``(fmt, gzipped)`` from the file name, with gzip confirmed or discovered by its magic bytes."""
-    p = Path(path)
-    name = p.name.lower()
+    p = str(path)
+    name = basename(p).lower()
     base = name[:-3] if name.endswith(".gz") else name
     if base.endswith(".csv"):
         fmt = "csv"
@@ -129,7 +143,7 @@ def detect_format(path: str | Path) -> tuple[str, bool]:
         fmt = "parquet"
     else:
         raise ValueError(f"cannot tell the format of {p}: expected .csv, .jsonl or .parquet, optionally .gz")
-    with open(p, "rb") as fh:
+    with open_input(p, s3, buffer_size=4096) as fh:
         head = fh.read(4)
     gz = head[:2] == GZIP_MAGIC
     if fmt == "parquet" and gz:
@@ -142,29 +156,48 @@ def iter_landing(
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    s3: S3Settings | None = None,
 ) -> Iterator[LandingChunk]:
     """Yield a landing file in bounded chunks (``chunk_bytes`` for text, ``chunk_rows`` for Parquet).
 
+    ``path`` is a local path or an ``s3://`` URI (``s3`` gives the endpoint; default from the env).
     Raises :class:`LandingError` subclasses for file-level problems; they may surface after some chunks
     were yielded (a truncated gzip is only noticed at its end), so callers must stage, not commit, chunks.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"landing file not found: {p}")
-    if p.stat().st_size == 0:
+    p = str(path)
+    if input_size(p, s3) == 0:
         raise EmptyFileError(p, "the file has no bytes")
-    fmt, gz = detect_format(p)
-    if fmt == "parquet":
-        yield from _iter_parquet(p, chunk_rows)
-        return
-    opened: BinaryIO = gzip.open(p, "rb") if gz else open(p, "rb")  # type: ignore[assignment]  # noqa: SIM115
+    fmt, gz = detect_format(p, s3)
+    raw = open_input(p, s3)
     try:
-        reader = _iter_csv if fmt == "csv" else _iter_jsonl
-        yield from reader(p, opened, chunk_bytes)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise CorruptFileError(p, f"truncated or corrupt gzip stream ({exc})") from exc
+        if fmt == "parquet":
+            yield from _iter_parquet(p, raw, chunk_rows)
+            return
+        opened: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw  # type: ignore[assignment]
+        try:
+            reader = _iter_csv if fmt == "csv" else _iter_jsonl
+            yield from reader(p, opened, chunk_bytes)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise CorruptFileError(p, f"truncated or corrupt gzip stream ({exc})") from exc
+        finally:
+            opened.close()
     finally:
-        opened.close()
+        raw.close()
+
+
+def find_landing_file(landing_root: str | Path, day: date, s3: S3Settings | None = None) -> str:
+    """The one landing file of ``day`` under ``<landing>/date=D/`` (a path or ``s3://`` URI).
+
+    Raises FileNotFoundError when there is none and ValueError when there are several: which of two
+    deliveries is the right one is a human decision, never a guess.
+    """
+    folder = join_uri(landing_root, partition_dir_name(day))
+    found = [n for n in list_names(folder, s3) if n.startswith(f"{LANDING_STEM}.")]
+    if not found:
+        raise FileNotFoundError(f"no landing file for {day}: expected {folder}/{LANDING_STEM}.<csv|jsonl|parquet>[.gz]")
+    if len(found) > 1:
+        raise ValueError(f"{len(found)} landing files for {day} in {folder}: {found}; keep one")
+    return join_uri(folder, found[0])
 
 
 def _blocks(stream: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
@@ -197,7 +230,7 @@ def _decode_block(block: bytes, first_line: int) -> tuple[list[str], list[int], 
     return lines, list(range(first_line, first_line + len(lines))), []
 
 
-def _check_columns(path: Path, found: list[str]) -> None:
+def _check_columns(path: str | Path, found: list[str]) -> None:
     if any(c not in found for c in REQUIRED_COLUMNS) or any(c not in INTERACTION_COLUMNS for c in found):
         raise SchemaMismatchError(path, found)
     if len(set(found)) != len(found):
@@ -212,7 +245,7 @@ def _text_frame(records: pd.DataFrame) -> pd.DataFrame:
     return records.loc[:, list(INTERACTION_COLUMNS)]
 
 
-def _iter_csv(path: Path, stream: BinaryIO, chunk_bytes: int) -> Iterator[LandingChunk]:
+def _iter_csv(path: str, stream: BinaryIO, chunk_bytes: int) -> Iterator[LandingChunk]:
     header_raw = stream.readline()
     if not header_raw.strip():
         raise EmptyFileError(path, "no header line")
@@ -259,7 +292,7 @@ def _parse_csv_lines(lines: list[tuple[int, str]], header: list[str], bad: list[
     return _read_csv_text("\n".join(good), header) if good else _parse_csv_lines([], header, bad)
 
 
-def _iter_jsonl(path: Path, stream: BinaryIO, chunk_bytes: int) -> Iterator[LandingChunk]:
+def _iter_jsonl(path: str, stream: BinaryIO, chunk_bytes: int) -> Iterator[LandingChunk]:
     line_no = 1
     rows = 0
     checked = False
@@ -293,9 +326,9 @@ def _iter_jsonl(path: Path, stream: BinaryIO, chunk_bytes: int) -> Iterator[Land
         raise EmptyFileError(path, "no JSON records")
 
 
-def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[LandingChunk]:
+def _iter_parquet(path: str, stream: BinaryIO, chunk_rows: int) -> Iterator[LandingChunk]:
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(stream)
     except (pa.ArrowInvalid, OSError) as exc:
         raise CorruptFileError(path, f"not a readable Parquet file ({exc})") from exc
     _check_columns(path, list(pf.schema_arrow.names))
