@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import CronTriggerTimetable, Param, dag
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
+from recflow.orchestration.assets import VALIDATED_INTERACTIONS
 from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV
 from recflow.orchestration.ingest_tasks import days_to_validate, validate_window_day
 from recflow.orchestration.training_tasks import compare, plan_training, promote, publish_model_event
@@ -25,7 +26,10 @@ DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(m
 
 @dag(
     dag_id="recommender_training",
-    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", interval=timedelta(days=1)),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", interval=timedelta(days=1)),
+        assets=[VALIDATED_INTERACTIONS],
+    ),
     start_date=datetime(2026, 11, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

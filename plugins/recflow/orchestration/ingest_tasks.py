@@ -1,57 +1,104 @@
-"""Task callables that validate landed days into the lake (used by the ingest and training DAGs)."""
+"""Task callables that validate landed days into the lake (used by the ingest and training DAGs).
+
+Why two entry points: the ``ingest_interactions`` DAG validates one day per run and announces it with an
+Asset event (the training DAG runs on it); the training DAG validates the days of its window that are
+missing from the lake, without announcing them (that would trigger training from training).
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import get_current_context, task
 
-from recflow.orchestration.context import interval_day, interval_end
+from recflow.orchestration.assets import VALIDATED_INTERACTIONS
+from recflow.orchestration.context import completed_day, interval_end
 
 log = logging.getLogger(__name__)
 
+#: XCom key of the validation summary, pushed before a failure is raised so the Data Docs URI survives it.
+XCOM_VALIDATION = "validation"
 
-def validate_one_day(day: date, *, threshold: float, reason: str | None = None) -> dict[str, Any]:
+
+def validate_one_day(
+    day: date,
+    *,
+    threshold: float,
+    reason: str | None = None,
+    context: Any | None = None,
+) -> dict[str, Any]:
     """Validate ``day``'s landing file with GX, write accepted rows to the lake, quarantine the rest.
 
-    Raises (failing the task) when the batch is rejected; the summary names the failed expectations.
+    Landing, lake, quarantine and reports come from the settings (local paths or ``s3://`` URIs; the S3
+    endpoint and keys from the ``recflow_s3`` Connection). The summary (with the Data Docs URI) is logged
+    and, given a task ``context``, pushed to XCom even when the batch is rejected. A rejected batch fails
+    the task without retries (:class:`AirflowFailException`): the same bytes would fail again. Transient
+    errors (the object store unreachable) still raise normally and are retried.
     """
-    from recflow.config import load_settings
-    from recflow.validation import validate_partition
+    from airflow.sdk.exceptions import AirflowFailException
 
-    settings = load_settings()
-    if reason:
-        log.info("re-validating %s with threshold %.4f: %s", day, threshold, reason)
-    landing_file = find_landing_file(settings.landing_root, day)
-    result = validate_partition(landing_file, day=day, lake_root=settings.lake_root, threshold=threshold)
-    summary: dict[str, Any] = result.to_xcom()
-    log.info("validated %s: %s", day, summary)
+    from recflow.data.landing import find_landing_file
+    from recflow.orchestration.connections import settings as resolve_settings
+    from recflow.validation import ValidationFailed, validate_partition
+
+    settings = resolve_settings()
+    log.info("validating %s with threshold %.4f%s", day, threshold, f"; reason: {reason}" if reason else "")
+    landing_file = find_landing_file(settings.landing_uri, day, settings.s3)
+    try:
+        result = validate_partition(
+            landing_file,
+            day=day,
+            lake_root=settings.lake_uri,
+            quarantine_root=settings.quarantine_uri,
+            reports_root=settings.reports_uri,
+            threshold=threshold,
+            s3=settings.s3,
+        )
+    except ValidationFailed as exc:
+        summary = exc.result.to_xcom()
+        _publish(summary, context)
+        raise AirflowFailException(f"validation of {day} failed:\n{exc.result.summary()}") from exc
+    summary = result.to_xcom()
+    _publish(summary, context)
     return summary
 
 
-def find_landing_file(landing_root: Path, day: date) -> Path:
-    """The one landing file of ``day`` (any accepted format); two files for one day is an error."""
-    from recflow.data.contract import LANDING_STEM, partition_dir_name
-
-    folder = landing_root / partition_dir_name(day)
-    found = sorted(folder.glob(f"{LANDING_STEM}.*"))
-    if not found:
-        raise FileNotFoundError(f"no landing file for {day}: expected {folder}/{LANDING_STEM}.<csv|jsonl|parquet>[.gz]")
-    if len(found) > 1:
-        raise ValueError(f"{len(found)} landing files for {day} in {folder}: {[p.name for p in found]}; keep one")
-    return found[0]
+def _publish(summary: dict[str, Any], context: Any | None) -> None:
+    log.info("GX Data Docs: %s", summary.get("data_docs_uri") or summary.get("data_docs_path"))
+    log.info("report: %s", summary.get("report_uri") or summary.get("report_path"))
+    log.info("validated %s: %s", summary["day"], summary)
+    if context is not None:
+        context["ti"].xcom_push(key=XCOM_VALIDATION, value=summary)
 
 
-@task
+def requested_day(params: dict[str, Any], context: Any) -> date:
+    """``params.date`` when a user re-validates one date from the UI, else the run's completed day."""
+    raw = params.get("date")
+    return date.fromisoformat(str(raw)) if raw else completed_day(context)
+
+
+@task(outlets=[VALIDATED_INTERACTIONS])
 def validate_day(params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Validate the run's day (or ``params.date`` when a user re-validates one date from the UI)."""
+    """Validate one day and emit a ``VALIDATED_INTERACTIONS`` event whose ``extra`` names the day.
+
+    The day is the run's completed UTC day, or ``params.date``; ``params.threshold`` overrides the
+    row-policy threshold and ``params.reason`` is logged (and kept in the event's ``extra``).
+    """
     context = get_current_context()
     params = params or dict(context["params"])
-    day = date.fromisoformat(params["date"]) if params.get("date") else interval_day(context)
-    return validate_one_day(day, threshold=float(params["threshold"]), reason=params.get("reason"))
+    day = requested_day(params, context)
+    reason = params.get("reason") or None
+    summary = validate_one_day(day, threshold=float(params["threshold"]), reason=reason, context=context)
+    context["outlet_events"][VALIDATED_INTERACTIONS].extra = {
+        "day": summary["day"],
+        "accepted": summary["accepted"],
+        "quarantined": summary["quarantined"],
+        "lake_path": summary["lake_path"],
+        "reason": reason,
+    }
+    return summary
 
 
 @task
@@ -61,20 +108,24 @@ def days_to_validate(params: dict[str, Any] | None = None) -> list[str]:
     Why: training must only see validated data, and a window can start before the ingest DAG ran.
     Already-validated days are left alone (re-validation is the ingest DAG's job).
     """
-    from recflow.config import load_settings
+    from recflow.data.landing import find_landing_file
+    from recflow.data.stores import open_store
+    from recflow.orchestration.connections import settings as resolve_settings
+    from recflow.validation import lake_partition
 
     context = get_current_context()
     params = params or dict(context["params"])
-    settings = load_settings()
+    settings = resolve_settings()
+    lake = open_store(settings.lake_uri, settings.s3)
     end = interval_end(context).date()
     span = int(params["train_days"]) + int(params["holdout_days"])
     days = [end - timedelta(days=i) for i in range(span, 0, -1)]
     todo = []
     for day in days:
-        in_lake = (settings.lake_root / "interactions" / f"event_date={day}").is_dir()
+        in_lake = lake.exists(lake_partition(day))
         if day == days[-1] or not in_lake:
             try:
-                find_landing_file(settings.landing_root, day)
+                find_landing_file(settings.landing_uri, day, settings.s3)
             except FileNotFoundError:
                 if not in_lake:
                     log.warning("no landing file and no lake partition for %s", day)
@@ -86,6 +137,7 @@ def days_to_validate(params: dict[str, Any] | None = None) -> list[str]:
 
 @task(map_index_template="{{ day }}")
 def validate_window_day(day: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate one day of the training window (no Asset event: see the module docstring)."""
     context = get_current_context()
     params = params or dict(context["params"])
-    return validate_one_day(date.fromisoformat(day), threshold=float(params["threshold"]))
+    return validate_one_day(date.fromisoformat(day), threshold=float(params["threshold"]), context=context)

@@ -1,0 +1,60 @@
+"""
+### Ingest interactions
+
+Daily at 01:00 UTC, validates the landing file of the UTC day that just ended
+(`<landing>/date=YYYY-MM-DD/interactions.<csv|jsonl|parquet>[.gz]`) against the Great Expectations suite
+`expectations/raw_interactions.json`. Accepted rows replace the lake partition
+`interactions/event_date=<day>`; rejects go to `quarantine/date=<day>` with JSON and HTML reports. The GX
+Data Docs are uploaded to the reports bucket; their `s3://` URI is in the task log and in XCom
+(key `validation`, and the return value).
+
+If more than `threshold` of the rows break row rules, or a batch check fails (schema, volume vs the
+trailing 7-day mean, unknown users/items), the whole batch is quarantined and `validate` fails without
+retries, with a summary naming the failed expectations, counts and sample values.
+
+Every validated day emits an event on the `recflow://lake/interactions` asset with `extra={"day": ...}`;
+`recommender_training` runs on it.
+
+* Re-validate one date: trigger with Params `date`, optionally `threshold`, and a `reason` (logged).
+* Backfill (each day replaces its partitions, so re-running is safe):
+  `airflow backfill create --dag-id ingest_interactions --from-date 2026-11-02 --to-date 2026-11-08`
+  validates the days 2026-11-01 .. 2026-11-07 (a run at D+1 01:00 validates day D).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import CronTriggerTimetable, Param, dag
+from recflow.orchestration.ingest_tasks import validate_day
+
+DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(minutes=2)}
+
+
+@dag(
+    dag_id="ingest_interactions",
+    schedule=CronTriggerTimetable("0 1 * * *", timezone="UTC", interval=timedelta(days=1)),
+    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=4,
+    default_args=DEFAULT_ARGS,
+    tags=["recflow", "ingestion"],
+    doc_md=__doc__,
+    params={
+        "date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Re-validate this UTC day (YYYY-MM-DD) instead of the run's day.",
+        ),
+        "threshold": Param(
+            0.01, type="number", minimum=0, maximum=1, description="Max share of rows that may break row rules."
+        ),
+        "reason": Param("", type="string", description="Why this run was triggered (logged with the run)."),
+    },
+)
+def ingest_interactions() -> None:
+    validate_day.override(task_id="validate")()
+
+
+ingest_interactions()
