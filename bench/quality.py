@@ -295,11 +295,13 @@ def check_goals(summary: Mapping[str, Mapping[str, Any]], champion: str) -> list
 
 
 def machine_info(spark: SparkSession) -> dict[str, Any]:
-    def version(package: str) -> str:
-        try:
-            return importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
+    def version(*distributions: str) -> str:
+        for name in distributions:  # TensorFlow ships under several distribution names
+            try:
+                return importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return "not installed"
 
     from recflow.training import code_version
 
@@ -313,7 +315,11 @@ def machine_info(spark: SparkSession) -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
-        "versions": {p: version(p) for p in ("pyspark", "tensorflow", "keras", "numpy", "pandas", "scikit-learn")},
+        "versions": {
+            "pyspark": version("pyspark"),
+            "tensorflow": version("tensorflow", "tensorflow-cpu", "tensorflow_cpu"),
+            **{p: version(p) for p in ("keras", "numpy", "pandas", "matplotlib")},
+        },
         "code_version": code_version(),
     }
 
