@@ -501,11 +501,13 @@ def render_chart(report: Mapping[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 5))
     for i, (name, means, stds) in enumerate(bars):
         xs = [x + (i - (len(bars) - 1) / 2) * width for x in range(len(metrics))]
-        ax.bar(xs, means, width, yerr=stds, capsize=2, label=name, hatch="" if "ours" in name else "//")
+        ours = "ours" in name
+        ax.bar(xs, means, width, yerr=stds if ours else None, capsize=2, label=name, hatch="" if ours else "//")
     ax.set_xticks(range(len(metrics)), [_label(m, k) for m in metrics])
     ax.set_ylabel("score (test, mean over seeds)")
     ax.set_title(f"{report['dataset']['name']}: ours ({len(report['config']['seeds'])} seeds) vs published")
-    ax.legend(fontsize=8, ncol=2)
+    ax.set_ylim(0, 1.3 * max(max(means) for _, means, _ in bars))  # room for the legend
+    ax.legend(fontsize=8, ncol=2, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
