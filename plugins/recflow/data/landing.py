@@ -29,6 +29,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -258,14 +259,49 @@ def _iter_csv(path: str, stream: BinaryIO, chunk_bytes: int) -> Iterator[Landing
     line_no = 2
     rows = 0
     for block in _blocks(stream, chunk_bytes):
-        lines, numbers, bad = _decode_block(block, line_no)
-        line_no += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        keep = [(n, s) for n, s in zip(numbers, lines, strict=True) if s.strip()]
-        frame = _parse_csv_lines(keep, header, bad)
+        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        parsed = _parse_clean_block(block, header, n_lines)
+        bad: list[BadLine] = []
+        if parsed is not None:
+            frame = parsed
+        else:
+            lines, numbers, bad = _decode_block(block, line_no)
+            keep = [(n, s) for n, s in zip(numbers, lines, strict=True) if s.strip()]
+            frame = _parse_csv_lines(keep, header, bad)
+        line_no += n_lines
         rows += len(frame) + len(bad)
         yield LandingChunk(_text_frame(frame), bad)
     if rows == 0:
         raise EmptyFileError(path, "a header and no data rows")
+
+
+_BLANK_LINE: Final = re.compile(rb"(^|\n)[ \t\r]*(\n|$)")
+
+
+def _parse_clean_block(block: bytes, header: list[str], n_lines: int) -> pd.DataFrame | None:
+    """Fast path: parse the block's bytes in one C-parser call, or None to take the line-by-line path.
+
+    Valid only when every line became exactly one row: the block is UTF-8 (strict decoding raises
+    otherwise), has no blank lines (checked up front) and no malformed line (parser error or a row count
+    that differs from the line count). Skipping the decode / split / join of the slow path is ~20 % of
+    the ingestion time.
+    """
+    if _BLANK_LINE.search(block):
+        return None
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(block),
+            header=None,
+            names=header,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8",
+            encoding_errors="strict",
+        )
+    except (pd.errors.ParserError, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    return frame if len(frame) == n_lines else None
 
 
 def _read_csv_text(text: str, header: list[str]) -> pd.DataFrame:
