@@ -754,7 +754,6 @@ class _LazyWriter:
 # ------------------------------------------------------------------------------------ the pipeline
 
 
-
 def validate_partition(
     landing_file: str | Path,
     *,
