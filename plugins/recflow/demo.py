@@ -184,9 +184,9 @@ def _validation_summary(config: DemoConfig) -> dict[str, Any]:
     days = [json.loads(p.read_text()) for p in reports]
     return {
         "days": len(days),
-        "landed": sum(int(d.get("landed", 0)) for d in days),
-        "accepted": sum(int(d.get("accepted", 0)) for d in days),
-        "quarantined": sum(int(d.get("quarantined", 0)) for d in days),
+        "landed": sum(int(d["counts"]["landed"]) for d in days),
+        "accepted": sum(int(d["counts"]["accepted"]) for d in days),
+        "quarantined": sum(int(d["counts"]["quarantined"]) for d in days),
         "success": all(bool(d.get("success", False)) for d in days),
     }
 

@@ -1,0 +1,194 @@
+"""The workflow end to end on the real services: Airflow ``dag.test()`` runs the training DAG (GX
+validation, spark-submit of ALS, NCF and the baseline, compare, promote to S3, Kafka event), then
+batch scoring, then the streaming scorer answers requests and hot-swaps on a model-update event.
+
+Nothing here is mocked: Spark jobs are real ``spark-submit`` processes, the registry is the S3 server,
+events go through the Kafka broker. The data is small so the module runs in a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from recflow.config import Settings
+from recflow.registry import ModelRegistry
+from recflow.storage import s3_client
+
+ROOT = Path(__file__).resolve().parents[2]
+END = date(2026, 11, 10)
+TRAIN_DAYS, HOLDOUT_DAYS, K = 5, 2, 10  # K matches the promotion policy (ndcg@10)
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    """A migrated SQLite metadata DB in this session's Airflow home (see tests/conftest.py)."""
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def registry(live_services: Settings) -> ModelRegistry:
+    """The registry in this session's own bucket, so no earlier champion leaks in."""
+    client = s3_client(live_services.s3)
+    bucket = live_services.s3.models_bucket
+    assert bucket.startswith("recflow-test-"), f"tests must not use the demo's bucket, got {bucket}"
+    if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=bucket)
+    return ModelRegistry.from_settings(live_services)
+
+
+@pytest.fixture(scope="module")
+def landed(live_services: Settings) -> list[Path]:
+    from recflow.data.synthetic import write_days
+
+    start = END - timedelta(days=TRAIN_DAYS + HOLDOUT_DAYS)
+    return write_days(
+        start, END - timedelta(days=1), live_services.landing_root, n_users=1000, n_items=120, events_per_day=5000
+    )
+
+
+def _dag(dag_id: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag(dag_id)
+
+
+def _states(run: Any) -> dict[str, str]:
+    return {
+        f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id: str(ti.state)
+        for ti in run.get_task_instances()
+    }
+
+
+@pytest.fixture(scope="module")
+def training_run(airflow_db: None, registry: ModelRegistry, landed: list[Path]) -> Any:
+    dag = _dag("recommender_training")
+    conf = {"models": ["als", "ncf"], "k": K, "epochs": 4, "train_days": TRAIN_DAYS, "holdout_days": HOLDOUT_DAYS}
+    return dag.test(logical_date=datetime.combine(END, datetime.min.time(), tzinfo=UTC), run_conf=conf)
+
+
+def test_training_dag_validates_trains_and_promotes(
+    training_run: Any, registry: ModelRegistry, live_services: Settings
+) -> None:
+    states = _states(training_run)
+    assert str(training_run.state) == "success", states
+    assert all(s == "success" for s in states.values()), states
+    # every landed day was validated into the lake before training
+    days = [END - timedelta(days=i) for i in range(1, TRAIN_DAYS + HOLDOUT_DAYS + 1)]
+    for day in days:
+        assert (live_services.lake_root / "interactions" / f"event_date={day}" / "part-0.parquet").is_file(), day
+    key = END.strftime("%Y%m%dT0000")
+    versions = {mv.family: mv for mv in registry.list_versions()}
+    assert set(versions) == {"als", "ncf", "popularity"}
+    for mv in versions.values():
+        assert mv.version.endswith(key)
+        assert 0 < mv.metrics[f"ndcg@{K}"] <= 1
+        assert mv.lineage["window"] == {
+            "start": str(END - timedelta(days=TRAIN_DAYS + HOLDOUT_DAYS)),
+            "holdout_start": str(END - timedelta(days=HOLDOUT_DAYS)),
+            "end": str(END),
+        }
+        assert mv.lineage["spark_application_id"].startswith("local-")
+    champion = registry.champion()
+    assert champion is not None and champion.family in {"als", "ncf"}
+    # the winner is the eligible candidate with the best primary metric
+    assert champion.metrics[f"ndcg@{K}"] == max(versions[f].metrics[f"ndcg@{K}"] for f in ("als", "ncf"))
+    audit = registry.audit_log()
+    assert [a["version"] for a in audit] == [champion.version]
+
+
+def test_promotion_event_reaches_kafka(training_run: Any, registry: ModelRegistry, live_services: Settings) -> None:
+    from confluent_kafka import Consumer
+
+    champion = registry.champion()
+    assert champion is not None
+    consumer = Consumer(
+        {
+            "bootstrap.servers": live_services.kafka.bootstrap_servers,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([live_services.kafka.model_updates_topic])
+    found = None
+    try:
+        for _ in range(60):
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            event = json.loads(msg.value())
+            if event.get("version") == champion.version and event.get("uri") == registry.uri(champion.version):
+                found = event
+                break
+    finally:
+        consumer.close()
+    assert found is not None, f"no model-update event for {champion.version} on the topic"
+    assert found["type"] == "model_update"
+
+
+def test_batch_scoring_dag_writes_top_k_for_every_active_user(
+    training_run: Any, registry: ModelRegistry, live_services: Settings
+) -> None:
+    run = _dag("batch_scoring").test(
+        logical_date=datetime.combine(END, datetime.min.time(), tzinfo=UTC), run_conf={"k": K, "active_days": 7}
+    )
+    assert str(run.state) == "success", _states(run)
+    scores = pd.read_parquet(live_services.lake_root / "scores" / f"event_date={END - timedelta(days=1)}")
+    champion = registry.champion()
+    assert champion is not None
+    assert set(scores["model_version"]) == {champion.version}
+    interactions = pd.read_parquet(live_services.lake_root / "interactions")
+    recent = interactions[interactions["event_ts"] >= pd.Timestamp(END - timedelta(days=7), tz="UTC")]
+    assert set(scores["user_id"]) == set(recent["user_id"])
+    per_user = scores.groupby("user_id")["rank"].agg(["count", "min", "max", "nunique"])
+    assert (per_user["count"] == K).all() and (per_user["min"] == 1).all() and (per_user["max"] == K).all()
+    assert (per_user["nunique"] == K).all()
+    # seen items are not recommended: no (user, item) of the training window comes back
+    train = interactions[interactions["event_ts"] < pd.Timestamp(END - timedelta(days=HOLDOUT_DAYS), tz="UTC")]
+    overlap = scores.merge(train[["user_id", "item_id"]].drop_duplicates(), on=["user_id", "item_id"])
+    assert overlap.empty, overlap.head()
+
+
+def test_streaming_scorer_answers_and_hot_swaps(
+    training_run: Any, registry: ModelRegistry, live_services: Settings
+) -> None:
+    from recflow.events import encode, kafka_producer, model_update_event
+    from recflow.stream_client import send_burst
+    from recflow.stream_launcher import start_scorer
+
+    champion = registry.champion()
+    assert champion is not None
+    users = sorted(pd.read_parquet(live_services.lake_root / "interactions", columns=["user_id"])["user_id"].unique())
+    scorer = start_scorer(dict(os.environ))
+    try:
+        assert scorer.wait_ready() == champion.version
+        first = send_burst(live_services.kafka, users, n=200, k=K, timeout_s=60)
+        assert first.answered == 200 and first.errors == 0, first
+        assert first.model_versions == (champion.version,)
+        # a malformed request is answered with an error, not dropped
+        bad = send_burst(live_services.kafka, users, n=1, k=0, timeout_s=30)
+        assert bad.errors == 1 and bad.answered == 0, bad
+        # hot swap: promote the baseline and announce it; later answers come from it without a restart
+        baseline = next(mv for mv in registry.list_versions() if mv.family == "popularity")
+        when = datetime.combine(END, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
+        registry.promote(baseline.version, reason="hot-swap test", actor="pytest", promoted_at=when)
+        producer = kafka_producer(live_services.kafka)
+        event = model_update_event(version=baseline.version, uri=registry.uri(baseline.version), promoted_at=when)
+        producer.produce(live_services.kafka.model_updates_topic, value=encode(event))
+        producer.flush(10)
+        second = send_burst(live_services.kafka, users, n=100, k=K, timeout_s=60)
+        assert second.answered == 100, second
+        assert second.model_versions == (baseline.version,), second
+        assert scorer.process.poll() is None, "the scorer restarted or died during the swap"
+    finally:
+        scorer.stop()
