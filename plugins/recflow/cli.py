@@ -34,7 +34,10 @@ def _services_up(args: argparse.Namespace) -> int:
 
 def _services_down(args: argparse.Namespace) -> int:
     from recflow.services import claim_services, services_down
+    from recflow.stream_launcher import stop_running_scorer
 
+    if stop_running_scorer():
+        print("stopped the streaming scorer")
     stopped = services_down()
     claim_services()  # nothing left for a shared user to stop
     print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
@@ -116,7 +119,10 @@ def _stream(args: argparse.Namespace) -> int:
     print(f"streaming scorer starting (log: {scorer.log_path})")
     try:
         print(f"ready, serving {scorer.wait_ready() or 'nothing yet'}; Ctrl-C stops it")
-        return scorer.process.wait()
+        while scorer.alive():
+            time.sleep(1)
+        print(f"streaming scorer exited; log: {scorer.log_path}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     finally:

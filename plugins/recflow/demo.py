@@ -8,6 +8,7 @@ scoring -> the streaming scorer answers a burst of requests -> services down. Ev
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -97,23 +98,28 @@ def generate(config: DemoConfig) -> list[Path]:
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run every step; returns the summary it prints."""
     from recflow.airflow_env import airflow_env
-    from recflow.services import ensure_services_up, services_down
+    from recflow.services import shared_services
 
     config.log_dir.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
     env = airflow_env(settings)
     summary: dict[str, Any] = {}
-    _step("services-up", config.log_dir, lambda log: ensure_services_up(settings))
-    try:
+    print("==> services (Kafka, S3): started or reused; stopped at the end unless someone else uses them", flush=True)
+    with shared_services(settings, keep=config.keep_services):
         files = _step("generate-data", config.log_dir, lambda log: generate(config))
         summary["landing_files"] = len(files)
         Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
         _step("airflow-db", config.log_dir, lambda log: run_airflow(["db", "migrate"], log, env))
         day = str(config.end)
-        conf = (
-            f'{{"models": {list(config.models)!r}, "k": {config.k}, "train_days": {config.train_days}, '
-            f'"holdout_days": {config.holdout_days}, "reason": "make demo"}}'
-        ).replace("'", '"')
+        conf = json.dumps(
+            {
+                "models": list(config.models),
+                "k": config.k,
+                "train_days": config.train_days,
+                "holdout_days": config.holdout_days,
+                "reason": "make demo",
+            }
+        )
         _step(
             "training-dag",
             config.log_dir,
@@ -122,13 +128,12 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         _step(
             "batch-scoring-dag",
             config.log_dir,
-            lambda log: run_airflow(["dags", "test", "batch_scoring", day, "-c", f'{{"k": {config.k}}}'], log, env),
+            lambda log: run_airflow(
+                ["dags", "test", "batch_scoring", day, "-c", json.dumps({"k": config.k})], log, env
+            ),
         )
         summary["stream"] = _step("streaming-burst", config.log_dir, lambda log: _stream(config, env, log))
         summary.update(collect_summary(config))
-    finally:
-        if not config.keep_services:
-            _step("services-down", config.log_dir, lambda log: services_down(settings))
     return summary
 
 
@@ -178,8 +183,6 @@ def collect_summary(config: DemoConfig) -> dict[str, Any]:
 
 
 def _validation_summary(config: DemoConfig) -> dict[str, Any]:
-    import json
-
     reports = sorted((load_settings().lake_root / "quarantine").glob("date=*/report.json"))
     days = [json.loads(p.read_text()) for p in reports]
     return {
