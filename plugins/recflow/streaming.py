@@ -167,10 +167,19 @@ def start_stream(
     )
 
     def on_batch(batch: Any, batch_id: int) -> None:
+        began = time.perf_counter()
         rows = [(r["topic"], r["value"]) for r in batch.collect()]
+        collected = time.perf_counter()
         counts = answer_batch(rows, holder, producer, topics)
         if rows:
-            log.info("batch %d: %s (serving %s)", batch_id, counts, holder.version)
+            log.info(
+                "batch %d: %s (serving %s); collect %.0f ms, answer %.0f ms",
+                batch_id,
+                counts,
+                holder.version,
+                (collected - began) * 1000,
+                (time.perf_counter() - collected) * 1000,
+            )
 
     return (
         source.writeStream.foreachBatch(on_batch)
