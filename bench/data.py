@@ -1,0 +1,190 @@
+"""Ingestion benchmark: landing-file read and end-to-end validation rows/s and peak RSS at 10^6 and 10^7 rows.
+
+Launch (``make bench-data`` runs this; ~6 min on 2 cores, most of it generating the 10^7-row file once):
+    .venv/bin/python bench/data.py --sizes 1000000 10000000 --out bench/results
+
+Definitions (each measurement runs in a fresh interpreter, so ``ru_maxrss`` is that run's peak):
+
+* input: one day of synthetic purchase-card events (``recflow.data.synthetic.write_day``, seed fixed),
+  as gzip CSV, the usual landing format; generated once into ``$RECFLOW_STATE/bench-data`` and reused.
+  Rows = the lines the validator reports as landed (the weekday factor makes them differ from the
+  requested size).
+* ``read``: ``iter_landing`` + ``coerce_chunk`` over the whole file (decompress, parse, cast), no rules.
+* ``ingest``: ``validate_partition`` end to end on the local lake: read, row rules on every row, GX on its
+  sample (``gx_sample_rows``, default 100 000), duplicate checks, Parquet lake partition and quarantine
+  written and published, JSON/HTML reports and GX Data Docs built. Nothing lazy: the files exist when
+  the clock stops.
+* rows/s = rows / wall seconds of that step in the child (imports and file generation excluded).
+* peak RSS = ``ru_maxrss`` of the child; ``baseline`` is the RSS after imports, before the step.
+
+Writes ``data.json`` (everything, with machine info and versions), ``data.md`` (the table) and
+``data.png`` (rows/s and peak RSS against size) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+DAY = date(2026, 11, 3)  # a Tuesday (weekday factor close to 1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _landing_file(rows: int) -> Path:
+    """Generate (once) and return the gzip CSV landing file for ``rows`` requested events."""
+    from recflow.config import state_dir
+    from recflow.data import synthetic
+
+    out = state_dir() / "bench-data" / f"rows={rows}"
+    path = synthetic.landing_file(out, DAY, "csv", gzip=True)
+    if not path.is_file():
+        t0 = time.perf_counter()
+        synthetic.write_day(DAY, out, gzip=True, events_per_day=rows, chunk_rows=250_000)
+        print(f"generated {path} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    return path
+
+
+def _child(mode: str, path: str, gx_sample_rows: int) -> dict[str, Any]:
+    """One measurement, in this (fresh) process."""
+    import logging
+
+    logging.disable(logging.INFO)
+    from recflow.data.landing import coerce_chunk, iter_landing
+    from recflow.validation import validate_partition
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    lake = Path(tempfile.mkdtemp(prefix="bench-lake-"))
+    try:
+        t0 = time.perf_counter()
+        if mode == "read":
+            rows = 0
+            for chunk in iter_landing(path):
+                coerce_chunk(chunk.frame.reset_index(drop=True))
+                rows += chunk.rows
+            extra: dict[str, Any] = {}
+        else:
+            result = validate_partition(path, day=DAY, lake_root=lake, gx_sample_rows=gx_sample_rows)
+            rows = result.landed
+            extra = {"accepted": result.accepted, "quarantined": result.quarantined}
+        seconds = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "mode": mode,
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "baseline_rss_mib": round(baseline / 1024),
+        "peak_rss_mib": round(peak / 1024),
+        "gx_sample_rows": gx_sample_rows if mode == "ingest" else None,
+        **extra,
+    }
+
+
+def _measure(mode: str, path: Path, gx_sample_rows: int) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", mode, "--path", str(path), "--gx-sample-rows", str(gx_sample_rows)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    record: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    record["file_mib"] = round(path.stat().st_size / 2**20, 1)
+    print(json.dumps(record), file=sys.stderr)
+    return record
+
+
+def _machine() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_avg": os.getloadavg(),
+        "platform": platform.platform(),
+        "versions": {p: md.version(p) for p in ("pandas", "pyarrow", "numpy", "great_expectations")},
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _markdown(records: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+    lines = [
+        "# Ingestion benchmark (`make bench-data`)",
+        "",
+        f"{machine['cpus']} CPUs, load {machine['load_avg'][0]:.1f}, Python {machine['python']}, "
+        f"commit {machine['commit']}, {machine['date']}. Definitions: `bench/data.py` docstring.",
+        "",
+        "| mode | rows | gzip MiB | seconds | rows/s | baseline RSS MiB | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['mode']} | {r['rows']:,} | {r['file_mib']} | {r['seconds']} | {r['rows_per_s']:,} | "
+            f"{r['baseline_rss_mib']} | {r['peak_rss_mib']} |"
+        )
+    lines += [
+        "",
+        "Goal: >= 200 000 rows/s end to end (`ingest`) on 2 cores, peak memory flat as the input grows.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(records: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode in sorted({r["mode"] for r in records}):
+        rs = [r for r in records if r["mode"] == mode]
+        ax1.plot([r["rows"] for r in rs], [r["rows_per_s"] for r in rs], marker="o", label=mode)
+        ax2.plot([r["rows"] for r in rs], [r["peak_rss_mib"] for r in rs], marker="o", label=mode)
+    ax1.axhline(200_000, color="grey", linestyle="--", label="goal")
+    for ax, title in ((ax1, "rows/s"), (ax2, "peak RSS (MiB)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("rows")
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--modes", nargs="+", default=["read", "ingest"], choices=["read", "ingest"])
+    parser.add_argument("--gx-sample-rows", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--child", choices=["read", "ingest"], help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.child, args.path, args.gx_sample_rows)))
+        return
+    records = []
+    for size in args.sizes:
+        path = _landing_file(size)
+        for mode in args.modes:
+            records.append({"requested": size, **_measure(mode, path, args.gx_sample_rows)})
+    machine = _machine()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "data.json").write_text(json.dumps({"machine": machine, "results": records}, indent=2) + "\n")
+    (args.out / "data.md").write_text(_markdown(records, machine))
+    _plot(records, args.out / "data.png")
+    print(_markdown(records, machine))
+
+
+if __name__ == "__main__":
+    main()
