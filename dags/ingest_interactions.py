@@ -16,9 +16,10 @@ Every validated day emits an event on the `recflow://lake/interactions` asset wi
 `recommender_training` runs on it.
 
 * Re-validate one date: trigger with Params `date`, optionally `threshold`, and a `reason` (logged).
-* Backfill (each day replaces its partitions, so re-running is safe):
-  `airflow backfill create --dag-id ingest_interactions --from-date 2026-11-02 --to-date 2026-11-08`
-  validates the days 2026-11-01 .. 2026-11-07 (a run at D+1 01:00 validates day D).
+* Backfill (each day replaces its partitions, so re-running is safe). Backfill picks runs by trigger
+  time; the run triggered at D+1 01:00 (logical date D 01:00) validates day D, so
+  `airflow backfill create --dag-id ingest_interactions --from-date 2026-11-02 --to-date 2026-11-08T01:00`
+  validates the days 2026-11-01 .. 2026-11-07 (checked with `--dry-run`: 7 runs).
 """
 
 from __future__ import annotations
