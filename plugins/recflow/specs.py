@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,7 @@ class ModelSpec:
             return configs[: max(budget, 1)]
         keys = sorted(self.search_space)
         grid = [
-            dict(zip(keys, values, strict=True))
-            for values in itertools.product(*(self.search_space[k] for k in keys))
+            dict(zip(keys, values, strict=True)) for values in itertools.product(*(self.search_space[k] for k in keys))
         ]
         random.Random(seed).shuffle(grid)
         for point in grid:
@@ -103,3 +103,23 @@ def available_specs(directory: Path | None = None) -> list[str]:
     """Names of the specs in ``directory`` (the promotion policy file is not a model)."""
     directory = directory or models_dir()
     return sorted(p.stem for p in directory.glob("*.yaml") if p.stem != "promotion")
+
+
+def plan_models(
+    names: Sequence[str], *, baseline: str | None = "popularity", directory: Path | None = None
+) -> list[ModelSpec]:
+    """The specs to train for the models chosen in the DAG's Params, baseline last, each once.
+
+    Why a pure function: this is where a typo in the UI form must fail, before any Spark job starts,
+    and it has to be testable without Airflow. Names are checked against the spec files that exist
+    (not turned into paths first), so ``"../x"`` is just another unknown name; every unknown name is
+    reported at once, with the list to choose from.
+    """
+    if isinstance(names, str) or not names:
+        raise SpecError(f"choose at least one model as a list of names, got {names!r}")
+    known = available_specs(directory)
+    bad = [name for name in names if not isinstance(name, str) or name not in known]
+    if bad:
+        raise SpecError(f"unknown model(s) {bad}; known models: {', '.join(known) or 'none'}")
+    chosen = list(dict.fromkeys([*names, *([baseline] if baseline else [])]))
+    return [load_spec(name, directory) for name in chosen]

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 METRICS_SCHEMA_VERSION = 1
 PRIMARY_METRIC = "ndcg"
+#: Hidden sibling of the output folder a run writes into before the atomic rename.
+STAGING_PREFIX = ".{name}-"
 
 Fitter = Callable[["SparkSession", "DataFrame", Mapping[str, Any], Path], Recommender]
 
@@ -58,8 +60,7 @@ class TrainingWindow:
     def __post_init__(self) -> None:
         if not self.start < self.holdout_start < self.end:
             raise TrainingDataError(
-                f"window must satisfy start < holdout_start < end, got {self.start} / "
-                f"{self.holdout_start} / {self.end}"
+                f"window must satisfy start < holdout_start < end, got {self.start} / {self.holdout_start} / {self.end}"
             )
 
     @classmethod
@@ -113,17 +114,21 @@ def _flag(condition: Column) -> Column:
 
 
 def check_training_frame(train: DataFrame, window: TrainingWindow) -> dict[str, int]:
-    """Refuse data no model should train on; returns counts for lineage."""
+    """Refuse data no model should train on; returns counts for lineage.
+
+    Checked in this order, so the message names the first thing to fix: no rows at all; null keys or
+    NaN/null amounts (the lake should only hold validated rows); fewer than 2 users or 2 items (a
+    factorisation of one row or one column ranks nothing, and ALS would train without complaint).
+    """
     from pyspark.sql import functions as F
 
     row = train.agg(
         F.count(F.lit(1)).alias("rows"),
         F.countDistinct(COL_USER).alias("users"),
         F.countDistinct(COL_ITEM).alias("items"),
-        F.sum(_flag(F.col(COL_USER).isNull() | F.col(COL_ITEM).isNull() | F.col(COL_TS).isNull())).alias(
-            "null_keys"
-        ),
-        F.sum(_flag(F.isnan(F.col(COL_AMOUNT)))).alias("nan_amounts"),
+        F.sum(_flag(F.col(COL_USER).isNull() | F.col(COL_ITEM).isNull() | F.col(COL_TS).isNull())).alias("null_keys"),
+        # pyarrow writes a pandas NaN as null, so a NaN that reached the lake is usually a null here
+        F.sum(_flag(F.col(COL_AMOUNT).isNull() | F.isnan(F.col(COL_AMOUNT)))).alias("nan_amounts"),
     ).first()
     assert row is not None  # an aggregate always returns one row
     counts = {key: int(row[key] or 0) for key in ("rows", "users", "items", "null_keys", "nan_amounts")}
@@ -132,7 +137,8 @@ def check_training_frame(train: DataFrame, window: TrainingWindow) -> dict[str, 
         raise TrainingDataError(f"{where} is empty: ingest data for those days first")
     if counts["null_keys"] or counts["nan_amounts"]:
         raise TrainingDataError(
-            f"{where} has {counts['null_keys']} rows with null keys and {counts['nan_amounts']} NaN amounts: "
+            f"{where} has {counts['null_keys']} rows with null keys and {counts['nan_amounts']} NaN or null "
+            "amounts: "
             "the lake should only hold validated rows; re-run validation"
         )
     if counts["users"] < 2 or counts["items"] < 2:
@@ -201,9 +207,7 @@ def search(
         return candidates[0], []
     n_days = (window.holdout_start - window.start).days
     if n_days < 2:
-        raise TrainingDataError(
-            "hyperparameter search needs at least 2 training days to carve a validation split"
-        )
+        raise TrainingDataError("hyperparameter search needs at least 2 training days to carve a validation split")
     cut = window.holdout_start - timedelta(days=max(1, n_days // 5))
     inner = TrainingWindow(window.start, cut, window.holdout_start)
     from pyspark.sql import functions as F
@@ -211,12 +215,14 @@ def search(
     inner_train = train.where(F.col(COL_TS) < F.lit(TrainingWindow.ts(cut))).cache()
     validation = train.where(F.col(COL_TS) >= F.lit(TrainingWindow.ts(cut)))
     trials = []
-    for i, params in enumerate(candidates):
-        check_training_frame(inner_train, inner)
-        model = fit(spark, inner_train, params, work_dir / f"trial-{i}")
-        metrics = score_holdout(model, holdout_truth(validation, model), k)
-        trials.append({"params": params, "validation": metrics})
-    inner_train.unpersist()
+    try:
+        check_training_frame(inner_train, inner)  # once: the data is the same for every candidate
+        for i, params in enumerate(candidates):
+            model = fit(spark, inner_train, params, work_dir / f"trial-{i}")
+            metrics = score_holdout(model, holdout_truth(validation, model), k)
+            trials.append({"params": params, "validation": metrics})
+    finally:
+        inner_train.unpersist()
     best = max(trials, key=lambda t: t["validation"][f"{PRIMARY_METRIC}@{k}"])
     return dict(best["params"]), trials
 
@@ -237,7 +243,13 @@ def run_training(
     """Train one family on ``window`` and leave a complete candidate in ``output_dir`` (and the registry).
 
     The output folder is replaced atomically (written beside, then renamed), so a crashed run never
-    leaves a partial artifact where the promote step could pick it up.
+    leaves a partial artifact where the promote step could pick it up: a failure before the rename
+    removes the staging folder and leaves any earlier ``output_dir`` untouched. Registration happens
+    only after the rename, and the registry writes the version's manifest after its files, so the
+    promote step (which reads manifests only) never sees a half-uploaded candidate.
+
+    Raises :class:`TrainingDataError` for data no model should train on (empty window, fewer than two
+    users or items, null keys, NaN amounts, an empty hold-out).
     """
     from pyspark.sql import functions as F
 
@@ -247,9 +259,13 @@ def run_training(
     holdout_ts = F.lit(TrainingWindow.ts(window.holdout_start))
     train = data.where(F.col(COL_TS) < holdout_ts).cache()
     test = data.where(F.col(COL_TS) >= holdout_ts)
-    counts = check_training_frame(train, window)
+    try:
+        counts = check_training_frame(train, window)
+    except BaseException:
+        train.unpersist()
+        raise
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX.format(name=output_dir.name), dir=output_dir.parent))
     try:
         t0 = time.perf_counter()
         params, trials = search(spark, fit, train, window, candidates, k=k, work_dir=staging / "work")
@@ -302,6 +318,7 @@ def run_training(
             shutil.rmtree(output_dir)
         staging.rename(output_dir)
     except BaseException:
+        train.unpersist()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     uri = _register(output_dir, family, version, metrics, lineage, window) if register else None
@@ -336,9 +353,7 @@ def _register(
 
 def training_arg_parser(family: str) -> argparse.ArgumentParser:
     """The arguments every trainer entry point takes (the DAG builds exactly this list)."""
-    parser = argparse.ArgumentParser(
-        prog=f"train_{family}", description=f"Train and evaluate the {family} model."
-    )
+    parser = argparse.ArgumentParser(prog=f"train_{family}", description=f"Train and evaluate the {family} model.")
     parser.add_argument("--lake", required=True, help="lake root holding interactions/event_date=*/")
     parser.add_argument("--train-start", required=True, type=date.fromisoformat)
     parser.add_argument("--holdout-start", required=True, type=date.fromisoformat)
@@ -355,13 +370,30 @@ def training_arg_parser(family: str) -> argparse.ArgumentParser:
 
 
 def main_for(family: str, fit: Fitter, argv: list[str] | None = None) -> TrainingResult:
-    """Shared ``main`` of the trainer entry points: parse, build the session, train, stop the session."""
+    """Shared ``main`` of the trainer entry points: parse, build the session, train, stop the session.
+
+    Bad inputs (:class:`TrainingDataError`, :class:`recflow.specs.SpecError`) end the process with one
+    clear last line, ``train_<family> failed: <Error>: <message>``, and exit code 1. Why: spark-submit
+    streams the driver's output into the Airflow task log, where a long traceback would bury the one
+    sentence that says what to fix. Any other error keeps its traceback, because then the trace is the
+    useful part.
+    """
+    from recflow.specs import SpecError
+
+    try:
+        return _main(family, fit, argv)
+    except (TrainingDataError, SpecError) as exc:
+        raise SystemExit(f"train_{family} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _main(family: str, fit: Fitter, argv: list[str] | None) -> TrainingResult:
     from recflow.spark import get_spark
     from recflow.specs import load_spec
 
     args = training_arg_parser(family).parse_args(argv)
     if args.k < 1 or args.budget < 1:
         raise SystemExit(f"--k and --budget must be >= 1, got {args.k} and {args.budget}")
+    window = TrainingWindow(args.train_start, args.holdout_start, args.end)
     spec = load_spec(family, args.models_dir)
     overrides = json.loads(args.params_json) if args.params_json else {}
     if not isinstance(overrides, dict):
@@ -374,7 +406,7 @@ def main_for(family: str, fit: Fitter, argv: list[str] | None = None) -> Trainin
             family=family,
             fit=fit,
             lake_root=args.lake,
-            window=TrainingWindow(args.train_start, args.holdout_start, args.end),
+            window=window,
             candidates=candidates,
             output_dir=args.output_dir,
             version=args.version,

@@ -31,16 +31,13 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     on the data interval, so a re-run replaces its own candidates instead of adding new ones.
     """
     from recflow.config import load_settings, state_dir
-    from recflow.specs import SpecError, available_specs, load_spec
+    from recflow.specs import plan_models
     from recflow.training import TrainingWindow
 
     context = get_current_context()
     params = params or dict(context["params"])
-    names = list(dict.fromkeys([*params["models"], BASELINE]))
-    try:
-        specs = [load_spec(name) for name in names]
-    except SpecError as exc:
-        raise ValueError(f"{exc}. Choose models from {available_specs()}") from exc
+    specs = plan_models(params["models"], baseline=BASELINE)  # SpecError names the known models
+    names = [spec.name for spec in specs]
     end = interval_end(context).date()
     window = TrainingWindow.ending(end, train_days=params["train_days"], holdout_days=params["holdout_days"])
     key = interval_key(context)

@@ -1,0 +1,277 @@
+"""``run_training`` on local Spark with tiny Parquet lakes: bad inputs fail clearly, and no failure
+leaves anything the promote step could pick up.
+
+Two properties are checked on every failure: nothing appears at ``output_dir`` (and an earlier good
+``output_dir`` is left as it was), and no staging folder is left beside it. Registration is checked
+against an in-memory S3: the version's manifest is the last object written, and a failed upload
+leaves a version the registry refuses to read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from botocore.exceptions import ClientError
+from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_TS, COL_USER
+from recflow.models.artifact import Recommender, load_recommender
+from recflow.models.popularity import PopularityRecommender
+from recflow.registry import IncompleteModelVersion, ModelRegistry
+from recflow.training import STAGING_PREFIX, TrainingDataError, TrainingWindow, run_training
+
+WINDOW = TrainingWindow(date(2026, 11, 1), date(2026, 11, 4), date(2026, 11, 5))
+K = 3
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    from recflow.spark import get_spark
+
+    session = get_spark("test-training", master="local[1]", conf={"spark.sql.shuffle.partitions": "1"})
+    yield session
+    session.stop()
+
+
+def events(rows: list[tuple[str, str, date]], amount: float = 1.0) -> pd.DataFrame:
+    """Contract-typed events from ``(user, item, day)`` triples (noon UTC of that day)."""
+    return pd.DataFrame(
+        {
+            COL_EVENT: [f"e{i}" for i in range(len(rows))],
+            COL_USER: [r[0] for r in rows],
+            COL_ITEM: [r[1] for r in rows],
+            COL_TS: pd.to_datetime([datetime(d.year, d.month, d.day, 12, tzinfo=UTC) for _, _, d in rows]).astype(
+                "datetime64[ms, UTC]"
+            ),  # the lake stores milliseconds (Spark cannot read Parquet nanoseconds)
+            COL_QUANTITY: np.ones(len(rows), dtype=np.int64),
+            COL_AMOUNT: np.full(len(rows), amount, dtype=np.float64),
+        }
+    )
+
+
+def good_events() -> pd.DataFrame:
+    """4 users x 5 items over the 3 training days, and one unseen item per user in the hold-out."""
+    rows = []
+    for u in range(4):
+        for i in range(5):
+            if (u + i) % 3:  # each user misses some items, so there is something to recommend
+                rows.append((f"u{u}", f"i{i}", WINDOW.start + timedelta(days=(u + i) % 3)))
+        rows.append((f"u{u}", f"i{u % 3 * 3 % 5}", WINDOW.holdout_start))
+    return events(rows)
+
+
+def write_lake(root: Path, df: pd.DataFrame, *, nan_as_null: bool = False) -> Path:
+    """The validated lake layout: ``interactions/event_date=YYYY-MM-DD/part-0.parquet``.
+
+    ``nan_as_null=False`` keeps float NaN as NaN in the file (``DataFrame.to_parquet`` would write null).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for day, part in df.groupby(df[COL_TS].dt.date):
+        folder = root / "interactions" / f"event_date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        table = pa.table({c: pa.array(part[c], from_pandas=nan_as_null) for c in part.columns})
+        pq.write_table(table, folder / "part-0.parquet")
+    return root
+
+
+def fit_popularity(spark: Any, train: Any, params: Mapping[str, Any], work_dir: Path) -> Recommender:
+    return PopularityRecommender.fit(train.select(COL_USER, COL_ITEM).distinct().toPandas())
+
+
+def train(spark: Any, lake: Path, out: Path, fit: Any = fit_popularity, **kwargs: Any) -> Any:
+    return run_training(
+        spark,
+        family="popularity",
+        fit=fit,
+        lake_root=lake,
+        window=kwargs.pop("window", WINDOW),
+        candidates=[{}],
+        output_dir=out,
+        version="popularity-20261105",
+        k=K,
+        **kwargs,
+    )
+
+
+def leftovers(out: Path) -> list[str]:
+    """Staging folders of ``out`` still lying beside it."""
+    return sorted(p.name for p in out.parent.glob(STAGING_PREFIX.format(name=out.name) + "*"))
+
+
+# --------------------------------------------------------------------------- the good path
+def test_good_run_leaves_one_complete_candidate(spark: Any, tmp_path: Path) -> None:
+    lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / "popularity"
+    result = train(spark, lake, out)
+    assert sorted(p.name for p in out.iterdir()) == ["artifact", "lineage.json", "metrics.json"]
+    assert leftovers(out) == []
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["schema_version"] == 1 and report["k"] == K
+    assert report["metrics"] == result.metrics and 0 <= result.metrics[f"ndcg@{K}"] <= 1
+    lineage = json.loads((out / "lineage.json").read_text())
+    assert lineage["input"]["users"] == 4 and lineage["input"]["items"] == 5
+    assert isinstance(load_recommender(out / "artifact"), PopularityRecommender)
+
+
+# --------------------------------------------------------------------------- bad inputs
+BAD_WINDOWS: dict[str, tuple[pd.DataFrame, str]] = {
+    # every event falls after the window: the lake exists, the window is empty
+    "empty window": (events([("u0", "i0", WINDOW.end + timedelta(days=3))]), "is empty"),
+    "single user": (
+        events([("u0", "i0", WINDOW.start), ("u0", "i1", WINDOW.start), ("u0", "i0", WINDOW.holdout_start)]),
+        "1 user(s) and 2 item(s)",
+    ),
+    "single item": (
+        events([("u0", "i0", WINDOW.start), ("u1", "i0", WINDOW.start), ("u1", "i0", WINDOW.holdout_start)]),
+        "2 user(s) and 1 item(s)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_WINDOWS))
+def test_bad_window_fails_with_a_clear_message(spark: Any, tmp_path: Path, case: str) -> None:
+    frame, message = BAD_WINDOWS[case]
+    lake, out = write_lake(tmp_path / "lake", frame), tmp_path / "runs" / "popularity"
+    with pytest.raises(TrainingDataError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        train(spark, lake, out)
+    assert f"{WINDOW.start}..{WINDOW.holdout_start}" in str(err.value)  # says which window
+    assert not out.exists() and leftovers(out) == []
+
+
+@pytest.mark.parametrize("nan_as_null", [False, True], ids=["NaN", "null"])
+def test_nan_amounts_fail_with_a_count(spark: Any, tmp_path: Path, nan_as_null: bool) -> None:
+    """A float NaN in Parquet, and the null pandas' ``to_parquet`` turns a NaN into, both fail."""
+    frame = good_events()
+    frame.loc[[0, 1], COL_AMOUNT] = np.nan  # two training rows (row 3 is in the hold-out)
+    lake, out = write_lake(tmp_path / "lake", frame, nan_as_null=nan_as_null), tmp_path / "runs" / "popularity"
+    with pytest.raises(TrainingDataError, match="0 rows with null keys and 2 NaN or null amounts"):
+        train(spark, lake, out)
+    assert not out.exists() and leftovers(out) == []
+
+
+def test_null_keys_fail_with_a_count(spark: Any, tmp_path: Path) -> None:
+    frame = good_events()
+    frame[COL_USER] = frame[COL_USER].astype(object)
+    frame.loc[1, COL_USER] = None
+    lake, out = write_lake(tmp_path / "lake", frame), tmp_path / "runs" / "popularity"
+    with pytest.raises(TrainingDataError, match="1 rows with null keys and 0 NaN or null amounts"):
+        train(spark, lake, out)
+
+
+def test_missing_lake_names_the_path(spark: Any, tmp_path: Path) -> None:
+    with pytest.raises(TrainingDataError, match=r"no validated interactions under .*nowhere/interactions"):
+        train(spark, tmp_path / "nowhere", tmp_path / "runs" / "popularity")
+
+
+def test_inverted_window_is_refused() -> None:
+    with pytest.raises(TrainingDataError, match="start < holdout_start < end"):
+        TrainingWindow(date(2026, 11, 4), date(2026, 11, 4), date(2026, 11, 5))
+
+
+# --------------------------------------------------------------------------- failures after staging began
+def test_empty_holdout_fails_after_fitting_and_leaves_nothing(spark: Any, tmp_path: Path) -> None:
+    frame = good_events()
+    frame = frame[frame[COL_TS] < pd.Timestamp(WINDOW.holdout_start, tz="UTC")]
+    lake, out = write_lake(tmp_path / "lake", frame), tmp_path / "runs" / "popularity"
+    with pytest.raises(TrainingDataError, match="hold-out has no pairs"):
+        train(spark, lake, out)
+    assert not out.exists() and leftovers(out) == []
+
+
+def test_crashed_fit_keeps_the_previous_candidate(spark: Any, tmp_path: Path) -> None:
+    lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / "popularity"
+    train(spark, lake, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def crash(spark: Any, train_df: Any, params: Mapping[str, Any], work_dir: Path) -> Recommender:
+        work_dir.mkdir(parents=True)
+        (work_dir / "half-written.bin").write_bytes(b"x")  # what a dying trainer leaves behind
+        raise RuntimeError("executor lost")
+
+    with pytest.raises(RuntimeError, match="executor lost"):
+        train(spark, lake, out, fit=crash)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert leftovers(out) == []
+
+
+# --------------------------------------------------------------------------- registration
+class FakeS3:
+    """The few S3 calls the registry makes, in memory, recording the order of writes.
+
+    ``fail_on`` makes the PUT of keys ending with that suffix fail, like a dropped connection.
+    """
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.puts: list[str] = []
+        self.fail_on = fail_on
+
+    def put_object(self, *, Bucket: str, Key: str, Body: Any, **_: Any) -> dict[str, Any]:
+        if self.fail_on and Key.endswith(self.fail_on):
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, "PutObject")
+        self.objects[Key] = Body if isinstance(Body, bytes) else Body.read()
+        self.puts.append(Key)
+        return {"ETag": '"e"'}
+
+    def get_object(self, *, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "missing"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key]), "ETag": '"e"'}
+
+    def delete_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        self.objects.pop(Key, None)
+        return {}
+
+    def list_objects_v2(self, *, Bucket: str, Prefix: str, MaxKeys: int = 1000) -> dict[str, Any]:
+        keys = sorted(k for k in self.objects if k.startswith(Prefix))[:MaxKeys]
+        return {"Contents": [{"Key": k} for k in keys]}
+
+    def get_paginator(self, name: str) -> Any:
+        outer = self
+
+        class Paginator:
+            def paginate(self, *, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
+                return [outer.list_objects_v2(Bucket=Bucket, Prefix=Prefix)]
+
+        return Paginator()
+
+
+def _registry(monkeypatch: pytest.MonkeyPatch, s3: FakeS3) -> ModelRegistry:
+    registry = ModelRegistry(s3, "models")  # type: ignore[arg-type]
+    monkeypatch.setattr(ModelRegistry, "from_settings", classmethod(lambda cls, *a, **k: registry))
+    return registry
+
+
+def test_registry_manifest_is_written_last(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3 = FakeS3()
+    registry = _registry(monkeypatch, s3)
+    lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / "popularity"
+    result = train(spark, lake, out, register=True)
+    assert result.registry_uri == registry.uri("popularity-20261105")
+    assert s3.puts[-1].endswith("versions/popularity-20261105/manifest.json"), s3.puts
+    uploaded = {k.rsplit("/files/", 1)[1] for k in s3.puts[:-1]}
+    assert {"model.json", "metrics.json", "lineage.json"} <= uploaded
+    assert registry.get("popularity-20261105").metrics == result.metrics
+
+
+def test_failed_upload_leaves_a_version_promote_cannot_read(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = FakeS3(fail_on="/lineage.json")  # fails after model.json, items.json ... are uploaded
+    registry = _registry(monkeypatch, s3)
+    lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / "popularity"
+    with pytest.raises(Exception, match="boom"):
+        train(spark, lake, out, register=True)
+    assert s3.puts and not any(k.endswith("manifest.json") for k in s3.objects)
+    with pytest.raises(IncompleteModelVersion):
+        registry.get("popularity-20261105")
+    assert registry.list_versions() == []
+    with pytest.raises(IncompleteModelVersion):
+        registry.promote("popularity-20261105", reason="test", actor="test", promoted_at=datetime.now(UTC))

@@ -1,0 +1,65 @@
+"""Planning which models to train from the DAG's Params: unknown names fail before any Spark job.
+
+``plan_models`` is the pure function behind the ``plan_training`` task, so it is tested here without
+Airflow. Expected names come from the spec files written by the test, not from the code under test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from recflow.specs import SpecError, available_specs, plan_models
+
+ENTRY = "spark_jobs/train_als.py"  # any existing file: load_spec checks that the entry point exists
+
+
+@pytest.fixture
+def specs_dir(tmp_path: Path) -> Path:
+    for name in ("als", "ncf", "popularity"):
+        (tmp_path / f"{name}.yaml").write_text(f"name: {name}\nentry_point: {ENTRY}\n")
+    (tmp_path / "promotion.yaml").write_text("schema_version: 1\n")
+    return tmp_path
+
+
+def test_unknown_model_names_every_known_model(specs_dir: Path) -> None:
+    with pytest.raises(SpecError) as err:
+        plan_models(["als", "nfc"], directory=specs_dir)
+    message = str(err.value)
+    assert "'nfc'" in message
+    assert "known models: als, ncf, popularity" in message
+    assert "promotion" not in message  # the policy file is not a model
+
+
+def test_every_unknown_name_is_reported_at_once(specs_dir: Path) -> None:
+    with pytest.raises(SpecError, match=r"\['bpr', 'ease'\]"):
+        plan_models(["bpr", "als", "ease"], directory=specs_dir)
+
+
+@pytest.mark.parametrize("name", ["../models/als", "als.yaml", "ALS", "", "promotion"])
+def test_names_are_matched_not_turned_into_paths(specs_dir: Path, name: str) -> None:
+    with pytest.raises(SpecError, match="unknown model"):
+        plan_models([name], directory=specs_dir)
+
+
+@pytest.mark.parametrize("names", [[], "als", None])
+def test_models_must_be_a_non_empty_list(specs_dir: Path, names: object) -> None:
+    with pytest.raises(SpecError, match="at least one model"):
+        plan_models(names, directory=specs_dir)  # type: ignore[arg-type]
+
+
+def test_baseline_is_added_once_and_duplicates_dropped(specs_dir: Path) -> None:
+    specs = plan_models(["ncf", "als", "ncf"], directory=specs_dir)
+    assert [s.name for s in specs] == ["ncf", "als", "popularity"]
+    specs = plan_models(["popularity", "als"], directory=specs_dir)
+    assert [s.name for s in specs] == ["popularity", "als"]
+    assert [s.name for s in plan_models(["als"], baseline=None, directory=specs_dir)] == ["als"]
+
+
+def test_the_repository_specs_plan() -> None:
+    """The real ``models/`` folder: every model the DAG offers can be planned."""
+    names = [n for n in available_specs() if n != "popularity"]
+    assert {"als", "ncf"} <= set(names)
+    planned = plan_models(names)
+    assert planned[-1].name == "popularity" and planned[-1].baseline
+    assert all((Path(__file__).resolve().parents[2] / s.entry_point).is_file() for s in planned)
