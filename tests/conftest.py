@@ -6,6 +6,7 @@ zone, the Airflow home and the model bucket are per test session.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -34,3 +35,7 @@ for _key, _value in _env.items():
 # is not activated (``.venv/bin/python -m pytest``).
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+
+# py4j logs "Closing down clientserver connection" from an atexit hook, after pytest closed its log
+# handlers, which prints a "--- Logging error ---" traceback at the end of every run.
+logging.getLogger("py4j").setLevel(logging.WARNING)

@@ -47,8 +47,8 @@ def airflow_env(settings: Settings | None = None, *, spark_master: str = "local[
         "PATH": f"{venv_bin}:{_current_path()}",
         "RECFLOW_ROOT": str(root),
         "RECFLOW_STATE": str(state_dir()),
-        "RECFLOW_LAKE": str(settings.lake_root),
-        "RECFLOW_LANDING": str(settings.landing_root),
+        "RECFLOW_LAKE": settings.lake_uri,
+        "RECFLOW_LANDING": settings.landing_uri,
         "RECFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
