@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -75,6 +76,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     from recflow.demo import DemoConfig, DemoError, format_summary, run_demo
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds the demo: its Airflow run, Spark jobs and scorer are stopped
+
+    signal.signal(signal.SIGTERM, interrupted)
     config = DemoConfig(keep_services=args.keep_services, burst=args.burst)
     if args.end:
         config.end = date.fromisoformat(args.end)

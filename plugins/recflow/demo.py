@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from recflow.config import load_settings, state_dir
+from recflow.services.process import stop_group
 
 T = TypeVar("T")
 _RUN_STATE = re.compile(r"DagRun Finished: dag_id=(\S+),.*?state=(\w+)")
@@ -64,13 +65,19 @@ def _step(name: str, log_dir: Path, fn: Callable[[Path], T]) -> T:
 def run_airflow(args: list[str], log: Path, env: dict[str, str]) -> None:
     """Run the Airflow CLI; fail unless it exits 0 and every DAG run it reports finished successfully."""
     with log.open("w") as out:
-        proc = subprocess.run(
+        # Own process group, so an interrupted demo takes the Airflow run and its Spark jobs down with it.
+        proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "airflow"), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
-            check=False,
+            start_new_session=True,
         )
+        try:
+            proc.wait()
+        except BaseException:
+            stop_group(proc.pid)
+            raise
     text = log.read_text(errors="replace")
     states = _RUN_STATE.findall(text)
     if proc.returncode != 0 or any(state != "success" for _, state in states):
