@@ -162,6 +162,9 @@ def start_stream(
         .option("subscribe", f"{topics.score_requests_topic},{topics.model_updates_topic}")
         .option("startingOffsets", "latest")
         .option("maxOffsetsPerTrigger", str(max_per_batch))
+        # The executor's consumer otherwise long-polls 500 ms per micro-batch for the idle topic's
+        # partition; measured here: collect of a batch went from ~560 ms to ~70 ms.
+        .option("kafka.fetch.max.wait.ms", "5")
         .load()
         .select("topic", "value")
     )
