@@ -9,16 +9,15 @@ CLI: `airflow dags test batch_scoring 2026-11-09`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 from recflow.config import project_root
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV
+from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
 from recflow.orchestration.scoring_tasks import check_scores, plan_scoring
-
-DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(minutes=2)}
 
 
 @dag(
@@ -27,7 +26,7 @@ DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(m
         timetable=CronTriggerTimetable("0 4 * * *", timezone="UTC", interval=timedelta(days=1)),
         assets=[CHAMPION],
     ),
-    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

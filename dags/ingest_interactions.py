@@ -24,18 +24,17 @@ Every validated day emits an event on the `recflow://lake/interactions` asset wi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import CronTriggerTimetable, Param, dag
+from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
 from recflow.orchestration.ingest_tasks import validate_day
-
-DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(minutes=2)}
 
 
 @dag(
     dag_id="ingest_interactions",
     schedule=CronTriggerTimetable("0 1 * * *", timezone="UTC", interval=timedelta(days=1)),
-    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=4,
     default_args=DEFAULT_ARGS,

@@ -11,17 +11,16 @@ Trigger it from the UI with the Params form (models, K, epochs, search budget), 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 from recflow.orchestration.assets import VALIDATED_INTERACTIONS
 from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV
+from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
 from recflow.orchestration.ingest_tasks import days_to_validate, validate_window_day
 from recflow.orchestration.training_tasks import compare, plan_training, promote, publish_model_event
 from recflow.specs import available_specs
-
-DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(minutes=2)}
 
 
 @dag(
@@ -30,7 +29,7 @@ DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(m
         timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", interval=timedelta(days=1)),
         assets=[VALIDATED_INTERACTIONS],
     ),
-    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
