@@ -44,9 +44,7 @@ class NcfParams:
     def from_dict(cls, raw: dict[str, Any]) -> NcfParams:
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(
-                f"unknown NCF parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
-            )
+            raise ValueError(f"unknown NCF parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         values = dict(raw)
         if "mlp_layers" in values:
             values["mlp_layers"] = tuple(int(x) for x in values["mlp_layers"])
@@ -67,12 +65,8 @@ def build_neumf(n_users: int, n_items: int, params: NcfParams) -> keras.Model:
     user = keras.Input(shape=(), dtype="int32", name="user")
     item = keras.Input(shape=(), dtype="int32", name="item")
     init = keras.initializers.RandomNormal(stddev=0.01, seed=params.seed)
-    gmf_u = layers.Embedding(
-        n_users, params.gmf_dim, embeddings_initializer=init, embeddings_regularizer=reg
-    )(user)
-    gmf_i = layers.Embedding(
-        n_items, params.gmf_dim, embeddings_initializer=init, embeddings_regularizer=reg
-    )(item)
+    gmf_u = layers.Embedding(n_users, params.gmf_dim, embeddings_initializer=init, embeddings_regularizer=reg)(user)
+    gmf_i = layers.Embedding(n_items, params.gmf_dim, embeddings_initializer=init, embeddings_regularizer=reg)(item)
     gmf = layers.Multiply()([gmf_u, gmf_i])
     half = params.mlp_layers[0] // 2 or 1
     mlp_u = layers.Embedding(n_users, half, embeddings_initializer=init, embeddings_regularizer=reg)(user)
@@ -86,9 +80,7 @@ def build_neumf(n_users: int, n_items: int, params: NcfParams) -> keras.Model:
     return model
 
 
-def sample_negatives(
-    positives: pd.DataFrame, n_items: int, ratio: int, epochs: int, seed: int
-) -> pd.DataFrame:
+def sample_negatives(positives: pd.DataFrame, n_items: int, ratio: int, epochs: int, seed: int) -> pd.DataFrame:
     """Training rows for one user group: its positives once per epoch, plus ``ratio`` negatives each.
 
     Negatives are drawn uniformly from ``[0, n_items)`` (the dense item range), never a known positive
@@ -124,12 +116,8 @@ def prepare_training_set(
     spark: SparkSession, train: DataFrame, index: IdIndex, params: NcfParams, out_dir: Path
 ) -> Path:
     """Write positives + sampled negatives, partitioned by epoch, as Parquet under ``out_dir``."""
-    users = spark.createDataFrame(
-        pd.DataFrame({COL_USER: index.users, "u": np.arange(index.n_users, dtype=np.int32)})
-    )
-    items = spark.createDataFrame(
-        pd.DataFrame({COL_ITEM: index.items, "i": np.arange(index.n_items, dtype=np.int32)})
-    )
+    users = spark.createDataFrame(pd.DataFrame({COL_USER: index.users, "u": np.arange(index.n_users, dtype=np.int32)}))
+    items = spark.createDataFrame(pd.DataFrame({COL_ITEM: index.items, "i": np.arange(index.n_items, dtype=np.int32)}))
     pairs = (
         train.select(COL_USER, COL_ITEM)
         .distinct()
@@ -187,8 +175,13 @@ class NcfRecommender(Recommender):
         data_path = prepare_training_set(spark, train, index, params, work_dir)
         model = build_neumf(index.n_users, index.n_items, params)
         for epoch in range(params.epochs):
+            # shuffle=False: _epoch_dataset already shuffled the epoch with a fixed seed; Keras ignores
+            # (and warns about) its own shuffle for a tf.data input.
             model.fit(
-                _epoch_dataset(data_path, epoch, params.batch_size, params.seed), epochs=1, verbose=verbose
+                _epoch_dataset(data_path, epoch, params.batch_size, params.seed),
+                epochs=1,
+                shuffle=False,
+                verbose=verbose,
             )
         return cls(index, seen, model, params)
 
