@@ -38,6 +38,11 @@ class NcfParams:
     batch_size: int = 1024
     learning_rate: float = 0.001
     l2: float = 0.0
+    #: He et al. 2017, section 3.4.1: train GMF and MLP alone for this many epochs each (Adam), then
+    #: start NeuMF from their weights and fine-tune with plain SGD at ``finetune_learning_rate`` (Adam's
+    #: moment estimates do not carry over). 0 trains NeuMF from scratch with Adam, as before.
+    pretrain_epochs: int = 0
+    finetune_learning_rate: float = 0.001
     seed: int = 42
 
     @classmethod
@@ -53,11 +58,23 @@ class NcfParams:
             raise ValueError(f"NCF layer sizes must be >= 1: {params}")
         if params.negatives < 1 or params.epochs < 1 or params.batch_size < 1 or params.learning_rate <= 0:
             raise ValueError(f"NCF training settings out of range: {params}")
+        if params.pretrain_epochs < 0 or params.finetune_learning_rate <= 0:
+            raise ValueError(f"NCF pretraining settings out of range: {params}")
         return params
 
 
 def build_neumf(n_users: int, n_items: int, params: NcfParams) -> keras.Model:
     """The NeuMF graph with stock Keras layers only, so the saved file loads with ``safe_mode=True``."""
+    return build_models(n_users, n_items, params)["neumf"]
+
+
+def build_models(n_users: int, n_items: int, params: NcfParams) -> dict[str, keras.Model]:
+    """NeuMF plus its two halves, GMF and MLP, each with its own output layer, sharing NeuMF's layers.
+
+    Why shared layers: pretraining GMF or MLP then trains NeuMF's own embeddings and tower in place;
+    only the fused output layer needs initialising by hand (:func:`_fuse_output`). Every model is
+    compiled with Adam; NeuMF is recompiled with SGD when it is fine-tuned after pretraining.
+    """
     import keras
     from keras import layers
 
@@ -75,9 +92,31 @@ def build_neumf(n_users: int, n_items: int, params: NcfParams) -> keras.Model:
     for width in params.mlp_layers[1:]:
         mlp = layers.Dense(width, activation="relu", kernel_regularizer=reg)(mlp)
     out = layers.Dense(1, activation="sigmoid", name="propensity")(layers.Concatenate()([gmf, mlp]))
-    model = keras.Model(inputs={"user": user, "item": item}, outputs=out, name="neumf")
-    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss="binary_crossentropy")
-    return model
+    inputs = {"user": user, "item": item}
+    models = {
+        "neumf": keras.Model(inputs=inputs, outputs=out, name="neumf"),
+        "gmf": keras.Model(inputs=inputs, outputs=layers.Dense(1, activation="sigmoid", name="gmf_out")(gmf)),
+        "mlp": keras.Model(inputs=inputs, outputs=layers.Dense(1, activation="sigmoid", name="mlp_out")(mlp)),
+    }
+    for model in models.values():
+        model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss="binary_crossentropy")
+    return models
+
+
+def _fuse_output(models: dict[str, keras.Model], alpha: float = 0.5) -> None:
+    """NeuMF's output layer from the pretrained halves: ``[alpha * h_gmf, (1 - alpha) * h_mlp]``.
+
+    The concatenation in NeuMF puts the GMF vector first, so the kernel rows follow that order; the
+    bias is the same mix of the two biases (He et al. 2017, equation 13).
+    """
+    gmf_kernel, gmf_bias = models["gmf"].get_layer("gmf_out").get_weights()
+    mlp_kernel, mlp_bias = models["mlp"].get_layer("mlp_out").get_weights()
+    models["neumf"].get_layer("propensity").set_weights(
+        [
+            np.concatenate([alpha * gmf_kernel, (1 - alpha) * mlp_kernel]),
+            alpha * gmf_bias + (1 - alpha) * mlp_bias,
+        ]
+    )
 
 
 def sample_negatives(positives: pd.DataFrame, n_items: int, ratio: int, epochs: int, seed: int) -> pd.DataFrame:
@@ -125,7 +164,8 @@ def prepare_training_set(
         .join(items.hint("broadcast"), COL_ITEM)
         .select("u", "i")
     )
-    n_items, ratio, epochs, seed = index.n_items, params.negatives, params.epochs, params.seed
+    n_items, ratio, seed = index.n_items, params.negatives, params.seed
+    epochs = max(params.epochs, params.pretrain_epochs)  # the pretraining epochs reuse the same files
     rows = pairs.groupBy("u").applyInPandas(
         lambda pdf: sample_negatives(pdf, n_items, ratio, epochs, seed),
         schema="u int, i int, label float, epoch int",
@@ -173,16 +213,22 @@ class NcfRecommender(Recommender):
         index = IdIndex.from_frame(pairs)
         seen = SeenItems.from_frame(pairs, index)
         data_path = prepare_training_set(spark, train, index, params, work_dir)
-        model = build_neumf(index.n_users, index.n_items, params)
-        for epoch in range(params.epochs):
-            # shuffle=False: _epoch_dataset already shuffled the epoch with a fixed seed; Keras ignores
-            # (and warns about) its own shuffle for a tf.data input.
-            model.fit(
-                _epoch_dataset(data_path, epoch, params.batch_size, params.seed),
-                epochs=1,
-                shuffle=False,
-                verbose=verbose,
-            )
+        models = build_models(index.n_users, index.n_items, params)
+
+        def train_epochs(model: keras.Model, epochs: int) -> None:
+            for epoch in range(epochs):
+                # shuffle=False: _epoch_dataset already shuffled the epoch with a fixed seed; Keras
+                # ignores (and warns about) its own shuffle for a tf.data input.
+                dataset = _epoch_dataset(data_path, epoch, params.batch_size, params.seed)
+                model.fit(dataset, epochs=1, shuffle=False, verbose=verbose)
+
+        model = models["neumf"]
+        if params.pretrain_epochs:
+            train_epochs(models["gmf"], params.pretrain_epochs)
+            train_epochs(models["mlp"], params.pretrain_epochs)
+            _fuse_output(models)
+            model.compile(optimizer=keras.optimizers.SGD(params.finetune_learning_rate), loss="binary_crossentropy")
+        train_epochs(model, params.epochs)
         return cls(index, seen, model, params)
 
     def score(self, user_codes: np.ndarray) -> np.ndarray:
