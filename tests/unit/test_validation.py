@@ -317,3 +317,33 @@ def test_batch_scores_suite() -> None:
     result = validate_frame(bad, SCORES_SUITE, {"k": 10}, raise_on_failure=False)
     assert not result.success
     assert {f["reason"] for f in result.failed} == {"score_out_of_range", "rank_out_of_range", "duplicate_rank"}
+
+
+# --------------------------------------------------------------------------------- GX Spark engine
+
+
+def _verdicts(result: ValidationResult) -> list[tuple[Any, ...]]:
+    report = json.loads(Path(result.report_json_path).read_text())
+    return [(e["expectation"], str(e["column"]), e["reason"], e["success"], e["unexpected_count"],
+             e.get("rows_flagged")) for e in report["expectations"]]  # fmt: skip
+
+
+def test_gx_spark_engine_gives_the_pandas_verdicts(tmp_path: Path) -> None:
+    """``gx_spark_min_bytes=0`` forces GX's Spark engine on a small file; it must agree with the pandas
+    engine (which sees the whole file, since it is below the sample size) on every expectation,
+    including the failed ones and their unexpected counts."""
+    from recflow.validation import Policy
+
+    path = land(tmp_path, faults={"null_user": 0.004, "duplicate_event_id": 0.003, "negative_amount": 0.003,
+                                  "future_ts": 0.002})  # fmt: skip
+    pandas_run = run_failed(path, tmp_path / "pandas")
+    spark_run = run_failed(path, tmp_path / "spark", policy=Policy(gx_spark_min_bytes=0))
+    assert json.loads(Path(spark_run.report_json_path).read_text())["gx_scope"]["engine"] == "spark"
+    assert json.loads(Path(pandas_run.report_json_path).read_text())["gx_scope"]["engine"] == "pandas"
+    pandas_verdicts, spark_verdicts = _verdicts(pandas_run), _verdicts(spark_run)
+    assert len(spark_verdicts) == len(load_suite_spec(RAW_SUITE).expectations)
+    assert spark_verdicts == pandas_verdicts
+    failed = {v[2] for v in spark_verdicts if not v[3]}
+    assert {"null_user_id", "duplicate_event_id", "amount_out_of_range", "event_ts_in_future"} <= failed
+    assert (spark_run.landed, spark_run.quarantined) == (pandas_run.landed, pandas_run.quarantined)
+    assert spark_run.data_docs_path and Path(spark_run.data_docs_path).is_file()
