@@ -14,8 +14,9 @@ Protocol, per seed (Microsoft Recommenders' MovieLens notebooks, with one honest
    the full 75% train and evaluated ONCE on the 25% test. A budget of 1 still scores the defaults on
    validation, because the champion is chosen by validation nDCG@k, never by test.
 4. Everything is the library's code: ``AlsRecommender.fit``, ``NcfRecommender.fit``,
-   ``PopularityRecommender.fit``, ``Recommender.recommend(exclude_seen=True)`` and
-   ``recflow.evaluation.evaluate``; there is no second implementation.
+   ``HybridRecommender.fit``, ``PopularityRecommender.fit``, ``Recommender.recommend(exclude_seen=True)``
+   and ``recflow.evaluation.evaluate``; there is no second implementation. The trainers read each
+   split from Parquet, as the DAG's trainers read the lake.
 
 Definitions (all at k over the full training catalog, each user's training items removed):
 
