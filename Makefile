@@ -34,7 +34,9 @@ demo: venv check-tools  ## the whole workflow end to end on real local services,
 airflow: venv check-tools  ## Airflow UI (standalone) with these DAGs and the services
 	$(RECFLOW) services up
 	@eval "$$($(RECFLOW) airflow-env)"; mkdir -p "$$AIRFLOW_HOME"; \
-	  echo "recflow: Airflow UI at http://127.0.0.1:8080 ; login: admin, password in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"; \
+	  export AIRFLOW__API__HOST=127.0.0.1; \
+	  echo "recflow: Airflow UI at http://127.0.0.1:8080 (answers after a minute or two: every component loads the DAGs)"; \
+	  echo "recflow: login admin, password in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated (printed below on the first start only)"; \
 	  exec $(VENV)/bin/airflow standalone
 
 services-up: venv check-tools  ## start Kafka and the S3 server (idempotent)

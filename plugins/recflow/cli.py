@@ -21,10 +21,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _services_up(args: argparse.Namespace) -> int:
-    from recflow.services import claim_services, ensure_services_up, format_status, service_status
+    from recflow.services import claim_services, ensure_services_up, format_status, manager, service_status
 
     began = time.monotonic()
-    started = ensure_services_up(timeout=args.timeout)
+    # None means the defaults (Kafka, S3); PostgreSQL only on request.
+    services = [*manager.default_services(), manager.postgres_service()] if args.with_postgres else None
+    started = ensure_services_up(services=services, timeout=args.timeout)
     claim_services()  # asked for explicitly: a test run that had started them must not stop them
     rows = service_status()
     print(format_status(rows))
@@ -58,12 +60,18 @@ def _add_services(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "services",
         help="run the local Kafka broker and S3 server",
         description="Manage the local Kafka 4 (KRaft) broker and S3Proxy server under the state folder "
-        "(RECFLOW_STATE, default .recflow/). Ports: RECFLOW_KAFKA_PORT, RECFLOW_KAFKA_CONTROLLER_PORT, "
-        "RECFLOW_S3_PORT.",
+        "(RECFLOW_STATE, default .recflow/), and on request PostgreSQL. Ports: RECFLOW_KAFKA_PORT, "
+        "RECFLOW_KAFKA_CONTROLLER_PORT, RECFLOW_S3_PORT, RECFLOW_PG_PORT.",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="{up,down,status}")
     up = actions.add_parser("up", help="start (or reuse) the services, create topics and buckets")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait per service (default 120)")
+    up.add_argument(
+        "--with-postgres",
+        action="store_true",
+        help="also start PostgreSQL on RECFLOW_PG_PORT (default 5433) with an `airflow` database, for the "
+        "real scheduler; `down` stops it too",
+    )
     up.set_defaults(func=_services_up)
     actions.add_parser("down", help="stop the services and check nothing is left").set_defaults(func=_services_down)
     actions.add_parser("status", help="show each service; exit 0 only if all are healthy").set_defaults(

@@ -102,6 +102,11 @@ def kafka_controller_port() -> int:
     return _env_int("RECFLOW_KAFKA_CONTROLLER_PORT", 9093)
 
 
+def pg_port() -> int:
+    """Port of the opt-in local PostgreSQL (5433, so a system cluster on 5432 is never in the way)."""
+    return _env_int("RECFLOW_PG_PORT", 5433)
+
+
 def load_settings() -> Settings:
     """Resolve settings from the environment (``RECFLOW_*`` and the standard ``AWS_*`` names)."""
     s3 = S3Settings(

@@ -1,4 +1,5 @@
-"""Real local services for development, the demo and the integration tests: Kafka 4 and S3Proxy.
+"""Real local services for development, the demo and the integration tests: Kafka 4 and S3Proxy, and
+on request PostgreSQL (the metadata DB when a test or a user needs the real Airflow scheduler).
 
 Use :func:`ensure_services_up`, :func:`services_down` and :func:`service_status` (the CLI
 ``recflow services up|down|status`` calls them); :func:`shared_services` when several processes (test
@@ -13,6 +14,8 @@ from recflow.services.manager import (
     default_services,
     ensure_services_up,
     format_status,
+    optional_services,
+    postgres_service,
     service_status,
     services_down,
     shared_services,
@@ -27,6 +30,8 @@ __all__ = [
     "default_services",
     "ensure_services_up",
     "format_status",
+    "optional_services",
+    "postgres_service",
     "service_status",
     "services_down",
     "shared_services",

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
-from recflow.config import Settings, kafka_controller_port, kafka_port, load_settings, s3_port
+from recflow.config import Settings, kafka_controller_port, kafka_port, load_settings, pg_port, s3_port
 from recflow.services.kafka import KafkaService
+from recflow.services.postgres import DEFAULT_PASSWORD, PostgresService
 from recflow.services.process import (
     PidRecord,
     ServiceError,
@@ -46,7 +48,11 @@ State = Literal["running", "unhealthy", "stopped", "foreign"]
 
 
 class Service(Protocol):
-    """What the manager needs from a service (see :class:`KafkaService`, :class:`S3ProxyService`)."""
+    """What the manager needs from a service (see :class:`KafkaService`, :class:`S3ProxyService`).
+
+    Optional attributes, read with ``getattr``: ``stop_signal`` (default SIGTERM) and ``run_as`` (a system
+    user to run the process as; default None), for :class:`PostgresService`.
+    """
 
     @property
     def name(self) -> str: ...
@@ -92,6 +98,32 @@ def default_services(settings: Settings | None = None) -> list[Service]:
         KafkaService(settings.kafka, settings.state, kafka_port(), kafka_controller_port()),
         S3ProxyService(settings.s3, settings.state, s3_port()),
     ]
+
+
+def postgres_service(settings: Settings | None = None) -> PostgresService:
+    """The opt-in PostgreSQL (port ``RECFLOW_PG_PORT``, password ``RECFLOW_PG_PASSWORD``)."""
+    settings = settings or load_settings()
+    return PostgresService(settings.state, pg_port(), password=os.environ.get("RECFLOW_PG_PASSWORD", DEFAULT_PASSWORD))
+
+
+def optional_services(settings: Settings | None = None) -> list[Service]:
+    """Services started only on request (``recflow services up --with-postgres``, the scheduler test)."""
+    return [postgres_service(settings)]
+
+
+def _known_services(settings: Settings) -> list[Service]:
+    """The defaults plus the optional services that are running: what ``down`` and ``status`` cover.
+
+    Why only running optional ones: a stopped opt-in service is not a fault, and its port may belong to
+    someone else.
+    """
+    running = [s for s in optional_services(settings) if read_live_pid(pid_file(settings.state, s)) is not None]
+    return [*default_services(settings), *running]
+
+
+def _stop_signal(service: Service) -> signal.Signals:
+    sig: signal.Signals = getattr(service, "stop_signal", signal.SIGTERM)
+    return sig
 
 
 def _run_dir(state: Path) -> Path:
@@ -152,7 +184,13 @@ def _check_ports_free(services: Sequence[Service], state: Path) -> None:
 def _launch(service: Service, state: Path) -> PidRecord:
     argv = service.prepare()
     log.info("starting %s on port(s) %s", service.name, ",".join(map(str, service.ports)))
-    return start_detached(argv, cwd=service.home, log_path=log_file(state, service), pid_path=pid_file(state, service))
+    return start_detached(
+        argv,
+        cwd=service.home,
+        log_path=log_file(state, service),
+        pid_path=pid_file(state, service),
+        user=getattr(service, "run_as", None),
+    )
 
 
 def _wait_healthy(service: Service, state: Path, rec: PidRecord, timeout: float) -> None:
@@ -169,7 +207,7 @@ def _wait_healthy(service: Service, state: Path, rec: PidRecord, timeout: float)
     ok = wait_until(ready, timeout, interval=0.25)
     if ok and not exited:
         return
-    stop_group(rec.pid)
+    stop_group(rec.pid, first_signal=_stop_signal(service))
     pid_file(state, service).unlink(missing_ok=True)
     reason = "exited during start-up" if exited else f"was not healthy within {timeout:.0f}s"
     raise _failure(service, state, reason)
@@ -236,7 +274,7 @@ def _stop_one(service: Service, state: Path) -> bool:
     if rec is None:
         return False
     log.info("stopping %s (process group %d)", service.name, rec.pid)
-    stop_group(rec.pid)
+    stop_group(rec.pid, first_signal=_stop_signal(service))
     pid_file(state, service).unlink(missing_ok=True)
     return True
 
@@ -246,10 +284,11 @@ def services_down(
 ) -> tuple[str, ...]:
     """Stop every service recflow started (whole process groups); return the names stopped.
 
+    By default that is Kafka, S3 and any running optional service (PostgreSQL).
     Raises :class:`ServiceError` if a process survives or one of our ports is still taken afterwards.
     """
     settings = settings or load_settings()
-    services = list(services) if services is not None else default_services(settings)
+    services = list(services) if services is not None else _known_services(settings)
     stopped: list[str] = []
     with file_lock(_run_dir(settings.state) / "services.lock"):
         for service in services:
@@ -267,9 +306,12 @@ def services_down(
 def service_status(
     settings: Settings | None = None, *, services: Sequence[Service] | None = None
 ) -> list[ServiceStatus]:
-    """Each service's state: ``running`` (ours, probe passes), ``unhealthy``, ``stopped`` or ``foreign``."""
+    """Each service's state: ``running`` (ours, probe passes), ``unhealthy``, ``stopped`` or ``foreign``.
+
+    By default: Kafka, S3 and any running optional service.
+    """
     settings = settings or load_settings()
-    services = list(services) if services is not None else default_services(settings)
+    services = list(services) if services is not None else _known_services(settings)
     result = []
     for service in services:
         rec = read_live_pid(pid_file(settings.state, service))
@@ -345,13 +387,16 @@ def claim_services(settings: Settings | None = None) -> None:
 
 
 @contextlib.contextmanager
-def shared_services(settings: Settings | None = None, *, keep: bool = False) -> Iterator[Settings]:
+def shared_services(
+    settings: Settings | None = None, *, keep: bool = False, services: Sequence[Service] | None = None
+) -> Iterator[Settings]:
     """Healthy services for the duration of a block, shared safely between concurrent users.
 
     Why leases: several test sessions (and demos) use the same state folder at once; if the one that
     started the services stopped them on exit, the others would lose their broker mid-test. Each user
     holds a lease file; services that some user had to start are stopped when the last lease is
-    released (never those started by ``recflow services up``), unless ``keep`` is true.
+    released (never those started by ``recflow services up``), unless ``keep`` is true. ``services``
+    defaults to Kafka and S3; pass e.g. ``[postgres_service()]`` for an optional one.
     """
     settings = settings or load_settings()
     state = settings.state
@@ -361,7 +406,7 @@ def shared_services(settings: Settings | None = None, *, keep: bool = False) -> 
         lease.parent.mkdir(parents=True, exist_ok=True)
         lease.write_text(str(os.getpid()))
     try:
-        started = ensure_services_up(settings)
+        started = ensure_services_up(settings, services=services)
         if started:
             with file_lock(lock):
                 names = _read_started(state) | set(started)
@@ -372,7 +417,8 @@ def shared_services(settings: Settings | None = None, *, keep: bool = False) -> 
             lease.unlink(missing_ok=True)
             to_stop = _read_started(state)
             if not keep and to_stop and not _live_leases(state):
-                ours = [s for s in default_services(settings) if s.name in to_stop]
+                every = [*default_services(settings), *optional_services(settings)]
+                ours = [s for s in every if s.name in to_stop]
                 log.info("last user of the shared services: stopping %s", ", ".join(sorted(to_stop)))
                 services_down(settings, services=ours)
                 _started_file(state).unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,21 @@ def rotate_log(path: Path) -> None:
 
 
 def start_detached(
-    argv: Sequence[str], *, cwd: Path, log_path: Path, pid_path: Path, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    log_path: Path,
+    pid_path: Path,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
 ) -> PidRecord:
-    """Start ``argv`` (no shell) in its own session, stdout+stderr to ``log_path``; write the pid file."""
+    """Start ``argv`` (no shell) in its own session, stdout+stderr to ``log_path``; write the pid file.
+
+    ``user`` (root only) runs the process as that system user, with its primary group and no
+    supplementary groups. Why not ``runuser``/``su``: they fork and stay as the parent, so the pid
+    file would name the wrapper, and on a signal they SIGKILL the child after two seconds; switching
+    user in the child before ``exec`` keeps the pid, the argument list and clean shutdowns ours.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     pid_path.parent.mkdir(parents=True, exist_ok=True)
     rotate_log(log_path)
@@ -163,6 +176,7 @@ def start_detached(
             env=env,
             start_new_session=True,
             close_fds=True,
+            **as_user(user),
         )
     _CHILDREN[proc.pid] = proc
     rec = PidRecord(pid=proc.pid, argv=tuple(argv), started_at=time.time())
@@ -170,9 +184,20 @@ def start_detached(
     return rec
 
 
-def stop_group(pgid: int, *, term_timeout: float = 20.0, kill_timeout: float = 5.0) -> None:
-    """SIGTERM the whole group, wait, then SIGKILL; raise if anything is still alive afterwards."""
-    for sig, timeout in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, kill_timeout)):
+def stop_group(
+    pgid: int,
+    *,
+    term_timeout: float = 20.0,
+    kill_timeout: float = 5.0,
+    first_signal: signal.Signals = signal.SIGTERM,
+) -> None:
+    """Signal the whole group (SIGTERM unless ``first_signal`` says otherwise), wait, then SIGKILL;
+    raise if anything is still alive afterwards.
+
+    ``first_signal`` exists for servers whose SIGTERM is not the clean, prompt stop: PostgreSQL's SIGTERM
+    waits for every client to disconnect, its SIGINT ("fast shutdown") ends sessions and checkpoints.
+    """
+    for sig, timeout in ((first_signal, term_timeout), (signal.SIGKILL, kill_timeout)):
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
@@ -184,11 +209,21 @@ def stop_group(pgid: int, *, term_timeout: float = 20.0, kill_timeout: float = 5
             if not group_members(pgid):
                 return
             time.sleep(0.1)
-        if sig == signal.SIGTERM:
-            log.warning("process group %d ignored SIGTERM for %.0fs; sending SIGKILL", pgid, timeout)
+        if sig != signal.SIGKILL:
+            log.warning("process group %d ignored %s for %.0fs; sending SIGKILL", pgid, sig.name, timeout)
     left = group_members(pgid)
     if left:
         raise ServiceError(f"processes {left} of group {pgid} survived SIGKILL")
+
+
+def as_user(user: str | None) -> dict[str, Any]:
+    """``subprocess`` keyword arguments that run a child as ``user`` (none when ``user`` is None)."""
+    if user is None:
+        return {}
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
