@@ -338,6 +338,8 @@ def test_cli_status_exit_code(fake: tuple[Settings, HttpService], monkeypatch: p
     settings, service = fake
     monkeypatch.setattr(manager, "default_services", lambda settings=None: [service])
     monkeypatch.setattr(manager, "load_settings", lambda: settings)
+    # `services down` also stops a streaming scorer found under the state folder: never the real one
+    monkeypatch.setenv("RECFLOW_STATE", str(settings.state))
     assert cli.main(["services", "status"]) == 1
     assert cli.main(["services", "up", "--timeout", "20"]) == 0
     assert cli.main(["services", "status"]) == 0
