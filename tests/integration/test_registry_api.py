@@ -1,0 +1,59 @@
+"""The plugin's read-only registry API, served by FastAPI, against the real S3 server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from recflow.config import Settings
+from recflow.models.popularity import PopularityRecommender
+from recflow.registry import ModelRegistry
+from recflow.storage import s3_client
+
+
+@pytest.fixture
+def registry(live_services: Settings, monkeypatch: pytest.MonkeyPatch) -> ModelRegistry:
+    """A fresh bucket per test, so "no champion" is really empty."""
+    bucket = f"recflow-test-api-{datetime.now(UTC):%H%M%S%f}"
+    s3_client(live_services.s3).create_bucket(Bucket=bucket)
+    monkeypatch.setenv("RECFLOW_MODELS_BUCKET", bucket)
+    return ModelRegistry(s3_client(live_services.s3), bucket)
+
+
+def test_plugin_is_registered() -> None:
+    from airflow import plugins_manager
+
+    names = {p.name for p in plugins_manager._get_plugins()[0]}
+    assert "recflow" in names
+
+
+def test_champion_endpoint_shows_the_promoted_model(registry: ModelRegistry, tmp_path: Path) -> None:
+    from recflow.orchestration.registry_api import app
+
+    client = TestClient(app)
+    missing = client.get("/champion")
+    assert missing.status_code == 404 and "no champion" in missing.json()["detail"]
+
+    model = PopularityRecommender.fit(pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"]}))
+    model.save(tmp_path / "artifact")
+    created = datetime(2026, 11, 10, tzinfo=UTC)
+    registry.register(
+        tmp_path / "artifact",
+        version="popularity-api-test",
+        family="popularity",
+        metrics={"ndcg@10": 0.25},
+        lineage={"test": True},
+        created_at=created,
+    )
+    registry.promote("popularity-api-test", reason="api test", actor="pytest", promoted_at=created)
+
+    body = client.get("/champion").json()
+    assert body["version"] == "popularity-api-test"
+    assert body["metrics"] == {"ndcg@10": 0.25}
+    assert body["reason"] == "api test" and body["previous"] is None
+    assert [v["version"] for v in client.get("/versions").json()] == ["popularity-api-test"]
+    assert [a["version"] for a in client.get("/audit").json()] == ["popularity-api-test"]
+    assert "secret" not in client.get("/champion").text.lower()
