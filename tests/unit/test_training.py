@@ -275,3 +275,34 @@ def test_failed_upload_leaves_a_version_promote_cannot_read(
     assert registry.list_versions() == []
     with pytest.raises(IncompleteModelVersion):
         registry.promote("popularity-20261105", reason="test", actor="test", promoted_at=datetime.now(UTC))
+
+
+# --------------------------------------------------------------------------- a new family through the same flow
+def test_hybrid_family_trains_through_the_shared_flow(spark: Any, tmp_path: Path) -> None:
+    """The trainer entry point's ``fit`` on a real lake: a complete artifact that loads by its own class."""
+    import importlib.util
+
+    from recflow.config import project_root
+    from recflow.models.hybrid import HybridRecommender
+    from recflow.specs import load_spec
+
+    entry = project_root() / load_spec("hybrid").entry_point
+    spec = importlib.util.spec_from_file_location("train_hybrid", entry)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / "hybrid"
+    result = run_training(
+        spark,
+        family="hybrid",
+        fit=module.fit,
+        lake_root=lake,
+        window=WINDOW,
+        candidates=[{"rank": 2, "max_iter": 2, "ease_lambda": 1.0}],
+        output_dir=out,
+        version="hybrid-20261105",
+        k=K,
+    )
+    assert 0 <= result.metrics[f"ndcg@{K}"] <= 1 and leftovers(out) == []
+    loaded = load_recommender(out / "artifact")
+    assert isinstance(loaded, HybridRecommender) and loaded.ease.shape == (5, 5)

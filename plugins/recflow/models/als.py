@@ -42,9 +42,7 @@ class AlsParams:
     def from_dict(cls, raw: dict[str, Any]) -> AlsParams:
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(
-                f"unknown ALS parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
-            )
+            raise ValueError(f"unknown ALS parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         params = cls(**raw)
         if params.num_blocks is not None and params.num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1 or None, got {params.num_blocks}")

@@ -24,9 +24,7 @@ class PopularityRecommender(Recommender):
         self._scores = self.cold_start_scores()
 
     @classmethod
-    def fit(
-        cls, train: pd.DataFrame, *, col_user: str = COL_USER, col_item: str = COL_ITEM
-    ) -> PopularityRecommender:
+    def fit(cls, train: pd.DataFrame, *, col_user: str = COL_USER, col_item: str = COL_ITEM) -> PopularityRecommender:
         index = IdIndex.from_frame(train, col_user=col_user, col_item=col_item)
         return cls(index, SeenItems.from_frame(train, index, col_user=col_user, col_item=col_item))
 
