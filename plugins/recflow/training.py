@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -163,12 +163,22 @@ def holdout_truth(test: DataFrame, recommender: Recommender) -> pd.DataFrame:
     return pairs[~is_seen].reset_index(drop=True)
 
 
-def score_holdout(recommender: Recommender, truth: pd.DataFrame, k: int) -> dict[str, float]:
-    """Ranking metrics at ``k`` over the full catalog with seen items removed (see module docstring)."""
+def score_holdout(
+    recommender: Recommender, truth: pd.DataFrame, k: int, also_k: Sequence[int] = ()
+) -> dict[str, float]:
+    """Ranking metrics at ``k`` (and at each of ``also_k``) over the full catalog, seen items removed.
+
+    ``also_k`` exists so a run asked for, say, k=20 still reports the cut-off the promotion policy
+    compares on (``ndcg@10``); one top-max(k) list serves every cut-off.
+    """
     if truth.empty:
         raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
-    recs = recommender.recommend(truth[COL_USER].unique(), k=k, exclude_seen=True)
-    return evaluate(truth, recs, k=k, catalog=recommender.index.items)
+    cutoffs = sorted({k, *also_k})
+    recs = recommender.recommend(truth[COL_USER].unique(), k=cutoffs[-1], exclude_seen=True)
+    metrics: dict[str, float] = {}
+    for cutoff in cutoffs:
+        metrics.update(evaluate(truth, recs, k=cutoff, catalog=recommender.index.items))
+    return metrics
 
 
 def code_version() -> str:
@@ -238,6 +248,7 @@ def run_training(
     output_dir: Path,
     version: str,
     k: int = DEFAULT_K,
+    also_k: Sequence[int] = (),
     register: bool = False,
 ) -> TrainingResult:
     """Train one family on ``window`` and leave a complete candidate in ``output_dir`` (and the registry).
@@ -275,7 +286,7 @@ def run_training(
         timings["fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         truth = holdout_truth(test, model)
-        metrics = score_holdout(model, truth, k)
+        metrics = score_holdout(model, truth, k, also_k)
         timings["evaluate_s"] = time.perf_counter() - t0
         train.unpersist()
         model.save(staging / "artifact")  # type: ignore[attr-defined]
@@ -361,6 +372,9 @@ def training_arg_parser(family: str) -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--version", required=True, help="registry version id, e.g. als-20261124")
     parser.add_argument("--k", type=int, default=DEFAULT_K)
+    parser.add_argument(
+        "--also-k", type=int, action="append", default=[], help="further cut-offs to report (repeatable)"
+    )
     parser.add_argument("--budget", type=int, default=1, help="parameter sets to try (1 = spec defaults)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--params-json", default=None, help="overrides of the spec's params, as JSON")
@@ -391,8 +405,8 @@ def _main(family: str, fit: Fitter, argv: list[str] | None) -> TrainingResult:
     from recflow.specs import load_spec
 
     args = training_arg_parser(family).parse_args(argv)
-    if args.k < 1 or args.budget < 1:
-        raise SystemExit(f"--k and --budget must be >= 1, got {args.k} and {args.budget}")
+    if args.k < 1 or args.budget < 1 or any(c < 1 for c in args.also_k):
+        raise SystemExit(f"--k, --also-k and --budget must be >= 1, got {args.k}, {args.also_k}, {args.budget}")
     window = TrainingWindow(args.train_start, args.holdout_start, args.end)
     spec = load_spec(family, args.models_dir)
     overrides = json.loads(args.params_json) if args.params_json else {}
@@ -411,6 +425,7 @@ def _main(family: str, fit: Fitter, argv: list[str] | None) -> TrainingResult:
             output_dir=args.output_dir,
             version=args.version,
             k=args.k,
+            also_k=args.also_k,
             register=args.register,
         )
     finally:

@@ -120,6 +120,14 @@ def test_good_run_leaves_one_complete_candidate(spark: Any, tmp_path: Path) -> N
     assert isinstance(load_recommender(out / "artifact"), PopularityRecommender)
 
 
+def test_also_k_reports_the_policy_cutoff_too(spark: Any, tmp_path: Path) -> None:
+    """A run asked for k=3 still reports @10 (what the promotion policy compares), from one ranking."""
+    lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / "popularity"
+    result = train(spark, lake, out, also_k=[10])
+    assert {name.rsplit("@", 1)[1] for name in result.metrics} == {str(K), "10"}
+    assert result.metrics[f"recall@{K}"] <= result.metrics["recall@10"]
+
+
 # --------------------------------------------------------------------------- bad inputs
 BAD_WINDOWS: dict[str, tuple[pd.DataFrame, str]] = {
     # every event falls after the window: the lake exists, the window is empty

@@ -31,12 +31,15 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     on the data interval, so a re-run replaces its own candidates instead of adding new ones.
     """
     from recflow.config import load_settings, state_dir
+    from recflow.promotion import load_policy, metric_names
     from recflow.specs import plan_models
     from recflow.training import TrainingWindow
 
     context = get_current_context()
     params = params or dict(context["params"])
     specs = plan_models(params["models"], baseline=BASELINE)  # SpecError names the known models
+    # The cut-offs the promotion policy compares on are always reported, whatever k the user chose.
+    policy_ks = sorted({int(name.rsplit("@", 1)[1]) for name in metric_names(load_policy())})
     names = [spec.name for spec in specs]
     end = interval_end(context).date()
     window = TrainingWindow.ending(end, train_days=params["train_days"], holdout_days=params["holdout_days"])
@@ -57,6 +60,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
             "--k", str(params["k"]),
             "--budget", str(1 if spec.baseline else params["search_budget"]),
             "--register",
+            *(arg for cutoff in policy_ks if cutoff != params["k"] for arg in ("--also-k", str(cutoff))),
         ]  # fmt: skip
         if overrides:
             args += ["--params-json", json.dumps(overrides)]
