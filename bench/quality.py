@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
+
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER, DEFAULT_K
 from recflow.evaluation import evaluate, metrics_table
 from recflow.models.artifact import Recommender

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
+
 from recflow.config import project_root
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV

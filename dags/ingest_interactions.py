@@ -27,6 +27,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import CronTriggerTimetable, Param, dag
+
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
 from recflow.orchestration.ingest_tasks import validate_day
 

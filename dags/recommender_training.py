@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
+
 from recflow.orchestration.assets import VALIDATED_INTERACTIONS
 from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE

@@ -7,6 +7,7 @@ Airflow loads this file from the plugins folder; the `recflow` package itself is
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
+
 from recflow.orchestration.registry_api import app
 
 

@@ -22,9 +22,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-CORE_FILES = sorted(
-    p for p in PACKAGE.rglob("*.py") if not any(layer in p.parents for layer in AIRFLOW_LAYER)
-)
+CORE_FILES = sorted(p for p in PACKAGE.rglob("*.py") if not any(layer in p.parents for layer in AIRFLOW_LAYER))
 
 
 @pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -36,7 +34,8 @@ def test_core_never_imports_airflow(path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "spark_jobs").glob("*.py")), ids=lambda p: p.name)
 def test_spark_jobs_import_neither_airflow_nor_dags(path: Path) -> None:
     bad = sorted(
-        name for name in _imports(path)
+        name
+        for name in _imports(path)
         if name.split(".")[0] in {"airflow", "dags"} or name.startswith("recflow.orchestration")
     )
     assert not bad, f"spark_jobs/{path.name} imports {bad}"

@@ -199,9 +199,7 @@ class _Hits(NamedTuple):
     hit_rank: np.ndarray  # its 1-based rank in that user's list
 
 
-def _top_k(
-    rating_pred: pd.DataFrame, *, col_user: str, col_item: str, col_prediction: str, k: int
-) -> pd.DataFrame:
+def _top_k(rating_pred: pd.DataFrame, *, col_user: str, col_item: str, col_prediction: str, k: int) -> pd.DataFrame:
     """``(col_user, col_item, COL_RANK)`` of each user's ``k`` best-scored rows; ties keep row order."""
     rank = rating_pred.groupby(col_user, sort=False)[col_prediction].rank(method="first", ascending=False)
     keep = (rank <= k).to_numpy()
@@ -220,9 +218,7 @@ def _rank_hits(
 ) -> _Hits:
     truth = rating_true[[col_user, col_item]].drop_duplicates()
     top = _top_k(rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k)
-    hits = top.merge(truth, on=[col_user, col_item], how="inner").sort_values(
-        [col_user, COL_RANK], kind="stable"
-    )
+    hits = top.merge(truth, on=[col_user, col_item], how="inner").sort_values([col_user, COL_RANK], kind="stable")
     return _Hits(
         n_relevant=truth.groupby(col_user).size(),
         hit_user=hits[col_user].to_numpy(),
@@ -254,9 +250,7 @@ def precision_at_k(
 
     The denominator is always k, so the maximum is below 1 for users with fewer than k relevant items.
     """
-    h = _rank_hits(
-        rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k
-    )
+    h = _rank_hits(rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k)
     return float((_per_user_sum(h, 1.0) / k).mean())
 
 
@@ -274,9 +268,7 @@ def recall_at_k(
 
     The maximum is below 1 for users with more than k relevant items.
     """
-    h = _rank_hits(
-        rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k
-    )
+    h = _rank_hits(rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k)
     return float((_per_user_sum(h, 1.0) / h.n_relevant).mean())
 
 
@@ -295,9 +287,7 @@ def ndcg_at_k(
     DCG = sum over hits of 1 / log2(rank + 1); the ideal DCG puts min(number relevant, k) hits at
     ranks 1, 2, ..., so a perfect list scores 1 whatever the number of relevant items.
     """
-    h = _rank_hits(
-        rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k
-    )
+    h = _rank_hits(rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k)
     dcg = _per_user_sum(h, 1.0 / np.log2(h.hit_rank + 1.0))
     ideal_prefix = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))  # ideal DCG with 1, 2, ..., k hits
     idcg = ideal_prefix[np.minimum(h.n_relevant.to_numpy(), k) - 1]
@@ -325,9 +315,7 @@ def map_at_k(
     * ``"all_relevant"``: D = number relevant, Microsoft Recommenders' classic ``map_at_k``, for
       comparison with their published tables (lower whenever a user has more than k relevant items).
     """
-    h = _rank_hits(
-        rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k
-    )
+    h = _rank_hits(rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k)
     # hits are sorted by (user, rank): the j-th hit of a user at rank r contributes precision@r = j / r
     nth_hit = pd.Series(h.hit_user).groupby(h.hit_user, sort=False).cumcount().to_numpy() + 1
     precision_sum = _per_user_sum(h, nth_hit / h.hit_rank)
@@ -346,9 +334,7 @@ def hit_rate_at_k(
     k: int = DEFAULT_K,
 ) -> float:
     """Hit rate at k (min=0, max=1): share of truth users with at least one relevant item in the top k."""
-    h = _rank_hits(
-        rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k
-    )
+    h = _rank_hits(rating_true, rating_pred, col_user=col_user, col_item=col_item, col_prediction=col_prediction, k=k)
     return float((_per_user_sum(h, 1.0) > 0).mean())
 
 
@@ -411,11 +397,7 @@ def evaluate(
     ``metrics=None`` means :data:`DEFAULT_METRICS`, plus ``"coverage"`` when ``catalog`` is given.
     Asking for ``"coverage"`` without a catalog is an error rather than a silently weaker denominator.
     """
-    names = (
-        list(metrics)
-        if metrics is not None
-        else [*DEFAULT_METRICS, *(["coverage"] if catalog is not None else [])]
-    )
+    names = list(metrics) if metrics is not None else [*DEFAULT_METRICS, *(["coverage"] if catalog is not None else [])]
     if "coverage" in names and catalog is None:
         raise EvaluationInputError("'coverage' needs catalog= (the item set the model ranks over)")
     columns = {"col_user": col_user, "col_item": col_item, "col_prediction": col_prediction, "k": k}
@@ -486,9 +468,7 @@ def sample_negatives(
     pos_user = np.repeat(users.get_indexer(positives[col_user]).astype(np.int64), negatives_per_positive)
     if (n_known[pos_user] >= n_items).any():
         full = users[np.unique(pos_user[n_known[pos_user] >= n_items])].tolist()
-        raise EvaluationInputError(
-            f"user(s) {full[:5]} interacted with every catalog item: no negative exists"
-        )
+        raise EvaluationInputError(f"user(s) {full[:5]} interacted with every catalog item: no negative exists")
 
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, n_items, size=len(pos_user))
@@ -533,9 +513,7 @@ def propensity_pairs(
         col_user=col_user,
         col_item=col_item,
     )
-    return pd.concat(
-        [distinct.assign(**{col_label: 1}), negatives.assign(**{col_label: 0})], ignore_index=True
-    )
+    return pd.concat([distinct.assign(**{col_label: 1}), negatives.assign(**{col_label: 0})], ignore_index=True)
 
 
 @_validated

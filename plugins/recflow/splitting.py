@@ -96,9 +96,7 @@ def time_holdout_split(
     try:
         in_test = (df[col_ts] >= cut).to_numpy()
     except TypeError as err:  # e.g. tz-aware column vs naive cut
-        raise SplitInputError(
-            f"holdout_start={holdout_start!r} is not comparable with {col_ts!r}: {err}"
-        ) from err
+        raise SplitInputError(f"holdout_start={holdout_start!r} is not comparable with {col_ts!r}: {err}") from err
     train, test = df.loc[~in_test], df.loc[in_test]
     if train.empty:
         raise SplitInputError(f"empty training window: no event before holdout_start={holdout_start!r}")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from recflow.config import Settings, load_settings
 from recflow.services import shared_services
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from recflow.config import Settings
 from recflow.data import synthetic
 from recflow.data.landing import find_landing_file

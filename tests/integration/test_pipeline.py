@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from recflow.config import Settings
 from recflow.registry import ModelRegistry
 from recflow.storage import s3_client

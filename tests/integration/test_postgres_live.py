@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from recflow.config import KafkaSettings, S3Settings, Settings, load_settings
 from recflow.services import manager
 from recflow.services.postgres import PostgresService, ServiceError, pg_bin_dir, psql_argv

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from recflow.config import Settings
 from recflow.registry import (
     ChecksumMismatch,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+
 from recflow.config import Settings
 from recflow.models.popularity import PopularityRecommender
 from recflow.registry import ModelRegistry

@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from recflow.config import Settings, load_settings
 from recflow.data import synthetic
 from recflow.data.stores import open_store

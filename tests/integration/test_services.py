@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
+
 from recflow.config import Settings
 from recflow.services import ensure_services_up, service_status, spark_kafka_jars
 from recflow.services.kafka import create_topics, list_topics

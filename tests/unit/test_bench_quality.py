@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from recflow.config import project_root
 from recflow.constants import COL_ITEM, COL_USER
 from recflow.data.synthetic import generate_day

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+
 from recflow.constants import COL_ITEM, COL_SCORE, COL_USER
 from recflow.evaluation import (
     COL_LABEL,
@@ -216,10 +217,7 @@ def test_evaluate_selected_metrics_without_catalog(truth: pd.DataFrame, pred: pd
 def test_metrics_table() -> None:
     table = metrics_table({"als": {"ndcg@10": 0.5, "precision@10": 0.25}, "pop": {"ndcg@10": 1 / 3}})
     assert table == (
-        "| model | ndcg@10 | precision@10 |\n"
-        "|---|---:|---:|\n"
-        "| als | 0.5000 | 0.2500 |\n"
-        "| pop | 0.3333 | n/a |"
+        "| model | ndcg@10 | precision@10 |\n|---|---:|---:|\n| als | 0.5000 | 0.2500 |\n| pop | 0.3333 | n/a |"
     )
 
 
@@ -435,9 +433,7 @@ def test_evaluate_propensity_with_an_oracle(interactions: pd.DataFrame) -> None:
     def oracle(pairs: pd.DataFrame) -> list[float]:
         return [1.0 if (u, i) in known else 0.0 for u, i in pairs.itertuples(index=False)]
 
-    got = evaluate_propensity(
-        positives, interactions, range(10), oracle, negatives_per_positive=3, threshold=0.5
-    )
+    got = evaluate_propensity(positives, interactions, range(10), oracle, negatives_per_positive=3, threshold=0.5)
     assert got["propensity_precision"] == 1.0
     assert got["propensity_recall"] == 1.0
     assert got["propensity_auc"] == 1.0

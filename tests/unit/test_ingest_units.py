@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+
 from recflow.data.stores import is_s3, join_uri, split_s3
 from recflow.validation import HashSample, _SeenHashes, hash_values
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER
 from recflow.data import movielens, synthetic
 from recflow.data.contract import INTERACTION_COLUMNS, INTERACTION_DTYPES

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from recflow.constants import COL_ITEM, COL_USER
 from recflow.models import hybrid
 from recflow.models.als import AlsRecommender

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from recflow.models.ncf import NcfParams, _fuse_output, build_models
 
 pytest.importorskip("keras")

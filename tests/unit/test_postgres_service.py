@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from recflow.config import KafkaSettings, S3Settings, Settings
 from recflow.services import manager
 from recflow.services.postgres import (

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from recflow.promotion import (
     KNOWN_METRIC_NAMES,
     Decision,

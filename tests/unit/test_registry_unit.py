@@ -21,6 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+
 from recflow.registry import (
     ChecksumMismatch,
     ConcurrentPromotion,

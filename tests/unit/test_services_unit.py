@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from recflow import cli
 from recflow.config import KafkaSettings, S3Settings, Settings
 from recflow.services import manager, maven

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from recflow.constants import COL_ITEM, COL_RATING, COL_TS, COL_USER
 from recflow.splitting import (
     COLD_ROWS_DROPPED,
@@ -167,9 +168,7 @@ def _recommenders_reference(df: pd.DataFrame, ratio: float, seed: int, group: st
 
 
 @pytest.mark.parametrize(("filter_by", "seed"), [("user", 42), ("item", 42), ("item", 7)])
-def test_stratified_matches_recommenders_row_for_row(
-    ratings: pd.DataFrame, filter_by: str, seed: int
-) -> None:
+def test_stratified_matches_recommenders_row_for_row(ratings: pd.DataFrame, filter_by: str, seed: int) -> None:
     # every group here has ratio * n >= 0.5, where the max(1, ...) guard never applies
     group = COL_USER if filter_by == "user" else COL_ITEM
     train, _ = stratified_split(ratings, ratio=0.75, filter_by=filter_by, seed=seed)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
+
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_TS, COL_USER
 from recflow.models.artifact import Recommender, load_recommender
 from recflow.models.popularity import PopularityRecommender

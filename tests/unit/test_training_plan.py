@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from recflow.specs import SpecError, available_specs, plan_models
 
 ENTRY = "spark_jobs/train_als.py"  # any existing file: load_spec checks that the entry point exists

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_RANK, COL_SCORE, COL_TS, COL_USER
 from recflow.data import synthetic
 from recflow.data.contract import INTERACTION_COLUMNS
