@@ -514,10 +514,11 @@ class Policy:
     max_unknown_item_rate: float = 0.05
     dedup_lookback_days: int = 7
     """Event ids already in the lake's previous N partitions are rejected as cross-day duplicates."""
-    gx_spark_min_bytes: int | None = None
+    gx_spark_min_bytes: int | None = 512 * 1024 * 1024
     """Landing files of at least this many bytes (as stored, so gzip counts compressed) are validated by
     GX's Spark engine over every parsed row, read back from the staged Parquet, instead of GX's pandas
-    engine on a bounded sample. ``None`` (default): always the pandas sample. ``0``: always Spark."""
+    engine on a bounded sample. Default 512 MiB (about 25M gzip'd CSV rows); ``None``: always the pandas
+    sample; ``0``: always Spark."""
 
 
 class ValidationFailed(Exception):
