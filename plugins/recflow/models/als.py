@@ -16,6 +16,7 @@ import pandas as pd
 
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_USER
 from recflow.models.artifact import IdIndex, Recommender, SeenItems, write_model_json
+from recflow.models.params import reject_unknown
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -40,9 +41,7 @@ class AlsParams:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> AlsParams:
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown ALS parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        reject_unknown(cls, raw, "ALS")
         params = cls(**raw)
         if params.num_blocks is not None and params.num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1 or None, got {params.num_blocks}")

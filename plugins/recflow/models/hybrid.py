@@ -27,6 +27,7 @@ import numpy as np
 
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.artifact import IdIndex, Recommender, SeenItems, read_model_json, write_model_json
+from recflow.models.params import reject_unknown
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -55,10 +56,7 @@ class HybridParams:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> HybridParams:
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown hybrid parameters {sorted(unknown)}; known: {sorted(known)}")
+        reject_unknown(cls, raw, "hybrid")
         params = cls(**raw)
         params.als_params()  # validates the ALS part with ALS's own rules
         if params.ease_lambda <= 0:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_USER
 from recflow.models.artifact import IdIndex, Recommender, SeenItems, read_model_json, write_model_json
+from recflow.models.params import reject_unknown
 
 if TYPE_CHECKING:
     import keras
@@ -47,9 +48,7 @@ class NcfParams:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> NcfParams:
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown NCF parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        reject_unknown(cls, raw, "NCF")
         values = dict(raw)
         if "mlp_layers" in values:
             values["mlp_layers"] = tuple(int(x) for x in values["mlp_layers"])
