@@ -38,17 +38,9 @@ _CHUNK_USERS: Final = 4096
 
 
 @dataclass(frozen=True)
-class HybridParams:
-    """The ALS parameters (same names as :class:`AlsParams`) plus EASE's L2 weight and the blend."""
+class HybridParams(AlsParams):
+    """The ALS parameters (inherited, same names and rules) plus EASE's L2 weight and the blend."""
 
-    rank: int = 32
-    reg_param: float = 0.1
-    alpha: float = 1.0
-    max_iter: int = 15
-    confidence: str = "binary"
-    checkpoint_interval: int = 5
-    num_blocks: int | None = None
-    seed: int = 42
     #: EASE's L2 penalty; larger shrinks item-item weights toward zero (more popularity-like).
     ease_lambda: float = 500.0
     #: Weight of the standardised ALS scores in [0, 1]; EASE gets the rest.
