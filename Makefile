@@ -3,7 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 UV_VERSION := 0.13.8
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# A working `uv` on PATH, else uv as a module of python3 (installed with pip --user when missing).
+UV := $(shell uv --version >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 VENV := .venv
 PY := $(VENV)/bin/python
 RECFLOW := $(VENV)/bin/recflow
@@ -15,10 +16,8 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(UV):
-	python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
-
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
 	$(UV) sync --frozen
 	@touch $@
 
