@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -169,15 +169,16 @@ def collect_summary(config: DemoConfig) -> dict[str, Any]:
     """Read back what the run produced, from the lake and the S3 registry (not from memory)."""
     from recflow.registry import ModelRegistry
     from recflow.scoring import read_summary
+    from recflow.versions import candidate_version
 
     settings = load_settings()
     registry = ModelRegistry.from_settings(settings)
     champion = registry.champion()
-    key = config.end.strftime("%Y%m%dT0000")
+    interval_end = datetime.combine(config.end, datetime.min.time(), tzinfo=UTC)
     metrics: dict[str, dict[str, Any]] = {}
     for family in (*config.models, "popularity"):
         try:
-            metrics[family] = dict(registry.get(f"{family}-{key}").metrics)
+            metrics[family] = dict(registry.get(candidate_version(family, interval_end)).metrics)
         except Exception as exc:  # reported, not hidden: the table shows which model is missing
             metrics[family] = {"error": str(exc)}
     return {

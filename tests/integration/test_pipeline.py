@@ -23,6 +23,7 @@ import pytest
 from recflow.config import Settings
 from recflow.registry import ModelRegistry
 from recflow.storage import s3_client
+from recflow.versions import interval_key
 
 ROOT = Path(__file__).resolve().parents[2]
 END = date(2026, 11, 10)
@@ -88,7 +89,7 @@ def test_training_dag_validates_trains_and_promotes(
     days = [END - timedelta(days=i) for i in range(1, TRAIN_DAYS + HOLDOUT_DAYS + 1)]
     for day in days:
         assert (live_services.lake_root / "interactions" / f"event_date={day}" / "part-0.parquet").is_file(), day
-    key = END.strftime("%Y%m%dT0000")
+    key = interval_key(datetime.combine(END, datetime.min.time(), tzinfo=UTC))
     versions = {mv.family: mv for mv in registry.list_versions()}
     assert set(versions) == {"als", "ncf", "popularity"}
     for mv in versions.values():

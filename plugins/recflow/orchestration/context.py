@@ -56,8 +56,3 @@ def completed_day(context: Any) -> date:
     """
     end = interval_end(context).astimezone(UTC)
     return end.date() - timedelta(days=1)
-
-
-def interval_key(context: Any) -> str:
-    """A compact, sortable id of the interval, used in version ids and output paths."""
-    return interval_end(context).strftime("%Y%m%dT%H%M")

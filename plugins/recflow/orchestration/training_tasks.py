@@ -14,7 +14,8 @@ from airflow.sdk import get_current_context, task
 
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import KAFKA_CONN_ID
-from recflow.orchestration.context import interval_end, interval_key
+from recflow.orchestration.context import interval_end
+from recflow.versions import candidate_version, interval_key
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,9 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     # The cut-offs the promotion policy compares on are always reported, whatever k the user chose.
     policy_ks = sorted({int(name.rsplit("@", 1)[1]) for name in metric_names(load_policy())})
     names = [spec.name for spec in specs]
-    end = interval_end(context).date()
-    window = TrainingWindow.ending(end, train_days=params["train_days"], holdout_days=params["holdout_days"])
-    key = interval_key(context)
+    end_ts = interval_end(context)
+    window = TrainingWindow.ending(end_ts.date(), train_days=params["train_days"], holdout_days=params["holdout_days"])
+    key = interval_key(end_ts)
     lake = load_settings().lake_root
     plans = []
     for spec in specs:
@@ -56,7 +57,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
             "--holdout-start", str(window.holdout_start),
             "--end", str(window.end),
             "--output-dir", str(state_dir() / "runs" / key / spec.name),
-            "--version", f"{spec.name}-{key}",
+            "--version", candidate_version(spec.name, end_ts),
             "--k", str(params["k"]),
             "--budget", str(1 if spec.baseline else params["search_budget"]),
             "--register",
