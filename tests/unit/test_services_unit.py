@@ -305,6 +305,9 @@ def test_killed_service_is_detected_and_restarted(fake: tuple[Settings, HttpServ
     assert before.pid is not None
     os.killpg(before.pid, signal.SIGKILL)
     assert wait_until(lambda: not is_alive(before.pid), 5)
+    # The kernel may release the dead server's port a moment after the pid is gone (seen under CI
+    # load as a transient "foreign"): wait for it, then the state must be exactly "stopped".
+    assert wait_until(lambda: manager.service_status(settings, services=[service])[0].state != "foreign", 5)
     assert manager.service_status(settings, services=[service])[0].state == "stopped"
     assert not manager.pid_file(settings.state, service).exists()
     assert manager.ensure_services_up(settings, services=[service], timeout=20) == ("fake",)
