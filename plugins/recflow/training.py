@@ -151,7 +151,17 @@ def check_training_frame(train: DataFrame, window: TrainingWindow) -> dict[str, 
 
 def holdout_truth(test: DataFrame, recommender: Recommender) -> pd.DataFrame:
     """Distinct test pairs the model can be judged on (known user, known item, not seen in training)."""
-    pairs = cast(pd.DataFrame, test.select(COL_USER, COL_ITEM).distinct().toPandas())
+    return judgeable_pairs(cast(pd.DataFrame, test.select(COL_USER, COL_ITEM).distinct().toPandas()), recommender)
+
+
+def judgeable_pairs(held_out: pd.DataFrame, recommender: Recommender) -> pd.DataFrame:
+    """The distinct held-out (user, item) pairs with a known user and item that the user did not have in
+    training: the relevance the pipeline's hold-out and the quality benchmark both judge a model on.
+
+    Why drop the rest: no model can rank an item it never saw, and a seen item is removed from every
+    ranking, so either kind of pair would only lower every model's score alike.
+    """
+    pairs = held_out[[COL_USER, COL_ITEM]].drop_duplicates()
     users = recommender.index.user_codes(pairs[COL_USER])
     items = recommender.index.item_codes(pairs[COL_ITEM])
     known = (users >= 0) & (items >= 0)

@@ -14,6 +14,7 @@ from recflow.splitting import (
     stratified_split,
     time_holdout_split,
     time_validation_split,
+    user_chrono_split,
 )
 
 
@@ -101,6 +102,76 @@ def test_validation_is_carved_from_train_only() -> None:
 def _groups(sizes: dict[str, int]) -> pd.DataFrame:
     rows = [(user, f"{user}-item{j}") for user, n in sizes.items() for j in range(n)]
     return pd.DataFrame(rows, columns=[COL_USER, COL_ITEM])
+
+
+# --------------------------------------------------------------------------------------------------
+# per-user chronological split (ratio 0.8 unless said)
+#
+#   index | user | item | ts | order within user        | n, n_train = max(1, round(0.8 n)) | goes to
+#   ------+------+------+----+--------------------------+-----------------------------------+--------
+#     0   |  a   |  i5  |  5 | 5th                      | 5, 4                              | test
+#     1   |  a   |  i1  |  1 | 1st                      |                                   | train
+#     2   |  a   |  i3  |  3 | 3rd                      |                                   | train
+#     3   |  a   |  i2  |  2 | 2nd                      |                                   | train
+#     4   |  a   |  i4  |  4 | 4th                      |                                   | train
+#     5   |  b   |  i1  |  9 | 2nd                      | 2, 2 (round(1.6))                 | train
+#     6   |  b   |  i2  |  8 | 1st                      |                                   | train
+#     7   |  c   |  z   |  7 | 2nd (tie on ts: z > y)   | 3, 2 (round(2.4))                 | train
+#     8   |  c   |  y   |  7 | 1st                      |                                   | train
+#     9   |  c   |  x   |  9 | 3rd                      |                                   | test
+#    10   |  d   |  q   | 10 | 2nd (all tied: by item)  | 4, 3 (round(3.2))                 | train
+#    11   |  d   |  p   | 10 | 1st                      |                                   | train
+#    12   |  d   |  s   | 10 | 4th                      |                                   | test
+#    13   |  d   |  r   | 10 | 3rd                      |                                   | train
+#    14   |  e   |  i1  |  3 | only                     | 1, 1 (max(1, round(0.8)))         | train
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def histories() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            COL_USER: [*"aaaaa", *"bb", *"ccc", *"dddd", "e"],
+            COL_ITEM: ["i5", "i1", "i3", "i2", "i4", "i1", "i2", "z", "y", "x", "q", "p", "s", "r", "i1"],
+            COL_TS: [5, 1, 3, 2, 4, 9, 8, 7, 7, 9, 10, 10, 10, 10, 3],
+        }
+    )
+
+
+def test_user_chrono_split_by_hand(histories: pd.DataFrame) -> None:
+    train, test = user_chrono_split(histories)
+    assert test.index.tolist() == [0, 9, 12]
+    assert train.index.tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 14]  # input order kept
+
+
+def test_user_chrono_split_rounds_half_to_even_and_keeps_one_training_row() -> None:
+    # ratio 0.25: n=2 -> round(0.5)=0 -> max(1, 0)=1 train; n=6 -> round(1.5)=2 train; n=10 -> round(2.5)=2 train
+    sizes = {"two": 2, "six": 6, "ten": 10}
+    df = pd.DataFrame(
+        {
+            COL_USER: [user for user, n in sizes.items() for _ in range(n)],
+            COL_ITEM: [f"i{j}" for n in sizes.values() for j in range(n)],
+            COL_TS: [j for n in sizes.values() for j in range(n)],
+        }
+    )
+    train, _ = user_chrono_split(df, ratio=0.25)
+    assert train.groupby(COL_USER).size().to_dict() == {"six": 2, "ten": 2, "two": 1}
+    assert (train.groupby(COL_USER)[COL_TS].max() < 2).all(), "train must be each user's earliest events"
+
+
+def test_user_chrono_split_ignores_input_order_and_takes_datetimes(histories: pd.DataFrame) -> None:
+    stamped = histories.assign(**{COL_TS: pd.to_datetime(histories[COL_TS], unit="D", utc=True)})
+    shuffled = stamped.sample(frac=1.0, random_state=5)
+    train, test = user_chrono_split(shuffled)
+    assert sorted(test.index) == [0, 9, 12]
+    assert sorted([*train.index, *test.index]) == list(range(len(histories)))  # no overlap, no loss
+
+
+def test_user_chrono_split_errors(histories: pd.DataFrame) -> None:
+    with pytest.raises(SplitInputError, match="ratio must be in"):
+        user_chrono_split(histories, ratio=1.0)
+    with pytest.raises(SplitInputError, match=r"missing column\(s\) \['event_ts'\]"):
+        user_chrono_split(histories.drop(columns=[COL_TS]))
+    with pytest.raises(SplitInputError, match="null 'event_ts'"):
+        user_chrono_split(histories.assign(**{COL_TS: [None, *histories[COL_TS].iloc[1:]]}))
 
 
 def test_stratified_counts_by_hand() -> None:

@@ -287,31 +287,49 @@ def test_failed_upload_leaves_a_version_promote_cannot_read(
 
 
 # --------------------------------------------------------------------------- a new family through the same flow
-def test_hybrid_family_trains_through_the_shared_flow(spark: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [("hybrid", {"rank": 2, "max_iter": 2, "ease_lambda": 1.0}), ("sequence", {"window": 2, "ease_lambda": 1.0})],
+)
+def test_new_families_train_through_the_shared_flow(
+    spark: Any, tmp_path: Path, family: str, params: dict[str, Any]
+) -> None:
     """The trainer entry point's ``fit`` on a real lake: a complete artifact that loads by its own class."""
     import importlib.util
 
     from recflow.config import project_root
-    from recflow.models.hybrid import HybridRecommender
     from recflow.specs import load_spec
 
-    entry = project_root() / load_spec("hybrid").entry_point
-    spec = importlib.util.spec_from_file_location("train_hybrid", entry)
+    entry = project_root() / load_spec(family).entry_point
+    spec = importlib.util.spec_from_file_location(f"train_{family}", entry)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / "hybrid"
+    lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / family
     result = run_training(
         spark,
-        family="hybrid",
+        family=family,
         fit=module.fit,
         lake_root=lake,
         window=WINDOW,
-        candidates=[{"rank": 2, "max_iter": 2, "ease_lambda": 1.0}],
+        candidates=[params],
         output_dir=out,
-        version="hybrid-20261105",
+        version=f"{family}-20261105",
         k=K,
     )
     assert 0 <= result.metrics[f"ndcg@{K}"] <= 1 and leftovers(out) == []
     loaded = load_recommender(out / "artifact")
-    assert isinstance(loaded, HybridRecommender) and loaded.ease.shape == (5, 5)
+    assert loaded.family == family and loaded.ease is not None and loaded.ease.shape == (5, 5)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- the hold-out's relevance rule
+def test_judgeable_pairs_keeps_known_unseen_distinct_pairs() -> None:
+    """Trained on a:{x, y}, b:{x}: (a, x) is seen, (c, x) has an unknown user, (b, w) an unknown item,
+    (a, z)... z is unknown too; only (b, y) twice -> once is left."""
+    from recflow.training import judgeable_pairs
+
+    model = PopularityRecommender.fit(pd.DataFrame({COL_USER: ["a", "a", "b"], COL_ITEM: ["x", "y", "x"]}))
+    held_out = pd.DataFrame(
+        {COL_USER: ["a", "b", "b", "c", "b", "a"], COL_ITEM: ["x", "y", "y", "x", "w", "z"]}, index=[9, 8, 7, 6, 5, 4]
+    )
+    assert judgeable_pairs(held_out, model).values.tolist() == [["b", "y"]]

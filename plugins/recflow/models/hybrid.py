@@ -81,7 +81,7 @@ def ease_weights(seen: SeenItems, n_users: int, n_items: int, ease_lambda: float
     return weights.astype(np.float32)
 
 
-def _standardise(scores: np.ndarray) -> np.ndarray:
+def standardise(scores: np.ndarray) -> np.ndarray:
     """Per row: zero mean, unit variance (a constant row becomes all zeros)."""
     centred = scores - scores.mean(axis=1, keepdims=True)
     std = centred.std(axis=1, keepdims=True)
@@ -110,7 +110,7 @@ class HybridRecommender(Recommender):
         als = self.als.score(user_codes)
         ease = self.seen.mask(user_codes, self.index.n_items).astype(np.float32) @ self.ease
         w = np.float32(self.params.als_weight)
-        return w * _standardise(als) + (1 - w) * _standardise(ease)
+        return w * standardise(als) + (1 - w) * standardise(ease)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
