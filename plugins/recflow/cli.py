@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from recflow.scorer_cli import add_scorer
 from recflow.services.process import ServiceError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -36,11 +37,11 @@ def _services_up(args: argparse.Namespace) -> int:
 
 
 def _services_down(args: argparse.Namespace) -> int:
+    from recflow.scorer.launcher import stop_all_scorers
     from recflow.services import claim_services, services_down
-    from recflow.stream_launcher import stop_running_scorer
 
-    if stop_running_scorer():
-        print("stopped the streaming scorer")
+    for name in stop_all_scorers():
+        print(f"stopped {name}")
     stopped = services_down()
     claim_services()  # nothing left for a shared user to stop
     print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
@@ -124,35 +125,11 @@ def _add_airflow_env(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser.set_defaults(func=_airflow_env)
 
 
-def _stream(args: argparse.Namespace) -> int:
-    from recflow.airflow_env import airflow_env
-    from recflow.stream_launcher import start_scorer
-
-    scorer = start_scorer(airflow_env(), fresh_checkpoint=args.fresh)
-    print(f"streaming scorer starting (log: {scorer.log_path})")
-    try:
-        print(f"ready, serving {scorer.wait_ready() or 'nothing yet'}; Ctrl-C stops it")
-        while scorer.alive():
-            time.sleep(1)
-        print(f"streaming scorer exited; log: {scorer.log_path}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        scorer.stop()
-
-
-def _add_stream(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("stream", help="run the Kafka streaming scorer in the foreground")
-    parser.add_argument("--fresh", action="store_true", help="start from a new checkpoint (skip old requests)")
-    parser.set_defaults(func=_stream)
-
-
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_services,
     _add_demo,
     _add_airflow_env,
-    _add_stream,
+    add_scorer,
 ]
 
 

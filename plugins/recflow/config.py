@@ -57,10 +57,16 @@ class KafkaSettings:
     model_updates_topic: str = "recflow.model-updates"
     score_requests_topic: str = "recflow.score-requests"
     score_results_topic: str = "recflow.score-results"
+    score_requests_dlq_topic: str = "recflow.score-requests-dlq"
 
     @property
     def topics(self) -> tuple[str, ...]:
-        return (self.model_updates_topic, self.score_requests_topic, self.score_results_topic)
+        return (
+            self.model_updates_topic,
+            self.score_requests_topic,
+            self.score_results_topic,
+            self.score_requests_dlq_topic,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,11 @@ def kafka_port() -> int:
 
 def kafka_controller_port() -> int:
     return _env_int("RECFLOW_KAFKA_CONTROLLER_PORT", 9093)
+
+
+def scorer_metrics_port() -> int:
+    """Port of the streaming scorer's Prometheus endpoint (127.0.0.1 only)."""
+    return _env_int("RECFLOW_SCORER_METRICS_PORT", 9308)
 
 
 def pg_port() -> int:

@@ -2,7 +2,7 @@
 
 Steps: services up -> synthetic landing data -> Airflow ``dags test`` of training (validate, train ALS
 and NCF and the baseline with spark-submit, compare, promote, publish) -> ``dags test`` of batch
-scoring -> the streaming scorer answers a burst of requests -> services down. Every step logs to
+scoring -> the streaming scorer (``recflow.scorer``) answers a burst of requests -> services down. Every step logs to
 ``<state>/logs/demo/<step>.log``; a failure names the step and its log and exits non-zero.
 """
 
@@ -147,9 +147,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 def _stream(config: DemoConfig, env: dict[str, str], log: Path) -> Any:
     import pandas as pd
 
+    from recflow.scorer.client import send_burst
+    from recflow.scorer.launcher import start_scorer
     from recflow.scoring import scores_path
-    from recflow.stream_client import send_burst
-    from recflow.stream_launcher import start_scorer
 
     settings = load_settings()
     users = pd.read_parquet(scores_path(settings.lake_root, config.end - timedelta(days=1)), columns=["user_id"])

@@ -165,19 +165,21 @@ def test_streaming_scorer_answers_and_hot_swaps(
     training_run: Any, registry: ModelRegistry, live_services: Settings
 ) -> None:
     from recflow.events import encode, kafka_producer, model_update_event
-    from recflow.stream_client import send_burst
-    from recflow.stream_launcher import start_scorer
+    from recflow.scorer.client import send_burst
+    from recflow.scorer.launcher import start_scorer
 
     champion = registry.champion()
     assert champion is not None
     users = sorted(pd.read_parquet(live_services.lake_root / "interactions", columns=["user_id"])["user_id"].unique())
-    scorer = start_scorer(dict(os.environ))
+    scorer = start_scorer(
+        dict(os.environ), name=f"scorer-test-{os.getpid()}", extra_args=["--group", f"recflow-test-{os.getpid()}"]
+    )
     try:
         assert scorer.wait_ready() == champion.version
         first = send_burst(live_services.kafka, users, n=200, k=K, timeout_s=60)
         assert first.answered == 200 and first.errors == 0, first
         assert first.model_versions == (champion.version,)
-        # a malformed request is answered with an error, not dropped
+        # a malformed request is answered with an error (and dead-lettered), not dropped
         bad = send_burst(live_services.kafka, users, n=1, k=0, timeout_s=30)
         assert bad.errors == 1 and bad.answered == 0, bad
         # hot swap: promote the baseline and announce it; later answers come from it without a restart
@@ -188,6 +190,7 @@ def test_streaming_scorer_answers_and_hot_swaps(
         event = model_update_event(version=baseline.version, uri=registry.uri(baseline.version), promoted_at=when)
         producer.produce(live_services.kafka.model_updates_topic, value=encode(event))
         producer.flush(10)
+        scorer.wait_version(baseline.version, timeout_s=60)
         second = send_burst(live_services.kafka, users, n=100, k=K, timeout_s=60)
         assert second.answered == 100, second
         assert second.model_versions == (baseline.version,), second

@@ -34,6 +34,8 @@ from recflow.services.process import (
     is_alive,
     port_open,
     read_live_pid,
+    start_detached,
+    stop_group,
     wait_until,
 )
 from recflow.services.s3 import render_s3proxy_conf, s3proxy_argv
@@ -219,6 +221,25 @@ def test_recycled_pid_running_something_else_is_stale(tmp_path: Path) -> None:
     path.write_text(PidRecord(pid=os.getpid(), argv=("java", "kafka.Kafka"), started_at=0.0).to_json())
     assert read_live_pid(path) is None
     assert not path.exists()
+
+
+def test_recycled_pid_with_another_start_time_is_stale(tmp_path: Path) -> None:
+    path = tmp_path / "x.pid"
+    path.write_text(PidRecord(pid=os.getpid(), argv=(sys.executable,), started_at=0.0, start_ticks=1).to_json())
+    assert read_live_pid(path) is None
+
+
+def test_a_process_that_execs_another_program_is_still_found(tmp_path: Path) -> None:
+    """``spark-submit`` execs ``java``: the command line changes, the pid and start time do not."""
+    pid_path = tmp_path / "x.pid"
+    rec = start_detached(
+        ["/bin/sh", "-c", "exec sleep 30"], cwd=tmp_path, log_path=tmp_path / "x.log", pid_path=pid_path
+    )
+    try:
+        assert wait_until(lambda: Path(f"/proc/{rec.pid}/cmdline").read_bytes().startswith(b"sleep"), 10)
+        assert read_live_pid(pid_path) == rec
+    finally:
+        stop_group(rec.pid)
 
 
 def test_unreadable_pid_file_is_removed(tmp_path: Path) -> None:

@@ -145,8 +145,12 @@ def leaderless_partitions(bootstrap: str, timeout: float = 5.0) -> tuple[set[str
     return set(metadata.topics), waiting
 
 
+#: Per-topic settings: a dead letter keeps the caller's value (up to the broker's 1 MiB limit) plus headers.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {"recflow.score-requests-dlq": {"max.message.bytes": str(4 << 20)}}
+
+
 def create_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: int = 1, timeout: float = 30.0) -> None:
-    """Create ``topics`` unless they exist (replication factor 1: one broker)."""
+    """Create ``topics`` unless they exist (replication factor 1: one broker; configs from TOPIC_CONFIGS)."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
@@ -155,7 +159,10 @@ def create_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: int = 
     if not missing:
         return
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing],
+        [
+            NewTopic(t, num_partitions=partitions, replication_factor=1, config=TOPIC_CONFIGS.get(t, {}))
+            for t in missing
+        ],
         operation_timeout=timeout,
         request_timeout=timeout,
     )

@@ -41,14 +41,35 @@ class PidRecord:
     pid: int
     argv: tuple[str, ...]
     started_at: float
+    #: The kernel's start time of the process (clock ticks since boot, ``/proc/<pid>/stat`` field 22):
+    #: unlike the command line it survives ``exec`` (``spark-submit`` becomes ``java``), and a recycled
+    #: pid has a different one.
+    start_ticks: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"pid": self.pid, "argv": list(self.argv), "started_at": self.started_at})
+        return json.dumps(
+            {"pid": self.pid, "argv": list(self.argv), "started_at": self.started_at, "start_ticks": self.start_ticks}
+        )
 
     @classmethod
     def from_json(cls, text: str) -> PidRecord:
         raw = json.loads(text)
-        return cls(pid=int(raw["pid"]), argv=tuple(raw["argv"]), started_at=float(raw["started_at"]))
+        ticks = raw.get("start_ticks")
+        return cls(
+            pid=int(raw["pid"]),
+            argv=tuple(raw["argv"]),
+            started_at=float(raw["started_at"]),
+            start_ticks=None if ticks is None else int(ticks),
+        )
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None when unknown (no /proc) or gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text.rsplit(")", 1)[1].split()[19])
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -124,9 +145,14 @@ def read_live_pid(path: Path) -> PidRecord | None:
         path.unlink(missing_ok=True)
         return None
     if is_alive(rec.pid):
-        cmd = _cmdline(rec.pid)
-        if cmd is None or cmd == rec.argv:
-            return rec
+        ticks = start_ticks(rec.pid) if rec.start_ticks is not None else None
+        if ticks is not None:
+            if ticks == rec.start_ticks:
+                return rec
+        else:
+            cmd = _cmdline(rec.pid)
+            if cmd is None or cmd == rec.argv:
+                return rec
     log.info("removing stale pid file %s (pid %d is gone or runs something else)", path, rec.pid)
     path.unlink(missing_ok=True)
     return None
@@ -179,7 +205,7 @@ def start_detached(
             **as_user(user),
         )
     _CHILDREN[proc.pid] = proc
-    rec = PidRecord(pid=proc.pid, argv=tuple(argv), started_at=time.time())
+    rec = PidRecord(pid=proc.pid, argv=tuple(argv), started_at=time.time(), start_ticks=start_ticks(proc.pid))
     pid_path.write_text(rec.to_json())
     return rec
 

@@ -1,0 +1,224 @@
+"""Callers' side of the scorer: send requests at a steady rate or in a burst and match the answers.
+
+Latency is measured on the client from just before a request is produced to when its answer is
+consumed (the scorer's work, Kafka both ways and any queueing). Answers are matched on the Kafka key,
+which the scorer echoes (every request here is keyed by its ``request_id``); a second answer for the
+same request is counted as a duplicate, never as a new answer (at-least-once delivery).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recflow.config import KafkaSettings
+from recflow.events import encode, kafka_producer
+
+
+@dataclass
+class Answer:
+    received: float
+    doc: dict[str, Any]
+
+
+@dataclass
+class LoadReport:
+    """What came back for one run."""
+
+    sent: int
+    #: requests whose first answer carries items (errors are counted apart, never as answered)
+    answered: int
+    errors: int
+    duplicates: int
+    lost: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    sustained_rps: float
+    offered_rps: float | None
+    model_versions: tuple[str, ...]
+    sources: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def answered_share(self) -> float:
+        return self.answered / self.sent if self.sent else 0.0
+
+
+def listen_from_end(consumer: Any, topic: str) -> None:
+    """Assign every partition of ``topic`` at its current end, before any request is sent.
+
+    Why not subscribe with ``auto.offset.reset=latest``: that offset is resolved lazily, so answers
+    arriving before the first fetch would be skipped and counted as lost.
+    """
+    from confluent_kafka import TopicPartition
+
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    if not partitions:
+        raise RuntimeError(f"topic {topic} does not exist: run `recflow services up`")
+    assignment = []
+    for p in partitions:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        assignment.append(TopicPartition(topic, p, high))
+    consumer.assign(assignment)
+
+
+class AnswerListener:
+    """Collects answers from the results topic on a background thread, keyed by the request's key."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        from confluent_kafka import Consumer
+
+        self.kafka = kafka
+        self.answers: dict[bytes, list[Answer]] = {}
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": kafka.bootstrap_servers,
+                "group.id": f"recflow-client-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        listen_from_end(self._consumer, kafka.score_results_topic)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="recflow-answer-listener", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(1000, 0.05):
+                key = msg.key()
+                if msg.error() is not None or key is None:
+                    continue
+                now = time.perf_counter()
+                try:
+                    doc = json.loads(msg.value() or b"{}")
+                except ValueError:
+                    continue
+                with self._lock:
+                    self.answers.setdefault(key, []).append(Answer(now, doc))
+
+    def count(self, keys: Sequence[bytes] | set[bytes]) -> int:
+        with self._lock:
+            return sum(1 for k in keys if k in self.answers)
+
+    def wait_for(self, keys: set[bytes], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.count(keys) >= len(keys):
+                return True
+            time.sleep(0.05)
+        return self.count(keys) >= len(keys)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close()
+
+
+def send_requests(
+    kafka: KafkaSettings,
+    users: Sequence[str],
+    *,
+    n: int,
+    rate: float | None = None,
+    k: int = 10,
+    seed: int = 0,
+    run: str | None = None,
+    producer: Any = None,
+) -> dict[bytes, float]:
+    """Produce ``n`` keyed requests, ``rate`` per second (None: as fast as possible); returns send times."""
+    if not users:
+        raise ValueError("send_requests needs at least one user id")
+    run = run or uuid.uuid4().hex[:8]
+    picks = np.random.default_rng(seed).choice(np.asarray(users, dtype=object), size=n)
+    producer = producer or kafka_producer(kafka, **{"message.timeout.ms": 0})
+    sent: dict[bytes, float] = {}
+    began = time.perf_counter()
+    for i, user in enumerate(picks):
+        if rate is not None:
+            due = began + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0.0005:
+                time.sleep(wait)
+        request_id = f"{run}-{i}"
+        key = request_id.encode()
+        body = {"request_id": request_id, "user_id": str(user), "k": k, "sent_at_ms": int(time.time() * 1000)}
+        sent[key] = time.perf_counter()
+        while True:
+            try:
+                producer.produce(kafka.score_requests_topic, key=key, value=encode(body))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+    return sent
+
+
+def report(
+    sent: dict[bytes, float],
+    listener: AnswerListener,
+    *,
+    offered_rps: float | None = None,
+    window: tuple[float, float] | None = None,
+) -> LoadReport:
+    """Match answers to what was sent: first answer per request, duplicates counted, errors apart."""
+    latencies: list[float] = []
+    errors = duplicates = 0
+    versions: set[str] = set()
+    sources: dict[str, int] = {}
+    received: list[float] = []
+    with listener._lock:
+        got = {key: list(listener.answers.get(key, [])) for key in sent}
+    for key, answers in got.items():
+        if not answers:
+            continue
+        duplicates += len(answers) - 1
+        first = answers[0]
+        source = str(first.doc.get("source"))
+        sources[source] = sources.get(source, 0) + 1
+        if first.doc.get("error"):
+            errors += 1
+            continue
+        latencies.append((first.received - sent[key]) * 1000)
+        received.append(first.received)
+        if first.doc.get("model_version"):
+            versions.add(str(first.doc["model_version"]))
+    values = np.asarray(latencies, dtype=float)
+    answered = len(latencies)
+    span = (max(received) - min(sent.values())) if received else 0.0
+    return LoadReport(
+        sent=len(sent),
+        answered=answered,
+        errors=errors,
+        duplicates=duplicates,
+        lost=len(sent) - answered - errors,
+        p50_ms=float(np.percentile(values, 50)) if len(values) else None,
+        p99_ms=float(np.percentile(values, 99)) if len(values) else None,
+        max_ms=float(values.max()) if len(values) else None,
+        sustained_rps=(len(received) / span) if span > 0 else 0.0,
+        offered_rps=offered_rps,
+        model_versions=tuple(sorted(versions)),
+        sources=sources,
+    )
+
+
+def send_burst(
+    kafka: KafkaSettings, users: Sequence[str], *, n: int, k: int = 10, timeout_s: float = 60.0, seed: int = 0
+) -> LoadReport:
+    """Send ``n`` requests at once and wait up to ``timeout_s`` for their answers."""
+    listener = AnswerListener(kafka)
+    try:
+        sent = send_requests(kafka, users, n=n, k=k, seed=seed)
+        listener.wait_for(set(sent), timeout_s)
+        return report(sent, listener)
+    finally:
+        listener.close()

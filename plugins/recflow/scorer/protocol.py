@@ -1,0 +1,221 @@
+"""Score requests, answers and dead letters: one place that decides what is valid and how it is written.
+
+A request is a JSON object ``{request_id, user_id, k?, item_ids?, sent_at_ms?}``. Every way a record can
+be wrong has a reason code (:class:`Reason`); a rejected record goes to the dead-letter topic with its
+original bytes, key, source partition and offset in headers (the Kafka Connect convention, so the value
+stays byte-for-byte the caller's), and a caller that can be identified (a Kafka key or a readable
+``request_id``) also gets an error answer on the results topic carrying both.
+
+Why validation is this strict: an answer is matched by ``request_id`` or key, so an id that cannot be
+written back as UTF-8 (a lone surrogate), an empty id or a huge one would make the caller's matching lie.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+MAX_K = 100
+MAX_ITEM_IDS = 1000
+MAX_ID_CHARS = 256
+#: Requests are ~100 bytes; anything this large is a mistake or an attack, not a request.
+MAX_REQUEST_BYTES = 64 * 1024
+DEFAULT_K = 10
+
+Headers = list[tuple[str, bytes]]
+
+
+class Reason(StrEnum):
+    """Why a record went to the dead-letter topic (the ``recflow.reason`` header)."""
+
+    NULL_VALUE = "null_value"
+    OVERSIZE = "oversize"
+    UNDECODABLE = "undecodable"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    INVALID_REQUEST_ID = "invalid_request_id"
+    INVALID_USER_ID = "invalid_user_id"
+    K_OUT_OF_RANGE = "k_out_of_range"
+    TOO_MANY_ITEM_IDS = "too_many_item_ids"
+    SCORING_FAILED = "scoring_failed"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A valid request, with where it came from (for the commit and for reconciliation)."""
+
+    request_id: str
+    user_id: str
+    k: int
+    item_ids: tuple[str, ...] | None
+    sent_at_ms: int | None
+    key: bytes | None
+    partition: int
+    offset: int
+    timestamp_ms: int
+    #: The caller's bytes, kept for the dead-letter topic should scoring fail later.
+    raw: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record that cannot be answered; ``request_id`` is set only when it can be written back."""
+
+    reason: Reason
+    detail: str
+    request_id: str | None
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+
+    @property
+    def identifiable(self) -> bool:
+        return self.key is not None or self.request_id is not None
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _valid_id(value: Any, field: str, reason: Reason) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(Reason.WRONG_TYPE, f"{field} must be a string, got {type(value).__name__}")
+    if not value or len(value) > MAX_ID_CHARS:
+        raise _Invalid(reason, f"{field} must have 1..{MAX_ID_CHARS} characters, got {len(value)}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Invalid(reason, f"{field} is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def _writable_id(value: Any) -> str | None:
+    """The request_id if it can be echoed back safely, else None."""
+    try:
+        return _valid_id(value, "request_id", Reason.INVALID_REQUEST_ID)
+    except _Invalid:
+        return None
+
+
+def parse_request(
+    value: bytes | None, key: bytes | None, *, partition: int, offset: int, timestamp_ms: int
+) -> Request | Rejection:
+    """Validate one record; never raises for any input bytes."""
+    doc: Any = None
+    try:
+        if value is None:
+            raise _Invalid(Reason.NULL_VALUE, "the record has no value" + (" (key only)" if key else ""))
+        if len(value) > MAX_REQUEST_BYTES:
+            raise _Invalid(Reason.OVERSIZE, f"value has {len(value)} bytes, the limit is {MAX_REQUEST_BYTES}")
+        try:
+            doc = json.loads(value)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _Invalid(Reason.UNDECODABLE, f"value is not UTF-8 JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise _Invalid(Reason.NOT_AN_OBJECT, f"request must be a JSON object, got {type(doc).__name__}")
+        missing = [f for f in ("request_id", "user_id") if f not in doc]
+        if missing:
+            raise _Invalid(Reason.MISSING_FIELD, f"missing field(s): {', '.join(missing)}")
+        request_id = _valid_id(doc["request_id"], "request_id", Reason.INVALID_REQUEST_ID)
+        user_id = _valid_id(doc["user_id"], "user_id", Reason.INVALID_USER_ID)
+        k = doc.get("k", DEFAULT_K)
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise _Invalid(Reason.WRONG_TYPE, f"k must be an integer, got {type(k).__name__}")
+        if not 1 <= k <= MAX_K:
+            raise _Invalid(Reason.K_OUT_OF_RANGE, f"k must be in 1..{MAX_K}, got {k}")
+        item_ids = _item_ids(doc.get("item_ids"))
+        sent_at = doc.get("sent_at_ms")
+        if sent_at is not None and (not isinstance(sent_at, int) or isinstance(sent_at, bool)):
+            raise _Invalid(Reason.WRONG_TYPE, f"sent_at_ms must be an integer, got {type(sent_at).__name__}")
+    except _Invalid as bad:
+        request_id_or_none = _writable_id(doc.get("request_id")) if isinstance(doc, dict) else None
+        return Rejection(bad.reason, bad.detail, request_id_or_none, key, value, partition, offset)
+    return Request(request_id, user_id, k, item_ids, sent_at, key, partition, offset, timestamp_ms, value)
+
+
+def _item_ids(raw: Any) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise _Invalid(Reason.WRONG_TYPE, f"item_ids must be a list of strings, got {type(raw).__name__}")
+    if len(raw) > MAX_ITEM_IDS:
+        raise _Invalid(Reason.TOO_MANY_ITEM_IDS, f"item_ids has {len(raw)} entries, the limit is {MAX_ITEM_IDS}")
+    if not raw:
+        raise _Invalid(Reason.WRONG_TYPE, "item_ids must not be empty (omit it to rank the whole catalog)")
+    for item in raw:
+        if not isinstance(item, str) or not item:
+            raise _Invalid(Reason.WRONG_TYPE, "item_ids must be non-empty strings")
+    return tuple(raw)
+
+
+def encode_answer(
+    request: Request,
+    *,
+    items: list[str],
+    scores: list[float],
+    source: str,
+    model_version: str,
+    timing: dict[str, Any],
+) -> bytes:
+    """The answer to a valid request (``source`` is ``model`` or ``fallback``)."""
+    return json.dumps(
+        {
+            "request_id": request.request_id,
+            "user_id": request.user_id,
+            "items": items,
+            "scores": scores,
+            "model_version": model_version,
+            "source": source,
+            "error": None,
+            "request": {"partition": request.partition, "offset": request.offset},
+            "timing": {"sent_at_ms": request.sent_at_ms, **timing},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def encode_error_answer(rejection: Rejection, *, model_version: str | None, timing: dict[str, Any]) -> bytes:
+    """The error answer for an identifiable caller whose request went to the dead-letter topic."""
+    return json.dumps(
+        {
+            "request_id": rejection.request_id,
+            "items": [],
+            "scores": [],
+            "model_version": model_version,
+            "source": "error",
+            "error": {"code": str(rejection.reason), "message": rejection.detail},
+            "request": {"partition": rejection.partition, "offset": rejection.offset},
+            "timing": timing,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def dlq_headers(rejection: Rejection, *, source_topic: str, model_version: str | None) -> Headers:
+    """Where the record came from and why it was rejected; the value and key stay the caller's bytes."""
+    headers: Headers = [
+        ("recflow.reason", str(rejection.reason).encode()),
+        ("recflow.detail", rejection.detail.encode("utf-8", errors="backslashreplace")[:2000]),
+        ("recflow.source.topic", source_topic.encode()),
+        ("recflow.source.partition", str(rejection.partition).encode()),
+        ("recflow.source.offset", str(rejection.offset).encode()),
+    ]
+    if rejection.request_id is not None:
+        headers.append(("recflow.request_id", rejection.request_id.encode()))
+    if model_version is not None:
+        headers.append(("recflow.model_version", model_version.encode()))
+    return headers
+
+
+def header_map(headers: list[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """A DLQ record's headers as text (for reconciliation and tests)."""
+    return {name: (raw or b"").decode("utf-8", errors="replace") for name, raw in headers or []}

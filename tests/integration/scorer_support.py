@@ -1,0 +1,93 @@
+"""Shared set-up of the scorer fault tests: a registry of two random ALS models and scorer processes.
+
+Why a bucket of its own: the scorer process resolves the champion of ``RECFLOW_MODELS_BUCKET``; giving
+it a bucket no other test promotes in keeps the pipeline test's champion and this module's apart.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from recflow.config import Settings, load_settings
+from recflow.events import encode, kafka_producer, model_update_event
+from recflow.models.synthetic import random_als
+from recflow.registry import ModelRegistry
+from recflow.scorer.launcher import ScorerProcess, start_scorer
+from recflow.storage import s3_client
+
+USERS = [f"u{i}" for i in range(1200)]  # u1000.. are unknown to the models: the fallback path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ScorerWorld:
+    settings: Settings
+    bucket: str
+    registry: ModelRegistry
+    versions: tuple[str, str]
+    promoted: int = 0
+
+    def env(self) -> dict[str, str]:
+        return {"RECFLOW_MODELS_BUCKET": self.bucket}
+
+    def start(self, tag: str, *, group: str | None = None, check_interval: float = 30.0) -> ScorerProcess:
+        scorer = start_scorer(
+            self.env(),
+            name=f"scorer-test-{tag}",
+            extra_args=[
+                "--group", group or f"recflow-test-{tag}-{uuid.uuid4().hex[:6]}",
+                "--metrics-port", str(free_port()),
+                "--check-interval", str(check_interval),
+            ],
+        )  # fmt: skip
+        scorer.wait_ready(120)
+        return scorer
+
+    def promote(self, version: str) -> None:
+        """Promote ``version`` and announce it, as the training DAG does."""
+        self.promoted += 1
+        when = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=self.promoted)
+        self.registry.promote(version, reason="scorer test", actor="pytest", promoted_at=when)
+        producer = kafka_producer(self.settings.kafka)
+        event = model_update_event(version=version, uri=self.registry.uri(version), promoted_at=when)
+        producer.produce(self.settings.kafka.model_updates_topic, value=encode(event))
+        producer.flush(10)
+
+
+def make_world(settings: Settings, tmp: Path) -> ScorerWorld:
+    bucket = f"{settings.s3.models_bucket}-scorer"[:63]
+    client = s3_client(settings.s3)
+    if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=bucket)
+    registry = ModelRegistry(client, bucket)
+    created = datetime(2026, 11, 1, tzinfo=UTC)
+    versions = []
+    for seed, name in ((1, "als-scorertestA"), (2, "als-scorertestB")):
+        random_als(tmp / name, n_users=1000, n_items=400, rank=16, seed=seed)
+        registry.register(
+            tmp / name, version=name, family="als", metrics={"ndcg@10": 0.1}, lineage={}, created_at=created
+        )
+        versions.append(name)
+    world = ScorerWorld(load_settings(), bucket, registry, (versions[0], versions[1]))
+    world.promote(versions[0])
+    return world
+
+
+def wait(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

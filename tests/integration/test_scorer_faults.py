@@ -1,0 +1,249 @@
+"""The streaming scorer against the real broker and S3 registry: bad inputs, a swap A -> B -> A under
+load, a kill under load, a broker outage under load, and a reconciliation of every request.
+
+Nothing is mocked: the scorer is the real ``python -m recflow.scorer`` process, requests and answers go
+through the local Kafka broker, models come from the S3 registry. Latency goals live in
+``make bench-streaming``; these tests check that nothing is lost, duplicated silently or mis-served.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from scorer_support import USERS, ScorerWorld, make_world, wait
+
+from recflow.config import Settings
+from recflow.scorer.client import AnswerListener, listen_from_end, report, send_requests
+from recflow.scorer.protocol import MAX_ITEM_IDS, header_map
+from recflow.scorer.reconcile import reconcile
+
+
+@pytest.fixture(scope="module")
+def world(live_services: Settings, tmp_path_factory: pytest.TempPathFactory) -> ScorerWorld:
+    return make_world(live_services, tmp_path_factory.mktemp("scorer-models"))
+
+
+@pytest.fixture
+def dlq(world: ScorerWorld) -> Iterator[Any]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {"bootstrap.servers": world.settings.kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex[:8]}"}
+    )
+    listen_from_end(consumer, world.settings.kafka.score_requests_dlq_topic)
+    yield consumer
+    consumer.close()
+
+
+def _produce_raw(world: ScorerWorld, records: list[tuple[bytes | None, bytes | None]]) -> list[int]:
+    """Produce records as they are (no encoding); returns each record's offset from its delivery report."""
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {"bootstrap.servers": world.settings.kafka.bootstrap_servers, "message.max.bytes": 2 << 20, "linger.ms": 0}
+    )
+    offsets: dict[int, int] = {}
+    for i, (key, value) in enumerate(records):
+
+        def done(err: Any, msg: Any, i: int = i) -> None:
+            assert err is None, err
+            offsets[i] = msg.offset()
+
+        producer.produce(world.settings.kafka.score_requests_topic, key=key, value=value, on_delivery=done)
+    assert producer.flush(30) == 0
+    return [offsets[i] for i in range(len(records))]
+
+
+BIG = b'{"request_id":"big","user_id":"u1","pad":"' + b"x" * 1_000_000 + b'"}'
+BAD_INPUTS: list[tuple[str, bytes | None, bytes | None, str, str | None]] = [
+    # (case, key, value, reason, request_id echoed in the error answer)
+    ("lone surrogate", b"k-surrogate", b'{"request_id": "\\ud800", "user_id": "u1"}', "invalid_request_id", None),
+    ("key-only record", b"k-keyonly", None, "null_value", None),
+    ("null record", None, None, "null_value", None),
+    ("JSON null", b"k-jsonnull", b"null", "not_an_object", None),
+    ("1 MB value", b"k-big", BIG, "oversize", None),
+    ("not UTF-8", b"k-latin", b"\xff\xfe{", "undecodable", None),
+    ("not JSON", b"k-json", b"{nope", "undecodable", None),
+    ("array", b"k-array", b"[1, 2]", "not_an_object", None),
+    ("user_id wrong type", b"k-uid", b'{"request_id": "r-uid", "user_id": 42}', "wrong_type", "r-uid"),
+    ("k wrong type", b"k-ktype", b'{"request_id": "r-ktype", "user_id": "u1", "k": "10"}', "wrong_type", "r-ktype"),
+    ("k is a bool", b"k-kbool", b'{"request_id": "r-kbool", "user_id": "u1", "k": true}', "wrong_type", "r-kbool"),
+    ("missing user_id", b"k-missing", b'{"request_id": "r-missing"}', "missing_field", "r-missing"),
+    ("missing request_id, no key", None, b'{"user_id": "u1"}', "missing_field", None),
+    ("k = 0", b"k-k0", b'{"request_id": "r-k0", "user_id": "u1", "k": 0}', "k_out_of_range", "r-k0"),
+    ("k = 101", b"k-k101", b'{"request_id": "r-k101", "user_id": "u1", "k": 101}', "k_out_of_range", "r-k101"),
+    ("empty request_id", b"k-empty", b'{"request_id": "", "user_id": "u1"}', "invalid_request_id", None),
+    ("item_ids a string", b"k-it", b'{"request_id": "r-it", "user_id": "u1", "item_ids": "i1"}', "wrong_type", "r-it"),
+    (
+        "too many item_ids",
+        b"k-manyitems",
+        json.dumps({"request_id": "r-many", "user_id": "u1", "item_ids": [f"i{i}" for i in range(MAX_ITEM_IDS + 1)]})
+        .encode(),
+        "too_many_item_ids",
+        "r-many",
+    ),
+]  # fmt: skip
+
+
+def test_every_bad_input_is_dead_lettered_and_the_next_request_answered(world: ScorerWorld, dlq: Any) -> None:
+    scorer = world.start("bad")
+    listener = AnswerListener(world.settings.kafka)
+    try:
+        good = (b"good-1", json.dumps({"request_id": "good-1", "user_id": "u3", "k": 5}).encode())
+        rerank = (
+            b"good-rerank",
+            json.dumps(
+                {"request_id": "good-rerank", "user_id": "u3", "k": 3, "item_ids": ["i301", "i302", "i303", "i399"]}
+            ).encode(),
+        )
+        records = [(key, value) for _, key, value, _, _ in BAD_INPUTS] + [good, rerank]
+        offsets = _produce_raw(world, records)
+        wait(lambda: listener.count({b"good-1", b"good-rerank"}) == 2, 60, "the good requests' answers")
+        assert scorer.alive(), f"the scorer died; log: {scorer.log_path}"
+        dead: dict[int, Any] = {}
+        deadline = time.monotonic() + 30
+        while len(dead) < len(BAD_INPUTS) and time.monotonic() < deadline:
+            for msg in dlq.consume(100, 0.5):
+                if msg.error() is None:
+                    dead[int(header_map(msg.headers())["recflow.source.offset"])] = msg
+        for (case, key, value, reason, request_id), offset in zip(BAD_INPUTS, offsets, strict=False):
+            msg = dead.get(offset)
+            assert msg is not None, f"{case}: no dead letter for offset {offset}"
+            headers = header_map(msg.headers())
+            assert headers["recflow.reason"] == reason, (case, headers)
+            assert msg.value() == value and msg.key() == key, f"{case}: the dead letter must hold the original bytes"
+            assert headers["recflow.source.topic"] == world.settings.kafka.score_requests_topic
+            if key is not None:
+                answers = listener.answers.get(key)
+                assert answers, f"{case}: an identifiable caller gets an error answer"
+                doc = answers[0].doc
+                assert doc["error"]["code"] == reason and doc["source"] == "error", (case, doc)
+                assert doc["request_id"] == request_id, (case, doc)
+                assert doc["request"]["offset"] == offset, (case, doc)
+        answer = listener.answers[b"good-1"][0].doc
+        assert answer["error"] is None and len(answer["items"]) == 5 and answer["source"] == "model"
+        assert answer["model_version"] == world.versions[0]
+        assert answer["scores"] == sorted(answer["scores"], reverse=True)
+        reranked = listener.answers[b"good-rerank"][0].doc
+        assert set(reranked["items"]) <= {"i301", "i302", "i303", "i399"} and len(reranked["items"]) == 3, reranked
+        wait(lambda: (scorer.status() or {}).get("dlq", 0) >= len(BAD_INPUTS), 10, "the status to count the DLQ")
+    finally:
+        listener.close()
+        scorer.stop()
+
+
+def _load(world: ScorerWorld, n: int, rate: float, out: dict[str, Any]) -> threading.Thread:
+    def run() -> None:
+        out["sent"] = send_requests(world.settings.kafka, USERS, n=n, rate=rate, seed=7)
+
+    thread = threading.Thread(target=run, name="load")
+    thread.start()
+    return thread
+
+
+def test_swap_a_b_a_under_load_switches_cleanly(world: ScorerWorld) -> None:
+    a, b = world.versions
+    world.promote(a)
+    scorer = world.start("swap")
+    listener = AnswerListener(world.settings.kafka)
+    since = int(time.time() * 1000)
+    load: dict[str, Any] = {}
+    try:
+        thread = _load(world, n=3000, rate=200.0, out=load)
+        time.sleep(3)
+        world.promote(b)
+        scorer.wait_version(b, 60)
+        time.sleep(2)
+        world.promote(a)
+        scorer.wait_version(a, 60)
+        thread.join()
+        sent = load["sent"]
+        listener.wait_for(set(sent), 60)
+        result = report(sent, listener)
+        assert result.errors == 0 and result.lost == 0, result
+        assert set(result.model_versions) == {a, b}, result
+        # answers in request order switch A -> B -> A exactly twice: no request served by a stale model
+        by_offset = sorted(
+            (ans[0].doc["request"]["offset"], ans[0].doc["model_version"])
+            for ans in map(listener.answers.get, sent)
+            if ans
+        )
+        versions = [v for _, v in by_offset]
+        switches = [i for i in range(1, len(versions)) if versions[i] != versions[i - 1]]
+        assert len(switches) == 2 and versions[0] == a and versions[-1] == a, switches
+        status = scorer.status()
+        assert status is not None and status["swaps"] == 2, status
+        print(f"swap under load: p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms")
+        wait(lambda: (scorer.status() or {}).get("lag") == 0, 30, "lag 0")
+        assert reconcile(world.settings.kafka, since_ms=since).lost == 0
+    finally:
+        listener.close()
+        scorer.stop()
+
+
+def test_scorer_killed_under_load_answers_every_request_after_restart(world: ScorerWorld) -> None:
+    group = f"recflow-test-kill-{uuid.uuid4().hex[:6]}"
+    scorer = world.start("kill", group=group)
+    listener = AnswerListener(world.settings.kafka)
+    since = int(time.time() * 1000)
+    load: dict[str, Any] = {}
+    try:
+        thread = _load(world, n=4000, rate=500.0, out=load)
+        time.sleep(3)
+        scorer.kill()  # SIGKILL: nothing flushed, nothing committed
+        time.sleep(1)
+        scorer = world.start("kill", group=group)
+        thread.join()
+        sent = load["sent"]
+        assert listener.wait_for(set(sent), 90), "not every request was answered after the restart"
+        result = report(sent, listener)
+        assert result.lost == 0 and result.errors == 0, result
+        print(f"kill under load: {result.duplicates} duplicate answers (at-least-once), {result.sent} requests")
+        wait(lambda: (scorer.status() or {}).get("lag") == 0, 30, "lag 0")
+        rec = reconcile(world.settings.kafka, since_ms=since)
+        assert rec.lost == 0 and rec.requests >= len(sent), rec
+    finally:
+        listener.close()
+        scorer.stop()
+
+
+@pytest.mark.slow
+def test_broker_down_two_minutes_under_load_loses_nothing(world: ScorerWorld, live_services: Settings) -> None:
+    """Really stops this project's Kafka broker for RECFLOW_OUTAGE_S seconds (default 120) under load."""
+    from recflow.services import manager
+
+    outage_s = float(os.environ.get("RECFLOW_OUTAGE_S", "120"))
+    kafka = next(s for s in manager.default_services(live_services) if s.name == "kafka")
+    scorer = world.start("outage")
+    listener = AnswerListener(world.settings.kafka)
+    since = int(time.time() * 1000)
+    load: dict[str, Any] = {}
+    try:
+        rate = 50.0
+        thread = _load(world, n=int(rate * (outage_s + 20)), rate=rate, out=load)
+        time.sleep(5)
+        manager.services_down(live_services, services=[kafka])
+        time.sleep(outage_s)
+        manager.ensure_services_up(live_services, services=[kafka])
+        thread.join()
+        sent = load["sent"]
+        listener.wait_for(set(sent), 180)
+        result = report(sent, listener)
+        assert scorer.alive(), f"the scorer died in the outage; log: {scorer.log_path}"
+        assert result.lost == 0 and result.errors == 0, result
+        wait(lambda: (scorer.status() or {}).get("lag") == 0, 60, "lag 0")
+        rec = reconcile(world.settings.kafka, since_ms=since)
+        assert rec.lost == 0, rec
+        print(
+            f"outage {outage_s:.0f} s: {result.sent} sent, {result.duplicates} duplicates, max {result.max_ms:.0f} ms"
+        )
+    finally:
+        listener.close()
+        scorer.stop()

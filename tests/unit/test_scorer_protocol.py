@@ -1,0 +1,94 @@
+"""Request validation and the answer / dead-letter formats of the streaming scorer (no broker)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recflow.scorer.protocol import (
+    MAX_ITEM_IDS,
+    MAX_REQUEST_BYTES,
+    Reason,
+    Rejection,
+    Request,
+    dlq_headers,
+    encode_answer,
+    encode_error_answer,
+    header_map,
+    parse_request,
+)
+
+
+def parse(value: bytes | None, key: bytes | None = b"key") -> Request | Rejection:
+    return parse_request(value, key, partition=3, offset=42, timestamp_ms=1000)
+
+
+def test_a_valid_request_keeps_its_fields_and_origin() -> None:
+    got = parse(b'{"request_id": "r1", "user_id": "u1", "k": 5, "item_ids": ["a", "b"], "sent_at_ms": 7}')
+    assert isinstance(got, Request)
+    assert (got.request_id, got.user_id, got.k, got.item_ids, got.sent_at_ms) == ("r1", "u1", 5, ("a", "b"), 7)
+    assert (got.key, got.partition, got.offset) == (b"key", 3, 42)
+    default = parse(b'{"request_id": "r1", "user_id": "u1"}')
+    assert isinstance(default, Request) and default.k == 10 and default.item_ids is None
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "request_id"),
+    [
+        (None, Reason.NULL_VALUE, None),
+        (b"x" * (MAX_REQUEST_BYTES + 1), Reason.OVERSIZE, None),
+        (b"\xff", Reason.UNDECODABLE, None),
+        (b"{", Reason.UNDECODABLE, None),
+        (b"null", Reason.NOT_AN_OBJECT, None),
+        (b'"text"', Reason.NOT_AN_OBJECT, None),
+        (b'{"request_id": "\\ud800", "user_id": "u"}', Reason.INVALID_REQUEST_ID, None),
+        (b'{"request_id": "r", "user_id": "\\udfff"}', Reason.INVALID_USER_ID, "r"),
+        (b'{"request_id": "", "user_id": "u"}', Reason.INVALID_REQUEST_ID, None),
+        (b'{"request_id": 5, "user_id": "u"}', Reason.WRONG_TYPE, None),
+        (b'{"user_id": "u"}', Reason.MISSING_FIELD, None),
+        (b'{"request_id": "r"}', Reason.MISSING_FIELD, "r"),
+        (b'{"request_id": "r", "user_id": "u", "k": 1.5}', Reason.WRONG_TYPE, "r"),
+        (b'{"request_id": "r", "user_id": "u", "k": false}', Reason.WRONG_TYPE, "r"),
+        (b'{"request_id": "r", "user_id": "u", "k": 0}', Reason.K_OUT_OF_RANGE, "r"),
+        (b'{"request_id": "r", "user_id": "u", "k": 101}', Reason.K_OUT_OF_RANGE, "r"),
+        (b'{"request_id": "r", "user_id": "u", "item_ids": []}', Reason.WRONG_TYPE, "r"),
+        (b'{"request_id": "r", "user_id": "u", "item_ids": [1]}', Reason.WRONG_TYPE, "r"),
+        (b'{"request_id": "r", "user_id": "u", "sent_at_ms": "now"}', Reason.WRONG_TYPE, "r"),
+        (
+            json.dumps({"request_id": "r", "user_id": "u", "item_ids": ["i"] * (MAX_ITEM_IDS + 1)}).encode(),
+            Reason.TOO_MANY_ITEM_IDS,
+            "r",
+        ),
+    ],
+)
+def test_every_bad_request_has_a_reason_and_keeps_its_bytes(
+    value: bytes | None, reason: Reason, request_id: str | None
+) -> None:
+    got = parse(value)
+    assert isinstance(got, Rejection)
+    assert got.reason == reason, got.detail
+    assert got.request_id == request_id
+    assert got.value == value and got.key == b"key" and (got.partition, got.offset) == (3, 42)
+
+
+def test_a_rejection_without_key_or_readable_id_is_not_identifiable() -> None:
+    got = parse(b"{", key=None)
+    assert isinstance(got, Rejection) and not got.identifiable
+    assert isinstance(parse(b"{"), Rejection) and parse(b"{").identifiable  # type: ignore[union-attr]
+
+
+def test_answers_and_dead_letters_are_writable_for_any_input() -> None:
+    req = parse(b'{"request_id": "r1", "user_id": "u1", "k": 2}')
+    assert isinstance(req, Request)
+    doc = json.loads(
+        encode_answer(req, items=["a", "b"], scores=[0.5, 0.25], source="model", model_version="v1", timing={})
+    )
+    assert doc["request_id"] == "r1" and doc["items"] == ["a", "b"] and doc["source"] == "model"
+    assert doc["request"] == {"partition": 3, "offset": 42} and doc["error"] is None
+    bad = parse(b'{"request_id": "\\ud800", "user_id": "u"}')
+    assert isinstance(bad, Rejection)
+    error = json.loads(encode_error_answer(bad, model_version="v1", timing={}))
+    assert error["error"]["code"] == "invalid_request_id" and error["request_id"] is None
+    headers = header_map(dlq_headers(bad, source_topic="t", model_version="v1"))  # type: ignore[arg-type]
+    assert headers["recflow.reason"] == "invalid_request_id" and headers["recflow.source.offset"] == "42"
