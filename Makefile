@@ -11,7 +11,7 @@ RECFLOW := $(VENV)/bin/recflow
 PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
-        lint typecheck bench bench-quality bench-data clean
+        lint typecheck bench bench-quality bench-data bench-streaming clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,13 +56,16 @@ lint: venv  ## ruff (incl. AIR3) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-quality bench-data  ## every benchmark; results under bench/results/
+bench: bench-quality bench-data bench-streaming  ## every benchmark; results under bench/results/
 
 bench-quality: venv  ## MovieLens-100K quality and fit time vs the published numbers
 	$(PY) bench/quality.py
 
 bench-data: venv  ## validation and ingestion throughput and peak memory
 	$(PY) bench/data.py
+
+bench-streaming: venv check-tools  ## streaming engines on the real broker: latency, throughput, 0 lost, swap pause
+	$(PY) bench/streaming.py
 
 clean: services-down  ## stop services and delete local state (.recflow/)
 	rm -rf .recflow

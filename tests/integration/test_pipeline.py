@@ -164,6 +164,8 @@ def test_batch_scoring_dag_writes_top_k_for_every_active_user(
 def test_streaming_scorer_answers_and_hot_swaps(
     training_run: Any, registry: ModelRegistry, live_services: Settings
 ) -> None:
+    from scorer_support import free_port
+
     from recflow.events import encode, kafka_producer, model_update_event
     from recflow.scorer.client import send_burst
     from recflow.scorer.launcher import start_scorer
@@ -172,7 +174,9 @@ def test_streaming_scorer_answers_and_hot_swaps(
     assert champion is not None
     users = sorted(pd.read_parquet(live_services.lake_root / "interactions", columns=["user_id"])["user_id"].unique())
     scorer = start_scorer(
-        dict(os.environ), name=f"scorer-test-{os.getpid()}", extra_args=["--group", f"recflow-test-{os.getpid()}"]
+        dict(os.environ),
+        name=f"scorer-test-{os.getpid()}",
+        extra_args=["--group", f"recflow-test-{os.getpid()}", "--metrics-port", str(free_port())],
     )
     try:
         assert scorer.wait_ready() == champion.version

@@ -24,8 +24,18 @@ from recflow.events import encode, kafka_producer
 
 @dataclass
 class Answer:
+    """One answer as received; parsed on first use, so the listener keeps up at tens of thousands/s."""
+
     received: float
-    doc: dict[str, Any]
+    raw: bytes
+    _doc: dict[str, Any] | None = None
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        if self._doc is None:
+            parsed = json.loads(self.raw or b"{}")
+            self._doc = parsed if isinstance(parsed, dict) else {}
+        return self._doc
 
 
 @dataclass
@@ -97,13 +107,9 @@ class AnswerListener:
                 key = msg.key()
                 if msg.error() is not None or key is None:
                     continue
-                now = time.perf_counter()
-                try:
-                    doc = json.loads(msg.value() or b"{}")
-                except ValueError:
-                    continue
+                answer = Answer(time.perf_counter(), msg.value() or b"")
                 with self._lock:
-                    self.answers.setdefault(key, []).append(Answer(now, doc))
+                    self.answers.setdefault(key, []).append(answer)
 
     def count(self, keys: Sequence[bytes] | set[bytes]) -> int:
         with self._lock:

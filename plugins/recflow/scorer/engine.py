@@ -98,6 +98,8 @@ class Scorer:
         self.clock_ms = clock_ms
         self.started_at = time.time()
         self.lag: int | None = None
+        #: The serving loop's longest pause for a swap (the hand-over itself; loading is elsewhere).
+        self.max_swap_pause_ms = 0.0
         self.assigned: list[int] = []
         self.counts = {"requests": 0, "answers": 0, "dlq": 0, "swaps": 0}
         self._in_flight: deque[_Batch] = deque()
@@ -211,11 +213,15 @@ class Scorer:
             raise DeliveryFailed(self._fatal)
 
     def _maybe_swap(self) -> None:
+        began = time.perf_counter()
         model = self.follower.take_pending()
         if model is not None:
             self.counts["swaps"] += 1
             self.metrics.swaps.inc()
             self.metrics.set_model(model.version)
+            pause_ms = (time.perf_counter() - began) * 1000
+            self.max_swap_pause_ms = max(self.max_swap_pause_ms, round(pause_ms, 3))
+            log.info("swapped to %s between two batches in %.2f ms", model.version, pause_ms)
             self._write_status(force=True)
 
     def _handle(self, messages: Sequence[Any]) -> None:
@@ -401,6 +407,7 @@ class Scorer:
             "uptime_s": round(time.time() - self.started_at, 1),
             "updated_at": time.time(),
             "last_model_error": self.follower.last_error,
+            "max_swap_pause_ms": self.max_swap_pause_ms,
             **self.counts,
         }
 

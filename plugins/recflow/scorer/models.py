@@ -81,6 +81,7 @@ class ChampionFollower:
         self.current: ServingModel | None = None
         self.last_error: str | None = None
         self.ignored_events = 0
+        self._event_version: str | None = None
 
     # ------------------------------------------------------------------ serving side (engine thread)
     def take_pending(self) -> ServingModel | None:
@@ -90,8 +91,8 @@ class ChampionFollower:
         if model is not None:
             previous, self.current = self.current, model
             log.info("serving %s (was %s)", model.version, previous.version if previous else None)
-            if previous is not None:
-                shutil.rmtree(previous.folder, ignore_errors=True)
+            if previous is not None:  # off the serving thread: deleting files is not the loop's business
+                threading.Thread(target=shutil.rmtree, args=(previous.folder, True), daemon=True).start()
         return model
 
     # ------------------------------------------------------------------ loader side
@@ -130,8 +131,7 @@ class ChampionFollower:
             self._check()
 
     def _check(self) -> None:
-        event_version = getattr(self, "_event_version", None)
-        self._event_version = None
+        event_version, self._event_version = self._event_version, None
         try:
             resolved = self._resolve(self.registry)
         except Exception as exc:  # registry unreachable: keep serving, retry at the next check

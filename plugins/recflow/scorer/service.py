@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from recflow.config import load_settings
+from recflow.config import load_settings, scorer_metrics_port
 from recflow.scorer.engine import DEFAULT_GROUP, DeliveryFailed, EngineConfig, Scorer
 from recflow.scorer.metrics import ScorerMetrics
 from recflow.scorer.models import ChampionFollower, watch_model_updates
@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("waiting for a model: %s", follower.last_error)
         stop.wait(2.0)
     metrics = ScorerMetrics()
-    server = metrics.serve(args.metrics_port)
+    try:
+        server = metrics.serve(args.metrics_port)
+    except OSError as exc:  # a taken port must not stop serving: answers matter more than metrics
+        log.error("no metrics endpoint (port %s): %s", args.metrics_port or scorer_metrics_port(), exc)
+        server = None
     follower.start()
     events = watch_model_updates(settings.kafka, follower, stop)
     scorer = Scorer(
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         follower.stop()
         events.join(timeout=5)
-        server.shutdown()
+        if server is not None:
+            server.shutdown()
         shutil.rmtree(cache, ignore_errors=True)
     log.info("stopped cleanly")
     return 0

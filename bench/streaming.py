@@ -1,0 +1,453 @@
+"""Streaming benchmark: the engines side by side on the real local broker, plus the in-process limit.
+
+Launch (``make bench-streaming`` runs this; ~8 min on 2 cores):
+    .venv/bin/python bench/streaming.py --out bench/results
+
+Definitions:
+
+* model: a random-factor ALS champion (``recflow.models.synthetic.random_als``, ``--users`` x
+  ``--items``, rank ``--rank``, 20 seen items per user) registered and promoted in the S3 registry
+  (bucket ``recflow-bench-streaming``); requests draw users uniformly from 110% of the known users,
+  so ~9% take the cold-start fallback. k = 10.
+* latency: per request, from just before the client produces it to when the client consumes its
+  answer (Kafka both ways, queueing, scoring). p50/p99 over the first answer of every request.
+* offered_rps: requests sent / seconds the sender took (the sender is one Python process; when it
+  cannot reach the asked rate, the row says so). sustained_rps: answers received / seconds from the
+  first send to the last answer. ``flood`` rows send as fast as the sender can.
+* sent / answered / dlq / lost: per row from the client's matching; ``reconciliation`` recounts every
+  request record of an engine's runs against answers and dead letters on the broker.
+* in-process limit, measured in the same run on the same model: ``model`` = the scoring call alone on
+  batches of 1,000 requests; ``answer path`` = parse + score + encode of those batches (what the
+  scorer does per poll, minus Kafka).
+* swap pause: a run at ``--swap-rate`` req/s during which the champion changes A -> B -> A; the
+  scorer's own serving-loop pause per swap, and the worst client latency in the second after a swap.
+* Spark micro-batch: ``bench/spark_candidate.py`` (Structured Streaming, ``foreachBatch``) with the same
+  parsing, scoring and answer encoding; Real-Time Mode is probed by the same job (``--probe-real-time``).
+
+Writes ``streaming.json`` (everything, with machine info and load average), ``streaming.md`` (tables)
+and ``streaming.png`` (latency against offered rate) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "recflow-bench-streaming"
+FIELDS = ("engine", "offered_rps", "sustained_rps", "p50_ms", "p99_ms", "sent", "answered", "dlq", "lost")
+
+
+def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, list[str], list[str], Path]:
+    """Register models A and B in the bench bucket and promote A; returns (registry, versions, users, A's dir)."""
+    from recflow.models.synthetic import random_als
+    from recflow.registry import ModelRegistry
+    from recflow.storage import s3_client
+
+    client = s3_client(settings.s3)
+    if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=BUCKET)
+    registry = ModelRegistry(client, BUCKET)
+    created = datetime.now(UTC)
+    versions = []
+    for seed, tag in ((1, "A"), (2, "B")):
+        folder = tmp / tag
+        random_als(folder, n_users=args.users, n_items=args.items, rank=args.rank, seen_per_user=20, seed=seed)
+        version = f"als-bench{tag}"
+        registry.register(folder, version=version, family="als", metrics={}, lineage={}, created_at=created)
+        versions.append(version)
+    _promote(settings, registry, versions[0], created)
+    users = [f"u{i}" for i in range(int(args.users * 1.1))]
+    return registry, versions, users, tmp / "A"
+
+
+def _promote(settings: Any, registry: Any, version: str, when: datetime) -> None:
+    from recflow.events import encode, kafka_producer, model_update_event
+
+    registry.promote(version, reason="bench", actor="bench", promoted_at=when)
+    producer = kafka_producer(settings.kafka)
+    event = model_update_event(version=version, uri=registry.uri(version), promoted_at=when)
+    producer.produce(settings.kafka.model_updates_topic, value=encode(event))
+    producer.flush(10)
+
+
+def in_process_limit(folder: Path, users: list[str], n: int = 20_000, batch: int = 1000) -> dict[str, float]:
+    from recflow.models.artifact import load_recommender
+    from recflow.scorer.answers import score_requests
+    from recflow.scorer.protocol import Request, encode_answer, parse_request
+
+    model = load_recommender(folder)
+    rng = __import__("numpy").random.default_rng(0)
+    picks = rng.choice(users, size=n)
+    raw = [json.dumps({"request_id": f"r{i}", "user_id": str(u), "k": 10}).encode() for i, u in enumerate(picks)]
+    parsed = [parse_request(v, None, partition=0, offset=i, timestamp_ms=0) for i, v in enumerate(raw)]
+    requests = [p for p in parsed if isinstance(p, Request)]
+    score_requests(model, requests[:batch])  # warm up
+    began = time.perf_counter()
+    for start in range(0, n, batch):
+        score_requests(model, requests[start : start + batch])
+    model_s = time.perf_counter() - began
+    began = time.perf_counter()
+    for start in range(0, n, batch):
+        chunk = [
+            parse_request(v, None, partition=0, offset=i, timestamp_ms=0)
+            for i, v in enumerate(raw[start : start + batch])
+        ]
+        reqs = [p for p in chunk if isinstance(p, Request)]
+        for r, body in zip(reqs, score_requests(model, reqs), strict=True):
+            encode_answer(r, items=body.items, scores=body.scores, source=body.source, model_version="v", timing={})
+    path_s = time.perf_counter() - began
+    return {"model_rps": round(n / model_s), "answer_path_rps": round(n / path_s), "batch": batch, "requests": n}
+
+
+def run_rate(settings: Any, engine: str, users: list[str], rate: float | None, n: int) -> dict[str, Any]:
+    from recflow.scorer.client import AnswerListener, report, send_requests
+
+    listener = AnswerListener(settings.kafka)
+    try:
+        began = time.perf_counter()
+        sent = send_requests(settings.kafka, users, n=n, rate=rate, seed=int(rate or 0))
+        send_s = time.perf_counter() - began
+        listener.wait_for(set(sent), max(60.0, n / 2000))
+        result = report(sent, listener, offered_rps=rate)
+    finally:
+        listener.close()
+    row = {
+        "engine": engine,
+        "asked_rps": rate if rate is not None else "flood",
+        "offered_rps": round(n / send_s, 1),
+        "sustained_rps": round(result.sustained_rps, 1),
+        "p50_ms": None if result.p50_ms is None else round(result.p50_ms, 1),
+        "p99_ms": None if result.p99_ms is None else round(result.p99_ms, 1),
+        "max_ms": None if result.max_ms is None else round(result.max_ms, 1),
+        "sent": result.sent,
+        "answered": result.answered,
+        "dlq": result.errors,
+        "lost": result.lost,
+        "duplicates": result.duplicates,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
+def swap_pause(
+    settings: Any, registry: Any, versions: list[str], scorer: Any, users: list[str], rate: float
+) -> dict[str, Any]:
+    """A run at ``rate`` during which the champion goes A -> B -> A; worst latency right after each swap."""
+    import threading
+
+    from recflow.scorer.client import AnswerListener, report, send_requests
+
+    listener = AnswerListener(settings.kafka)
+    out: dict[str, Any] = {}
+    swaps: list[float] = []
+    thread = threading.Thread(
+        target=lambda: out.update(sent=send_requests(settings.kafka, users, n=int(rate * 14), rate=rate))
+    )
+    thread.start()
+    when = datetime.now(UTC)
+    for i, version in enumerate((versions[1], versions[0])):
+        time.sleep(4)
+        _promote(settings, registry, version, when + timedelta(seconds=i + 1))
+        scorer.wait_version(version, 60)
+        swaps.append(time.perf_counter())
+    thread.join()
+    sent = out["sent"]
+    listener.wait_for(set(sent), 60)
+    result = report(sent, listener, offered_rps=rate)
+    worst = 0.0
+    for key, t0 in sent.items():
+        answers = listener.answers.get(key)
+        if answers and any(s - 1.0 <= t0 <= s + 1.0 for s in swaps):
+            worst = max(worst, (answers[0].received - t0) * 1000)
+    listener.close()
+    status = scorer.status() or {}
+    return {
+        "rate": rate,
+        "swaps": status.get("swaps"),
+        "loop_pause_ms_max": status.get("max_swap_pause_ms"),
+        "worst_latency_near_swap_ms": round(worst, 1),
+        "p99_ms": result.p99_ms and round(result.p99_ms, 1),
+        "errors": result.errors,
+        "lost": result.lost,
+        "versions": result.model_versions,
+    }
+
+
+def spark_engine(
+    settings: Any, users: list[str], rates: list[float], duration: float, tmp: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from recflow.airflow_env import pyspark_home
+    from recflow.services import spark_kafka_jars
+    from recflow.services.process import start_detached, stop_group
+
+    jars = ",".join(str(j) for j in spark_kafka_jars())
+    base = [
+        str(pyspark_home() / "bin" / "spark-submit"),
+        "--master",
+        "local[2]",
+        "--jars",
+        jars,
+        "--conf",
+        "spark.ui.enabled=false",
+        str(ROOT / "bench" / "spark_candidate.py"),
+    ]
+    env = {**os.environ, "RECFLOW_MODELS_BUCKET": BUCKET}
+    rows = []
+    ready = tmp / "spark.ready"
+    rec = start_detached(
+        [*base, "--checkpoint", str(tmp / "ckpt"), "--ready-file", str(ready)],
+        cwd=ROOT,
+        log_path=tmp / "spark.log",
+        pid_path=tmp / "spark.pid",
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not ready.exists():
+            raise RuntimeError(f"the Spark candidate did not start; log: {tmp / 'spark.log'}")
+        time.sleep(3)
+        for rate in rates:
+            rows.append(run_rate(settings, "spark-microbatch", users, rate, int(rate * duration)))
+    finally:
+        stop_group(rec.pid)
+    probe_out, ready_probe = tmp / "rtm.json", tmp / "rtm.ready"
+    rec = start_detached(
+        [
+            *base,
+            "--checkpoint",
+            str(tmp / "ckpt-rtm"),
+            "--ready-file",
+            str(ready_probe),
+            "--probe-real-time",
+            "--probe-out",
+            str(probe_out),
+        ],
+        cwd=ROOT,
+        log_path=tmp / "rtm.log",
+        pid_path=tmp / "rtm.pid",
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not ready_probe.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        stop_group(rec.pid)
+    probe = (
+        json.loads(probe_out.read_text())
+        if probe_out.exists()
+        else {"error": f"no probe result; log {tmp / 'rtm.log'}"}
+    )
+    return rows, probe
+
+
+def _machine() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_avg": os.getloadavg(),
+        "platform": platform.platform(),
+        "versions": {p: md.version(p) for p in ("confluent-kafka", "numpy", "pyspark", "prometheus-client")},
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _goals(doc: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    rows = [r for r in doc["rows"] if r["engine"] == "consumer"]
+
+    def at(rate: float) -> dict[str, Any] | None:
+        return next((r for r in rows if r["asked_rps"] == rate), None)
+
+    limit = doc["in_process"]["model_rps"]
+    best = max(
+        (r for r in rows if r["p99_ms"] is not None and r["p99_ms"] <= 500),
+        key=lambda r: r["sustained_rps"],
+        default=None,
+    )
+    r1000, r100 = at(1000), at(100)
+    swap = doc.get("swap") or {}
+    out: list[tuple[str, str, bool | None]] = [
+        (
+            "p99 <= 50 ms at 1,000 req/s",
+            f"{r1000['p99_ms']} ms" if r1000 else "not run",
+            bool(r1000 and r1000["p99_ms"] <= 50),
+        ),
+        (
+            "p50 <= 10 ms at 100 req/s",
+            f"{r100['p50_ms']} ms" if r100 else "not run",
+            bool(r100 and r100["p50_ms"] <= 10),
+        ),
+        (
+            ">= 20,000 req/s sustained with p99 <= 500 ms, within 2x of the in-process limit",
+            f"{best['sustained_rps']:.0f} req/s at p99 {best['p99_ms']} ms; limit {limit} req/s"
+            if best
+            else "none with p99 <= 500 ms",
+            bool(best and best["sustained_rps"] >= 20_000 and best["sustained_rps"] * 2 >= limit),
+        ),
+        (
+            "0 lost (every run, reconciliation)",
+            f"{sum(r['lost'] for r in rows)} lost; reconciliation {doc['reconciliation'].get('lost')}",
+            sum(r["lost"] for r in rows) == 0 and doc["reconciliation"].get("lost") == 0,
+        ),
+        (
+            "swap pause <= 100 ms",
+            f"loop pause {swap.get('loop_pause_ms_max')} ms; "
+            f"worst latency near a swap {swap.get('worst_latency_near_swap_ms')} ms",
+            None if not swap else bool((swap.get("worst_latency_near_swap_ms") or 1e9) <= 100),
+        ),
+    ]
+    return out
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    lines = [
+        "# Streaming scorer: engines on the real local broker",
+        "",
+        f"{m['cpus']} CPUs, load average at start {m['load_avg'][0]:.1f} / end {doc['load_avg_end'][0]:.1f} "
+        f"(the machine is shared: every figure below competes with it), Python {m['python']}, commit {m['commit']}, "
+        f"{m['date']}. Model: random ALS, {doc['model']['users']} users x {doc['model']['items']} items, rank "
+        f"{doc['model']['rank']}, k = 10. Definitions: `bench/streaming.py` docstring.",
+        "",
+        "| " + " | ".join(("engine", "asked", *FIELDS[1:], "max_ms", "dup", "load")) + " |",
+        "|" + "---|" * (len(FIELDS) + 4),
+    ]
+    for r in doc["rows"]:
+        cells = [
+            r["engine"],
+            r["asked_rps"],
+            *(r[f] for f in FIELDS[1:]),
+            r["max_ms"],
+            r["duplicates"],
+            r["load_avg_1m"],
+        ]
+        lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
+    ip = doc["in_process"]
+    lines += [
+        "",
+        f"In-process limit (same run, same model, batches of {ip['batch']}): scoring call {ip['model_rps']} req/s, "
+        f"answer path (parse + score + encode) {ip['answer_path_rps']} req/s.",
+        "",
+        f"Reconciliation of the consumer engine's runs: `{json.dumps(doc['reconciliation'])}`.",
+        "",
+        f"Swap A -> B -> A under load: `{json.dumps(doc.get('swap'))}`.",
+        "",
+        "Spark 4 Real-Time Mode (`trigger(realTime=...)`, present in pyspark "
+        f"{m['versions']['pyspark']}), probed with our scoring: `{json.dumps(doc.get('real_time_probe'))}`.",
+        "",
+        "## Goals",
+        "",
+        "| goal | measured | met |",
+        "|---|---|---|",
+    ]
+    for goal, measured, met in _goals(doc):
+        lines.append(f"| {goal} | {measured} | {'-' if met is None else ('yes' if met else 'no')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for engine in sorted({r["engine"] for r in doc["rows"]}):
+        rs = sorted(
+            (r for r in doc["rows"] if r["engine"] == engine and r["p99_ms"] is not None),
+            key=lambda r: r["offered_rps"],
+        )
+        ax.plot([r["offered_rps"] for r in rs], [r["p99_ms"] for r in rs], marker="o", label=f"{engine} p99")
+        ax.plot(
+            [r["offered_rps"] for r in rs], [r["p50_ms"] for r in rs], marker="x", linestyle=":", label=f"{engine} p50"
+        )
+    ax.axhline(50, color="grey", linestyle="--", label="p99 goal at 1k req/s (50 ms)")
+    ax.axhline(500, color="grey", linestyle="-.", label="p99 bound at >= 20k req/s (500 ms)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered req/s")
+    ax.set_ylabel("latency, produce to answer consumed (ms)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[100, 1000, 5000, 10000, 20000])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per rate")
+    parser.add_argument("--flood", type=int, default=150_000, help="requests sent as fast as possible (0: skip)")
+    parser.add_argument("--spark-rates", type=float, nargs="*", default=[100, 1000])
+    parser.add_argument("--spark-duration", type=float, default=15.0)
+    parser.add_argument("--swap-rate", type=float, default=1000.0)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--items", type=int, default=1_000)
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    from recflow.config import load_settings
+    from recflow.scorer.launcher import start_scorer
+    from recflow.scorer.reconcile import reconcile
+    from recflow.services import shared_services
+
+    machine = _machine()
+    doc: dict[str, Any] = {"machine": machine, "model": {"users": args.users, "items": args.items, "rank": args.rank}}
+    with shared_services(load_settings()) as settings, tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        registry, versions, users, folder_a = _world(settings, args, tmp)
+        doc["in_process"] = in_process_limit(folder_a, users)
+        print(json.dumps(doc["in_process"]), file=sys.stderr)
+        env = {"RECFLOW_MODELS_BUCKET": BUCKET}
+        scorer = start_scorer(
+            env,
+            name="scorer-bench",
+            extra_args=["--group", f"recflow-bench-{uuid.uuid4().hex[:6]}"],
+        )
+        rows = []
+        try:
+            scorer.wait_ready(120)
+            since = int(time.time() * 1000)
+            for rate in args.rates:
+                rows.append(run_rate(settings, "consumer", users, rate, int(rate * args.duration)))
+            if args.flood:
+                rows.append(run_rate(settings, "consumer", users, None, args.flood))
+            doc["swap"] = swap_pause(settings, registry, versions, scorer, users, args.swap_rate)
+            time.sleep(2)
+            doc["reconciliation"] = reconcile(settings.kafka, since_ms=since).to_dict()
+        finally:
+            scorer.stop()
+        if args.spark_rates:
+            spark_rows, doc["real_time_probe"] = spark_engine(
+                settings, users, args.spark_rates, args.spark_duration, tmp
+            )
+            rows += spark_rows
+        doc["rows"] = rows
+    doc["load_avg_end"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "streaming.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    (args.out / "streaming.md").write_text(_markdown(doc))
+    _plot(doc, args.out / "streaming.png")
+    print(_markdown(doc))
+
+
+if __name__ == "__main__":
+    main()
