@@ -18,7 +18,7 @@ from recflow.config import project_root
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
-from recflow.orchestration.scoring_tasks import check_scores, plan_scoring
+from recflow.orchestration.scoring_tasks import check_scores, confirm_streaming_scorer, plan_scoring
 
 
 @dag(
@@ -48,7 +48,7 @@ def batch_scoring() -> None:
         env_vars=SPARK_JOB_ENV,
         name="recflow-batch-score",
     )
-    score >> check_scores()
+    score >> check_scores() >> confirm_streaming_scorer()
 
 
 batch_scoring()

@@ -247,3 +247,22 @@ def test_broker_down_two_minutes_under_load_loses_nothing(world: ScorerWorld, li
     finally:
         listener.close()
         scorer.stop()
+
+
+def test_probe_confirms_which_version_the_scorer_serves(world: ScorerWorld) -> None:
+    """What batch_scoring's confirm_streaming_scorer task relies on, against a real scorer."""
+    from recflow.scorer.probe import ScorerNotServing, probe_version, scorer_members
+
+    a, b = world.versions
+    world.promote(a)
+    group = f"recflow-test-probe-{uuid.uuid4().hex[:6]}"
+    assert scorer_members(world.settings.kafka, group) == 0
+    scorer = world.start("probe", group=group)
+    try:
+        assert scorer_members(world.settings.kafka, group) == 1
+        answer = probe_version(world.settings.kafka, a, timeout_s=30)
+        assert answer["model_version"] == a and answer["source"] == "fallback"
+        with pytest.raises(ScorerNotServing, match=b):
+            probe_version(world.settings.kafka, b, timeout_s=4)
+    finally:
+        scorer.stop()

@@ -1,0 +1,75 @@
+"""Check, after a promotion, that the streaming scorer serves the new champion: ask it, through Kafka.
+
+Why a probe request and not the status file: the scorer may run on other hosts; an answer says which
+version produced it, end to end through the same topics callers use. A scorer group with no members
+means no scorer is deployed (the demo, a test run): the caller decides whether that is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from recflow.config import KafkaSettings
+from recflow.events import encode, kafka_producer
+from recflow.scorer.engine import DEFAULT_GROUP
+
+PROBE_USER = "recflow-probe"
+
+
+class ScorerNotServing(RuntimeError):
+    """The scorer did not answer with the expected version in time."""
+
+
+def scorer_members(kafka: KafkaSettings, group: str = DEFAULT_GROUP, timeout_s: float = 10.0) -> int:
+    """How many processes are in the scorer's consumer group (0: no scorer is running)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    description = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group].result(timeout_s)
+    if description.state in (ConsumerGroupState.DEAD, ConsumerGroupState.EMPTY):
+        return 0
+    return len(description.members)
+
+
+def probe_version(
+    kafka: KafkaSettings, version: str, *, timeout_s: float = 120.0, interval_s: float = 2.0
+) -> dict[str, Any]:
+    """Send probe requests until an answer comes from ``version``; returns that answer.
+
+    Answers from the previous version while the scorer is still loading are expected and retried.
+    """
+    from confluent_kafka import Consumer
+
+    from recflow.scorer.client import listen_from_end
+
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"recflow-probe-{uuid.uuid4().hex[:8]}"}
+    )
+    listen_from_end(consumer, kafka.score_results_topic)
+    producer = kafka_producer(kafka)
+    deadline = time.monotonic() + timeout_s
+    seen: list[str] = []
+    try:
+        while time.monotonic() < deadline:
+            request_id = f"probe-{uuid.uuid4().hex[:12]}"
+            body = {"request_id": request_id, "user_id": PROBE_USER, "k": 1, "sent_at_ms": int(time.time() * 1000)}
+            producer.produce(kafka.score_requests_topic, key=request_id.encode(), value=encode(body))
+            producer.flush(10)
+            wait_until = time.monotonic() + interval_s
+            while time.monotonic() < wait_until:
+                msg = consumer.poll(0.2)
+                if msg is None or msg.error() is not None or msg.key() != request_id.encode():
+                    continue
+                answer: dict[str, Any] = json.loads(msg.value() or b"{}")
+                if answer.get("model_version") == version and not answer.get("error"):
+                    return answer
+                seen.append(str(answer.get("model_version")))
+    finally:
+        consumer.close()
+    raise ScorerNotServing(
+        f"the scorer did not answer from {version} within {timeout_s:.0f} s (answers came from {seen[-3:]})"
+    )
