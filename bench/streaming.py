@@ -31,6 +31,7 @@ and ``streaming.png`` (latency against offered rate) to ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -57,7 +58,7 @@ def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, lis
     client = s3_client(settings.s3)
     if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
         client.create_bucket(Bucket=BUCKET)
-    registry = ModelRegistry(client, BUCKET)
+    registry = ModelRegistry.from_settings(dataclasses.replace(settings.s3, models_bucket=BUCKET))
     created = datetime.now(UTC)
     versions = []
     for seed, tag in ((1, "A"), (2, "B")):

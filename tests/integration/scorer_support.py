@@ -6,6 +6,7 @@ it a bucket no other test promotes in keeps the pipeline test's champion and thi
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 import uuid
@@ -70,7 +71,7 @@ def make_world(settings: Settings, tmp: Path) -> ScorerWorld:
     client = s3_client(settings.s3)
     if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
         client.create_bucket(Bucket=bucket)
-    registry = ModelRegistry(client, bucket)
+    registry = ModelRegistry.from_settings(dataclasses.replace(settings.s3, models_bucket=bucket))
     created = datetime(2026, 11, 1, tzinfo=UTC)
     versions = []
     for seed, name in ((1, "als-scorertestA"), (2, "als-scorertestB")):
