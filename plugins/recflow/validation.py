@@ -35,7 +35,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -52,10 +52,12 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from recflow.config import project_root
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER
+from recflow.data.casting import join_reasons
 from recflow.data.contract import INTERACTION_COLUMNS, day_bounds, partition_dir_name
 from recflow.data.landing import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_CHUNK_ROWS,
+    LandingChunk,
     LandingError,
     bad_lines_frame,
     coerce_chunk,
@@ -93,6 +95,7 @@ ACCEPTED_SCHEMA: Final = pa.schema(
         pa.field(COL_RATING, pa.float64()),
     ]
 )
+LINES_SCHEMA: Final = pa.schema([pa.field(COL_LINE_NO, pa.int64(), nullable=False)])
 REJECT_SCHEMA: Final = pa.schema(
     [
         pa.field(COL_EVENT, pa.string()),
@@ -335,16 +338,6 @@ def row_masks(
             raise UnsupportedRowRule(f"{kind} in {spec.path} has meta.level 'row' but no pandas translation")
         reason = spec.reason(exp)
         out[reason] = out[reason] | mask if reason in out else mask
-    return out
-
-
-def join_reasons(masks: Mapping[str, np.ndarray], n: int, initial: pd.Series | None = None) -> np.ndarray:
-    """Per row the ``;``-joined reasons whose mask is true (``None`` where none is)."""
-    out = np.full(n, None, dtype=object) if initial is None else initial.to_numpy(dtype=object).copy()
-    for reason, mask in masks.items():
-        idx = np.flatnonzero(mask)
-        if len(idx):
-            out[idx] = [reason if prev is None else f"{prev};{reason}" for prev in out[idx]]
     return out
 
 
@@ -798,6 +791,45 @@ class _LazyWriter:
 GX_SPARK_MASTER: Final = "local[2]"
 
 
+def _held_back(
+    accepted: Path,
+    lines: Path,
+    landing_file: str | Path,
+    chunk_bytes: int,
+    chunk_rows: int,
+    s3: S3Settings | None,
+) -> Iterator[pd.DataFrame]:
+    """The staged accepted rows of a failed batch, each with its line number and original text.
+
+    Why re-read the landing file: keeping the text of every row in case the batch fails would cost
+    the success path a copy of the whole file; a failed batch is rare, and the file reads the same way
+    twice (same chunks, same line numbers), so the accepted line numbers are matched against a second
+    pass, one chunk at a time (memory stays bounded).
+    """
+    chunks = iter_landing(landing_file, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows, s3=s3)
+    current: LandingChunk | None = None
+    known = np.empty(0, dtype=np.int64)
+    acc = pq.ParquetFile(accepted).iter_batches(batch_size=65_536)
+    nums = pq.ParquetFile(lines).iter_batches(batch_size=65_536)
+    for batch, num_batch in zip(acc, nums, strict=True):
+        wanted = num_batch.column(0).to_numpy()
+        raws: list[str] = []
+        i = 0
+        while i < len(wanted):
+            if current is None or not len(known) or wanted[i] > known[-1]:
+                current = next(chunks)
+                known = current.line_numbers() if len(current.frame) else np.empty(0, dtype=np.int64)
+                continue
+            j = int(np.searchsorted(wanted, known[-1], side="right"))
+            raws += current.raw_lines(np.searchsorted(known, wanted[i:j]))
+            i = j
+        held = batch.to_pandas()
+        held[COL_RAW_LINE] = raws
+        held[COL_LINE_NO] = wanted
+        yield held
+    chunks.close()
+
+
 def spark_rows(paths: Sequence[Path]) -> Any:
     """A Spark DataFrame of the contract columns of the given staged Parquet files (accepted + rejected).
 
@@ -897,6 +929,9 @@ def validate_partition(
     docs_dir = q_stage / "data_docs"
     runner = GxRunner(spec, docs_dir if data_docs else None, engine="spark" if use_spark else "pandas")
     accepted_w = _LazyWriter(lake_stage / "part-0.parquet", ACCEPTED_SCHEMA)
+    # The line number of each accepted row, in the same order: a failed batch re-reads their raw text.
+    lines_stage = lake.staging()
+    lines_w = _LazyWriter(lines_stage / "accepted-lines.parquet", LINES_SCHEMA)
     rejects_w = _LazyWriter(q_stage / "rejects.parquet", REJECT_SCHEMA)
     seen_in_file = {COL_EVENT: _SeenHashes()}
     reasons: Counter[str] = Counter()
@@ -928,20 +963,25 @@ def validate_partition(
                         unknown[key][0] += int((present & ~typed[col].isin(known)).sum())
                         unknown[key][1] += int(present.sum())
                 rejected = pd.notna(why)
+                line_nos = chunk.line_numbers()
                 if rejected.any():
                     rej = typed[rejected].copy()
                     rej[COL_REASON] = why[rejected]
+                    rej[COL_RAW_LINE] = chunk.raw_lines(np.flatnonzero(rejected))
+                    rej[COL_LINE_NO] = line_nos[rejected]
                     reasons.update(r for joined in why[rejected] for r in joined.split(";"))
                     rejects_w.write(_reject_table(rej))
                     if gx_rejects_w is not None:
                         gx_rejects_w.write(_reject_table(rej))
                 if (~rejected).any():
                     accepted_w.write(_accepted_table(typed[~rejected]))
+                    lines_w.write(pa.table({COL_LINE_NO: line_nos[~rejected]}, schema=LINES_SCHEMA))
         except LandingError as exc:
             error = str(exc)
             reasons[exc.reason] += 0  # listed in the report even when no row was read
             copy_to_local(landing_file, q_stage / f"source-{basename(landing_file)}", s3)
         accepted_w.close()
+        lines_w.close()
         if gx_rejects_w is not None:
             gx_rejects_w.close()
             parsed = accepted_w.rows + gx_rejects_w.rows
@@ -986,8 +1026,8 @@ def validate_partition(
             failed = (["file_error"] if error else []) + (["schema"] if not schema_ok else [])
             failed += [c["check"] for c in checks if not c["success"]]
             tag = f"{REASON_BATCH}:{','.join(failed)}"
-            for batch in pq.ParquetFile(accepted_w.path).iter_batches():
-                held = batch.to_pandas()
+            held_rows = _held_back(accepted_w.path, lines_w.path, landing_file, chunk_bytes, chunk_rows, s3)
+            for held in held_rows:
                 held[COL_REASON] = tag
                 rejects_w.write(_reject_table(held))
             reasons[REASON_BATCH] += accepted_w.rows
@@ -1056,12 +1096,14 @@ def validate_partition(
         quarantine.publish(q_stage, qpart)
     finally:
         accepted_w.abort()
+        lines_w.abort()
         rejects_w.abort()
         if gx_rejects_w is not None:
             gx_rejects_w.abort()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(lake_stage, ignore_errors=True)
+        shutil.rmtree(lines_stage, ignore_errors=True)
         shutil.rmtree(q_stage, ignore_errors=True)
 
     log.info("%s", result.summary())

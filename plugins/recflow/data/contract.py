@@ -29,6 +29,12 @@ OPTIONAL_COLUMNS: Final[frozenset[str]] = frozenset({COL_RATING})
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in INTERACTION_COLUMNS if c not in OPTIONAL_COLUMNS)
 #: Key columns: a null here makes a row unusable for training and joins.
 KEY_COLUMNS: Final[tuple[str, ...]] = (COL_EVENT, COL_USER, COL_ITEM, COL_TS)
+#: Identifier columns, bounded by :data:`MAX_ID_BYTES`.
+ID_COLUMNS: Final[tuple[str, ...]] = (COL_EVENT, COL_USER, COL_ITEM)
+#: Longest id the contract accepts, in UTF-8 bytes (longer: reject ``id_too_long``). Why a limit: an id
+#: goes into the lake, the model's id index and every score; a 100 000-character "id" is a broken export,
+#: not a customer, and unbounded values make memory depend on the data rather than the row count.
+MAX_ID_BYTES: Final = 256
 
 #: pandas dtypes of a typed interaction frame. Strings stay ``object`` (Python ``str`` or ``None``)
 #: because pyarrow writes them as plain UTF-8 and GX's pandas engine handles them everywhere.

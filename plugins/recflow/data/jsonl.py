@@ -1,0 +1,270 @@
+"""Read JSON landing files: JSON lines (``.jsonl``, ``.ndjson``, ``.json``) or one JSON array (``.json``).
+
+Why pyarrow first: parsing each line with ``json.loads`` into Python dicts and building a pandas frame
+from them cost a Python object per value and memory that grew with the block. pyarrow's JSON reader
+fills Arrow buffers directly; the columns are then turned into Arrow text so the caster
+(:func:`~recflow.data.casting.coerce_chunk`) treats JSON exactly like CSV: ``NaN`` and ``Infinity``
+(which pyarrow and Python accept although JSON does not) become ``amount_not_numeric``, never a
+missing amount, and a naive time is UTC.
+
+A block pyarrow cannot take whole (a bad byte, a line that is not an object, a value of the wrong JSON
+type, blank lines, a record split over lines) is read line by line, so each bad line becomes a
+``malformed_line`` / ``non_utf8_line`` reject with its number and bytes. A UTF-8 byte-order mark at the
+start is skipped, as for CSV.
+
+A ``.json`` file whose first character is ``[`` is one array of records: it is read element by element
+with :meth:`json.JSONDecoder.raw_decode` over a bounded buffer, and counted in records, not lines; each
+element keeps its text and the line it starts on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import json
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from recflow.constants import COL_EVENT, COL_ITEM, COL_TS, COL_USER
+from recflow.data.chunks import (
+    REASON_MALFORMED,
+    BadLine,
+    BlockRows,
+    CorruptFileError,
+    EmptyFileError,
+    LandingChunk,
+    ListRows,
+    check_columns,
+    decode_block,
+    has_blank_line,
+    line_count,
+    read_blocks,
+    text_frame,
+    text_types,
+)
+from recflow.data.contract import INTERACTION_COLUMNS, REQUIRED_COLUMNS
+from recflow.data.stores import basename
+
+BOM: Final = codecs.BOM_UTF8
+#: Columns that are JSON strings in the contract; read as text so pyarrow never infers a timestamp
+#: (its inference would re-render ``10:00-05:00`` before the caster sees it).
+_TEXT_COLUMNS: Final = (COL_EVENT, COL_USER, COL_ITEM, COL_TS)
+_TEXT_SCHEMA: Final = pa.schema([(c, pa.string()) for c in _TEXT_COLUMNS])
+_EMPTY: Final = pa.scalar(None, pa.string())
+_SPACE: Final = re.compile(r"[ \t\r\n]*")
+
+
+def _keep_constant(token: str) -> str:
+    """``parse_constant`` hook: ``NaN`` / ``Infinity`` stay text, so the caster rejects them."""
+    return token
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_keep_constant)
+
+
+class _Columns:
+    """The schema check of a JSON file: the first records with keys fix it, later ones may not add keys."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.checked = False
+
+    def check(self, names: list[str]) -> None:
+        if not self.checked and names:
+            check_columns(self.path, names)
+            self.checked = True
+        elif self.checked and any(c not in INTERACTION_COLUMNS for c in names):
+            check_columns(self.path, names)
+
+
+def iter_json(path: str, stream: BinaryIO, chunk_bytes: int) -> Iterator[LandingChunk]:
+    """Chunks of a JSON landing file (JSON lines, or one JSON array in a ``.json`` file)."""
+    blocks = read_blocks(stream, chunk_bytes)
+    first = next(blocks, b"").removeprefix(BOM)
+    rest = itertools.chain([first], blocks)
+    name = basename(path).lower().removesuffix(".gz")
+    if name.endswith(".json") and first.lstrip()[:1] == b"[":
+        yield from _iter_array(path, rest, chunk_bytes)
+    else:
+        yield from _iter_lines(path, rest)
+
+
+def _iter_lines(path: str, blocks: Iterable[bytes]) -> Iterator[LandingChunk]:
+    columns = _Columns(path)
+    line_no = 1
+    rows = 0
+    for block in blocks:
+        n_lines = line_count(block)
+        frame = _arrow_block(block, n_lines, columns)
+        if frame is not None:
+            chunk = LandingChunk(frame, [], BlockRows(block, line_no, len(frame)))
+        else:
+            chunk = _python_block(block, line_no, columns)
+        line_no += n_lines
+        rows += chunk.rows
+        yield chunk
+        del block, chunk, frame  # peak = one block
+    if rows == 0:
+        raise EmptyFileError(path, "no JSON records")
+
+
+def _arrow_block(block: bytes, n_lines: int, columns: _Columns) -> pd.DataFrame | None:
+    """A block of JSON lines through pyarrow, as Arrow text; None when the line-by-line path must decide."""
+    if has_blank_line(block):
+        return None
+    try:
+        table = pajson.read_json(
+            pa.py_buffer(block),
+            read_options=pajson.ReadOptions(use_threads=True, block_size=1 << 22),
+            parse_options=pajson.ParseOptions(explicit_schema=_TEXT_SCHEMA, unexpected_field_behavior="infer"),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if table.num_rows != n_lines:
+        return None
+    if not columns.checked and any(table[c].null_count == table.num_rows for c in _TEXT_COLUMNS):
+        return None  # absent key or null value? only the record itself can tell
+    columns.check(table.column_names)
+    out: dict[str, pa.ChunkedArray] = {}
+    for name in table.column_names:
+        arr = table[name]
+        if not pa.types.is_string(arr.type):
+            try:
+                arr = pc.cast(arr, pa.string())  # 12.5 -> "12.5", NaN -> "nan": the caster decides
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None  # an object or a list where a value belongs
+        if name in _TEXT_COLUMNS:
+            arr = pc.if_else(pc.equal(arr, ""), _EMPTY, arr)  # "" is missing, as in CSV
+        out[name] = arr
+    for c in REQUIRED_COLUMNS:
+        out.setdefault(c, pa.chunked_array([pa.nulls(table.num_rows, pa.string())]))
+    frame = pa.table(out).to_pandas(types_mapper=text_types)
+    return text_frame(frame)
+
+
+def _python_block(block: bytes, first_line: int, columns: _Columns) -> LandingChunk:
+    """The line-by-line path: each line is one record, or a reject with its number and bytes."""
+    lines, numbers, bad = decode_block(block, first_line)
+    records: list[dict[str, object]] = []
+    texts: list[str] = []
+    kept: list[int] = []
+    for n, s in zip(numbers, lines, strict=True):
+        if not s.strip():
+            continue
+        try:
+            obj = _DECODER.decode(s)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            records.append(obj)
+            texts.append(s)
+            kept.append(n)
+        else:
+            bad.append(BadLine(n, s.encode("utf-8"), REASON_MALFORMED))
+    return LandingChunk(_records_frame(records, columns), bad, ListRows(texts, np.array(kept, dtype=np.int64)))
+
+
+def _records_frame(records: list[dict[str, Any]], columns: _Columns) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    columns.check([str(c) for c in frame.columns])
+    for c in REQUIRED_COLUMNS:
+        if c not in frame.columns:
+            frame[c] = None  # a record missing a key: its row is rejected for the null
+    return text_frame(frame).astype(object)
+
+
+def _iter_array(path: str, blocks: Iterable[bytes], chunk_bytes: int) -> Iterator[LandingChunk]:
+    """One JSON array of records, element by element, in chunks of about ``chunk_bytes`` of text."""
+    columns = _Columns(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    source = iter(blocks)
+    buf, pos, line, eof = "", 0, 1, False
+
+    def more() -> bool:
+        nonlocal buf, pos, eof
+        if eof:
+            return False
+        data = next(source, None)
+        try:
+            text = decoder.decode(data or b"", final=data is None)
+        except UnicodeDecodeError as exc:
+            raise CorruptFileError(path, f"the JSON array is not UTF-8 near line {line} ({exc})") from exc
+        eof = data is None
+        buf, pos = buf[pos:] + text, 0
+        return True
+
+    def skip_space() -> bool:
+        """Move to the next non-space character (counting lines); False at the end of the file."""
+        nonlocal pos, line
+        while True:
+            end = _SPACE.match(buf, pos).end()  # type: ignore[union-attr]  # matches the empty string
+            line += buf.count("\n", pos, end)
+            pos = end
+            if pos < len(buf):
+                return True
+            if not more():
+                return False
+
+    more()
+    skip_space()
+    pos += 1  # the "["
+    rows = 0
+    records: list[dict[str, Any]] = []
+    texts: list[str] = []
+    numbers: list[int] = []
+    bad: list[BadLine] = []
+    held = 0
+    max_record = 2 * max(chunk_bytes, 1 << 20)  # a longer "record" is a broken file, not a record
+    expect_value = True
+    while True:
+        if not skip_space():
+            read = rows + len(records) + len(bad)
+            raise CorruptFileError(path, f"the JSON array ends early (no closing ']'; {read} records read)")
+        ch = buf[pos]
+        if ch == "]":
+            pos += 1
+            break
+        if not expect_value:
+            if ch != ",":
+                raise CorruptFileError(path, f"not a valid JSON array: expected ',' or ']' at line {line}")
+            pos += 1
+            expect_value = True
+            continue
+        try:
+            obj, end = _DECODER.raw_decode(buf, pos)
+            complete = end < len(buf) or eof
+        except json.JSONDecodeError as exc:
+            if len(buf) - pos < max_record and more():  # maybe cut by the buffer end: read on
+                continue
+            raise CorruptFileError(path, f"not a valid JSON array at line {line}: {exc.msg}") from exc
+        if not complete:  # a number or literal cut by the buffer end: read on and parse it again
+            more()
+            continue
+        text = buf[pos:end]
+        if isinstance(obj, dict):
+            records.append(obj)
+            texts.append(text)
+            numbers.append(line)
+        else:
+            bad.append(BadLine(line, text.encode("utf-8"), REASON_MALFORMED))
+        held += end - pos
+        line += text.count("\n")
+        pos = end
+        expect_value = False
+        if held >= chunk_bytes:
+            rows += len(records) + len(bad)
+            yield LandingChunk(_records_frame(records, columns), bad, ListRows(texts, np.array(numbers, np.int64)))
+            records, texts, numbers, bad, held = [], [], [], [], 0
+    if skip_space():
+        raise CorruptFileError(path, f"data after the end of the JSON array at line {line}")
+    rows += len(records) + len(bad)
+    if rows == 0:
+        raise EmptyFileError(path, "an empty JSON array")
+    yield LandingChunk(_records_frame(records, columns), bad, ListRows(texts, np.array(numbers, np.int64)))
