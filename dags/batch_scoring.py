@@ -1,10 +1,14 @@
 """
 ### Batch scoring
 
-Nightly, and whenever a new champion is promoted: a Spark job scores every active user with the
-champion and writes top-K to the lake (`scores/event_date=<day>/`), replacing that day's partition.
+Nightly, and whenever a new champion is promoted: a Spark job scores every active user of the day
+with the champion that served at the end of the data interval (or a pinned `version`), removes what
+each user has already seen in the lake, checks the output with `expectations/batch_scores.json` in a
+staging folder and only then publishes `scores/event_date=<day>/` (the previous partition is kept when
+the check fails). Each published partition emits a `recflow://lake/scores` Asset event.
 
-CLI: `airflow dags test batch_scoring 2026-11-09`.
+CLI: `airflow dags test batch_scoring 2026-11-09`; history:
+`airflow backfill create --dag-id batch_scoring --from-date ... --to-date ... --reprocess-behavior completed`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,10 @@ from recflow.orchestration.scoring_tasks import check_scores, confirm_streaming_
     params={
         "k": Param(10, type="integer", minimum=1, maximum=200, description="Items per user."),
         "active_days": Param(30, type="integer", minimum=1, maximum=365, description="Activity window."),
-        "version": Param("", type="string", description="Registry version to score with (empty: champion)."),
+        "version": Param(
+            "", type="string", description="Registry version to score with (empty: the champion of the day)."
+        ),
+        "users": Param([], type="array", items={"type": "string"}, description="Only these users (empty: all)."),
     },
 )
 def batch_scoring() -> None:

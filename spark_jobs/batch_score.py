@@ -1,18 +1,25 @@
-"""Score every active user with the champion (or a given version) and write top-K to the lake.
+"""Score the active users of one day with a given registry version; publish top-K only if it is valid.
 
-Launch (the batch_scoring DAG builds the same list):
-    spark-submit --master 'local[*]' spark_jobs/batch_score.py --lake .recflow/lake --date 2026-11-08 --k 10
+Launch (the batch_scoring DAG builds the same list; the version is resolved by its plan task):
+    spark-submit --master 'local[*]' spark_jobs/batch_score.py --lake .recflow/lake --date 2026-11-08 \
+        --k 10 --active-days 30 --version als-20261108T0000
+
+Exit status 1 with one last line ``batch_score failed: <Error>: <message>`` for bad inputs (unknown or
+unreadable version, no active users, output rejected by the suite); the previous partition is kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import tempfile
 from datetime import date
 from pathlib import Path
 
-from recflow.scoring import fetch_artifact, run_batch_scoring
+from recflow.batch_scoring import ScoringRequest, run_batch_scoring
+from recflow.registry import RegistryError
+from recflow.scoring import ScoringError, fetch_artifact
 from recflow.spark import get_spark
 
 
@@ -22,23 +29,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--date", required=True, type=date.fromisoformat, help="the day being scored")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--active-days", type=int, default=30, help="a user is active with events in these days")
-    parser.add_argument("--version", default=None, help="registry version (default: the current champion)")
+    parser.add_argument("--version", required=True, help="registry version (the DAG pins it when it plans)")
+    parser.add_argument("--users-json", default=None, help="score only these user ids (a JSON list)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="recflow-score-") as tmp:
-        version, artifact = fetch_artifact(args.version, Path(tmp))
-        spark = get_spark("recflow-batch-score")
-        try:
-            summary = run_batch_scoring(
-                spark,
-                artifact_dir=artifact,
-                version=version,
-                lake_root=args.lake,
-                day=args.date,
-                k=args.k,
-                active_days=args.active_days,
-            )
-        finally:
-            spark.stop()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    users = tuple(str(u) for u in json.loads(args.users_json)) if args.users_json else None
+    try:
+        request = ScoringRequest(
+            day=args.date, version=args.version, k=args.k, active_days=args.active_days, users=users
+        )
+        with tempfile.TemporaryDirectory(prefix="recflow-score-") as tmp:
+            _, artifact = fetch_artifact(args.version, Path(tmp))
+            spark = get_spark("recflow-batch-score")
+            try:
+                summary = run_batch_scoring(spark, artifact_dir=artifact, request=request, lake_root=args.lake)
+            finally:
+                spark.stop()
+    except (ScoringError, RegistryError) as exc:
+        raise SystemExit(f"batch_score failed: {type(exc).__name__}: {exc}") from exc
     print(json.dumps(summary, sort_keys=True))
 
 

@@ -13,6 +13,8 @@ COL_DATE: Final = "event_date"
 COL_SCORE: Final = "score"
 COL_RANK: Final = "rank"
 COL_PREDICTION: Final = "prediction"
+COL_SOURCE: Final = "source"
+COL_VERSION: Final = "model_version"
 
 DEFAULT_K: Final = 10
 DEFAULT_SEED: Final = 42

@@ -147,9 +147,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 def _stream(config: DemoConfig, env: dict[str, str], log: Path) -> Any:
     import pandas as pd
 
+    from recflow.batch_scoring import scores_path
     from recflow.scorer.client import send_burst
     from recflow.scorer.launcher import start_scorer
-    from recflow.scoring import scores_path
 
     settings = load_settings()
     users = pd.read_parquet(scores_path(settings.lake_root, config.end - timedelta(days=1)), columns=["user_id"])
@@ -167,8 +167,8 @@ def _stream(config: DemoConfig, env: dict[str, str], log: Path) -> Any:
 
 def collect_summary(config: DemoConfig) -> dict[str, Any]:
     """Read back what the run produced, from the lake and the S3 registry (not from memory)."""
+    from recflow.batch_scoring import read_summary
     from recflow.registry import ModelRegistry
-    from recflow.scoring import read_summary
     from recflow.versions import candidate_version
 
     settings = load_settings()

@@ -20,11 +20,13 @@ import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER
-from recflow.models.artifact import IdIndex, Recommender, SeenItems, write_model_json
+from recflow.models.artifact import IdIndex, Recommender, SeenItems, write_model_json, write_user_table
 from recflow.models.params import reject_unknown
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from recflow.scoring import UserBatch
 
 Confidence = Literal["binary", "count", "amount"]
 
@@ -138,12 +140,27 @@ class AlsRecommender(Recommender):
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         return self.user_factors[user_codes] @ self.item_factors.T
 
+    def score_rows(self, batch: UserBatch) -> np.ndarray:
+        rows = self.user_factors[batch.codes] if batch.factors is None else batch.factors
+        return np.asarray(rows, dtype=np.float32) @ self.item_factors.T
+
+    def score_candidates(self, batch: UserBatch, candidates: np.ndarray) -> np.ndarray:
+        rows = self.user_factors[batch.codes] if batch.factors is None else batch.factors
+        return np.einsum("nr,ncr->nc", np.asarray(rows, dtype=np.float32), self.item_factors[candidates])
+
+    def for_workers(self) -> AlsRecommender:
+        slim = super().for_workers()
+        assert isinstance(slim, AlsRecommender)
+        slim.user_factors = np.zeros((0, self.item_factors.shape[1]), dtype=np.float32)
+        return slim
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.index.save(folder)
         self.seen.save(folder)
         np.save(folder / "user_factors.npy", self.user_factors)
         np.save(folder / "item_factors.npy", self.item_factors)
+        write_user_table(folder, self.index, self.user_factors)
         write_model_json(folder, type(self), params=asdict(self.params))
 
     @classmethod

@@ -9,18 +9,23 @@ model is scored the same way everywhere.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_USER
+from recflow.constants import COL_ITEM, COL_USER
+
+if TYPE_CHECKING:
+    from recflow.scoring import Ragged, UserBatch
 
 ARTIFACT_SCHEMA_VERSION = 1
 MODEL_FILE = "model.json"
@@ -52,12 +57,27 @@ class IdIndex:
     def n_items(self) -> int:
         return len(self.items)
 
+    @cached_property
+    def _user_index(self) -> pd.Index:
+        # Built once per loaded model (a hash table, linear in users); every lookup after that is
+        # linear in the ids looked up. Rebuilding it per batch made scoring quadratic in users.
+        return pd.Index(self.users)
+
+    @cached_property
+    def _item_index(self) -> pd.Index:
+        return pd.Index(self.items)
+
+    @cached_property
+    def item_array(self) -> np.ndarray:
+        """Item ids as an object array, for turning item codes back into ids with one ``take``."""
+        return np.asarray(self.items, dtype=object)
+
     def user_codes(self, users: Sequence[str] | pd.Series) -> np.ndarray:
         """Dense index per user id; -1 for ids the model never saw."""
-        return pd.Index(self.users).get_indexer(pd.Index(users).astype(str))
+        return self._user_index.get_indexer(pd.Index(users).astype(str))
 
     def item_codes(self, items: Sequence[str] | pd.Series) -> np.ndarray:
-        return pd.Index(self.items).get_indexer(pd.Index(items).astype(str))
+        return self._item_index.get_indexer(pd.Index(items).astype(str))
 
     def save(self, folder: Path) -> None:
         (folder / "users.json").write_text(json.dumps(list(self.users)))
@@ -90,12 +110,21 @@ class SeenItems:
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return cls(indptr=indptr, indices=pairs.i.to_numpy(dtype=np.int32))
 
+    def ragged(self, user_codes: np.ndarray) -> Ragged:
+        """The training items of each given user (none for code -1), as the scoring core's ragged array."""
+        from recflow.scoring import Ragged
+
+        codes = np.asarray(user_codes, dtype=np.int64)
+        known = codes >= 0
+        starts = np.where(known, self.indptr[np.maximum(codes, 0)], 0)
+        lengths = np.where(known, self.indptr[np.maximum(codes, 0) + 1] - starts, 0)
+        return Ragged.from_spans(self.indices, starts, lengths)
+
     def mask(self, user_codes: np.ndarray, n_items: int) -> np.ndarray:
         """Boolean matrix (len(user_codes) x n_items), True where the user has seen the item."""
         out = np.zeros((len(user_codes), n_items), dtype=bool)
-        for row, code in enumerate(user_codes):
-            if code >= 0:
-                out[row, self.indices[self.indptr[code] : self.indptr[code + 1]]] = True
+        seen = self.ragged(user_codes)
+        out[seen.row_ids(), seen.values] = True
         return out
 
     def save(self, folder: Path) -> None:
@@ -108,9 +137,14 @@ class SeenItems:
 
 
 class Recommender(ABC):
-    """Scores every catalog item for a batch of users; subclasses only implement :meth:`score`."""
+    """Scores catalog items for a batch of users; subclasses implement :meth:`score` (and may override
+    the batch hooks below). Top-K selection, seen removal and the fallback live in one place, the
+    scoring core :func:`recflow.scoring.score_batch`."""
 
     family: ClassVar[str]
+    #: When set, the scoring core re-ranks this many candidates per user instead of the full catalog
+    #: (a model whose per-item cost is a network forward pass, not a dot product).
+    candidate_pool: ClassVar[int | None] = None
 
     def __init__(self, index: IdIndex, seen: SeenItems) -> None:
         self.index = index
@@ -125,51 +159,73 @@ class Recommender(ABC):
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         """Scores (len(user_codes) x n_items); higher is better. Codes are valid (>= 0)."""
 
-    def cold_start_scores(self) -> np.ndarray:
-        """Scores for users the model never saw: item popularity in training (seen counts)."""
-        return np.bincount(self.seen.indices, minlength=self.index.n_items).astype(np.float32)
+    def score_rows(self, batch: UserBatch) -> np.ndarray:
+        """Full-catalog scores for a batch of known users; factor models use ``batch.factors`` when the
+        caller shipped them, so a worker needs no user-side state."""
+        return self.score(batch.codes)
+
+    def score_candidates(self, batch: UserBatch, candidates: np.ndarray) -> np.ndarray:
+        """Scores (n x c) of each user's candidate item codes (all valid codes)."""
+        return np.take_along_axis(self.score_rows(batch), candidates, axis=1)
+
+    @cached_property
+    def _fallback(self) -> np.ndarray:
+        counts = np.bincount(self.seen.indices, minlength=self.index.n_items).astype(np.float32)
+        top = counts.max() if len(counts) else 0.0
+        fallback: np.ndarray = counts / top if top > 0 else counts
+        fallback.setflags(write=False)
+        return fallback
+
+    def fallback_scores(self) -> np.ndarray:
+        """Scores for users the model never saw: each item's count of distinct training users divided by
+        the most popular item's, so in [0, 1] whatever the model's own scale (rows say ``fallback``)."""
+        return self._fallback
+
+    def for_workers(self) -> Recommender:
+        """A copy holding only what scoring shipped users needs: the item side, the catalog ids and the
+        fallback. Batch workers get this, so their memory does not grow with the number of users
+        (the batch job ships each user's code, factor row and seen items with the batch)."""
+        self.fallback_scores()  # computed from the full seen index before it is dropped
+        slim = copy.copy(self)
+        slim.index = IdIndex(users=(), items=self.index.items)
+        slim.seen = SeenItems(indptr=np.zeros(1, dtype=np.int64), indices=np.zeros(0, dtype=np.int32))
+        return slim
 
     def recommend(
-        self, users: Sequence[str], *, k: int, exclude_seen: bool = True, batch_size: int = 1024
+        self, users: Sequence[str], *, k: int, exclude_seen: bool = True, n_candidates: int | None = 0
     ) -> pd.DataFrame:
-        """Top-``k`` items per user as a long frame (user, item, score, rank 1..k).
+        """Top-``k`` items per user as a long frame (user, item, score, rank 1..k, source).
 
-        Users the model never saw get the popularity ranking (flagged by nothing else: a cold user has
-        no seen items to remove). Work is batched so memory stays at ``batch_size x n_items`` floats.
+        The in-process path (evaluation, quality benchmark): the seen items removed are the training
+        interactions in the artifact, which is the ``exclude_seen`` policy when the scored day is the
+        end of the training window. Batch scoring passes the lake's seen items to the core instead.
+        Ranks the full catalog by default, as the metrics' definitions require (``n_candidates=None``:
+        the model's own candidate pool).
         """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        users = [str(u) for u in users]
-        k_eff = min(k, self.index.n_items)
-        frames = []
-        for start in range(0, len(users), batch_size):
-            batch = users[start : start + batch_size]
-            codes = self.index.user_codes(batch)
-            scores = np.empty((len(batch), self.index.n_items), dtype=np.float32)
-            known = codes >= 0
-            if known.any():
-                scores[known] = self.score(codes[known])
-            if (~known).any():
-                scores[~known] = self.cold_start_scores()
-            if exclude_seen:
-                scores[self.seen.mask(codes, self.index.n_items)] = -np.inf
-            top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.argsort(-top_scores, axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-            top_scores = np.take_along_axis(top_scores, order, axis=1)
-            frame = pd.DataFrame(
-                {
-                    COL_USER: np.repeat(batch, k_eff),
-                    COL_ITEM: np.asarray(self.index.items, dtype=object)[top.ravel()],
-                    COL_SCORE: top_scores.ravel().astype(np.float64),
-                    COL_RANK: np.tile(np.arange(1, k_eff + 1), len(batch)),
-                }
-            )
-            frames.append(frame[np.isfinite(frame[COL_SCORE])])
-        if not frames:
-            return pd.DataFrame({COL_USER: [], COL_ITEM: [], COL_SCORE: [], COL_RANK: []})
-        return pd.concat(frames, ignore_index=True)
+        from recflow.scoring import Ragged, UserBatch, score_batch, top_k_frame
+
+        ids = np.asarray([str(u) for u in users], dtype=object)
+        codes = self.index.user_codes(ids)
+        seen = self.seen.ragged(codes) if exclude_seen else Ragged.empty(len(codes))
+        top = score_batch(self, UserBatch(codes=codes, seen=seen), k=k, n_candidates=n_candidates)
+        return top_k_frame(top, ids, self.index.item_array)
+
+
+def write_user_table(folder: Path, index: IdIndex, factors: np.ndarray | None = None) -> None:
+    """``users.parquet``: (user_id, u[, features]) so Spark joins users to codes and factor rows itself."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, pa.Array] = {
+        COL_USER: pa.array(index.users, type=pa.string()),
+        "u": pa.array(np.arange(index.n_users, dtype=np.int32)),
+    }
+    if factors is not None:
+        rank = factors.shape[1]
+        offsets = np.arange(index.n_users + 1, dtype=np.int32) * rank
+        values = np.ascontiguousarray(factors, dtype=np.float32).reshape(-1)
+        columns["features"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    pq.write_table(pa.table(columns), folder / "users.parquet")
 
 
 def write_model_json(folder: Path, recommender: type[Recommender], **fields: Any) -> None:

@@ -26,11 +26,20 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from recflow.models.als import AlsParams, AlsRecommender
-from recflow.models.artifact import IdIndex, Recommender, SeenItems, read_model_json, write_model_json
+from recflow.models.artifact import (
+    IdIndex,
+    Recommender,
+    SeenItems,
+    read_model_json,
+    write_model_json,
+    write_user_table,
+)
 from recflow.models.params import reject_unknown
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from recflow.scoring import UserBatch
 
 #: Largest catalog EASE accepts: its dense item x item matrices take 8 * n_items^2 bytes (3.2 GB here).
 MAX_EASE_ITEMS: Final = 20_000
@@ -109,6 +118,22 @@ class HybridRecommender(Recommender):
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         als = self.als.score(user_codes)
         ease = self.seen.mask(user_codes, self.index.n_items).astype(np.float32) @ self.ease
+        return self._blend(als, ease)
+
+    def score_rows(self, batch: UserBatch) -> np.ndarray:
+        """ALS from the shipped factor rows; EASE from the history the caller gave (the lake's, which
+        is fresher than the training window's)."""
+        history = np.zeros((len(batch), self.index.n_items), dtype=np.float32)
+        history[batch.seen.row_ids(), batch.seen.values] = 1.0
+        return self._blend(self.als.score_rows(batch), history @ self.ease)
+
+    def for_workers(self) -> HybridRecommender:
+        slim = super().for_workers()
+        assert isinstance(slim, HybridRecommender)
+        slim.als = self.als.for_workers()
+        return slim
+
+    def _blend(self, als: np.ndarray, ease: np.ndarray) -> np.ndarray:
         w = np.float32(self.params.als_weight)
         return w * standardise(als) + (1 - w) * standardise(ease)
 
@@ -119,6 +144,7 @@ class HybridRecommender(Recommender):
         np.save(folder / "user_factors.npy", self.als.user_factors)
         np.save(folder / "item_factors.npy", self.als.item_factors)
         np.save(folder / "ease_weights.npy", self.ease)
+        write_user_table(folder, self.index, self.als.user_factors)
         write_model_json(folder, type(self), params=asdict(self.params))
 
     @classmethod

@@ -18,14 +18,17 @@ import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_USER
-from recflow.models.artifact import IdIndex, Recommender, SeenItems, read_model_json, write_model_json
+from recflow.models.artifact import IdIndex, Recommender, SeenItems, read_model_json, write_model_json, write_user_table
 from recflow.models.params import reject_unknown
 
 if TYPE_CHECKING:
     import keras
     from pyspark.sql import DataFrame, SparkSession
 
+    from recflow.scoring import UserBatch
+
 MODEL_FILE = "model.keras"
+_PREDICT_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -191,9 +194,15 @@ def _epoch_dataset(path: Path, epoch: int, batch_size: int, seed: int) -> Any:
 
 
 class NcfRecommender(Recommender):
-    """Scores every item for a user with one forward pass over (user, item) pairs."""
+    """Scores (user, item) pairs with one forward pass; batch scoring re-ranks candidates.
+
+    A forward pass per pair costs far more than a dot product, so the scoring core re-ranks the
+    ``candidate_pool`` most popular items (or candidates a caller gives, e.g. an ALS top-200) rather
+    than the whole catalog; evaluation ranks the full catalog (``n_candidates=0``).
+    """
 
     family = "ncf"
+    candidate_pool = 200
 
     def __init__(self, index: IdIndex, seen: SeenItems, model: keras.Model, params: NcfParams) -> None:
         super().__init__(index, seen)
@@ -232,15 +241,33 @@ class NcfRecommender(Recommender):
 
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         n_items = self.index.n_items
-        users = np.repeat(user_codes.astype(np.int32), n_items)
-        items = np.tile(np.arange(n_items, dtype=np.int32), len(user_codes))
-        out = self.model.predict({"user": users, "item": items}, batch_size=65536, verbose=0)
-        return np.asarray(out, dtype=np.float32).reshape(len(user_codes), n_items)
+        items = np.broadcast_to(np.arange(n_items, dtype=np.int32), (len(user_codes), n_items))
+        return self._predict(user_codes, items)
+
+    def score_candidates(self, batch: UserBatch, candidates: np.ndarray) -> np.ndarray:
+        return self._predict(batch.codes, candidates)
+
+    def _predict(self, user_codes: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Propensities (n x c) for each user's row of item codes.
+
+        Calls the model directly in fixed-size chunks: ``model.predict`` builds a tf.data pipeline and
+        a progress loop per call, which costs more than the forward pass at re-ranking batch sizes.
+        """
+        n, c = items.shape
+        users = np.repeat(np.asarray(user_codes, dtype=np.int32), c)
+        flat = np.ascontiguousarray(items, dtype=np.int32).reshape(-1)
+        out = np.empty(n * c, dtype=np.float32)
+        for start in range(0, n * c, _PREDICT_CHUNK):
+            stop = min(start + _PREDICT_CHUNK, n * c)
+            pred = self.model({"user": users[start:stop], "item": flat[start:stop]}, training=False)
+            out[start:stop] = np.asarray(pred, dtype=np.float32).reshape(-1)
+        return out.reshape(n, c)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.index.save(folder)
         self.seen.save(folder)
+        write_user_table(folder, self.index)
         self.model.save(folder / MODEL_FILE)
         write_model_json(folder, type(self), params=asdict(self.params))
 

@@ -11,17 +11,14 @@ import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_USER
-from recflow.models.artifact import IdIndex, Recommender, SeenItems, write_model_json
+from recflow.models.artifact import IdIndex, Recommender, SeenItems, write_model_json, write_user_table
 
 
 class PopularityRecommender(Recommender):
-    """Scores an item by the number of distinct training users who interacted with it."""
+    """Scores an item by its number of distinct training users, divided by the most popular item's
+    (in [0, 1]: the same numbers as the fallback every family uses for unknown users)."""
 
     family = "popularity"
-
-    def __init__(self, index: IdIndex, seen: SeenItems) -> None:
-        super().__init__(index, seen)
-        self._scores = self.cold_start_scores()
 
     @classmethod
     def fit(cls, train: pd.DataFrame, *, col_user: str = COL_USER, col_item: str = COL_ITEM) -> PopularityRecommender:
@@ -29,12 +26,13 @@ class PopularityRecommender(Recommender):
         return cls(index, SeenItems.from_frame(train, index, col_user=col_user, col_item=col_item))
 
     def score(self, user_codes: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self._scores, (len(user_codes), self.index.n_items))
+        return np.broadcast_to(self.fallback_scores(), (len(user_codes), self.index.n_items))
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.index.save(folder)
         self.seen.save(folder)
+        write_user_table(folder, self.index)
         write_model_json(folder, type(self))
 
     @classmethod

@@ -8,3 +8,5 @@ from airflow.sdk import Asset
 VALIDATED_INTERACTIONS = Asset("recflow://lake/interactions")
 #: Updated when a new champion is promoted; batch scoring runs on it.
 CHAMPION = Asset("recflow://registry/champion")
+#: Updated for every published batch-score partition (day, model_version and rows in the ``extra``).
+BATCH_SCORES = Asset("recflow://lake/scores")

@@ -2,55 +2,73 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from airflow.sdk import get_current_context, task
 
-from recflow.orchestration.context import interval_day
+from recflow.orchestration.assets import BATCH_SCORES
+from recflow.orchestration.context import interval_day, interval_end
 
 log = logging.getLogger(__name__)
 
 
 @task
 def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
-    """The batch job's arguments; pins the champion version now so a promotion mid-run cannot mix models."""
+    """The batch job's arguments, with the version fixed now so a promotion mid-run cannot mix models.
+
+    The version is the pinned ``version`` Param (checked against the registry) or else the champion
+    that served at the end of the run's data interval, so a backfill scores each day with that day's
+    champion. No champion (yet, or at that time) fails the run here, before Spark starts.
+    """
     from recflow.config import load_settings
     from recflow.orchestration.connections import s3_settings
     from recflow.registry import ModelRegistry
+    from recflow.scoring import serving_version
 
     context = get_current_context()
     params = params or dict(context["params"])
-    version = params.get("version") or None
-    if version is None:
-        champion = ModelRegistry.from_settings(s3_settings()).champion()
-        if champion is None:
-            raise RuntimeError("the registry has no champion yet: run the recommender_training DAG first")
-        version = champion.version
     day = interval_day(context)
-    log.info("scoring %s with %s", day, version)
+    version = serving_version(
+        ModelRegistry.from_settings(s3_settings()), pinned=params.get("version") or None, at=interval_end(context)
+    )
+    users = [str(u) for u in params.get("users") or []]
+    log.info("scoring %s with %s (%s)", day, version, f"{len(users)} users" if users else "every active user")
     return [
         "--lake", str(load_settings().lake_root),
         "--date", str(day),
         "--k", str(params["k"]),
         "--active-days", str(params["active_days"]),
         "--version", version,
+        *(["--users-json", json.dumps(users)] if users else []),
     ]  # fmt: skip
 
 
-@task
+@task(outlets=[BATCH_SCORES])
 def check_scores(params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read the job's summary and fail unless every active user got exactly ``k`` rows or fewer."""
+    """Read the published summary, check its counts, and emit the partition's Asset event.
+
+    The job publishes only output that passed ``expectations/batch_scores.json``; this re-checks the
+    totals: every active user is either scored or exhausted (nothing left to recommend, not a failure).
+    """
+    from recflow.batch_scoring import read_summary
     from recflow.config import load_settings
-    from recflow.scoring import read_summary
 
     context = get_current_context()
     params = params or dict(context["params"])
     summary = read_summary(load_settings().lake_root, interval_day(context))
-    if summary["users_scored"] != summary["active_users"]:
+    if summary["users_scored"] + summary["users_exhausted"] != summary["active_users"]:
         raise RuntimeError(f"{summary['active_users']} active users but {summary['users_scored']} scored: {summary}")
-    if summary["rows"] > summary["active_users"] * int(params["k"]):
+    if summary["rows"] > summary["users_scored"] * int(params["k"]):
         raise RuntimeError(f"more than k={params['k']} rows per user: {summary}")
+    context["outlet_events"][BATCH_SCORES].extra = {
+        "day": summary["day"],
+        "model_version": summary["model_version"],
+        "rows": summary["rows"],
+        "users_exhausted": summary["users_exhausted"],
+        "path": summary["path"],
+    }
     log.info("batch scores: %s", summary)
     return summary
 

@@ -1,0 +1,302 @@
+"""Batch scoring on Spark: top-K for every active user of a day, validated, then published.
+
+Data flow (each step a Spark job; nothing per user happens on the driver):
+
+1. active users: distinct users with a validated event in the ``active_days`` days up to the day
+   (optionally only a given subset);
+2. each user joined to the model's user table (``users.parquet`` in the artifact: dense code and, for
+   factor models, the factor row) and to the user's seen items under the spec's ``exclude_seen``
+   policy (:mod:`recflow.seen`), then hash-partitioned and sorted by user, so a partition's batches
+   carry everything their users need;
+3. ``mapInArrow`` runs the scoring core (:func:`recflow.scoring.score_batch`) on Arrow batches. The
+   model shipped to workers holds the item side only (:meth:`Recommender.for_workers`) and is built
+   once per Python worker, so a worker's memory does not grow with the total number of users;
+4. the output is written to a staging folder, checked by ``expectations/batch_scores.json``
+   (:mod:`recflow.score_publishing`) and only then published over the day's partition; a failed check
+   keeps the previous partition and writes a report.
+
+Output: ``scores/event_date=<day>/`` Parquet with ``user_id, rank, item_id, score, model_version, source``
+(``source`` is ``model`` or ``fallback``, see :mod:`recflow.scoring` for the fallback's scale), sorted
+by user and rank, files named ``part-<n>.parquet``: a re-run with the same inputs writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from recflow.constants import COL_DATE, COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
+from recflow.models.artifact import Recommender, load_recommender
+from recflow.scoring import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScoringError, UserBatch, score_batch
+from recflow.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy, seen_arrays
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
+COL_CODE: Final = "u"
+COL_FACTORS: Final = "features"
+SCORES_SCHEMA: Final = (
+    f"{COL_USER} string, {COL_RANK} int, {COL_ITEM} string, {COL_SCORE} double, "
+    f"{COL_VERSION} string, {COL_SOURCE} string"
+)
+SCORE_COLUMNS: Final = (COL_USER, COL_RANK, COL_ITEM, COL_SCORE, COL_VERSION, COL_SOURCE)
+SUMMARY_FILE: Final = "_recflow_summary.json"
+#: Users per Arrow batch handed to the scoring core (it blocks internally to stay in cache).
+ARROW_BATCH_USERS: Final = 8192
+
+_worker_models: dict[str, Recommender] = {}
+
+
+def scores_partition(day: date) -> str:
+    """The day's partition, relative to the lake root."""
+    return f"scores/{COL_DATE}={day}"
+
+
+def scores_path(lake_root: Path | str, day: date) -> str:
+    return f"{str(lake_root).rstrip('/')}/{scores_partition(day)}"
+
+
+@dataclass(frozen=True)
+class ScoringRequest:
+    """What one night's run scores: the day, with which model, for whom, how many items."""
+
+    day: date
+    version: str
+    k: int
+    active_days: int
+    users: tuple[str, ...] | None = None  # None: every active user
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.active_days < 1:
+            raise ScoringError(f"k and active_days must be >= 1, got {self.k} and {self.active_days}")
+
+
+def read_interactions(spark: SparkSession, lake_root: Path | str) -> DataFrame:
+    path = f"{str(lake_root).rstrip('/')}/interactions"
+    try:
+        return spark.read.parquet(path)
+    except Exception as exc:  # AnalysisException: path missing or empty
+        raise ScoringError(f"no validated interactions under {path}: {exc}") from exc
+
+
+def active_users(interactions: DataFrame, *, day: date, days: int, subset: tuple[str, ...] | None) -> DataFrame:
+    """Users with at least one validated event in the ``days`` days up to and including ``day``."""
+    from pyspark.sql import functions as F
+
+    start = day - timedelta(days=days - 1)
+    users = (
+        interactions.where((F.col(COL_DATE) >= F.lit(start)) & (F.col(COL_DATE) <= F.lit(day)))
+        .select(COL_USER)
+        .where(F.col(COL_USER).isNotNull())
+        .distinct()
+    )
+    if subset is not None:
+        users = users.where(F.col(COL_USER).isin(list(subset)))
+    return users
+
+
+def user_table(spark: SparkSession, artifact_dir: Path, model: Recommender) -> DataFrame:
+    """(user_id, u[, features]) read by Spark from the artifact's ``users.parquet``.
+
+    Artifacts from before that file existed get the table built from the id index on the driver.
+    """
+    from pyspark.sql import functions as F
+
+    path = artifact_dir / "users.parquet"
+    if path.exists():
+        return spark.read.parquet(str(path))
+    import pandas as pd
+
+    frame = pd.DataFrame({COL_USER: list(model.index.users), COL_CODE: np.arange(model.index.n_users, dtype=np.int32)})
+    return spark.createDataFrame(frame).withColumn(COL_CODE, F.col(COL_CODE).cast("int"))
+
+
+def item_table(spark: SparkSession, model: Recommender) -> DataFrame:
+    """(item_id, i): the catalog's dense codes, small enough to broadcast."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {COL_ITEM: list(model.index.items), COL_ITEM_CODE: np.arange(model.index.n_items, dtype=np.int32)}
+    )
+    return spark.createDataFrame(frame)
+
+
+def scoring_inputs(
+    spark: SparkSession,
+    interactions: DataFrame,
+    artifact_dir: Path,
+    model: Recommender,
+    request: ScoringRequest,
+    policy: SeenPolicy,
+    train_start: date | None,
+) -> DataFrame:
+    """One row per user to score: user_id, u (null: unknown), [features], seen (array<int>, maybe empty)."""
+    from pyspark.sql import functions as F
+
+    users = active_users(interactions, day=request.day, days=request.active_days, subset=request.users)
+    users = users.join(user_table(spark, artifact_dir, model), COL_USER, "left")
+    seen = seen_arrays(
+        interactions,
+        item_table(spark, model),
+        policy=policy,
+        day=request.day,
+        start=policy.start(request.day, train_start),
+    )
+    empty = F.array().cast("array<int>")
+    if seen is None:
+        users = users.withColumn(COL_SEEN, empty)
+    else:
+        users = users.join(seen, COL_USER, "left").withColumn(COL_SEEN, F.coalesce(F.col(COL_SEEN), empty))
+    return users
+
+
+def _ragged(column: pa.ListArray) -> Ragged:
+    offsets = np.asarray(column.offsets, dtype=np.int64)
+    return Ragged(offsets - offsets[0], np.asarray(column.flatten(), dtype=np.int32))
+
+
+def _factor_rows(column: pa.ListArray, n: int) -> np.ndarray:
+    """(n x rank) float32; rows of users without factors (unknown: scored by the fallback) are zeros."""
+    valid = np.asarray(column.is_valid(), dtype=bool)
+    values = np.asarray(column.flatten(), dtype=np.float32)
+    rank = len(values) // max(int(valid.sum()), 1)
+    out = np.zeros((n, rank), dtype=np.float32)
+    out[valid] = values.reshape(-1, rank) if len(values) else out[valid]
+    return out
+
+
+def _worker_model(key: str, payload: bytes) -> Recommender:
+    """The model for ``key``, unpickled once per Python worker process (Spark reuses workers)."""
+    if key not in _worker_models:
+        _worker_models.clear()  # one version at a time per worker
+        _worker_models[key] = pickle.loads(payload)
+    return _worker_models[key]
+
+
+def score_users(inputs: DataFrame, model: Recommender, *, version: str, k: int, partitions: int) -> DataFrame:
+    """Top-``k`` rows per user, by the scoring core on each partition's Arrow batches."""
+    import pyarrow as pa
+
+    payload = pickle.dumps(model.for_workers())
+    key = f"{version}:{len(payload)}"
+    has_factors = COL_FACTORS in inputs.columns
+    schema = pa.schema(
+        [
+            (COL_USER, pa.string()),
+            (COL_RANK, pa.int32()),
+            (COL_ITEM, pa.string()),
+            (COL_SCORE, pa.float64()),
+            (COL_VERSION, pa.string()),
+            (COL_SOURCE, pa.string()),
+        ]
+    )
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        worker_model = _worker_model(key, payload)
+        items = worker_model.index.item_array
+        for rb in batches:
+            n = rb.num_rows
+            ids = np.asarray(rb.column(COL_USER).to_pylist(), dtype=object)
+            codes = np.asarray(rb.column(COL_CODE).fill_null(-1), dtype=np.int64)
+            factors = _factor_rows(rb.column(COL_FACTORS), n) if has_factors else None
+            batch = UserBatch(codes=codes, seen=_ragged(rb.column(COL_SEEN)), factors=factors)
+            top = score_batch(worker_model, batch, k=k)
+            rows, ranks, item_codes, scores, fallback = top.long()
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(ids[rows], type=pa.string()),
+                    pa.array(ranks, type=pa.int32()),
+                    pa.array(items[item_codes], type=pa.string()),
+                    pa.array(scores.astype(np.float64)),
+                    pa.array(np.full(len(rows), version, dtype=object), type=pa.string()),
+                    pa.array(np.where(fallback, SOURCE_FALLBACK, SOURCE_MODEL).astype(object), type=pa.string()),
+                ],
+                schema=schema,
+            )
+
+    columns = [COL_USER, COL_CODE, COL_SEEN, *([COL_FACTORS] if has_factors else [])]
+    ordered = inputs.select(*columns).repartition(partitions, COL_USER).sortWithinPartitions(COL_USER)
+    return ordered.mapInArrow(score, schema=SCORES_SCHEMA)
+
+
+def partition_count(spark: SparkSession, n_users: int) -> int:
+    """Enough partitions to keep every core busy, few enough that each holds many Arrow batches."""
+    cores = spark.sparkContext.defaultParallelism
+    return max(1, min(cores * 4, n_users // 20_000 + 1))
+
+
+def run_batch_scoring(
+    spark: SparkSession,
+    *,
+    artifact_dir: Path,
+    request: ScoringRequest,
+    lake_root: Path | str,
+) -> dict[str, Any]:
+    """Score, validate and publish one day; returns the summary (also written beside the partition).
+
+    Idempotent per day: the staged output replaces the day's partition only after it passed the
+    suite; a failed run leaves the previous partition as it was and raises
+    :class:`recflow.score_publishing.ScoresRejected` after writing its report.
+    """
+    from recflow.score_publishing import publish_scores
+
+    try:
+        model = load_recommender(artifact_dir)
+    except Exception as exc:
+        raise ScoringError(f"the artifact of {request.version} at {artifact_dir} cannot be loaded: {exc}") from exc
+    lineage = _lineage(artifact_dir)
+    policy = SeenPolicy.from_dict(lineage.get("scoring"))
+    train_start = date.fromisoformat(lineage["window"]["start"]) if "window" in lineage else None
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_USERS))
+    interactions = read_interactions(spark, lake_root)
+    inputs = scoring_inputs(spark, interactions, artifact_dir, model, request, policy, train_start).cache()
+    try:
+        n_users = inputs.count()
+        if n_users == 0:
+            raise ScoringError(
+                f"no active users in the {request.active_days} day(s) up to {request.day} under {lake_root}"
+                + (f" among the {len(request.users)} requested" if request.users is not None else "")
+            )
+        scores = score_users(
+            inputs, model, version=request.version, k=request.k, partitions=partition_count(spark, n_users)
+        )
+        return publish_scores(
+            spark,
+            scores,
+            inputs=inputs,
+            model=model,
+            request=request,
+            policy=policy,
+            lake_root=lake_root,
+        )
+    finally:
+        inputs.unpersist()
+
+
+def _lineage(artifact_dir: Path) -> dict[str, Any]:
+    path = artifact_dir / "lineage.json"
+    if not path.is_file():
+        return {}
+    lineage: dict[str, Any] = json.loads(path.read_text())
+    return lineage
+
+
+def read_summary(lake_root: Path | str, day: date) -> dict[str, Any]:
+    """The summary the scoring job published with ``day``'s partition (what the DAG's check task reads)."""
+    from recflow.data.stores import join_uri, open_input
+
+    uri = join_uri(lake_root, scores_partition(day), SUMMARY_FILE)
+    try:
+        with open_input(uri) as stream:
+            summary: dict[str, Any] = json.loads(stream.read())
+    except FileNotFoundError as exc:
+        raise ScoringError(f"no scoring summary at {uri}: did the batch_score job publish {day}?") from exc
+    return summary
