@@ -18,7 +18,7 @@ import yaml
 from recflow.config import project_root
 
 _REQUIRED = ("name", "entry_point")
-_KNOWN = {*_REQUIRED, "description", "params", "search_space", "resources", "baseline"}
+_KNOWN = {*_REQUIRED, "description", "params", "search_space", "resources", "baseline", "scoring"}
 
 
 class SpecError(ValueError):
@@ -36,6 +36,8 @@ class ModelSpec:
     search_space: dict[str, list[Any]] = field(default_factory=dict)
     resources: dict[str, str] = field(default_factory=dict)
     baseline: bool = False
+    #: Scoring policy: ``exclude_seen`` (``lake`` or ``none``) and ``seen_lookback_days`` (see recflow.seen).
+    scoring: dict[str, Any] = field(default_factory=dict)
 
     def candidates(self, budget: int, seed: int) -> list[dict[str, Any]]:
         """Up to ``budget`` parameter sets: the defaults first, then seeded samples of the grid.
@@ -96,7 +98,22 @@ def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
         search_space=dict(space),
         resources={k: str(v) for k, v in (raw.get("resources") or {}).items()},
         baseline=bool(raw.get("baseline", False)),
+        scoring=_scoring(path, raw.get("scoring")),
     )
+
+
+def _scoring(path: Path, raw: Any) -> dict[str, Any]:
+    """The spec's ``scoring`` mapping, checked by the policy's own rules so a typo fails at load."""
+    from recflow.seen import SeenPolicy
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or set(raw) - {"exclude_seen", "seen_lookback_days"}:
+        raise SpecError(f"{path}: scoring takes exclude_seen and seen_lookback_days, got {raw!r}")
+    try:
+        return SeenPolicy.from_dict(raw).as_dict()
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{path}: scoring: {exc}") from exc
 
 
 def available_specs(directory: Path | None = None) -> list[str]:

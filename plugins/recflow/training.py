@@ -33,6 +33,7 @@ import pandas as pd
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER, DEFAULT_K
 from recflow.evaluation import evaluate
 from recflow.models.artifact import Recommender
+from recflow.seen import SeenPolicy
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -149,23 +150,28 @@ def check_training_frame(train: DataFrame, window: TrainingWindow) -> dict[str, 
     return counts
 
 
-def holdout_truth(test: DataFrame, recommender: Recommender) -> pd.DataFrame:
+def holdout_truth(test: DataFrame, recommender: Recommender, *, exclude_seen: bool = True) -> pd.DataFrame:
     """Distinct test pairs the model can be judged on (known user, known item, not seen in training)."""
-    return judgeable_pairs(cast(pd.DataFrame, test.select(COL_USER, COL_ITEM).distinct().toPandas()), recommender)
+    pairs = cast(pd.DataFrame, test.select(COL_USER, COL_ITEM).distinct().toPandas())
+    return judgeable_pairs(pairs, recommender, exclude_seen=exclude_seen)
 
 
-def judgeable_pairs(held_out: pd.DataFrame, recommender: Recommender) -> pd.DataFrame:
+def judgeable_pairs(held_out: pd.DataFrame, recommender: Recommender, *, exclude_seen: bool = True) -> pd.DataFrame:
     """The distinct held-out (user, item) pairs with a known user and item that the user did not have in
     training: the relevance the pipeline's hold-out and the quality benchmark both judge a model on.
 
     Why drop the rest: no model can rank an item it never saw, and a seen item is removed from every
-    ranking, so either kind of pair would only lower every model's score alike.
+    ranking, so either kind of pair would only lower every model's score alike. Under the spec's
+    ``exclude_seen: none`` policy (repeat purchases) seen items stay in the rankings, so repeat pairs
+    stay relevant (``exclude_seen=False``).
     """
     pairs = held_out[[COL_USER, COL_ITEM]].drop_duplicates()
     users = recommender.index.user_codes(pairs[COL_USER])
     items = recommender.index.item_codes(pairs[COL_ITEM])
     known = (users >= 0) & (items >= 0)
     pairs, users, items = pairs[known], users[known], items[known]
+    if not exclude_seen:
+        return pairs.reset_index(drop=True)
     seen = recommender.seen
     n_items = recommender.index.n_items
     seen_keys = np.repeat(np.arange(len(seen.indptr) - 1), np.diff(seen.indptr)) * n_items + seen.indices
@@ -174,9 +180,10 @@ def judgeable_pairs(held_out: pd.DataFrame, recommender: Recommender) -> pd.Data
 
 
 def score_holdout(
-    recommender: Recommender, truth: pd.DataFrame, k: int, also_k: Sequence[int] = ()
+    recommender: Recommender, truth: pd.DataFrame, k: int, also_k: Sequence[int] = (), *, exclude_seen: bool = True
 ) -> dict[str, float]:
-    """Ranking metrics at ``k`` (and at each of ``also_k``) over the full catalog, seen items removed.
+    """Ranking metrics at ``k`` (and at each of ``also_k``) over the full catalog, seen items removed
+    unless the spec's policy is ``exclude_seen: none`` (the same policy batch scoring applies).
 
     ``also_k`` exists so a run asked for, say, k=20 still reports the cut-off the promotion policy
     compares on (``ndcg@10``); one top-max(k) list serves every cut-off.
@@ -184,7 +191,7 @@ def score_holdout(
     if truth.empty:
         raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
     cutoffs = sorted({k, *also_k})
-    recs = recommender.recommend(truth[COL_USER].unique(), k=cutoffs[-1], exclude_seen=True)
+    recs = recommender.recommend(truth[COL_USER].unique(), k=cutoffs[-1], exclude_seen=exclude_seen)
     metrics: dict[str, float] = {}
     for cutoff in cutoffs:
         metrics.update(evaluate(truth, recs, k=cutoff, catalog=recommender.index.items))
@@ -218,6 +225,7 @@ def search(
     *,
     k: int,
     work_dir: Path,
+    exclude_seen: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Pick the parameters with the best validation nDCG@k; the hold-out is never touched.
 
@@ -239,7 +247,9 @@ def search(
         check_training_frame(inner_train, inner)  # once: the data is the same for every candidate
         for i, params in enumerate(candidates):
             model = fit(spark, inner_train, params, work_dir / f"trial-{i}")
-            metrics = score_holdout(model, holdout_truth(validation, model), k)
+            metrics = score_holdout(
+                model, holdout_truth(validation, model, exclude_seen=exclude_seen), k, exclude_seen=exclude_seen
+            )
             trials.append({"params": params, "validation": metrics})
     finally:
         inner_train.unpersist()
@@ -260,6 +270,7 @@ def run_training(
     k: int = DEFAULT_K,
     also_k: Sequence[int] = (),
     register: bool = False,
+    seen_policy: SeenPolicy | None = None,
 ) -> TrainingResult:
     """Train one family on ``window`` and leave a complete candidate in ``output_dir`` (and the registry).
 
@@ -274,6 +285,8 @@ def run_training(
     """
     from pyspark.sql import functions as F
 
+    policy = seen_policy or SeenPolicy()
+    exclude_seen = policy.exclude_seen != "none"
     timings: dict[str, float] = {}
     started = time.perf_counter()
     data = read_window(spark, lake_root, window)
@@ -289,14 +302,16 @@ def run_training(
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX.format(name=output_dir.name), dir=output_dir.parent))
     try:
         t0 = time.perf_counter()
-        params, trials = search(spark, fit, train, window, candidates, k=k, work_dir=staging / "work")
+        params, trials = search(
+            spark, fit, train, window, candidates, k=k, work_dir=staging / "work", exclude_seen=exclude_seen
+        )
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         model = fit(spark, train, params, staging / "work")
         timings["fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        truth = holdout_truth(test, model)
-        metrics = score_holdout(model, truth, k, also_k)
+        truth = holdout_truth(test, model, exclude_seen=exclude_seen)
+        metrics = score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen)
         timings["evaluate_s"] = time.perf_counter() - t0
         train.unpersist()
         model.save(staging / "artifact")  # type: ignore[attr-defined]
@@ -316,6 +331,7 @@ def run_training(
                 **counts,
             },
             "params": params,
+            "scoring": policy.as_dict(),
             "search": trials,
             "code_version": code_version(),
             "spark_application_id": spark.sparkContext.applicationId,
@@ -437,6 +453,7 @@ def _main(family: str, fit: Fitter, argv: list[str] | None) -> TrainingResult:
             k=args.k,
             also_k=args.also_k,
             register=args.register,
+            seen_policy=SeenPolicy.from_dict(spec.scoring),
         )
     finally:
         spark.stop()

@@ -310,14 +310,59 @@ def test_training_features_suite() -> None:
     assert info.value.validation.reason_counts == {"duplicate_pair": 1, "rating_not_positive": 1}
 
 
-def test_batch_scores_suite() -> None:
-    good = pd.DataFrame({COL_USER: ["u1", "u1", "u2"], COL_ITEM: ["a", "b", "a"], COL_SCORE: [0.9, 0.5, 0.7],
-                         COL_RANK: [1, 2, 1]})  # fmt: skip
-    assert validate_frame(good, SCORES_SUITE, {"k": 10}).success
-    bad = good.assign(**{COL_SCORE: [1.5, 0.5, 0.7], COL_RANK: [1, 1, 11]})
-    result = validate_frame(bad, SCORES_SUITE, {"k": 10}, raise_on_failure=False)
-    assert not result.success
-    assert {f["reason"] for f in result.failed} == {"score_out_of_range", "rank_out_of_range", "duplicate_rank"}
+def _score_check_frame() -> pd.DataFrame:
+    """A check frame as recflow.score_publishing builds it: u1 got 2 rows, u2 (a fallback user) 1, u3
+    is exhausted (one row with a null rank)."""
+    return pd.DataFrame(
+        {
+            COL_USER: ["u1", "u1", "u2", "u3"],
+            COL_RANK: [1, 2, 1, None],
+            COL_ITEM: ["a", "b", "a", None],
+            COL_SCORE: [-0.2, -0.5, 0.7, None],
+            "model_version": ["als-1", "als-1", "als-1", None],
+            "source": ["model", "model", "fallback", None],
+            "expected_rows": [2, 2, 1, 0],
+            "expected_source": ["model", "model", "fallback", "model"],
+            "user_rows": [2, 2, 1, 0],
+            "user_max_rank": [2, 2, 1, 0],
+            "score_drop": [None, 0.3, None, None],
+            "is_seen": [False, False, False, None],
+            "item_known": [True, True, True, None],
+            "source_matches": [True, True, True, None],
+            "score_finite": [True, True, True, None],
+            "model_score": [-0.2, -0.5, None, None],
+            "fallback_score": [None, None, 0.7, None],
+            "row_complete": [True, True, True, True],
+        }
+    )
+
+
+SCORE_PARAMS = {"k": 10, "version_set": ["als-1"], "score_min": -3.0e38, "score_max": 3.0e38}
+
+
+def test_batch_scores_suite_accepts_real_score_ranges_and_exhausted_users() -> None:
+    """ALS dot products are negative here and a user has no rows: both are valid."""
+    assert validate_frame(_score_check_frame(), SCORES_SUITE, SCORE_PARAMS).success
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"user_rows": [1, 1, 1, 0]}, "rows_per_user_not_min_k_unseen"),
+        ({"is_seen": [False, True, False, None]}, "seen_item_recommended"),
+        ({"score_drop": [None, -0.1, None, None]}, "scores_not_sorted_descending"),
+        ({"score_finite": [True, False, True, None]}, "score_not_finite"),
+        ({"fallback_score": [None, None, 3.0, None]}, "fallback_score_out_of_range"),
+        ({"model_version": ["als-1", "als-2", "als-1", None]}, "wrong_model_version"),
+        ({COL_RANK: [1, 1, 1, None]}, "duplicate_rank"),
+        ({COL_RANK: [1, 12, 1, None]}, "rank_out_of_range"),
+        ({"expected_rows": [2, 2, None, 0]}, "user_not_requested"),
+        ({"source_matches": [True, True, False, None]}, "wrong_source"),
+    ],
+)
+def test_batch_scores_suite_rejects(change: dict[str, list[Any]], reason: str) -> None:
+    result = validate_frame(_score_check_frame().assign(**change), SCORES_SUITE, SCORE_PARAMS, raise_on_failure=False)
+    assert reason in {f["reason"] for f in result.failed}, result.failed
 
 
 # --------------------------------------------------------------------------------- GX Spark engine

@@ -149,8 +149,7 @@ class AlsRecommender(Recommender):
         return np.einsum("nr,ncr->nc", np.asarray(rows, dtype=np.float32), self.item_factors[candidates])
 
     def for_workers(self) -> AlsRecommender:
-        slim = super().for_workers()
-        assert isinstance(slim, AlsRecommender)
+        slim = self.item_side_copy()
         slim.user_factors = np.zeros((0, self.item_factors.shape[1]), dtype=np.float32)
         return slim
 

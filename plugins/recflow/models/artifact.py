@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -182,9 +182,13 @@ class Recommender(ABC):
         return self._fallback
 
     def for_workers(self) -> Recommender:
-        """A copy holding only what scoring shipped users needs: the item side, the catalog ids and the
-        fallback. Batch workers get this, so their memory does not grow with the number of users
-        (the batch job ships each user's code, factor row and seen items with the batch)."""
+        """What batch workers receive. Default: the whole model. A family whose scores need only what
+        the batch ships with each user (code, factor row, seen items) returns :meth:`item_side_copy`,
+        so a worker's memory does not grow with the number of users."""
+        return self
+
+    def item_side_copy(self) -> Self:
+        """A shallow copy without the user ids and the training seen index (the fallback is kept)."""
         self.fallback_scores()  # computed from the full seen index before it is dropped
         slim = copy.copy(self)
         slim.index = IdIndex(users=(), items=self.index.items)

@@ -128,8 +128,7 @@ class HybridRecommender(Recommender):
         return self._blend(self.als.score_rows(batch), history @ self.ease)
 
     def for_workers(self) -> HybridRecommender:
-        slim = super().for_workers()
-        assert isinstance(slim, HybridRecommender)
+        slim = self.item_side_copy()
         slim.als = self.als.for_workers()
         return slim
 

@@ -263,6 +263,9 @@ class NcfRecommender(Recommender):
             out[start:stop] = np.asarray(pred, dtype=np.float32).reshape(-1)
         return out.reshape(n, c)
 
+    def for_workers(self) -> NcfRecommender:
+        return self.item_side_copy()
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.index.save(folder)

@@ -28,6 +28,9 @@ class PopularityRecommender(Recommender):
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.fallback_scores(), (len(user_codes), self.index.n_items))
 
+    def for_workers(self) -> PopularityRecommender:
+        return self.item_side_copy()
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.index.save(folder)

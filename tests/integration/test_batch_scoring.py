@@ -1,0 +1,161 @@
+"""Batch scoring on real Spark: seen items from the lake, exhausted and unknown users, validated publish.
+
+The lake is written directly as validated partitions; the model is a real ALS artifact (factors chosen
+so the test knows what it would rank first). Each run is the job's own ``run_batch_scoring``: the Spark
+joins, the ``mapInArrow`` workers, the GX suite on the staged files, and the publish.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recflow.batch_scoring import ScoringRequest, run_batch_scoring, scores_partition
+from recflow.constants import COL_ITEM, COL_TS, COL_USER
+from recflow.data.stores import LocalLake
+from recflow.models.als import AlsParams, AlsRecommender
+from recflow.models.artifact import IdIndex, SeenItems
+from recflow.score_publishing import ScoresRejected, reports_partition
+from recflow.scoring import ScoringError
+
+START = date(2026, 11, 1)
+TRAIN_DAYS = 3  # the model is trained on START .. START + 2
+DAY = START + timedelta(days=5)  # the scored day
+N_USERS, N_ITEMS, K = 60, 30, 5
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    from recflow.spark import get_spark
+
+    session = get_spark("test-batch-scoring", master="local[2]", conf={"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()
+
+
+def _write_day(lake: Path, day: date, pairs: list[tuple[str, str]]) -> None:
+    folder = lake / "interactions" / f"event_date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(pairs, columns=[COL_USER, COL_ITEM]).assign(**{COL_TS: pd.Timestamp(day, tz="UTC")})
+    frame.to_parquet(folder / "part-0.parquet", index=False)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A lake, an ALS artifact trained on its first days, and the facts the tests check against."""
+    root = tmp_path_factory.mktemp("batch")
+    lake = root / "lake"
+    rng = np.random.default_rng(7)
+    users = [f"u{n:03d}" for n in range(N_USERS)]
+    items = [f"i{n:03d}" for n in range(N_ITEMS)]
+    train_pairs = [(u, items[j]) for u in users for j in rng.choice(N_ITEMS, 4, replace=False)]
+    for d in range(TRAIN_DAYS):
+        _write_day(lake, START + timedelta(days=d), train_pairs[d::TRAIN_DAYS])
+    train = pd.DataFrame(train_pairs, columns=[COL_USER, COL_ITEM])
+    index = IdIndex.from_frame(train)
+    model = AlsRecommender(
+        index,
+        SeenItems.from_frame(train, index),
+        rng.standard_normal((index.n_users, 8)).astype(np.float32),
+        rng.standard_normal((index.n_items, 8)).astype(np.float32),
+        AlsParams(rank=8),
+    )
+    # After training: u000 buys the item the model ranks first for it among unseen ones; u001 buys
+    # everything (exhausted); "new-user" appears (unknown to the model: fallback).
+    scores = model.score(index.user_codes(["u000"]))[0]
+    scores[model.seen.ragged(index.user_codes(["u000"])).values] = -np.inf
+    later_item = index.items[int(np.argmax(scores))]
+    after = [("u000", later_item), *(("u001", i) for i in items), ("new-user", items[0])]
+    _write_day(lake, START + timedelta(days=4), after)
+    _write_day(lake, DAY, [(u, items[1]) for u in users[2:10]])
+    artifact = root / "artifact"
+    model.save(artifact)
+    (artifact / "lineage.json").write_text(json.dumps({"window": {"start": str(START)}}))
+    return {"lake": lake, "artifact": artifact, "later_item": later_item, "model": model}
+
+
+def _run(spark: Any, world: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    artifact = overrides.pop("artifact", world["artifact"])
+    request = ScoringRequest(**{"day": DAY, "version": "als-test", "k": K, "active_days": 3, **overrides})
+    return run_batch_scoring(spark, artifact_dir=artifact, request=request, lake_root=str(world["lake"]))
+
+
+@pytest.fixture(scope="module")
+def published(spark: Any, world: dict[str, Any]) -> dict[str, Any]:
+    summary = _run(spark, world)
+    scores = pd.read_parquet(world["lake"] / scores_partition(DAY))
+    return {"summary": summary, "scores": scores, "files": LocalLake(world["lake"]).files(scores_partition(DAY))}
+
+
+def test_item_bought_after_the_training_window_is_never_recommended(
+    published: dict[str, Any], world: dict[str, Any]
+) -> None:
+    scores = published["scores"]
+    u000 = scores[scores[COL_USER] == "u000"]
+    assert len(u000) == K and world["later_item"] not in set(u000[COL_ITEM])
+    lake = pd.read_parquet(world["lake"] / "interactions")
+    seen = lake[[COL_USER, COL_ITEM]].drop_duplicates()
+    assert scores.merge(seen, on=[COL_USER, COL_ITEM]).empty, "a seen (user, item) pair was recommended"
+
+
+def test_user_who_saw_every_item_is_counted_exhausted_not_failed(published: dict[str, Any]) -> None:
+    summary = published["summary"]
+    assert summary["users_exhausted"] == 1
+    assert "u001" not in set(published["scores"][COL_USER])
+    assert summary["users_scored"] + summary["users_exhausted"] == summary["active_users"]
+
+
+def test_unknown_user_gets_marked_fallback_rows_in_unit_range(published: dict[str, Any]) -> None:
+    scores = published["scores"]
+    new = scores[scores[COL_USER] == "new-user"]
+    assert len(new) == K and set(new["source"]) == {"fallback"}
+    assert new["score"].between(0, 1).all() and new["score"].is_monotonic_decreasing
+    assert set(scores.loc[scores[COL_USER] != "new-user", "source"]) == {"model"}
+    assert published["summary"]["users_fallback"] == 1
+
+
+def test_rows_are_one_version_ranked_and_sorted(published: dict[str, Any]) -> None:
+    scores = published["scores"]
+    assert list(scores.columns) == ["user_id", "rank", "item_id", "score", "model_version", "source"]
+    assert set(scores["model_version"]) == {"als-test"}
+    assert not scores.duplicated([COL_USER, "rank"]).any() and np.isfinite(scores["score"]).all()
+    assert (scores.groupby(COL_USER)["score"].diff().dropna() <= 0).all()
+
+
+def test_re_run_writes_byte_identical_partition(spark: Any, world: dict[str, Any], published: dict[str, Any]) -> None:
+    _run(spark, world)
+    assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
+
+
+def test_output_failing_the_suite_keeps_the_previous_partition(
+    spark: Any, world: dict[str, Any], published: dict[str, Any], tmp_path: Path
+) -> None:
+    """A broken model (NaN factors for some users) yields fewer rows than min(k, unseen): rejected."""
+    model: AlsRecommender = world["model"]
+    factors = model.user_factors.copy()
+    factors[:5] = np.nan
+    broken = AlsRecommender(model.index, model.seen, factors, model.item_factors, model.params)
+    broken.save(tmp_path / "broken")
+    (tmp_path / "broken" / "lineage.json").write_text((world["artifact"] / "lineage.json").read_text())
+    with pytest.raises(ScoresRejected, match="rows_per_user_not_min_k_unseen") as info:
+        _run(spark, world, artifact=tmp_path / "broken")
+    assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
+    report = json.loads((world["lake"] / reports_partition(DAY) / "report.json").read_text())
+    assert report["published"] is False and info.value.report_uri.endswith(reports_partition(DAY))
+
+
+def test_window_without_active_users_fails_clearly(spark: Any, world: dict[str, Any]) -> None:
+    with pytest.raises(ScoringError, match="no active users in the 1 day"):
+        _run(spark, world, day=DAY + timedelta(days=3), active_days=1)
+
+
+def test_empty_day_inside_the_active_window_still_scores(spark: Any, world: dict[str, Any]) -> None:
+    summary = _run(spark, world, day=DAY + timedelta(days=1), active_days=2, users=("u002", "u003"))
+    assert summary["active_users"] == 2 and summary["rows"] == 2 * K
