@@ -11,7 +11,7 @@ RECFLOW := $(VENV)/bin/recflow
 PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
-        lint typecheck bench bench-quality bench-data bench-streaming clean
+        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,7 +56,7 @@ lint: venv  ## ruff (incl. AIR3) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-quality bench-data bench-streaming  ## every benchmark; results under bench/results/
+bench: bench-quality bench-data bench-streaming bench-scoring  ## every benchmark; results under bench/results/
 
 bench-quality: venv  ## MovieLens-100K quality and fit time vs the published numbers
 	$(PY) bench/quality.py
@@ -66,6 +66,9 @@ bench-data: venv  ## validation and ingestion throughput and peak memory
 
 bench-streaming: venv check-tools  ## streaming engines on the real broker: latency, throughput, 0 lost, swap pause
 	$(PY) bench/streaming.py
+
+bench-scoring: venv check-tools  ## batch scoring vs recommendForAllUsers and the GEMM limits (10^4..10^6 users)
+	$(PY) bench/scoring.py $(BENCH_SCORING_ARGS)
 
 clean: services-down  ## stop services and delete local state (.recflow/)
 	rm -rf .recflow

@@ -1,0 +1,456 @@
+"""Batch-scoring benchmark: recflow's job path against Spark's recommendForAllUsers and the GEMM limits.
+
+Launch (``make bench-scoring`` runs this):
+    .venv/bin/python bench/scoring.py --sizes 10000 100000 1000000 --out bench/results
+
+Shapes: ``users`` x 10^4 items, rank 64, float32 factors drawn from a fixed seed; every user has 20
+distinct seen items in the lake (spread over 2 days), k = 10. Each method runs in a fresh child process
+so its peak memory is its own. Methods (rows of the table):
+
+* ``recflow``: the real job, ``recflow.batch_scoring.run_batch_scoring`` on ``local[2]``: active users
+  and seen arrays from the lake, users joined to their factor rows from the artifact's Parquet,
+  ``mapInArrow`` scoring core, staged Parquet write, the ``batch_scores`` GX suite on the staged files,
+  publish. ``peak_rss_mb`` = the largest peak RSS (VmHWM) of any Python worker (what must stay flat).
+* ``recflow_score_write``: the same run's scoring stage only (join -> score -> staged Parquet written),
+  read from the job's log line, to separate scoring from validation.
+* ``spark_recommend_for_all_users``: a Spark ``ALSModel`` holding the same factors (a tiny fitted model
+  whose factor Parquet is replaced, then loaded), ``recommendForAllUsers(10)`` written to Parquet (the
+  write materialises it). Plain: no seen removal. ``peak_rss_mb`` = the JVM's VmHWM.
+* ``gemm_limit``: ``U @ I.T`` in blocks of 4096 users, multithreaded BLAS over all cores, nothing else.
+* ``gemm_topk_limit``: one process per core, single-threaded BLAS, each GEMM + ``argpartition`` top-10 +
+  sort of the 10 on its share of users (no seen removal). ``peak_rss_mb`` = the largest child's.
+* ``ncf_rerank`` / ``ncf_model_predict``: NeuMF re-ranking 200 candidates per user with the scoring core,
+  against ``model.predict`` on exactly the same (user, item) pairs; ``users`` = users re-ranked.
+
+seconds = wall time of the measured step (data generation, Spark start-up and imports excluded);
+users/s = users / seconds. The 1-minute load average before and after each method is recorded: the
+machine is shared, so read the numbers with it. Writes scoring.json, scoring.md and scoring.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+N_ITEMS, RANK, SEEN, K = 10_000, 64, 20, 10
+NCF_USERS, NCF_CANDIDATES = 2_000, 200
+
+
+def _factors(n_users: int) -> tuple[Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(42)
+    items = (rng.standard_normal((N_ITEMS, RANK)) / 8).astype(np.float32)
+    users = (rng.standard_normal((n_users, RANK)) / 8).astype(np.float32)
+    return users, items
+
+
+def _work(n_users: int) -> Path:
+    from recflow.config import state_dir
+
+    return state_dir() / "bench-scoring" / f"users={n_users}"
+
+
+def _vmhwm_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"VmHWM:\s+(\d+) kB", text)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def _descendants(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _prepare(n_users: int) -> dict[str, Any]:
+    """Lake (20 seen items per user over 2 days) and an ALS artifact with the benchmark's factors."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recflow.constants import COL_ITEM, COL_TS, COL_USER
+    from recflow.models.als import AlsParams, AlsRecommender
+    from recflow.models.artifact import IdIndex, SeenItems
+
+    work = _work(n_users)
+    done = work / "prepared.json"
+    if done.is_file():
+        return dict(json.loads(done.read_text()))
+    shutil.rmtree(work, ignore_errors=True)
+    users_f, items_f = _factors(n_users)
+    users = [f"u{n:07d}" for n in range(n_users)]
+    items = [f"i{n:05d}" for n in range(N_ITEMS)]
+    rng = np.random.default_rng(7)
+    # 20 distinct items per user: a random offset and stride modulo the catalog (no per-user loop)
+    start = rng.integers(0, N_ITEMS, n_users)[:, None]
+    seen = (start + np.arange(SEEN)[None, :] * 37) % N_ITEMS
+    user_col = np.repeat(np.asarray(users, dtype=object), SEEN)
+    item_col = np.asarray(items, dtype=object)[seen.reshape(-1)]
+    lake = work / "lake"
+    for d, day in enumerate(("2026-11-01", "2026-11-02")):
+        folder = lake / "interactions" / f"event_date={day}"
+        folder.mkdir(parents=True)
+        half = slice(d, None, 2)
+        ts = pa.array(np.full(len(user_col[half]), np.datetime64(day, "us")), type=pa.timestamp("us", tz="UTC"))
+        table = pa.table({COL_USER: user_col[half], COL_ITEM: item_col[half], COL_TS: ts})
+        pq.write_table(table, folder / "part-0.parquet")
+    # The artifact's seen index is the training one; the job never reads it (it uses the lake's).
+    index = IdIndex(users=tuple(users), items=tuple(items))
+    training = SeenItems(indptr=np.arange(n_users + 1, dtype=np.int64) * 1, indices=seen[:, 0].astype(np.int32))
+    model = AlsRecommender(index, training, users_f, items_f, AlsParams(rank=RANK))
+    artifact = work / "artifact"
+    model.save(artifact)
+    (artifact / "lineage.json").write_text(json.dumps({"window": {"start": "2026-11-01"}}))
+    info = {"lake": str(lake), "artifact": str(artifact)}
+    done.write_text(json.dumps(info))
+    return info
+
+
+# ------------------------------------------------------------------------------------------- methods
+
+
+def _recflow(n_users: int) -> dict[str, Any]:
+    import logging
+    from datetime import date
+
+    from recflow.batch_scoring import ScoringRequest, run_batch_scoring
+    from recflow.spark import get_spark
+
+    info = _prepare(n_users)
+    log_lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            log_lines.append(record.getMessage())
+
+    logging.getLogger("recflow").addHandler(Keep())
+    logging.getLogger("recflow").setLevel(logging.INFO)
+    spark = get_spark("bench-scoring", master="local[2]", conf={"spark.driver.memory": "6g"})
+    try:
+        request = ScoringRequest(day=date(2026, 11, 2), version="als-bench", k=K, active_days=2)
+        t0 = time.perf_counter()
+        summary = run_batch_scoring(spark, artifact_dir=Path(info["artifact"]), request=request, lake_root=info["lake"])
+        seconds = time.perf_counter() - t0
+        jvm = spark.sparkContext._gateway.proc.pid if spark.sparkContext._gateway.proc else os.getpid()  # type: ignore[union-attr]
+        workers = [p for p in _descendants(jvm) if "python" in p.name()]
+        worker_peak = max((_vmhwm_mb(p.pid) for p in workers), default=0.0)
+    finally:
+        spark.stop()
+    staged = next(
+        (float(m.group(1)) for line in log_lines if (m := re.search(r"scored and staged \S+ in ([\d.]+) s", line))),
+        None,
+    )
+    assert summary["rows"] == n_users * K, summary
+    out = {"seconds": seconds, "peak_rss_mb": worker_peak, "python_workers": len(workers), "summary": summary}
+    if staged is not None:
+        out["score_write_seconds"] = staged
+    return out
+
+
+def _spark_recommend(n_users: int) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+    from pyspark.ml.recommendation import ALS, ALSModel
+
+    from recflow.spark import get_spark
+
+    work = _work(n_users) / "spark-als"
+    shutil.rmtree(work, ignore_errors=True)
+    users_f, items_f = _factors(n_users)
+    spark = get_spark("bench-als", master="local[2]", conf={"spark.driver.memory": "6g"})
+    try:
+        tiny = spark.createDataFrame(pd.DataFrame({"u": [0, 1], "i": [0, 1], "r": [1.0, 1.0]}))
+        ALS(rank=RANK, maxIter=1, userCol="u", itemCol="i", ratingCol="r", implicitPrefs=True).fit(tiny).save(str(work))
+        for name, mat in (("userFactors", users_f), ("itemFactors", items_f)):
+            shutil.rmtree(work / name)
+            frame = pd.DataFrame({"id": np.arange(len(mat), dtype=np.int32), "features": list(mat)})
+            spark.createDataFrame(frame, "id int, features array<float>").write.parquet(str(work / name))
+        model = ALSModel.load(str(work))
+        t0 = time.perf_counter()
+        model.recommendForAllUsers(K).write.mode("overwrite").parquet(str(work / "recs"))
+        seconds = time.perf_counter() - t0
+        jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[union-attr]
+        peak = _vmhwm_mb(jvm)
+    finally:
+        spark.stop()
+    return {"seconds": seconds, "peak_rss_mb": peak, "ran": "ALSModel.recommendForAllUsers(10).write.parquet"}
+
+
+def _gemm(n_users: int) -> dict[str, Any]:
+    users_f, items_f = _factors(n_users)
+    item_t = items_f.T.copy()
+    t0 = time.perf_counter()
+    for start in range(0, n_users, 4096):
+        users_f[start : start + 4096] @ item_t
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "peak_rss_mb": _vmhwm_mb(os.getpid())}
+
+
+def _gemm_topk_share(n_users: int, part: int, parts: int) -> dict[str, Any]:
+    import numpy as np
+
+    users_f, items_f = _factors(n_users)
+    mine = np.ascontiguousarray(users_f[part::parts])
+    del users_f
+    item_t = items_f.T.copy()
+    t0 = time.perf_counter()
+    for start in range(0, len(mine), 1024):
+        scores = mine[start : start + 1024] @ item_t
+        top = np.argpartition(scores, N_ITEMS - K, axis=1)[:, N_ITEMS - K :]
+        vals = np.take_along_axis(scores, top, axis=1)
+        np.take_along_axis(top, np.argsort(-vals, axis=1), axis=1)
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": _vmhwm_mb(os.getpid())}
+
+
+def _ncf() -> dict[str, Any]:
+    import numpy as np
+
+    from recflow.models.artifact import IdIndex, SeenItems
+    from recflow.models.ncf import NcfParams, NcfRecommender, build_neumf
+    from recflow.scoring import Ragged, UserBatch, popular_candidates, score_batch
+
+    params = NcfParams()
+    index = IdIndex(users=tuple(f"u{n}" for n in range(NCF_USERS)), items=tuple(f"i{n}" for n in range(N_ITEMS)))
+    rng = np.random.default_rng(3)
+    seen = SeenItems(
+        indptr=np.arange(NCF_USERS + 1, dtype=np.int64), indices=rng.integers(0, N_ITEMS, NCF_USERS).astype(np.int32)
+    )
+    model = NcfRecommender(index, seen, build_neumf(NCF_USERS, N_ITEMS, params), params)
+    codes = np.arange(NCF_USERS, dtype=np.int64)
+    batch = UserBatch(codes=codes, seen=Ragged.empty(NCF_USERS))
+    cands = popular_candidates(model, NCF_CANDIDATES)
+    score_batch(model, batch.take(np.arange(16)), k=K)  # warm-up (graph tracing)
+    t0 = time.perf_counter()
+    score_batch(model, batch, k=K)
+    rerank = time.perf_counter() - t0
+    users = np.repeat(codes.astype(np.int32), len(cands))
+    items = np.tile(cands, NCF_USERS)
+    model.model.predict({"user": users[:1000], "item": items[:1000]}, verbose=0)
+    t0 = time.perf_counter()
+    model.model.predict({"user": users, "item": items}, batch_size=65536, verbose=0)
+    predict = time.perf_counter() - t0
+    return {
+        "rerank_seconds": rerank,
+        "predict_seconds": predict,
+        "pairs": len(users),
+        "peak_rss_mb": _vmhwm_mb(os.getpid()),
+    }
+
+
+def child(method: str, n_users: int, part: int = 0, parts: int = 1) -> dict[str, Any]:
+    if method == "recflow":
+        return _recflow(n_users)
+    if method == "spark_recommend_for_all_users":
+        return _spark_recommend(n_users)
+    if method == "gemm_limit":
+        return _gemm(n_users)
+    if method == "gemm_topk_share":
+        return _gemm_topk_share(n_users, part, parts)
+    if method == "ncf":
+        return _ncf()
+    raise SystemExit(f"unknown method {method}")
+
+
+# ------------------------------------------------------------------------------------------- driver
+
+
+def _spawn(method: str, n_users: int, env: dict[str, str], part: int = 0, parts: int = 1) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--users",
+        str(n_users),
+        "--part",
+        str(part),
+        "--parts",
+        str(parts),
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def _result(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed with {proc.returncode}")
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _row(
+    method: str, users: int, seconds: float, peak: float, load: tuple[float, float], **extra: Any
+) -> dict[str, Any]:
+    return {"method": method, "users": users, "seconds": round(seconds, 3), "users_per_s": round(users / seconds, 1),
+            "peak_rss_mb": round(peak, 1), "load_before": load[0], "load_after": load[1], **extra}  # fmt: skip
+
+
+def measure(n_users: int) -> list[dict[str, Any]]:
+    cores = os.cpu_count() or 1
+    base = {**os.environ}
+    single = {**base, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    rows = []
+    _prepare(n_users)
+    for method in ("gemm_limit", "gemm_topk_limit", "recflow", "spark_recommend_for_all_users"):
+        before = os.getloadavg()[0]
+        if method == "gemm_topk_limit":
+            t0 = time.perf_counter()
+            parts = [_spawn("gemm_topk_share", n_users, single, p, cores) for p in range(cores)]
+            results = [_result(p) for p in parts]
+            # Wall time of the slowest share (the children start together; generation excluded).
+            seconds = max(r["seconds"] for r in results)
+            peak = max(r["peak_rss_mb"] for r in results)
+            rows.append(_row(method, n_users, seconds, peak, (before, os.getloadavg()[0]), processes=cores,
+                             wall_with_startup=round(time.perf_counter() - t0, 1)))  # fmt: skip
+            continue
+        env = single if method == "recflow" else base
+        r = _result(_spawn(method, n_users, env))
+        load = (before, os.getloadavg()[0])
+        extra = {k: v for k, v in r.items() if k not in ("seconds", "peak_rss_mb", "score_write_seconds")}
+        rows.append(_row(method, n_users, r["seconds"], r["peak_rss_mb"], load, **extra))
+        if "score_write_seconds" in r:
+            rows.append(_row("recflow_score_write", n_users, r["score_write_seconds"], r["peak_rss_mb"], load))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def ups(method: str, users: int) -> float | None:
+        return next((r["users_per_s"] for r in rows if r["method"] == method and r["users"] == users), None)
+
+    out = []
+    for users in (100_000, 1_000_000):
+        ours, spark = ups("recflow", users), ups("spark_recommend_for_all_users", users)
+        if ours and spark:
+            out.append(
+                {
+                    "goal": f"recflow >= 3x spark_recommend_for_all_users at {users}",
+                    "value": round(ours / spark, 2),
+                    "met": ours >= 3 * spark,
+                }
+            )
+    for r in rows:
+        if r["method"] == "recflow":
+            limit = ups("gemm_topk_limit", r["users"])
+            if limit:
+                out.append(
+                    {
+                        "goal": f"recflow >= 0.6x gemm_topk_limit at {r['users']}",
+                        "value": round(r["users_per_s"] / limit, 2),
+                        "met": r["users_per_s"] >= 0.6 * limit,
+                    }
+                )
+    a, b = ups("recflow", 100_000), ups("recflow", 1_000_000)
+    if a and b:
+        out.append({"goal": "recflow users/s at 1e6 within 20% of 1e5", "value": round(b / a, 2), "met": b >= 0.8 * a})
+    peaks = {r["users"]: r["peak_rss_mb"] for r in rows if r["method"] == "recflow"}
+    if len(peaks) >= 2:
+        lo, hi = peaks[min(peaks)], peaks[max(peaks)]
+        out.append(
+            {
+                "goal": "per-worker peak RSS flat in users (largest <= 1.25x smallest size's)",
+                "value": f"{lo:.0f} -> {hi:.0f} MB",
+                "met": hi <= 1.25 * lo,
+            }
+        )
+    ncf = next((r for r in rows if r["method"] == "ncf_rerank"), None)
+    pred = next((r for r in rows if r["method"] == "ncf_model_predict"), None)
+    if ncf and pred:
+        out.append(
+            {
+                "goal": "NCF re-rank >= 0.6x in-process model.predict on the same pairs",
+                "value": round(pred["seconds"] / ncf["seconds"], 2),
+                "met": pred["seconds"] / ncf["seconds"] >= 0.6,
+            }
+        )
+    return out  # fmt: skip
+
+
+def write(rows: list[dict[str, Any]], out_dir: Path, sizes: list[int]) -> None:
+    import numpy as np
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    met = goals(rows)
+    doc = {
+        "rows": rows,
+        "goals": met,
+        "sizes_requested": sizes,
+        "shape": {"items": N_ITEMS, "rank": RANK, "seen_per_user": SEEN, "k": K},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "numpy": np.__version__,
+        "definitions": __doc__,
+    }
+    (out_dir / "scoring.json").write_text(json.dumps(doc, indent=2, default=str))
+    lines = ["# Batch scoring benchmark", "", f"{N_ITEMS} items, rank {RANK}, {SEEN} seen items per user, k={K}; "
+             f"{os.cpu_count()} cores (shared). Definitions: `bench/scoring.py` docstring.", "",
+             "| method | users | seconds | users/s | peak RSS MB | load 1m before/after |", "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['users']} | {r['seconds']} | {r['users_per_s']} | {r['peak_rss_mb']} | {r['load_before']:.1f} / {r['load_after']:.1f} |"
+        )
+    lines += ["", "| goal | value | met |", "|---|---|---|"]
+    lines += [f"| {g['goal']} | {g['value']} | {'met' if g['met'] else 'NOT met'} |" for g in met]
+    (out_dir / "scoring.md").write_text("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in ("recflow", "recflow_score_write", "spark_recommend_for_all_users", "gemm_limit", "gemm_topk_limit"):
+        pts = sorted((r["users"], r["users_per_s"]) for r in rows if r["method"] == method)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=method)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("users")
+    ax.set_ylabel("users / s")
+    ax.set_title(f"Batch scoring, {N_ITEMS} items, rank {RANK}, k={K}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "scoring.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--child")
+    parser.add_argument("--users", type=int, default=0)
+    parser.add_argument("--part", type=int, default=0)
+    parser.add_argument("--parts", type=int, default=1)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.users, args.part, args.parts), default=str))
+        return
+    rows: list[dict[str, Any]] = []
+    before = os.getloadavg()[0]
+    r = _result(_spawn("ncf", 0, {**os.environ}))
+    load = (before, os.getloadavg()[0])
+    rows.append(_row("ncf_rerank", NCF_USERS, r["rerank_seconds"], r["peak_rss_mb"], load, pairs=r["pairs"]))
+    rows.append(_row("ncf_model_predict", NCF_USERS, r["predict_seconds"], r["peak_rss_mb"], load, pairs=r["pairs"]))
+    for n in args.sizes:
+        rows += measure(n)
+        write(rows, args.out, args.sizes)  # after every size, so a long run keeps what it measured
+    write(rows, args.out, args.sizes)
+    print((args.out / "scoring.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
