@@ -397,12 +397,19 @@ def write(rows: list[dict[str, Any]], out_dir: Path, sizes: list[int]) -> None:
         "definitions": __doc__,
     }
     (out_dir / "scoring.json").write_text(json.dumps(doc, indent=2, default=str))
-    lines = ["# Batch scoring benchmark", "", f"{N_ITEMS} items, rank {RANK}, {SEEN} seen items per user, k={K}; "
-             f"{os.cpu_count()} cores (shared). Definitions: `bench/scoring.py` docstring.", "",
-             "| method | users | seconds | users/s | peak RSS MB | load 1m before/after |", "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    lines = [
+        "# Batch scoring benchmark",
+        "",
+        f"{N_ITEMS} items, rank {RANK}, {SEEN} seen items per user, k={K}; {os.cpu_count()} cores (shared). "
+        "Definitions: `bench/scoring.py` docstring.",
+        "",
+        "| method | users | seconds | users/s | peak RSS MB | load 1m before/after |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
+        load = f"{r['load_before']:.1f} / {r['load_after']:.1f}"
         lines.append(
-            f"| {r['method']} | {r['users']} | {r['seconds']} | {r['users_per_s']} | {r['peak_rss_mb']} | {r['load_before']:.1f} / {r['load_after']:.1f} |"
+            f"| {r['method']} | {r['users']} | {r['seconds']} | {r['users_per_s']} | {r['peak_rss_mb']} | {load} |"
         )
     lines += ["", "| goal | value | met |", "|---|---|---|"]
     lines += [f"| {g['goal']} | {g['value']} | {'met' if g['met'] else 'NOT met'} |" for g in met]
