@@ -9,6 +9,7 @@ same request is counted as a duplicate, never as a new answer (at-least-once del
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -20,6 +21,9 @@ import numpy as np
 
 from recflow.config import KafkaSettings
 from recflow.events import encode, kafka_producer
+
+#: librdkafka logs (e.g. "connection refused" during a broker outage) go to Python logging, not stderr.
+_LIBRDKAFKA = logging.getLogger("recflow.scorer.client.librdkafka")
 
 
 @dataclass
@@ -93,6 +97,7 @@ class AnswerListener:
                 "group.id": f"recflow-client-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 5,
+                "logger": _LIBRDKAFKA,
             }
         )
         listen_from_end(self._consumer, kafka.score_results_topic)
@@ -103,7 +108,12 @@ class AnswerListener:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for msg in self._consumer.consume(1000, 0.05):
+            # poll-then-drain: consume(n, timeout) would wait the whole timeout for n messages, and that
+            # wait would be counted as the scorer's latency
+            first = self._consumer.poll(0.05)
+            if first is None:
+                continue
+            for msg in [first, *self._consumer.consume(1000, 0)]:
                 key = msg.key()
                 if msg.error() is not None or key is None:
                     continue
@@ -145,7 +155,7 @@ def send_requests(
         raise ValueError("send_requests needs at least one user id")
     run = run or uuid.uuid4().hex[:8]
     picks = np.random.default_rng(seed).choice(np.asarray(users, dtype=object), size=n)
-    producer = producer or kafka_producer(kafka, **{"message.timeout.ms": 0})
+    producer = producer or kafka_producer(kafka, **{"message.timeout.ms": 0, "logger": _LIBRDKAFKA})
     sent: dict[bytes, float] = {}
     began = time.perf_counter()
     for i, user in enumerate(picks):
