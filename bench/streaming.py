@@ -191,7 +191,7 @@ def spark_engine(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from recflow.airflow_env import pyspark_home
     from recflow.services import spark_kafka_jars
-    from recflow.services.process import start_detached, stop_group
+    from recflow.services.process import group_members, start_detached, stop_group
 
     jars = ",".join(str(j) for j in spark_kafka_jars())
     base = [
@@ -204,7 +204,8 @@ def spark_engine(
         "spark.ui.enabled=false",
         str(ROOT / "bench" / "spark_candidate.py"),
     ]
-    env = {**os.environ, "RECFLOW_MODELS_BUCKET": BUCKET}
+    env = {**os.environ, "RECFLOW_MODELS_BUCKET": BUCKET, "PYSPARK_PYTHON": sys.executable}
+    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
     rows = []
     ready = tmp / "spark.ready"
     rec = start_detached(
@@ -216,7 +217,7 @@ def spark_engine(
     )
     try:
         deadline = time.monotonic() + 240
-        while not ready.exists() and time.monotonic() < deadline:
+        while not ready.exists() and time.monotonic() < deadline and group_members(rec.pid):
             time.sleep(0.5)
         if not ready.exists():
             raise RuntimeError(f"the Spark candidate did not start; log: {tmp / 'spark.log'}")
