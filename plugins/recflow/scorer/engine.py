@@ -255,9 +255,16 @@ class Scorer:
         answered, failed = self._score(model, requests)
         rejections += failed
         scoring_ms = round((time.perf_counter() - began) * 1000, 3)
-        timing = {"received_at_ms": received, "scoring_ms": scoring_ms, "batch_size": len(messages)}
-        self._in_flight.append(batch)
         now = self.clock_ms()
+        timing = {
+            "received_at_ms": received,
+            "scoring_ms": scoring_ms,
+            "batch_size": len(messages),
+            "answered_at_ms": now,
+        }
+        self._in_flight.append(batch)
+        by_source: dict[str, int] = {}
+        topic = self.kafka.score_results_topic
         for request, body in answered:
             try:
                 value = encode_answer(
@@ -266,17 +273,19 @@ class Scorer:
                     scores=body.scores,
                     source=body.source,
                     model_version=model.version,
-                    timing={**timing, "answered_at_ms": now},
+                    timing=timing,
                 )
             except Exception as exc:
                 rejections.append(_rejected(request, Reason.INTERNAL_ERROR, f"could not encode the answer: {exc!r}"))
                 continue
-            self._produce(batch, self.kafka.score_results_topic, request.key, value, None)
-            self.metrics.answers.labels(source=body.source).inc()
+            self._produce(batch, topic, request.key, value, None)
+            by_source[body.source] = by_source.get(body.source, 0) + 1
             self.metrics.latency.observe(max(now - request.timestamp_ms, 0) / 1000)
-        self.counts["answers"] += len(answered)
+        for source, count in by_source.items():
+            self.metrics.answers.labels(source=source).inc(count)
+        self.counts["answers"] += sum(by_source.values())
         for rejection in rejections:
-            self._reject(batch, rejection, model, {**timing, "answered_at_ms": now})
+            self._reject(batch, rejection, model, timing)
 
     def _score(self, model: ServingModel, requests: list[Request]) -> tuple[list[tuple[Request, Any]], list[Rejection]]:
         """Score the whole batch in one call; if that fails, find the failing requests one by one."""

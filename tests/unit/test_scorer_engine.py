@@ -1,0 +1,105 @@
+"""The engine's delivery bookkeeping: offsets are committed only once answers are acknowledged.
+
+A real broker acknowledges at once, so the order "produce, acknowledge, commit" cannot be observed
+against it, nor can a refused delivery be provoked: these fakes hold deliveries back or fail them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recflow.config import KafkaSettings
+from recflow.models.artifact import load_recommender
+from recflow.models.synthetic import random_als
+from recflow.scorer.engine import EngineConfig, Scorer
+from recflow.scorer.metrics import ScorerMetrics
+from recflow.scorer.models import ChampionFollower, ServingModel
+
+
+class FakeMessage:
+    def __init__(self, value: bytes | None, offset: int, key: bytes | None = None) -> None:
+        self._value, self._offset, self._key = value, offset, key
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 0)
+
+
+class FakeProducer:
+    """Keeps delivery callbacks until the test releases them, optionally with an error."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[str, Any]] = []
+        self.produced: list[tuple[str, bytes | None, bytes | None]] = []
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Any, on_delivery: Any) -> None:
+        self.produced.append((topic, key, value))
+        self.waiting.append((topic, on_delivery))
+
+    def deliver(self, error: Any = None) -> None:
+        waiting, self.waiting = self.waiting, []
+        for _topic, callback in waiting:
+            callback(error, None)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.waiting)
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[list[tuple[int, int]]] = []
+
+    def commit(self, offsets: Any, asynchronous: bool) -> None:
+        self.commits.append([(tp.partition, tp.offset) for tp in offsets])
+
+
+@pytest.fixture
+def scorer(tmp_path: Path) -> Scorer:
+    random_als(tmp_path / "m", n_users=20, n_items=10, rank=4, seen_per_user=2)
+    follower = ChampionFollower(registry=None, cache_root=tmp_path)  # type: ignore[arg-type]
+    follower.current = ServingModel("v1", load_recommender(tmp_path / "m"), tmp_path / "m")
+    engine = Scorer(KafkaSettings("unused:1"), follower, ScorerMetrics(), config=EngineConfig(commit_interval_s=0))
+    engine.producer, engine.consumer = FakeProducer(), FakeConsumer()
+    return engine
+
+
+def test_offsets_are_committed_only_after_every_answer_is_acknowledged(scorer: Scorer) -> None:
+    good = b'{"request_id": "r1", "user_id": "u1", "k": 3}'
+    scorer._handle([FakeMessage(good, 10, b"k1"), FakeMessage(b"{bad", 11, b"k2")])
+    scorer._housekeeping()
+    assert scorer.consumer.commits == []  # answer, error answer and dead letter are all still in flight
+    topics = [t for t, _, _ in scorer.producer.produced]
+    assert topics.count("recflow.score-results") == 2 and topics.count("recflow.score-requests-dlq") == 1
+    scorer.producer.deliver()
+    scorer._housekeeping()
+    assert scorer.consumer.commits == [[(0, 12)]]
+
+
+def test_a_failed_delivery_is_retried_then_stops_the_scorer_without_committing(scorer: Scorer) -> None:
+    scorer._handle([FakeMessage(b'{"request_id": "r1", "user_id": "u1"}', 5, b"k")])
+    for _ in range(scorer.config.delivery_attempts):
+        scorer.producer.deliver(error="broker said no")
+        scorer._housekeeping()
+    assert scorer._fatal is not None and "after 5 attempts" in scorer._fatal
+    assert len(scorer.producer.produced) == scorer.config.delivery_attempts  # the same answer, re-sent
+    assert scorer.consumer.commits == []
