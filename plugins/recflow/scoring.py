@@ -229,8 +229,9 @@ def score_batch(
     matrix of item codes, -1 padded, e.g. an ALS model's top-200) when given. A model that declares a
     ``candidate_pool`` (NCF) re-ranks the ``n_candidates`` (default: that pool) most popular items when
     no candidates are given; ``n_candidates=0`` asks for the full catalog. Unknown users (code -1) get
-    the popularity fallback (:meth:`Recommender.fallback_scores`, in (0, 1]). Seen items are always
-    removed, and rows past a user's count are padding.
+    the popularity fallback (:meth:`Recommender.fallback_scores`, in (0, 1]); ``candidates`` given by
+    the caller bound their rows too (a caller re-ranking its own list: the streaming scorer's
+    ``item_ids``). Seen items are always removed, and rows past a user's count are padding.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -240,6 +241,7 @@ def score_batch(
     scores = np.full((n, k_eff), np.nan, dtype=np.float32)
     counts = np.zeros(n, dtype=np.int32)
     known = batch.codes >= 0
+    explicit = candidates is not None
     pool = model.candidate_pool if n_candidates is None else (n_candidates or None)
     if candidates is None and pool is not None and known.any():
         candidates = np.broadcast_to(popular_candidates(model, pool), (n, min(pool, n_items)))
@@ -248,9 +250,12 @@ def score_batch(
         for start in range(0, len(group), step):
             rows = group[start : start + step]
             sub = batch.take(rows)
-            if by_model and candidates is not None:
+            if candidates is not None and (by_model or explicit):
                 cand = np.ascontiguousarray(candidates[rows], dtype=np.int32)
-                block = np.asarray(model.score_candidates(sub, np.maximum(cand, 0)), dtype=np.float32)
+                if by_model:
+                    block = np.asarray(model.score_candidates(sub, np.maximum(cand, 0)), dtype=np.float32)
+                else:
+                    block = model.fallback_scores()[np.maximum(cand, 0)].astype(np.float32)
                 block[_seen_among(cand, sub.seen, n_items)] = -np.inf
                 pos, vals, cnt = select_top_k(block, k_eff)
                 cols = np.where(pos >= 0, np.take_along_axis(cand, np.maximum(pos, 0), axis=1), -1)

@@ -1,8 +1,12 @@
-"""Turn one poll's valid requests into answers with one call into the scoring core.
+"""Turn one poll's valid requests into answers with one call into the scoring core per request kind.
 
 Why here and not in the engine: the engine owns Kafka (offsets, deliveries, retries); this module owns
 "requests in, (items, scores, source) out" and nothing else, so it can be measured in-process without a
 broker (the benchmark's in-process limit runs exactly this function).
+
+Seen items: online, the only record of what a user has seen is the artifact's training interactions
+(``model.seen``); they are removed as the batch job removes the lake's. Requests with ``item_ids``
+re-rank only those candidates (ids the model does not know are dropped); the others rank the catalog.
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_USER
 from recflow.models.artifact import Recommender
 from recflow.scorer.protocol import Request
+from recflow.scoring import SOURCE_FALLBACK, SOURCE_MODEL, TopK, UserBatch, score_batch
 
-SOURCE_MODEL = "model"
-SOURCE_FALLBACK = "fallback"
+#: Decimals kept in answers: float32 scores carry about 7 significant digits.
+SCORE_DECIMALS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,33 +37,36 @@ def score_requests(model: Recommender, requests: Sequence[Request]) -> list[Scor
     """Top-k (or the re-ranked ``item_ids``) for every request, in request order, seen items removed."""
     if not requests:
         return []
-    users = sorted({r.user_id for r in requests})
-    known = set(np.asarray(users, dtype=object)[model.index.user_codes(users) >= 0].tolist())
-    plain = [r for r in requests if r.item_ids is None]
-    ranked: dict[str, tuple[list[str], list[float]]] = {}
-    if plain:
-        ranked = _ranked(model, sorted({r.user_id for r in plain}), max(r.k for r in plain))
-    full: dict[str, tuple[list[str], list[float]]] = {}
-    rerank = [r for r in requests if r.item_ids is not None]
-    if rerank:
-        full = _ranked(model, sorted({r.user_id for r in rerank}), model.index.n_items)
-    out = []
-    for r in requests:
-        source = SOURCE_MODEL if r.user_id in known else SOURCE_FALLBACK
-        if r.item_ids is None:
-            items, scores = ranked.get(r.user_id, ([], []))
-            out.append(Scored(items[: r.k], scores[: r.k], source))
-        else:
-            wanted = set(r.item_ids)
-            items, scores = full.get(r.user_id, ([], []))
-            pairs = [(i, s) for i, s in zip(items, scores, strict=True) if i in wanted][: r.k]
-            out.append(Scored([i for i, _ in pairs], [s for _, s in pairs], source))
-    return out
+    codes = model.index.user_codes([r.user_id for r in requests])
+    seen = model.seen.ragged(codes)
+    out: list[Scored | None] = [None] * len(requests)
+    plain = np.asarray([i for i, r in enumerate(requests) if r.item_ids is None], dtype=np.int64)
+    rerank = np.asarray([i for i, r in enumerate(requests) if r.item_ids is not None], dtype=np.int64)
+    if len(plain):
+        k = max(requests[i].k for i in plain)
+        top = score_batch(model, UserBatch(codes=codes[plain], seen=seen.take(plain)), k=k, n_candidates=None)
+        _fill(out, requests, plain, top, model)
+    if len(rerank):
+        lists = [model.index.item_codes(list(requests[i].item_ids or ())) for i in rerank]
+        width = max(len(c) for c in lists)
+        candidates = np.full((len(rerank), width), -1, dtype=np.int32)
+        for row, item_codes in enumerate(lists):
+            known = item_codes[item_codes >= 0]
+            candidates[row, : len(known)] = known
+        k = max(requests[i].k for i in rerank)
+        batch = UserBatch(codes=codes[rerank], seen=seen.take(rerank))
+        _fill(out, requests, rerank, score_batch(model, batch, k=k, candidates=candidates), model)
+    return [s for s in out if s is not None]
 
 
-def _ranked(model: Recommender, users: list[str], k: int) -> dict[str, tuple[list[str], list[float]]]:
-    recs = model.recommend(users, k=k, exclude_seen=True).sort_values([COL_USER, COL_RANK])
-    out: dict[str, tuple[list[str], list[float]]] = {}
-    for user, group in recs.groupby(COL_USER, sort=False):
-        out[str(user)] = (group[COL_ITEM].tolist(), np.round(group[COL_SCORE].to_numpy(), 6).tolist())
-    return out
+def _fill(
+    out: list[Scored | None], requests: Sequence[Request], rows: np.ndarray, top: TopK, model: Recommender
+) -> None:
+    """Per-request answer lists from the batch's matrices (converted to Python lists once, then sliced)."""
+    names = model.index.item_array[np.maximum(top.items, 0)].tolist()
+    scores = np.round(top.scores.astype(np.float64), SCORE_DECIMALS).tolist()
+    counts = top.counts.tolist()
+    fallback = top.fallback.tolist()
+    for j, i in enumerate(rows.tolist()):
+        n = min(counts[j], requests[i].k)
+        out[i] = Scored(names[j][:n], scores[j][:n], SOURCE_FALLBACK if fallback[j] else SOURCE_MODEL)

@@ -25,6 +25,8 @@ MAX_REQUEST_BYTES = 64 * 1024
 DEFAULT_K = 10
 
 Headers = list[tuple[str, bytes]]
+#: One encoder for every answer: ``json.dumps`` with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 class Reason(StrEnum):
@@ -167,7 +169,7 @@ def encode_answer(
     timing: dict[str, Any],
 ) -> bytes:
     """The answer to a valid request (``source`` is ``model`` or ``fallback``)."""
-    return json.dumps(
+    return _ENCODER.encode(
         {
             "request_id": request.request_id,
             "user_id": request.user_id,
@@ -178,14 +180,13 @@ def encode_answer(
             "error": None,
             "request": {"partition": request.partition, "offset": request.offset},
             "timing": {"sent_at_ms": request.sent_at_ms, **timing},
-        },
-        separators=(",", ":"),
+        }
     ).encode()
 
 
 def encode_error_answer(rejection: Rejection, *, model_version: str | None, timing: dict[str, Any]) -> bytes:
     """The error answer for an identifiable caller whose request went to the dead-letter topic."""
-    return json.dumps(
+    return _ENCODER.encode(
         {
             "request_id": rejection.request_id,
             "items": [],
@@ -195,8 +196,7 @@ def encode_error_answer(rejection: Rejection, *, model_version: str | None, timi
             "error": {"code": str(rejection.reason), "message": rejection.detail},
             "request": {"partition": rejection.partition, "offset": rejection.offset},
             "timing": timing,
-        },
-        separators=(",", ":"),
+        }
     ).encode()
 
 
