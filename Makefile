@@ -30,13 +30,8 @@ check-tools:  ## fail early, and clearly, when Java 17+ or Maven is missing
 demo: venv check-tools  ## the whole workflow end to end on real local services, then a summary
 	$(RECFLOW) demo
 
-airflow: venv check-tools  ## Airflow UI (standalone) with these DAGs and the services
-	$(RECFLOW) services up
-	@eval "$$($(RECFLOW) airflow-env)"; mkdir -p "$$AIRFLOW_HOME"; \
-	  export AIRFLOW__API__HOST=127.0.0.1; \
-	  echo "recflow: Airflow UI at http://127.0.0.1:8080 (answers after a minute or two: every component loads the DAGs)"; \
-	  echo "recflow: login admin, password in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated (printed below on the first start only)"; \
-	  exec $(VENV)/bin/airflow standalone
+airflow: venv check-tools  ## Airflow UI (standalone) with these DAGs and the services; your AIRFLOW__* vars win
+	exec $(RECFLOW) airflow
 
 services-up: venv check-tools  ## start Kafka and the S3 server (idempotent)
 	$(RECFLOW) services up

@@ -20,7 +20,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
 from recflow.config import project_root
 from recflow.orchestration.assets import CHAMPION
-from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV
+from recflow.orchestration.connections import SPARK_CONF, SPARK_CONN_ID, SPARK_JOB_ENV, SPARK_MACROS, SPARK_PY_FILES
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
 from recflow.orchestration.scoring_tasks import check_scores, confirm_streaming_scorer, plan_scoring
 
@@ -36,6 +36,7 @@ from recflow.orchestration.scoring_tasks import check_scores, confirm_streaming_
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["recflow", "scoring"],
+    user_defined_macros=SPARK_MACROS,
     doc_md=__doc__,
     params={
         "k": Param(10, type="integer", minimum=1, maximum=200, description="Items per user."),
@@ -53,6 +54,8 @@ def batch_scoring() -> None:
         application=str(project_root() / "spark_jobs" / "batch_score.py"),
         application_args=plan_scoring(),
         env_vars=SPARK_JOB_ENV,
+        py_files=SPARK_PY_FILES,
+        conf=SPARK_CONF,
         name="recflow-batch-score",
     )
     score >> check_scores() >> confirm_streaming_scorer()

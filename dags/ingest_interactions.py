@@ -15,6 +15,9 @@ retries, with a summary naming the failed expectations, counts and sample values
 Every validated day emits an event on the `recflow://lake/interactions` asset with `extra={"day": ...}`;
 `recommender_training` runs on it.
 
+A day without a landing file (yet) ends the run in seconds: `validate` skips, naming the missing file,
+and no asset event is emitted.
+
 * Re-validate one date: trigger with Params `date`, optionally `threshold`, and a `reason` (logged).
 * Backfill (each day replaces its partitions, so re-running is safe). Backfill picks runs by trigger
   time; the run triggered at D+1 01:00 (logical date D 01:00) validates day D, so

@@ -7,6 +7,13 @@ time-based hold-out, promotes the winner to the S3 model registry and announces 
 
 Trigger it from the UI with the Params form (models, K, epochs, search budget), or from the CLI:
 `airflow dags test recommender_training 2026-11-09`.
+
+`check_window` ends a run early, as a skip with the reason and before any Spark job, when its window
+has no data (e.g. the cron run created when the DAG is unpaused on an empty lake) or, for an
+asset-triggered run, while ingestion still has validations to finish. The second rule coalesces a
+backfill: each of its N days emits an asset event, every run but the one after the last validation
+skips in seconds, and that one trains once on all N days (events that arrive while a training run is
+active are queued and consumed together by the next run, since `max_active_runs=1`).
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
 from recflow.orchestration.assets import VALIDATED_INTERACTIONS
-from recflow.orchestration.connections import SPARK_CONN_ID, SPARK_JOB_ENV
+from recflow.orchestration.connections import SPARK_CONF, SPARK_CONN_ID, SPARK_JOB_ENV, SPARK_MACROS, SPARK_PY_FILES
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
+from recflow.orchestration.guards import check_window
 from recflow.orchestration.ingest_tasks import days_to_validate, validate_window_day
 from recflow.orchestration.training_tasks import compare, plan_training, promote, publish_model_event
 from recflow.specs import available_specs
@@ -35,6 +43,7 @@ from recflow.specs import available_specs
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["recflow", "training"],
+    user_defined_macros=SPARK_MACROS,
     doc_md=__doc__,
     params={
         "models": Param(
@@ -55,12 +64,17 @@ from recflow.specs import available_specs
     },
 )
 def recommender_training() -> None:
-    validated = validate_window_day.expand(day=days_to_validate())
+    checked = check_window()
+    days = days_to_validate()
+    validated = validate_window_day.expand(day=days)
     plans = plan_training()
+    checked >> [days, plans]
     train = SparkSubmitOperator.partial(
         task_id="train",
         conn_id=SPARK_CONN_ID,
         env_vars=SPARK_JOB_ENV,
+        py_files=SPARK_PY_FILES,
+        conf=SPARK_CONF,
         map_index_template="{{ task.name }}",
     ).expand_kwargs(plans)
     decision = compare(plans)

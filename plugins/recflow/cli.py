@@ -25,14 +25,22 @@ def _services_up(args: argparse.Namespace) -> int:
     from recflow.services import claim_services, ensure_services_up, format_status, manager, service_status
 
     began = time.monotonic()
-    # None means the defaults (Kafka, S3); PostgreSQL only on request.
-    services = [*manager.default_services(), manager.postgres_service()] if args.with_postgres else None
+    # The defaults (Kafka, S3); PostgreSQL and the Spark cluster only on request.
+    services = manager.default_services()
+    if args.with_postgres:
+        services.append(manager.postgres_service())
+    if args.with_spark:
+        services += manager.spark_cluster()
     started = ensure_services_up(services=services, timeout=args.timeout)
     claim_services()  # asked for explicitly: a test run that had started them must not stop them
     rows = service_status()
     print(format_status(rows))
     what = f"started {', '.join(started)}" if started else "all already running"
     print(f"services up ({what}) in {time.monotonic() - began:.1f}s")
+    if args.with_spark:
+        from recflow.services.spark import master_url
+
+        print(f"Spark jobs go to the cluster with: export RECFLOW_SPARK_MASTER={master_url()}")
     return 0 if all(r.healthy for r in rows) else 1
 
 
@@ -72,6 +80,12 @@ def _add_services(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         action="store_true",
         help="also start PostgreSQL on RECFLOW_PG_PORT (default 5433) with an `airflow` database, for the "
         "real scheduler; `down` stops it too",
+    )
+    up.add_argument(
+        "--with-spark",
+        action="store_true",
+        help="also start a Spark standalone master and worker on 127.0.0.1 (RECFLOW_SPARK_MASTER_PORT, default "
+        "7077); point the Spark Connection at it with RECFLOW_SPARK_MASTER=spark://127.0.0.1:<port>",
     )
     up.set_defaults(func=_services_up)
     actions.add_parser("down", help="stop the services and check nothing is left").set_defaults(func=_services_down)
@@ -120,9 +134,90 @@ def _add_airflow_env(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser = subparsers.add_parser(
         "airflow-env",
         help="print the exports that point Airflow at these DAGs, the SQLite DB and the services",
-        description='Use as: eval "$(recflow airflow-env)"',
+        description='Use as: eval "$(recflow airflow-env)". Variables you already set win; the execution API '
+        "URL is derived from AIRFLOW__API__HOST / AIRFLOW__API__PORT (or AIRFLOW__API__BASE_URL).",
     )
     parser.set_defaults(func=_airflow_env)
+
+
+def _airflow(args: argparse.Namespace) -> int:
+    import os
+
+    from recflow.airflow_env import api_base_url, postgres_available, standalone_env
+    from recflow.services import claim_services, ensure_services_up, manager
+
+    services = manager.default_services()
+    database_url = None
+    if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        if postgres_available():
+            postgres = manager.postgres_service()
+            services.append(postgres)
+            database_url = postgres.sqlalchemy_url()
+        else:
+            print(
+                "recflow: PostgreSQL is not installed: using SQLite (one writer at a time; backfills may hit "
+                "'database is locked'). Install it with: apt-get install postgresql",
+                file=sys.stderr,
+            )
+    ensure_services_up(services=services)
+    claim_services()
+    env = standalone_env(os.environ, database_url)
+    home = env["AIRFLOW_HOME"]
+    os.makedirs(home, exist_ok=True)
+    db = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].split("://", 1)[0]
+    print(f"recflow: Airflow UI at {api_base_url(env)} (answers after a minute or two: every component loads the DAGs)")
+    print(
+        f"recflow: metadata DB {db}, LocalExecutor with parallelism {env['AIRFLOW__CORE__PARALLELISM']}, "
+        f"execution API {env['AIRFLOW__CORE__EXECUTION_API_SERVER_URL']}"
+    )
+    print(
+        f"recflow: login admin, password in {home}/simple_auth_manager_passwords.json.generated "
+        "(printed below on the first start only)",
+        flush=True,
+    )
+    airflow_bin = os.path.join(os.path.dirname(sys.executable), "airflow")
+    os.execve(airflow_bin, [airflow_bin, "standalone"], env)  # replaces this process: Ctrl-C reaches Airflow
+
+
+def _add_airflow(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "airflow",
+        help="run `airflow standalone` with these DAGs and the services (what `make airflow` does)",
+        description="Starts Kafka, the S3 server and, when installed, PostgreSQL as the metadata DB (else "
+        "SQLite), then `airflow standalone`. Your AIRFLOW__* variables win: AIRFLOW__API__PORT (default "
+        "8080, Airflow's own), AIRFLOW__API__HOST (default 127.0.0.1), AIRFLOW__CORE__PARALLELISM (default "
+        "one per core), AIRFLOW__DATABASE__SQL_ALCHEMY_CONN.",
+    )
+    parser.set_defaults(func=_airflow)
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from recflow.config import load_settings
+    from recflow.services.kafka import create_topics
+    from recflow.services.s3 import create_buckets
+
+    settings = load_settings()
+    create_buckets(settings.s3, settings.s3.buckets)
+    print(f"buckets on {settings.s3.endpoint_url}: {', '.join(settings.s3.buckets)}")
+    create_topics(settings.kafka.bootstrap_servers, settings.kafka.topics)
+    print(f"topics on {settings.kafka.bootstrap_servers}: {', '.join(settings.kafka.topics)}")
+    if args.connections:
+        from recflow.orchestration.provision import upsert_connections
+
+        print(f"connections: {', '.join(upsert_connections())}")
+    return 0
+
+
+def _add_provision(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "provision",
+        help="create the buckets and topics on the configured S3 and Kafka (services recflow does not run)",
+        description="Idempotent. Targets RECFLOW_S3_ENDPOINT and RECFLOW_KAFKA_BOOTSTRAP; with --connections "
+        "also writes the recflow_s3, kafka_default and spark_default Connections to Airflow's metadata DB "
+        "(the docker-compose init service).",
+    )
+    parser.add_argument("--connections", action="store_true", help="also create the Airflow Connections")
+    parser.set_defaults(func=_provision)
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
@@ -130,6 +225,8 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     _add_demo,
     _add_airflow_env,
     add_scorer,
+    _add_airflow,
+    _add_provision,
 ]
 
 

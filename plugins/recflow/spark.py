@@ -13,10 +13,36 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recflow.config import state_dir
+from recflow.config import S3Settings, load_settings, state_dir
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+
+def spark_uri(uri: str | Path) -> str:
+    """The URI a Spark job reads: ``s3://b/p`` becomes ``s3a://b/p`` (Hadoop's S3 connector); paths stay."""
+    text = str(uri)
+    return "s3a://" + text.removeprefix("s3://") if text.startswith("s3://") else text
+
+
+def s3a_conf(s3: S3Settings) -> dict[str, str]:
+    """Spark settings for ``s3a://`` on the configured object store (S3Proxy, MinIO or AWS S3).
+
+    The endpoint and keys come from the environment the Airflow task renders from the ``recflow_s3``
+    Connection (never from arguments); as Hadoop settings they reach the executors with each job, and
+    Spark's UI redacts them (``spark.redaction.regex`` matches ``access.key`` and ``secret``). Path-style
+    addressing, because S3-compatible servers rarely serve virtual-host buckets.
+    """
+    endpoint = s3.endpoint_url
+    return {
+        "spark.hadoop.fs.s3a.endpoint": endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": s3.region,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https://")).lower(),
+        "spark.hadoop.fs.s3a.access.key": s3.access_key,
+        "spark.hadoop.fs.s3a.secret.key": s3.secret_key,
+        "spark.hadoop.fs.s3a.aws.credentials.provider": ("org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"),
+    }
 
 
 def get_spark(
@@ -28,8 +54,9 @@ def get_spark(
 ) -> SparkSession:
     """Return a (possibly existing) session.
 
-    ``master`` defaults to whatever ``spark-submit`` set, else ``local[*]``. The checkpoint directory
-    defaults to ``<state>/spark-checkpoints``.
+    ``master`` defaults to whatever ``spark-submit`` set (the Spark Connection's master), else
+    ``local[*]`` for tests and notebooks. The checkpoint directory defaults to
+    ``<state>/spark-checkpoints``. ``s3a://`` is configured for the object store in the environment.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -47,6 +74,7 @@ def get_spark(
         "spark.sql.shuffle.partitions": "8",
         "spark.driver.memory": "4g",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        **s3a_conf(load_settings().s3),
     }
     for key, value in {**defaults, **dict(conf or {})}.items():
         builder = builder.config(key, value)

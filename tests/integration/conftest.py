@@ -9,6 +9,8 @@ them finishes (a lease per session, see ``recflow.services.shared_services``); n
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,3 +34,9 @@ def live_services() -> Iterator[Settings]:
     """Settings for healthy, provisioned services (topics and buckets exist)."""
     with shared_services(load_settings(), keep=os.environ.get("RECFLOW_KEEP_SERVICES") == "1") as settings:
         yield settings
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A migrated SQLite metadata DB in this session's Airflow home (see tests/conftest.py)."""
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True)

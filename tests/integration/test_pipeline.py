@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,12 +26,6 @@ from recflow.versions import interval_key
 ROOT = Path(__file__).resolve().parents[2]
 END = date(2026, 11, 10)
 TRAIN_DAYS, HOLDOUT_DAYS, K = 5, 2, 10  # K matches the promotion policy (ndcg@10)
-
-
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    """A migrated SQLite metadata DB in this session's Airflow home (see tests/conftest.py)."""
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,34 @@ SPARK_JOB_ENV = {
 }
 
 
+def py_files() -> str:
+    """The ``recflow`` zip for ``--py-files`` (built once per code version): what executors import."""
+    from recflow.packaging import job_archive
+
+    return str(job_archive())
+
+
+def s3a_classpath() -> str:
+    """Class path of the ``s3a://`` jars when the lake is on the object store, else empty."""
+    from recflow.config import load_settings
+    from recflow.services.maven import spark_s3a_jars
+
+    if not load_settings().lake_uri.startswith("s3://"):
+        return ""
+    return ":".join(str(jar) for jar in spark_s3a_jars())
+
+
+#: Jinja macros of the DAGs that submit Spark jobs: called when a task renders, never at parse time.
+SPARK_MACROS = {"recflow_py_files": py_files, "recflow_s3a_classpath": s3a_classpath}
+#: ``py_files`` of every SparkSubmitOperator: the package ships with the job, as a real cluster needs.
+SPARK_PY_FILES = "{{ recflow_py_files() }}"
+#: ``conf`` of every SparkSubmitOperator: the s3a jars on the driver's and the executors' class path.
+SPARK_CONF = {
+    "spark.driver.extraClassPath": "{{ recflow_s3a_classpath() }}",
+    "spark.executor.extraClassPath": "{{ recflow_s3a_classpath() }}",
+}
+
+
 def s3_settings() -> S3Settings:
     """S3 settings with the endpoint and keys of the ``recflow_s3`` Connection."""
     from airflow.sdk import BaseHook

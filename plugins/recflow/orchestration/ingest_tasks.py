@@ -34,18 +34,24 @@ def validate_one_day(
     Landing, lake, quarantine and reports come from the settings (local paths or ``s3://`` URIs; the S3
     endpoint and keys from the ``recflow_s3`` Connection). The summary (with the Data Docs URI) is logged
     and, given a task ``context``, pushed to XCom even when the batch is rejected. A rejected batch fails
-    the task without retries (:class:`AirflowFailException`): the same bytes would fail again. Transient
+    the task without retries (:class:`AirflowFailException`): the same bytes would fail again. A day
+    without a landing file skips the task with the reason (no asset event, no retries). Transient
     errors (the object store unreachable) still raise normally and are retried.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     from recflow.data.landing import find_landing_file
     from recflow.orchestration.connections import settings as resolve_settings
+    from recflow.orchestration.guards import skip
+    from recflow.readiness import missing_landing_reason
     from recflow.validation import ValidationFailed, validate_partition
 
     settings = resolve_settings()
     log.info("validating %s with threshold %.4f%s", day, threshold, f"; reason: {reason}" if reason else "")
-    landing_file = find_landing_file(settings.landing_uri, day, settings.s3)
+    try:
+        landing_file = find_landing_file(settings.landing_uri, day, settings.s3)
+    except FileNotFoundError as exc:  # nothing landed (yet): a skip with the reason, not a failure to retry
+        skip(missing_landing_reason(day, settings.landing_uri, exc))
     try:
         result = validate_partition(
             landing_file,

@@ -20,23 +20,28 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
 
     The version is the pinned ``version`` Param (checked against the registry) or else the champion
     that served at the end of the run's data interval, so a backfill scores each day with that day's
-    champion. No champion (yet, or at that time) fails the run here, before Spark starts.
+    champion. No champion at all skips the run (nothing to score yet); none at that time fails it here,
+    before Spark starts.
     """
     from recflow.config import load_settings
     from recflow.orchestration.connections import s3_settings
+    from recflow.orchestration.guards import skip
     from recflow.registry import ModelRegistry
     from recflow.scoring import serving_version
+    from recflow.spark import spark_uri
 
     context = get_current_context()
     params = params or dict(context["params"])
     day = interval_day(context)
-    version = serving_version(
-        ModelRegistry.from_settings(s3_settings()), pinned=params.get("version") or None, at=interval_end(context)
-    )
+    registry = ModelRegistry.from_settings(s3_settings())
+    pinned = params.get("version") or None
+    if pinned is None and registry.champion() is None:  # e.g. unpaused on an empty registry: nothing to do
+        skip(f"the registry has no champion yet: nothing to score for {day} (run recommender_training first)")
+    version = serving_version(registry, pinned=pinned, at=interval_end(context))
     users = [str(u) for u in params.get("users") or []]
     log.info("scoring %s with %s (%s)", day, version, f"{len(users)} users" if users else "every active user")
     return [
-        "--lake", str(load_settings().lake_root),
+        "--lake", spark_uri(load_settings().lake_uri),
         "--date", str(day),
         "--k", str(params["k"]),
         "--active-days", str(params["active_days"]),

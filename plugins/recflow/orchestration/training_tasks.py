@@ -22,17 +22,19 @@ log = logging.getLogger(__name__)
 BASELINE = "popularity"
 
 
-@task(trigger_rule="none_failed")
+@task(trigger_rule="none_failed_min_one_success")
 def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One ``SparkSubmitOperator`` kwargs dict per model (the chosen ones plus the baseline).
 
-    Runs when validation succeeded or had nothing to do (every day already in the lake).
+    Runs when validation succeeded or had nothing to do (every day already in the lake); skips with
+    ``check_window`` (at least one upstream must succeed).
 
     Unknown model names fail here, before any Spark job starts. Versions and output folders are keyed
     on the data interval, so a re-run replaces its own candidates instead of adding new ones.
     """
     from recflow.config import load_settings, state_dir
     from recflow.promotion import load_policy, metric_names
+    from recflow.spark import spark_uri
     from recflow.specs import plan_models
     from recflow.training import TrainingWindow
 
@@ -45,14 +47,14 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     end_ts = interval_end(context)
     window = TrainingWindow.ending(end_ts.date(), train_days=params["train_days"], holdout_days=params["holdout_days"])
     key = interval_key(end_ts)
-    lake = load_settings().lake_root
+    lake = spark_uri(load_settings().lake_uri)  # s3a:// when the lake is on the object store
     plans = []
     for spec in specs:
         overrides: dict[str, Any] = {}
         if spec.name == "ncf" and params.get("epochs"):
             overrides["epochs"] = int(params["epochs"])
         args = [
-            "--lake", str(lake),
+            "--lake", lake,
             "--train-start", str(window.start),
             "--holdout-start", str(window.holdout_start),
             "--end", str(window.end),

@@ -37,6 +37,7 @@ from recflow.services.process import (
     wait_until,
 )
 from recflow.services.s3 import S3ProxyService
+from recflow.services.spark import spark_services
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class Service(Protocol):
     """What the manager needs from a service (see :class:`KafkaService`, :class:`S3ProxyService`).
 
     Optional attributes, read with ``getattr``: ``stop_signal`` (default SIGTERM) and ``run_as`` (a system
-    user to run the process as; default None), for :class:`PostgresService`.
+    user to run the process as; default None), for :class:`PostgresService`; an ``environment()`` method
+    (the process's whole environment; default: ours), for the Spark daemons.
     """
 
     @property
@@ -106,9 +108,15 @@ def postgres_service(settings: Settings | None = None) -> PostgresService:
     return PostgresService(settings.state, pg_port(), password=os.environ.get("RECFLOW_PG_PASSWORD", DEFAULT_PASSWORD))
 
 
+def spark_cluster(settings: Settings | None = None) -> list[Service]:
+    """The opt-in Spark standalone master and worker (``recflow services up --with-spark``)."""
+    settings = settings or load_settings()
+    return list(spark_services(settings.state))
+
+
 def optional_services(settings: Settings | None = None) -> list[Service]:
-    """Services started only on request (``recflow services up --with-postgres``, the scheduler test)."""
-    return [postgres_service(settings)]
+    """Services started only on request (``--with-postgres``, ``--with-spark``, the scheduler tests)."""
+    return [postgres_service(settings), *spark_cluster(settings)]
 
 
 def _known_services(settings: Settings) -> list[Service]:
@@ -190,6 +198,7 @@ def _launch(service: Service, state: Path) -> PidRecord:
         log_path=log_file(state, service),
         pid_path=pid_file(state, service),
         user=getattr(service, "run_as", None),
+        env=service.environment() if hasattr(service, "environment") else None,
     )
 
 

@@ -49,6 +49,7 @@ class JarSet:
 KAFKA = JarSet("kafka")
 S3PROXY = JarSet("s3proxy")
 SPARK_KAFKA = JarSet("spark-kafka")
+SPARK_S3A = JarSet("spark-s3a")
 
 
 def require_tool(name: str) -> str:
@@ -157,7 +158,12 @@ def spark_kafka_jars(state: Path | None = None) -> list[Path]:
     already ships are left out, which leaves the connector, its token provider, kafka-clients and
     commons-pool2.
     """
-    folder = resolve(SPARK_KAFKA, state)
+    return _extra_jars(SPARK_KAFKA, state)
+
+
+def _extra_jars(jar_set: JarSet, state: Path | None) -> list[Path]:
+    """``jar_set``'s jars (resolved if needed) less the artifacts pyspark already ships."""
+    folder = resolve(jar_set, state)
     spark_jars = _pyspark_jars_dir()
     provided = (
         {artifact_name(p.name) for p in spark_jars.glob("*.jar")}
@@ -165,3 +171,14 @@ def spark_kafka_jars(state: Path | None = None) -> list[Path]:
         else set()
     )
     return select_extra_jars(list(folder.glob("*.jar")), provided)
+
+
+def spark_s3a_jars(state: Path | None = None) -> list[Path]:
+    """Jars that give Spark the ``s3a://`` filesystem: ``hadoop-aws`` matching pyspark's Hadoop (3.5.0) and
+    the AWS SDK v2 bundle it was built with (resolving if needed; Hadoop's own jars are left out).
+
+    Why a class path and not ``--jars``: the SDK bundle is about 650 MB, and ``--jars`` would copy it to
+    every executor of every application. Each node keeps the set at the same path (here the state folder;
+    in an image, baked in) and ``spark.{driver,executor}.extraClassPath`` names it.
+    """
+    return _extra_jars(SPARK_S3A, state)

@@ -1,0 +1,80 @@
+"""Checks that end a run early, as a skip with the reason, when it has nothing to do.
+
+Why check tasks and not retries: an empty window or a missing landing file is not a transient error.
+A run that would fail three Spark jobs (and retry each twice) instead skips in seconds, and the UI shows
+why. Downstream tasks skip with it, so no Spark job is launched.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any, NoReturn
+
+from airflow.sdk import get_current_context, task
+
+from recflow.orchestration.context import interval_end
+
+log = logging.getLogger(__name__)
+
+INGEST_DAG_ID = "ingest_interactions"
+INGEST_TASK_ID = "validate"
+
+
+def skip(reason: str) -> NoReturn:
+    """End the task as skipped, logging the reason (the UI shows it in the task log)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    log.info("skipping: %s", reason)
+    raise AirflowSkipException(reason)
+
+
+@task
+def check_window(params: dict[str, Any] | None = None) -> dict[str, str]:
+    """Skip the training run when it has nothing to do; return its window otherwise.
+
+    Two reasons to skip, both in seconds and before any Spark job:
+
+    * an asset-triggered run while ingestion still has validations to finish (a backfill): a later
+      run, triggered by the last of them, covers the data. That is how a backfill of N days trains once.
+    * no data for the training or the hold-out days (neither in the lake nor landed), e.g. the cron run
+      created when the DAG is unpaused on an empty lake.
+    """
+    from recflow.data.landing import find_landing_file
+    from recflow.data.stores import open_store
+    from recflow.orchestration.connections import settings as resolve_settings
+    from recflow.readiness import UNFINISHED_TASK_STATES, empty_window_reason, pending_ingestion_reason
+    from recflow.training import TrainingWindow
+    from recflow.validation import lake_partition
+
+    context = get_current_context()
+    params = params or dict(context["params"])
+    run_type = context["dag_run"].run_type
+    if getattr(run_type, "value", run_type) == "asset_triggered":
+        ti = context["ti"]
+        reason = pending_ingestion_reason(
+            ti.get_dr_count(dag_id=INGEST_DAG_ID, states=["queued", "running"]),
+            ti.get_ti_count(dag_id=INGEST_DAG_ID, task_ids=[INGEST_TASK_ID], states=list(UNFINISHED_TASK_STATES)),
+            dag_id=INGEST_DAG_ID,
+        )
+        if reason:
+            skip(reason)
+    window = TrainingWindow.ending(
+        interval_end(context).date(), train_days=int(params["train_days"]), holdout_days=int(params["holdout_days"])
+    )
+    settings = resolve_settings()
+    lake = open_store(settings.lake_uri, settings.s3)
+
+    def has_data(day: date) -> bool:
+        if lake.exists(lake_partition(day)):
+            return True
+        try:
+            find_landing_file(settings.landing_uri, day, settings.s3)
+        except FileNotFoundError:
+            return False
+        return True
+
+    reason = empty_window_reason(window.start, window.holdout_start, window.end, has_data)
+    if reason:
+        skip(reason)
+    return {"start": str(window.start), "holdout_start": str(window.holdout_start), "end": str(window.end)}

@@ -1,0 +1,83 @@
+"""Cluster-mode configuration: the Spark standalone daemons, the job zip, ``s3a://`` settings."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from recflow.airflow_env import airflow_env
+from recflow.config import S3Settings
+from recflow.packaging import job_archive, sources_digest
+from recflow.services.spark import MASTER_CLASS, WORKER_CLASS, master_url, spark_services
+from recflow.spark import s3a_conf, spark_uri
+
+
+def test_spark_daemons_listen_on_the_configured_ports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, port in {"MASTER": 20411, "MASTER_UI": 20412, "WORKER": 20413, "WORKER_UI": 20414}.items():
+        monkeypatch.setenv(f"RECFLOW_SPARK_{name}_PORT", str(port))
+    monkeypatch.setenv("RECFLOW_SPARK_WORKER_CORES", "3")
+    master, worker = spark_services(tmp_path)
+    assert master.ports == (20411, 20412) and worker.ports == (20413, 20414)
+    argv = master.prepare()  # the JVM command bin/spark-class would exec, from Spark's launcher
+    assert argv[0].endswith("/java") and "-cp" in argv
+    assert argv[argv.index(MASTER_CLASS) :] == [
+        MASTER_CLASS, "--host", "127.0.0.1", "--port", "20411", "--webui-port", "20412",
+    ]  # fmt: skip
+    assert master.environment()["SPARK_HOME"] in argv[argv.index("-cp") + 1]
+    argv = worker.prepare()
+    assert argv[argv.index(WORKER_CLASS) + 1] == "spark://127.0.0.1:20411"
+    assert argv[argv.index("--port") + 1] == "20413" and argv[argv.index("--cores") + 1] == "3"
+    assert master_url() == "spark://127.0.0.1:20411"
+
+
+def test_spark_defaults_stay_off_airflows_8080(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("MASTER", "MASTER_UI", "WORKER", "WORKER_UI"):
+        monkeypatch.delenv(f"RECFLOW_SPARK_{name}_PORT", raising=False)
+    master, worker = spark_services(tmp_path)
+    assert master.port == 7077 and 8080 not in (*master.ports, *worker.ports)
+
+
+def test_the_spark_connection_follows_recflow_spark_master() -> None:
+    assert '"host": "local[*]"' in airflow_env(environ={})["AIRFLOW_CONN_SPARK_DEFAULT"]
+    env = airflow_env(environ={"RECFLOW_SPARK_MASTER": "spark://10.1.2.3:7077"})
+    assert '"host": "spark://10.1.2.3:7077"' in env["AIRFLOW_CONN_SPARK_DEFAULT"]
+
+
+def test_job_archive_holds_the_package_and_is_reused(tmp_path: Path) -> None:
+    first = job_archive(out_dir=tmp_path)
+    assert first.name == f"recflow-{sources_digest()[:16]}.zip"
+    with zipfile.ZipFile(first) as archive:
+        names = set(archive.namelist())
+    assert {"recflow/__init__.py", "recflow/training.py", "recflow/spark.py"} <= names
+    assert not any("__pycache__" in n for n in names)
+    mtime = first.stat().st_mtime_ns
+    assert job_archive(out_dir=tmp_path) == first and first.stat().st_mtime_ns == mtime
+
+
+def test_job_archive_changes_with_the_sources(tmp_path: Path) -> None:
+    pkg = tmp_path / "src" / "recflow"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("A = 1\n")
+    one = job_archive(pkg, tmp_path / "dist")
+    (pkg / "__init__.py").write_text("A = 2\n")
+    two = job_archive(pkg, tmp_path / "dist")
+    assert one != two and one.is_file() and two.is_file()
+
+
+def test_spark_reads_s3_lakes_through_s3a_and_paths_unchanged() -> None:
+    assert spark_uri("s3://recflow-lake/lake") == "s3a://recflow-lake/lake"
+    assert spark_uri(Path("/data/lake")) == "/data/lake"
+    assert spark_uri("s3a://b/p") == "s3a://b/p"
+
+
+def test_s3a_settings_come_from_the_s3_settings() -> None:
+    conf = s3a_conf(S3Settings("http://127.0.0.1:9000", "AK", "SK", region="eu-west-1"))
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
+    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.hadoop.fs.s3a.access.key"] == "AK" and conf["spark.hadoop.fs.s3a.secret.key"] == "SK"
+    assert s3a_conf(S3Settings("https://s3.amazonaws.com", "a", "b"))["spark.hadoop.fs.s3a.connection.ssl.enabled"] == (
+        "true"
+    )
