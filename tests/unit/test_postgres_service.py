@@ -97,8 +97,9 @@ def test_postgres_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("RECFLOW_PG_PORT", "15999")
     settings = _settings(tmp_path)
     assert "postgres" not in [s.name for s in manager.default_services(settings)]
-    [pg] = manager.optional_services(settings)
+    pg, *others = manager.optional_services(settings)
     assert isinstance(pg, PostgresService) and pg.port == 15999
+    assert [s.name for s in others] == ["spark-master", "spark-worker"]  # the other opt-in services
     # Not running: ``status`` and ``down`` leave it out (its port may belong to someone else).
     assert "postgres" not in [s.name for s in manager._known_services(settings)]
 
