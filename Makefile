@@ -11,7 +11,7 @@ RECFLOW := $(VENV)/bin/recflow
 PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
-        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring clean
+        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring bench-airflow clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,13 +51,16 @@ lint: venv  ## ruff (incl. AIR3) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-quality bench-data bench-streaming bench-scoring  ## every benchmark; results under bench/results/
+bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow  ## every benchmark; results under bench/results/
 
 bench-quality: venv  ## MovieLens-100K quality and fit time vs the published numbers
 	$(PY) bench/quality.py
 
 bench-data: venv  ## validation and ingestion throughput and peak memory
 	$(PY) bench/data.py
+
+bench-airflow: venv check-tools  ## Airflow overhead of REST-triggered runs on the cluster topology
+	$(PY) bench/airflow_overhead.py
 
 bench-streaming: venv check-tools  ## streaming engines on the real broker: latency, throughput, 0 lost, swap pause
 	$(PY) bench/streaming.py

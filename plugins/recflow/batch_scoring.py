@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
+    from recflow.config import S3Settings
+
 COL_CODE: Final = "u"
 COL_FACTORS: Final = "features"
 SCORES_SCHEMA: Final = (
@@ -289,13 +291,17 @@ def _lineage(artifact_dir: Path) -> dict[str, Any]:
     return lineage
 
 
-def read_summary(lake_root: Path | str, day: date) -> dict[str, Any]:
-    """The summary the scoring job published with ``day``'s partition (what the DAG's check task reads)."""
+def read_summary(lake_root: Path | str, day: date, s3: S3Settings | None = None) -> dict[str, Any]:
+    """The summary the scoring job published with ``day``'s partition (what the DAG's check task reads).
+
+    ``lake_root`` is a path or an ``s3://`` URI; ``s3`` the object store's endpoint and keys (default: the
+    environment's).
+    """
     from recflow.data.stores import join_uri, open_input
 
     uri = join_uri(lake_root, scores_partition(day), SUMMARY_FILE)
     try:
-        with open_input(uri) as stream:
+        with open_input(uri, s3) as stream:
             summary: dict[str, Any] = json.loads(stream.read())
     except FileNotFoundError as exc:
         raise ScoringError(f"no scoring summary at {uri}: did the batch_score job publish {day}?") from exc

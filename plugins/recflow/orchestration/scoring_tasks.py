@@ -58,11 +58,12 @@ def check_scores(params: dict[str, Any] | None = None) -> dict[str, Any]:
     totals: every active user is either scored or exhausted (nothing left to recommend, not a failure).
     """
     from recflow.batch_scoring import read_summary
-    from recflow.config import load_settings
+    from recflow.orchestration.connections import settings as resolve_settings
 
     context = get_current_context()
     params = params or dict(context["params"])
-    summary = read_summary(load_settings().lake_root, interval_day(context))
+    conf = resolve_settings()  # the lake may be on S3: its URI, and the keys from the Connection
+    summary = read_summary(conf.lake_uri, interval_day(context), conf.s3)
     if summary["users_scored"] + summary["users_exhausted"] != summary["active_users"]:
         raise RuntimeError(f"{summary['active_users']} active users but {summary['users_scored']} scored: {summary}")
     if summary["rows"] > summary["users_scored"] * int(params["k"]):
