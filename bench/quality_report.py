@@ -136,8 +136,6 @@ def machine_info(spark: SparkSession) -> dict[str, Any]:
     return {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
-        # Timings are only comparable on an idle machine: record how busy it was when the report was made.
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "spark_master": spark.sparkContext.master,
         "spark_default_parallelism": spark.sparkContext.defaultParallelism,
         "platform": platform.platform(),
