@@ -197,7 +197,8 @@ def _format_goal(goal: Mapping[str, Any]) -> tuple[str, str]:
     elif goal["relative_to"]:
         text = f"{measured:.3f} x {goal['relative_to']}"
     else:
-        text = f"{measured:.4g}" + (" (worst seed)" if goal["statistic"] == "worst seed" else "")
+        digits = 1 if goal["metric"] == "fit_s" else 5  # 5: 0.42995 must not print as 0.4300 next to ">= 0.43"
+        text = f"{measured:.{digits}f}" + (" (worst seed)" if goal["statistic"] == "worst seed" else "")
     return text, {True: "met", False: "**not met**", None: "not run"}[goal["met"]]
 
 

@@ -94,6 +94,7 @@ def test_blend_and_artifact_round_trip(spark: Any, tmp_path: Path) -> None:
     np.testing.assert_allclose(scores.mean(axis=1), 0.0, atol=1e-5)  # a mean of standardised rows
     for model, folder in ((blended, tmp_path / "blend"), (_fit(spark, HAND), tmp_path / "alone")):
         model.save(folder)
+        assert (folder / "users.parquet").is_file(), "batch scoring joins users through users.parquet"
         loaded = load_recommender(folder)
         assert isinstance(loaded, SequenceRecommender) and loaded.params == model.params
         np.testing.assert_array_equal(loaded.score(np.arange(3)), model.score(np.arange(3)))

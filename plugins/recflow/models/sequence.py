@@ -35,7 +35,14 @@ import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.models import hybrid
-from recflow.models.artifact import IdIndex, Recommender, SeenItems, read_model_json, write_model_json
+from recflow.models.artifact import (
+    IdIndex,
+    Recommender,
+    SeenItems,
+    read_model_json,
+    write_model_json,
+    write_user_table,
+)
 from recflow.models.hybrid import ease_weights, standardise
 from recflow.models.params import reject_unknown
 
@@ -233,6 +240,7 @@ class SequenceRecommender(Recommender):
         np.save(folder / "transitions.npy", self.transitions)
         if self.ease is not None:
             np.save(folder / "ease_weights.npy", self.ease)
+        write_user_table(folder, self.index)  # the batch job joins users to codes from it
         write_model_json(folder, type(self), params=asdict(self.params))
 
     @classmethod
