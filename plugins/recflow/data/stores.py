@@ -52,6 +52,10 @@ STAGING: Final = "_staging"
 READ_BLOCK: Final = 8 * 1024 * 1024
 
 
+#: Rows per batch when a lake column is read back (e.g. earlier days' event ids for duplicates).
+COLUMN_BATCH: Final = 262_144
+
+
 def is_s3(uri: str | Path) -> bool:
     """True for ``s3://`` and ``s3a://`` URIs."""
     return str(uri).startswith(("s3://", "s3a://"))
@@ -265,8 +269,9 @@ class LakeStore(Protocol):
         """Rows of the partition's Parquet files, or None when it does not exist."""
         ...
 
-    def read_column(self, relative: str, column: str) -> np.ndarray:
-        """One column of the partition's Parquet files (empty when it does not exist)."""
+    def read_column(self, relative: str, column: str) -> Iterator[np.ndarray]:
+        """One column of the partition's Parquet files in batches of at most :data:`COLUMN_BATCH` rows
+        (nothing when it does not exist): memory is one batch, whatever the partition's size."""
         ...
 
 
@@ -323,9 +328,10 @@ class LocalLake:
         files = self._parquet(relative)
         return sum(pq.ParquetFile(f).metadata.num_rows for f in files) if files else None
 
-    def read_column(self, relative: str, column: str) -> np.ndarray:
-        parts = [pq.read_table(f, columns=[column]).column(0).to_numpy() for f in self._parquet(relative)]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+    def read_column(self, relative: str, column: str) -> Iterator[np.ndarray]:
+        for f in self._parquet(relative):
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=COLUMN_BATCH, columns=[column]):
+                yield batch.column(0).to_numpy(zero_copy_only=False)
 
 
 class S3Lake:
@@ -428,12 +434,11 @@ class S3Lake:
             return None
         return sum(int(v["rows"] or 0) for k, v in m["files"].items() if k.endswith(".parquet") and "/" not in k)
 
-    def read_column(self, relative: str, column: str) -> np.ndarray:
-        parts = []
+    def read_column(self, relative: str, column: str) -> Iterator[np.ndarray]:
         for name, _ in self._parquet(relative):
             with open_input(self.uri(f"{relative}/{name}"), client=self.client) as fh:
-                parts.append(pq.read_table(fh, columns=[column]).column(0).to_numpy())
-        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+                for batch in pq.ParquetFile(fh).iter_batches(batch_size=COLUMN_BATCH, columns=[column]):
+                    yield batch.column(0).to_numpy(zero_copy_only=False)
 
 
 def _parquet_rows(f: Path) -> int | None:

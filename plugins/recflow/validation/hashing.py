@@ -7,39 +7,126 @@ the chunk size and every copy of a duplicated id is in it or none is.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
 
 import numpy as np
 import pandas as pd
 
+#: Hashes held in memory before they are spilled to a sorted run on disk (8 bytes each: 4 MiB). Small on
+#: purpose: a spill briefly holds about three copies, and it should not matter when that meets a chunk.
+DEFAULT_MEMORY_HASHES: Final = 1 << 19
 
-class _SeenHashes:
-    """64-bit hashes of values already seen (earlier chunks, earlier days): 8 bytes per value, fast lookup.
 
-    Kept as one sorted array. Appending a chunk and re-sorting is linear (NumPy's stable sort is a
-    timsort, which merges the two sorted runs), and lookups are binary searches: no per-chunk
-    ``np.unique`` over everything seen so far, which made a 10^7-row file quadratic.
+#: Hashes read at once when a run on disk is scanned (8 bytes each: 8 MiB).
+RUN_SLICE: Final = 1 << 20
+
+
+class _Run:
+    """A sorted array of hashes in a file; memory holds only the first value of each slice of the file.
+
+    A lookup walks the file slice by slice (:data:`RUN_SLICE` values, one bounded buffer) and binary-
+    searches the sorted queries that fall in each slice's range. Reading the runs once per chunk is
+    sequential and served from the page cache; it costs about 10 % of ingestion at 10^7 rows and keeps
+    memory flat (4 bytes a hash in memory, the former alternative, still grew peak RSS by ~40 MiB there).
     """
 
-    def __init__(self, values: Iterable[str] | np.ndarray | None = None) -> None:
+    def __init__(self, path: Path, values: np.ndarray) -> None:
+        self.path = path
+        np.asarray(values, dtype=np.uint64).tofile(path)
+        self.n = len(values)
+        self.firsts = values[::RUN_SLICE].copy()
+
+    def contains(self, queries: np.ndarray) -> np.ndarray:
+        """Membership of sorted ``queries``."""
+        out = np.zeros(len(queries), dtype=bool)
+        if not self.n or not len(queries):
+            return out
+        bounds = np.searchsorted(queries, self.firsts, side="left")  # queries of slice i: bounds[i]:bounds[i+1]
+        with self.path.open("rb") as fh:
+            for i, lo in enumerate(bounds):
+                hi = bounds[i + 1] if i + 1 < len(bounds) else len(queries)
+                if i == 0:
+                    lo = 0  # queries below the first value cannot match; searching them is harmless
+                if hi <= lo:
+                    continue
+                fh.seek(i * RUN_SLICE * 8)
+                values = np.fromfile(fh, dtype=np.uint64, count=RUN_SLICE)
+                q = queries[lo:hi]
+                idx = np.minimum(np.searchsorted(values, q), len(values) - 1)
+                out[lo:hi] = values[idx] == q
+        return out
+
+
+class _SeenHashes:
+    """64-bit hashes of values already seen (earlier chunks, earlier days), in memory that does not grow.
+
+    Up to ``memory_hashes`` hashes are held in memory as one sorted array (lookups are binary searches).
+    Beyond that they are spilled to sorted runs on disk (:class:`_Run`), scanned slice by slice, so
+    memory does not grow with the number of hashes and nothing is ever copied whole again. Why: the
+    single in-memory array was 8 bytes per row plus a full copy at every merge, which made peak memory
+    grow with the file (630 -> 802 MiB from 10^6 to 10^7 rows).
+    """
+
+    def __init__(
+        self,
+        values: Iterable[str] | np.ndarray | None = None,
+        *,
+        memory_hashes: int = DEFAULT_MEMORY_HASHES,
+    ) -> None:
+        self.memory_hashes = memory_hashes
         self._parts: list[np.ndarray] = []
         self._merged = np.empty(0, dtype=np.uint64)
+        self._runs: list[_Run] = []
+        self._dir: Path | None = None
         if values is not None:
             self.add(hash_values(values))
 
     def add(self, hashes: np.ndarray) -> None:
         if len(hashes):
             self._parts.append(np.sort(hashes))
+            if len(self._merged) + sum(len(p) for p in self._parts) > self.memory_hashes:
+                self._spill()
 
-    def contains(self, hashes: np.ndarray) -> np.ndarray:
+    def _merge(self) -> None:
         if self._parts:
             self._merged = np.concatenate([self._merged, *self._parts])
             self._merged.sort(kind="stable")
             self._parts = []
-        if not len(self._merged) or not len(hashes):
-            return np.zeros(len(hashes), dtype=bool)
-        idx = np.searchsorted(self._merged, hashes)
-        return self._merged[np.minimum(idx, len(self._merged) - 1)] == hashes
+
+    def _spill(self) -> None:
+        self._merge()
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="recflow-seen-"))
+            weakref.finalize(self, shutil.rmtree, self._dir, True)
+        self._runs.append(_Run(self._dir / f"run-{len(self._runs)}.u64", self._merged))
+        self._merged = np.empty(0, dtype=np.uint64)
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        self._merge()
+        out = np.zeros(len(hashes), dtype=bool)
+        if not len(hashes) or not (len(self._merged) or self._runs):
+            return out
+        order = np.argsort(hashes)  # sorted queries walk each sorted array in order: cache-friendly
+        queries = hashes[order]
+        found = np.zeros(len(queries), dtype=bool)
+        if len(self._merged):
+            idx = np.searchsorted(self._merged, queries)
+            found |= self._merged[np.minimum(idx, len(self._merged) - 1)] == queries
+        for run in self._runs:
+            found |= run.contains(queries)
+        out[order] = found
+        return out
+
+    def close(self) -> None:
+        """Delete the spilled runs now (they are also deleted when the object is collected)."""
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir, self._runs = None, []
 
 
 class HashSample:

@@ -178,9 +178,10 @@ def validate_partition(
     if history_counts is None:
         history_counts = lake_history_counts(lake, day, policy.volume_window_days)
     if seen_event_ids is None:
-        ids = [lake.read_column(lake_partition(day - timedelta(days=i)), COL_EVENT)
-               for i in range(1, policy.dedup_lookback_days + 1)]  # fmt: skip
-        prior = _SeenHashes(np.concatenate(ids) if ids else None)
+        prior = _SeenHashes()  # earlier days' ids, hashed batch by batch: never a whole column in memory
+        for i in range(1, policy.dedup_lookback_days + 1):
+            for ids in lake.read_column(lake_partition(day - timedelta(days=i)), COL_EVENT):
+                prior.add(hash_values(ids))
     else:
         prior = _SeenHashes(seen_event_ids)
     users = frozenset(known_users) if known_users is not None else None
@@ -210,13 +211,14 @@ def validate_partition(
     try:
         try:
             chunks = iter_landing(landing_file, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows, s3=s3)
-            for chunk in chunks:
+            while (chunk := next(chunks, None)) is not None:
                 landed += chunk.rows
                 if chunk.bad_lines:
                     bad = bad_lines_frame(chunk.bad_lines)
                     reasons.update(bad[COL_REASON])
                     rejects_w.write(reject_table(bad))
                 if chunk.frame.empty:
+                    del chunk
                     continue
                 typed, cast_reasons = coerce_chunk(chunk.frame.reset_index(drop=True))
                 id_hashes = hash_values(typed[COL_EVENT].to_numpy())
@@ -244,6 +246,8 @@ def validate_partition(
                 if (~rejected).any():
                     accepted_w.write(accepted_table(typed[~rejected]))
                     lines_w.write(pa.table({COL_LINE_NO: line_nos[~rejected]}, schema=LINES_SCHEMA))
+                # Free this chunk (and its text block) before the reader makes the next: peak = one chunk.
+                del chunk, typed, masks, why
         except LandingError as exc:
             error = str(exc)
             reasons[exc.reason] += 0  # listed in the report even when no row was read
@@ -363,6 +367,8 @@ def validate_partition(
             lake.publish(lake_stage, lake_partition(day))
         quarantine.publish(q_stage, qpart)
     finally:
+        prior.close()
+        seen_in_file[COL_EVENT].close()
         accepted_w.abort()
         lines_w.abort()
         rejects_w.abort()
