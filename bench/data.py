@@ -14,7 +14,9 @@ Definitions (each measurement runs in a fresh interpreter, so ``ru_maxrss`` is t
   sample (``gx_sample_rows``, default 100 000), duplicate checks, Parquet lake partition and quarantine
   written and published, JSON/HTML reports and GX Data Docs built. Nothing lazy: the files exist when
   the clock stops.
-* rows/s = rows / wall seconds of that step in the child (imports and file generation excluded).
+* rows/s = rows / wall seconds of that step in the child (imports and file generation excluded);
+  ``cpu_seconds`` = user + system CPU time of that step (all threads): the cost that does not depend on
+  how busy the shared machine is.
 * peak RSS = ``ru_maxrss`` of the child; ``baseline`` is the RSS after imports, before the step.
   Goal: the ``ingest`` peak at the largest size within 10 % of the peak at the smallest (memory flat
   with file size: bounded chunks, hashes of seen ids spilled to disk, JSON lines parsed by pyarrow).
@@ -67,7 +69,8 @@ def _child(mode: str, path: str, gx_sample_rows: int) -> dict[str, Any]:
     from recflow.data.landing import coerce_chunk, iter_landing
     from recflow.validation import validate_partition
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = resource.getrusage(resource.RUSAGE_SELF)
+    baseline = start.ru_maxrss
     lake = Path(tempfile.mkdtemp(prefix="bench-lake-"))
     try:
         t0 = time.perf_counter()
@@ -84,12 +87,15 @@ def _child(mode: str, path: str, gx_sample_rows: int) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
     finally:
         shutil.rmtree(lake, ignore_errors=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    end = resource.getrusage(resource.RUSAGE_SELF)
+    peak = end.ru_maxrss
+    cpu = (end.ru_utime + end.ru_stime) - (start.ru_utime + start.ru_stime)
     return {
         "mode": mode,
         "rows": rows,
         "seconds": round(seconds, 2),
         "rows_per_s": round(rows / seconds),
+        "cpu_seconds": round(cpu, 2),
         "baseline_rss_mib": round(baseline / 1024),
         "peak_rss_mib": round(peak / 1024),
         "gx_sample_rows": gx_sample_rows if mode == "ingest" else None,
@@ -131,12 +137,13 @@ def _markdown(records: list[dict[str, Any]], machine: dict[str, Any]) -> str:
         f"{machine['cpus']} CPUs, load {machine['load_avg'][0]:.1f}, Python {machine['python']}, "
         f"commit {machine['commit']}, {machine['date']}. Definitions: `bench/data.py` docstring.",
         "",
-        "| mode | rows | gzip MiB | seconds | rows/s | load (1 min) | baseline RSS MiB | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | rows | gzip MiB | seconds | CPU s | rows/s | load (1 min) | baseline RSS MiB | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in records:
         lines.append(
-            f"| {r['mode']} | {r['rows']:,} | {r['file_mib']} | {r['seconds']} | {r['rows_per_s']:,} | "
+            f"| {r['mode']} | {r['rows']:,} | {r['file_mib']} | {r['seconds']} | {r.get('cpu_seconds', 'n/a')} | "
+            f"{r['rows_per_s']:,} | "
             f"{r.get('load_avg_1m', 'n/a')} | {r['baseline_rss_mib']} | {r['peak_rss_mib']} |"
         )
     lines += ["", "Goals: >= 200 000 rows/s end to end (`ingest`) on 2 cores; peak memory flat as the input grows."]
