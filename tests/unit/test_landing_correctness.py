@@ -202,3 +202,17 @@ def test_ids_longer_than_the_contract_limit_are_rejected(tmp_path: Path) -> None
     assert rej["line_no"].tolist() == [2, 4, 5] and set(rej[COL_REASON]) == {"id_too_long"}
     contract = (project_root() / "docs" / "data-contract.md").read_text()
     assert "id_too_long" in contract and "256" in contract
+
+
+def test_a_json_array_read_in_small_buffers_and_a_truncated_one(tmp_path: Path) -> None:
+    records = [{**{k: v or None for k, v in row(i).items()}, "quantity": i + 1} for i in range(200)]
+    path = tmp_path / "interactions.json"
+    path.write_text(json.dumps(records))  # one line: elements straddle every buffer end
+    chunks = list(iter_landing(path, chunk_bytes=256))
+    assert len(chunks) > 10 and sum(c.rows for c in chunks) == 200
+    frame = pd.concat([c.frame for c in chunks], ignore_index=True)
+    assert frame[COL_EVENT].tolist() == [f"e{i}" for i in range(200)]
+    assert [int(q) for q in frame["quantity"]] == list(range(1, 201)), "numbers cut by a buffer end are read whole"
+    path.write_text(json.dumps(records)[:-300])
+    result = validate(path, tmp_path / "lake")
+    assert result.error is not None and result.error.startswith("corrupt_file") and not result.success

@@ -24,6 +24,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
 import numpy as np
@@ -152,9 +153,7 @@ def _arrow_block(block: bytes, n_lines: int, columns: _Columns) -> pd.DataFrame 
 def _python_block(block: bytes, first_line: int, columns: _Columns) -> LandingChunk:
     """The line-by-line path: each line is one record, or a reject with its number and bytes."""
     lines, numbers, bad = decode_block(block, first_line)
-    records: list[dict[str, object]] = []
-    texts: list[str] = []
-    kept: list[int] = []
+    held = _Records(bad=bad)
     for n, s in zip(numbers, lines, strict=True):
         if not s.strip():
             continue
@@ -162,13 +161,33 @@ def _python_block(block: bytes, first_line: int, columns: _Columns) -> LandingCh
             obj = _DECODER.decode(s)
         except json.JSONDecodeError:
             obj = None
+        held.take(obj, s, n)
+    return held.chunk(columns)
+
+
+@dataclass
+class _Records:
+    """Decoded values of one chunk: objects become rows (with their text and line), anything else a reject."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    bad: list[BadLine] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.bad)
+
+    def take(self, obj: object, text: str, line: int) -> None:
         if isinstance(obj, dict):
-            records.append(obj)
-            texts.append(s)
-            kept.append(n)
+            self.records.append(obj)
+            self.texts.append(text)
+            self.numbers.append(line)
         else:
-            bad.append(BadLine(n, s.encode("utf-8"), REASON_MALFORMED))
-    return LandingChunk(_records_frame(records, columns), bad, ListRows(texts, np.array(kept, dtype=np.int64)))
+            self.bad.append(BadLine(line, text.encode("utf-8"), REASON_MALFORMED))
+
+    def chunk(self, columns: _Columns) -> LandingChunk:
+        rows = ListRows(self.texts, np.array(self.numbers, dtype=np.int64))
+        return LandingChunk(_records_frame(self.records, columns), self.bad, rows)
 
 
 def _records_frame(records: list[dict[str, Any]], columns: _Columns) -> pd.DataFrame:
@@ -216,16 +235,12 @@ def _iter_array(path: str, blocks: Iterable[bytes], chunk_bytes: int) -> Iterato
     skip_space()
     pos += 1  # the "["
     rows = 0
-    records: list[dict[str, Any]] = []
-    texts: list[str] = []
-    numbers: list[int] = []
-    bad: list[BadLine] = []
-    held = 0
+    held, held_bytes = _Records(), 0
     max_record = 2 * max(chunk_bytes, 1 << 20)  # a longer "record" is a broken file, not a record
     expect_value = True
     while True:
         if not skip_space():
-            read = rows + len(records) + len(bad)
+            read = rows + len(held)
             raise CorruptFileError(path, f"the JSON array ends early (no closing ']'; {read} records read)")
         ch = buf[pos]
         if ch == "]":
@@ -248,23 +263,18 @@ def _iter_array(path: str, blocks: Iterable[bytes], chunk_bytes: int) -> Iterato
             more()
             continue
         text = buf[pos:end]
-        if isinstance(obj, dict):
-            records.append(obj)
-            texts.append(text)
-            numbers.append(line)
-        else:
-            bad.append(BadLine(line, text.encode("utf-8"), REASON_MALFORMED))
-        held += end - pos
+        held.take(obj, text, line)
+        held_bytes += end - pos
         line += text.count("\n")
         pos = end
         expect_value = False
-        if held >= chunk_bytes:
-            rows += len(records) + len(bad)
-            yield LandingChunk(_records_frame(records, columns), bad, ListRows(texts, np.array(numbers, np.int64)))
-            records, texts, numbers, bad, held = [], [], [], [], 0
+        if held_bytes >= chunk_bytes:
+            rows += len(held)
+            yield held.chunk(columns)
+            held, held_bytes = _Records(), 0
     if skip_space():
         raise CorruptFileError(path, f"data after the end of the JSON array at line {line}")
-    rows += len(records) + len(bad)
+    rows += len(held)
     if rows == 0:
         raise EmptyFileError(path, "an empty JSON array")
-    yield LandingChunk(_records_frame(records, columns), bad, ListRows(texts, np.array(numbers, np.int64)))
+    yield held.chunk(columns)
