@@ -9,8 +9,8 @@ Ranking metrics at K (full catalog, seen items removed)
 (binary relevance; filter it beforehand, e.g. ``rating >= 4``, for another notion of relevance).
 ``rating_pred`` holds each user's recommendations with a score; the top ``k`` per user by descending
 score are evaluated, ties keeping the row order given. The recommender must have ranked the FULL
-catalog with the user's training (seen) items already removed; :func:`remove_seen` does that for a
-scored frame. Why: a seen item can never be a test hit, so leaving it in silently lowers every metric
+catalog with the user's training (seen) items already removed (the recommenders do it with
+``exclude_seen=True``). Why: a seen item can never be a test hit, so leaving it in silently lowers every metric
 and makes models that filter incomparable with models that do not.
 
 Users averaged over: every user in ``rating_true`` (each has at least one relevant item). A user with
@@ -24,13 +24,6 @@ no recommendations counts as 0; users present only in ``rating_pred`` are ignore
   D = number relevant ("all_relevant", Microsoft Recommenders' classic ``map_at_k``); both are named;
 * hit rate@k = share of users with at least one hit in the top k;
 * catalog coverage@k = distinct catalog items recommended in any top k / catalog size.
-
-Propensity precision/recall (the seed demo's metric, done correctly)
---------------------------------------------------------------------
-Per-pair classification: each held-out positive (label 1) is paired with sampled negatives (label 0)
-drawn uniformly from items the user never interacted with (train or test), never a known positive.
-The model scores every pair; pairs scoring at/above a threshold (or in the top fraction) are
-predicted positive. See :func:`propensity_pairs` and :func:`propensity_precision_recall`.
 
 All inputs are checked in one decorator, :func:`_validated`, which raises the named subclasses of
 :class:`EvaluationInputError`.
@@ -47,12 +40,9 @@ from typing import Any, Final, Literal, NamedTuple, ParamSpec, TypeVar
 import numpy as np
 import pandas as pd
 
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_USER, DEFAULT_K, DEFAULT_SEED
+from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_USER, DEFAULT_K
 
 log = logging.getLogger(__name__)
-
-#: Binary label column of propensity pairs (1 = held-out positive, 0 = sampled negative).
-COL_LABEL: Final = "label"
 
 MapNormalization = Literal["min_relevant_k", "all_relevant"]
 
@@ -116,7 +106,7 @@ def _validated(func: Callable[P, R]) -> Callable[P, R]:
         bound.apply_defaults()
         a = bound.arguments
         user, item = a.get("col_user", COL_USER), a.get("col_item", COL_ITEM)
-        score, label = a.get("col_prediction", COL_SCORE), a.get("col_label", COL_LABEL)
+        score = a.get("col_prediction", COL_SCORE)
 
         if "k" in a:
             k = a["k"]
@@ -158,31 +148,6 @@ def _validated(func: Callable[P, R]) -> Callable[P, R]:
             unknown = [m for m in a["metrics"] if m not in METRICS]
             if unknown:
                 raise UnknownMetricError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
-        for name in ("recs", "train", "positives", "test_positives", "all_interactions"):
-            if name in a:
-                _require(a[name], [user, item], name)
-                _require_no_nulls(a[name], [user, item], name)
-        if "items" in a and len(pd.Index(a["items"]).unique()) == 0:
-            raise EvaluationInputError("items (the catalog to sample negatives from) is empty")
-        if "negatives_per_positive" in a:
-            n_neg = a["negatives_per_positive"]
-            if isinstance(n_neg, bool) or not isinstance(n_neg, int | np.integer) or n_neg < 1:
-                raise EvaluationInputError(f"negatives_per_positive must be an integer >= 1, got {n_neg!r}")
-        if "threshold" in a and "top_fraction" in a:
-            threshold, top_fraction = a["threshold"], a["top_fraction"]
-            if (threshold is None) == (top_fraction is None):
-                raise EvaluationInputError("give exactly one of threshold= or top_fraction=")
-            if top_fraction is not None and not 0.0 < top_fraction <= 1.0:
-                raise EvaluationInputError(f"top_fraction must be in (0, 1], got {top_fraction}")
-        if "pairs_scored" in a:
-            pairs = a["pairs_scored"]
-            _require(pairs, [score, label], "pairs_scored")
-            _require_no_nulls(pairs, [score, label], "pairs_scored")
-            labels = set(pd.unique(pairs[label]).tolist())
-            if not labels <= {0, 1}:
-                raise EvaluationInputError(f"{label!r} must hold only 0 and 1, got {sorted(labels)}")
-            if labels != {0, 1}:
-                raise EvaluationInputError(f"pairs_scored needs both positives and negatives, got {labels}")
         return func(*args, **kwargs)
 
     return wrapper
@@ -406,196 +371,6 @@ def evaluate(
         extra = {"catalog": catalog} if name == "coverage" else {}
         results[f"{name}@{k}"] = METRICS[name](rating_true, rating_pred, **columns, **extra)
     return results
-
-
-@_validated
-def remove_seen(
-    recs: pd.DataFrame,
-    train: pd.DataFrame,
-    *,
-    col_user: str = COL_USER,
-    col_item: str = COL_ITEM,
-) -> pd.DataFrame:
-    """Drop the (user, item) pairs of ``recs`` that occur in ``train``; index and order are kept.
-
-    Apply it to the full scored catalog BEFORE cutting to the top k, otherwise users end up with
-    fewer than k recommendations.
-    """
-    seen = pd.MultiIndex.from_frame(train[[col_user, col_item]].drop_duplicates())
-    return recs.loc[~pd.MultiIndex.from_frame(recs[[col_user, col_item]]).isin(seen)]
-
-
-# --------------------------------------------------------------------------------------------------
-# Propensity: per-pair classification with sampled negatives
-# --------------------------------------------------------------------------------------------------
-_REJECTION_ROUNDS: Final = 32
-
-
-@_validated
-def sample_negatives(
-    positives: pd.DataFrame,
-    all_interactions: pd.DataFrame,
-    items: Iterable[Hashable],
-    *,
-    negatives_per_positive: int,
-    seed: int = DEFAULT_SEED,
-    col_user: str = COL_USER,
-    col_item: str = COL_ITEM,
-) -> pd.DataFrame:
-    """Draw ``negatives_per_positive`` negative items for each row of ``positives``.
-
-    Each negative is drawn uniformly, with replacement, from the ``items`` (the model's catalog, i.e.
-    the right id range) that the user never interacted with in ``all_interactions`` (pass train AND
-    test) or ``positives``: never a known positive. Vectorised rejection sampling, with an exact
-    per-user draw for the rare user who has seen nearly the whole catalog.
-
-    Returns:
-        ``(col_user, col_item)`` rows, ``negatives_per_positive`` per positive, in positive order.
-
-    Raises:
-        EvaluationInputError: a user has interacted with every catalog item (no negative exists).
-    """
-    catalog = pd.Index(items).unique()
-    n_items = len(catalog)
-    known = pd.concat([all_interactions[[col_user, col_item]], positives[[col_user, col_item]]])
-    users = pd.Index(known[col_user]).unique()
-    known_user = users.get_indexer(known[col_user]).astype(np.int64)
-    known_item = catalog.get_indexer(known[col_item]).astype(np.int64)
-    in_catalog = known_item >= 0
-    known_keys = np.unique(known_user[in_catalog] * n_items + known_item[in_catalog])
-
-    n_known = np.bincount(known_keys // n_items, minlength=len(users))
-    pos_user = np.repeat(users.get_indexer(positives[col_user]).astype(np.int64), negatives_per_positive)
-    if (n_known[pos_user] >= n_items).any():
-        full = users[np.unique(pos_user[n_known[pos_user] >= n_items])].tolist()
-        raise EvaluationInputError(f"user(s) {full[:5]} interacted with every catalog item: no negative exists")
-
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, n_items, size=len(pos_user))
-    todo = np.flatnonzero(np.isin(pos_user * n_items + drawn, known_keys))
-    for _ in range(_REJECTION_ROUNDS):
-        if todo.size == 0:
-            break
-        drawn[todo] = rng.integers(0, n_items, size=todo.size)
-        todo = todo[np.isin(pos_user[todo] * n_items + drawn[todo], known_keys)]
-    for user in np.unique(pos_user[todo]):  # users who saw almost everything: draw exactly
-        rows = todo[pos_user[todo] == user]
-        seen = known_keys[known_keys // n_items == user] % n_items
-        drawn[rows] = rng.choice(np.setdiff1d(np.arange(n_items), seen), size=rows.size)
-    return pd.DataFrame({col_user: users[pos_user], col_item: catalog[drawn]})
-
-
-@_validated
-def propensity_pairs(
-    positives: pd.DataFrame,
-    all_interactions: pd.DataFrame,
-    items: Iterable[Hashable],
-    *,
-    negatives_per_positive: int,
-    seed: int = DEFAULT_SEED,
-    col_user: str = COL_USER,
-    col_item: str = COL_ITEM,
-    col_label: str = COL_LABEL,
-) -> pd.DataFrame:
-    """The labelled pairs a model must score: distinct held-out positives (label 1) + sampled negatives (0).
-
-    Positives are deduplicated per (user, item): a pair is either positive or not. Negatives come from
-    :func:`sample_negatives`. Give the result to the model, add its score in ``COL_SCORE``, and pass it
-    to :func:`propensity_precision_recall`.
-    """
-    distinct = positives[[col_user, col_item]].drop_duplicates().reset_index(drop=True)
-    negatives = sample_negatives(
-        distinct,
-        all_interactions,
-        items,
-        negatives_per_positive=negatives_per_positive,
-        seed=seed,
-        col_user=col_user,
-        col_item=col_item,
-    )
-    return pd.concat([distinct.assign(**{col_label: 1}), negatives.assign(**{col_label: 0})], ignore_index=True)
-
-
-@_validated
-def propensity_precision_recall(
-    pairs_scored: pd.DataFrame,
-    *,
-    threshold: float | None = None,
-    top_fraction: float | None = None,
-    col_prediction: str = COL_SCORE,
-    col_label: str = COL_LABEL,
-) -> dict[str, float]:
-    """Per-pair precision, recall and ROC AUC of a scorer on labelled (user, item) pairs.
-
-    A pair is predicted positive when its score >= ``threshold``, or, with ``top_fraction``, when it
-    is among the ``round(top_fraction * n_pairs)`` best-scored pairs (ties by row order); give exactly
-    one. ``top_fraction`` suits scores that are not probabilities (ALS dot products).
-
-    Returns:
-        ``propensity_precision`` = TP / predicted positives (0 if none predicted; min=0, max=1),
-        ``propensity_recall`` = TP / positives (min=0, max=1),
-        ``propensity_auc`` = probability that a random positive outscores a random negative, ties
-        counting one half (Mann-Whitney; min=0, max=1, 0.5 = random),
-        ``propensity_threshold`` = the score cut actually used, and ``n_positive``/``n_negative``.
-    """
-    scores = pairs_scored[col_prediction].astype(float)
-    label = pairs_scored[col_label].to_numpy() == 1
-    if threshold is not None:
-        predicted = (scores >= threshold).to_numpy()
-        cut = float(threshold)
-    else:
-        assert top_fraction is not None  # the decorator enforces exactly one
-        n_top = round(top_fraction * len(scores))
-        predicted = (scores.rank(method="first", ascending=False) <= n_top).to_numpy()
-        cut = float(scores[predicted].min()) if predicted.any() else float("inf")
-    true_pos = int((predicted & label).sum())
-    n_pos, n_neg = int(label.sum()), int((~label).sum())
-    ranks = scores.rank(method="average").to_numpy()
-    auc = (ranks[label].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return {
-        "propensity_precision": true_pos / int(predicted.sum()) if predicted.any() else 0.0,
-        "propensity_recall": true_pos / n_pos,
-        "propensity_auc": float(auc),
-        "propensity_threshold": cut,
-        "n_positive": float(n_pos),
-        "n_negative": float(n_neg),
-    }
-
-
-@_validated
-def evaluate_propensity(
-    test_positives: pd.DataFrame,
-    all_interactions: pd.DataFrame,
-    items: Iterable[Hashable],
-    score_pairs: Callable[[pd.DataFrame], Any],
-    *,
-    negatives_per_positive: int = 4,
-    seed: int = DEFAULT_SEED,
-    threshold: float | None = None,
-    top_fraction: float | None = None,
-    col_user: str = COL_USER,
-    col_item: str = COL_ITEM,
-) -> dict[str, float]:
-    """Sample the pairs, let the model score them, and classify: the whole propensity protocol.
-
-    ``score_pairs`` receives a ``(col_user, col_item)`` frame and returns one score per row (array
-    or Series, in row order). 4 negatives per positive follows He et al. (2017).
-    """
-    pairs = propensity_pairs(
-        test_positives,
-        all_interactions,
-        items,
-        negatives_per_positive=negatives_per_positive,
-        seed=seed,
-        col_user=col_user,
-        col_item=col_item,
-    )
-    scores = np.asarray(score_pairs(pairs[[col_user, col_item]]), dtype=float)
-    if scores.shape != (len(pairs),):
-        raise EvaluationInputError(f"score_pairs returned shape {scores.shape}, expected ({len(pairs)},)")
-    return propensity_precision_recall(
-        pairs.assign(**{COL_SCORE: scores}), threshold=threshold, top_fraction=top_fraction
-    )
 
 
 # --------------------------------------------------------------------------------------------------

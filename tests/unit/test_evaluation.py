@@ -16,7 +16,6 @@ import pytest
 
 from recflow.constants import COL_ITEM, COL_SCORE, COL_USER
 from recflow.evaluation import (
-    COL_LABEL,
     METRICS,
     DuplicatePredictionError,
     EmptyTruthError,
@@ -26,17 +25,12 @@ from recflow.evaluation import (
     UnknownMetricError,
     catalog_coverage,
     evaluate,
-    evaluate_propensity,
     hit_rate_at_k,
     map_at_k,
     metrics_table,
     ndcg_at_k,
     precision_at_k,
-    propensity_pairs,
-    propensity_precision_recall,
     recall_at_k,
-    remove_seen,
-    sample_negatives,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -320,123 +314,3 @@ def test_movielens_sized_evaluation_is_fast() -> None:
     start = time.perf_counter()
     evaluate(truth, pred, metrics=list(METRICS), k=10, catalog=range(n_items))
     assert time.perf_counter() - start < 1.0
-
-
-# ---- remove_seen ----------------------------------------------------------------------------------
-def test_remove_seen_keeps_order_and_index() -> None:
-    recs = pd.DataFrame(
-        {COL_USER: [1, 1, 2, 2], COL_ITEM: [5, 6, 5, 7], COL_SCORE: [4, 3, 2, 1]}, index=[10, 11, 12, 13]
-    )
-    train = pd.DataFrame({COL_USER: [1, 2, 2], COL_ITEM: [6, 7, 7]})  # (1,6) and (2,7) seen
-    out = remove_seen(recs, train)
-    assert out.index.tolist() == [10, 12]
-    assert out[COL_ITEM].tolist() == [5, 5]
-
-
-# ---- propensity -----------------------------------------------------------------------------------
-def _scored(labels: list[int], scores: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({COL_USER: range(len(labels)), COL_ITEM: 0, COL_LABEL: labels, COL_SCORE: scores})
-
-
-# positives score 0.9, 0.7, 0.4; negatives 0.8, 0.3, 0.1
-HAND_PAIRS = ([1, 1, 1, 0, 0, 0], [0.9, 0.7, 0.4, 0.8, 0.3, 0.1])
-
-
-def test_propensity_threshold() -> None:
-    got = propensity_precision_recall(_scored(*HAND_PAIRS), threshold=0.5)
-    # predicted positive (>= 0.5): 0.9 (pos), 0.7 (pos), 0.8 (neg) -> precision 2/3; recall 2 of 3 = 2/3
-    # AUC: positive-beats-negative pairs: 0.9 beats 3, 0.7 beats 2 (not 0.8), 0.4 beats 2 -> 7 of 3*3
-    assert got == pytest.approx(
-        {
-            "propensity_precision": 2 / 3,
-            "propensity_recall": 2 / 3,
-            "propensity_auc": 7 / 9,
-            "propensity_threshold": 0.5,
-            "n_positive": 3,
-            "n_negative": 3,
-        }
-    )
-
-
-def test_propensity_top_fraction() -> None:
-    # top half of 6 pairs = 3 best: 0.9, 0.8, 0.7 -> same 2/3 and 2/3; the cut used is 0.7
-    got = propensity_precision_recall(_scored(*HAND_PAIRS), top_fraction=0.5)
-    assert got["propensity_precision"] == pytest.approx(2 / 3)
-    assert got["propensity_recall"] == pytest.approx(2 / 3)
-    assert got["propensity_threshold"] == pytest.approx(0.7)
-
-
-def test_propensity_ties_and_nothing_predicted() -> None:
-    # one positive and one negative with equal scores: AUC 1/2; threshold above both: nothing predicted
-    got = propensity_precision_recall(_scored([1, 0], [0.5, 0.5]), threshold=0.9)
-    assert got["propensity_auc"] == pytest.approx(1 / 2)
-    assert got["propensity_precision"] == 0.0
-    assert got["propensity_recall"] == 0.0
-
-
-def test_propensity_input_errors() -> None:
-    pairs = _scored(*HAND_PAIRS)
-    with pytest.raises(EvaluationInputError, match="exactly one"):
-        propensity_precision_recall(pairs)
-    with pytest.raises(EvaluationInputError, match="exactly one"):
-        propensity_precision_recall(pairs, threshold=0.5, top_fraction=0.5)
-    with pytest.raises(EvaluationInputError, match="only 0 and 1"):
-        propensity_precision_recall(pairs.assign(**{COL_LABEL: [1, 2, 1, 0, 0, 0]}), threshold=0.5)
-    with pytest.raises(EvaluationInputError, match="both positives and negatives"):
-        propensity_precision_recall(pairs.assign(**{COL_LABEL: 1}), threshold=0.5)
-    with pytest.raises(MissingColumnsError):
-        propensity_precision_recall(pairs.drop(columns=[COL_LABEL]), threshold=0.5)
-
-
-@pytest.fixture
-def interactions() -> pd.DataFrame:
-    # users 1..3 over catalog 0..9; user 3 has seen everything except item 9
-    rows = [(1, 0), (1, 1), (2, 2), *((3, i) for i in range(9))]
-    return pd.DataFrame(rows, columns=[COL_USER, COL_ITEM])
-
-
-def test_sample_negatives_never_known_and_deterministic(interactions: pd.DataFrame) -> None:
-    positives = pd.DataFrame({COL_USER: [1, 2, 3], COL_ITEM: [5, 6, 7]})  # test positives, not in train
-    negatives = sample_negatives(positives, interactions, range(10), negatives_per_positive=50, seed=7)
-    assert len(negatives) == 3 * 50
-    assert negatives[COL_USER].tolist() == [1] * 50 + [2] * 50 + [3] * 50
-    known = set(map(tuple, interactions.to_numpy())) | set(map(tuple, positives.to_numpy()))
-    assert not set(map(tuple, negatives.to_numpy())) & known
-    assert set(negatives[COL_ITEM]) <= set(range(10))
-    # user 3 has exactly one item left (9): every negative is 9 (the exact fallback path)
-    assert set(negatives.loc[negatives[COL_USER] == 3, COL_ITEM]) == {9}
-    again = sample_negatives(positives, interactions, range(10), negatives_per_positive=50, seed=7)
-    other = sample_negatives(positives, interactions, range(10), negatives_per_positive=50, seed=8)
-    pd.testing.assert_frame_equal(negatives, again)
-    assert not negatives.equals(other)
-
-
-def test_sample_negatives_impossible(interactions: pd.DataFrame) -> None:
-    positives = pd.DataFrame({COL_USER: [3], COL_ITEM: [9]})  # now user 3 knows all 10 items
-    with pytest.raises(EvaluationInputError, match="every catalog item"):
-        sample_negatives(positives, interactions, range(10), negatives_per_positive=1, seed=0)
-    with pytest.raises(EvaluationInputError, match="negatives_per_positive"):
-        sample_negatives(positives, interactions, range(10), negatives_per_positive=0, seed=0)
-
-
-def test_propensity_pairs_labels(interactions: pd.DataFrame) -> None:
-    positives = pd.DataFrame({COL_USER: [1, 1, 2], COL_ITEM: [5, 5, 6]})  # (1,5) twice -> once
-    pairs = propensity_pairs(positives, interactions, range(10), negatives_per_positive=4, seed=0)
-    assert pairs[COL_LABEL].tolist() == [1, 1] + [0] * 8
-    assert pairs.loc[pairs[COL_LABEL] == 1, [COL_USER, COL_ITEM]].values.tolist() == [[1, 5], [2, 6]]
-
-
-def test_evaluate_propensity_with_an_oracle(interactions: pd.DataFrame) -> None:
-    positives = pd.DataFrame({COL_USER: [1, 2], COL_ITEM: [5, 6]})
-    known = {(1, 5), (2, 6)}
-
-    def oracle(pairs: pd.DataFrame) -> list[float]:
-        return [1.0 if (u, i) in known else 0.0 for u, i in pairs.itertuples(index=False)]
-
-    got = evaluate_propensity(positives, interactions, range(10), oracle, negatives_per_positive=3, threshold=0.5)
-    assert got["propensity_precision"] == 1.0
-    assert got["propensity_recall"] == 1.0
-    assert got["propensity_auc"] == 1.0
-    assert (got["n_positive"], got["n_negative"]) == (2, 6)
-    with pytest.raises(EvaluationInputError, match="shape"):
-        evaluate_propensity(positives, interactions, range(10), lambda p: [0.0], threshold=0.5)
