@@ -8,6 +8,10 @@ joins, the ``mapInArrow`` workers, the GX suite on the staged files, and the pub
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,6 +29,7 @@ from recflow.models.artifact import IdIndex, SeenItems
 from recflow.score_publishing import ScoresRejected, reports_partition
 from recflow.scoring import ScoringError
 
+ROOT = Path(__file__).resolve().parents[2]
 START = date(2026, 11, 1)
 TRAIN_DAYS = 3  # the model is trained on START .. START + 2
 DAY = START + timedelta(days=5)  # the scored day
@@ -159,3 +164,57 @@ def test_window_without_active_users_fails_clearly(spark: Any, world: dict[str, 
 def test_empty_day_inside_the_active_window_still_scores(spark: Any, world: dict[str, Any]) -> None:
     summary = _run(spark, world, day=DAY + timedelta(days=1), active_days=2, users=("u002", "u003"))
     assert summary["active_users"] == 2 and summary["rows"] == 2 * K
+
+
+# ------------------------------------------------------------------ registry failures (real S3 server)
+
+
+def _ensure_bucket(settings: Any) -> None:
+    from recflow.storage import s3_client
+
+    client = s3_client(settings.s3)
+    if settings.s3.models_bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=settings.s3.models_bucket)
+
+
+def test_no_champion_and_unknown_pin_fail_clearly(live_services: Any) -> None:
+    from datetime import UTC, datetime
+
+    from recflow.registry import ModelNotFound, ModelRegistry
+    from recflow.scoring import serving_version
+
+    _ensure_bucket(live_services)
+    empty = ModelRegistry.from_settings(live_services, prefix=f"empty-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(ScoringError, match="no champion"):
+        serving_version(empty, pinned=None, at=datetime(2026, 11, 6, tzinfo=UTC))
+    with pytest.raises(ModelNotFound, match="not found"):
+        serving_version(empty, pinned="als-nosuchversion", at=datetime(2026, 11, 6, tzinfo=UTC))
+
+
+def test_tampered_artifact_is_refused_and_yesterday_kept(
+    live_services: Any, world: dict[str, Any], published: dict[str, Any]
+) -> None:
+    """The job's own entry point refuses an artifact whose bytes changed in S3; nothing is published."""
+    from datetime import UTC, datetime
+
+    from recflow.registry import ModelRegistry
+    from recflow.storage import s3_client
+
+    _ensure_bucket(live_services)
+    registry = ModelRegistry.from_settings(live_services)
+    version = f"als-tampered-{uuid.uuid4().hex[:8]}"
+    registry.register(world["artifact"], version=version, family="als", metrics={}, lineage={},
+                      created_at=datetime(2026, 11, 4, tzinfo=UTC))  # fmt: skip
+    key = next(
+        o["Key"]
+        for o in s3_client(live_services.s3).list_objects_v2(Bucket=live_services.s3.models_bucket,
+                                                             Prefix=f"registry/versions/{version}/")["Contents"]
+        if o["Key"].endswith("item_factors.npy")
+    )  # fmt: skip
+    s3_client(live_services.s3).put_object(Bucket=live_services.s3.models_bucket, Key=key, Body=b"tampered")
+    job = [sys.executable, str(ROOT / "spark_jobs" / "batch_score.py"), "--lake", str(world["lake"]),
+           "--date", str(DAY), "--k", str(K), "--active-days", "3", "--version", version]  # fmt: skip
+    done = subprocess.run(job, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "batch_score failed: ChecksumMismatch" in done.stderr
+    assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
