@@ -142,7 +142,7 @@ def _recflow(n_users: int) -> dict[str, Any]:
 
     logging.getLogger("recflow").addHandler(Keep())
     logging.getLogger("recflow").setLevel(logging.INFO)
-    spark = get_spark("bench-scoring", master="local[2]", conf={"spark.driver.memory": "6g"})
+    spark = get_spark("bench-scoring", master="local[2]", conf={"spark.driver.memory": "6g", "spark.ui.enabled": "false"})
     try:
         request = ScoringRequest(day=date(2026, 11, 2), version="als-bench", k=K, active_days=2)
         t0 = time.perf_counter()
@@ -174,7 +174,7 @@ def _spark_recommend(n_users: int) -> dict[str, Any]:
     work = _work(n_users) / "spark-als"
     shutil.rmtree(work, ignore_errors=True)
     users_f, items_f = _factors(n_users)
-    spark = get_spark("bench-als", master="local[2]", conf={"spark.driver.memory": "6g"})
+    spark = get_spark("bench-als", master="local[2]", conf={"spark.driver.memory": "6g", "spark.ui.enabled": "false"})
     try:
         tiny = spark.createDataFrame(pd.DataFrame({"u": [0, 1], "i": [0, 1], "r": [1.0, 1.0]}))
         ALS(rank=RANK, maxIter=1, userCol="u", itemCol="i", ratingCol="r", implicitPrefs=True).fit(tiny).save(str(work))
