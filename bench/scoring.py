@@ -142,7 +142,9 @@ def _recflow(n_users: int) -> dict[str, Any]:
 
     logging.getLogger("recflow").addHandler(Keep())
     logging.getLogger("recflow").setLevel(logging.INFO)
-    spark = get_spark("bench-scoring", master="local[2]", conf={"spark.driver.memory": "6g", "spark.ui.enabled": "false"})
+    spark = get_spark(
+        "bench-scoring", master="local[2]", conf={"spark.driver.memory": "6g", "spark.ui.enabled": "false"}
+    )
     try:
         request = ScoringRequest(day=date(2026, 11, 2), version="als-bench", k=K, active_days=2)
         t0 = time.perf_counter()
