@@ -69,9 +69,8 @@ def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, lis
     for seed, tag in ((1, "A"), (2, "B")):
         folder = tmp / tag
         random_als(folder, n_users=args.users, n_items=args.items, rank=args.rank, seen_per_user=20, seed=seed)
-        version = f"als-bench{tag}"
-        registry.register(folder, version=version, family="als", metrics={}, lineage={}, created_at=created)
-        versions.append(version)
+        mv = registry.register(folder, family="als", metrics={}, lineage={"bench": tag}, created_at=created)
+        versions.append(mv.version)
     _promote(settings, registry, versions[0], created)
     users = [f"u{i}" for i in range(int(args.users * 1.1))]
     return registry, versions, users, tmp / "A"
@@ -80,9 +79,12 @@ def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, lis
 def _promote(settings: Any, registry: Any, version: str, when: datetime) -> None:
     from recflow.events import encode, kafka_producer, model_update_event
 
-    registry.promote(version, reason="bench", actor="bench", promoted_at=when)
+    current = registry.champion_record()
+    record = registry.promote(
+        version, expected_champion=None if current is None else current.version, reason="bench", actor="bench"
+    )
     producer = kafka_producer(settings.kafka)
-    event = model_update_event(version=version, uri=registry.uri(version), promoted_at=when)
+    event = model_update_event(version=version, digest=record.digest, uri=record.uri, promoted_at=when)
     producer.produce(settings.kafka.model_updates_topic, value=encode(event))
     producer.flush(10)
 

@@ -3,7 +3,7 @@
 Launch (the training DAG builds the same list; the family appears in its Params from models/hybrid.yaml):
     spark-submit --master 'local[*]' spark_jobs/train_hybrid.py --lake .recflow/lake \
         --train-start 2026-11-01 --holdout-start 2026-11-06 --end 2026-11-08 \
-        --output-dir .recflow/runs/hybrid --version hybrid-20261108 --register
+        --output-dir .recflow/runs/hybrid --run-id manual-1 --register
 """
 
 from __future__ import annotations

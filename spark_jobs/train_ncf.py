@@ -3,7 +3,7 @@
 Launch (the training DAG builds the same list):
     spark-submit --master 'local[*]' spark_jobs/train_ncf.py --lake .recflow/lake \
         --train-start 2026-11-01 --holdout-start 2026-11-06 --end 2026-11-08 \
-        --output-dir .recflow/runs/ncf --version ncf-20261108 --register
+        --output-dir .recflow/runs/ncf --run-id manual-1 --register
 """
 
 from __future__ import annotations

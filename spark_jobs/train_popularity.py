@@ -3,7 +3,7 @@
 Launch:
     spark-submit --master 'local[*]' spark_jobs/train_popularity.py --lake .recflow/lake \
         --train-start 2026-11-01 --holdout-start 2026-11-06 --end 2026-11-08 \
-        --output-dir .recflow/runs/popularity --version popularity-20261108 --register
+        --output-dir .recflow/runs/popularity --run-id manual-1 --register
 """
 
 from __future__ import annotations

@@ -169,23 +169,24 @@ def collect_summary(config: DemoConfig) -> dict[str, Any]:
     """Read back what the run produced, from the lake and the S3 registry (not from memory)."""
     from recflow.batch_scoring import read_summary
     from recflow.registry import ModelRegistry
-    from recflow.versions import candidate_version
+    from recflow.versions import version_prefix
 
     settings = load_settings()
     registry = ModelRegistry.from_settings(settings)
-    champion = registry.champion()
+    record = registry.champion_record()
     interval_end = datetime.combine(config.end, datetime.min.time(), tzinfo=UTC)
     metrics: dict[str, dict[str, Any]] = {}
     for family in (*config.models, "popularity"):
-        try:
-            metrics[family] = dict(registry.get(candidate_version(family, interval_end)).metrics)
-        except Exception as exc:  # reported, not hidden: the table shows which model is missing
-            metrics[family] = {"error": str(exc)}
+        found = registry.list_versions(family, prefix=version_prefix(family, interval_end))
+        # the newest upload for the interval is this demo's (the table says which model is missing)
+        metrics[family] = dict(found[-1].metrics) if found else {"error": f"no {family} version registered"}
     return {
         "validation": _validation_summary(config),
         "metrics": metrics,
-        "champion": champion.version if champion else None,
-        "champion_uri": registry.uri(champion.version) if champion else None,
+        "champion": record.version if record else None,
+        "champion_digest": record.digest if record else None,
+        "champion_reason": record.reason if record else None,
+        "champion_uri": record.uri if record else None,
         "batch": read_summary(settings.lake_root, config.end - timedelta(days=1)),
     }
 
@@ -218,6 +219,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         metrics_table(ok_metrics),
         "",
         f"champion   : {summary['champion']}  ({summary['champion_uri']})",
+        f"digest     : sha256:{summary['champion_digest']}",
+        f"why        : {summary['champion_reason']}",
         f"batch      : {summary['batch']['rows']} rows for {summary['batch']['users_scored']} users -> "
         f"{summary['batch']['path']}",
         f"streaming  : {stream.answered}/{stream.sent} answered ({stream.errors} errors), "

@@ -15,15 +15,20 @@ from recflow.config import KafkaSettings
 if TYPE_CHECKING:
     from confluent_kafka import Producer
 
-EVENT_SCHEMA_VERSION = 1
+EVENT_SCHEMA_VERSION = 2
 
 
-def model_update_event(*, version: str, uri: str, promoted_at: datetime) -> dict[str, Any]:
-    """A new champion is live in the registry at ``uri``."""
+def model_update_event(*, version: str, digest: str, uri: str, promoted_at: datetime) -> dict[str, Any]:
+    """A new champion is live in the registry at ``uri``; ``digest`` is its manifest's sha256.
+
+    A scorer must not trust the event alone: it resolves the champion (``resolve_serving_version``)
+    and swaps only when that names this version and digest.
+    """
     return {
         "type": "model_update",
         "schema_version": EVENT_SCHEMA_VERSION,
         "version": version,
+        "digest": digest,
         "uri": uri,
         "promoted_at": promoted_at.isoformat(),
     }

@@ -26,7 +26,6 @@ Ties are broken by the lower item code, so the output is a pure function of the 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,28 +285,28 @@ def top_k_frame(top: TopK, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.Dat
 
 
 def serving_version(registry: ModelRegistry, *, pinned: str | None, at: datetime) -> str:
-    """The version to score with: the pin (which must exist) or the champion (at ``at`` once the
-    registry keeps history)."""
-    if pinned is not None:
-        return registry.get(pinned).version
-    champion = registry.champion()
-    if champion is None:
-        raise ScoringError(f"the registry has no champion at {at.isoformat()}: run the recommender_training DAG first")
-    return champion.version
+    """The version to score with: the pin (which must exist) or the current champion.
+
+    ``at`` (the data interval end) only goes into the error message: ``champion_at`` answers from the
+    wall-clock promotion history, and a data interval is not a wall-clock time (a backfill of last
+    month's days would find no champion at all).
+    """
+    from recflow.registry import NoChampion, resolve_serving_version
+
+    try:
+        return resolve_serving_version(registry, pinned=pinned).version
+    except NoChampion as exc:
+        raise ScoringError(f"{exc} (scoring the interval ending {at.isoformat()})") from exc
 
 
 def fetch_artifact(version: str | None, dest: Path) -> tuple[str, Path]:
-    """Download ``version`` (default: the current champion) from the registry into ``dest``."""
+    """Download ``version`` (default: the current champion) into a fresh folder under ``dest``, verified."""
     from recflow.config import load_settings
-    from recflow.registry import ModelRegistry
+    from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
 
     registry = ModelRegistry.from_settings(load_settings())
-    if version is None:
-        champion = registry.champion()
-        if champion is None:
-            raise ScoringError("the registry has no champion yet: run the recommender_training DAG first")
-        version = champion.version
-    target = dest / version
-    if target.exists():
-        shutil.rmtree(target)
-    return version, registry.download(version, target)
+    try:
+        serving = resolve_serving_version(registry, pinned=version)
+    except NoChampion as exc:
+        raise ScoringError(str(exc)) from exc
+    return serving.version, registry.fetch(serving.model, dest)

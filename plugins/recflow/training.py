@@ -38,6 +38,8 @@ from recflow.seen import SeenPolicy
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
+    from recflow.registry import ModelVersion
+
 METRICS_SCHEMA_VERSION = 1
 PRIMARY_METRIC = "ndcg"
 #: Hidden sibling of the output folder a run writes into before the atomic rename.
@@ -86,7 +88,7 @@ class TrainingResult:
     """What a run produced: where, and the metrics the compare step reads."""
 
     family: str
-    version: str
+    version: str | None  # the registry's id (content-derived), None when not registered
     output_dir: Path
     metrics: dict[str, float]
     params: dict[str, Any]
@@ -266,7 +268,7 @@ def run_training(
     window: TrainingWindow,
     candidates: list[dict[str, Any]],
     output_dir: Path,
-    version: str,
+    run_id: str,
     k: int = DEFAULT_K,
     also_k: Sequence[int] = (),
     register: bool = False,
@@ -319,7 +321,7 @@ def run_training(
         timings["total_s"] = time.perf_counter() - started
         lineage = {
             "family": family,
-            "version": version,
+            "run_id": run_id,
             "window": {
                 "start": str(window.start),
                 "holdout_start": str(window.holdout_start),
@@ -340,7 +342,7 @@ def run_training(
         report = {
             "schema_version": METRICS_SCHEMA_VERSION,
             "family": family,
-            "version": version,
+            "run_id": run_id,
             "k": k,
             "metrics": metrics,
             "holdout": {"users": int(truth[COL_USER].nunique()), "pairs": len(truth)},
@@ -358,34 +360,35 @@ def run_training(
         train.unpersist()
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    uri = _register(output_dir, family, version, metrics, lineage, window) if register else None
-    return TrainingResult(family, version, output_dir, metrics, params, uri)
+    version = _register(output_dir, family, metrics, lineage, window) if register else None
+    uri = None if version is None else version.uri
+    return TrainingResult(family, None if version is None else version.version, output_dir, metrics, params, uri)
 
 
 def _register(
     output_dir: Path,
     family: str,
-    version: str,
     metrics: dict[str, float],
     lineage: dict[str, Any],
     window: TrainingWindow,
-) -> str:
-    """Upload the finished candidate; the registry writes its manifest last, so it is all or nothing."""
+) -> ModelVersion:
+    """Upload the finished candidate; the registry writes its manifest last, so it is all or nothing.
+
+    The registry derives the version id from the content, so a re-run of the interval is a new version.
+    """
     from recflow.config import load_settings
     from recflow.registry import ModelRegistry
 
     registry = ModelRegistry.from_settings(load_settings())
     for name in ("metrics.json", "lineage.json"):
         shutil.copy(output_dir / name, output_dir / "artifact" / name)
-    registry.register(
+    return registry.register(
         output_dir / "artifact",
-        version=version,
         family=family,
         metrics=metrics,
         lineage=lineage,
         created_at=TrainingWindow.ts(window.end),
     )
-    return registry.uri(version)
 
 
 def training_arg_parser(family: str) -> argparse.ArgumentParser:
@@ -396,7 +399,9 @@ def training_arg_parser(family: str) -> argparse.ArgumentParser:
     parser.add_argument("--holdout-start", required=True, type=date.fromisoformat)
     parser.add_argument("--end", required=True, type=date.fromisoformat, help="exclusive end of the hold-out")
     parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--version", required=True, help="registry version id, e.g. als-20261124")
+    parser.add_argument(
+        "--run-id", required=True, help="the training attempt (Airflow run id), recorded in the lineage"
+    )
     parser.add_argument("--k", type=int, default=DEFAULT_K)
     parser.add_argument(
         "--also-k", type=int, action="append", default=[], help="further cut-offs to report (repeatable)"
@@ -449,7 +454,7 @@ def _main(family: str, fit: Fitter, argv: list[str] | None) -> TrainingResult:
             window=window,
             candidates=candidates,
             output_dir=args.output_dir,
-            version=args.version,
+            run_id=args.run_id,
             k=args.k,
             also_k=args.also_k,
             register=args.register,

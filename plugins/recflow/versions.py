@@ -1,11 +1,23 @@
-"""Ids keyed on the data interval, shared by the DAG, the demo and the tests so they cannot disagree.
+"""Ids keyed on the data interval, shared by the DAG, the demo, the registry and the tests so they
+cannot disagree.
 
-Kept free of heavy imports: DAG files reach it at parse time.
+A registered model version is ``<family>-<interval key>-<content digest>``, e.g.
+``als-20261110T0000-3f9a2c1b7e04``. Why the digest: two training attempts for the same interval (a
+re-run, a backfill, a retried task that produced other bytes) must never share a name, or the bits
+behind a name could change after they were evaluated and promoted. The digest covers the files, the
+metrics and the lineage, so registering identical bytes again lands on the same id (a no-op) and
+anything else is a new version. Kept free of heavy imports: DAG files reach it at parse time.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+
+#: Hex characters of the content digest kept in a version id (48 bits: collisions between the few
+#: attempts of one family and interval are not a practical concern).
+DIGEST_CHARS = 12
+_VERSION_ID_RE = re.compile(r"^(?P<family>[a-z][a-z0-9_-]*)-(?P<interval>\d{8}T\d{4})-(?P<digest>[0-9a-f]{12})$")
 
 
 def interval_key(interval_end: datetime) -> str:
@@ -13,9 +25,19 @@ def interval_key(interval_end: datetime) -> str:
     return interval_end.strftime("%Y%m%dT%H%M")
 
 
-def candidate_version(family: str, interval_end: datetime) -> str:
-    """The registry version a training run of ``family`` writes, e.g. ``als-20261110T0000``.
+def version_prefix(family: str, interval_end: datetime) -> str:
+    """What every version of ``family`` trained for this interval starts with, e.g. ``als-20261110T0000-``."""
+    return f"{family}-{interval_key(interval_end)}-"
 
-    A re-run of the same interval writes the same version, replacing its own candidate.
-    """
-    return f"{family}-{interval_key(interval_end)}"
+
+def version_id(family: str, interval_end: datetime, content_digest: str) -> str:
+    """The immutable id of one training attempt: ``<family>-<interval key>-<first 12 hex of the digest>``."""
+    if not re.fullmatch(r"[0-9a-f]{12,64}", content_digest):
+        raise ValueError(f"content digest must be 12..64 lowercase hex characters, got {content_digest!r}")
+    return version_prefix(family, interval_end) + content_digest[:DIGEST_CHARS]
+
+
+def parse_version_id(version: str) -> tuple[str, str, str] | None:
+    """``(family, interval key, digest)`` of an id made by :func:`version_id`, else ``None``."""
+    m = _VERSION_ID_RE.match(version)
+    return None if m is None else (m["family"], m["interval"], m["digest"])

@@ -11,7 +11,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,17 @@ class ScorerWorld:
     def promote(self, version: str) -> None:
         """Promote ``version`` and announce it, as the training DAG does."""
         self.promoted += 1
-        when = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=self.promoted)
-        self.registry.promote(version, reason="scorer test", actor="pytest", promoted_at=when)
+        current = self.registry.champion_record()
+        record = self.registry.promote(
+            version,
+            expected_champion=None if current is None else current.version,
+            reason="scorer test",
+            actor="pytest",
+        )
         producer = kafka_producer(self.settings.kafka)
-        event = model_update_event(version=version, uri=self.registry.uri(version), promoted_at=when)
+        event = model_update_event(
+            version=version, digest=record.digest, uri=record.uri, promoted_at=record.promoted_at
+        )
         producer.produce(self.settings.kafka.model_updates_topic, value=encode(event))
         producer.flush(10)
 
@@ -76,10 +83,8 @@ def make_world(settings: Settings, tmp: Path) -> ScorerWorld:
     versions = []
     for seed, name in ((1, "als-scorertestA"), (2, "als-scorertestB")):
         random_als(tmp / name, n_users=1000, n_items=400, rank=16, seed=seed)
-        registry.register(
-            tmp / name, version=name, family="als", metrics={"ndcg@10": 0.1}, lineage={}, created_at=created
-        )
-        versions.append(name)
+        mv = registry.register(tmp / name, family="als", metrics={"ndcg@10": 0.1}, lineage={}, created_at=created)
+        versions.append(mv.version)
     world = ScorerWorld(load_settings(), bucket, registry, (versions[0], versions[1]))
     world.promote(versions[0])
     return world

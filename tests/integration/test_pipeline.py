@@ -85,7 +85,8 @@ def test_training_dag_validates_trains_and_promotes(
     versions = {mv.family: mv for mv in registry.list_versions()}
     assert set(versions) == {"als", "ncf", "popularity"}
     for mv in versions.values():
-        assert mv.version.endswith(key)
+        assert mv.version.startswith(f"{mv.family}-{key}-")
+        assert mv.lineage["run_id"] == training_run.run_id
         assert 0 < mv.metrics[f"ndcg@{K}"] <= 1
         assert mv.lineage["window"] == {
             "start": str(END - timedelta(days=TRAIN_DAYS + HOLDOUT_DAYS)),
@@ -99,6 +100,7 @@ def test_training_dag_validates_trains_and_promotes(
     assert champion.metrics[f"ndcg@{K}"] == max(versions[f].metrics[f"ndcg@{K}"] for f in ("als", "ncf"))
     audit = registry.audit_log()
     assert [a["version"] for a in audit] == [champion.version]
+    assert [r.version for r in registry.history()] == [champion.version]
 
 
 def test_promotion_event_reaches_kafka(training_run: Any, registry: ModelRegistry, live_services: Settings) -> None:
@@ -180,10 +182,13 @@ def test_streaming_scorer_answers_and_hot_swaps(
         assert bad.errors == 1 and bad.answered == 0, bad
         # hot swap: promote the baseline and announce it; later answers come from it without a restart
         baseline = next(mv for mv in registry.list_versions() if mv.family == "popularity")
-        when = datetime.combine(END, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
-        registry.promote(baseline.version, reason="hot-swap test", actor="pytest", promoted_at=when)
+        record = registry.promote(
+            baseline.version, expected_champion=champion.version, reason="hot-swap test", actor="pytest"
+        )
         producer = kafka_producer(live_services.kafka)
-        event = model_update_event(version=baseline.version, uri=registry.uri(baseline.version), promoted_at=when)
+        event = model_update_event(
+            version=baseline.version, digest=record.digest, uri=record.uri, promoted_at=record.promoted_at
+        )
         producer.produce(live_services.kafka.model_updates_topic, value=encode(event))
         producer.flush(10)
         scorer.wait_version(baseline.version, timeout_s=60)

@@ -7,7 +7,6 @@ touched and tests can run in any order; the prefix is deleted afterwards.
 from __future__ import annotations
 
 import hashlib
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,25 +17,21 @@ import pytest
 
 from recflow.config import Settings
 from recflow.registry import (
+    ChampionMoved,
     ChecksumMismatch,
-    ConcurrentPromotion,
     IncompleteModelVersion,
     ModelNotFound,
     ModelRegistry,
-    RegistryError,
+    NoChampion,
+    resolve_serving_version,
 )
 from recflow.storage import s3_client
+from recflow.versions import parse_version_id
 
 pytestmark = pytest.mark.integration
 
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
-LINEAGE = {
-    "input_partitions": ["event_date=2026-11-23"],
-    "params": {"rank": 16},
-    "code_version": "0123abc",
-    "spark_app_id": "local-1",
-    "timings_s": {"train": 1.5},
-}
+LINEAGE = {"params": {"rank": 16}, "code_version": "0123abc", "run_id": "run-1"}
 
 
 @pytest.fixture
@@ -61,15 +56,13 @@ def artifact(folder: Path, tag: str, extra: bool = True) -> Path:
     return folder
 
 
-def register(reg: ModelRegistry, folder: Path, version: str, family: str = "als", **kw: Any) -> Any:
+def register(reg: ModelRegistry, folder: Path, family: str = "als", **kw: Any) -> Any:
     return reg.register(
         folder,
-        version=version,
         family=family,
         metrics=kw.pop("metrics", {"ndcg@10": 0.2, "precision@10": 0.05}),
-        lineage=LINEAGE,
+        lineage=kw.pop("lineage", LINEAGE),
         created_at=kw.pop("created_at", DAY),
-        **kw,
     )
 
 
@@ -77,164 +70,150 @@ def files_under(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_round_trip(registry: ModelRegistry, live_services: Settings, tmp_path: Path) -> None:
-    als = artifact(tmp_path / "als", "als")
-    ncf = artifact(tmp_path / "ncf", "ncf", extra=False)
-    mv = register(registry, als, "als-20261124")
-    register(registry, ncf, "ncf-20261124", family="ncf", created_at=DAY + timedelta(seconds=1))
+def keys_under(reg: ModelRegistry, live_services: Settings, prefix: str) -> dict[str, Any]:
+    client = s3_client(live_services.s3)
+    listed = client.list_objects_v2(Bucket=reg.bucket, Prefix=f"{reg.prefix}/{prefix}")
+    return {o["Key"]: (o["ETag"], o["LastModified"]) for o in listed.get("Contents", [])}
 
-    assert mv.uri == f"s3://{live_services.s3.models_bucket}/{registry.prefix}/versions/als-20261124/"
-    assert [v.version for v in registry.list_versions()] == ["als-20261124", "ncf-20261124"]
-    assert [v.version for v in registry.list_versions(family="ncf")] == ["ncf-20261124"]
-    got = registry.get("als-20261124")
-    assert got == mv
-    assert got.lineage["code_version"] == "0123abc"
+
+def test_round_trip_and_serving(registry: ModelRegistry, live_services: Settings, tmp_path: Path) -> None:
+    als = artifact(tmp_path / "als", "als")
+    mv = register(registry, als)
+    ncf = register(registry, artifact(tmp_path / "ncf", "ncf", extra=False), family="ncf")
+    family, interval, digest = parse_version_id(mv.version) or ("", "", "")
+    assert (family, interval) == ("als", "20261124T0000") and mv.content_digest.startswith(digest)
+    assert mv.uri == f"s3://{live_services.s3.models_bucket}/{registry.prefix}/versions/{mv.version}/"
+    assert {v.version for v in registry.list_versions()} == {mv.version, ncf.version}
+    assert [v.version for v in registry.list_versions(family="ncf")] == [ncf.version]
+    got = registry.get(mv.version)
+    assert got == mv and len(got.digest) == 64
     assert [(f.path, f.size) for f in got.files] == [
         ("factors/items.npy", 1048576),
         ("model.json", len((als / "model.json").read_bytes())),
         ("users.json", 12),
     ]
 
-    out = registry.download("als-20261124", tmp_path / "downloaded" / "als")
+    with pytest.raises(NoChampion, match="no champion yet"):
+        resolve_serving_version(registry)
+    registry.promote(mv.version, expected_champion=None, reason="first model", actor="it")
+    serving = resolve_serving_version(registry)
+    assert (serving.version, serving.digest) == (mv.version, mv.digest)
+    assert serving.record is not None and serving.record.digest == mv.digest
+    out = registry.fetch(serving.model, tmp_path / "dl")
     assert files_under(out) == files_under(als)
-
-    assert registry.champion() is None
-    first = registry.promote("als-20261124", reason="first model", actor="it", promoted_at=DAY)
-    assert first.previous is None
-    assert registry.champion() == mv
-    second = registry.promote("ncf-20261124", reason="beats als", actor="it", promoted_at=DAY + timedelta(days=1))
-    assert second.previous == "als-20261124"
-    assert registry.champion() == registry.get("ncf-20261124")
-    pointer = registry.champion_record()
-    assert pointer is not None and pointer.uri == registry.uri("ncf-20261124")
-
-    log = registry.audit_log()
-    assert [(r["version"], r["previous"], r["reason"]) for r in log] == [
-        ("als-20261124", None, "first model"),
-        ("ncf-20261124", "als-20261124", "beats als"),
-    ]
-
-    # any S3 client sees the champion pointer and the manifest-last layout
-    client = s3_client(live_services.s3)
-    keys = {
-        o["Key"][len(registry.prefix) + 1 :]
-        for o in client.list_objects_v2(Bucket=registry.bucket, Prefix=registry.prefix + "/")["Contents"]
-    }
-    assert {
-        "champion.json",
-        "versions/als-20261124/manifest.json",
-        "versions/als-20261124/files/model.json",
-    } <= keys
+    pinned = resolve_serving_version(registry, pinned=ncf.version, digest=ncf.digest)
+    assert pinned.version == ncf.version and pinned.record is None
+    with pytest.raises(ModelNotFound, match="not found"):
+        resolve_serving_version(registry, pinned="als-20990101T0000-000000000000")
+    with pytest.raises(ChecksumMismatch, match="expected"):
+        resolve_serving_version(registry, pinned=ncf.version, digest="0" * 64)
 
 
-def test_incomplete_version_is_invisible(registry: ModelRegistry, live_services: Settings, tmp_path: Path) -> None:
-    register(registry, artifact(tmp_path / "ok", "ok"), "als-20261123")
-    client = s3_client(live_services.s3)
-    # an upload that died before its manifest: files only
-    client.put_object(
-        Bucket=registry.bucket, Key=f"{registry.prefix}/versions/als-20261124/files/model.json", Body=b"{}"
-    )
-
-    assert [v.version for v in registry.list_versions()] == ["als-20261123"]
-    with pytest.raises(IncompleteModelVersion, match=registry.uri("als-20261124")):
-        registry.get("als-20261124")
-    with pytest.raises(IncompleteModelVersion):
-        registry.promote("als-20261124", reason="should fail", actor="it", promoted_at=DAY)
-    with pytest.raises(ModelNotFound, match=registry.uri("als-20990101")):
-        registry.get("als-20990101")
-    assert registry.champion() is None
-    assert registry.audit_log() == []
-
-
-def test_reregister_is_idempotent_and_replaces(
+def test_identical_reregister_is_a_noop_and_rerun_is_a_new_version(
     registry: ModelRegistry, live_services: Settings, tmp_path: Path
 ) -> None:
     folder = artifact(tmp_path / "a", "run-1")
-    first = register(registry, folder, "als-20261124")
+    first = register(registry, folder)
+    before = keys_under(registry, live_services, f"versions/{first.version}/")
+    assert register(registry, folder) == first  # identical bytes: nothing rewritten
+    assert keys_under(registry, live_services, f"versions/{first.version}/") == before
+
+    registry.promote(first.version, expected_champion=None, reason="first", actor="it")
+    # a re-run of the same interval with different output: a new version, the champion untouched
+    second = register(registry, artifact(tmp_path / "b", "run-2", extra=False), metrics={"ndcg@10": 0.25})
+    assert second.version != first.version and second.version.startswith("als-20261124T0000-")
+    assert keys_under(registry, live_services, f"versions/{first.version}/") == before
+    serving = resolve_serving_version(registry)
+    assert (serving.version, serving.digest) == (first.version, first.digest)
+    assert [v.version for v in registry.list_versions()] == [first.version, second.version]
+
+
+def test_version_objects_are_create_only(registry: ModelRegistry, live_services: Settings, tmp_path: Path) -> None:
+    """A file that exists with other bytes under a version (tampering, or a digest collision) is refused."""
+    folder = artifact(tmp_path / "a", "a")
+    mv = register(registry, folder)
+    # simulate an earlier attempt that left a different file under the same id, then lost its manifest
     client = s3_client(live_services.s3)
-    manifest_key = f"{registry.prefix}/versions/als-20261124/manifest.json"
-    stamp = client.head_object(Bucket=registry.bucket, Key=manifest_key)["LastModified"]
-
-    assert register(registry, folder, "als-20261124") == first  # identical re-run: nothing rewritten
-    assert client.head_object(Bucket=registry.bucket, Key=manifest_key)["LastModified"] == stamp
-
-    # a re-run of the same interval with different output: files replaced, stale file removed
-    rerun = artifact(tmp_path / "b", "run-2", extra=False)
-    second = register(registry, rerun, "als-20261124", metrics={"ndcg@10": 0.25})
-    assert second.metrics == {"ndcg@10": 0.25}
-    assert [v.version for v in registry.list_versions()] == ["als-20261124"]
-    assert registry.get("als-20261124") == second
-    out = registry.download("als-20261124", tmp_path / "out")
-    assert files_under(out) == files_under(rerun)
-    listed = client.list_objects_v2(Bucket=registry.bucket, Prefix=f"{registry.prefix}/versions/als-20261124/files/")
-    assert sorted(o["Key"].rsplit("/files/", 1)[1] for o in listed["Contents"]) == [
-        "factors/items.npy",
-        "model.json",
-    ]
+    client.delete_object(Bucket=registry.bucket, Key=f"{registry.prefix}/versions/{mv.version}/manifest.json")
+    client.put_object(
+        Bucket=registry.bucket, Key=f"{registry.prefix}/versions/{mv.version}/files/users.json", Body=b"x"
+    )
+    with pytest.raises(ChecksumMismatch, match="already exists with other bytes"):
+        register(registry, folder)
+    with pytest.raises(IncompleteModelVersion, match=registry.uri(mv.version)):
+        registry.get(mv.version)
 
 
-def test_download_detects_a_changed_file(registry: ModelRegistry, live_services: Settings, tmp_path: Path) -> None:
-    register(registry, artifact(tmp_path / "a", "a"), "als-20261124")
-    s3_client(live_services.s3).put_object(
-        Bucket=registry.bucket,
-        Key=f"{registry.prefix}/versions/als-20261124/files/users.json",
-        Body=b'["u3"]',
+def test_fetch_detects_a_changed_file_and_manifest(
+    registry: ModelRegistry, live_services: Settings, tmp_path: Path
+) -> None:
+    mv = register(registry, artifact(tmp_path / "a", "a"))
+    client = s3_client(live_services.s3)
+    client.put_object(
+        Bucket=registry.bucket, Key=f"{registry.prefix}/versions/{mv.version}/files/users.json", Body=b"[]"
     )
     with pytest.raises(ChecksumMismatch, match=r"users\.json: got sha256"):
-        registry.download("als-20261124", tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+        registry.fetch(mv, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # nothing half-downloaded is left
+    key = f"{registry.prefix}/versions/{mv.version}/manifest.json"
+    body = client.get_object(Bucket=registry.bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=registry.bucket, Key=key, Body=body.replace(b'"ndcg@10": 0.2', b'"ndcg@10": 0.9'))
+    with pytest.raises(ChecksumMismatch, match="manifest changed"):
+        registry.fetch(mv, tmp_path / "out")
 
 
-def test_audit_records_are_immutable_and_reruns_idempotent(registry: ModelRegistry, tmp_path: Path) -> None:
-    register(registry, artifact(tmp_path / "a", "a"), "als-20261124")
-    first = registry.promote("als-20261124", reason="first", actor="it", promoted_at=DAY)
-    again = registry.promote("als-20261124", reason="first", actor="it", promoted_at=DAY)  # task retry
-    assert again == first
-    assert len(registry.audit_log()) == 1
-    with pytest.raises(RegistryError, match="already exists for a different promotion"):
-        registry.promote("als-20261124", reason="other reason", actor="it", promoted_at=DAY)
-    assert [r["reason"] for r in registry.audit_log()] == ["first"]
+def test_swap_back_fetches_a_fresh_folder_each_time(registry: ModelRegistry, tmp_path: Path) -> None:
+    """A -> B -> A: every load is a new, verified folder, so A's bytes serve again."""
+    a = register(registry, artifact(tmp_path / "a", "a"))
+    b = register(registry, artifact(tmp_path / "b", "b"), family="ncf")
+    registry.promote(a.version, expected_champion=None, reason="a", actor="it")
+    first = registry.fetch(resolve_serving_version(registry).model, tmp_path / "cache")
+    registry.promote(b.version, expected_champion=a.version, reason="b", actor="it")
+    second = registry.fetch(resolve_serving_version(registry).model, tmp_path / "cache")
+    registry.promote(a.version, expected_champion=b.version, reason="back to a", actor="it", kind="rollback")
+    serving = resolve_serving_version(registry)
+    third = registry.fetch(serving.model, tmp_path / "cache")
+    assert len({first, second, third}) == 3
+    assert serving.digest == a.digest and files_under(third) == files_under(tmp_path / "a")
 
 
-def test_concurrent_promoters_never_lose_an_update(registry: ModelRegistry, tmp_path: Path) -> None:
-    """Promoters racing on the real server: each either wins or gets ConcurrentPromotion, and the winners'
-    ``previous`` fields form one unbroken chain (no promotion silently overwrote another)."""
-    versions = [f"als-2026112{i}" for i in range(6)]
-    for i, v in enumerate(versions):
-        register(registry, artifact(tmp_path / v, v), v, created_at=DAY + timedelta(minutes=i))
-    barrier = threading.Barrier(len(versions))
-    won: dict[str, str | None] = {}
-    lost: list[str] = []
-    lock = threading.Lock()
+def test_promotion_is_bound_to_the_expected_champion(registry: ModelRegistry, tmp_path: Path) -> None:
+    a = register(registry, artifact(tmp_path / "a", "a"))
+    b = register(registry, artifact(tmp_path / "b", "b"))
+    c = register(registry, artifact(tmp_path / "c", "c"))
+    registry.promote(a.version, expected_champion=None, reason="a", actor="it", decision_id="d-a")
+    registry.promote(b.version, expected_champion=a.version, reason="b", actor="it")
+    with pytest.raises(ChampionMoved, match=f"made against champion '{a.version}'"):
+        registry.promote(c.version, expected_champion=a.version, reason="decided against a", actor="it")
+    assert [r.version for r in registry.history()] == [a.version, b.version]
+    assert [r["version"] for r in registry.audit_log()] == [a.version, b.version]
 
-    def promote(i: int, version: str) -> None:
-        barrier.wait()
-        try:
-            rec = registry.promote(version, reason="race", actor=f"p{i}", promoted_at=DAY + timedelta(hours=i))
-            with lock:
-                won[version] = rec.previous
-        except ConcurrentPromotion:
-            with lock:
-                lost.append(version)
 
-    threads = [threading.Thread(target=promote, args=(i, v)) for i, v in enumerate(versions)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert len(won) + len(lost) == len(versions) and won
+def test_history_and_champion_at(registry: ModelRegistry, tmp_path: Path) -> None:
+    a = register(registry, artifact(tmp_path / "a", "a"))
+    b = register(registry, artifact(tmp_path / "b", "b"))
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    ra = registry.promote(a.version, expected_champion=None, reason="a", actor="it", interval_end=DAY)
+    rb = registry.promote(b.version, expected_champion=a.version, reason="b", actor="it", interval_end=DAY)
+    history = registry.history()
+    assert [(r.version, r.previous, r.digest) for r in history] == [
+        (a.version, None, a.digest),
+        (b.version, a.version, b.digest),
+    ]
+    assert ra.promoted_at < rb.promoted_at and ra.interval_end == DAY
+    assert registry.champion_at(before) is None
+    mid = ra.promoted_at + (rb.promoted_at - ra.promoted_at) / 2
+    assert resolve_serving_version(registry, at=mid).version == a.version
+    assert resolve_serving_version(registry, at=rb.promoted_at).version == b.version
+    with pytest.raises(NoChampion, match="no champion at"):
+        resolve_serving_version(registry, at=before)
 
-    champion = registry.champion_record()
-    assert champion is not None and champion.version in won
-    chain: list[str] = []
-    cursor: str | None = champion.version
-    while cursor is not None:
-        assert cursor in won, f"chain {chain} reaches {cursor}, which never won: an update was lost"
-        chain.append(cursor)
-        cursor = won[cursor]
-    assert sorted(chain) == sorted(won), f"winners {won} do not form one chain from {champion.version}"
-    assert [r.version for r in registry.history()] == chain[::-1]
-    assert len(registry.audit_log()) == len(versions)  # losers' attempts stay recorded
+
+def test_retry_of_a_finished_promotion_returns_it(registry: ModelRegistry, tmp_path: Path) -> None:
+    a = register(registry, artifact(tmp_path / "a", "a"))
+    first = registry.promote(a.version, expected_champion=None, reason="a", actor="it", decision_id="run-1/a")
+    again = registry.promote(a.version, expected_champion=None, reason="a", actor="it", decision_id="run-1/a")
+    assert again == first and len(registry.history()) == 1
 
 
 def test_stale_pointer_is_resolved_along_the_chain(
@@ -242,17 +221,63 @@ def test_stale_pointer_is_resolved_along_the_chain(
 ) -> None:
     """A promoter that died after linking (or a delayed writer) leaves an old champion.json behind:
     the registry still reports the newest champion, and the next promotion builds on it."""
-    for i, v in enumerate(["als-20261124", "ncf-20261124", "als-20261125"]):
-        register(registry, artifact(tmp_path / v, v), v, created_at=DAY + timedelta(days=i))
-    registry.promote("als-20261124", reason="first", actor="it", promoted_at=DAY)
+    a, b, c = (register(registry, artifact(tmp_path / t, t)) for t in "abc")
+    registry.promote(a.version, expected_champion=None, reason="first", actor="it")
     client = s3_client(live_services.s3)
     key = f"{registry.prefix}/champion.json"
     stale = client.get_object(Bucket=registry.bucket, Key=key)["Body"].read()
-    registry.promote("ncf-20261124", reason="second", actor="it", promoted_at=DAY + timedelta(days=1))
+    registry.promote(b.version, expected_champion=a.version, reason="second", actor="it")
     client.put_object(Bucket=registry.bucket, Key=key, Body=stale)  # the pointer regresses
 
-    champion = registry.champion()
-    assert champion is not None and champion.version == "ncf-20261124"
-    third = registry.promote("als-20261125", reason="third", actor="it", promoted_at=DAY + timedelta(days=2))
-    assert third.previous == "ncf-20261124"
-    assert [r.version for r in registry.history()] == ["als-20261124", "ncf-20261124", "als-20261125"]
+    assert resolve_serving_version(registry).version == b.version
+    third = registry.promote(c.version, expected_champion=b.version, reason="third", actor="it")
+    assert third.previous == b.version
+    assert [r.version for r in registry.history()] == [a.version, b.version, c.version]
+
+
+RACER = """
+import json, sys, time
+from recflow.config import load_settings
+from recflow.registry import ChampionMoved, ModelRegistry
+prefix, version, expected, start = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+reg = ModelRegistry.from_settings(load_settings(), prefix=prefix)
+time.sleep(max(0.0, start - time.time()))
+try:
+    rec = reg.promote(version, expected_champion=expected, reason="race", actor=f"pid:{version}")
+    print(json.dumps({"won": rec.version, "previous": rec.previous}))
+except ChampionMoved as exc:
+    print(json.dumps({"lost": version, "error": str(exc)}))
+"""
+
+
+def test_four_processes_race_exactly_one_wins(registry: ModelRegistry, tmp_path: Path) -> None:
+    """Four OS processes promote from the same expected champion at the same instant."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    base = register(registry, artifact(tmp_path / "base", "base"))
+    registry.promote(base.version, expected_champion=None, reason="base", actor="it")
+    racers = [register(registry, artifact(tmp_path / f"r{i}", f"r{i}")).version for i in range(4)]
+    start = time.time() + 4.0  # after every interpreter has imported boto3
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, registry.prefix, v, base.version, str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for v in racers
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    winners = [r["won"] for r in results if "won" in r]
+    losers = [r for r in results if "lost" in r]
+    assert len(winners) == 1 and len(losers) == 3, results
+    assert all("champion moved" in r["error"] for r in losers), losers
+    assert [r.version for r in registry.history()] == [base.version, winners[0]]  # one new link
+    assert resolve_serving_version(registry).version == winners[0]

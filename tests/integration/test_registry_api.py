@@ -41,20 +41,19 @@ def test_champion_endpoint_shows_the_promoted_model(registry: ModelRegistry, tmp
     model = PopularityRecommender.fit(pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"]}))
     model.save(tmp_path / "artifact")
     created = datetime(2026, 11, 10, tzinfo=UTC)
-    registry.register(
+    mv = registry.register(
         tmp_path / "artifact",
-        version="popularity-api-test",
         family="popularity",
         metrics={"ndcg@10": 0.25},
         lineage={"test": True},
         created_at=created,
     )
-    registry.promote("popularity-api-test", reason="api test", actor="pytest", promoted_at=created)
+    registry.promote(mv.version, expected_champion=None, reason="api test", actor="pytest")
 
     body = client.get("/champion").json()
-    assert body["version"] == "popularity-api-test"
+    assert body["version"] == mv.version and body["digest"] == mv.digest
     assert body["metrics"] == {"ndcg@10": 0.25}
     assert body["reason"] == "api test" and body["previous"] is None
-    assert [v["version"] for v in client.get("/versions").json()] == ["popularity-api-test"]
-    assert [a["version"] for a in client.get("/audit").json()] == ["popularity-api-test"]
+    assert [v["version"] for v in client.get("/versions").json()] == [mv.version]
+    assert [a["version"] for a in client.get("/audit").json()] == [mv.version]
     assert "secret" not in client.get("/champion").text.lower()

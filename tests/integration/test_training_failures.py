@@ -65,7 +65,7 @@ def test_trainer_on_an_empty_window_exits_non_zero_with_the_reason(tmp_path: Pat
             "--holdout-start", "2026-11-04",
             "--end", "2026-11-05",
             "--output-dir", str(out),
-            "--version", "als-20261105",
+            "--run-id", "run-1",
         ],
     )  # fmt: skip
     log = done.stdout + done.stderr
@@ -93,7 +93,7 @@ def test_trainer_with_an_unknown_parameter_fails_with_the_known_ones(tmp_path: P
             "--holdout-start", "2026-11-04",
             "--end", "2026-11-05",
             "--output-dir", str(tmp_path / "runs" / "als"),
-            "--version", "als-20261105",
+            "--run-id", "run-1",
             "--params-json", '{"rnak": 8}',
         ],
     )  # fmt: skip

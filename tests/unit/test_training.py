@@ -96,7 +96,7 @@ def train(spark: Any, lake: Path, out: Path, fit: Any = fit_popularity, **kwargs
         window=kwargs.pop("window", WINDOW),
         candidates=[{}],
         output_dir=out,
-        version="popularity-20261105",
+        run_id="run-1",
         k=K,
         **kwargs,
     )
@@ -263,11 +263,13 @@ def test_registry_manifest_is_written_last(spark: Any, tmp_path: Path, monkeypat
     registry = _registry(monkeypatch, s3)
     lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / "popularity"
     result = train(spark, lake, out, register=True)
-    assert result.registry_uri == registry.uri("popularity-20261105")
-    assert s3.puts[-1].endswith("versions/popularity-20261105/manifest.json"), s3.puts
+    assert result.version is not None and result.version.startswith("popularity-20261105T0000-")
+    assert result.registry_uri == registry.uri(result.version)
+    assert s3.puts[-1].endswith(f"versions/{result.version}/manifest.json"), s3.puts
     uploaded = {k.rsplit("/files/", 1)[1] for k in s3.puts[:-1]}
     assert {"model.json", "metrics.json", "lineage.json"} <= uploaded
-    assert registry.get("popularity-20261105").metrics == result.metrics
+    assert registry.get(result.version).metrics == result.metrics
+    assert registry.get(result.version).lineage["run_id"] == "run-1"
 
 
 def test_failed_upload_leaves_a_version_promote_cannot_read(
@@ -279,11 +281,12 @@ def test_failed_upload_leaves_a_version_promote_cannot_read(
     with pytest.raises(Exception, match="boom"):
         train(spark, lake, out, register=True)
     assert s3.puts and not any(k.endswith("manifest.json") for k in s3.objects)
+    (version,) = {k.split("/")[2] for k in s3.objects}  # registry/versions/<version>/files/...
     with pytest.raises(IncompleteModelVersion):
-        registry.get("popularity-20261105")
+        registry.get(version)
     assert registry.list_versions() == []
     with pytest.raises(IncompleteModelVersion):
-        registry.promote("popularity-20261105", reason="test", actor="test", promoted_at=datetime.now(UTC))
+        registry.promote(version, expected_champion=None, reason="test", actor="test")
 
 
 # --------------------------------------------------------------------------- a new family through the same flow
@@ -314,7 +317,7 @@ def test_new_families_train_through_the_shared_flow(
         window=WINDOW,
         candidates=[params],
         output_dir=out,
-        version=f"{family}-20261105",
+        run_id="run-1",
         k=K,
     )
     assert 0 <= result.metrics[f"ndcg@{K}"] <= 1 and leftovers(out) == []

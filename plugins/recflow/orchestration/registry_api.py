@@ -41,6 +41,7 @@ def champion_view() -> dict[str, Any]:
     champion = registry.get(record.version)
     return {
         **_version_view(champion),
+        "digest": record.digest,
         "promoted_at": record.promoted_at.isoformat(),
         "reason": record.reason,
         "actor": record.actor,

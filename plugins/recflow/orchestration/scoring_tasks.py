@@ -18,10 +18,8 @@ log = logging.getLogger(__name__)
 def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
     """The batch job's arguments, with the version fixed now so a promotion mid-run cannot mix models.
 
-    The version is the pinned ``version`` Param (checked against the registry) or else the champion
-    that served at the end of the run's data interval, so a backfill scores each day with that day's
-    champion. No champion at all skips the run (nothing to score yet); none at that time fails it here,
-    before Spark starts.
+    The version is the pinned ``version`` Param (checked against the registry) or else the current
+    champion (``resolve_serving_version``). No champion at all skips the run (nothing to score yet).
     """
     from recflow.config import load_settings
     from recflow.orchestration.connections import s3_settings
@@ -35,7 +33,7 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
     day = interval_day(context)
     registry = ModelRegistry.from_settings(s3_settings())
     pinned = params.get("version") or None
-    if pinned is None and registry.champion() is None:  # e.g. unpaused on an empty registry: nothing to do
+    if pinned is None and registry.champion_record() is None:  # e.g. unpaused on an empty registry: nothing to do
         skip(f"the registry has no champion yet: nothing to score for {day} (run recommender_training first)")
     version = serving_version(registry, pinned=pinned, at=interval_end(context))
     users = [str(u) for u in params.get("users") or []]
@@ -94,7 +92,7 @@ def confirm_streaming_scorer(params: dict[str, Any] | None = None) -> dict[str, 
 
     from recflow.config import load_settings
     from recflow.orchestration.connections import KAFKA_CONN_ID, s3_settings
-    from recflow.registry import ModelRegistry
+    from recflow.registry import ModelRegistry, resolve_serving_version
     from recflow.scorer.probe import probe_version, scorer_members
 
     context = get_current_context()
@@ -108,9 +106,7 @@ def confirm_streaming_scorer(params: dict[str, Any] | None = None) -> dict[str, 
     kafka = dataclasses.replace(base, bootstrap_servers=str(extra.get("bootstrap.servers") or base.bootstrap_servers))
     if scorer_members(kafka) == 0:
         raise AirflowSkipException("no streaming scorer is running (consumer group recflow-scorer is empty)")
-    champion = ModelRegistry.from_settings(s3_settings()).champion()
-    if champion is None:
-        raise RuntimeError("the registry has no champion")
+    champion = resolve_serving_version(ModelRegistry.from_settings(s3_settings()))
     answer = probe_version(kafka, champion.version, timeout_s=300)
     log.info("the streaming scorer serves %s: %s", champion.version, answer)
     return {"version": champion.version, "request_id": answer["request_id"], "timing": answer.get("timing")}

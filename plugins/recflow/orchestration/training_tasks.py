@@ -15,7 +15,7 @@ from airflow.sdk import get_current_context, task
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import KAFKA_CONN_ID
 from recflow.orchestration.context import interval_end
-from recflow.versions import candidate_version, interval_key
+from recflow.versions import interval_key, version_prefix
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,9 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     Runs when validation succeeded or had nothing to do (every day already in the lake); skips with
     ``check_window`` (at least one upstream must succeed).
 
-    Unknown model names fail here, before any Spark job starts. Versions and output folders are keyed
-    on the data interval, so a re-run replaces its own candidates instead of adding new ones.
+    Unknown model names fail here, before any Spark job starts. Output folders are keyed on the data
+    interval (a re-run replaces its local files); the registry names each upload by its content, so a
+    re-run adds new versions and never changes one that was evaluated or promoted.
     """
     from recflow.config import load_settings, state_dir
     from recflow.promotion import load_policy, metric_names
@@ -59,7 +60,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
             "--holdout-start", str(window.holdout_start),
             "--end", str(window.end),
             "--output-dir", str(state_dir() / "runs" / key / spec.name),
-            "--version", candidate_version(spec.name, end_ts),
+            "--run-id", context["run_id"],
             "--k", str(params["k"]),
             "--budget", str(1 if spec.baseline else params["search_budget"]),
             "--register",
@@ -94,8 +95,7 @@ def compare(plans: list[dict[str, Any]]) -> dict[str, Any]:
 
     context = get_current_context()
     registry = ModelRegistry.from_settings(s3_settings())
-    versions = [_arg(plan["application_args"], "--version") for plan in plans]
-    candidates = {mv.family: mv for mv in (registry.get(v) for v in versions)}
+    candidates = {family: _run_candidate(registry, family, context) for family in map(_family, plans)}
     champion = registry.champion()
     decision = decide(
         {family: mv.metrics for family, mv in candidates.items()},
@@ -114,11 +114,15 @@ def compare(plans: list[dict[str, Any]]) -> dict[str, Any]:
 
 @task(outlets=[CHAMPION])
 def promote(decision: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Point the registry's champion at the winner; skipped (no asset event) when there is none."""
-    from airflow.exceptions import AirflowSkipException
+    """Point the registry's champion at the winner, bound to the champion the decision saw.
+
+    Skipped (no asset event) when there is no winner; a champion that moved since ``compare`` fails
+    the task without retries: the decision must be taken again.
+    """
+    from airflow.exceptions import AirflowFailException, AirflowSkipException
 
     from recflow.orchestration.connections import s3_settings
-    from recflow.registry import ModelRegistry
+    from recflow.registry import ChampionMoved, ModelRegistry
 
     context = get_current_context()
     params = params or dict(context["params"])
@@ -127,15 +131,20 @@ def promote(decision: dict[str, Any], params: dict[str, Any] | None = None) -> d
     if not params.get("promote", True):
         raise AirflowSkipException(f"promotion disabled by Params; {decision['winner']} would have won")
     registry = ModelRegistry.from_settings(s3_settings())
-    record = registry.promote(
-        decision["winner"],
-        reason=params.get("reason") or "scheduled training",
-        actor=f"airflow:{context['dag'].dag_id}:{context['run_id']}",
-        promoted_at=interval_end(context),
-    )
-    uri = registry.uri(record.version)
-    log.info("promoted %s (%s); previous champion %s", record.version, uri, decision["previous_champion"])
-    return {"version": record.version, "uri": uri, "previous": decision["previous_champion"]}
+    try:
+        record = registry.promote(
+            decision["winner"],
+            expected_champion=decision["previous_champion"],
+            reason=params.get("reason") or "scheduled training",
+            actor=f"airflow:{context['dag'].dag_id}:{context['run_id']}",
+            interval_end=interval_end(context),
+            decision_id=f"{context['dag'].dag_id}/{context['run_id']}/{decision['winner']}",
+        )
+    except ChampionMoved as exc:
+        raise AirflowFailException(str(exc)) from exc
+    log.info("promoted %s (%s, digest %s); previous champion %s", record.version, record.uri, record.digest,
+             record.previous)  # fmt: skip
+    return {"version": record.version, "digest": record.digest, "uri": record.uri, "previous": record.previous}
 
 
 @task
@@ -147,7 +156,12 @@ def publish_model_event(promotion: dict[str, Any]) -> dict[str, Any]:
     from recflow.events import model_update_event
 
     context = get_current_context()
-    event = model_update_event(version=promotion["version"], uri=promotion["uri"], promoted_at=interval_end(context))
+    event = model_update_event(
+        version=promotion["version"],
+        digest=promotion["digest"],
+        uri=promotion["uri"],
+        promoted_at=interval_end(context),
+    )
     producer = KafkaProducerHook(kafka_config_id=KAFKA_CONN_ID).get_producer()
     topic = load_settings().kafka.model_updates_topic
     producer.produce(topic, key=event["version"].encode(), value=json.dumps(event).encode())
@@ -158,5 +172,25 @@ def publish_model_event(promotion: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _arg(args: list[str], flag: str) -> str:
-    return args[args.index(flag) + 1]
+def _family(plan: dict[str, Any]) -> str:
+    """The model family of one training plan (its job name is ``recflow-train-<family>-<interval>``)."""
+    return str(plan["name"]).removeprefix("recflow-train-").rsplit("-", 1)[0]
+
+
+def _run_candidate(registry: Any, family: str, context: Any) -> Any:
+    """The version this run's job registered for ``family``: the newest upload with this run id.
+
+    Why look it up: the id is derived from the uploaded content, so only the registry knows it.
+    """
+    mine = [
+        mv
+        for mv in registry.list_versions(family, prefix=version_prefix(family, interval_end(context)))
+        if mv.lineage.get("run_id") == context["run_id"]
+    ]
+    if not mine:
+        raise RuntimeError(
+            f"no {family} version registered by run {context['run_id']!r} under "
+            f"{registry.store.uri(registry.key('versions', version_prefix(family, interval_end(context))))}*: "
+            "did its training job fail?"
+        )
+    return max(mine, key=lambda mv: mv.registered_at)

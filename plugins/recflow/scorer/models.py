@@ -45,15 +45,20 @@ class ServingModel:
 
 def resolve_champion(registry: ModelRegistry) -> tuple[str, str | None] | None:
     """(version, digest) the scorer should serve now, or None before the first promotion."""
-    champion = registry.champion()
-    if champion is None:
+    from recflow.registry import NoChampion, resolve_serving_version
+
+    try:
+        serving = resolve_serving_version(registry)
+    except NoChampion:
         return None
-    return champion.version, None
+    return serving.version, serving.digest
 
 
-def download_fresh(registry: ModelRegistry, version: str, cache_root: Path) -> Path:
-    """Download ``version`` into a folder no earlier load used (digests are checked by the registry)."""
-    return registry.download(version, cache_root / f"{version}.{uuid.uuid4().hex[:8]}")
+def download_fresh(registry: ModelRegistry, version: str, cache_root: Path, digest: str | None = None) -> Path:
+    """Download ``version`` into a folder no earlier load used (manifest digest and files checked)."""
+    from recflow.registry import resolve_serving_version
+
+    return registry.fetch(resolve_serving_version(registry, pinned=version, digest=digest).model, cache_root)
 
 
 class ChampionFollower:
@@ -152,7 +157,7 @@ class ChampionFollower:
             return
         began = time.monotonic()
         try:
-            folder = download_fresh(self.registry, version, self.cache_root)
+            folder = download_fresh(self.registry, version, self.cache_root, digest)
             recommender = load_recommender(folder)
             if self._warm_up is not None:
                 self._warm_up(recommender)
