@@ -202,16 +202,14 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
 
     _ensure_bucket(live_services)
     registry = ModelRegistry.from_settings(live_services)
-    version = f"als-tampered-{uuid.uuid4().hex[:8]}"
-    registry.register(world["artifact"], version=version, family="als", metrics={}, lineage={},
-                      created_at=datetime(2026, 11, 4, tzinfo=UTC))  # fmt: skip
-    key = next(
-        o["Key"]
-        for o in s3_client(live_services.s3).list_objects_v2(Bucket=live_services.s3.models_bucket,
-                                                             Prefix=f"registry/versions/{version}/")["Contents"]
-        if o["Key"].endswith("item_factors.npy")
-    )  # fmt: skip
-    s3_client(live_services.s3).put_object(Bucket=live_services.s3.models_bucket, Key=key, Body=b"tampered")
+    run_id = f"tampered-{uuid.uuid4().hex[:8]}"  # unique content, so a new version every session
+    model = registry.register(world["artifact"], family="als", metrics={}, lineage={"run_id": run_id},
+                              created_at=datetime(2026, 11, 4, tzinfo=UTC))  # fmt: skip
+    version = model.version
+    client = s3_client(live_services.s3)
+    listed = client.list_objects_v2(Bucket=live_services.s3.models_bucket, Prefix=f"registry/versions/{version}/")
+    key = next(o["Key"] for o in listed["Contents"] if o["Key"].endswith("item_factors.npy"))
+    client.put_object(Bucket=live_services.s3.models_bucket, Key=key, Body=b"tampered")
     job = [sys.executable, str(ROOT / "spark_jobs" / "batch_score.py"), "--lake", str(world["lake"]),
            "--date", str(DAY), "--k", str(K), "--active-days", "3", "--version", version]  # fmt: skip
     done = subprocess.run(job, capture_output=True, text=True, timeout=600, env=dict(os.environ))
