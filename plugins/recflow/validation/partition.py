@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -64,7 +64,7 @@ from recflow.validation.report import (
     write_reports,
 )
 from recflow.validation.rules import row_masks
-from recflow.validation.suites import RAW_SUITE, load_suite_spec
+from recflow.validation.suites import RAW_SUITE, SuiteSpec, load_suite_spec
 
 if TYPE_CHECKING:
     from recflow.config import S3Settings
@@ -114,6 +114,106 @@ def _held_back(
         held[COL_LINE_NO] = wanted
         yield held
     chunks.close()
+
+
+@dataclass
+class _Judge:
+    """Judges each chunk of a partition on every row and writes it out: accepted, or rejected with why.
+
+    Holds what spans chunks: the ids seen in this file and in earlier days, the reject counts by reason,
+    the unknown user/item counts and the rows landed.
+    """
+
+    spec: SuiteSpec
+    params: Mapping[str, Any]
+    prior: _SeenHashes
+    users: frozenset[str] | None
+    items: frozenset[str] | None
+    sample: HashSample | None
+    accepted_w: LazyWriter
+    lines_w: LazyWriter
+    rejects_w: LazyWriter
+    gx_rejects_w: LazyWriter | None
+    seen_in_file: dict[str, _SeenHashes] = field(default_factory=lambda: {COL_EVENT: _SeenHashes()})
+    reasons: Counter[str] = field(default_factory=Counter)
+    unknown: dict[str, list[int]] = field(default_factory=lambda: {"user": [0, 0], "item": [0, 0]})
+    landed: int = 0
+
+    def take(self, chunk: LandingChunk) -> None:
+        self.landed += chunk.rows
+        if chunk.bad_lines:
+            bad = bad_lines_frame(chunk.bad_lines)
+            self.reasons.update(bad[COL_REASON])
+            self.rejects_w.write(reject_table(bad))
+        if chunk.frame.empty:
+            return
+        typed, cast_reasons = coerce_chunk(chunk.frame.reset_index(drop=True))
+        id_hashes = hash_values(typed[COL_EVENT].to_numpy())
+        if self.sample is not None:
+            self.sample.add(typed, id_hashes)
+        masks = row_masks(typed, self.spec, self.params, seen=self.seen_in_file, hashes={COL_EVENT: id_hashes})
+        masks[REASON_SEEN] = self.prior.contains(id_hashes) & typed[COL_EVENT].notna().to_numpy()
+        why = join_reasons(masks, len(typed), cast_reasons)
+        for key, known, col in (("user", self.users, COL_USER), ("item", self.items, COL_ITEM)):
+            if known is not None:
+                present = typed[col].notna()
+                self.unknown[key][0] += int((present & ~typed[col].isin(known)).sum())
+                self.unknown[key][1] += int(present.sum())
+        rejected = pd.notna(why)
+        line_nos = chunk.line_numbers()
+        if rejected.any():
+            rej = typed[rejected].copy()
+            rej[COL_REASON] = why[rejected]
+            rej[COL_RAW_LINE] = chunk.raw_lines(np.flatnonzero(rejected))
+            rej[COL_LINE_NO] = line_nos[rejected]
+            self.reasons.update(r for joined in why[rejected] for r in joined.split(";"))
+            self.rejects_w.write(reject_table(rej))
+            if self.gx_rejects_w is not None:
+                self.gx_rejects_w.write(reject_table(rej))
+        if (~rejected).any():
+            self.accepted_w.write(accepted_table(typed[~rejected]))
+            self.lines_w.write(pa.table({COL_LINE_NO: line_nos[~rejected]}, schema=LINES_SCHEMA))
+
+
+def _run_gx(
+    runner: GxRunner,
+    params: Mapping[str, Any],
+    sample: HashSample,
+    accepted_w: LazyWriter,
+    gx_rejects_w: LazyWriter | None,
+    min_bytes: int | None,
+) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
+    """GX once per partition: on Spark over every parsed row (``gx_rejects_w`` given), else on the sample.
+
+    Returns the GX results (None when no row was parsed) and the ``gx_scope`` of the report.
+    """
+    gx_results: list[dict[str, Any]] | None = None
+    if gx_rejects_w is not None:
+        gx_rejects_w.close()
+        parsed = accepted_w.rows + gx_rejects_w.rows
+        if parsed:
+            gx_results = runner.run(spark_rows([accepted_w.path, gx_rejects_w.path]), params)
+        gx_scope: dict[str, Any] = {
+            "engine": "spark",
+            "rows": parsed,
+            "of": parsed,
+            "fraction_of_hash_range": 1.0,
+            "method": f"GX Spark engine (local[2]) over every parsed row, read back from the staged Parquet "
+            f"(landing file >= gx_spark_min_bytes={min_bytes})",
+        }
+    else:
+        sampled = sample.frame()
+        if sampled is not None:
+            gx_results = runner.run(sampled, params)
+        gx_scope = {
+            "engine": "pandas",
+            "rows": sample.rows,
+            "of": sample.seen,
+            "fraction_of_hash_range": sample.fraction,
+            "method": f"rows whose {COL_EVENT} hash is below a limit (at most {sample.cap} rows); row "
+            "rules were applied to every row by pandas masks",
+        }
+    return gx_results, gx_scope
 
 
 def validate_partition(
@@ -202,88 +302,39 @@ def validate_partition(
     lines_stage = lake.staging()
     lines_w = LazyWriter(lines_stage / "accepted-lines.parquet", LINES_SCHEMA)
     rejects_w = LazyWriter(q_stage / "rejects.parquet", REJECT_SCHEMA)
-    seen_in_file = {COL_EVENT: _SeenHashes()}
-    reasons: Counter[str] = Counter()
-    landed = 0
-    unknown = {"user": [0, 0], "item": [0, 0]}
-    gx_results: list[dict[str, Any]] | None = None
+    judge = _Judge(
+        spec=spec,
+        params=params,
+        prior=prior,
+        users=users,
+        items=items,
+        sample=sample if gx_rejects_w is None else None,
+        accepted_w=accepted_w,
+        lines_w=lines_w,
+        rejects_w=rejects_w,
+        gx_rejects_w=gx_rejects_w,
+    )
+    reasons, unknown = judge.reasons, judge.unknown
     error: str | None = None
     try:
         try:
             chunks = iter_landing(landing_file, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows, s3=s3)
             while (chunk := next(chunks, None)) is not None:
-                landed += chunk.rows
-                if chunk.bad_lines:
-                    bad = bad_lines_frame(chunk.bad_lines)
-                    reasons.update(bad[COL_REASON])
-                    rejects_w.write(reject_table(bad))
-                if chunk.frame.empty:
-                    del chunk
-                    continue
-                typed, cast_reasons = coerce_chunk(chunk.frame.reset_index(drop=True))
-                id_hashes = hash_values(typed[COL_EVENT].to_numpy())
-                if gx_rejects_w is None:
-                    sample.add(typed, id_hashes)
-                masks = row_masks(typed, spec, params, seen=seen_in_file, hashes={COL_EVENT: id_hashes})
-                masks[REASON_SEEN] = prior.contains(id_hashes) & typed[COL_EVENT].notna().to_numpy()
-                why = join_reasons(masks, len(typed), cast_reasons)
-                for key, known, col in (("user", users, COL_USER), ("item", items, COL_ITEM)):
-                    if known is not None:
-                        present = typed[col].notna()
-                        unknown[key][0] += int((present & ~typed[col].isin(known)).sum())
-                        unknown[key][1] += int(present.sum())
-                rejected = pd.notna(why)
-                line_nos = chunk.line_numbers()
-                if rejected.any():
-                    rej = typed[rejected].copy()
-                    rej[COL_REASON] = why[rejected]
-                    rej[COL_RAW_LINE] = chunk.raw_lines(np.flatnonzero(rejected))
-                    rej[COL_LINE_NO] = line_nos[rejected]
-                    reasons.update(r for joined in why[rejected] for r in joined.split(";"))
-                    rejects_w.write(reject_table(rej))
-                    if gx_rejects_w is not None:
-                        gx_rejects_w.write(reject_table(rej))
-                if (~rejected).any():
-                    accepted_w.write(accepted_table(typed[~rejected]))
-                    lines_w.write(pa.table({COL_LINE_NO: line_nos[~rejected]}, schema=LINES_SCHEMA))
-                # Free this chunk (and its text block) before the reader makes the next: peak = one chunk.
-                del chunk, typed, masks, why
+                judge.take(chunk)
+                del chunk  # free it (and its text block) before the reader makes the next: peak = one chunk
         except LandingError as exc:
             error = str(exc)
             reasons[exc.reason] += 0  # listed in the report even when no row was read
             copy_to_local(landing_file, q_stage / f"source-{basename(landing_file)}", s3)
         accepted_w.close()
         lines_w.close()
-        if gx_rejects_w is not None:
-            gx_rejects_w.close()
-            parsed = accepted_w.rows + gx_rejects_w.rows
-            if parsed:
-                gx_results = runner.run(spark_rows([accepted_w.path, gx_rejects_w.path]), params)
-            gx_scope: dict[str, Any] = {
-                "engine": "spark",
-                "rows": parsed,
-                "of": parsed,
-                "fraction_of_hash_range": 1.0,
-                "method": f"GX Spark engine (local[2]) over every parsed row, read back from the staged Parquet "
-                f"(landing file >= gx_spark_min_bytes={min_bytes})",
-            }
-        else:
-            sampled = sample.frame()
-            if sampled is not None:
-                gx_results = runner.run(sampled, params)
-            gx_scope = {
-                "engine": "pandas",
-                "rows": sample.rows,
-                "of": sample.seen,
-                "fraction_of_hash_range": sample.fraction,
-                "method": f"rows whose {COL_EVENT} hash is below a limit (at most {sample.cap} rows); row "
-                "rules were applied to every row by pandas masks",
-            }
+        gx_results, gx_scope = _run_gx(runner, params, sample, accepted_w, gx_rejects_w, min_bytes)
         for r in gx_results or []:  # the whole-batch count next to GX's count
             if r["level"] == "row":
                 r["rows_flagged"] = reasons.get(r["reason"], 0)
 
         unknown_counts = {k: (v[0], v[1]) for k, v in unknown.items() if (users if k == "user" else items)}
+        landed = judge.landed
         checks = batch_checks(
             landed=landed,
             rejected=rejects_w.rows,
@@ -368,7 +419,7 @@ def validate_partition(
         quarantine.publish(q_stage, qpart)
     finally:
         prior.close()
-        seen_in_file[COL_EVENT].close()
+        judge.seen_in_file[COL_EVENT].close()
         accepted_w.abort()
         lines_w.abort()
         rejects_w.abort()
