@@ -154,7 +154,5 @@ def standalone_env(environ: Mapping[str, str], database_url: str | None) -> dict
     layered = {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", **environ}
     if database_url and not environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
         layered["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database_url
-    env = airflow_env(environ=layered)
-    for key in ("AIRFLOW__API__HOST", "AIRFLOW__CORE__EXECUTOR"):
-        env[key] = layered[key]
-    return env
+    # the whole environment (HOME, AIRFLOW__API__PORT, ...) with the derived values on top
+    return {**layered, **airflow_env(environ=layered)}

@@ -72,6 +72,8 @@ def test_standalone_uses_postgres_when_given_unless_the_user_chose_a_database() 
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:48080/execution/"
+    # airflow standalone is exec'ed with this environment: the user's own variables must be in it
+    assert env["AIRFLOW__API__PORT"] == "48080" and api_base_url(env) == "http://127.0.0.1:48080"
     mine = "sqlite:////tmp/mine.db"
     assert (
         standalone_env({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": mine}, url)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
