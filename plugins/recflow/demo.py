@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -153,7 +154,9 @@ def _stream(config: DemoConfig, env: dict[str, str], log: Path) -> Any:
 
     settings = load_settings()
     users = pd.read_parquet(scores_path(settings.lake_root, config.end - timedelta(days=1)), columns=["user_id"])
-    scorer = start_scorer(env)
+    # A consumer group of its own, starting at the end of the topic: the shared `recflow-scorer` group
+    # resumes from its committed offsets, so requests other runs (tests, benchmarks) left would come first.
+    scorer = start_scorer(env, name="scorer-demo", extra_args=["--group", f"recflow-demo-{uuid.uuid4().hex[:8]}"])
     try:
         version = scorer.wait_ready()
         log.write_text(f"scorer ready serving {version}; scorer log: {scorer.log_path}\n")
