@@ -61,6 +61,20 @@ from recflow.specs import available_specs
         "threshold": Param(0.01, type="number", minimum=0, maximum=1, description="Max share of bad rows."),
         "promote": Param(True, type="boolean", description="Promote the winner (off: evaluate only)."),
         "reason": Param("", type="string", description="Why this run was triggered (goes to the audit log)."),
+        "force_promote": Param(
+            {"enabled": False, "reason": ""},
+            type="object",
+            properties={"enabled": {"type": "boolean"}, "reason": {"type": "string"}},
+            required=["enabled", "reason"],
+            additionalProperties=False,
+            # JSON Schema if/then: turning it on requires a reason, which the blessing and audit log keep
+            **{
+                "if": {"properties": {"enabled": {"const": True}}},
+                "then": {"properties": {"reason": {"type": "string", "minLength": 3, "pattern": "\\S"}}},
+            },
+            description="Promote the best candidate even if the policy rejects it (the canary still runs). "
+            "Needs a reason.",
+        ),
     },
 )
 def recommender_training() -> None:

@@ -21,5 +21,12 @@ class RecflowPlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "recflow-champion",
-        }
+        },
+        {
+            "name": "Model registry (page)",
+            "href": "recflow/ui/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "recflow-registry-page",
+        },
     ]

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from recflow.registry_cli import add_registry
 from recflow.scorer_cli import add_scorer
 from recflow.services.process import ServiceError
 
@@ -227,6 +228,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     add_scorer,
     _add_airflow,
     _add_provision,
+    add_registry,
 ]
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from recflow.canary import CANARY_FILE, record_canary
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER, DEFAULT_K
 from recflow.evaluation import evaluate
 from recflow.models.artifact import Recommender
@@ -317,6 +318,8 @@ def run_training(
         timings["evaluate_s"] = time.perf_counter() - t0
         train.unpersist()
         model.save(staging / "artifact")  # type: ignore[attr-defined]
+        # what the canary must reproduce from the registered bytes, in a fresh process (recflow.canary)
+        (staging / "artifact" / CANARY_FILE).write_text(json.dumps(record_canary(model), sort_keys=True))
         shutil.rmtree(staging / "work", ignore_errors=True)
         timings["total_s"] = time.perf_counter() - started
         lineage = {

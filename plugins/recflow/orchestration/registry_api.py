@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
 
 app = FastAPI(title="recflow model registry", description=__doc__)
 
@@ -67,3 +68,65 @@ async def audit() -> list[dict[str, Any]]:
     """Every promotion attempt, oldest first."""
     records: list[dict[str, Any]] = await asyncio.to_thread(lambda: _registry().audit_log())
     return records
+
+
+@app.get("/history")
+async def history() -> list[dict[str, Any]]:
+    """Promotions that took effect, oldest first (version, digest, wall-clock promoted_at, reason...)."""
+    records = await asyncio.to_thread(lambda: _registry().history())
+    return [r.to_dict() for r in records]
+
+
+def page_view() -> str:
+    """The page for people: the champion, its history and the latest promotion report."""
+    from html import escape
+
+    from recflow.reporting import report_keys
+
+    registry = _registry()
+    records = registry.history()
+    if not records:
+        body = "<p>No champion yet: run the <code>recommender_training</code> DAG.</p>"
+    else:
+        tip = records[-1]
+        champion = registry.get(tip.version)
+        metrics = "".join(f"<tr><th>{escape(k)}</th><td>{v:.4f}</td></tr>" for k, v in sorted(champion.metrics.items()))
+        reports = report_keys(registry, tip.version)
+        link = f"<a href='reports/{escape(tip.version)}'>latest promotion report</a>" if reports else "no report stored"
+        rows = "".join(
+            f"<tr><td>{escape(r.promoted_at.isoformat(timespec='seconds'))}</td><td>{escape(r.kind)}</td>"
+            f"<td><code>{escape(r.version)}</code></td><td><code>{escape(r.digest[:12])}</code></td>"
+            f"<td>{escape(str(r.previous))}</td><td>{escape(r.actor)}</td><td>{escape(r.reason)}</td></tr>"
+            for r in reversed(records)
+        )
+        body = (
+            f"<h2>Champion</h2><p><code>{escape(tip.version)}</code> ({escape(champion.family)}), digest "
+            f"<code>{escape(tip.digest)}</code><br>promoted {escape(tip.promoted_at.isoformat(timespec='seconds'))} "
+            f"by {escape(tip.actor)}: {escape(tip.reason)}<br>{link}</p>"
+            f"<table>{metrics}</table><h2>History (newest first)</h2><table><tr><th>promoted at</th><th>kind</th>"
+            f"<th>version</th><th>digest</th><th>previous</th><th>actor</th><th>reason</th></tr>{rows}</table>"
+        )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>recflow model registry</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:4px 8px;text-align:left}</style></head><body><h1>recflow model registry</h1>"
+        f"{body}<p>JSON: <a href='../champion'>champion</a> · <a href='../history'>history</a> · "
+        "<a href='../versions'>versions</a> · <a href='../audit'>audit</a></p></body></html>"
+    )
+
+
+@app.get("/ui/", response_class=HTMLResponse)
+async def page() -> str:
+    """The registry for people: champion, history, latest report (rendered HTML)."""
+    return await asyncio.to_thread(page_view)
+
+
+@app.get("/ui/reports/{version}", response_class=HTMLResponse)
+async def report(version: str) -> str:
+    """The newest promotion report stored next to ``version``."""
+    from recflow.reporting import latest_report
+
+    html = await asyncio.to_thread(lambda: latest_report(_registry(), version))
+    if html is None:
+        raise HTTPException(status_code=404, detail=f"no promotion report stored for {version}")
+    return html

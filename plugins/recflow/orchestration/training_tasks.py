@@ -87,42 +87,55 @@ def _root() -> Any:
 
 
 @task
-def compare(plans: list[dict[str, Any]]) -> dict[str, Any]:
-    """Read each candidate's hold-out metrics from the registry and apply the promotion policy."""
+def compare(plans: list[dict[str, Any]], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score every candidate and the champion on this run's hold-out, decide, bless, write the report."""
+    from recflow.config import load_settings
+    from recflow.judging import compare_and_bless
     from recflow.orchestration.connections import s3_settings
-    from recflow.promotion import decide, load_policy
+    from recflow.promotion import load_policy, metric_names
     from recflow.registry import ModelRegistry
+    from recflow.training import TrainingWindow
 
     context = get_current_context()
+    params = params or dict(context["params"])
     registry = ModelRegistry.from_settings(s3_settings())
     candidates = {family: _run_candidate(registry, family, context) for family in map(_family, plans)}
-    champion = registry.champion()
-    decision = decide(
-        {family: mv.metrics for family, mv in candidates.items()},
-        champion.metrics if champion else None,
-        load_policy(),
-        champion_age=interval_end(context) - champion.created_at if champion else None,
+    end_ts = interval_end(context)
+    policy = load_policy()
+    force = params.get("force_promote") or {}
+    result = compare_and_bless(
+        registry,
+        candidates,
+        lake_root=load_settings().lake_root,
+        window=TrainingWindow.ending(
+            end_ts.date(), train_days=params["train_days"], holdout_days=params["holdout_days"]
+        ),
+        policy=policy,
+        cutoffs=sorted({int(params["k"]), *(int(n.rsplit("@", 1)[1]) for n in metric_names(policy))}),
+        run_id=context["run_id"],
+        interval_end=end_ts,
+        actor=_actor(context),
+        force_reason=force.get("reason") if force.get("enabled") else None,
     )
-    log.info("%s", decision.summary())
-    return {
-        "candidates": {mv.family: {"version": mv.version, "metrics": mv.metrics} for mv in candidates.values()},
-        "previous_champion": champion.version if champion else None,
-        "winner": candidates[decision.winner].version if decision.winner else None,
-        "decision": decision.to_dict(),
-    }
+    for name, uri in result["reports"].items():
+        log.info(
+            "promotion report for %s: %s (UI: /recflow/ui/reports/%s)", name, uri, result["candidates"][name]["version"]
+        )
+    return result
 
 
 @task(outlets=[CHAMPION])
 def promote(decision: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Point the registry's champion at the winner, bound to the champion the decision saw.
+    """Promote the blessed winner after its canary, bound to the champion the decision saw.
 
-    Skipped (no asset event) when there is no winner; a champion that moved since ``compare`` fails
-    the task without retries: the decision must be taken again.
+    Skipped (no asset event) when there is no winner. A refused blessing or canary, or a champion that
+    moved since ``compare``, fails the task without retries: the decision must be taken again.
     """
     from airflow.exceptions import AirflowFailException, AirflowSkipException
 
     from recflow.orchestration.connections import s3_settings
     from recflow.registry import ChampionMoved, ModelRegistry
+    from recflow.registry.blessing import NotBlessed, promote_blessed
 
     context = get_current_context()
     params = params or dict(context["params"])
@@ -131,20 +144,27 @@ def promote(decision: dict[str, Any], params: dict[str, Any] | None = None) -> d
     if not params.get("promote", True):
         raise AirflowSkipException(f"promotion disabled by Params; {decision['winner']} would have won")
     registry = ModelRegistry.from_settings(s3_settings())
+    reason = decision["why"] + (f" ({params['reason']})" if params.get("reason") else "")
     try:
-        record = registry.promote(
+        record = promote_blessed(
+            registry,
             decision["winner"],
             expected_champion=decision["previous_champion"],
-            reason=params.get("reason") or "scheduled training",
-            actor=f"airflow:{context['dag'].dag_id}:{context['run_id']}",
+            reason=reason,
+            actor=_actor(context),
+            kind="force" if decision["forced"] else "promote",
             interval_end=interval_end(context),
             decision_id=f"{context['dag'].dag_id}/{context['run_id']}/{decision['winner']}",
         )
-    except ChampionMoved as exc:
+    except (ChampionMoved, NotBlessed) as exc:
         raise AirflowFailException(str(exc)) from exc
     log.info("promoted %s (%s, digest %s); previous champion %s", record.version, record.uri, record.digest,
              record.previous)  # fmt: skip
     return {"version": record.version, "digest": record.digest, "uri": record.uri, "previous": record.previous}
+
+
+def _actor(context: Any) -> str:
+    return f"airflow:{context['dag'].dag_id}:{context['run_id']}"
 
 
 @task
