@@ -57,3 +57,26 @@ def test_champion_endpoint_shows_the_promoted_model(registry: ModelRegistry, tmp
     assert [v["version"] for v in client.get("/versions").json()] == [mv.version]
     assert [a["version"] for a in client.get("/audit").json()] == [mv.version]
     assert "secret" not in client.get("/champion").text.lower()
+
+
+def test_people_page_shows_champion_history_and_latest_report(registry: ModelRegistry, tmp_path: Path) -> None:
+    from recflow.orchestration.registry_api import app
+
+    client = TestClient(app)
+    empty = client.get("/ui/")
+    assert empty.status_code == 200 and "No champion yet" in empty.text
+    model = PopularityRecommender.fit(pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"]}))
+    model.save(tmp_path / "artifact")
+    mv = registry.register(
+        tmp_path / "artifact", family="popularity", metrics={"ndcg@10": 0.25}, lineage={}, created_at=datetime.now(UTC)
+    )
+    registry.promote(mv.version, expected_champion=None, reason="page <test>", actor="pytest")
+    assert client.get(f"/ui/reports/{mv.version}").status_code == 404
+    key = registry.version_key(mv.version, "reports", "promotion-20261201T000000.000000Z.html")
+    registry.store.create(key, b"<html>the report</html>")
+    page = client.get("/ui/")
+    assert page.headers["content-type"].startswith("text/html")
+    assert mv.version in page.text and mv.digest in page.text and "page &lt;test&gt;" in page.text
+    assert f"reports/{mv.version}" in page.text
+    assert client.get(f"/ui/reports/{mv.version}").text == "<html>the report</html>"
+    assert [h["version"] for h in client.get("/history").json()] == [mv.version]
