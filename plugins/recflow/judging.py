@@ -22,12 +22,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.promotion import Decision, PromotionPolicy, decide
 
 if TYPE_CHECKING:
+    from recflow.data.stores import LakeStore
     from recflow.registry import ModelRegistry, ModelVersion
     from recflow.registry.blessing import Blessing
     from recflow.training import TrainingWindow
@@ -56,18 +58,29 @@ class Judgement:
         return None if self.decision.winner is None else self.candidates[self.decision.winner]
 
 
-def shared_holdout(lake_root: Path | str, window: TrainingWindow) -> pd.DataFrame:
-    """The (user, item) pairs every model of the run is judged on (see the module docstring)."""
-    root = Path(lake_root) / "interactions"
+def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> pd.DataFrame:
+    """The (user, item) pairs every model of the run is judged on (see the module docstring).
+
+    ``lake`` is a local path, an ``s3://`` URI or a :class:`LakeStore`: the compare task runs where
+    Airflow runs, and an S3 lake is read through the store (committed partitions only), never as a path.
+    """
+    from recflow.data.stores import open_store
+
+    store = open_store(lake) if isinstance(lake, (str, Path)) else lake
     frames = []
     for day in window.days():
-        part = root / f"{COL_DATE}={day}"
-        if part.is_dir():
-            frame = pd.read_parquet(part, columns=[COL_USER, COL_ITEM])
+        part = f"interactions/{COL_DATE}={day}"
+        if store.exists(part):
+            columns = {
+                col: np.concatenate([np.empty(0, dtype=object), *store.read_column(part, col)])
+                for col in (COL_USER, COL_ITEM)
+            }
+            frame = pd.DataFrame(columns)
             frame["_holdout"] = day >= str(window.holdout_start)
             frames.append(frame)
     if not frames:
-        raise JudgingError(f"no validated interactions under {root} for {window.start}..{window.end}")
+        where = store.uri("interactions")
+        raise JudgingError(f"no validated interactions under {where} for {window.start}..{window.end}")
     data = pd.concat(frames, ignore_index=True)
     train = data[~data["_holdout"]][[COL_USER, COL_ITEM]].drop_duplicates()
     test = data[data["_holdout"]][[COL_USER, COL_ITEM]].drop_duplicates()
@@ -83,7 +96,7 @@ def judge(
     registry: ModelRegistry,
     candidates: Mapping[str, ModelVersion],
     *,
-    lake_root: Path | str,
+    lake_root: LakeStore | Path | str,
     window: TrainingWindow,
     policy: PromotionPolicy,
     cutoffs: Sequence[int],
@@ -184,7 +197,7 @@ def compare_and_bless(
     registry: ModelRegistry,
     candidates: Mapping[str, ModelVersion],
     *,
-    lake_root: Path | str,
+    lake_root: LakeStore | Path | str,
     window: TrainingWindow,
     policy: PromotionPolicy,
     cutoffs: Sequence[int],

@@ -89,15 +89,17 @@ def _root() -> Any:
 @task
 def compare(plans: list[dict[str, Any]], params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score every candidate and the champion on this run's hold-out, decide, bless, write the report."""
-    from recflow.config import load_settings
+    from recflow.data.stores import open_store
     from recflow.judging import compare_and_bless
     from recflow.orchestration.connections import s3_settings
+    from recflow.orchestration.connections import settings as resolve_settings
     from recflow.promotion import load_policy, metric_names
     from recflow.registry import ModelRegistry
     from recflow.training import TrainingWindow
 
     context = get_current_context()
     params = params or dict(context["params"])
+    lake_settings = resolve_settings()
     registry = ModelRegistry.from_settings(s3_settings())
     candidates = {family: _run_candidate(registry, family, context) for family in map(_family, plans)}
     end_ts = interval_end(context)
@@ -106,7 +108,7 @@ def compare(plans: list[dict[str, Any]], params: dict[str, Any] | None = None) -
     result = compare_and_bless(
         registry,
         candidates,
-        lake_root=load_settings().lake_root,
+        lake_root=open_store(lake_settings.lake_uri, lake_settings.s3),  # local path or s3:// lake
         window=TrainingWindow.ending(
             end_ts.date(), train_days=params["train_days"], holdout_days=params["holdout_days"]
         ),
