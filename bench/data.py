@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -43,7 +42,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from machine import machine_info  # bench/machine.py (this folder is on sys.path when run)
+
 DAY = date(2026, 11, 3)  # a Tuesday (weekday factor close to 1)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -112,22 +114,6 @@ def _measure(mode: str, path: Path, gx_sample_rows: int) -> dict[str, Any]:
     record["load_avg_1m"] = round(load, 2)
     print(json.dumps(record), file=sys.stderr)
     return record
-
-
-def _machine() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    return {
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "load_avg": os.getloadavg(),
-        "platform": platform.platform(),
-        "versions": {p: md.version(p) for p in ("pandas", "pyarrow", "numpy", "great_expectations")},
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 def _markdown(records: list[dict[str, Any]], machine: dict[str, Any]) -> str:
@@ -199,7 +185,7 @@ def main() -> None:
         path = _landing_file(size)
         for mode in args.modes:
             records.append({"requested": size, **_measure(mode, path, args.gx_sample_rows)})
-    machine = _machine()
+    machine = machine_info(("pandas", "pyarrow", "numpy", "great_expectations"))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "data.json").write_text(json.dumps({"machine": machine, "results": records}, indent=2) + "\n")
     (args.out / "data.md").write_text(_markdown(records, machine))

@@ -34,8 +34,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +41,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from machine import machine_info  # bench/machine.py (this folder is on sys.path when run)
 
 # NumPy is imported inside functions, after this: the in-process limit is measured with the scorer's
 # BLAS setting (single-threaded, see recflow.scorer.__main__).
@@ -268,22 +268,6 @@ def spark_engine(
     return rows, probe
 
 
-def _machine() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    return {
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "load_avg": os.getloadavg(),
-        "platform": platform.platform(),
-        "versions": {p: md.version(p) for p in ("confluent-kafka", "numpy", "pyspark", "prometheus-client")},
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
 def _goals(doc: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     rows = [r for r in doc["rows"] if r["engine"] == "consumer"]
 
@@ -423,7 +407,7 @@ def main() -> None:
     from recflow.scorer.reconcile import reconcile
     from recflow.services import shared_services
 
-    machine = _machine()
+    machine = machine_info(("confluent-kafka", "numpy", "pyspark", "prometheus-client"))
     doc: dict[str, Any] = {"machine": machine, "model": {"users": args.users, "items": args.items, "rank": args.rank}}
     with shared_services(load_settings()) as settings, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
