@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from recflow.config import Settings, load_settings
+from recflow.registry import ModelRegistry
 from recflow.services import shared_services
+from recflow.storage import s3_client
 
 _HERE = Path(__file__).parent
 
@@ -40,3 +43,18 @@ def live_services() -> Iterator[Settings]:
 def airflow_db() -> None:
     """A migrated SQLite metadata DB in this session's Airflow home (see tests/conftest.py)."""
     subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True)
+
+
+@pytest.fixture
+def registry(live_services: Settings, request: pytest.FixtureRequest) -> Iterator[ModelRegistry]:
+    """A registry under a fresh prefix of the session's model bucket, deleted afterwards.
+
+    Modules that need another registry (a fixed prefix, a monkeypatched environment) define their own.
+    """
+    prefix = f"it-{request.module.__name__.rsplit('.', 1)[-1].removeprefix('test_')}-{uuid.uuid4().hex[:10]}"
+    reg = ModelRegistry.from_settings(live_services, prefix=prefix)
+    yield reg
+    client = s3_client(live_services.s3)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=reg.bucket, Prefix=prefix + "/"):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=reg.bucket, Key=obj["Key"])

@@ -9,8 +9,6 @@ import dataclasses
 import json
 import socket
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -27,17 +25,6 @@ from recflow.storage import s3_client
 
 pytestmark = pytest.mark.integration
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
-
-
-@pytest.fixture
-def registry(live_services: Settings) -> Iterator[ModelRegistry]:
-    prefix = f"it-gate-{uuid.uuid4().hex[:10]}"
-    reg = ModelRegistry.from_settings(live_services, prefix=prefix)
-    yield reg
-    client = s3_client(live_services.s3)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=reg.bucket, Prefix=prefix + "/"):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=reg.bucket, Key=obj["Key"])
 
 
 def popularity(folder: Path, pairs: list[tuple[str, str]], *, canary: dict[str, Any] | None = None) -> Path:

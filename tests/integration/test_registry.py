@@ -7,8 +7,6 @@ touched and tests can run in any order; the prefix is deleted afterwards.
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,17 +30,6 @@ pytestmark = pytest.mark.integration
 
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
 LINEAGE = {"params": {"rank": 16}, "code_version": "0123abc", "run_id": "run-1"}
-
-
-@pytest.fixture
-def registry(live_services: Settings) -> Iterator[ModelRegistry]:
-    prefix = f"it-registry-{uuid.uuid4().hex[:10]}"
-    reg = ModelRegistry.from_settings(live_services, prefix=prefix)
-    yield reg
-    client = s3_client(live_services.s3)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=reg.bucket, Prefix=prefix + "/"):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=reg.bucket, Key=obj["Key"])
 
 
 def artifact(folder: Path, tag: str, extra: bool = True) -> Path:
