@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -246,6 +247,58 @@ def test_broker_down_two_minutes_under_load_loses_nothing(world: ScorerWorld, li
         )
     finally:
         listener.close()
+        scorer.stop()
+
+
+def test_events_naming_another_version_or_digest_are_ignored_and_the_champion_keeps_serving(
+    world: ScorerWorld,
+) -> None:
+    """The event is a hint: the scorer swaps only to what the registry resolves, and says why it ignored one."""
+    from recflow.events import encode, kafka_producer, model_update_event
+    from recflow.scorer.client import send_burst
+
+    a, b = world.versions
+    world.promote(a)
+    champion, other = world.registry.get(a), world.registry.get(b)
+    scorer = world.start("events", check_interval=600.0)  # only events trigger a check in this test
+    producer = kafka_producer(world.settings.kafka)
+
+    def publish(version: str, digest: str) -> None:
+        event = model_update_event(
+            version=version, digest=digest, uri=world.registry.uri(version), promoted_at=datetime.now(UTC)
+        )
+        producer.produce(world.settings.kafka.model_updates_topic, value=encode(event))
+        producer.flush(10)
+
+    def ignored() -> int:
+        return int((scorer.status() or {}).get("ignored_model_events") or 0)
+
+    try:
+        assert scorer.wait_ready() == a
+        # b is registered and its digest is genuine, but b is not the champion. The event watcher reads from
+        # the topic's end once its partition is assigned: re-send until the first one is seen.
+        deadline = time.monotonic() + 60
+        while ignored() == 0 and time.monotonic() < deadline:
+            publish(b, other.digest)
+            wait_until = time.monotonic() + 3
+            while ignored() == 0 and time.monotonic() < wait_until:
+                time.sleep(0.1)
+        status = scorer.status() or {}
+        assert ignored() >= 1, status
+        assert status["last_ignored_model_event"] == f"it names {b}, but the registry's champion is {a}", status
+        before = ignored()
+        publish(a, "0" * 64)  # the champion's name with bits nobody evaluated
+        wait(lambda: ignored() == before + 1, 30, "the wrong-digest event to be ignored")
+        status = scorer.status() or {}
+        assert status["last_ignored_model_event"] == (
+            f"it names {a} with digest {'0' * 64}, but the registry's digest is {champion.digest}"
+        ), status
+        assert (status["model_version"], status["model_digest"], status["swaps"]) == (a, champion.digest, 0), status
+        answers = send_burst(world.settings.kafka, USERS[:50], n=20, k=5, timeout_s=60)
+        assert answers.answered == 20 and answers.model_versions == (a,), answers
+        log = scorer.log_path.read_text()
+        assert "ignoring a model-update event: it names " + b in log and "with digest " + "0" * 64 in log
+    finally:
         scorer.stop()
 
 

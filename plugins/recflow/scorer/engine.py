@@ -416,6 +416,8 @@ class Scorer:
             "uptime_s": round(time.time() - self.started_at, 1),
             "updated_at": time.time(),
             "last_model_error": self.follower.last_error,
+            "ignored_model_events": self.follower.ignored_events,
+            "last_ignored_model_event": self.follower.last_ignored_event,
             "max_swap_pause_ms": self.max_swap_pause_ms,
             **self.counts,
         }

@@ -6,8 +6,10 @@ loader resolves the serving version, downloads it into a fresh folder (every fil
 A -> B -> A never trips over an old folder), loads and warms it up, and leaves it in ``pending``. The
 engine picks it up between two batches: the swap itself is one assignment.
 
-What triggers a check: a model-update event (a hint only: an event for a version that is not the
-registry's champion is ignored) and a periodic registry check, which also catches a missed event.
+What triggers a check: a model-update event (a hint only: an event whose version or digest is not the
+registry's champion's is ignored, counted and logged with the reason) and a periodic registry check,
+which also catches a missed event. Either way the scorer loads what the registry resolves, never what
+an event names.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class ChampionFollower:
         self.current: ServingModel | None = None
         self.last_error: str | None = None
         self.ignored_events = 0
-        self._event_version: str | None = None
+        self.last_ignored_event: str | None = None
+        self._events: list[tuple[str | None, str | None]] = []  # (version, digest) named by events since the last check
 
     # ------------------------------------------------------------------ serving side (engine thread)
     def take_pending(self) -> ServingModel | None:
@@ -117,14 +120,15 @@ class ChampionFollower:
             self._thread.join(timeout=30)
 
     def on_event(self, raw: bytes | None) -> None:
-        """A model-update event arrived: check the registry now; events name a version only as a hint."""
+        """A model-update event arrived: check the registry now; its version and digest are only a hint."""
         try:
             event: Any = json.loads(raw or b"")
-            version = event.get("version") if isinstance(event, dict) else None
         except ValueError:
-            version = None
-        log.info("model-update event for %s: checking the registry", version)
-        self._event_version = version
+            event = None
+        named = (event.get("version"), event.get("digest")) if isinstance(event, dict) else (None, None)
+        log.info("model-update event for %s (digest %s): checking the registry", *named)
+        with self._lock:
+            self._events.append(named)
         self._wanted_check.set()
 
     def _run(self) -> None:
@@ -136,7 +140,8 @@ class ChampionFollower:
             self._check()
 
     def _check(self) -> None:
-        event_version, self._event_version = self._event_version, None
+        with self._lock:
+            events, self._events = self._events, []
         try:
             resolved = self._resolve(self.registry)
         except Exception as exc:  # registry unreachable: keep serving, retry at the next check
@@ -147,9 +152,8 @@ class ChampionFollower:
             self.last_error = "the registry has no champion yet"
             return
         version, digest = resolved
-        if event_version is not None and event_version != version:
-            self.ignored_events += 1
-            log.warning("ignoring the model-update event for %s: the champion is %s", event_version, version)
+        for named in events:
+            self._judge_event(named, version, digest)
         with self._lock:
             pending = self._pending
         serving = pending or self.current
@@ -172,6 +176,19 @@ class ChampionFollower:
             self._pending = model
         self.last_error = None
         log.info("loaded %s in %.1f s beside the serving model", version, time.monotonic() - began)
+
+    def _judge_event(self, named: tuple[str | None, str | None], version: str, digest: str | None) -> None:
+        """Count and log an event that does not name the registry's champion and its manifest digest."""
+        event_version, event_digest = named
+        if event_version != version:
+            why = f"it names {event_version}, but the registry's champion is {version}"
+        elif event_digest != digest:
+            why = f"it names {version} with digest {event_digest}, but the registry's digest is {digest}"
+        else:
+            return
+        self.ignored_events += 1
+        self.last_ignored_event = why
+        log.warning("ignoring a model-update event: %s", why)
 
 
 def watch_model_updates(kafka: KafkaSettings, follower: ChampionFollower, stop: threading.Event) -> threading.Thread:
