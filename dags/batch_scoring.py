@@ -2,13 +2,14 @@
 ### Batch scoring
 
 Nightly, and whenever a new champion is promoted: a Spark job scores every active user of the day
-with the current champion (or a pinned `version`), removes what
+with the champion of the run's data interval (or a pinned `version`), removes what
 each user has already seen in the lake, checks the output with `expectations/batch_scores.json` in a
 staging folder and only then publishes `scores/event_date=<day>/` (the previous partition is kept when
 the check fails). Each published partition emits a `recflow://lake/scores` Asset event.
 
 CLI: `airflow dags test batch_scoring 2026-11-09`; history:
-`airflow backfill create --dag-id batch_scoring --from-date ... --to-date ... --reprocess-behavior completed`.
+`airflow backfill create --dag-id batch_scoring --from-date ... --to-date ... --reprocess-behavior completed`
+scores each past day with the champion of that day (README, "Which champion scores a day").
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from recflow.orchestration.scoring_tasks import check_scores, confirm_streaming_
         "k": Param(10, type="integer", minimum=1, maximum=200, description="Items per user."),
         "active_days": Param(30, type="integer", minimum=1, maximum=365, description="Activity window."),
         "version": Param(
-            "", type="string", description="Registry version to score with (empty: the current champion)."
+            "", type="string", description="Registry version to score with (empty: the data interval's champion)."
         ),
         "users": Param([], type="array", items={"type": "string"}, description="Only these users (empty: all)."),
     },

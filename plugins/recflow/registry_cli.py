@@ -114,7 +114,7 @@ def _history(args: argparse.Namespace) -> int:
 def _champion(args: argparse.Namespace) -> int:
     from recflow.registry import resolve_serving_version
 
-    serving = resolve_serving_version(_registry(args), at=args.at)
+    serving = resolve_serving_version(_registry(args), at=args.at, interval_end=args.interval_end)
     record = serving.record
     doc = {"version": serving.version, "digest": serving.digest, "uri": serving.uri,
            "promotion": None if record is None else record.to_dict()}  # fmt: skip
@@ -230,9 +230,13 @@ def add_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     diff.add_argument("a")
     diff.add_argument("b")
     action("history", _history, "promotions that took effect, oldest first")
-    action("champion", _champion, "the serving version (or the one serving at --at)").add_argument(
-        "--at", type=_iso, default=None, help="ISO-8601 time with zone, e.g. 2026-12-01T10:00:00Z"
-    )
+    champion = action("champion", _champion, "the serving version (at --at, or for --interval-end)")
+    when = champion.add_mutually_exclusive_group()
+    when.add_argument("--at", type=_iso, default=None, help="wall-clock time with zone, e.g. 2026-12-01T10:00:00Z")
+    when.add_argument(
+        "--interval-end", type=_iso, default=None, metavar="TIME",
+        help="the champion batch scoring uses for the data interval ending then (e.g. a backfilled day)",
+    )  # fmt: skip
     promote = action("promote", _promote, "promote a blessed version after its canary")
     promote.add_argument("version")
     promote.add_argument("--reason", required=True, type=_reason)

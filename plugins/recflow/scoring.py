@@ -37,10 +37,7 @@ import pandas as pd
 from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from recflow.models.artifact import Recommender
-    from recflow.registry import ModelRegistry
 
 #: Target size of one block of the (users x items) float32 score matrix: a few L2-sized tiles.
 BLOCK_BYTES: Final = 4 << 20
@@ -282,21 +279,6 @@ def top_k_frame(top: TopK, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.Dat
             COL_SOURCE: np.where(fallback, SOURCE_FALLBACK, SOURCE_MODEL),
         }
     )
-
-
-def serving_version(registry: ModelRegistry, *, pinned: str | None, at: datetime) -> str:
-    """The version to score with: the pin (which must exist) or the current champion.
-
-    ``at`` (the data interval end) only goes into the error message: ``champion_at`` answers from the
-    wall-clock promotion history, and a data interval is not a wall-clock time (a backfill of last
-    month's days would find no champion at all).
-    """
-    from recflow.registry import NoChampion, resolve_serving_version
-
-    try:
-        return resolve_serving_version(registry, pinned=pinned).version
-    except NoChampion as exc:
-        raise ScoringError(f"{exc} (scoring the interval ending {at.isoformat()})") from exc
 
 
 def fetch_artifact(version: str | None, dest: Path) -> tuple[str, Path]:

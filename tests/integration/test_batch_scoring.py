@@ -180,15 +180,14 @@ def _ensure_bucket(settings: Any) -> None:
 def test_no_champion_and_unknown_pin_fail_clearly(live_services: Any) -> None:
     from datetime import UTC, datetime
 
-    from recflow.registry import ModelNotFound, ModelRegistry
-    from recflow.scoring import serving_version
+    from recflow.registry import ModelNotFound, ModelRegistry, NoChampion, resolve_serving_version
 
     _ensure_bucket(live_services)
     empty = ModelRegistry.from_settings(live_services, prefix=f"empty-{uuid.uuid4().hex[:8]}")
-    with pytest.raises(ScoringError, match="no champion"):
-        serving_version(empty, pinned=None, at=datetime(2026, 11, 6, tzinfo=UTC))
+    with pytest.raises(NoChampion, match="no champion yet"):
+        resolve_serving_version(empty, interval_end=datetime(2026, 11, 6, tzinfo=UTC))
     with pytest.raises(ModelNotFound, match="not found"):
-        serving_version(empty, pinned="als-nosuchversion", at=datetime(2026, 11, 6, tzinfo=UTC))
+        resolve_serving_version(empty, pinned="als-nosuchversion")
 
 
 def test_tampered_artifact_is_refused_and_yesterday_kept(

@@ -309,6 +309,11 @@ def test_two_runs_of_one_interval_and_a_rollback_in_history_and_champion_at(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["version"] == records[0].version
     assert json.loads(done.stdout)["digest"] == records[0].digest
+    # what a backfill of the interval gets: the rollback overrides run-2's version for that day too
+    done = _cli(["champion", "--interval-end", end.isoformat(), "--json", "--prefix", registry.prefix], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["promotion"]["kind"] == "rollback"
+    assert json.loads(done.stdout)["version"] == records[0].version
 
     # errors are one line on stderr, no traceback
     bad_calls = [

@@ -196,6 +196,26 @@ def test_history_and_champion_at(registry: ModelRegistry, tmp_path: Path) -> Non
         resolve_serving_version(registry, at=before)
 
 
+def test_champion_of_a_data_interval_from_the_chain(registry: ModelRegistry, tmp_path: Path) -> None:
+    """Batch scoring's question: promoted for day 1 and day 2, then rolled back by hand (no interval)."""
+    a = register(registry, artifact(tmp_path / "a", "a"), created_at=DAY)
+    b = register(registry, artifact(tmp_path / "b", "b"), created_at=DAY + timedelta(days=1))
+    registry.promote(a.version, expected_champion=None, reason="day 1", actor="it", interval_end=DAY)
+    registry.promote(b.version, expected_champion=a.version, reason="day 2", actor="it",
+                     interval_end=DAY + timedelta(days=1))  # fmt: skip
+
+    def day(n: int) -> datetime:  # the batch_scoring run of day n ends at 04:00 that day
+        return DAY + timedelta(days=n - 1, hours=4)
+
+    assert resolve_serving_version(registry, interval_end=day(1)).version == a.version
+    assert resolve_serving_version(registry, interval_end=day(2)).version == b.version
+    with pytest.raises(NoChampion, match=r"no champion for the data interval ending .* serves intervals ending at"):
+        resolve_serving_version(registry, interval_end=day(0))
+    registry.promote(a.version, expected_champion=b.version, reason="b is bad", actor="it", kind="rollback")
+    assert resolve_serving_version(registry, interval_end=day(2)).version == a.version
+    assert resolve_serving_version(registry, interval_end=day(1)).record.interval_end == DAY  # type: ignore[union-attr]
+
+
 def test_retry_of_a_finished_promotion_returns_it(registry: ModelRegistry, tmp_path: Path) -> None:
     a = register(registry, artifact(tmp_path / "a", "a"))
     first = registry.promote(a.version, expected_champion=None, reason="a", actor="it", decision_id="run-1/a")

@@ -18,14 +18,17 @@ log = logging.getLogger(__name__)
 def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
     """The batch job's arguments, with the version fixed now so a promotion mid-run cannot mix models.
 
-    The version is the pinned ``version`` Param (checked against the registry) or else the current
-    champion (``resolve_serving_version``). No champion at all skips the run (nothing to score yet).
+    The version is the pinned ``version`` Param (checked against the registry) or else the champion of
+    this run's data interval: ``resolve_serving_version(..., interval_end=...)``, one rule for scheduled
+    runs, asset-triggered runs and backfills alike, so a backfilled day gets the champion of that day and
+    a re-run gets the same one (never "the champion now"). No champion for the interval (an empty
+    registry, or a day before the first promotion took effect) skips the run: there is nothing to
+    score it with, and no retry would change that.
     """
     from recflow.config import load_settings
     from recflow.orchestration.connections import s3_settings
     from recflow.orchestration.guards import skip
-    from recflow.registry import ModelRegistry
-    from recflow.scoring import serving_version
+    from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
     from recflow.spark import spark_uri
 
     context = get_current_context()
@@ -33,9 +36,19 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
     day = interval_day(context)
     registry = ModelRegistry.from_settings(s3_settings())
     pinned = params.get("version") or None
-    if pinned is None and registry.champion_record() is None:  # e.g. unpaused on an empty registry: nothing to do
-        skip(f"the registry has no champion yet: nothing to score for {day} (run recommender_training first)")
-    version = serving_version(registry, pinned=pinned, at=interval_end(context))
+    end = interval_end(context)
+    try:
+        serving = (
+            resolve_serving_version(registry, pinned=pinned)
+            if pinned
+            else resolve_serving_version(registry, interval_end=end)
+        )
+    except NoChampion as exc:  # e.g. unpaused on an empty registry, or a backfill of days before it
+        skip(f"nothing to score for {day}: {exc}")
+    version, record = serving.version, serving.record
+    if record is not None:
+        log.info("%s is the champion of the interval ending %s (%s for the interval ending %s, by %s)",
+                 version, end.isoformat(), record.kind, record.interval_end, record.actor)  # fmt: skip
     users = [str(u) for u in params.get("users") or []]
     log.info("scoring %s with %s (%s)", day, version, f"{len(users)} users" if users else "every active user")
     return [
