@@ -111,7 +111,10 @@ def airflow_env(
         "RECFLOW_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
-            {"conn_type": "kafka", "extra": {"bootstrap.servers": settings.kafka.bootstrap_servers}}
+            {
+                "conn_type": "kafka",
+                "extra": {"bootstrap.servers": settings.kafka.bootstrap_servers, **settings.kafka.security},
+            }
         ),
         "AIRFLOW_CONN_RECFLOW_S3": json.dumps(
             {

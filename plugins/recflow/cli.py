@@ -200,7 +200,7 @@ def _provision(args: argparse.Namespace) -> int:
     settings = load_settings()
     create_buckets(settings.s3, settings.s3.buckets)
     print(f"buckets on {settings.s3.endpoint_url}: {', '.join(settings.s3.buckets)}")
-    create_topics(settings.kafka.bootstrap_servers, settings.kafka.topics)
+    create_topics(settings.kafka.bootstrap_servers, settings.kafka.topics, security=settings.kafka.security)
     print(f"topics on {settings.kafka.bootstrap_servers}: {', '.join(settings.kafka.topics)}")
     if args.connections:
         from recflow.orchestration.provision import upsert_connections

@@ -8,8 +8,11 @@ variables; nothing secret ever appears on a command line.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from recflow.kafka_config import security_from_env
 
 
 def project_root() -> Path:
@@ -51,9 +54,14 @@ class S3Settings:
 
 @dataclass(frozen=True)
 class KafkaSettings:
-    """The broker address and the pipeline's topics."""
+    """The broker address, how to authenticate to it, and the pipeline's topics.
+
+    ``security`` holds librdkafka's security settings (``security.protocol``, ``sasl.*``, ``ssl.*``; see
+    :mod:`recflow.kafka_config`); empty means PLAINTEXT. Kept out of ``repr`` since it holds a password.
+    """
 
     bootstrap_servers: str
+    security: Mapping[str, str] = field(default_factory=dict, repr=False)
     model_updates_topic: str = "recflow.model-updates"
     score_requests_topic: str = "recflow.score-requests"
     score_results_topic: str = "recflow.score-results"
@@ -131,6 +139,7 @@ def load_settings() -> Settings:
     )
     kafka = KafkaSettings(
         bootstrap_servers=os.environ.get("RECFLOW_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port()}"),
+        security=security_from_env(os.environ),
     )
     lake = os.environ.get("RECFLOW_LAKE") or str(state_dir() / "lake")
     landing = os.environ.get("RECFLOW_LANDING") or str(state_dir() / "landing")

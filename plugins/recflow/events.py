@@ -44,14 +44,13 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 def kafka_producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
-    """A confluent-kafka producer for the broker; acks from all in-sync replicas, small linger for latency."""
+    """A confluent-kafka producer for the broker; acks from all in-sync replicas, small linger for latency.
+
+    ``overrides`` are librdkafka settings (``**{"linger.ms": 5}``); the address and the security settings
+    come from ``kafka`` only (:func:`recflow.kafka_config.client_config`).
+    """
     from confluent_kafka import Producer
 
-    config: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "acks": "all",
-        "linger.ms": 1,
-        "enable.idempotence": True,
-        **overrides,
-    }
-    return Producer(config)
+    from recflow.kafka_config import client_config
+
+    return Producer(client_config(kafka, {"acks": "all", "linger.ms": 1, "enable.idempotence": True, **overrides}))

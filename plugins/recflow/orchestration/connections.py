@@ -11,7 +11,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from recflow.config import S3Settings, Settings
+    from recflow.config import KafkaSettings, S3Settings, Settings
 
 S3_CONN_ID = "recflow_s3"
 KAFKA_CONN_ID = "kafka_default"
@@ -70,8 +70,27 @@ def s3_settings() -> S3Settings:
     )
 
 
+def kafka_settings() -> KafkaSettings:
+    """Kafka settings with the address and the security extras (SASL_SSL, ...) of ``kafka_default``.
+
+    The extras use librdkafka's keys, as the Kafka provider stores them; see :mod:`recflow.kafka_config`.
+    """
+    from airflow.sdk import BaseHook
+
+    from recflow.config import load_settings
+    from recflow.kafka_config import security_from_extra
+
+    extra = BaseHook.get_connection(KAFKA_CONN_ID).extra_dejson
+    base = load_settings().kafka
+    return dataclasses.replace(
+        base,
+        bootstrap_servers=str(extra.get("bootstrap.servers") or base.bootstrap_servers),
+        security=security_from_extra(extra, KAFKA_CONN_ID) or base.security,
+    )
+
+
 def settings() -> Settings:
-    """Full settings with S3 taken from the Connection."""
+    """Full settings with S3 taken from the Connection (Kafka: :func:`kafka_settings`, only where it is used)."""
     from recflow.config import load_settings
 
     return dataclasses.replace(load_settings(), s3=s3_settings())

@@ -98,13 +98,9 @@ def confirm_streaming_scorer(params: dict[str, Any] | None = None) -> dict[str, 
     (the scorer always serves the champion). Answers from the previous champion while the scorer loads
     the new one are retried for up to 5 minutes.
     """
-    import dataclasses
-
-    from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from recflow.config import load_settings
-    from recflow.orchestration.connections import KAFKA_CONN_ID, s3_settings
+    from recflow.orchestration.connections import kafka_settings, s3_settings
     from recflow.registry import ModelRegistry, resolve_serving_version
     from recflow.scorer.probe import probe_version, scorer_members
 
@@ -114,9 +110,7 @@ def confirm_streaming_scorer(params: dict[str, Any] | None = None) -> dict[str, 
         raise AirflowSkipException(
             f"scored with the pinned version {params['version']}; the scorer serves the champion"
         )
-    extra = BaseHook.get_connection(KAFKA_CONN_ID).extra_dejson
-    base = load_settings().kafka
-    kafka = dataclasses.replace(base, bootstrap_servers=str(extra.get("bootstrap.servers") or base.bootstrap_servers))
+    kafka = kafka_settings()
     if scorer_members(kafka) == 0:
         raise AirflowSkipException("no streaming scorer is running (consumer group recflow-scorer is empty)")
     champion = resolve_serving_version(ModelRegistry.from_settings(s3_settings()))

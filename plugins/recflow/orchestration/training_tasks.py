@@ -13,7 +13,6 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 
 from recflow.orchestration.assets import CHAMPION
-from recflow.orchestration.connections import KAFKA_CONN_ID
 from recflow.orchestration.context import interval_end
 from recflow.versions import interval_key, version_prefix
 
@@ -172,10 +171,8 @@ def _actor(context: Any) -> str:
 @task
 def publish_model_event(promotion: dict[str, Any]) -> dict[str, Any]:
     """Tell the streaming scorer about a new champion (it hot-swaps on this event)."""
-    from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
-
-    from recflow.config import load_settings
-    from recflow.events import model_update_event
+    from recflow.events import kafka_producer, model_update_event
+    from recflow.orchestration.connections import kafka_settings
 
     context = get_current_context()
     event = model_update_event(
@@ -184,8 +181,9 @@ def publish_model_event(promotion: dict[str, Any]) -> dict[str, Any]:
         uri=promotion["uri"],
         promoted_at=interval_end(context),
     )
-    producer = KafkaProducerHook(kafka_config_id=KAFKA_CONN_ID).get_producer()
-    topic = load_settings().kafka.model_updates_topic
+    kafka = kafka_settings()  # address and SASL/SSL from the kafka_default Connection
+    producer = kafka_producer(kafka)
+    topic = kafka.model_updates_topic
     producer.produce(topic, key=event["version"].encode(), value=json.dumps(event).encode())
     remaining = producer.flush(30)
     if remaining:

@@ -89,11 +89,13 @@ class AnswerListener:
     def __init__(self, kafka: KafkaSettings) -> None:
         from confluent_kafka import Consumer
 
+        from recflow.kafka_config import client_config
+
         self.kafka = kafka
         self.answers: dict[bytes, list[Answer]] = {}
         self._consumer = Consumer(
             {
-                "bootstrap.servers": kafka.bootstrap_servers,
+                **client_config(kafka),
                 "group.id": f"recflow-client-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 5,

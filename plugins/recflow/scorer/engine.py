@@ -115,10 +115,12 @@ class Scorer:
     def _clients(self) -> None:
         from confluent_kafka import Consumer, Producer
 
+        from recflow.kafka_config import client_config as kafka_client_config
+
         librdkafka_log = logging.getLogger("recflow.scorer.librdkafka")
         self.producer = Producer(
             {
-                "bootstrap.servers": self.kafka.bootstrap_servers,
+                **kafka_client_config(self.kafka),
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": self.config.linger_ms,
@@ -130,7 +132,7 @@ class Scorer:
         )
         self.consumer = Consumer(
             {
-                "bootstrap.servers": self.kafka.bootstrap_servers,
+                **kafka_client_config(self.kafka),
                 "group.id": self.config.group_id,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,

@@ -199,9 +199,11 @@ def watch_model_updates(kafka: KafkaSettings, follower: ChampionFollower, stop: 
     """
     from confluent_kafka import Consumer
 
+    from recflow.kafka_config import client_config
+
     consumer = Consumer(
         {
-            "bootstrap.servers": kafka.bootstrap_servers,
+            **client_config(kafka),
             "group.id": f"recflow-scorer-events-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "latest",
             "enable.auto.commit": False,

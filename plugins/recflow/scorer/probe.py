@@ -14,6 +14,7 @@ from typing import Any
 
 from recflow.config import KafkaSettings
 from recflow.events import encode, kafka_producer
+from recflow.kafka_config import client_config
 from recflow.scorer.engine import DEFAULT_GROUP
 
 PROBE_USER = "recflow-probe"
@@ -28,7 +29,7 @@ def scorer_members(kafka: KafkaSettings, group: str = DEFAULT_GROUP, timeout_s: 
     from confluent_kafka import ConsumerGroupState
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    admin = AdminClient(client_config(kafka))
     description = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group].result(timeout_s)
     if description.state in (ConsumerGroupState.DEAD, ConsumerGroupState.EMPTY):
         return 0
@@ -46,9 +47,7 @@ def probe_version(
 
     from recflow.scorer.client import listen_from_end
 
-    consumer = Consumer(
-        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"recflow-probe-{uuid.uuid4().hex[:8]}"}
-    )
+    consumer = Consumer(client_config(kafka, {"group.id": f"recflow-probe-{uuid.uuid4().hex[:8]}"}))
     listen_from_end(consumer, kafka.score_results_topic)
     producer = kafka_producer(kafka)
     deadline = time.monotonic() + timeout_s

@@ -35,9 +35,11 @@ def _read(kafka: KafkaSettings, topic: str, since_ms: int, until_ms: int | None)
     """Every record of ``topic`` from ``since_ms`` to the current end (or ``until_ms``, by timestamp)."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from recflow.kafka_config import client_config
+
     consumer = Consumer(
         {
-            "bootstrap.servers": kafka.bootstrap_servers,
+            **client_config(kafka),
             "group.id": f"recflow-reconcile-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
         }

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import FrameType
 
 from recflow.config import load_settings, scorer_metrics_port
+from recflow.kafka_config import client_config as kafka_client_config
+from recflow.kafka_config import redacted
 from recflow.scorer.engine import DEFAULT_GROUP, DeliveryFailed, EngineConfig, Scorer
 from recflow.scorer.metrics import ScorerMetrics
 from recflow.scorer.models import ChampionFollower, watch_model_updates
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         config=EngineConfig(group_id=args.group, max_batch=args.max_batch),
         status_path=args.status_file,
     )
+    log.info("kafka client: %s", redacted(kafka_client_config(settings.kafka)))  # passwords as ***
     log.info("serving %s as group %s", follower.current.version if follower.current else None, args.group)
     try:
         scorer.run(stop)

@@ -13,6 +13,7 @@ import logging
 import shutil
 import subprocess
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,11 +115,13 @@ def broker_argv(java: str, jars: Path, log4j: Path, props: Path, heap: str = HEA
     ]
 
 
-def _admin(bootstrap: str, timeout: float) -> Any:
+def _admin(bootstrap: str, timeout: float, security: Mapping[str, str] | None = None) -> Any:
+    """An admin client; ``security`` (from :mod:`recflow.kafka_config`) for a broker other than ours."""
     from confluent_kafka.admin import AdminClient
 
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
+        **(security or {}),
         "socket.timeout.ms": int(timeout * 1000),
         # librdkafka would print connection errors to stderr; route them to Python logging.
         "logger": logging.getLogger("recflow.services.kafka.librdkafka"),
@@ -149,12 +152,19 @@ def leaderless_partitions(bootstrap: str, timeout: float = 5.0) -> tuple[set[str
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {"recflow.score-requests-dlq": {"max.message.bytes": str(4 << 20)}}
 
 
-def create_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: int = 1, timeout: float = 30.0) -> None:
+def create_topics(
+    bootstrap: str,
+    topics: tuple[str, ...],
+    *,
+    partitions: int = 1,
+    timeout: float = 30.0,
+    security: Mapping[str, str] | None = None,
+) -> None:
     """Create ``topics`` unless they exist (replication factor 1: one broker; configs from TOPIC_CONFIGS)."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
-    admin = _admin(bootstrap, timeout)
+    admin = _admin(bootstrap, timeout, security)
     missing = [t for t in topics if t not in set(admin.list_topics(timeout=timeout).topics)]
     if not missing:
         return
