@@ -122,17 +122,17 @@ def test_every_bad_input_is_dead_lettered_and_the_next_request_answered(world: S
             assert msg.value() == value and msg.key() == key, f"{case}: the dead letter must hold the original bytes"
             assert headers["recflow.source.topic"] == world.settings.kafka.score_requests_topic
             if key is not None:
-                answers = listener.answers.get(key)
+                answers = listener.answers(key)
                 assert answers, f"{case}: an identifiable caller gets an error answer"
                 doc = answers[0].doc
                 assert doc["error"]["code"] == reason and doc["source"] == "error", (case, doc)
                 assert doc["request_id"] == request_id, (case, doc)
                 assert doc["request"]["offset"] == offset, (case, doc)
-        answer = listener.answers[b"good-1"][0].doc
+        answer = listener.answers(b"good-1")[0].doc
         assert answer["error"] is None and len(answer["items"]) == 5 and answer["source"] == "model"
         assert answer["model_version"] == world.versions[0]
         assert answer["scores"] == sorted(answer["scores"], reverse=True)
-        reranked = listener.answers[b"good-rerank"][0].doc
+        reranked = listener.answers(b"good-rerank")[0].doc
         assert set(reranked["items"]) <= {"i301", "i302", "i303", "i399"} and len(reranked["items"]) == 3, reranked
         wait(lambda: (scorer.status() or {}).get("dlq", 0) >= len(BAD_INPUTS), 10, "the status to count the DLQ")
     finally:
@@ -172,9 +172,7 @@ def test_swap_a_b_a_under_load_switches_cleanly(world: ScorerWorld) -> None:
         assert set(result.model_versions) == {a, b}, result
         # answers in request order switch A -> B -> A exactly twice: no request served by a stale model
         by_offset = sorted(
-            (ans[0].doc["request"]["offset"], ans[0].doc["model_version"])
-            for ans in map(listener.answers.get, sent)
-            if ans
+            (ans[0].doc["request"]["offset"], ans[0].doc["model_version"]) for ans in map(listener.answers, sent) if ans
         )
         versions = [v for _, v in by_offset]
         switches = [i for i in range(1, len(versions)) if versions[i] != versions[i - 1]]

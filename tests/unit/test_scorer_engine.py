@@ -42,6 +42,22 @@ class FakeMessage:
         return (1, 0)
 
 
+class DeliveredMessage:
+    """What a delivery report carries (topic, key, value; librdkafka's reports have no headers)."""
+
+    def __init__(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self._topic, self._key, self._value = topic, key, value
+
+    def topic(self) -> str:
+        return self._topic
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+
 class FakeProducer:
     """Keeps delivery callbacks until the test releases them, optionally with an error."""
 
@@ -51,12 +67,12 @@ class FakeProducer:
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Any, on_delivery: Any) -> None:
         self.produced.append((topic, key, value))
-        self.waiting.append((topic, on_delivery))
+        self.waiting.append((DeliveredMessage(topic, key, value), on_delivery))
 
     def deliver(self, error: Any = None) -> None:
         waiting, self.waiting = self.waiting, []
-        for _topic, callback in waiting:
-            callback(error, None)
+        for msg, callback in waiting:
+            callback(error, msg)
 
     def poll(self, timeout: float) -> int:
         return 0
