@@ -155,10 +155,10 @@ def legs(sent: dict[bytes, float], listener: Any) -> dict[str, float | None]:
     for key, t0 in sent.items():
         answers = listener.answers(key)
         timing = answers[0].doc.get("timing") if answers else None
-        if not timing or timing.get("sent_at_ms") is None:
+        if not timing or timing.get("record_timestamp_ms") is None:
             continue
         total = (answers[0].received - t0) * 1000
-        request = timing["received_at_ms"] - timing["sent_at_ms"]
+        request = timing["received_at_ms"] - timing["record_timestamp_ms"]
         scorer = timing["answered_at_ms"] - timing["received_at_ms"]
         rows.append((request, scorer, total - request - scorer, timing["batch_size"]))
     if not rows:

@@ -12,6 +12,7 @@ from recflow.scorer.protocol import (
     Reason,
     Rejection,
     Request,
+    _parse_reference,
     dlq_headers,
     encode_answer,
     encode_error_answer,
@@ -70,6 +71,38 @@ def test_every_bad_request_has_a_reason_and_keeps_its_bytes(
     assert got.reason == reason, got.detail
     assert got.request_id == request_id
     assert got.value == value and got.key == b"key" and (got.partition, got.offset) == (3, 42)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"request_id": "r", "user_id": "u", "k": 3, "item_ids": ["a", "b"], "sent_at_ms": 7}',
+        b' {"user_id": "u", "request_id": "r", "extra": {"x": [1]}}\n',
+        b'{"request_id": "a", "request_id": "b", "user_id": "u"}',  # duplicate key: the last wins in both
+        b'\xef\xbb\xbf{"request_id": "r", "user_id": "u"}',  # a BOM: json accepts it, msgspec does not
+        '{"request_id": "r\u00e9", "user_id": "\u7528\u6237"}'.encode(),  # non-ASCII ids
+        b'{"request_id": "r", "user_id": "u", "k": NaN}',
+        b'{"request_id": "r", "user_id": "u", "k": 1e2}',
+        b'{"request_id": "r", "user_id": "u", "k": 99999999999999999999999}',
+        b'{"request_id": "r", "user_id": "u", "k": null}',
+        b'{"request_id": "r", "user_id": "u", "item_ids": null, "sent_at_ms": null}',
+        b'{"request_id": "r", "user_id": "u", "item_ids": ["a", ""]}',
+        b'{"request_id": "r", "user_id": "u", "sent_at_ms": true}',
+        ('{"request_id": "' + "x" * 257 + '", "user_id": "u"}').encode(),
+        '{"request_id": "r", "user_id": "u"}'.encode("utf-16"),  # json.loads detects UTF-16
+        b'{"request_id": "r", "user_id": "u"} trailing',
+        b"[]",
+    ],
+)
+def test_the_fast_parser_and_the_reference_parser_give_one_verdict(value: bytes) -> None:
+    """``parse_request`` decodes with msgspec first; on every input it must agree with the reference."""
+    fast = parse_request(value, b"key", partition=3, offset=42, timestamp_ms=1000)
+    reference = _parse_reference(value, b"key", partition=3, offset=42, timestamp_ms=1000)
+    if isinstance(reference, Rejection):
+        assert isinstance(fast, Rejection)
+        assert (fast.reason, fast.request_id, fast.value) == (reference.reason, reference.request_id, value)
+    else:
+        assert fast == reference
 
 
 def test_a_rejection_without_key_or_readable_id_is_not_identifiable() -> None:

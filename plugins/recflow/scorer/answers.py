@@ -12,7 +12,7 @@ re-rank only those candidates (ids the model does not know are dropped); the oth
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,9 +24,8 @@ from recflow.scoring import SOURCE_FALLBACK, SOURCE_MODEL, TopK, UserBatch, scor
 SCORE_DECIMALS = 6
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """One request's answer body."""
+class Scored(NamedTuple):
+    """One request's answer body (a named tuple: one is built per request, see ``Request``)."""
 
     items: list[str]
     scores: list[float]
@@ -66,7 +65,11 @@ def _fill(
     names = model.index.item_array[np.maximum(top.items, 0)].tolist()
     scores = np.round(top.scores.astype(np.float64), SCORE_DECIMALS).tolist()
     counts = top.counts.tolist()
-    fallback = top.fallback.tolist()
+    sources = [SOURCE_FALLBACK if f else SOURCE_MODEL for f in top.fallback.tolist()]
+    width = top.items.shape[1] if top.items.ndim == 2 else 0
     for j, i in enumerate(rows.tolist()):
         n = min(counts[j], requests[i].k)
-        out[i] = Scored(names[j][:n], scores[j][:n], SOURCE_FALLBACK if fallback[j] else SOURCE_MODEL)
+        if n == width:  # the common case: the whole row, no slice copies
+            out[i] = Scored(names[j], scores[j], sources[j])
+        else:
+            out[i] = Scored(names[j][:n], scores[j][:n], sources[j])

@@ -121,12 +121,14 @@ class AnswerListener:
             first = self._consumer.poll(0.05)
             if first is None:
                 continue
-            for msg in [first, *self._consumer.consume(1000, 0)]:
-                key = msg.key()
-                if msg.error() is not None or key is None:
-                    continue
-                answer = (time.perf_counter(), msg.value() or b"")
-                with self._lock:
+            batch = [first, *self._consumer.consume(1000, 0)]
+            received = time.perf_counter()  # one clock read per batch: they were all consumed just now
+            with self._lock:
+                for msg in batch:
+                    key = msg.key()
+                    if msg.error() is not None or key is None:
+                        continue
+                    answer = (received, msg.value() or b"")
                     if key in self._first:
                         self._more.setdefault(key, []).append(answer)
                     else:
@@ -182,32 +184,39 @@ def send_requests(
     run: str | None = None,
     producer: Any = None,
 ) -> dict[bytes, float]:
-    """Produce ``n`` keyed requests, ``rate`` per second (None: as fast as possible); returns send times."""
+    """Produce ``n`` keyed requests, ``rate`` per second (None: as fast as possible); returns send times.
+
+    The payloads are built before the clock starts, as a caller holds its request before sending it:
+    the loop only produces, so at tens of thousands of requests a second the sender is not what limits
+    the rate. The request's own timestamp is its Kafka record timestamp (``timing.record_timestamp_ms``
+    in the answer), stamped by the producer when ``produce`` is called.
+    """
     if not users:
         raise ValueError("send_requests needs at least one user id")
     run = run or uuid.uuid4().hex[:8]
     picks = np.random.default_rng(seed).choice(np.asarray(users, dtype=object), size=n)
+    keys = [f"{run}-{i}".encode() for i in range(n)]
+    values = [encode({"request_id": f"{run}-{i}", "user_id": str(user), "k": k}) for i, user in enumerate(picks)]
     if producer is None:
         producer = warm_producer(kafka, users[0], run)
+    produce, topic, clock = producer.produce, kafka.score_requests_topic, time.perf_counter
     sent: dict[bytes, float] = {}
-    began = time.perf_counter()
-    for i, user in enumerate(picks):
+    began = clock()
+    for i in range(n):
         if rate is not None:
-            due = began + i / rate
-            wait = due - time.perf_counter()
+            wait = began + i / rate - clock()
             if wait > 0.0005:
                 time.sleep(wait)
-        request_id = f"{run}-{i}"
-        key = request_id.encode()
-        body = {"request_id": request_id, "user_id": str(user), "k": k, "sent_at_ms": int(time.time() * 1000)}
-        sent[key] = time.perf_counter()
+        key = keys[i]
+        sent[key] = clock()
         while True:
             try:
-                producer.produce(kafka.score_requests_topic, key=key, value=encode(body))
+                produce(topic, values[i], key)
                 break
             except BufferError:
                 producer.poll(0.05)
-        producer.poll(0)
+        if i % 256 == 0:
+            producer.poll(0)  # serves librdkafka's events; there are no delivery callbacks to run
     producer.flush(60)
     return sent
 
