@@ -12,11 +12,14 @@ If more than `threshold` of the rows break row rules, or a batch check fails (sc
 trailing 7-day mean, unknown users/items), the whole batch is quarantined and `validate` fails without
 retries, with a summary naming the failed expectations, counts and sample values.
 
-Every validated day emits an event on the `recflow://lake/interactions` asset with `extra={"day": ...}`;
-`recommender_training` runs on it.
+`announce` emits the event on the `recflow://lake/interactions` asset, with `extra={"day": ...}`, that
+`recommender_training` runs on: one event per batch of runs, not one per day. It runs in one run at a time
+(`max_active_tis_per_dag=1`) and skips, with the reason, while another run's `announce` is still to run
+(the queued or still-validating days of a backfill); the last one emits. So a backfill of N days
+triggers one training run once it settles (`test_scheduler_backfill.py`), whatever `--max-active-runs`.
 
 A day without a landing file (yet) ends the run in seconds: `validate` skips, naming the missing file,
-and no asset event is emitted.
+`announce` skips with it, and no asset event is emitted.
 
 * Re-validate one date: trigger with Params `date`, optionally `threshold`, and a `reason` (logged).
 * Backfill (each day replaces its partitions, so re-running is safe). Backfill picks runs by trigger
@@ -32,7 +35,7 @@ from datetime import timedelta
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
-from recflow.orchestration.ingest_tasks import validate_day
+from recflow.orchestration.ingest_tasks import announce, validate_day
 
 
 @dag(
@@ -58,7 +61,7 @@ from recflow.orchestration.ingest_tasks import validate_day
     },
 )
 def ingest_interactions() -> None:
-    validate_day.override(task_id="validate")()
+    announce(validate_day.override(task_id="validate")())
 
 
 ingest_interactions()

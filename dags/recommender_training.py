@@ -10,10 +10,13 @@ Trigger it from the UI with the Params form (models, K, epochs, search budget), 
 
 `check_window` ends a run early, as a skip with the reason and before any Spark job, when its window
 has no data (e.g. the cron run created when the DAG is unpaused on an empty lake) or, for an
-asset-triggered run, while ingestion still has validations to finish. The second rule coalesces a
-backfill: each of its N days emits an asset event, every run but the one after the last validation
-skips in seconds, and that one trains once on all N days (events that arrive while a training run is
-active are queued and consumed together by the next run, since `max_active_runs=1`).
+asset-triggered run, while ingestion still has validations to finish.
+
+A backfill of N ingestion days triggers one run: `ingest_interactions` emits one asset event per batch
+of runs (its `announce` task, one at a time across runs, leaves the event to the last of them), and
+events that still arrive while a training run is queued or running wait and are consumed together by
+one next run (Airflow creates no asset-triggered run while `max_active_runs=1` is reached). The
+`check_window` rule above is the safety net for ingestion runs started by hand meanwhile.
 """
 
 from __future__ import annotations

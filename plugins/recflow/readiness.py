@@ -65,6 +65,21 @@ def pending_ingestion_reason(active_runs: int, unfinished_validations: int, *, d
     return None
 
 
+def later_announcement_reason(day: str, others_pending: int, *, dag_id: str) -> str | None:
+    """Why an ingest run leaves its asset event to a later run, or None when it must emit it.
+
+    ``others_pending``: ``announce`` task instances of other runs that will still run (queued backfill
+    days, days still validating). The last of them emits one event for all, so a backfill of N days
+    starts one training run instead of N.
+    """
+    if others_pending > 0:
+        return (
+            f"{day} is validated into the lake; {others_pending} other run(s) of {dag_id} still to announce: "
+            "the last of them emits the one asset event for all (one training run per batch)"
+        )
+    return None
+
+
 def missing_landing_reason(day: date, landing_root: str, error: Exception) -> str:
     """The skip message of an ingest run whose landing file is not there (yet)."""
     return (

@@ -378,7 +378,7 @@ def test_dag_run_on_a_bad_partition_fails_at_validate_with_data_docs(
         states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
         rows = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, key="validation").all()
         summaries = [XComModel.deserialize_value(x) for x in rows]
-    assert states == {"validate": "failed"}
+    assert states == {"validate": "failed", "announce": "upstream_failed"}
     assert len(summaries) == 1 and summaries[0]["day"] == str(DAY) and not summaries[0]["success"]
     assert "amount_out_of_range" in summaries[0]["failed"] and "row_reject_share" in summaries[0]["failed"]
     uri = summaries[0]["data_docs_uri"]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from recflow.readiness import empty_window_reason, missing_landing_reason, pending_ingestion_reason
+from recflow.readiness import (
+    empty_window_reason,
+    later_announcement_reason,
+    missing_landing_reason,
+    pending_ingestion_reason,
+)
 
 START, HOLDOUT, END = date(2026, 11, 1), date(2026, 11, 7), date(2026, 11, 9)
 
@@ -40,3 +45,10 @@ def test_pending_ingestion_holds_training_back_only_when_both_counts_are_positiv
 def test_missing_landing_reason_names_the_day_and_root() -> None:
     msg = missing_landing_reason(START, "/lake/landing", FileNotFoundError("no landing file"))
     assert "2026-11-01" in msg and "/lake/landing" in msg
+
+
+def test_an_ingest_run_leaves_its_event_to_the_last_of_a_batch() -> None:
+    reason = later_announcement_reason("2026-11-03", 2, dag_id="ingest_interactions")
+    assert reason is not None and "2 other run(s) of ingest_interactions still to announce" in reason
+    assert "2026-11-03 is validated" in reason
+    assert later_announcement_reason("2026-11-03", 0, dag_id="ingest_interactions") is None  # the last one emits

@@ -35,8 +35,9 @@ def check_window(params: dict[str, Any] | None = None) -> dict[str, str]:
 
     Two reasons to skip, both in seconds and before any Spark job:
 
-    * an asset-triggered run while ingestion still has validations to finish (a backfill): a later
-      run, triggered by the last of them, covers the data. That is how a backfill of N days trains once.
+    * an asset-triggered run while ingestion still has validations to finish: a later run, triggered
+      by the last of them, covers the data. A backfill announces once (``ingest_tasks.announce``), so
+      this is the safety net for ingestion runs that start while training is already triggered.
     * no data for the training or the hold-out days (neither in the lake nor landed), e.g. the cron run
       created when the DAG is unpaused on an empty lake.
     """

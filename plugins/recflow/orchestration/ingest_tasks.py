@@ -1,8 +1,9 @@
 """Task callables that validate landed days into the lake (used by the ingest and training DAGs).
 
 Why two entry points: the ``ingest_interactions`` DAG validates one day per run and announces it with an
-Asset event (the training DAG runs on it); the training DAG validates the days of its window that are
-missing from the lake, without announcing them (that would trigger training from training).
+Asset event (the training DAG runs on it), one event per batch of runs (:func:`announce`); the training
+DAG validates the days of its window that are missing from the lake, without announcing them (that would
+trigger training from training).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 #: XCom key of the validation summary, pushed before a failure is raised so the Data Docs URI survives it.
 XCOM_VALIDATION = "validation"
+#: Task id of :func:`announce` in the ingest DAG (counted across its runs).
+ANNOUNCE_TASK_ID = "announce"
 
 
 def validate_one_day(
@@ -85,26 +88,48 @@ def requested_day(params: dict[str, Any], context: Any) -> date:
     return date.fromisoformat(str(raw)) if raw else completed_day(context)
 
 
-@task(outlets=[VALIDATED_INTERACTIONS])
+@task
 def validate_day(params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Validate one day and emit a ``VALIDATED_INTERACTIONS`` event whose ``extra`` names the day.
+    """Validate one day; its summary (with the day) goes to :func:`announce`.
 
     The day is the run's completed UTC day, or ``params.date``; ``params.threshold`` overrides the
-    row-policy threshold and ``params.reason`` is logged (and kept in the event's ``extra``).
+    row-policy threshold and ``params.reason`` is logged (and kept in the summary).
     """
     context = get_current_context()
     params = params or dict(context["params"])
     day = requested_day(params, context)
     reason = params.get("reason") or None
     summary = validate_one_day(day, threshold=float(params["threshold"]), reason=reason, context=context)
-    context["outlet_events"][VALIDATED_INTERACTIONS].extra = {
-        "day": summary["day"],
-        "accepted": summary["accepted"],
-        "quarantined": summary["quarantined"],
-        "lake_path": summary["lake_path"],
-        "reason": reason,
-    }
-    return summary
+    return {**summary, "reason": reason}
+
+
+#: One ``announce`` at a time across all runs of the ingest DAG: its check and its event are then atomic.
+@task(outlets=[VALIDATED_INTERACTIONS], max_active_tis_per_dag=1)
+def announce(summary: dict[str, Any]) -> dict[str, Any]:
+    """Emit the ``VALIDATED_INTERACTIONS`` event for the validated day, unless a later announcement covers it.
+
+    Why: each event may start a training run, and a backfill of N days would start up to N of them. This
+    task runs in one run at a time (``max_active_tis_per_dag=1``); while another run's ``announce`` is
+    still to run (queued backfill days, or days still validating), it skips with that reason, and the
+    last ``announce`` of the batch emits the one event that triggers one training run. A day that fails or
+    has no landing file ends its ``announce`` too (upstream failed / skipped), so it never holds the
+    others back. The event's ``extra`` names this run's day, the accepted and quarantined counts.
+    """
+    from recflow.orchestration.guards import skip
+    from recflow.readiness import UNFINISHED_TASK_STATES, later_announcement_reason
+
+    context = get_current_context()
+    dag_id = context["dag"].dag_id
+    pending = context["ti"].get_ti_count(
+        dag_id=dag_id, task_ids=[ANNOUNCE_TASK_ID], states=list(UNFINISHED_TASK_STATES)
+    )
+    reason = later_announcement_reason(summary["day"], pending - 1, dag_id=dag_id)  # minus this one (running)
+    if reason:
+        skip(reason)
+    extra = {key: summary.get(key) for key in ("day", "accepted", "quarantined", "lake_path", "reason")}
+    context["outlet_events"][VALIDATED_INTERACTIONS].extra = extra
+    log.info("announced %s on %s", extra, VALIDATED_INTERACTIONS.uri)
+    return extra
 
 
 @task
