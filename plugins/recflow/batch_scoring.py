@@ -202,11 +202,13 @@ def score_users(inputs: DataFrame, model: Recommender, *, version: str, k: int, 
     )
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        # Output columns are gathered by Arrow ``take`` from the batch's own ids and a per-worker item-id
+        # array: no Python string object per output row.
         worker_model = _worker_model(key, payload)
-        items = worker_model.index.item_array
+        items = pa.array(worker_model.index.item_array, type=pa.string())
+        labels = pa.array([version, SOURCE_MODEL, SOURCE_FALLBACK], type=pa.string())
         for rb in batches:
             n = rb.num_rows
-            ids = np.asarray(rb.column(COL_USER).to_pylist(), dtype=object)
             codes = np.asarray(rb.column(COL_CODE).fill_null(-1), dtype=np.int64)
             factors = _factor_rows(rb.column(COL_FACTORS), n) if has_factors else None
             batch = UserBatch(codes=codes, seen=_ragged(rb.column(COL_SEEN)), factors=factors)
@@ -214,12 +216,12 @@ def score_users(inputs: DataFrame, model: Recommender, *, version: str, k: int, 
             rows, ranks, item_codes, scores, fallback = top.long()
             yield pa.RecordBatch.from_arrays(
                 [
-                    pa.array(ids[rows], type=pa.string()),
+                    rb.column(COL_USER).take(pa.array(rows)),
                     pa.array(ranks, type=pa.int32()),
-                    pa.array(items[item_codes], type=pa.string()),
+                    items.take(pa.array(item_codes)),
                     pa.array(scores.astype(np.float64)),
-                    pa.array(np.full(len(rows), version, dtype=object), type=pa.string()),
-                    pa.array(np.where(fallback, SOURCE_FALLBACK, SOURCE_MODEL).astype(object), type=pa.string()),
+                    labels.take(pa.array(np.zeros(len(rows), dtype=np.int8))),
+                    labels.take(pa.array(1 + fallback.astype(np.int8))),
                 ],
                 schema=schema,
             )

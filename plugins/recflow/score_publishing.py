@@ -1,10 +1,14 @@
 """Publish only valid batch scores: stage, check with the ``batch_scores`` GX suite, then commit.
 
-The suite (``expectations/batch_scores.json``) runs on GX's Spark engine over a *check frame*: the staged
-Parquet as written, joined (full outer) to the users the run had to score and their seen items, with
-per-user facts beside each row. A user with no rows appears once with a null rank, so "every user got
-``min(k, unseen)`` rows" is an ordinary column-pair rule. The expected count is computed from the inputs
+The suite (``expectations/batch_scores.json``) runs over a *check frame*: the staged Parquet as written,
+joined to the users the run had to score and their seen items, with per-user facts beside each row. A
+user with no rows appears once with a null rank, so "every user got ``min(k, unseen)`` rows" is an
+ordinary column-pair rule. The expected count is computed from the inputs
 (catalog or candidate pool minus the seen items), never from the scorer's own output.
+
+Cost: the check is one Spark pass over the staged rows. The check frame is partitioned by user, and
+GX's pandas engine runs the suite on each worker's user-complete chunks
+(:mod:`recflow.validation.partitioned`); the summary's counts come from the same pass.
 
 Commit: the lake's :meth:`~recflow.data.stores.LakeStore.publish` (a rename swap on a local lake; on S3,
 files copied into place and the ``_SUCCESS`` manifest written last). A failed suite publishes nothing,
@@ -36,14 +40,13 @@ from recflow.scoring import SOURCE_FALLBACK, SOURCE_MODEL, ScoringError, popular
 from recflow.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
     from recflow.models.artifact import Recommender
 
 log = logging.getLogger(__name__)
 SUITE: Final = "batch_scores"
-#: Check frames up to this many rows are validated by GX's pandas engine (see :func:`run_suite`).
-PANDAS_MAX_ROWS: Final = 1_000_000
 #: Families whose model scores are probabilities or popularity shares; the others are unbounded reals.
 UNIT_SCORE_FAMILIES: Final = frozenset({"ncf", "popularity"})
 _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
@@ -77,7 +80,15 @@ def expected_rows(model: Recommender, k: int) -> Any:
 
 
 def check_frame(spark: SparkSession, staged: DataFrame, inputs: DataFrame, model: Recommender, k: int) -> DataFrame:
-    """One row per staged row (plus one per user without rows), with the facts the suite checks."""
+    """One row per staged row, plus one with a null rank per requested user without rows, with the facts
+    the suite checks; partitioned and sorted by user, as
+    :func:`~recflow.validation.partitioned.run_suite_on_partitions` needs.
+
+    Why a left join plus the users without rows, not one full outer join: the full outer join's key is a
+    new (coalesced) column, so the per-user window after it shuffled the whole frame a second time. The
+    left join keeps the staged rows partitioned by the inputs' ``user_id`` (``inputs`` is cached,
+    hash-partitioned by user), so the window reuses that partitioning; only the staged rows move once.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -87,29 +98,65 @@ def check_frame(spark: SparkSession, staged: DataFrame, inputs: DataFrame, model
         expected_rows(model, k).alias("expected_rows"),
         F.when(F.col(COL_CODE).isNull(), SOURCE_FALLBACK).otherwise(SOURCE_MODEL).alias("expected_source"),
     )
-    rows = staged.join(F.broadcast(item_table(spark, model)), COL_ITEM, "left")
-    joined = users.join(rows, COL_USER, "full")
+    rows = staged.join(F.broadcast(item_table(spark, model)), COL_ITEM, "left").join(users, COL_USER, "left")
     per_user = Window.partitionBy(COL_USER)
     by_rank = per_user.orderBy(COL_RANK)
     score = F.col(COL_SCORE)
-    has_row = F.col(COL_RANK).isNotNull()
-    return joined.select(
+    scored = rows.select(
         *SCORE_COLUMNS,
         "expected_rows",
         "expected_source",
         F.count(COL_RANK).over(per_user).alias("user_rows"),
         F.coalesce(F.max(COL_RANK).over(per_user), F.lit(0)).alias("user_max_rank"),
         (F.lag(score).over(by_rank) - score).alias("score_drop"),
-        F.when(has_row, F.array_contains(F.col(COL_SEEN), F.col(COL_ITEM_CODE))).alias("is_seen"),
-        F.when(has_row, F.col(COL_ITEM_CODE).isNotNull()).alias("item_known"),
-        F.when(has_row, F.col(COL_SOURCE) == F.col("expected_source")).alias("source_matches"),
-        F.when(has_row, ~F.isnan(score) & (F.abs(score) < F.lit(float("inf")))).alias("score_finite"),
+        F.array_contains(F.col(COL_SEEN), F.col(COL_ITEM_CODE)).alias("is_seen"),
+        F.col(COL_ITEM_CODE).isNotNull().alias("item_known"),
+        (F.col(COL_SOURCE) == F.col("expected_source")).alias("source_matches"),
+        (~F.isnan(score) & (F.abs(score) < F.lit(float("inf")))).alias("score_finite"),
         F.when(F.col(COL_SOURCE) == SOURCE_MODEL, score).alias("model_score"),
         F.when(F.col(COL_SOURCE) == SOURCE_FALLBACK, score).alias("fallback_score"),
-        (~has_row | (F.col(COL_ITEM).isNotNull() & score.isNotNull() & F.col(COL_VERSION).isNotNull())).alias(
-            "row_complete"
-        ),
+        # every staged row is a recommendation: rank, item, score and version all set
+        (
+            F.col(COL_RANK).isNotNull()
+            & F.col(COL_ITEM).isNotNull()
+            & score.isNotNull()
+            & F.col(COL_VERSION).isNotNull()
+        ).alias("row_complete"),
     )
+    # A requested user without rows: one row with a null rank (exhausted, or dropped by the scorer).
+    missing = users.join(staged.select(COL_USER), COL_USER, "left_anti").sortWithinPartitions(COL_USER)
+    none = F.lit(None)
+    empty = missing.select(
+        COL_USER,
+        none.cast("int").alias(COL_RANK),
+        none.cast("string").alias(COL_ITEM),
+        none.cast("double").alias(COL_SCORE),
+        none.cast("string").alias(COL_VERSION),
+        none.cast("string").alias(COL_SOURCE),
+        "expected_rows",
+        "expected_source",
+        F.lit(0).cast("long").alias("user_rows"),
+        F.lit(0).alias("user_max_rank"),
+        none.cast("double").alias("score_drop"),
+        *[none.cast("boolean").alias(c) for c in ("is_seen", "item_known", "source_matches", "score_finite")],
+        none.cast("double").alias("model_score"),
+        none.cast("double").alias("fallback_score"),
+        F.lit(True).alias("row_complete"),
+    )
+    return scored.unionByName(empty)
+
+
+def user_facts(chunk: pd.DataFrame) -> dict[str, int]:
+    """The summary's counts over a user-complete chunk of the check frame (so distinct counts add up)."""
+    users = chunk[COL_USER]
+    has_row = chunk[COL_RANK].notna()
+    return {
+        "rows": int(has_row.sum()),
+        "users_scored": int(users[has_row].nunique()),
+        "users_exhausted": int(users[chunk["expected_rows"] == 0].nunique()),
+        "users_fallback": int(users[chunk["expected_source"] == SOURCE_FALLBACK].nunique()),
+        "active_users": int(users[chunk["expected_rows"].notna()].nunique()),
+    }
 
 
 def suite_params(model: Recommender, request: ScoringRequest) -> dict[str, Any]:
@@ -146,18 +193,6 @@ def _write_report(store: Any, day: date, report: dict[str, Any]) -> str:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_suite(check: DataFrame, n_rows: int, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """GX on the check frame: its pandas engine up to :data:`PANDAS_MAX_ROWS` rows (one Spark collect;
-    GX's Spark engine runs several Spark jobs per expectation, which dominates a small night), its Spark
-    engine above, so memory stays bounded."""
-    from recflow.validation import GxRunner, load_suite_spec
-
-    spec = load_suite_spec(SUITE)
-    if n_rows <= PANDAS_MAX_ROWS:
-        return GxRunner(spec).run(check.toPandas(), params)
-    return GxRunner(spec, engine="spark").run(check, params)
-
-
 def publish_scores(
     spark: SparkSession,
     scores: DataFrame,
@@ -169,9 +204,9 @@ def publish_scores(
     lake_root: Path | str,
 ) -> dict[str, Any]:
     """Stage ``scores``, run the suite on the staged files, publish them and return the summary."""
-    from pyspark.sql import functions as F
-
     from recflow.data.stores import open_store
+    from recflow.validation import load_suite_spec
+    from recflow.validation.partitioned import run_suite_on_partitions
 
     store = open_store(str(lake_root))
     staging = store.staging()
@@ -183,24 +218,15 @@ def publish_scores(
         staged = spark.read.parquet(str(out))
         if tuple(staged.columns) != SCORE_COLUMNS:
             raise ScoringError(f"staged scores have columns {staged.columns}, expected {list(SCORE_COLUMNS)}")
-        check = check_frame(spark, staged, inputs, model, request.k).cache()
-        try:
-            facts = check.agg(
-                F.count(F.lit(1)).alias("check_rows"),
-                F.count(COL_RANK).alias("rows"),
-                F.countDistinct(F.when(F.col(COL_RANK).isNotNull(), F.col(COL_USER))).alias("users_scored"),
-                F.countDistinct(F.when(F.col("expected_rows") == 0, F.col(COL_USER))).alias("users_exhausted"),
-                F.countDistinct(F.when(F.col("expected_source") == SOURCE_FALLBACK, F.col(COL_USER))).alias(
-                    "users_fallback"
-                ),
-                F.countDistinct(F.when(F.col("expected_rows").isNotNull(), F.col(COL_USER))).alias("active_users"),
-            ).first()
-            assert facts is not None  # an aggregate always has one row
-            t0 = time.perf_counter()
-            results = run_suite(check, int(facts["check_rows"]), suite_params(model, request))
-            log.info("suite %s on %d check rows: %.1f s", SUITE, facts["check_rows"], time.perf_counter() - t0)
-        finally:
-            check.unpersist()
+        t0 = time.perf_counter()
+        results, facts = run_suite_on_partitions(
+            check_frame(spark, staged, inputs, model, request.k),
+            load_suite_spec(SUITE),
+            suite_params(model, request),
+            group_col=COL_USER,
+            facts=user_facts,
+        )
+        log.info("suite %s on %d rows: %.1f s", SUITE, facts["rows"], time.perf_counter() - t0)
         summary: dict[str, Any] = {
             "day": str(request.day),
             "model_version": request.version,

@@ -215,3 +215,44 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
     assert done.returncode == 1, done.stderr[-2000:]
     assert "batch_score failed: ChecksumMismatch" in done.stderr
     assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
+
+
+def test_suite_on_spark_workers_gives_the_whole_frame_verdicts(spark: Any) -> None:
+    """The suite run chunk by chunk on the workers (chunks of 3 rows here) flags exactly what GX gives on
+    the whole frame in one pandas run: the same failed reasons with the same unexpected counts."""
+    from recflow.validation import SCORES_SUITE, load_suite_spec, validate_frame
+    from recflow.validation.partitioned import run_suite_on_partitions
+
+    users = [f"u{n}" for n in range(8) for _ in range(2)]
+    frame = pd.DataFrame({
+        COL_USER: users, "rank": [1, 2] * 8, COL_ITEM: ["a", "b"] * 8, "score": [0.9, 0.1] * 8,
+        "model_version": ["v1"] * 16, "source": ["model"] * 16, "expected_rows": [2] * 16,
+        "expected_source": ["model"] * 16, "user_rows": [2] * 16, "user_max_rank": [2] * 16,
+        "score_drop": [None, 0.8] * 8, "is_seen": [False] * 16, "item_known": [True] * 16,
+        "source_matches": [True] * 16, "score_finite": [True] * 16, "model_score": [0.9, 0.1] * 8,
+        "fallback_score": [None] * 16, "row_complete": [True] * 16,
+    })  # fmt: skip
+    frame.loc[3, "is_seen"] = True
+    frame.loc[[6, 7], "rank"] = 1  # u3: duplicate rank
+    frame.loc[9, "model_version"] = "v2"
+    frame.loc[[12, 13], "user_rows"] = 1
+    frame.loc[15, "score_drop"] = -0.5
+    params = {"k": 2, "version_set": ["v1"], "score_min": -1.0, "score_max": 1.0}
+    whole = validate_frame(frame, SCORES_SUITE, params, raise_on_failure=False).failed
+    check = spark.createDataFrame(frame).repartition(3, COL_USER).sortWithinPartitions(COL_USER, "rank")
+    results, facts = run_suite_on_partitions(
+        check, load_suite_spec(SCORES_SUITE), params, group_col=COL_USER, chunk_rows=3,
+        facts=lambda chunk: {"users": chunk[COL_USER].nunique()},
+    )  # fmt: skip
+    chunked = [r for r in results if not r["success"]]
+    assert {(r["reason"], r["unexpected_count"]) for r in chunked} == {
+        (r["reason"], r["unexpected_count"]) for r in whole
+    }
+    assert {r["reason"] for r in chunked} >= {
+        "seen_item_recommended",
+        "duplicate_rank",
+        "wrong_model_version",
+        "rows_per_user_not_min_k_unseen",
+        "scores_not_sorted_descending",
+    }
+    assert facts == {"users": 8}
