@@ -31,7 +31,7 @@ from recflow.orchestration.connections import SPARK_CONF, SPARK_CONN_ID, SPARK_J
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
 from recflow.orchestration.guards import check_window
 from recflow.orchestration.ingest_tasks import days_to_validate, validate_window_day
-from recflow.orchestration.training_tasks import compare, plan_training, promote, publish_model_event
+from recflow.orchestration.training_tasks import CompareOperator, plan_training, promote, publish_model_event
 from recflow.specs import available_specs
 
 
@@ -94,10 +94,10 @@ def recommender_training() -> None:
         conf=SPARK_CONF,
         map_index_template="{{ task.name }}",
     ).expand_kwargs(plans)
-    decision = compare(plans)
+    decision = CompareOperator(task_id="compare", plans=plans)
     validated >> plans
     train >> decision
-    publish_model_event(promote(decision))
+    publish_model_event(promote(decision.output))
 
 
 recommender_training()

@@ -8,8 +8,10 @@ events go through the Kafka broker. The data is small so the module runs in a fe
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -103,6 +105,37 @@ def test_training_dag_validates_trains_and_promotes(
     assert [r.version for r in registry.history()] == [champion.version]
 
 
+def test_compare_task_links_to_its_promotion_report(training_run: Any, registry: ModelRegistry) -> None:
+    """The "Promotion report" button: the worker stored the URL in XCom; the API server reads it back."""
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select
+
+    from recflow.orchestration.registry_api import app
+
+    champion = registry.champion()
+    assert champion is not None
+    with create_session() as session:
+        ti = session.scalar(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == training_run.dag_id,
+                TaskInstance.run_id == training_run.run_id,
+                TaskInstance.task_id == "compare",
+            )
+        )
+        serialized = SerializedDagModel.get_dag(training_run.dag_id, session=session)
+        assert ti is not None and serialized is not None
+        task = serialized.get_task("compare")
+        assert task.extra_links == ["Promotion report"]
+        url = task.get_extra_links(ti, "Promotion report")  # what GET .../taskInstances/compare/links answers
+    assert url == f"/recflow/ui/reports/{champion.version}"
+    page = TestClient(app).get(url.removeprefix("/recflow"))  # the plugin app is mounted at /recflow
+    assert page.status_code == 200, page.text
+    assert champion.version in page.text and "<svg" in page.text
+
+
 def test_promotion_event_reaches_kafka(training_run: Any, registry: ModelRegistry, live_services: Settings) -> None:
     from confluent_kafka import Consumer
 
@@ -153,6 +186,85 @@ def test_batch_scoring_dag_writes_top_k_for_every_active_user(
     train = interactions[interactions["event_ts"] < pd.Timestamp(END - timedelta(days=HOLDOUT_DAYS), tz="UTC")]
     overlap = scores.merge(train[["user_id", "item_id"]].drop_duplicates(), on=["user_id", "item_id"])
     assert overlap.empty, overlap.head()
+
+
+def test_demo_summary_names_the_champion_its_digest_and_why_it_won(training_run: Any, registry: ModelRegistry) -> None:
+    """The summary ``recflow demo`` prints, read back from this run's registry and lake."""
+    from recflow.demo import DemoConfig, collect_summary, format_summary
+    from recflow.scorer.client import LoadReport
+
+    record = registry.champion_record()
+    assert record is not None
+    config = DemoConfig(end=END, train_days=TRAIN_DAYS, holdout_days=HOLDOUT_DAYS, k=K, models=("als", "ncf"))
+    summary = collect_summary(config)
+    stream = LoadReport(1, 1, 0, 0, 0, 1.0, 1.0, 1.0, 1.0, None, (record.version,))  # the demo's last step
+    lines = format_summary({**summary, "stream": stream}).splitlines()
+    assert f"champion   : {record.version}  ({record.uri})" in lines, lines
+    assert f"digest     : sha256:{record.digest}" in lines, lines
+    why = next(line for line in lines if line.startswith("why"))
+    assert re.fullmatch(rf"why        : winner: best ndcg@{K} = 0\.\d+ among [12] eligible.*", why), why
+
+
+def _registry_cli(*args: str) -> Any:
+    """``recflow registry ...`` as a user runs it (this session's bucket comes from the environment)."""
+    import subprocess
+    import sys
+
+    recflow = Path(sys.executable).parent / "recflow"
+    return subprocess.run([str(recflow), "registry", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_second_run_of_the_interval_and_a_rollback_are_in_history_and_champion_at(
+    training_run: Any, registry: ModelRegistry
+) -> None:
+    """Acceptance of issue 8: two training runs of one interval and a rollback, read back with the CLI.
+
+    The second run trains ALS only (the baseline always runs) and is forced: on the same data a re-run
+    rarely beats the champion by the policy's margin. ``dag.test`` gives both runs the same run id; the
+    registry still names the re-run's upload by its content, so it is a new version.
+    """
+    first = registry.champion_record()
+    assert first is not None and [r.version for r in registry.history()] == [first.version]
+    first_versions = {mv.version for mv in registry.list_versions()}
+    conf = {
+        "models": ["als"],
+        "k": K,
+        "train_days": TRAIN_DAYS,
+        "holdout_days": HOLDOUT_DAYS,
+        "force_promote": {"enabled": True, "reason": "acceptance: second run of the interval"},
+    }
+    run = _dag("recommender_training").test(
+        logical_date=datetime.combine(END, datetime.min.time(), tzinfo=UTC), run_conf=conf
+    )
+    assert str(run.state) == "success", _states(run)
+    second = registry.champion_record()
+    assert second is not None and second.version not in first_versions, second
+    assert second.version.startswith(f"als-{interval_key(datetime.combine(END, datetime.min.time(), tzinfo=UTC))}-")
+    assert (second.kind, second.previous) == ("force", first.version)
+    assert registry.get(first.version).digest == first.digest  # the re-run changed nothing of the first champion
+
+    done = _registry_cli("rollback", "--reason", "acceptance: the re-run regressed", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == first.version
+
+    done = _registry_cli("history", "--json")
+    assert done.returncode == 0, done.stderr
+    history = json.loads(done.stdout)
+    assert [(h["version"], h["kind"], h["previous"]) for h in history] == [
+        (first.version, "promote", None),
+        (second.version, "force", first.version),
+        (first.version, "rollback", second.version),
+    ]
+    assert history[1]["reason"].endswith("acceptance: second run of the interval")
+    assert history[2]["reason"] == "acceptance: the re-run regressed"
+    times = [datetime.fromisoformat(h["promoted_at"]) for h in history]
+    assert times == sorted(times) and len(set(times)) == 3
+    for (before, after), expected in zip(itertools.pairwise(times), (first, second), strict=True):
+        done = _registry_cli("champion", "--at", (before + (after - before) / 2).isoformat(), "--json")
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert (answer["version"], answer["digest"]) == (expected.version, expected.digest)
 
 
 def test_streaming_scorer_answers_and_hot_swaps(

@@ -254,7 +254,8 @@ def test_two_runs_of_one_interval_and_a_rollback_in_history_and_champion_at(
 ) -> None:
     """Two training runs of the same interval go through the DAG's compare step (``compare_and_bless``)
     and the gate; a rollback through the CLI; ``history --json`` lists all three in order and
-    ``champion --at`` answers for a time between them. (The full Airflow path is test_pipeline.)"""
+    ``champion --at`` answers for a time between them. The same through two real ``dag.test()`` runs:
+    test_pipeline.py::test_second_run_of_the_interval_and_a_rollback_are_in_history_and_champion_at."""
     import os
 
     from recflow.judging import compare_and_bless

@@ -10,10 +10,11 @@ import json
 import logging
 from typing import Any
 
-from airflow.sdk import get_current_context, task
+from airflow.sdk import BaseOperator, get_current_context, task
 
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.context import interval_end
+from recflow.orchestration.report_link import PromotionReportLink, report_url
 from recflow.versions import interval_key, version_prefix
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,26 @@ def _root() -> Any:
     return project_root()
 
 
-@task
-def compare(plans: list[dict[str, Any]], params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score every candidate and the champion on this run's hold-out, decide, bless, write the report."""
+class CompareOperator(BaseOperator):
+    """Score every candidate and the champion on this run's hold-out, decide, bless, write the report.
+
+    An operator rather than a ``@task`` because only an operator class can declare an extra link: the
+    task's "Promotion report" button (:class:`PromotionReportLink`) opens the report this run wrote.
+    """
+
+    template_fields = ("plans",)
+    operator_extra_links = (PromotionReportLink(),)
+
+    def __init__(self, *, plans: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plans = plans  # the XCom of plan_training, resolved when the task renders its templates
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        return compare(self.plans, context)
+
+
+def compare(plans: list[dict[str, Any]], context: Any) -> dict[str, Any]:
+    """The ``compare`` task's work: a small JSON summary of the decision (candidates, winner, reports)."""
     from recflow.data.stores import open_store
     from recflow.judging import compare_and_bless
     from recflow.orchestration.connections import s3_settings
@@ -96,8 +114,7 @@ def compare(plans: list[dict[str, Any]], params: dict[str, Any] | None = None) -
     from recflow.registry import ModelRegistry
     from recflow.training import TrainingWindow
 
-    context = get_current_context()
-    params = params or dict(context["params"])
+    params = dict(context["params"])
     lake_settings = resolve_settings()
     registry = ModelRegistry.from_settings(s3_settings())
     candidates = {family: _run_candidate(registry, family, context) for family in map(_family, plans)}
@@ -119,9 +136,8 @@ def compare(plans: list[dict[str, Any]], params: dict[str, Any] | None = None) -
         force_reason=force.get("reason") if force.get("enabled") else None,
     )
     for name, uri in result["reports"].items():
-        log.info(
-            "promotion report for %s: %s (UI: /recflow/ui/reports/%s)", name, uri, result["candidates"][name]["version"]
-        )
+        log.info("promotion report for %s: %s", name, uri)
+    log.info("report page (the task's 'Promotion report' link): %s", report_url(result))
     return result
 
 
