@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def fit(spark: SparkSession, train: DataFrame, params: Mapping[str, Any], work_dir: Path) -> AlsRecommender:
-    return AlsRecommender.fit(spark, train, AlsParams.from_dict(dict(params)))
+    return AlsRecommender.fit(spark, train, AlsParams.from_dict(dict(params)), work_dir)
 
 
 if __name__ == "__main__":

@@ -183,8 +183,19 @@ def _worker_model(key: str, payload: bytes) -> Recommender:
     return _worker_models[key]
 
 
-def score_users(inputs: DataFrame, model: Recommender, *, version: str, k: int, partitions: int) -> DataFrame:
-    """Top-``k`` rows per user, by the scoring core on each partition's Arrow batches."""
+def score_users(
+    inputs: DataFrame,
+    model: Recommender,
+    *,
+    version: str,
+    k: int,
+    partitions: int,
+    n_candidates: int | None = None,
+) -> DataFrame:
+    """Top-``k`` rows per user, by the scoring core on each partition's Arrow batches.
+
+    ``n_candidates`` goes to :func:`recflow.scoring.score_batch` (None: the model's own candidate pool;
+    0: the full catalog, as hold-out evaluation requires)."""
     import pyarrow as pa
 
     payload = pickle.dumps(model.for_workers())
@@ -212,7 +223,7 @@ def score_users(inputs: DataFrame, model: Recommender, *, version: str, k: int, 
             codes = np.asarray(rb.column(COL_CODE).fill_null(-1), dtype=np.int64)
             factors = _factor_rows(rb.column(COL_FACTORS), n) if has_factors else None
             batch = UserBatch(codes=codes, seen=_ragged(rb.column(COL_SEEN)), factors=factors)
-            top = score_batch(worker_model, batch, k=k)
+            top = score_batch(worker_model, batch, k=k, n_candidates=n_candidates)
             rows, ranks, item_codes, scores, fallback = top.long()
             yield pa.RecordBatch.from_arrays(
                 [

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_USER
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from recflow.models.artifact import Recommender
 
 CANARY_FILE = "canary.json"
@@ -50,8 +52,19 @@ def record_canary(recommender: Recommender, k: int = CANARY_K) -> dict[str, Any]
     return {"k": k, "users": users, "top_k": _top_k(recommender, users, k)}
 
 
+def canary_record(users: list[str], recs: pd.DataFrame, k: int = CANARY_K) -> dict[str, Any]:
+    """``canary.json`` from top-``k`` rows scored elsewhere (in Spark, for a model whose user side is
+    not in the driver's memory); ``users`` must be :func:`canary_users` of the training users."""
+    return {"k": k, "users": users, "top_k": top_k_answers(recs, users)}
+
+
 def _top_k(recommender: Recommender, users: list[str], k: int) -> dict[str, dict[str, list[Any]]]:
-    recs = recommender.recommend(users, k=k, exclude_seen=True).sort_values([COL_USER, COL_RANK])
+    return top_k_answers(recommender.recommend(users, k=k, exclude_seen=True), users)
+
+
+def top_k_answers(recs: pd.DataFrame, users: list[str]) -> dict[str, dict[str, list[Any]]]:
+    """Items and scores per user in rank order (an empty list for a user with no rows)."""
+    recs = recs.sort_values([COL_USER, COL_RANK])
     out: dict[str, dict[str, list[Any]]] = {u: {"items": [], "scores": []} for u in users}
     for user, group in recs.groupby(COL_USER, sort=False):
         out[str(user)] = {"items": group[COL_ITEM].astype(str).tolist(), "scores": group[COL_SCORE].tolist()}

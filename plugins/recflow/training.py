@@ -195,10 +195,42 @@ def score_holdout(
         raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
     cutoffs = sorted({k, *also_k})
     recs = recommender.recommend(truth[COL_USER].unique(), k=cutoffs[-1], exclude_seen=exclude_seen)
+    return holdout_metrics(recommender, truth, recs, cutoffs)
+
+
+def holdout_metrics(
+    recommender: Recommender, truth: pd.DataFrame, recs: pd.DataFrame, cutoffs: Sequence[int]
+) -> dict[str, float]:
+    """The metrics of top-max(cutoffs) lists against the judged pairs, at every cut-off."""
+    if truth.empty:
+        raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
     metrics: dict[str, float] = {}
     for cutoff in cutoffs:
         metrics.update(evaluate(truth, recs, k=cutoff, catalog=recommender.index.items))
     return metrics
+
+
+def judge_holdout(
+    spark: SparkSession,
+    model: Recommender,
+    test: DataFrame,
+    k: int,
+    also_k: Sequence[int] = (),
+    *,
+    exclude_seen: bool = True,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Metrics and judged pairs of ``model`` on ``test``, wherever the model's user side lives.
+
+    A model fitted into Parquet tables (ALS, NCF) is scored on executors (:mod:`recflow.holdout`), so
+    neither its training pairs nor its user factors reach the driver; a model held in memory (the
+    families that fit on the driver) is scored in process. Both rank with the one scoring core.
+    """
+    from recflow import holdout
+
+    if holdout.in_tables(model):
+        return holdout.score_holdout(spark, model, test, k, also_k, exclude_seen=exclude_seen)
+    truth = holdout_truth(test, model, exclude_seen=exclude_seen)
+    return score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen), truth
 
 
 def code_version() -> str:
@@ -250,9 +282,7 @@ def search(
         check_training_frame(inner_train, inner)  # once: the data is the same for every candidate
         for i, params in enumerate(candidates):
             model = fit(spark, inner_train, params, work_dir / f"trial-{i}")
-            metrics = score_holdout(
-                model, holdout_truth(validation, model, exclude_seen=exclude_seen), k, exclude_seen=exclude_seen
-            )
+            metrics, _ = judge_holdout(spark, model, validation, k, exclude_seen=exclude_seen)
             trials.append({"params": params, "validation": metrics})
     finally:
         inner_train.unpersist()
@@ -288,6 +318,8 @@ def run_training(
     """
     from pyspark.sql import functions as F
 
+    from recflow import holdout
+
     policy = seen_policy or SeenPolicy()
     exclude_seen = policy.exclude_seen != "none"
     timings: dict[str, float] = {}
@@ -313,13 +345,13 @@ def run_training(
         model = fit(spark, train, params, staging / "work")
         timings["fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        truth = holdout_truth(test, model, exclude_seen=exclude_seen)
-        metrics = score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen)
+        metrics, truth = judge_holdout(spark, model, test, k, also_k, exclude_seen=exclude_seen)
         timings["evaluate_s"] = time.perf_counter() - t0
         train.unpersist()
         model.save(staging / "artifact")  # type: ignore[attr-defined]
         # what the canary must reproduce from the registered bytes, in a fresh process (recflow.canary)
-        (staging / "artifact" / CANARY_FILE).write_text(json.dumps(record_canary(model), sort_keys=True))
+        canary = holdout.record_canary(spark, model) if holdout.in_tables(model) else record_canary(model)
+        (staging / "artifact" / CANARY_FILE).write_text(json.dumps(canary, sort_keys=True))
         shutil.rmtree(staging / "work", ignore_errors=True)
         timings["total_s"] = time.perf_counter() - started
         lineage = {

@@ -17,11 +17,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER
-from recflow.models.artifact import IdIndex, Recommender, SeenItems, write_model_json, write_user_table
+from recflow.models.artifact import ArtifactError, IdIndex, Recommender, SeenItems, read_model_json, write_model_json
 from recflow.models.params import reject_unknown
+from recflow.models.tables import (
+    COL_I,
+    COL_U,
+    copy_tables,
+    dense_codes,
+    factor_frame,
+    popularity_frame,
+    read_items,
+    read_seen,
+    read_users,
+    seen_frame,
+    write_tables,
+    write_tables_from_memory,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -82,7 +95,13 @@ def confidence_frame(interactions: DataFrame, confidence: Confidence, half_life_
 
 
 class AlsRecommender(Recommender):
-    """Dot products of the learned user and item factors."""
+    """Dot products of the learned user and item factors.
+
+    :meth:`fit` keeps the data in Spark: codes come from :func:`recflow.models.tables.dense_codes`, MLlib
+    fits on the Spark frame, and Spark writes the factors, id maps and seen items as Parquet tables
+    into ``work_dir``. The model it returns holds the item side only; :meth:`with_user_side` (or
+    loading the saved artifact) reads the rest, for a process that serves every user from memory.
+    """
 
     family = "als"
 
@@ -93,24 +112,30 @@ class AlsRecommender(Recommender):
         user_factors: np.ndarray,
         item_factors: np.ndarray,
         params: AlsParams,
+        *,
+        popularity: np.ndarray | None = None,
+        tables: Path | None = None,
     ) -> None:
         super().__init__(index, seen)
         self.user_factors = user_factors
         self.item_factors = item_factors
         self.params = params
+        self.popularity = popularity
+        #: The Parquet tables (users, items, seen) this model was fitted into or loaded from.
+        self.tables = tables
 
     @classmethod
-    def fit(cls, spark: SparkSession, train: DataFrame, params: AlsParams) -> AlsRecommender:
-        """Fit on a Spark frame of interactions (our column vocabulary)."""
+    def fit(cls, spark: SparkSession, train: DataFrame, params: AlsParams, work_dir: Path) -> AlsRecommender:
+        """Fit on a Spark frame of interactions (our column vocabulary); the tables go to ``work_dir``."""
         from pyspark.ml.recommendation import ALS
+        from pyspark.sql import functions as F
 
         strengths = confidence_frame(train, params.confidence, params.half_life_days).cache()
-        pairs = strengths.select(COL_USER, COL_ITEM).toPandas()
-        index = IdIndex.from_frame(pairs)
-        seen = SeenItems.from_frame(pairs, index)
-        users = spark.createDataFrame(pd.DataFrame({COL_USER: index.users, "u": np.arange(index.n_users)}))
-        items = spark.createDataFrame(pd.DataFrame({COL_ITEM: index.items, "i": np.arange(index.n_items)}))
-        ratings = strengths.join(users.hint("broadcast"), COL_USER).join(items.hint("broadcast"), COL_ITEM)
+        users = dense_codes(strengths, COL_USER, COL_U)
+        items = dense_codes(strengths, COL_ITEM, COL_I)
+        ratings = (
+            strengths.join(users, COL_USER).join(F.broadcast(items), COL_ITEM).select(COL_U, COL_I, "strength").cache()
+        )
         blocks = params.num_blocks or spark.sparkContext.defaultParallelism
         als = ALS(
             rank=params.rank,
@@ -120,22 +145,66 @@ class AlsRecommender(Recommender):
             alpha=params.alpha,
             maxIter=params.max_iter,
             implicitPrefs=True,
-            userCol="u",
-            itemCol="i",
+            userCol=COL_U,
+            itemCol=COL_I,
             ratingCol="strength",
             checkpointInterval=params.checkpoint_interval,
             seed=params.seed,
             coldStartStrategy="drop",
         )
         model = als.fit(ratings)
-        strengths.unpersist()
-        return cls(
-            index,
-            seen,
-            _factor_matrix(model.userFactors.toPandas(), index.n_users, params.rank),
-            _factor_matrix(model.itemFactors.toPandas(), index.n_items, params.rank),
+        try:
+            write_tables(
+                work_dir,
+                users=users.join(factor_frame(model.userFactors, COL_U), COL_U, "left"),
+                items=items.join(factor_frame(model.itemFactors, COL_I), COL_I, "left").join(
+                    popularity_frame(ratings), COL_I, "left"
+                ),
+                seen=seen_frame(ratings),
+            )
+        finally:
+            strengths.unpersist()
+            ratings.unpersist()
+        return cls.from_tables(work_dir, params)
+
+    @classmethod
+    def from_tables(cls, folder: Path, params: AlsParams) -> AlsRecommender:
+        """The item side of the model whose tables are in ``folder`` (the user side stays in Parquet)."""
+        item = read_items(folder)
+        if item.factors is None:
+            raise ArtifactError(f"{folder}: the item table has no factors")
+        model = cls(
+            IdIndex(users=(), items=item.items),
+            SeenItems.empty(),
+            np.zeros((0, item.factors.shape[1]), dtype=np.float32),
+            item.factors,
             params,
+            popularity=item.popularity,
+            tables=folder,
         )
+        model.has_user_side = False
+        return model
+
+    def with_user_side(self) -> AlsRecommender:
+        """The full model: every user's id, factor row and seen items read from the tables (pyarrow)."""
+        if self.has_user_side:
+            return self
+        if self.tables is None:
+            raise ArtifactError("this ALS model has neither a user side nor tables to read it from")
+        users, factors = read_users(self.tables, factors=True)
+        assert factors is not None
+        return AlsRecommender(
+            IdIndex(users=users, items=self.index.items),
+            read_seen(self.tables, len(users)),
+            factors,
+            self.item_factors,
+            self.params,
+            popularity=self.popularity,
+            tables=self.tables,
+        )
+
+    def item_popularity(self) -> np.ndarray:
+        return super().item_popularity() if self.popularity is None else self.popularity
 
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         return self.user_factors[user_codes] @ self.item_factors.T
@@ -154,30 +223,25 @@ class AlsRecommender(Recommender):
         return slim
 
     def save(self, folder: Path) -> None:
+        """The tables (copied as Spark wrote them, or written from memory) and ``model.json``."""
         folder.mkdir(parents=True, exist_ok=True)
-        self.index.save(folder)
-        self.seen.save(folder)
-        np.save(folder / "user_factors.npy", self.user_factors)
-        np.save(folder / "item_factors.npy", self.item_factors)
-        write_user_table(folder, self.index, self.user_factors)
+        if self.tables is not None:
+            copy_tables(self.tables, folder)
+        else:
+            write_tables_from_memory(
+                folder, self.index, self.seen, self.item_popularity(), self.user_factors, self.item_factors
+            )
         write_model_json(folder, type(self), params=asdict(self.params))
 
     @classmethod
     def load(cls, folder: Path) -> AlsRecommender:
-        from recflow.models.artifact import read_model_json
-
-        return cls(
-            IdIndex.load(folder),
-            SeenItems.load(folder),
-            np.load(folder / "user_factors.npy"),
-            np.load(folder / "item_factors.npy"),
-            AlsParams.from_dict(read_model_json(folder)["params"]),
-        )
-
-
-def _factor_matrix(factors: pd.DataFrame, n: int, rank: int) -> np.ndarray:
-    """Spark returns ``(id, features)`` rows in any order; place them by id (missing ids stay zero)."""
-    out = np.zeros((n, rank), dtype=np.float32)
-    if len(factors):
-        out[factors["id"].to_numpy()] = np.stack(factors["features"].to_numpy()).astype(np.float32)
-    return out
+        params = AlsParams.from_dict(read_model_json(folder)["params"])
+        if (folder / "user_factors.npy").exists():  # schema 1: JSON ids, NumPy factors
+            return cls(
+                IdIndex.load(folder),
+                SeenItems.load(folder),
+                np.load(folder / "user_factors.npy"),
+                np.load(folder / "item_factors.npy"),
+                params,
+            )
+        return cls.from_tables(folder, params).with_user_side()

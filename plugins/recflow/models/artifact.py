@@ -1,9 +1,15 @@
 """The artifact folder every model family writes, and the one way to load it back for scoring.
 
 An artifact is a folder with ``model.json`` (family, schema version, family-specific fields), the id
-mappings (``users.json``, ``items.json``, position = dense index), the training interactions as a
-compressed sparse row index (so scorers can drop seen items without reading the lake) and the family's
-own files. Batch scoring, streaming scoring and evaluation all go through :class:`Recommender`, so a
+mappings, the training interactions (so scorers can drop seen items without reading the lake) and the
+family's own files. Two layouts, both read by :meth:`IdIndex.load` and :meth:`SeenItems.load`:
+
+- JSON + NumPy (``users.json``, ``items.json``, position = dense index; ``seen.npz``, a CSR index),
+  written on the driver by the families that fit there (popularity, hybrid, sequence);
+- Parquet tables written by Spark (``users.parquet``, ``items.parquet``, ``seen.parquet``, see
+  :mod:`recflow.models.tables`), for ALS and NCF, which train without collecting to the driver.
+
+Batch scoring, streaming scoring and evaluation all go through :class:`Recommender`, so a
 model is scored the same way everywhere.
 """
 
@@ -27,7 +33,9 @@ from recflow.constants import COL_ITEM, COL_USER
 if TYPE_CHECKING:
     from recflow.scoring import Ragged, UserBatch
 
-ARTIFACT_SCHEMA_VERSION = 1
+#: 2: ALS and NCF artifacts keep ids, factors and seen items in Parquet tables (recflow.models.tables);
+#: this code reads 1 and 2, and an older recflow refuses a 2 with a clear error instead of a missing file.
+ARTIFACT_SCHEMA_VERSION = 2
 MODEL_FILE = "model.json"
 
 
@@ -85,6 +93,10 @@ class IdIndex:
 
     @classmethod
     def load(cls, folder: Path) -> IdIndex:
+        if not (folder / "users.json").exists():
+            from recflow.models.tables import read_items, read_users
+
+            return cls(users=read_users(folder, factors=False)[0], items=read_items(folder).items)
         return cls(
             users=tuple(json.loads((folder / "users.json").read_text())),
             items=tuple(json.loads((folder / "items.json").read_text())),
@@ -110,6 +122,10 @@ class SeenItems:
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return cls(indptr=indptr, indices=pairs.i.to_numpy(dtype=np.int32))
 
+    @classmethod
+    def empty(cls) -> SeenItems:
+        return cls(indptr=np.zeros(1, dtype=np.int64), indices=np.zeros(0, dtype=np.int32))
+
     def ragged(self, user_codes: np.ndarray) -> Ragged:
         """The training items of each given user (none for code -1), as the scoring core's ragged array."""
         from recflow.scoring import Ragged
@@ -131,7 +147,13 @@ class SeenItems:
         np.savez_compressed(folder / "seen.npz", indptr=self.indptr, indices=self.indices)
 
     @classmethod
-    def load(cls, folder: Path) -> SeenItems:
+    def load(cls, folder: Path, n_users: int | None = None) -> SeenItems:
+        if not (folder / "seen.npz").exists():
+            from recflow.models.tables import read_seen
+
+            if n_users is None:
+                raise ArtifactError(f"{folder}: seen.parquet needs the number of users to build its index")
+            return read_seen(folder, n_users)
         with np.load(folder / "seen.npz") as data:
             return cls(indptr=data["indptr"], indices=data["indices"])
 
@@ -145,6 +167,11 @@ class Recommender(ABC):
     #: When set, the scoring core re-ranks this many candidates per user instead of the full catalog
     #: (a model whose per-item cost is a network forward pass, not a dot product).
     candidate_pool: ClassVar[int | None] = None
+
+    #: False for a model that holds the item side only (a worker's copy, or ALS / NCF just after a
+    #: Spark fit, whose user side is still in Parquet): such a model scores users whose codes, factor
+    #: rows and seen items the caller ships, and refuses :meth:`recommend`.
+    has_user_side: bool = True
 
     def __init__(self, index: IdIndex, seen: SeenItems) -> None:
         self.index = index
@@ -168,9 +195,13 @@ class Recommender(ABC):
         """Scores (n x c) of each user's candidate item codes (all valid codes)."""
         return np.take_along_axis(self.score_rows(batch), candidates, axis=1)
 
+    def item_popularity(self) -> np.ndarray:
+        """Distinct training users per item code (from the seen index; Spark-fitted families store it)."""
+        return np.bincount(self.seen.indices, minlength=self.index.n_items).astype(np.float32)
+
     @cached_property
     def _fallback(self) -> np.ndarray:
-        counts = np.bincount(self.seen.indices, minlength=self.index.n_items).astype(np.float32)
+        counts = np.asarray(self.item_popularity(), dtype=np.float32)
         top = counts.max() if len(counts) else 0.0
         fallback: np.ndarray = counts / top if top > 0 else counts
         fallback.setflags(write=False)
@@ -187,12 +218,20 @@ class Recommender(ABC):
         so a worker's memory does not grow with the number of users."""
         return self
 
+    def with_user_side(self) -> Recommender:
+        """This model with every user's state in memory (families fitted into Parquet tables read them
+        back here); for in-process scoring of any user, e.g. a benchmark or the hybrid's EASE."""
+        if not self.has_user_side:
+            raise ArtifactError(f"this {self.family} model holds the item side only and cannot read its users")
+        return self
+
     def item_side_copy(self) -> Self:
         """A shallow copy without the user ids and the training seen index (the fallback is kept)."""
         self.fallback_scores()  # computed from the full seen index before it is dropped
         slim = copy.copy(self)
         slim.index = IdIndex(users=(), items=self.index.items)
-        slim.seen = SeenItems(indptr=np.zeros(1, dtype=np.int64), indices=np.zeros(0, dtype=np.int32))
+        slim.seen = SeenItems.empty()
+        slim.has_user_side = False
         return slim
 
     def recommend(
@@ -208,6 +247,11 @@ class Recommender(ABC):
         """
         from recflow.scoring import Ragged, UserBatch, score_batch, top_k_frame
 
+        if not self.has_user_side:
+            raise ArtifactError(
+                f"this {self.family} model holds the item side only; load the artifact to score users in "
+                "process, or ship their codes, factor rows and seen items to the scoring core"
+            )
         ids = np.asarray([str(u) for u in users], dtype=object)
         codes = self.index.user_codes(ids)
         seen = self.seen.ragged(codes) if exclude_seen else Ragged.empty(len(codes))

@@ -110,8 +110,15 @@ class HybridRecommender(Recommender):
 
     @classmethod
     def fit(cls, spark: SparkSession, train: DataFrame, params: HybridParams) -> HybridRecommender:
-        """Fit ALS with Spark, then EASE on the driver from the same id index and seen items."""
-        als = AlsRecommender.fit(spark, train, params.als_params())
+        """Fit ALS with Spark, then EASE on the driver from the same id index and seen items.
+
+        EASE needs every user's history in memory, so the hybrid reads ALS's tables back onto the driver
+        (this family, unlike ALS and NCF, still trains there)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="recflow-hybrid-als-") as tmp:
+            als = AlsRecommender.fit(spark, train, params.als_params(), Path(tmp)).with_user_side()
+        als.tables = None  # the folder is gone; save() writes this model from memory
         weights = ease_weights(als.seen, als.index.n_users, als.index.n_items, params.ease_lambda)
         return cls(als, weights, params)
 

@@ -1,8 +1,12 @@
 """NeuMF (He et al. 2017): a GMF branch and an MLP branch fused by a final sigmoid layer, in Keras.
 
-Spark prepares the training set (positives plus sampled negatives, written as Parquet); TensorFlow
-trains on the driver by streaming those files through ``tf.data`` one epoch at a time, so memory is
-bounded by one epoch's rows. To scale past one machine, shard the Parquet files by epoch and user
+Spark builds the dense codes, writes the id maps and seen items as Parquet tables
+(:mod:`recflow.models.tables`) and prepares the training set (positives plus sampled negatives, one
+Parquet folder per epoch, rows in random order). TensorFlow trains on the driver from a ``tf.data``
+pipeline that reads those files in Arrow batches (:func:`epoch_dataset`), so the driver never holds a
+frame of training pairs: its memory is bounded by one shuffle chunk, not by an epoch.
+
+To scale past one machine, shard the Parquet files by epoch and user
 hash and train with ``tf.distribute.MultiWorkerMirroredStrategy`` on executors (e.g. Spark's
 ``TorchDistributor`` analogue, or barrier-mode tasks); the data contract does not change.
 """
@@ -10,6 +14,7 @@ hash and train with ``tf.distribute.MultiWorkerMirroredStrategy`` on executors (
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +23,21 @@ import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_USER
-from recflow.models.artifact import IdIndex, Recommender, SeenItems, read_model_json, write_model_json, write_user_table
+from recflow.models.artifact import ArtifactError, IdIndex, Recommender, SeenItems, read_model_json, write_model_json
 from recflow.models.params import reject_unknown
+from recflow.models.tables import (
+    COL_I,
+    COL_U,
+    copy_tables,
+    dense_codes,
+    popularity_frame,
+    read_items,
+    read_seen,
+    read_users,
+    seen_frame,
+    write_tables,
+    write_tables_from_memory,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -29,6 +47,8 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.keras"
 _PREDICT_CHUNK = 65536
+#: Rows read (and permuted) at a time by the training input pipeline.
+SHUFFLE_ROWS = 65536
 
 
 @dataclass(frozen=True)
@@ -153,44 +173,72 @@ def sample_negatives(positives: pd.DataFrame, n_items: int, ratio: int, epochs: 
     return pd.concat(frames, ignore_index=True)
 
 
-def prepare_training_set(
-    spark: SparkSession, train: DataFrame, index: IdIndex, params: NcfParams, out_dir: Path
-) -> Path:
-    """Write positives + sampled negatives, partitioned by epoch, as Parquet under ``out_dir``."""
-    users = spark.createDataFrame(pd.DataFrame({COL_USER: index.users, "u": np.arange(index.n_users, dtype=np.int32)}))
-    items = spark.createDataFrame(pd.DataFrame({COL_ITEM: index.items, "i": np.arange(index.n_items, dtype=np.int32)}))
-    pairs = (
-        train.select(COL_USER, COL_ITEM)
-        .distinct()
-        .join(users.hint("broadcast"), COL_USER)
-        .join(items.hint("broadcast"), COL_ITEM)
-        .select("u", "i")
-    )
-    n_items, ratio, seed = index.n_items, params.negatives, params.seed
+def prepare_training_set(spark: SparkSession, pairs: DataFrame, n_items: int, params: NcfParams, out_dir: Path) -> Path:
+    """Write positives + sampled negatives of the distinct ``(u, i)`` code pairs as Parquet under
+    ``out_dir``, partitioned by epoch, each partition's rows sorted by a seeded random key (so a reader
+    that goes through the files in any order already sees shuffled rows, not one user after another)."""
+    from pyspark.sql import functions as F
+
+    ratio, seed = params.negatives, params.seed
     epochs = max(params.epochs, params.pretrain_epochs)  # the pretraining epochs reuse the same files
-    rows = pairs.groupBy("u").applyInPandas(
+    rows = pairs.groupBy(COL_U).applyInPandas(
         lambda pdf: sample_negatives(pdf, n_items, ratio, epochs, seed),
         schema="u int, i int, label float, epoch int",
     )
     path = out_dir / "ncf_training_set"
-    rows.write.mode("overwrite").partitionBy("epoch").parquet(str(path))
+    shuffled = rows.withColumn("_key", F.rand(seed)).sortWithinPartitions("epoch", "_key").drop("_key")
+    shuffled.write.mode("overwrite").partitionBy("epoch").parquet(str(path))
     return path
 
 
-def _epoch_dataset(path: Path, epoch: int, batch_size: int, seed: int) -> Any:
-    """One epoch's rows, shuffled with a fixed seed, batched for Keras."""
+def epoch_batches(
+    path: Path, epoch: int, batch_size: int, seed: int
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """One epoch's ``(features, labels)`` batches, read from Parquet one Arrow chunk at a time.
+
+    Files are visited in a seeded random order and each chunk is permuted again before it is cut into
+    batches, so the order differs per epoch and is repeatable per seed; at most one chunk
+    (``SHUFFLE_ROWS``) plus one partial batch is in memory.
+    """
     import pyarrow.dataset as ds
+
+    files = sorted(ds.dataset(str(path / f"epoch={epoch}"), format="parquet").files)
+    rng = np.random.default_rng([seed, epoch])
+    pending = {
+        name: np.zeros(0, dtype=dtype) for name, dtype in (("u", np.int32), ("i", np.int32), ("label", np.float32))
+    }
+    for j in rng.permutation(len(files)):
+        for chunk in ds.dataset(files[j], format="parquet").to_batches(
+            columns=["u", "i", "label"], batch_size=SHUFFLE_ROWS
+        ):
+            order = rng.permutation(chunk.num_rows)
+            for name in pending:
+                pending[name] = np.concatenate([pending[name], chunk.column(name).to_numpy()[order]])
+            full = len(pending["label"]) // batch_size * batch_size
+            for start in range(0, full, batch_size):
+                stop = start + batch_size
+                yield {"user": pending["u"][start:stop], "item": pending["i"][start:stop]}, pending["label"][start:stop]
+            pending = {name: values[full:] for name, values in pending.items()}
+    if len(pending["label"]):
+        yield {"user": pending["u"], "item": pending["i"]}, pending["label"]
+
+
+def epoch_dataset(path: Path, epoch: int, batch_size: int, seed: int) -> Any:
+    """:func:`epoch_batches` as a ``tf.data`` pipeline with a fixed signature, prefetched for Keras."""
     import tensorflow as tf
 
-    table = ds.dataset(str(path / f"epoch={epoch}"), format="parquet").to_table(columns=["u", "i", "label"])
-    data = {name: table.column(name).to_numpy() for name in ("u", "i", "label")}
-    order = np.random.default_rng([seed, epoch]).permutation(len(data["label"]))
-    features = {"user": data["u"][order], "item": data["i"][order]}
-    return (
-        tf.data.Dataset.from_tensor_slices((features, data["label"][order]))
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
+    signature = (
+        {"user": tf.TensorSpec([None], tf.int32), "item": tf.TensorSpec([None], tf.int32)},
+        tf.TensorSpec([None], tf.float32),
     )
+    import pyarrow.dataset as ds
+
+    # the row count is in the files' footers; a known length lets Keras end the epoch cleanly
+    rows = ds.dataset(str(path / f"epoch={epoch}"), format="parquet").count_rows()
+    dataset = tf.data.Dataset.from_generator(
+        lambda: epoch_batches(path, epoch, batch_size, seed), output_signature=signature
+    )
+    return dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size))).prefetch(tf.data.AUTOTUNE)
 
 
 class NcfRecommender(Recommender):
@@ -204,30 +252,54 @@ class NcfRecommender(Recommender):
     family = "ncf"
     candidate_pool = 200
 
-    def __init__(self, index: IdIndex, seen: SeenItems, model: keras.Model, params: NcfParams) -> None:
+    def __init__(
+        self,
+        index: IdIndex,
+        seen: SeenItems,
+        model: keras.Model,
+        params: NcfParams,
+        *,
+        popularity: np.ndarray | None = None,
+        tables: Path | None = None,
+    ) -> None:
         super().__init__(index, seen)
         self.model = model
         self.params = params
+        self.popularity = popularity
+        #: The Parquet tables (users, items, seen) this model was fitted into or loaded from.
+        self.tables = tables
 
     @classmethod
     def fit(
         cls, spark: SparkSession, train: DataFrame, params: NcfParams, work_dir: Path, verbose: int = 0
     ) -> NcfRecommender:
+        """Codes, tables and the training set in Spark; Keras on the driver from ``tf.data``. Returns
+        the item side (plus the network); :meth:`with_user_side` reads the user side from the tables."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
+        from pyspark.sql import functions as F
 
         keras.utils.set_random_seed(params.seed)
-        pairs = train.select(COL_USER, COL_ITEM).distinct().toPandas()
-        index = IdIndex.from_frame(pairs)
-        seen = SeenItems.from_frame(pairs, index)
-        data_path = prepare_training_set(spark, train, index, params, work_dir)
-        models = build_models(index.n_users, index.n_items, params)
+        ids = train.select(F.col(COL_USER).cast("string"), F.col(COL_ITEM).cast("string")).distinct()
+        users = dense_codes(ids, COL_USER, COL_U)
+        items = dense_codes(ids, COL_ITEM, COL_I)
+        pairs = ids.join(users, COL_USER).join(F.broadcast(items), COL_ITEM).select(COL_U, COL_I).cache()
+        try:
+            write_tables(
+                work_dir, users=users, items=items.join(popularity_frame(pairs), COL_I, "left"), seen=seen_frame(pairs)
+            )
+            item = read_items(work_dir)
+            n_users = users.count()
+            data_path = prepare_training_set(spark, pairs, len(item.items), params, work_dir)
+        finally:
+            pairs.unpersist()
+        models = build_models(n_users, len(item.items), params)
 
         def train_epochs(model: keras.Model, epochs: int) -> None:
             for epoch in range(epochs):
-                # shuffle=False: _epoch_dataset already shuffled the epoch with a fixed seed; Keras
+                # shuffle=False: epoch_dataset already shuffled the epoch with a fixed seed; Keras
                 # ignores (and warns about) its own shuffle for a tf.data input.
-                dataset = _epoch_dataset(data_path, epoch, params.batch_size, params.seed)
+                dataset = epoch_dataset(data_path, epoch, params.batch_size, params.seed)
                 model.fit(dataset, epochs=1, shuffle=False, verbose=verbose)
 
         model = models["neumf"]
@@ -237,7 +309,35 @@ class NcfRecommender(Recommender):
             _fuse_output(models)
             model.compile(optimizer=keras.optimizers.SGD(params.finetune_learning_rate), loss="binary_crossentropy")
         train_epochs(model, params.epochs)
-        return cls(index, seen, model, params)
+        fitted = cls(
+            IdIndex(users=(), items=item.items),
+            SeenItems.empty(),
+            model,
+            params,
+            popularity=item.popularity,
+            tables=work_dir,
+        )
+        fitted.has_user_side = False
+        return fitted
+
+    def with_user_side(self) -> NcfRecommender:
+        """The full model: every user's id and seen items read from the tables (pyarrow)."""
+        if self.has_user_side:
+            return self
+        if self.tables is None:
+            raise ArtifactError("this NCF model has neither a user side nor tables to read it from")
+        users, _ = read_users(self.tables, factors=False)
+        return NcfRecommender(
+            IdIndex(users=users, items=self.index.items),
+            read_seen(self.tables, len(users)),
+            self.model,
+            self.params,
+            popularity=self.popularity,
+            tables=self.tables,
+        )
+
+    def item_popularity(self) -> np.ndarray:
+        return super().item_popularity() if self.popularity is None else self.popularity
 
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         n_items = self.index.n_items
@@ -268,9 +368,10 @@ class NcfRecommender(Recommender):
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.index.save(folder)
-        self.seen.save(folder)
-        write_user_table(folder, self.index)
+        if self.tables is not None:
+            copy_tables(self.tables, folder)
+        else:
+            write_tables_from_memory(folder, self.index, self.seen, self.item_popularity())
         self.model.save(folder / MODEL_FILE)
         write_model_json(folder, type(self), params=asdict(self.params))
 
@@ -280,9 +381,17 @@ class NcfRecommender(Recommender):
         import keras
 
         model = keras.models.load_model(folder / MODEL_FILE, safe_mode=True, compile=False)
-        return cls(
-            IdIndex.load(folder),
-            SeenItems.load(folder),
+        params = NcfParams.from_dict(read_model_json(folder)["params"])
+        if (folder / "users.json").exists():  # schema 1: JSON ids, NumPy seen index
+            return cls(IdIndex.load(folder), SeenItems.load(folder), model, params)
+        item = read_items(folder)
+        fitted = cls(
+            IdIndex(users=(), items=item.items),
+            SeenItems.empty(),
             model,
-            NcfParams.from_dict(read_model_json(folder)["params"]),
+            params,
+            popularity=item.popularity,
+            tables=folder,
         )
+        fitted.has_user_side = False
+        return fitted.with_user_side()
