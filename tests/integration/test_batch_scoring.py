@@ -207,7 +207,8 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
     version = model.version
     client = s3_client(live_services.s3)
     listed = client.list_objects_v2(Bucket=live_services.s3.models_bucket, Prefix=f"registry/versions/{version}/")
-    key = next(o["Key"] for o in listed["Contents"] if o["Key"].endswith("item_factors.npy"))
+    # the item factors (schema 2 keeps them in the item table)
+    key = next(o["Key"] for o in listed["Contents"] if o["Key"].endswith("items.parquet"))
     client.put_object(Bucket=live_services.s3.models_bucket, Key=key, Body=b"tampered")
     job = [sys.executable, str(ROOT / "spark_jobs" / "batch_score.py"), "--lake", str(world["lake"]),
            "--date", str(DAY), "--k", str(K), "--active-days", "3", "--version", version]  # fmt: skip

@@ -22,13 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from test_training import WINDOW, events, write_lake
 
 from recflow.canary import CANARY_FILE, check_canary
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.models.artifact import IdIndex, SeenItems, load_recommender
 from recflow.training import judgeable_pairs, run_training, score_holdout
-
-from test_training import WINDOW, events, write_lake
 
 LIMIT = 600
 N_USERS, N_ITEMS, PER_USER, HOLDOUT_USERS = 1000, 30, 3, 40
