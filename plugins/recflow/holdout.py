@@ -117,6 +117,29 @@ def score_holdout(
     return holdout_metrics(model, truth, recs, cutoffs), truth
 
 
+def judge(
+    spark: SparkSession,
+    model: Recommender,
+    test: DataFrame,
+    k: int,
+    also_k: Sequence[int] = (),
+    *,
+    exclude_seen: bool = True,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Metrics and judged pairs of ``model`` on ``test``, wherever the model's user side lives.
+
+    A model fitted into Parquet tables (ALS, NCF) is scored on executors (:func:`score_holdout`), so
+    neither its training pairs nor its user factors reach the driver; a model held in memory (the
+    families that fit on the driver) is scored in process. Both rank with the one scoring core.
+    """
+    from recflow import training
+
+    if in_tables(model):
+        return score_holdout(spark, model, test, k, also_k, exclude_seen=exclude_seen)
+    truth = training.holdout_truth(test, model, exclude_seen=exclude_seen)
+    return training.score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen), truth
+
+
 def record_canary(spark: SparkSession, model: Recommender) -> dict[str, Any]:
     """``canary.json`` for a model in tables: the canary users are chosen in Spark by the same rule
     (smallest sha256 of the id) and scored there, so the fresh-process check compares like with like."""

@@ -210,29 +210,6 @@ def holdout_metrics(
     return metrics
 
 
-def judge_holdout(
-    spark: SparkSession,
-    model: Recommender,
-    test: DataFrame,
-    k: int,
-    also_k: Sequence[int] = (),
-    *,
-    exclude_seen: bool = True,
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """Metrics and judged pairs of ``model`` on ``test``, wherever the model's user side lives.
-
-    A model fitted into Parquet tables (ALS, NCF) is scored on executors (:mod:`recflow.holdout`), so
-    neither its training pairs nor its user factors reach the driver; a model held in memory (the
-    families that fit on the driver) is scored in process. Both rank with the one scoring core.
-    """
-    from recflow import holdout
-
-    if holdout.in_tables(model):
-        return holdout.score_holdout(spark, model, test, k, also_k, exclude_seen=exclude_seen)
-    truth = holdout_truth(test, model, exclude_seen=exclude_seen)
-    return score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen), truth
-
-
 def code_version() -> str:
     """The git commit of the running code (``RECFLOW_CODE_VERSION`` wins, e.g. in a packaged job)."""
     if os.environ.get("RECFLOW_CODE_VERSION"):
@@ -275,6 +252,8 @@ def search(
     inner = TrainingWindow(window.start, cut, window.holdout_start)
     from pyspark.sql import functions as F
 
+    from recflow import holdout
+
     inner_train = train.where(F.col(COL_TS) < F.lit(TrainingWindow.ts(cut))).cache()
     validation = train.where(F.col(COL_TS) >= F.lit(TrainingWindow.ts(cut)))
     trials = []
@@ -282,7 +261,7 @@ def search(
         check_training_frame(inner_train, inner)  # once: the data is the same for every candidate
         for i, params in enumerate(candidates):
             model = fit(spark, inner_train, params, work_dir / f"trial-{i}")
-            metrics, _ = judge_holdout(spark, model, validation, k, exclude_seen=exclude_seen)
+            metrics, _ = holdout.judge(spark, model, validation, k, exclude_seen=exclude_seen)
             trials.append({"params": params, "validation": metrics})
     finally:
         inner_train.unpersist()
@@ -311,7 +290,9 @@ def run_training(
     leaves a partial artifact where the promote step could pick it up: a failure before the rename
     removes the staging folder and leaves any earlier ``output_dir`` untouched. Registration happens
     only after the rename, and the registry writes the version's manifest after its files, so the
-    promote step (which reads manifests only) never sees a half-uploaded candidate.
+    promote step (which reads manifests only) never sees a half-uploaded candidate. A model fitted
+    into Parquet tables (ALS, NCF) is evaluated and canaried on executors (:func:`recflow.holdout.judge`),
+    so no step of the run collects its training pairs or user factors to the driver.
 
     Raises :class:`TrainingDataError` for data no model should train on (empty window, fewer than two
     users or items, null keys, NaN amounts, an empty hold-out).
@@ -345,7 +326,7 @@ def run_training(
         model = fit(spark, train, params, staging / "work")
         timings["fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        metrics, truth = judge_holdout(spark, model, test, k, also_k, exclude_seen=exclude_seen)
+        metrics, truth = holdout.judge(spark, model, test, k, also_k, exclude_seen=exclude_seen)
         timings["evaluate_s"] = time.perf_counter() - t0
         train.unpersist()
         model.save(staging / "artifact")  # type: ignore[attr-defined]
