@@ -25,6 +25,24 @@ def spark_uri(uri: str | Path) -> str:
     return "s3a://" + text.removeprefix("s3://") if text.startswith("s3://") else text
 
 
+def scratch_uri() -> str:
+    """Where Spark writes intermediate files every executor must reach (ALS checkpoints).
+
+    ``RECFLOW_SPARK_SCRATCH`` (a shared URI: ``s3a://``, ``hdfs://`` or a path mounted on every host),
+    else ``<lake>/_scratch`` when the lake is on the object store (so it follows the lake to S3), else
+    ``<state>/spark-scratch`` (one machine). Why not a driver-local folder: on a multi-host cluster each
+    executor would checkpoint to its own disk, and a lost executor's checkpoint would be unreadable.
+    Nothing there is kept: an S3 lifecycle rule may expire ``_scratch/`` after a day.
+    """
+    explicit = os.environ.get("RECFLOW_SPARK_SCRATCH")
+    if explicit:
+        return spark_uri(explicit.rstrip("/"))
+    lake = load_settings().lake_uri
+    if lake.startswith("s3://"):
+        return f"{spark_uri(lake.rstrip('/'))}/_scratch"
+    return str(state_dir() / "spark-scratch")
+
+
 def s3a_conf(s3: S3Settings) -> dict[str, str]:
     """Spark settings for ``s3a://`` on the configured object store (S3Proxy, MinIO or AWS S3).
 
@@ -50,13 +68,14 @@ def get_spark(
     *,
     master: str | None = None,
     conf: Mapping[str, str] | None = None,
-    checkpoint_dir: Path | None = None,
+    checkpoint_dir: Path | str | None = None,
 ) -> SparkSession:
     """Return a (possibly existing) session.
 
     ``master`` defaults to whatever ``spark-submit`` set (the Spark Connection's master), else
-    ``local[*]`` for tests and notebooks. The checkpoint directory defaults to
-    ``<state>/spark-checkpoints``. ``s3a://`` is configured for the object store in the environment.
+    ``local[*]`` for tests and notebooks. The checkpoint directory defaults to ``<scratch>/checkpoints``
+    (:func:`scratch_uri`: on S3 next to an S3 lake). ``s3a://`` is configured for the object store in the
+    environment.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -80,7 +99,8 @@ def get_spark(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    ckpt = checkpoint_dir or state_dir() / "spark-checkpoints"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    spark.sparkContext.setCheckpointDir(str(ckpt))
+    ckpt = str(checkpoint_dir or f"{scratch_uri()}/checkpoints")
+    if "://" not in ckpt:
+        Path(ckpt).mkdir(parents=True, exist_ok=True)
+    spark.sparkContext.setCheckpointDir(ckpt)  # Spark adds a folder per application
     return spark

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from recflow.airflow_env import SCHEDULING
 from recflow.services.process import PidRecord, group_members, start_detached, stop_group, tail, wait_until
 
 START_TIMEOUT = 180.0
@@ -126,6 +127,7 @@ def airflow_environment(home: Path, database_url: str, port: int, **overrides: s
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",  # two cores: more task processes only queue for CPU
+        **SCHEDULING,  # what `make airflow` and the compose stack use (recflow.airflow_env)
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__WORKERS": "1",
@@ -246,9 +248,12 @@ def overhead_report(
     reports them, so a task's own process start-up counts as task time, not overhead):
 
     * ``wall_s``: the run's ``start_date``..``end_date``.
-    * ``busy_s``: the union of its task instances' intervals (parallel tasks are counted once).
+    * ``busy_s``: the union of the intervals of its task instances that executed (success, or skipped by
+      their own check, e.g. ``confirm_streaming_scorer`` for a pinned version; parallel tasks counted once).
     * ``overhead_share`` = (wall - busy) / wall: the share of the run in which no task of it executed,
       i.e. time spent scheduling, queueing and handing tasks to the executor.
+      ``overhead_share_success_only`` counts only successful tasks as busy (the first definition used).
+    * ``lead_s``: run start to its first task's start; ``tail_s``: last task's end to the run's end.
     * ``gaps``: for each dependency edge, the downstream task's start minus the end of the last upstream
       instance (all map indexes); ``median_gap_s`` is their median.
     """
@@ -259,11 +264,16 @@ def overhead_report(
         wall_start, wall_end = _ts(run["start_date"]), _ts(run["end_date"])
         assert wall_start is not None and wall_end is not None, f"{dag_id} run has no start/end: {run}"
         spans: dict[str, list[tuple[float, float]]] = {}
+        succeeded: list[tuple[float, float]] = []
         for ti in tis:
             start, end = _ts(ti.get("start_date")), _ts(ti.get("end_date"))
-            if start is not None and end is not None and ti["state"] == "success":
+            if start is not None and end is not None and ti["state"] in {"success", "skipped"} and end > start:
                 spans.setdefault(ti["task_id"], []).append((start, end))
+                if ti["state"] == "success":
+                    succeeded.append((start, end))
         busy = _union_seconds([span for task in spans.values() for span in task])
+        first_start = min(s for task in spans.values() for s, _ in task)
+        last_end = max(e for task in spans.values() for _, e in task)
         gaps = {
             f"{up}>{down}": round(min(s for s, _ in spans[down]) - max(e for _, e in spans[up]), 3)
             for up, down in edges[dag_id]
@@ -276,6 +286,9 @@ def overhead_report(
             "busy_s": round(busy, 3),
             "overhead_s": round(wall - busy, 3),
             "overhead_share": round((wall - busy) / wall, 4) if wall > 0 else 0.0,
+            "overhead_share_success_only": round((wall - _union_seconds(succeeded)) / wall, 4) if wall > 0 else 0.0,
+            "lead_s": round(first_start - wall_start, 3),
+            "tail_s": round(wall_end - last_end, 3),
             "gaps": gaps,
             "median_gap_s": round(statistics.median(gaps.values()), 3) if gaps else None,
             "tasks": {task: round(sum(e - s for s, e in spans[task]), 3) for task in sorted(spans)},

@@ -93,6 +93,8 @@ def cluster(live_services: Settings, s3_zone: dict[str, str], spark_master: str)
         "RECFLOW_MODELS_BUCKET": s3_zone["models_bucket"],
         # Only the Connection changes between local mode and the cluster.
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
+        # The staging a multi-host cluster mounts on every host (here: a folder only this test uses).
+        "RECFLOW_STAGING": str(home / "shared-staging"),
     }
     with (
         fresh_database(live_services, "cluster") as url,
@@ -187,9 +189,13 @@ def test_training_runs_on_the_spark_master_and_reads_the_lake_through_s3a(
     lake = open_store(s3_zone["lake"], live_services.s3)
     for i in range(1, TRAIN_DAYS + HOLDOUT_DAYS + 1):
         assert lake.exists(lake_partition(END - timedelta(days=i))), "the window was validated into the S3 lake"
+    # ALS checkpoints follow the lake to S3 (recflow.spark.scratch_uri), where every executor reaches them
+    bucket, prefix = split_s3(f"{s3_zone['lake']}/_scratch/checkpoints/")
+    listed = s3_client(live_services.s3).list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=5)
+    assert listed.get("KeyCount", 0) > 0, f"no ALS checkpoint under s3://{bucket}/{prefix}"
 
 
-def test_batch_scoring_runs_on_the_spark_master(measured_runs: dict[str, Any]) -> None:
+def test_batch_scoring_runs_on_the_spark_master(measured_runs: dict[str, Any], cluster: AirflowCluster) -> None:
     run, tis = measured_runs[SCORING]
     assert run["state"] == "success", {t["task_id"]: t["state"] for t in tis}
     states = {t["task_id"]: t["state"] for t in tis}
@@ -198,6 +204,10 @@ def test_batch_scoring_runs_on_the_spark_master(measured_runs: dict[str, Any]) -
         "plan_scoring": "success", "score": "success", "check_scores": "success"
     }, states  # fmt: skip
     assert "recflow-batch-score" in _completed_apps()
+    # validated partitions and scores were staged under RECFLOW_STAGING (a multi-host cluster mounts it
+    # on every host), and the staging folders were removed
+    staging = Path(cluster.env["RECFLOW_STAGING"])
+    assert staging.is_dir() and not any(staging.iterdir()), f"staging {staging} unused or not cleaned"
 
 
 def test_list_runs_shows_the_runs(cluster: AirflowCluster, measured_runs: dict[str, Any]) -> None:

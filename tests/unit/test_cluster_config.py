@@ -81,3 +81,41 @@ def test_s3a_settings_come_from_the_s3_settings() -> None:
     assert s3a_conf(S3Settings("https://s3.amazonaws.com", "a", "b"))["spark.hadoop.fs.s3a.connection.ssl.enabled"] == (
         "true"
     )
+
+
+def test_spark_scratch_follows_the_lake_to_s3_or_a_configured_shared_uri(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from recflow.spark import scratch_uri
+
+    monkeypatch.delenv("RECFLOW_SPARK_SCRATCH", raising=False)
+    monkeypatch.setenv("RECFLOW_STATE", str(tmp_path))
+    monkeypatch.setenv("RECFLOW_LAKE", "s3://recflow-lake/prod/lake/")
+    assert scratch_uri() == "s3a://recflow-lake/prod/lake/_scratch"
+    monkeypatch.setenv("RECFLOW_LAKE", str(tmp_path / "lake"))
+    assert scratch_uri() == str(tmp_path / "spark-scratch")  # one machine: the state folder
+    monkeypatch.setenv("RECFLOW_SPARK_SCRATCH", "hdfs://nn:8020/recflow/scratch/")
+    assert scratch_uri() == "hdfs://nn:8020/recflow/scratch"
+    monkeypatch.setenv("RECFLOW_SPARK_SCRATCH", "s3://shared/scratch")
+    assert scratch_uri() == "s3a://shared/scratch"
+
+
+def test_s3_lake_staging_goes_under_recflow_staging(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from recflow.data.stores import S3Lake, staging_root
+
+    monkeypatch.setenv("RECFLOW_STATE", str(tmp_path / "state"))
+    monkeypatch.delenv("RECFLOW_STAGING", raising=False)
+    assert staging_root() == tmp_path / "state" / "tmp"
+    monkeypatch.setenv("RECFLOW_STAGING", str(tmp_path / "shared"))
+    lake = S3Lake("s3://b/lake", client=object())  # type: ignore[arg-type]  # staging never calls S3
+    folder = lake.staging()
+    assert folder.parent == tmp_path / "shared" and folder.is_dir()
+
+
+def test_the_scheduler_settings_for_few_cores_apply_unless_the_user_set_them() -> None:
+    from recflow.airflow_env import SCHEDULING
+
+    env = airflow_env(environ={})
+    assert {key: env[key] for key in SCHEDULING} == SCHEDULING
+    mine = airflow_env(environ={"AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1"})
+    assert mine["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == "1"

@@ -240,6 +240,19 @@ def _walk(root: Path) -> Iterator[Path]:
 # ---------------------------------------------------------------------------------------------- lakes
 
 
+def staging_root() -> Path:
+    """Where partitions bound for an S3 lake are staged before they are published.
+
+    ``RECFLOW_STAGING``, else ``<state>/tmp``. Spark executors write staged batch scores and validated
+    partitions there, so on a multi-host Spark cluster it must be a path mounted at the same place on the
+    driver and every executor host (NFS, EFS, ...); on one machine the default is fine.
+    """
+    from recflow.config import state_dir
+
+    explicit = os.environ.get("RECFLOW_STAGING")
+    return Path(explicit) if explicit else state_dir() / "tmp"
+
+
 class LakeStore(Protocol):
     """What validation needs from a lake or quarantine root: stage locally, publish whole, read back."""
 
@@ -337,8 +350,8 @@ class LocalLake:
 class S3Lake:
     """A lake (or quarantine) under ``s3://bucket/prefix``, committed by a ``_SUCCESS`` manifest.
 
-    Staging is a local temporary folder (``RECFLOW_STATE/tmp``); see the module docstring for the
-    publish protocol and what readers may assume.
+    Staging is a temporary folder under :func:`staging_root`; see the module docstring for the publish
+    protocol and what readers may assume.
     """
 
     def __init__(self, root: str, s3: S3Settings | None = None, client: S3Client | None = None) -> None:
@@ -353,9 +366,7 @@ class S3Lake:
         return f"s3://{self.bucket}/{self._key(relative)}"
 
     def staging(self) -> Path:
-        from recflow.config import state_dir
-
-        base = state_dir() / "tmp"
+        base = staging_root()
         base.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="s3lake-", dir=base))
 
