@@ -170,13 +170,18 @@ def test_swap_a_b_a_under_load_switches_cleanly(world: ScorerWorld) -> None:
         result = report(sent, listener)
         assert result.errors == 0 and result.lost == 0, result
         assert set(result.model_versions) == {a, b}, result
-        # answers in request order switch A -> B -> A exactly twice: no request served by a stale model
-        by_offset = sorted(
-            (ans[0].doc["request"]["offset"], ans[0].doc["model_version"]) for ans in map(listener.answers, sent) if ans
-        )
-        versions = [v for _, v in by_offset]
-        switches = [i for i in range(1, len(versions)) if versions[i] != versions[i - 1]]
-        assert len(switches) == 2 and versions[0] == a and versions[-1] == a, switches
+        # on every partition, answers in request order switch A -> B -> A exactly twice: no request
+        # served by a stale model (offsets are per partition; the request topic may have several)
+        by_partition: dict[int, list[tuple[int, str]]] = {}
+        for answers in map(listener.answers, sent):
+            request = answers[0].doc["request"]
+            by_partition.setdefault(request["partition"], []).append(
+                (request["offset"], answers[0].doc["model_version"])
+            )
+        for partition, answered in by_partition.items():
+            versions = [v for _, v in sorted(answered)]
+            switches = [i for i in range(1, len(versions)) if versions[i] != versions[i - 1]]
+            assert len(switches) == 2 and versions[0] == a and versions[-1] == a, (partition, switches)
         status = scorer.status()
         assert status is not None and status["swaps"] == 2, status
         print(f"swap under load: p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms")

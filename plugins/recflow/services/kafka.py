@@ -150,6 +150,10 @@ def leaderless_partitions(bootstrap: str, timeout: float = 5.0) -> tuple[set[str
 
 #: Per-topic settings: a dead letter keeps the caller's value (up to the broker's 1 MiB limit) plus headers.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {"recflow.score-requests-dlq": {"max.message.bytes": str(4 << 20)}}
+#: Partitions a topic is created with (others: ``create_topics(partitions=...)``). Two request partitions
+#: let a second scorer replica join the consumer group without re-partitioning: one Python process tops
+#: out near one core, and two replicas carry the benchmark's 30k req/s (bench/results/streaming.md).
+TOPIC_PARTITIONS: dict[str, int] = {"recflow.score-requests": 2}
 
 
 def create_topics(
@@ -160,7 +164,7 @@ def create_topics(
     timeout: float = 30.0,
     security: Mapping[str, str] | None = None,
 ) -> None:
-    """Create ``topics`` unless they exist (replication factor 1: one broker; configs from TOPIC_CONFIGS)."""
+    """Create ``topics`` unless they exist (replication factor 1: one broker; TOPIC_CONFIGS, TOPIC_PARTITIONS)."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
@@ -170,7 +174,12 @@ def create_topics(
         return
     futures = admin.create_topics(
         [
-            NewTopic(t, num_partitions=partitions, replication_factor=1, config=TOPIC_CONFIGS.get(t, {}))
+            NewTopic(
+                t,
+                num_partitions=TOPIC_PARTITIONS.get(t, partitions),
+                replication_factor=1,
+                config=TOPIC_CONFIGS.get(t, {}),
+            )
             for t in missing
         ],
         operation_timeout=timeout,
@@ -183,6 +192,26 @@ def create_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise ServiceError(f"could not create Kafka topic {topic}: {exc}") from exc
+
+
+def ensure_partitions(
+    bootstrap: str, topic: str, at_least: int, *, timeout: float = 30.0, security: Mapping[str, str] | None = None
+) -> int:
+    """Grow ``topic`` to ``at_least`` partitions (never shrinks; Kafka cannot); returns the count now.
+
+    How a Kafka service scales out: more partitions, then more consumers in the group. Keys map to
+    other partitions afterwards, which only matters to callers that rely on per-key order across it.
+    """
+    from confluent_kafka.admin import NewPartitions
+
+    admin = _admin(bootstrap, timeout, security)
+    current = len(admin.list_topics(topic, timeout=timeout).topics[topic].partitions)
+    if current >= at_least:
+        return current
+    for future in admin.create_partitions([NewPartitions(topic, at_least)], request_timeout=timeout).values():
+        future.result()
+    log.info("grew %s from %d to %d partitions", topic, current, at_least)
+    return at_least
 
 
 @dataclass(frozen=True)
