@@ -203,3 +203,26 @@ def test_tables_written_from_memory_load_back(tmp_path: Path) -> None:
     assert np.array_equal(loaded.user_factors, users) and np.array_equal(loaded.item_factors, items)
     assert loaded.fallback_scores().tolist() == [0.5, 1.0]
     assert loaded.for_workers().fallback_scores().tolist() == [0.5, 1.0]
+
+
+def test_schema_1_als_artifact_still_loads(tmp_path: Path) -> None:
+    """Artifacts registered before the Parquet tables (JSON ids, NumPy factors and seen index) serve on."""
+    import json as json_module
+
+    from recflow.models.als import AlsParams, AlsRecommender
+
+    index = IdIndex(users=("a", "b"), items=("x", "y", "z"))
+    seen = SeenItems(indptr=np.array([0, 1, 3]), indices=np.array([2, 0, 1], dtype=np.int32))
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    index.save(folder)
+    seen.save(folder)
+    np.save(folder / "user_factors.npy", np.ones((2, 2), dtype=np.float32))
+    np.save(folder / "item_factors.npy", np.eye(3, 2, dtype=np.float32))
+    meta = {"family": "als", "recommender": "recflow.models.als.AlsRecommender", "schema_version": 1}
+    (folder / "model.json").write_text(json_module.dumps({**meta, "params": {"rank": 2}}))
+    model = load_recommender(folder)
+    assert isinstance(model, AlsRecommender) and model.params == AlsParams(rank=2)
+    assert model.index == index and model.seen.indices.tolist() == [2, 0, 1]
+    recs = model.recommend(["a"], k=2)
+    assert recs[COL_ITEM].tolist() == ["x", "y"]  # z is seen; x and y both score 1, lower code first
