@@ -196,8 +196,10 @@ def test_bad_arguments(tmp_path: Path) -> None:
     mv = register(reg, folder)
     with pytest.raises(ValueError, match="needs a reason"):
         reg.promote(mv.version, expected_champion=None, reason=" ", actor="t")
-    with pytest.raises(ValueError, match="either pinned or at"):
+    with pytest.raises(ValueError, match="at most one of pinned, at and interval_end"):
         resolve_serving_version(reg, pinned=mv.version, at=DAY)
+    with pytest.raises(ValueError, match="at most one of pinned, at and interval_end"):
+        resolve_serving_version(reg, at=DAY, interval_end=DAY)
 
 
 def test_fetch_refuses_paths_escaping_the_folder(tmp_path: Path) -> None:
