@@ -25,6 +25,16 @@ def state_dir() -> Path:
     return Path(os.environ.get("RECFLOW_STATE", project_root() / ".recflow"))
 
 
+def runs_root() -> Path:
+    """Where training jobs leave their candidates (``--output-dir``): ``RECFLOW_RUNS``, else ``<state>/runs``.
+
+    Why a setting: Spark executors write the artifacts' Parquet tables there, so on a multi-host
+    cluster it must be a path mounted at the same place on the driver and every executor host.
+    """
+    explicit = os.environ.get("RECFLOW_RUNS")
+    return Path(explicit) if explicit else state_dir() / "runs"
+
+
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":

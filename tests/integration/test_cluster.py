@@ -95,6 +95,7 @@ def cluster(live_services: Settings, s3_zone: dict[str, str], spark_master: str)
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
         # The staging a multi-host cluster mounts on every host (here: a folder only this test uses).
         "RECFLOW_STAGING": str(home / "shared-staging"),
+        "RECFLOW_RUNS": str(home / "shared-runs"),  # executors write the artifacts' tables there
     }
     with (
         fresh_database(live_services, "cluster") as url,
@@ -168,7 +169,7 @@ def measured_runs(cluster: AirflowCluster, live_services: Settings, s3_zone: dic
 
 
 def test_training_runs_on_the_spark_master_and_reads_the_lake_through_s3a(
-    measured_runs: dict[str, Any], s3_zone: dict[str, str], live_services: Settings
+    measured_runs: dict[str, Any], s3_zone: dict[str, str], live_services: Settings, cluster: AirflowCluster
 ) -> None:
     run, tis = measured_runs[TRAINING]
     states = {f"{t['task_id']}[{t['map_index']}]": t["state"] for t in tis}
@@ -193,6 +194,9 @@ def test_training_runs_on_the_spark_master_and_reads_the_lake_through_s3a(
     bucket, prefix = split_s3(f"{s3_zone['lake']}/_scratch/checkpoints/")
     listed = s3_client(live_services.s3).list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=5)
     assert listed.get("KeyCount", 0) > 0, f"no ALS checkpoint under s3://{bucket}/{prefix}"
+    # the candidates were left under RECFLOW_RUNS (a multi-host cluster mounts it on every host)
+    artifacts = list(Path(cluster.env["RECFLOW_RUNS"]).glob("*/als/artifact"))
+    assert artifacts and any(artifacts[0].iterdir()), f"no ALS artifact under {cluster.env['RECFLOW_RUNS']}"
 
 
 def test_batch_scoring_runs_on_the_spark_master(measured_runs: dict[str, Any], cluster: AirflowCluster) -> None:

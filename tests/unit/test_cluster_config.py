@@ -119,3 +119,13 @@ def test_the_scheduler_settings_for_few_cores_apply_unless_the_user_set_them() -
     assert {key: env[key] for key in SCHEDULING} == SCHEDULING
     mine = airflow_env(environ={"AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1"})
     assert mine["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == "1"
+
+
+def test_training_output_goes_under_recflow_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from recflow.config import runs_root
+
+    monkeypatch.setenv("RECFLOW_STATE", str(tmp_path / "state"))
+    monkeypatch.delenv("RECFLOW_RUNS", raising=False)
+    assert runs_root() == tmp_path / "state" / "runs"
+    monkeypatch.setenv("RECFLOW_RUNS", "/mnt/shared/runs")
+    assert runs_root() == Path("/mnt/shared/runs")

@@ -33,7 +33,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     interval (a re-run replaces its local files); the registry names each upload by its content, so a
     re-run adds new versions and never changes one that was evaluated or promoted.
     """
-    from recflow.config import load_settings, state_dir
+    from recflow.config import load_settings, runs_root
     from recflow.promotion import load_policy, metric_names
     from recflow.spark import spark_uri
     from recflow.specs import plan_models
@@ -59,7 +59,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
             "--train-start", str(window.start),
             "--holdout-start", str(window.holdout_start),
             "--end", str(window.end),
-            "--output-dir", str(state_dir() / "runs" / key / spec.name),
+            "--output-dir", str(runs_root() / key / spec.name),
             "--run-id", context["run_id"],
             "--k", str(params["k"]),
             "--budget", str(1 if spec.baseline else params["search_budget"]),
