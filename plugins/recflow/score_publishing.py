@@ -171,15 +171,29 @@ def suite_params(model: Recommender, request: ScoringRequest) -> dict[str, Any]:
 
 
 def _normalise_files(folder: Path) -> list[str]:
-    """Spark's part files renamed ``part-<n>.parquet`` (their order kept), checksums and markers removed,
-    so the published bytes and names depend on the data only."""
+    """Spark's part files rewritten as ``part-<n>.parquet`` (their order kept), checksums and markers
+    removed, so the published bytes and names depend on the data only.
+
+    Why rewritten, not renamed: Spark's Parquet writer (parquet-java) lists each column chunk's encodings
+    in ``HashSet`` order, which follows identity hash codes and so differs between JVM processes
+    (apache/parquet-java#3215): the same rows gave other footer bytes in another ``spark-submit``.
+    pyarrow writes them in a fixed order; rows, row groups, schema and Spark's schema metadata are kept.
+    """
+    import pyarrow.parquet as pq
+
     parts = sorted(folder.glob("part-*.parquet"))
     for extra in [*folder.glob(".*.crc"), *folder.glob("_SUCCESS")]:
         extra.unlink()
     names = []
     for i, part in enumerate(parts):
         name = f"part-{i:05d}.parquet"
-        part.rename(folder / name)
+        source = pq.ParquetFile(part)
+        with pq.ParquetWriter(folder / f".{name}.tmp", source.schema_arrow, compression="snappy") as writer:
+            for group in range(source.num_row_groups):
+                writer.write_table(source.read_row_group(group))
+        source.close()
+        part.unlink()
+        (folder / f".{name}.tmp").rename(folder / name)
         names.append(name)
     return names
 

@@ -208,6 +208,33 @@ def fail_on_bad_task(cluster: AirflowCluster, dag_id: str, tis: list[dict[str, A
         pytest.fail(f"task {ti['dag_run_id']}/{ti['task_id']} is {ti['state']}; log {log}:\n{tail(log, 60)}")
 
 
+def backfill(cluster: AirflowCluster, dag_id: str, from_date: str, to_date: str, *extra: str) -> int:
+    """``airflow backfill create`` as a user types it; returns the new backfill's id."""
+    done = cluster.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date,
+                           *extra)  # fmt: skip
+    assert done.returncode == 0, f"backfill create failed:\n{(done.stdout + done.stderr)[-3000:]}"
+    backfills = cluster.request("GET", f"/api/v2/backfills?dag_id={dag_id}&order_by=-id")["backfills"]
+    return int(max(b["id"] for b in backfills))
+
+
+def wait_backfill(cluster: AirflowCluster, dag_id: str, backfill_id: int, timeout: float) -> list[dict[str, Any]]:
+    """Wait until the backfill completed; fail at once (with the task log) when a task fails or retries.
+
+    Returns the DAG's backfill runs (all backfills of the DAG, newest state of each run).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        state = cluster.request("GET", f"/api/v2/backfills/{backfill_id}")
+        tis = cluster.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances?limit=100")["task_instances"]
+        fail_on_bad_task(cluster, dag_id, tis)
+        if state["completed_at"]:
+            runs = cluster.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+            return [r for r in runs if r["run_type"] == "backfill"]
+        if time.monotonic() > deadline:
+            pytest.fail(f"backfill {backfill_id} not complete in {timeout:.0f}s: {tis}\n{cluster.log_tails()}")
+        time.sleep(2.0)
+
+
 @contextlib.contextmanager
 def fresh_database(settings: Any, label: str) -> Iterator[str]:
     """A SQLAlchemy URL of a new database on the local PostgreSQL service, dropped afterwards."""

@@ -30,10 +30,11 @@ import pytest
 from airflow_cluster import (
     AirflowCluster,
     airflow_environment,
-    fail_on_bad_task,
+    backfill,
     free_port,
     fresh_database,
     run_airflow,
+    wait_backfill,
 )
 
 from recflow.config import Settings, load_settings
@@ -75,29 +76,11 @@ def airflow_cluster(live_services: Settings) -> Iterator[AirflowCluster]:
 
 
 def _backfill(cluster: AirflowCluster, *extra: str) -> int:
-    """``airflow backfill create`` as a user types it; returns the new backfill's id."""
-    done = cluster.airflow(
-        "backfill", "create", "--dag-id", DAG_ID, "--from-date", FROM_DATE, "--to-date", TO_DATE,
-        "--max-active-runs", "3", *extra,
-    )  # fmt: skip
-    assert done.returncode == 0, f"backfill create failed:\n{(done.stdout + done.stderr)[-3000:]}"
-    backfills = cluster.request("GET", f"/api/v2/backfills?dag_id={DAG_ID}&order_by=-id")["backfills"]
-    return int(max(b["id"] for b in backfills))
+    return backfill(cluster, DAG_ID, FROM_DATE, TO_DATE, "--max-active-runs", "3", *extra)
 
 
 def _wait_backfill(cluster: AirflowCluster, backfill_id: int) -> list[dict[str, Any]]:
-    """Wait until the backfill completed; fail at once (with the task log) when a task fails or retries."""
-    deadline = time.monotonic() + RUNS_TIMEOUT
-    while True:
-        backfill = cluster.request("GET", f"/api/v2/backfills/{backfill_id}")
-        tis = cluster.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/~/taskInstances?limit=100")["task_instances"]
-        fail_on_bad_task(cluster, DAG_ID, tis)
-        if backfill["completed_at"]:
-            runs = cluster.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
-            return [r for r in runs if r["run_type"] == "backfill"]
-        if time.monotonic() > deadline:
-            pytest.fail(f"backfill {backfill_id} not complete in {RUNS_TIMEOUT:.0f}s: {tis}\n{cluster.log_tails()}")
-        time.sleep(2.0)
+    return wait_backfill(cluster, DAG_ID, backfill_id, RUNS_TIMEOUT)
 
 
 def _training_runs(cluster: AirflowCluster) -> list[dict[str, Any]]:
