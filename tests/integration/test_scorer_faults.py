@@ -43,23 +43,24 @@ def dlq(world: ScorerWorld) -> Iterator[Any]:
     consumer.close()
 
 
-def _produce_raw(world: ScorerWorld, records: list[tuple[bytes | None, bytes | None]]) -> list[int]:
-    """Produce records as they are (no encoding); returns each record's offset from its delivery report."""
+def _produce_raw(world: ScorerWorld, records: list[tuple[bytes | None, bytes | None]]) -> list[tuple[int, int]]:
+    """Produce records as they are (no encoding); returns each record's (partition, offset) from its
+    delivery report (offsets are per partition, and the request topic has several)."""
     from confluent_kafka import Producer
 
     producer = Producer(
         {"bootstrap.servers": world.settings.kafka.bootstrap_servers, "message.max.bytes": 2 << 20, "linger.ms": 0}
     )
-    offsets: dict[int, int] = {}
+    where: dict[int, tuple[int, int]] = {}
     for i, (key, value) in enumerate(records):
 
         def done(err: Any, msg: Any, i: int = i) -> None:
             assert err is None, err
-            offsets[i] = msg.offset()
+            where[i] = (msg.partition(), msg.offset())
 
         producer.produce(world.settings.kafka.score_requests_topic, key=key, value=value, on_delivery=done)
     assert producer.flush(30) == 0
-    return [offsets[i] for i in range(len(records))]
+    return [where[i] for i in range(len(records))]
 
 
 BIG = b'{"request_id":"big","user_id":"u1","pad":"' + b"x" * 1_000_000 + b'"}'
@@ -108,15 +109,16 @@ def test_every_bad_input_is_dead_lettered_and_the_next_request_answered(world: S
         offsets = _produce_raw(world, records)
         wait(lambda: listener.count({b"good-1", b"good-rerank"}) == 2, 60, "the good requests' answers")
         assert scorer.alive(), f"the scorer died; log: {scorer.log_path}"
-        dead: dict[int, Any] = {}
+        dead: dict[tuple[int, int], Any] = {}
         deadline = time.monotonic() + 30
         while len(dead) < len(BAD_INPUTS) and time.monotonic() < deadline:
             for msg in dlq.consume(100, 0.5):
                 if msg.error() is None:
-                    dead[int(header_map(msg.headers())["recflow.source.offset"])] = msg
-        for (case, key, value, reason, request_id), offset in zip(BAD_INPUTS, offsets, strict=False):
-            msg = dead.get(offset)
-            assert msg is not None, f"{case}: no dead letter for offset {offset}"
+                    headers = header_map(msg.headers())
+                    dead[(int(headers["recflow.source.partition"]), int(headers["recflow.source.offset"]))] = msg
+        for (case, key, value, reason, request_id), (partition, offset) in zip(BAD_INPUTS, offsets, strict=False):
+            msg = dead.get((partition, offset))
+            assert msg is not None, f"{case}: no dead letter for partition {partition} offset {offset}"
             headers = header_map(msg.headers())
             assert headers["recflow.reason"] == reason, (case, headers)
             assert msg.value() == value and msg.key() == key, f"{case}: the dead letter must hold the original bytes"
@@ -127,7 +129,7 @@ def test_every_bad_input_is_dead_lettered_and_the_next_request_answered(world: S
                 doc = answers[0].doc
                 assert doc["error"]["code"] == reason and doc["source"] == "error", (case, doc)
                 assert doc["request_id"] == request_id, (case, doc)
-                assert doc["request"]["offset"] == offset, (case, doc)
+                assert doc["request"] == {"partition": partition, "offset": offset}, (case, doc)
         answer = listener.answers(b"good-1")[0].doc
         assert answer["error"] is None and len(answer["items"]) == 5 and answer["source"] == "model"
         assert answer["model_version"] == world.versions[0]
