@@ -148,7 +148,7 @@ def promote(decision: dict[str, Any], params: dict[str, Any] | None = None) -> d
     Skipped (no asset event) when there is no winner. A refused blessing or canary, or a champion that
     moved since ``compare``, fails the task without retries: the decision must be taken again.
     """
-    from airflow.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from recflow.orchestration.connections import s3_settings
     from recflow.registry import ChampionMoved, ModelRegistry
