@@ -28,6 +28,7 @@ from recflow.models.params import reject_unknown
 from recflow.models.tables import (
     COL_I,
     COL_U,
+    ItemSide,
     copy_tables,
     dense_codes,
     popularity_frame,
@@ -309,16 +310,7 @@ class NcfRecommender(Recommender):
             _fuse_output(models)
             model.compile(optimizer=keras.optimizers.SGD(params.finetune_learning_rate), loss="binary_crossentropy")
         train_epochs(model, params.epochs)
-        fitted = cls(
-            IdIndex(users=(), items=item.items),
-            SeenItems.empty(),
-            model,
-            params,
-            popularity=item.popularity,
-            tables=work_dir,
-        )
-        fitted.has_user_side = False
-        return fitted
+        return cls._item_side(model, params, item, work_dir)
 
     def with_user_side(self) -> NcfRecommender:
         """The full model: every user's id and seen items read from the tables (pyarrow)."""
@@ -384,14 +376,18 @@ class NcfRecommender(Recommender):
         params = NcfParams.from_dict(read_model_json(folder)["params"])
         if (folder / "users.json").exists():  # schema 1: JSON ids, NumPy seen index
             return cls(IdIndex.load(folder), SeenItems.load(folder), model, params)
-        item = read_items(folder)
+        return cls._item_side(model, params, read_items(folder), folder).with_user_side()
+
+    @classmethod
+    def _item_side(cls, model: Any, params: NcfParams, item: ItemSide, tables: Path) -> NcfRecommender:
+        """The model with only its item side in memory; the user side stays in ``tables`` (Parquet)."""
         fitted = cls(
             IdIndex(users=(), items=item.items),
             SeenItems.empty(),
             model,
             params,
             popularity=item.popularity,
-            tables=folder,
+            tables=tables,
         )
         fitted.has_user_side = False
-        return fitted.with_user_side()
+        return fitted
