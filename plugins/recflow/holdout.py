@@ -94,29 +94,6 @@ def recommend(
     return recs.astype({COL_RANK: "int64"})
 
 
-def score_holdout(
-    spark: SparkSession,
-    model: Recommender,
-    test: DataFrame,
-    k: int,
-    also_k: Sequence[int] = (),
-    *,
-    exclude_seen: bool = True,
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """Metrics at ``k`` (and ``also_k``) and the judged pairs, as :func:`recflow.training.score_holdout`."""
-    from recflow.training import holdout_metrics
-
-    frames = UserFrames.of(spark, model)
-    truth_frame = judgeable(test, frames, exclude_seen=exclude_seen).cache()
-    try:
-        truth = cast(pd.DataFrame, truth_frame.toPandas())
-        cutoffs = sorted({k, *also_k})
-        recs = recommend(spark, model, frames, truth_frame, k=cutoffs[-1], exclude_seen=exclude_seen)
-    finally:
-        truth_frame.unpersist()
-    return holdout_metrics(model, truth, recs, cutoffs), truth
-
-
 def judge(
     spark: SparkSession,
     model: Recommender,
@@ -126,18 +103,36 @@ def judge(
     *,
     exclude_seen: bool = True,
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Metrics and judged pairs of ``model`` on ``test``, wherever the model's user side lives.
+    """Metrics at ``k`` (and ``also_k``) and the judged pairs of ``model`` on ``test``, wherever the
+    model's user side lives.
 
-    A model fitted into Parquet tables (ALS, NCF) is scored on executors (:func:`score_holdout`), so
-    neither its training pairs nor its user factors reach the driver; a model held in memory (the
+    A model fitted into Parquet tables (ALS, NCF) is scored on executors (:func:`_judge_on_executors`),
+    so neither its training pairs nor its user factors reach the driver; a model held in memory (the
     families that fit on the driver) is scored in process. Both rank with the one scoring core.
     """
     from recflow import training
 
     if in_tables(model):
-        return score_holdout(spark, model, test, k, also_k, exclude_seen=exclude_seen)
+        return _judge_on_executors(spark, model, test, sorted({k, *also_k}), exclude_seen=exclude_seen)
     truth = training.holdout_truth(test, model, exclude_seen=exclude_seen)
     return training.score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen), truth
+
+
+def _judge_on_executors(
+    spark: SparkSession, model: Recommender, test: DataFrame, cutoffs: Sequence[int], *, exclude_seen: bool
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """:func:`judge` for a model in tables: the judged pairs by Spark joins, one top-max(cutoffs) list
+    per hold-out user from executors; only those reach the driver."""
+    from recflow.training import holdout_metrics
+
+    frames = UserFrames.of(spark, model)
+    truth_frame = judgeable(test, frames, exclude_seen=exclude_seen).cache()
+    try:
+        truth = cast(pd.DataFrame, truth_frame.toPandas())
+        recs = recommend(spark, model, frames, truth_frame, k=cutoffs[-1], exclude_seen=exclude_seen)
+    finally:
+        truth_frame.unpersist()
+    return holdout_metrics(model, truth, recs, cutoffs), truth
 
 
 def record_canary(spark: SparkSession, model: Recommender) -> dict[str, Any]:
