@@ -13,7 +13,8 @@ Definitions:
   answer (Kafka both ways, queueing, scoring). p50/p99 over the first answer of every request.
 * offered_rps: requests sent / seconds the sender took (the sender is one Python process; when it
   cannot reach the asked rate, the row says so). sustained_rps: answers received / seconds from the
-  first send to the last answer. ``flood`` rows send as fast as the sender can.
+  first send to the last answer. ``flood`` rows send as fast as the sender can. A rate counts as
+  sustained for the throughput goal only when sustained_rps >= ``KEEP_UP`` (98%) of offered_rps.
 * sent / answered / dlq / lost: per row from the client's matching; ``reconciliation`` recounts every
   request record of an engine's runs against answers and dead letters on the broker.
 * in-process limit, measured in the same run on the same model: ``model`` = the scoring core alone
@@ -61,6 +62,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "recflow-bench-streaming"
+#: A rate is sustained when the answers keep up with it: answered rate >= this share of the offered rate.
+KEEP_UP = 0.98
 #: Where the p99 accrues (see ``legs``), as extra columns of the table.
 LEGS = ("p99_request_leg_ms", "p99_scorer_ms", "p99_answer_leg_ms", "p99_batch")
 LEG_HEADS = ("p99 request leg", "p99 in scorer", "p99 answer leg", "p99 batch")
@@ -354,8 +357,17 @@ def _goals(doc: dict[str, Any], engine: str) -> list[tuple[str, str, bool | None
     # in process (the scoring call alone is reported beside it, and the ratio to it too).
     limit = doc["in_process"]["answer_path_rps"]
     model_only = doc["in_process"]["model_rps"]
+    # A rate counts as sustained only if the answers kept up with it (>= 98% of the offered rate):
+    # a run that falls behind still has a low p99 over a short window while its backlog grows.
     best = max(
-        (r for r in rows if r["p99_ms"] is not None and r["p99_ms"] <= 500),
+        (
+            r
+            for r in rows
+            if r["asked_rps"] != "flood"
+            and r["p99_ms"] is not None
+            and r["p99_ms"] <= 500
+            and r["sustained_rps"] >= KEEP_UP * r["offered_rps"]
+        ),
         key=lambda r: r["sustained_rps"],
         default=None,
     )
@@ -509,7 +521,9 @@ def start_replicas(count: int) -> list[Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[100, 1000, 5000, 10000, 20000, 30000])
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[100, 1000, 5000, 10000, 20000, 30000, 40000, 50000, 60000, 70000]
+    )
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per rate")
     parser.add_argument("--flood", type=int, default=150_000, help="requests sent as fast as possible (0: skip)")
     parser.add_argument("--spark-rates", type=float, nargs="*", default=[100, 1000])
