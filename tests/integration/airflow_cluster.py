@@ -1,4 +1,4 @@
-"""Real Airflow components for scheduler-path tests: shared by the backfill test and the cluster test.
+"""Real Airflow components for scheduler-path tests: shared by the backfill tests and the cluster test.
 
 ``dag.test()`` runs tasks in-process on SQLite; it never exercises the scheduler, the executor, the DAG
 processor or the execution API. :func:`run_airflow` starts real ``airflow`` components detached, each in
@@ -31,6 +31,15 @@ from recflow.airflow_env import SCHEDULING
 from recflow.services.process import PidRecord, group_members, start_detached, stop_group, tail, wait_until
 
 START_TIMEOUT = 180.0
+#: The components the scheduler path needs; the cluster test adds the triggerer.
+SCHEDULER_PATH = ("api-server", "scheduler", "dag-processor")
+
+
+def require_postgres_drivers() -> None:
+    """Skip the calling test module, saying why, without the drivers Airflow 3 loads for PostgreSQL:
+    ``psycopg2`` for the ``postgresql+psycopg2://`` URL, ``asyncpg`` for the async engine it derives."""
+    for driver in ("psycopg2", "asyncpg"):
+        pytest.importorskip(driver, reason="Airflow on PostgreSQL needs psycopg2 and asyncpg: apache-airflow[postgres]")
 
 
 def free_port() -> int:
@@ -248,6 +257,19 @@ def fresh_database(settings: Any, label: str) -> Iterator[str]:
             yield service.sqlalchemy_url(name)
         finally:
             service.drop_database(name)
+
+
+@contextlib.contextmanager
+def airflow_on_postgres(
+    settings: Any, home: Path, label: str, components: Sequence[str] = SCHEDULER_PATH, **overrides: str
+) -> Iterator[AirflowCluster]:
+    """``components`` on a new PostgreSQL database (dropped afterwards) and a free API port, with the
+    production environment plus ``overrides``: the one set-up every scheduler-path test module shares."""
+    with (
+        fresh_database(settings, label) as url,
+        run_airflow(home, airflow_environment(home, url, free_port(), **overrides), components) as cluster,
+    ):
+        yield cluster
 
 
 def _ts(raw: str | None) -> float | None:

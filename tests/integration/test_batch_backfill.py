@@ -25,15 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from airflow_cluster import (
-    AirflowCluster,
-    airflow_environment,
-    backfill,
-    free_port,
-    fresh_database,
-    run_airflow,
-    wait_backfill,
-)
+from airflow_cluster import AirflowCluster, airflow_on_postgres, backfill, require_postgres_drivers, wait_backfill
 
 from recflow.batch_scoring import scores_partition
 from recflow.config import Settings, load_settings
@@ -43,8 +35,7 @@ from recflow.models.artifact import IdIndex, SeenItems
 from recflow.registry import ModelRegistry
 from recflow.storage import s3_client
 
-for _driver in ("psycopg2", "asyncpg"):
-    pytest.importorskip(_driver, reason="Airflow on PostgreSQL needs psycopg2 and asyncpg: apache-airflow[postgres]")
+require_postgres_drivers()
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -56,7 +47,6 @@ FROM_DATE, TO_DATE = "2026-11-05", "2026-11-07T04:00"
 CONF = {"k": 5, "active_days": 7}
 N_USERS, N_ITEMS = 40, 25
 RUNS_TIMEOUT = 900.0
-COMPONENTS = ("api-server", "scheduler", "dag-processor")
 
 
 def midnight(day: date) -> datetime:
@@ -120,10 +110,7 @@ def airflow_cluster(live_services: Settings, zone: dict[str, Any]) -> Iterator[A
     """The scheduler path on PostgreSQL; its tasks see only this module's lake and model bucket."""
     home = zone["root"] / "airflow"
     private = {"RECFLOW_LAKE": str(zone["lake"]), "RECFLOW_MODELS_BUCKET": zone["bucket"]}
-    with (
-        fresh_database(live_services, "batchbackfill") as url,
-        run_airflow(home, airflow_environment(home, url, free_port(), **private), COMPONENTS) as cluster,
-    ):
+    with airflow_on_postgres(live_services, home, "batchbackfill", **private) as cluster:
         yield cluster
 
 

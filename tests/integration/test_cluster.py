@@ -24,13 +24,12 @@ from typing import Any
 
 import pytest
 from airflow_cluster import (
+    SCHEDULER_PATH,
     AirflowCluster,
-    airflow_environment,
+    airflow_on_postgres,
     fail_on_bad_task,
-    free_port,
-    fresh_database,
     overhead_report,
-    run_airflow,
+    require_postgres_drivers,
 )
 
 from recflow.config import Settings, load_settings
@@ -41,12 +40,11 @@ from recflow.services.spark import master_state, master_url
 from recflow.storage import s3_client
 from recflow.validation import lake_partition
 
-for _driver in ("psycopg2", "asyncpg"):
-    pytest.importorskip(_driver, reason="Airflow on PostgreSQL needs psycopg2 and asyncpg: apache-airflow[postgres]")
+require_postgres_drivers()
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+COMPONENTS = (*SCHEDULER_PATH, "triggerer")
 TRAINING, SCORING = "recommender_training", "batch_scoring"
 #: Exclusive end of the training window; 3 training days + 1 hold-out day are landed before it.
 END = date(2026, 11, 5)
@@ -86,7 +84,6 @@ def spark_master(live_services: Settings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cluster(live_services: Settings, s3_zone: dict[str, str], spark_master: str) -> Iterator[AirflowCluster]:
     home = load_settings().lake_root.parent / "airflow-cluster"
-    port = free_port()
     overrides = {
         "RECFLOW_LAKE": s3_zone["lake"],
         "RECFLOW_LANDING": s3_zone["landing"],
@@ -97,10 +94,7 @@ def cluster(live_services: Settings, s3_zone: dict[str, str], spark_master: str)
         "RECFLOW_STAGING": str(home / "shared-staging"),
         "RECFLOW_RUNS": str(home / "shared-runs"),  # executors write the artifacts' tables there
     }
-    with (
-        fresh_database(live_services, "cluster") as url,
-        run_airflow(home, airflow_environment(home, url, port, **overrides), COMPONENTS) as running,
-    ):
+    with airflow_on_postgres(live_services, home, "cluster", COMPONENTS, **overrides) as running:
         for dag_id in (TRAINING, SCORING):
             running.wait_dag_parsed(dag_id)
         yield running

@@ -27,23 +27,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from airflow_cluster import (
-    AirflowCluster,
-    airflow_environment,
-    backfill,
-    free_port,
-    fresh_database,
-    run_airflow,
-    wait_backfill,
-)
+from airflow_cluster import AirflowCluster, airflow_on_postgres, backfill, require_postgres_drivers, wait_backfill
 
 from recflow.config import Settings, load_settings
 from recflow.data import synthetic
 from recflow.data.stores import open_store
 from recflow.validation import lake_partition
 
-for _driver in ("psycopg2", "asyncpg"):  # Airflow 3 opens a sync and an async engine on the metadata DB
-    pytest.importorskip(_driver, reason="Airflow on PostgreSQL needs psycopg2 and asyncpg: apache-airflow[postgres]")
+require_postgres_drivers()
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -55,7 +46,6 @@ SETTLE_S = 30.0
 DAYS = [date(2026, 11, 1) + timedelta(days=i) for i in range(7)]
 FROM_DATE = "2026-11-02"
 TO_DATE = "2026-11-08T01:00"
-COMPONENTS = ("api-server", "scheduler", "dag-processor")
 #: Generous: on a shared 2-core machine one validation takes from 5 s (idle) to a minute (loaded).
 RUNS_TIMEOUT = 480.0
 
@@ -64,14 +54,9 @@ RUNS_TIMEOUT = 480.0
 def airflow_cluster(live_services: Settings) -> Iterator[AirflowCluster]:
     """api-server, scheduler and dag-processor on PostgreSQL with the LocalExecutor; stopped, no orphans."""
     home = load_settings().lake_root.parent / "airflow-scheduler"
-    with (
-        fresh_database(live_services, "backfill") as url,
-        # the scheduler creates asset-triggered runs only with use_job_schedule (the cron runs it adds on
-        # unpause find no data and skip; the test counts the asset-triggered runs)
-        run_airflow(
-            home, airflow_environment(home, url, free_port(), AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="True"), COMPONENTS
-        ) as cluster,
-    ):
+    # the scheduler creates asset-triggered runs only with use_job_schedule (the cron runs it adds on
+    # unpause find no data and skip; the test counts the asset-triggered runs)
+    with airflow_on_postgres(live_services, home, "backfill", AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="True") as cluster:
         yield cluster
 
 
