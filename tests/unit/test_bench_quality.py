@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from local_spark import local_spark
 
 from recflow.config import project_root
 from recflow.data.synthetic import generate_day
@@ -39,11 +40,8 @@ def _load_bench() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from recflow.spark import get_spark
-
-    session = get_spark("test-bench-quality", master="local[1]", conf={"spark.sql.shuffle.partitions": "2"})
-    yield session
-    session.stop()
+    with local_spark("test-bench-quality", shuffle_partitions=2) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from local_spark import local_spark
 
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER
 from recflow.models.als import AlsParams, confidence_frame
@@ -48,11 +49,8 @@ def events(spark: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from recflow.spark import get_spark
-
-    session = get_spark("test-als", master="local[1]", conf={"spark.sql.shuffle.partitions": "1"})
-    yield session
-    session.stop()
+    with local_spark("test-als") as session:
+        yield session
 
 
 @pytest.mark.parametrize(("confidence", "half_life"), list(EXPECTED), ids=[f"{c}-{h}" for c, h in EXPECTED])

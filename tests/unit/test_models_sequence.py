@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from local_spark import local_spark
 
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.models.artifact import load_recommender
@@ -47,11 +48,8 @@ EVENTS = [
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from recflow.spark import get_spark
-
-    session = get_spark("test-sequence", master="local[1]", conf={"spark.sql.shuffle.partitions": "1"})
-    yield session
-    session.stop()
+    with local_spark("test-sequence") as session:
+        yield session
 
 
 def _fit(spark: Any, params: SequenceParams) -> SequenceRecommender:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
+from local_spark import local_spark
 
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_TS, COL_USER
 from recflow.models.artifact import Recommender, load_recommender
@@ -33,11 +34,8 @@ K = 3
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
-    from recflow.spark import get_spark
-
-    session = get_spark("test-training", master="local[1]", conf={"spark.sql.shuffle.partitions": "1"})
-    yield session
-    session.stop()
+    with local_spark("test-training") as session:
+        yield session
 
 
 def events(rows: list[tuple[str, str, date]], amount: float = 1.0) -> pd.DataFrame:
@@ -87,17 +85,29 @@ def fit_popularity(spark: Any, train: Any, params: Mapping[str, Any], work_dir: 
     return PopularityRecommender.fit(train.select(COL_USER, COL_ITEM).distinct().toPandas())
 
 
-def train(spark: Any, lake: Path, out: Path, fit: Any = fit_popularity, **kwargs: Any) -> Any:
+def train(
+    spark: Any,
+    lake: Path,
+    out: Path,
+    fit: Any = fit_popularity,
+    *,
+    family: str = "popularity",
+    params: dict[str, Any] | None = None,
+    k: int = K,
+    **kwargs: Any,
+) -> Any:
+    """``run_training`` of one candidate (``params``, default none) over ``lake`` into ``out``: the run
+    every test here and in ``test_training_in_spark`` makes, with what it varies as arguments."""
     return run_training(
         spark,
-        family="popularity",
+        family=family,
         fit=fit,
         lake_root=lake,
         window=kwargs.pop("window", WINDOW),
-        candidates=[{}],
+        candidates=[{} if params is None else params],
         output_dir=out,
         run_id="run-1",
-        k=K,
+        k=k,
         **kwargs,
     )
 
@@ -309,17 +319,7 @@ def test_new_families_train_through_the_shared_flow(
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / family
-    result = run_training(
-        spark,
-        family=family,
-        fit=module.fit,
-        lake_root=lake,
-        window=WINDOW,
-        candidates=[params],
-        output_dir=out,
-        run_id="run-1",
-        k=K,
-    )
+    result = train(spark, lake, out, module.fit, family=family, params=params)
     assert 0 <= result.metrics[f"ndcg@{K}"] <= 1 and leftovers(out) == []
     loaded = load_recommender(out / "artifact")
     assert loaded.family == family and loaded.ease is not None and loaded.ease.shape == (5, 5)  # type: ignore[attr-defined]

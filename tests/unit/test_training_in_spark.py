@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from test_training import WINDOW, events, write_lake
+from local_spark import local_spark
+from test_training import WINDOW, events, train, write_lake
 
 from recflow.canary import CANARY_FILE, check_canary
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.models.artifact import IdIndex, SeenItems, load_recommender
-from recflow.training import judgeable_pairs, run_training, score_holdout
+from recflow.training import judgeable_pairs, score_holdout
 
 LIMIT = 600
 N_USERS, N_ITEMS, PER_USER, HOLDOUT_USERS = 1000, 30, 3, 40
@@ -36,11 +37,8 @@ K = 10
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from recflow.spark import get_spark
-
-    session = get_spark("test-training-in-spark", master="local[2]", conf={"spark.sql.shuffle.partitions": "4"})
-    yield session
-    session.stop()
+    with local_spark("test-training-in-spark", cores=2, shuffle_partitions=4) as session:
+        yield session
 
 
 def interactions() -> pd.DataFrame:
@@ -112,17 +110,7 @@ def train_guarded(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, f
     out = tmp_path / "runs" / family
     with monkeypatch.context() as patch:
         guard = DriverGuard(patch)
-        result = run_training(
-            spark,
-            family=family,
-            fit=fit,
-            lake_root=lake,
-            window=WINDOW,
-            candidates=[params],
-            output_dir=out,
-            run_id="run-1",
-            k=K,
-        )
+        result = train(spark, lake, out, fit, family=family, params=params, k=K)
     assert 0 < guard.largest <= LIMIT, "the guard saw no collection at all: it would not notice one"
     return result, out
 
