@@ -65,13 +65,11 @@ class DriverGuard:
         for name in ("toPandas", "collect", "toLocalIterator"):
             original = getattr(DataFrame, name)
             monkeypatch.setattr(DataFrame, name, self._bounded(name, original))
-        import recflow.models.als
-        import recflow.models.ncf
         import recflow.models.tables
 
-        for module in (recflow.models.tables, recflow.models.als, recflow.models.ncf):
-            for reader in ("read_users", "read_seen"):
-                monkeypatch.setattr(module, reader, self._forbidden(reader))
+        # every reader of the user side (TableBackedRecommender, IdIndex.load, SeenItems.load) calls these
+        for reader in ("read_users", "read_seen"):
+            monkeypatch.setattr(recflow.models.tables, reader, self._forbidden(reader))
 
     def _bounded(self, name: str, original: Any) -> Any:
         guard = self

@@ -19,21 +19,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER
-from recflow.models.artifact import ArtifactError, IdIndex, Recommender, SeenItems, read_model_json, write_model_json
+from recflow.models.artifact import ArtifactError, IdIndex, SeenItems, read_model_json, write_model_json
 from recflow.models.params import reject_unknown
 from recflow.models.tables import (
     COL_I,
     COL_U,
-    copy_tables,
+    TableBackedRecommender,
     dense_codes,
     factor_frame,
     popularity_frame,
     read_items,
-    read_seen,
-    read_users,
     seen_frame,
     write_tables,
-    write_tables_from_memory,
 )
 
 if TYPE_CHECKING:
@@ -94,7 +91,7 @@ def confidence_frame(interactions: DataFrame, confidence: Confidence, half_life_
     return grouped.agg(F.log1p(F.sum(F.col(COL_AMOUNT) * F.col("_weight"))).cast("double").alias("strength"))
 
 
-class AlsRecommender(Recommender):
+class AlsRecommender(TableBackedRecommender):
     """Dot products of the learned user and item factors.
 
     :meth:`fit` keeps the data in Spark: codes come from :func:`recflow.models.tables.dense_codes`, MLlib
@@ -104,6 +101,7 @@ class AlsRecommender(Recommender):
     """
 
     family = "als"
+    user_factors_in_table = True
 
     def __init__(
         self,
@@ -116,13 +114,10 @@ class AlsRecommender(Recommender):
         popularity: np.ndarray | None = None,
         tables: Path | None = None,
     ) -> None:
-        super().__init__(index, seen)
+        super().__init__(index, seen, popularity=popularity, tables=tables)
         self.user_factors = user_factors
         self.item_factors = item_factors
         self.params = params
-        self.popularity = popularity
-        #: The Parquet tables (users, items, seen) this model was fitted into or loaded from.
-        self.tables = tables
 
     @classmethod
     def fit(cls, spark: SparkSession, train: DataFrame, params: AlsParams, work_dir: Path) -> AlsRecommender:
@@ -173,38 +168,12 @@ class AlsRecommender(Recommender):
         item = read_items(folder)
         if item.factors is None:
             raise ArtifactError(f"{folder}: the item table has no factors")
-        model = cls(
-            IdIndex(users=(), items=item.items),
-            SeenItems.empty(),
-            np.zeros((0, item.factors.shape[1]), dtype=np.float32),
-            item.factors,
-            params,
-            popularity=item.popularity,
-            tables=folder,
-        )
-        model.has_user_side = False
-        return model
+        no_users = np.zeros((0, item.factors.shape[1]), dtype=np.float32)
+        return cls._item_side(item, folder, user_factors=no_users, item_factors=item.factors, params=params)
 
-    def with_user_side(self) -> AlsRecommender:
-        """The full model: every user's id, factor row and seen items read from the tables (pyarrow)."""
-        if self.has_user_side:
-            return self
-        if self.tables is None:
-            raise ArtifactError("this ALS model has neither a user side nor tables to read it from")
-        users, factors = read_users(self.tables, factors=True)
-        assert factors is not None
-        return AlsRecommender(
-            IdIndex(users=users, items=self.index.items),
-            read_seen(self.tables, len(users)),
-            factors,
-            self.item_factors,
-            self.params,
-            popularity=self.popularity,
-            tables=self.tables,
-        )
-
-    def item_popularity(self) -> np.ndarray:
-        return super().item_popularity() if self.popularity is None else self.popularity
+    def _fields(self, user_factors: np.ndarray | None) -> dict[str, Any]:
+        assert user_factors is not None
+        return {"user_factors": user_factors, "item_factors": self.item_factors, "params": self.params}
 
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         return self.user_factors[user_codes] @ self.item_factors.T
@@ -224,13 +193,7 @@ class AlsRecommender(Recommender):
 
     def save(self, folder: Path) -> None:
         """The tables (copied as Spark wrote them, or written from memory) and ``model.json``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        if self.tables is not None:
-            copy_tables(self.tables, folder)
-        else:
-            write_tables_from_memory(
-                folder, self.index, self.seen, self.item_popularity(), self.user_factors, self.item_factors
-            )
+        self._save_tables(folder, self.user_factors, self.item_factors)
         write_model_json(folder, type(self), params=asdict(self.params))
 
     @classmethod

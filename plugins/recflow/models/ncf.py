@@ -23,21 +23,17 @@ import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_USER
-from recflow.models.artifact import ArtifactError, IdIndex, Recommender, SeenItems, read_model_json, write_model_json
+from recflow.models.artifact import IdIndex, SeenItems, read_model_json, write_model_json
 from recflow.models.params import reject_unknown
 from recflow.models.tables import (
     COL_I,
     COL_U,
-    ItemSide,
-    copy_tables,
+    TableBackedRecommender,
     dense_codes,
     popularity_frame,
     read_items,
-    read_seen,
-    read_users,
     seen_frame,
     write_tables,
-    write_tables_from_memory,
 )
 
 if TYPE_CHECKING:
@@ -242,7 +238,7 @@ def epoch_dataset(path: Path, epoch: int, batch_size: int, seed: int) -> Any:
     return dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size))).prefetch(tf.data.AUTOTUNE)
 
 
-class NcfRecommender(Recommender):
+class NcfRecommender(TableBackedRecommender):
     """Scores (user, item) pairs with one forward pass; batch scoring re-ranks candidates.
 
     A forward pass per pair costs far more than a dot product, so the scoring core re-ranks the
@@ -252,6 +248,7 @@ class NcfRecommender(Recommender):
 
     family = "ncf"
     candidate_pool = 200
+    user_factors_in_table = False
 
     def __init__(
         self,
@@ -263,12 +260,9 @@ class NcfRecommender(Recommender):
         popularity: np.ndarray | None = None,
         tables: Path | None = None,
     ) -> None:
-        super().__init__(index, seen)
+        super().__init__(index, seen, popularity=popularity, tables=tables)
         self.model = model
         self.params = params
-        self.popularity = popularity
-        #: The Parquet tables (users, items, seen) this model was fitted into or loaded from.
-        self.tables = tables
 
     @classmethod
     def fit(
@@ -310,26 +304,10 @@ class NcfRecommender(Recommender):
             _fuse_output(models)
             model.compile(optimizer=keras.optimizers.SGD(params.finetune_learning_rate), loss="binary_crossentropy")
         train_epochs(model, params.epochs)
-        return cls._item_side(model, params, item, work_dir)
+        return cls._item_side(item, work_dir, model=model, params=params)
 
-    def with_user_side(self) -> NcfRecommender:
-        """The full model: every user's id and seen items read from the tables (pyarrow)."""
-        if self.has_user_side:
-            return self
-        if self.tables is None:
-            raise ArtifactError("this NCF model has neither a user side nor tables to read it from")
-        users, _ = read_users(self.tables, factors=False)
-        return NcfRecommender(
-            IdIndex(users=users, items=self.index.items),
-            read_seen(self.tables, len(users)),
-            self.model,
-            self.params,
-            popularity=self.popularity,
-            tables=self.tables,
-        )
-
-    def item_popularity(self) -> np.ndarray:
-        return super().item_popularity() if self.popularity is None else self.popularity
+    def _fields(self, user_factors: np.ndarray | None) -> dict[str, Any]:
+        return {"model": self.model, "params": self.params}  # the user embeddings are in the network
 
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         n_items = self.index.n_items
@@ -359,11 +337,7 @@ class NcfRecommender(Recommender):
         return self.item_side_copy()
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        if self.tables is not None:
-            copy_tables(self.tables, folder)
-        else:
-            write_tables_from_memory(folder, self.index, self.seen, self.item_popularity())
+        self._save_tables(folder)
         self.model.save(folder / MODEL_FILE)
         write_model_json(folder, type(self), params=asdict(self.params))
 
@@ -376,18 +350,4 @@ class NcfRecommender(Recommender):
         params = NcfParams.from_dict(read_model_json(folder)["params"])
         if (folder / "users.json").exists():  # schema 1: JSON ids, NumPy seen index
             return cls(IdIndex.load(folder), SeenItems.load(folder), model, params)
-        return cls._item_side(model, params, read_items(folder), folder).with_user_side()
-
-    @classmethod
-    def _item_side(cls, model: Any, params: NcfParams, item: ItemSide, tables: Path) -> NcfRecommender:
-        """The model with only its item side in memory; the user side stays in ``tables`` (Parquet)."""
-        fitted = cls(
-            IdIndex(users=(), items=item.items),
-            SeenItems.empty(),
-            model,
-            params,
-            popularity=item.popularity,
-            tables=tables,
-        )
-        fitted.has_user_side = False
-        return fitted
+        return cls._item_side(read_items(folder), folder, model=model, params=params).with_user_side()

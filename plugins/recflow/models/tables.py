@@ -11,25 +11,26 @@ what a scorer needs straight into the model's folder:
 
 The driver keeps only the item side (:func:`read_items`). The user side is read with pyarrow only by a
 process that serves every user from memory (the streaming scorer, the compare step, the canary): see
-:func:`read_users` and :func:`read_seen`.
+:func:`read_users` and :func:`read_seen`. :class:`TableBackedRecommender` is what the families fitted
+this way share: their item-side-only model, reading the user side back, saving the tables.
 """
 
 from __future__ import annotations
 
 import shutil
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
 import numpy as np
 
 from recflow.constants import COL_ITEM, COL_USER
+from recflow.models.artifact import ArtifactError, IdIndex, Recommender, SeenItems
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
-
-    from recflow.models.artifact import IdIndex, SeenItems
 
 USERS_TABLE: Final = "users.parquet"
 ITEMS_TABLE: Final = "items.parquet"
@@ -221,7 +222,6 @@ def read_users(folder: Path, *, factors: bool) -> tuple[tuple[str, ...], np.ndar
 
 def read_seen(folder: Path, n_users: int) -> SeenItems:
     """The training items of every user as the CSR index :class:`SeenItems` (a user absent: none)."""
-    from recflow.models.artifact import SeenItems
     from recflow.scoring import Ragged
 
     path = folder / SEEN_TABLE
@@ -238,3 +238,65 @@ def read_seen(folder: Path, n_users: int) -> SeenItems:
     starts[codes] = offsets[:-1] - offsets[0]
     ragged = Ragged.from_spans(values, starts, lengths)
     return SeenItems(indptr=ragged.offsets, indices=ragged.values)
+
+
+class TableBackedRecommender(Recommender):
+    """A family that Spark fits into these tables (ALS, NCF): the model holds its item side and reads its
+    user side from :attr:`tables` only in a process that serves every user from memory.
+
+    Why one base: both families keep the same extra state (the stored popularity and the tables), build
+    the same item-side-only model after a fit and before a load, read the user side back and save the
+    tables the same way. A family adds its own constructor arguments (passed by name as ``fields``) and
+    says, in :meth:`_fields`, what they are once the user side is read.
+    """
+
+    #: Whether ``users.parquet`` holds each user's factor row (ALS) or only ids (NCF: the network holds
+    #: the user embeddings).
+    user_factors_in_table: ClassVar[bool]
+
+    def __init__(self, index: IdIndex, seen: SeenItems, *, popularity: np.ndarray | None, tables: Path | None) -> None:
+        super().__init__(index, seen)
+        self.popularity = popularity
+        #: The Parquet tables (users, items, seen) this model was fitted into or loaded from.
+        self.tables = tables
+
+    @classmethod
+    def _item_side(cls, item: ItemSide, tables: Path, **fields: Any) -> Self:
+        """The model with only its item side in memory; the user side stays in ``tables`` (Parquet)."""
+        model = cls(
+            IdIndex(users=(), items=item.items), SeenItems.empty(), popularity=item.popularity, tables=tables, **fields
+        )
+        model.has_user_side = False
+        return model
+
+    @abstractmethod
+    def _fields(self, user_factors: np.ndarray | None) -> dict[str, Any]:
+        """The family's own constructor arguments by name, with ``user_factors`` (the user table's factor
+        rows, or None without them) as its user side."""
+
+    def with_user_side(self) -> Self:
+        """The full model: every user's id and seen items (and factor row) read from the tables (pyarrow)."""
+        if self.has_user_side:
+            return self
+        if self.tables is None:
+            raise ArtifactError(f"this {self.family.upper()} model has neither a user side nor tables to read it from")
+        users, factors = read_users(self.tables, factors=self.user_factors_in_table)
+        return type(self)(
+            IdIndex(users=users, items=self.index.items),
+            read_seen(self.tables, len(users)),
+            popularity=self.popularity,
+            tables=self.tables,
+            **self._fields(factors),
+        )
+
+    def item_popularity(self) -> np.ndarray:
+        return super().item_popularity() if self.popularity is None else self.popularity
+
+    def _save_tables(self, folder: Path, *factors: np.ndarray) -> None:
+        """The tables into ``folder``: copied as Spark wrote them, or written from memory (a model loaded
+        from a schema-1 artifact, or one whose tables are gone) with the family's ``factors``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.tables is not None:
+            copy_tables(self.tables, folder)
+        else:
+            write_tables_from_memory(folder, self.index, self.seen, self.item_popularity(), *factors)
