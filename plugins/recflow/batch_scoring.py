@@ -2,12 +2,13 @@
 
 Data flow (each step a Spark job; nothing per user happens on the driver):
 
-1. active users: distinct users with a validated event in the ``active_days`` days up to the day
-   (optionally only a given subset);
+1. active users and their seen items, in one ``groupBy`` over the interactions (:func:`user_activity`):
+   users with a validated event in the ``active_days`` days up to the day (optionally only a given
+   subset), each with the item codes seen under the spec's ``exclude_seen`` policy (:mod:`recflow.seen`);
+   cached, and its count sizes the partitions;
 2. each user joined to the model's user table (``users.parquet`` in the artifact: dense code and, for
-   factor models, the factor row) and to the user's seen items under the spec's ``exclude_seen``
-   policy (:mod:`recflow.seen`), then hash-partitioned and sorted by user, so a partition's batches
-   carry everything their users need;
+   factor models, the factor row) after a hash repartition by user, so the join's one shuffle leaves a
+   partition's batches carrying everything their users need, sorted by user;
 3. ``mapInArrow`` runs the scoring core (:func:`recflow.scoring.score_batch`) on Arrow batches. The
    model shipped to workers holds the item side only (:meth:`Recommender.for_workers`) and is built
    once per Python worker, so a worker's memory does not grow with the total number of users;
@@ -35,7 +36,7 @@ import numpy as np
 from recflow.constants import COL_DATE, COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
 from recflow.models.artifact import Recommender, load_recommender
 from recflow.scoring import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScoringError, UserBatch, score_batch
-from recflow.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy, seen_arrays
+from recflow.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy, seen_codes, seen_window
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -89,22 +90,6 @@ def read_interactions(spark: SparkSession, lake_root: Path | str) -> DataFrame:
         raise ScoringError(f"no validated interactions under {path}: {exc}") from exc
 
 
-def active_users(interactions: DataFrame, *, day: date, days: int, subset: tuple[str, ...] | None) -> DataFrame:
-    """Users with at least one validated event in the ``days`` days up to and including ``day``."""
-    from pyspark.sql import functions as F
-
-    start = day - timedelta(days=days - 1)
-    users = (
-        interactions.where((F.col(COL_DATE) >= F.lit(start)) & (F.col(COL_DATE) <= F.lit(day)))
-        .select(COL_USER)
-        .where(F.col(COL_USER).isNotNull())
-        .distinct()
-    )
-    if subset is not None:
-        users = users.where(F.col(COL_USER).isin(list(subset)))
-    return users
-
-
 def user_table(spark: SparkSession, artifact_dir: Path, model: Recommender) -> DataFrame:
     """(user_id, u[, features]) read by Spark from the artifact's ``users.parquet``.
 
@@ -131,33 +116,56 @@ def item_table(spark: SparkSession, model: Recommender) -> DataFrame:
     return spark.createDataFrame(frame)
 
 
-def scoring_inputs(
-    spark: SparkSession,
+def user_activity(
     interactions: DataFrame,
-    artifact_dir: Path,
-    model: Recommender,
+    items: DataFrame,
     request: ScoringRequest,
     policy: SeenPolicy,
     train_start: date | None,
 ) -> DataFrame:
-    """One row per user to score: user_id, u (null: unknown), [features], seen (array<int>, maybe empty)."""
+    """(user_id, seen) for every user with a validated event in the ``active_days`` days up to and
+    including the day (only those of ``request.users`` when given); ``seen`` is the sorted array<int> of
+    the user's item codes under ``policy`` (:mod:`recflow.seen`), empty when none or policy ``none``.
+
+    Why one ``groupBy``: the active set and the seen arrays are both per-user aggregates of the same
+    rows, so one hash aggregate over the union of the two windows gives both, instead of a distinct, a
+    ``collect_set`` and a join between them (three shuffles of the interactions down to one).
+    """
     from pyspark.sql import functions as F
 
-    users = active_users(interactions, day=request.day, days=request.active_days, subset=request.users)
-    users = users.join(user_table(spark, artifact_dir, model), COL_USER, "left")
-    seen = seen_arrays(
-        interactions,
-        item_table(spark, model),
-        policy=policy,
-        day=request.day,
-        start=policy.start(request.day, train_start),
-    )
-    empty = F.array().cast("array<int>")
+    day = request.day
+    active_start = day - timedelta(days=request.active_days - 1)
+    seen_start = policy.start(day, train_start)
+    seen = seen_window(policy, day=day, start=seen_start)
+    first = active_start if seen is None or seen_start is None else min(active_start, seen_start)
+    date_col = F.col(COL_DATE)
+    rows = interactions.where((date_col <= F.lit(day)) & F.col(COL_USER).isNotNull())
+    if seen is None or seen_start is not None:
+        rows = rows.where(date_col >= F.lit(first))
+    if request.users is not None:
+        rows = rows.where(F.col(COL_USER).isin(list(request.users)))
+    active = F.max((date_col >= F.lit(active_start)).cast("int")) == 1
     if seen is None:
-        users = users.withColumn(COL_SEEN, empty)
+        grouped = rows.groupBy(COL_USER).agg(active.alias("active"))
+        grouped = grouped.withColumn(COL_SEEN, F.array().cast("array<int>"))
     else:
-        users = users.join(seen, COL_USER, "left").withColumn(COL_SEEN, F.coalesce(F.col(COL_SEEN), empty))
-    return users
+        coded = rows.select(COL_USER, COL_DATE, COL_ITEM).join(F.broadcast(items), COL_ITEM, "left")
+        grouped = coded.groupBy(COL_USER).agg(active.alias("active"), seen_codes(seen))
+    return grouped.where("active").select(COL_USER, COL_SEEN)
+
+
+def scoring_inputs(
+    spark: SparkSession, activity: DataFrame, artifact_dir: Path, model: Recommender, partitions: int
+) -> DataFrame:
+    """One row per user to score: user_id, u (null: unknown), [features], seen (array<int>, maybe empty),
+    hash-partitioned into ``partitions`` by user and sorted by user within each partition.
+
+    The join's shuffle is the one :func:`score_users` needs: ``activity`` is repartitioned by user first,
+    the user table's side follows it, and the sort-merge join's output is already what ``score_users``
+    asks for, so Spark plans no further exchange or sort before the scoring ``mapInArrow``.
+    """
+    table = user_table(spark, artifact_dir, model)
+    return activity.repartition(partitions, COL_USER).join(table, COL_USER, "left")
 
 
 def _ragged(column: pa.ListArray) -> Ragged:
@@ -272,17 +280,17 @@ def run_batch_scoring(
     train_start = date.fromisoformat(lineage["window"]["start"]) if "window" in lineage else None
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_USERS))
     interactions = read_interactions(spark, lake_root)
-    inputs = scoring_inputs(spark, interactions, artifact_dir, model, request, policy, train_start).cache()
+    activity = user_activity(interactions, item_table(spark, model), request, policy, train_start).cache()
     try:
-        n_users = inputs.count()
+        n_users = activity.count()
         if n_users == 0:
             raise ScoringError(
                 f"no active users in the {request.active_days} day(s) up to {request.day} under {lake_root}"
                 + (f" among the {len(request.users)} requested" if request.users is not None else "")
             )
-        scores = score_users(
-            inputs, model, version=request.version, k=request.k, partitions=partition_count(spark, n_users)
-        )
+        partitions = partition_count(spark, n_users)
+        inputs = scoring_inputs(spark, activity, artifact_dir, model, partitions)
+        scores = score_users(inputs, model, version=request.version, k=request.k, partitions=partitions)
         return publish_scores(
             spark,
             scores,
@@ -293,7 +301,7 @@ def run_batch_scoring(
             lake_root=lake_root,
         )
     finally:
-        inputs.unpersist()
+        activity.unpersist()
 
 
 def _lineage(artifact_dir: Path) -> dict[str, Any]:

@@ -9,8 +9,9 @@ A spec's ``exclude_seen`` (``models/<family>.yaml``, recorded in the artifact's 
 * ``none``: nothing is removed (repeat-purchase catalogs); evaluation then also keeps repeat pairs.
 
 Why Spark and not the artifact: the artifact's seen index freezes at the end of training. The batch job
-groups the lake's (user, item code) pairs to one sorted array per user and joins it to the users it
-scores, so each Python worker receives exactly its own users' seen items with its batch.
+groups the lake's (user, item code) pairs to one sorted array per user (:func:`seen_codes`, in the same
+``groupBy`` that finds the active users), so each Python worker receives exactly its own users' seen
+items with its batch.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from recflow.constants import COL_DATE, COL_ITEM, COL_USER
+from recflow.constants import COL_DATE
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column
 
 Policy = Literal["lake", "none"]
 POLICIES: Final = ("lake", "none")
@@ -63,21 +64,24 @@ class SeenPolicy:
         return train_start
 
 
-def seen_arrays(
-    interactions: DataFrame, item_codes: DataFrame, *, policy: SeenPolicy, day: date, start: date | None
-) -> DataFrame | None:
-    """(user_id, seen: sorted array<int> of item codes) for every user with a seen item, or None when the
-    policy is ``none``. Items the model does not know are dropped (it can never recommend them)."""
+def seen_window(policy: SeenPolicy, *, day: date, start: date | None) -> Column | None:
+    """Spark predicate over interaction rows: the event counts as seen when scoring ``day`` (its date is in
+    ``[start, day]``; no lower bound when ``start`` is None), or None when the policy is ``none``."""
     from pyspark.sql import functions as F
 
     if policy.exclude_seen == "none":
         return None
-    window = interactions.where(F.col(COL_DATE) <= F.lit(day))
-    if start is not None:
-        window = window.where(F.col(COL_DATE) >= F.lit(start))
-    return (
-        window.select(COL_USER, COL_ITEM)
-        .join(F.broadcast(item_codes), COL_ITEM)
-        .groupBy(COL_USER)
-        .agg(F.array_sort(F.collect_set(F.col(COL_ITEM_CODE).cast("int"))).alias(COL_SEEN))
-    )
+    inside = F.col(COL_DATE) <= F.lit(day)
+    return inside if start is None else inside & (F.col(COL_DATE) >= F.lit(start))
+
+
+def seen_codes(window: Column) -> Column:
+    """Aggregate: the sorted, distinct item codes (column ``i``) of a group's rows inside ``window``.
+
+    Rows outside it, and items the model does not know (a null code: it can never recommend them),
+    are skipped: ``collect_list`` drops nulls. A group with none gets an empty array, not null.
+    """
+    from pyspark.sql import functions as F
+
+    codes = F.collect_list(F.when(window, F.col(COL_ITEM_CODE).cast("int")))
+    return F.array_sort(F.array_distinct(codes)).alias(COL_SEEN)
