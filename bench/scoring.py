@@ -159,10 +159,20 @@ def _recflow(n_users: int) -> dict[str, Any]:
         (float(m.group(1)) for line in log_lines if (m := re.search(r"scored and staged \S+ in ([\d.]+) s", line))),
         None,
     )
+    inputs = next(
+        (
+            float(m.group(1))
+            for line in log_lines
+            if (m := re.search(r"active users and their seen items in ([\d.]+) s", line))
+        ),
+        None,
+    )
     assert summary["rows"] == n_users * K, summary
     out = {"seconds": seconds, "peak_rss_mb": worker_peak, "python_workers": len(workers), "summary": summary}
     if staged is not None:
         out["score_write_seconds"] = staged
+    if inputs is not None:
+        out["inputs_seconds"] = inputs
     return out
 
 

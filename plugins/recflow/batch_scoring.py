@@ -24,7 +24,9 @@ by user and rank, files named ``part-<n>.parquet``: a re-run with the same input
 from __future__ import annotations
 
 import json
+import logging
 import pickle
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -55,6 +57,7 @@ SUMMARY_FILE: Final = "_recflow_summary.json"
 #: Users per Arrow batch handed to the scoring core (it blocks internally to stay in cache).
 ARROW_BATCH_USERS: Final = 8192
 
+log = logging.getLogger(__name__)
 _worker_models: dict[str, Recommender] = {}
 
 
@@ -282,7 +285,9 @@ def run_batch_scoring(
     interactions = read_interactions(spark, lake_root)
     activity = user_activity(interactions, item_table(spark, model), request, policy, train_start).cache()
     try:
+        t0 = time.perf_counter()
         n_users = activity.count()
+        log.info("%d active users and their seen items in %.1f s", n_users, time.perf_counter() - t0)
         if n_users == 0:
             raise ScoringError(
                 f"no active users in the {request.active_days} day(s) up to {request.day} under {lake_root}"
