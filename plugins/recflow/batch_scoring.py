@@ -54,6 +54,7 @@ SCORES_SCHEMA: Final = (
 )
 SCORE_COLUMNS: Final = (COL_USER, COL_RANK, COL_ITEM, COL_SCORE, COL_VERSION, COL_SOURCE)
 SUMMARY_FILE: Final = "_recflow_summary.json"
+SHUFFLE_PARTITIONS: Final = "spark.sql.shuffle.partitions"
 #: Users per Arrow batch handed to the scoring core (it blocks internally to stay in cache).
 ARROW_BATCH_USERS: Final = 8192
 
@@ -163,9 +164,12 @@ def scoring_inputs(
     """One row per user to score: user_id, u (null: unknown), [features], seen (array<int>, maybe empty),
     hash-partitioned into ``partitions`` by user and sorted by user within each partition.
 
-    The join's shuffle is the one :func:`score_users` needs: ``activity`` is repartitioned by user first,
-    the user table's side follows it, and the sort-merge join's output is already what ``score_users``
-    asks for, so Spark plans no further exchange or sort before the scoring ``mapInArrow``.
+    The join's shuffle is the one :func:`score_users` needs: ``activity`` is repartitioned by user into
+    ``partitions``, the user table follows it, and the sort-merge join's output is already what
+    ``score_users`` asks for, so Spark plans no further exchange or sort before the scoring
+    ``mapInArrow``. That holds when ``spark.sql.shuffle.partitions`` is at most ``partitions``
+    (:func:`run_batch_scoring` sets it so): with more, Spark shuffles both sides of the join to that many
+    and then once more for the scoring.
     """
     table = user_table(spark, artifact_dir, model)
     return activity.repartition(partitions, COL_USER).join(table, COL_USER, "left")
@@ -283,6 +287,7 @@ def run_batch_scoring(
     train_start = date.fromisoformat(lineage["window"]["start"]) if "window" in lineage else None
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_USERS))
     interactions = read_interactions(spark, lake_root)
+    shuffle_partitions = spark.conf.get(SHUFFLE_PARTITIONS) or "200"
     activity = user_activity(interactions, item_table(spark, model), request, policy, train_start).cache()
     try:
         t0 = time.perf_counter()
@@ -294,6 +299,8 @@ def run_batch_scoring(
                 + (f" among the {len(request.users)} requested" if request.users is not None else "")
             )
         partitions = partition_count(spark, n_users)
+        # the join to the user table then shuffles straight into the scoring partitions (see scoring_inputs)
+        spark.conf.set(SHUFFLE_PARTITIONS, str(partitions))
         inputs = scoring_inputs(spark, activity, artifact_dir, model, partitions)
         scores = score_users(inputs, model, version=request.version, k=request.k, partitions=partitions)
         return publish_scores(
@@ -307,6 +314,7 @@ def run_batch_scoring(
         )
     finally:
         activity.unpersist()
+        spark.conf.set(SHUFFLE_PARTITIONS, shuffle_partitions)
 
 
 def _lineage(artifact_dir: Path) -> dict[str, Any]:
