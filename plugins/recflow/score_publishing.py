@@ -1,14 +1,17 @@
 """Publish only valid batch scores: stage, check with the ``batch_scores`` GX suite, then commit.
 
-The suite (``expectations/batch_scores.json``) runs over a *check frame*: the staged Parquet as written,
-joined to the users the run had to score and their seen items, with per-user facts beside each row. A
-user with no rows appears once with a null rank, so "every user got ``min(k, unseen)`` rows" is an
-ordinary column-pair rule. The expected count is computed from the inputs
-(catalog or candidate pool minus the seen items), never from the scorer's own output.
+The suite (``expectations/batch_scores.json``) runs over a per-user *check frame* built from the staged
+Parquet as written and the run's inputs (:func:`user_checks`): one row per user, with what the inputs
+say the user should get (``expected_rows`` = ``min(k, unseen)`` from the catalog or candidate pool
+minus the seen items, and the expected source) beside counts of what the user's staged rows break
+(duplicate or missing ranks, unsorted scores, seen, unknown or duplicate items, the wrong source,
+non-finite scores) and the ranges they span (ranks, scores by source, versions). Rules about rows are
+per-user counts that must be 0, so GX still judges every staged row, on k times fewer rows; a failure
+names the users (GX's unexpected index on ``user_id``) and the report carries their staged rows.
 
-Cost: the check is one Spark pass over the staged rows. The check frame is partitioned by user, and
-GX's pandas engine runs the suite on each worker's user-complete chunks
-(:mod:`recflow.validation.partitioned`); the summary's counts come from the same pass.
+Cost: one Spark aggregation over the staged rows (partial in the scan's tasks, one row per user
+shuffled) joined to the inputs, then GX's pandas engine on the driver over that frame in chunks
+(:mod:`recflow.validation.chunked`); the summary's counts come from the same frame.
 
 Commit: the lake's :meth:`~recflow.data.stores.LakeStore.publish` (a rename swap on a local lake; on S3,
 files copied into place and the ``_SUCCESS`` manifest written last). A failed suite publishes nothing,
@@ -50,6 +53,8 @@ SUITE: Final = "batch_scores"
 #: Families whose model scores are probabilities or popularity shares; the others are unbounded reals.
 UNIT_SCORE_FAMILIES: Final = frozenset({"ncf", "popularity"})
 _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
+#: Users whose staged rows a failure report carries (from the failed rules' samples).
+REPORT_USERS: Final = 5
 
 
 class ScoresRejected(ScoringError):
@@ -79,17 +84,21 @@ def expected_rows(model: Recommender, k: int) -> Any:
     return F.least(F.lit(k), available)
 
 
-def check_frame(spark: SparkSession, staged: DataFrame, inputs: DataFrame, model: Recommender, k: int) -> DataFrame:
-    """One row per staged row, plus one with a null rank per requested user without rows, with the facts
-    the suite checks; partitioned and sorted by user, as
-    :func:`~recflow.validation.partitioned.run_suite_on_partitions` needs.
+def user_checks(spark: SparkSession, staged: DataFrame, inputs: DataFrame, model: Recommender, k: int) -> DataFrame:
+    """The per-user frame the suite runs on: one row per user in ``inputs`` or in the staged files.
 
-    Why a left join plus the users without rows, not one full outer join: the full outer join's key is a
-    new (coalesced) column, so the per-user window after it shuffled the whole frame a second time. The
-    left join keeps the staged rows partitioned by the inputs' ``user_id`` (``inputs`` is cached,
-    hash-partitioned by user), so the window reuses that partitioning; only the staged rows move once.
+    Each user's staged rows are reduced to counts of what the suite forbids (duplicate ranks, duplicate
+    items, a rank scored above the one before, non-finite scores, seen items, unknown items, rows of the
+    wrong source, incomplete rows) plus the ranges it bounds (ranks, model and fallback scores, versions),
+    and joined to what the inputs say the user should get: ``expected_rows`` = ``min(k, unseen)``
+    (:func:`expected_rows`) and ``expected_source``. A user without rows has ``user_rows`` 0; a staged
+    user the run did not ask for has no expected values.
+
+    Why per user: every rule of the suite is a statement about one user's rows, so the frame GX reads
+    is k times smaller than the staged rows, and one Spark aggregation computes it. The staged rows are
+    partially aggregated in the scan's own tasks (one ``collect_list`` of (rank, score, item code) per
+    user, sorted by rank), so only one row per user is shuffled, then joined to the inputs.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     users = inputs.select(
@@ -98,64 +107,85 @@ def check_frame(spark: SparkSession, staged: DataFrame, inputs: DataFrame, model
         expected_rows(model, k).alias("expected_rows"),
         F.when(F.col(COL_CODE).isNull(), SOURCE_FALLBACK).otherwise(SOURCE_MODEL).alias("expected_source"),
     )
-    rows = staged.join(F.broadcast(item_table(spark, model)), COL_ITEM, "left").join(users, COL_USER, "left")
-    per_user = Window.partitionBy(COL_USER)
-    by_rank = per_user.orderBy(COL_RANK)
-    score = F.col(COL_SCORE)
-    scored = rows.select(
-        *SCORE_COLUMNS,
-        "expected_rows",
-        "expected_source",
-        F.count(COL_RANK).over(per_user).alias("user_rows"),
-        F.coalesce(F.max(COL_RANK).over(per_user), F.lit(0)).alias("user_max_rank"),
-        (F.lag(score).over(by_rank) - score).alias("score_drop"),
-        F.array_contains(F.col(COL_SEEN), F.col(COL_ITEM_CODE)).alias("is_seen"),
-        F.col(COL_ITEM_CODE).isNotNull().alias("item_known"),
-        (F.col(COL_SOURCE) == F.col("expected_source")).alias("source_matches"),
-        (~F.isnan(score) & (F.abs(score) < F.lit(float("inf")))).alias("score_finite"),
-        F.when(F.col(COL_SOURCE) == SOURCE_MODEL, score).alias("model_score"),
-        F.when(F.col(COL_SOURCE) == SOURCE_FALLBACK, score).alias("fallback_score"),
-        # every staged row is a recommendation: rank, item, score and version all set
-        (
-            F.col(COL_RANK).isNotNull()
-            & F.col(COL_ITEM).isNotNull()
-            & score.isNotNull()
-            & F.col(COL_VERSION).isNotNull()
-        ).alias("row_complete"),
+    rows = staged.join(F.broadcast(item_table(spark, model)), COL_ITEM, "left")
+    score, source, code = F.col(COL_SCORE), F.col(COL_SOURCE), F.col(COL_ITEM_CODE)
+    finite = ~F.isnan(score) & (F.abs(score) < F.lit(float("inf")))
+    complete = F.col(COL_RANK).isNotNull() & F.col(COL_ITEM).isNotNull() & score.isNotNull()
+    complete &= F.col(COL_VERSION).isNotNull()
+
+    def count(condition: Any) -> Any:
+        return F.sum(F.when(condition, 1).otherwise(0))
+
+    def within(name: str, value: Any) -> list[Any]:
+        return [F.min(value).alias(f"{name}_min"), F.max(value).alias(f"{name}_max")]
+
+    per_user = rows.groupBy(COL_USER).agg(
+        F.count(F.lit(1)).alias("user_rows"),
+        F.min(COL_RANK).alias("min_rank"),
+        F.max(COL_RANK).alias("max_rank"),
+        count(~complete).alias("incomplete_rows"),
+        count(score.isNotNull() & ~finite).alias("nonfinite_scores"),
+        count(F.col(COL_ITEM).isNotNull() & code.isNull()).alias("unknown_items"),
+        count(source == SOURCE_MODEL).alias("model_rows"),
+        count(source == SOURCE_FALLBACK).alias("fallback_rows"),
+        *within("model_score", F.when(source == SOURCE_MODEL, score)),
+        *within("fallback_score", F.when(source == SOURCE_FALLBACK, score)),
+        *within("version", F.col(COL_VERSION)),
+        # by rank, ties (a duplicate rank) by descending score so that they do not count as unsorted too
+        F.sort_array(F.collect_list(F.struct(F.col(COL_RANK).alias("r"), (-score).alias("d"), code.alias("i")))).alias(
+            "ranked"
+        ),
     )
-    # A requested user without rows: one row with a null rank (exhausted, or dropped by the scorer).
-    missing = users.join(staged.select(COL_USER), COL_USER, "left_anti").sortWithinPartitions(COL_USER)
-    none = F.lit(None)
-    empty = missing.select(
+    joined = users.join(per_user, COL_USER, "full")
+    ranked = F.coalesce(F.col("ranked"), F.array().cast(per_user.schema["ranked"].dataType))
+    seen = F.coalesce(F.col(COL_SEEN), F.array().cast("array<int>"))
+    ranks = F.transform(ranked, lambda x: x["r"])
+    descents = F.transform(ranked, lambda x: x["d"])  # -score
+    codes = F.filter(F.transform(ranked, lambda x: x["i"]), lambda c: c.isNotNull())
+    # pairs (rank r, the next rank): the next one scored higher breaks "sorted descending" (NaN, which
+    # Spark orders above every number, is counted as non-finite only)
+    after = F.slice(descents, 2, F.greatest(F.size(descents), F.lit(1)))
+    rising = F.zip_with(after, descents, lambda b, a: (b < a) & ~F.isnan(a) & ~F.isnan(b))
+
+    def zero(name: str) -> Any:
+        return F.coalesce(F.col(name), F.lit(0)).alias(name)
+
+    own_source = F.when(F.col("expected_source") == SOURCE_MODEL, F.col("model_rows")).otherwise(F.col("fallback_rows"))
+    return joined.select(
         COL_USER,
-        none.cast("int").alias(COL_RANK),
-        none.cast("string").alias(COL_ITEM),
-        none.cast("double").alias(COL_SCORE),
-        none.cast("string").alias(COL_VERSION),
-        none.cast("string").alias(COL_SOURCE),
         "expected_rows",
         "expected_source",
-        F.lit(0).cast("long").alias("user_rows"),
-        F.lit(0).alias("user_max_rank"),
-        none.cast("double").alias("score_drop"),
-        *[none.cast("boolean").alias(c) for c in ("is_seen", "item_known", "source_matches", "score_finite")],
-        none.cast("double").alias("model_score"),
-        none.cast("double").alias("fallback_score"),
-        F.lit(True).alias("row_complete"),
+        zero("user_rows"),
+        "min_rank",
+        zero("max_rank"),
+        zero("incomplete_rows"),
+        (F.size(ranks) - F.size(F.array_distinct(ranks))).alias("duplicate_ranks"),
+        (F.size(codes) - F.size(F.array_distinct(codes))).alias("duplicate_items"),
+        F.size(F.filter(rising, lambda up: up)).alias("unsorted_pairs"),
+        zero("nonfinite_scores"),
+        F.size(F.filter(codes, lambda c: F.array_contains(seen, c))).alias("seen_items"),
+        zero("unknown_items"),
+        F.when(F.col("expected_source").isNotNull(), F.coalesce(F.col("user_rows") - own_source, F.lit(0))).alias(
+            "wrong_source_rows"
+        ),
+        "model_score_min",
+        "model_score_max",
+        "fallback_score_min",
+        "fallback_score_max",
+        "version_min",
+        "version_max",
     )
-    return scored.unionByName(empty)
 
 
 def user_facts(chunk: pd.DataFrame) -> dict[str, int]:
-    """The summary's counts over a user-complete chunk of the check frame (so distinct counts add up)."""
-    users = chunk[COL_USER]
-    has_row = chunk[COL_RANK].notna()
+    """The summary's counts over a chunk of the per-user frame (one row per user, so they add up)."""
+    requested = chunk["expected_rows"].notna()
     return {
-        "rows": int(has_row.sum()),
-        "users_scored": int(users[has_row].nunique()),
-        "users_exhausted": int(users[chunk["expected_rows"] == 0].nunique()),
-        "users_fallback": int(users[chunk["expected_source"] == SOURCE_FALLBACK].nunique()),
-        "active_users": int(users[chunk["expected_rows"].notna()].nunique()),
+        "rows": int(chunk["user_rows"].sum()),
+        "users_scored": int((chunk["user_rows"] > 0).sum()),
+        "users_exhausted": int((chunk["expected_rows"] == 0).sum()),
+        "users_fallback": int((requested & (chunk["expected_source"] == SOURCE_FALLBACK)).sum()),
+        "active_users": int(requested.sum()),
     }
 
 
@@ -168,6 +198,25 @@ def suite_params(model: Recommender, request: ScoringRequest) -> dict[str, Any]:
         "score_min": 0.0 if unit else -_FLOAT32_MAX,
         "score_max": 1.0 if unit else _FLOAT32_MAX,
     }
+
+
+def failed_rows(staged: DataFrame, failed: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The staged rows (by rank) of the first :data:`REPORT_USERS` users the failed rules sampled."""
+    from pyspark.sql import functions as F
+
+    users: list[str] = []
+    for result in failed:
+        users += [u for u in result.get("sample_ids") or [] if isinstance(u, str) and u not in users]
+    users = users[:REPORT_USERS]
+    if not users:
+        return {}
+    from recflow.validation.gx_runner import jsonable
+
+    out: dict[str, list[dict[str, Any]]] = {user: [] for user in users}
+    for row in staged.where(F.col(COL_USER).isin(users)).orderBy(COL_USER, COL_RANK).collect():
+        values = row.asDict()
+        out[values.pop(COL_USER)].append(jsonable(values))
+    return out
 
 
 def _normalise_files(folder: Path) -> list[str]:
@@ -220,7 +269,7 @@ def publish_scores(
     """Stage ``scores``, run the suite on the staged files, publish them and return the summary."""
     from recflow.data.stores import open_store
     from recflow.validation import load_suite_spec
-    from recflow.validation.partitioned import run_suite_on_partitions
+    from recflow.validation.chunked import run_suite_in_chunks
 
     store = open_store(str(lake_root))
     staging = store.staging()
@@ -233,14 +282,20 @@ def publish_scores(
         if tuple(staged.columns) != SCORE_COLUMNS:
             raise ScoringError(f"staged scores have columns {staged.columns}, expected {list(SCORE_COLUMNS)}")
         t0 = time.perf_counter()
-        results, facts = run_suite_on_partitions(
-            check_frame(spark, staged, inputs, model, request.k),
+        results, facts = run_suite_in_chunks(
+            user_checks(spark, staged, inputs, model, request.k),
             load_suite_spec(SUITE),
             suite_params(model, request),
             group_col=COL_USER,
             facts=user_facts,
         )
-        log.info("suite %s on %d rows: %.1f s", SUITE, facts["rows"], time.perf_counter() - t0)
+        log.info(
+            "suite %s on %d rows (%d users): %.1f s",
+            SUITE,
+            facts["rows"],
+            facts["active_users"],
+            time.perf_counter() - t0,
+        )
         summary: dict[str, Any] = {
             "day": str(request.day),
             "model_version": request.version,
@@ -256,7 +311,8 @@ def publish_scores(
         }
         failed = [r for r in results if not r["success"]]
         if failed:
-            report = {**summary, "suite": SUITE, "published": False, "failed": failed, "results": results}
+            report = {**summary, "suite": SUITE, "published": False, "failed": failed, "results": results,
+                      "failed_rows": failed_rows(staged, failed)}  # fmt: skip
             uri = _write_report(store, request.day, report)
             reasons = ", ".join(sorted({str(r["reason"]) for r in failed}))
             raise ScoresRejected(

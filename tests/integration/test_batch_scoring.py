@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.batch_scoring import ScoringRequest, run_batch_scoring, scores_partition
+from recflow.batch_scoring import SCORE_COLUMNS, ScoringRequest, run_batch_scoring, scores_partition
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.data.stores import LocalLake
 from recflow.models.als import AlsParams, AlsRecommender
@@ -154,6 +154,10 @@ def test_output_failing_the_suite_keeps_the_previous_partition(
     assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
     report = json.loads((world["lake"] / reports_partition(DAY) / "report.json").read_text())
     assert report["published"] is False and info.value.report_uri.endswith(reports_partition(DAY))
+    broken_users = set(model.index.users[:5])
+    short = next(r for r in report["failed"] if r["reason"] == "rows_per_user_not_min_k_unseen")
+    assert short["sample_ids"] and set(short["sample_ids"]) <= broken_users, short
+    assert report["failed_rows"] and set(report["failed_rows"]) <= broken_users
 
 
 def test_window_without_active_users_fails_clearly(spark: Any, world: dict[str, Any]) -> None:
@@ -218,42 +222,85 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
     assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
 
 
-def test_suite_on_spark_workers_gives_the_whole_frame_verdicts(spark: Any) -> None:
-    """The suite run chunk by chunk on the workers (chunks of 3 rows here) flags exactly what GX gives on
-    the whole frame in one pandas run: the same failed reasons with the same unexpected counts."""
-    from recflow.validation import SCORES_SUITE, load_suite_spec, validate_frame
-    from recflow.validation.partitioned import run_suite_on_partitions
+def _staged(spark: Any, rows: list[tuple[Any, ...]]) -> Any:
+    """Staged score rows; a NaN score stays NaN (pandas' NaN would arrive in Spark as null)."""
+    from pyspark.sql import functions as F
 
-    users = [f"u{n}" for n in range(8) for _ in range(2)]
-    frame = pd.DataFrame({
-        COL_USER: users, "rank": [1, 2] * 8, COL_ITEM: ["a", "b"] * 8, "score": [0.9, 0.1] * 8,
-        "model_version": ["v1"] * 16, "source": ["model"] * 16, "expected_rows": [2] * 16,
-        "expected_source": ["model"] * 16, "user_rows": [2] * 16, "user_max_rank": [2] * 16,
-        "score_drop": [None, 0.8] * 8, "is_seen": [False] * 16, "item_known": [True] * 16,
-        "source_matches": [True] * 16, "score_finite": [True] * 16, "model_score": [0.9, 0.1] * 8,
-        "fallback_score": [None] * 16, "row_complete": [True] * 16,
-    })  # fmt: skip
-    frame.loc[3, "is_seen"] = True
-    frame.loc[[6, 7], "rank"] = 1  # u3: duplicate rank
-    frame.loc[9, "model_version"] = "v2"
-    frame.loc[[12, 13], "user_rows"] = 1
-    frame.loc[15, "score_drop"] = -0.5
-    params = {"k": 2, "version_set": ["v1"], "score_min": -1.0, "score_max": 1.0}
-    whole = validate_frame(frame, SCORES_SUITE, params, raise_on_failure=False).failed
-    check = spark.createDataFrame(frame).repartition(3, COL_USER).sortWithinPartitions(COL_USER, "rank")
-    results, facts = run_suite_on_partitions(
-        check, load_suite_spec(SCORES_SUITE), params, group_col=COL_USER, chunk_rows=3,
-        facts=lambda chunk: {"users": chunk[COL_USER].nunique()},
+    frame = spark.createDataFrame(
+        pd.DataFrame(rows, columns=list(SCORE_COLUMNS)).astype({"rank": "Int32"}),
+        "user_id string, rank int, item_id string, score double, model_version string, source string",
+    )
+    return frame.withColumn("score", F.coalesce("score", F.lit(float("nan"))))
+
+
+def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(spark: Any, world: dict[str, Any]) -> None:
+    """Staged rows with one defect per user: the per-user frame counts exactly that defect for exactly
+    that user, the suite (run in several chunks) fails with those reasons and names those users, and
+    the summary's counts are those of the inputs."""
+    from recflow.score_publishing import SUITE, suite_params, user_checks, user_facts
+    from recflow.validation import load_suite_spec, validate_frame
+    from recflow.validation.chunked import run_suite_in_chunks
+
+    model: AlsRecommender = world["model"]
+    items = list(model.index.items)
+    known = [u for u in model.index.users if u not in ("u000", "u001")]
+    seen_of = {known[3]: [items[2]]}
+    good = {u: [(u, r, items[10 + r], 1.0 - r / 10, "v1", "model") for r in range(1, K + 1)] for u in known[:12]}
+    broken = {**good}
+    u = known
+    broken[u[0]] = [(u[0], r if r != 3 else 2, *row[2:]) for r, row in zip(range(1, K + 1), good[u[0]], strict=True)]
+    broken[u[1]] = [*good[u[1]][:2], (u[1], 3, items[13], 5.0, "v1", "model"), *good[u[1]][3:]]
+    broken[u[2]] = good[u[2]][:-1]  # one row short of min(k, unseen)
+    broken[u[3]] = [(u[3], 1, items[2], 1.0, "v1", "model"), *good[u[3]][1:]]  # its seen item
+    broken[u[4]] = [(u[4], 1, "no-such-item", 1.0, "v1", "model"), *good[u[4]][1:]]
+    broken[u[5]] = [*good[u[5]][:-1], (u[5], K, items[10 + K], 0.4, "v2", "model")]
+    broken[u[6]] = [(u[6], 1, items[11], float("nan"), "v1", "model"), *good[u[6]][1:]]
+    broken[u[7]] = [*good[u[7]][:-1], (u[7], K, items[10 + K], 0.4, "v1", "fallback")]
+    broken[u[8]] = [*good[u[8]][:-1], (u[8], K, items[11], 0.4, "v1", "model")]  # item of rank 1 again
+    broken[u[9]] = [*good[u[9]][:3], good[u[9]][4]]  # ranks 1, 2, 3, 5
+    broken["stranger"] = [("stranger", r, items[r], 0.5, "v1", "fallback") for r in range(1, K + 1)]
+    broken["new-user"] = [("new-user", r, items[r], 1.0 / r, "v1", "fallback") for r in range(1, K + 1)]
+    rows = [row for user_rows in broken.values() for row in user_rows]
+    requested = [*known[:12], "new-user", "u001"]  # u001 saw every item: exhausted, no rows
+    codes = dict(zip(model.index.users, range(model.index.n_users), strict=False))
+    seen_of["u001"] = items
+    inputs = spark.createDataFrame(
+        pd.DataFrame({
+            COL_USER: requested, "u": [codes.get(x) for x in requested],
+            "seen": [sorted(items.index(i) for i in seen_of.get(x, [])) for x in requested],
+        }).astype({"u": "Int32"}),
+        "user_id string, u int, seen array<int>",
     )  # fmt: skip
-    chunked = [r for r in results if not r["success"]]
-    assert {(r["reason"], r["unexpected_count"]) for r in chunked} == {
-        (r["reason"], r["unexpected_count"]) for r in whole
+    request = ScoringRequest(day=DAY, version="v1", k=K, active_days=1)
+    params = suite_params(model, request)
+    frame = user_checks(spark, _staged(spark, rows), inputs, model, K)
+    whole = frame.toPandas().set_index(COL_USER)
+    flagged = {
+        "duplicate_ranks": u[0], "unsorted_pairs": u[1], "seen_items": u[3], "unknown_items": u[4],
+        "nonfinite_scores": u[6], "wrong_source_rows": u[7], "duplicate_items": u[8],
+    }  # fmt: skip
+    for column, user in flagged.items():
+        assert whole.loc[whole[column] > 0].index.tolist() == [user], column
+    assert whole.loc[u[2], "user_rows"] == K - 1 and whole.loc[u[5], "version_max"] == "v2"
+    assert whole.loc["u001", ["user_rows", "expected_rows"]].tolist() == [0, 0]
+    assert pd.isna(whole.loc["stranger", "expected_rows"]) and whole.loc["new-user", "expected_source"] == "fallback"
+
+    results, facts = run_suite_in_chunks(
+        frame, load_suite_spec(SUITE), params, group_col=COL_USER, facts=user_facts, chunk_rows=4
+    )
+    failed = {r["reason"]: r for r in results if not r["success"]}
+    expected = {
+        "duplicate_rank": u[0], "ranks_not_contiguous": u[9], "scores_not_sorted_descending": u[1],
+        "rows_per_user_not_min_k_unseen": u[2], "seen_item_recommended": u[3], "unknown_item": u[4],
+        "wrong_model_version": u[5], "score_not_finite": u[6], "wrong_source": u[7],
+        "duplicate_recommendation": u[8], "user_not_requested": "stranger",
+    }  # fmt: skip
+    assert set(failed) == set(expected)
+    for reason, user in expected.items():
+        assert user in failed[reason]["sample_ids"], (reason, failed[reason])
+    pandas_whole = validate_frame(whole.reset_index(), SUITE, params, raise_on_failure=False).failed
+    assert {(r["reason"], r["unexpected_count"]) for r in failed.values()} <= {
+        (r["reason"], r["unexpected_count"]) for r in pandas_whole
     }
-    assert {r["reason"] for r in chunked} >= {
-        "seen_item_recommended",
-        "duplicate_rank",
-        "wrong_model_version",
-        "rows_per_user_not_min_k_unseen",
-        "scores_not_sorted_descending",
-    }
-    assert facts == {"users": 8}
+    assert facts == {"rows": len(rows), "users_scored": 14, "users_exhausted": 1, "users_fallback": 1,
+                     "active_users": len(requested)}  # fmt: skip

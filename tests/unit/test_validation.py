@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_RANK, COL_SCORE, COL_TS, COL_USER
+from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_TS, COL_USER
 from recflow.data import synthetic
 from recflow.data.contract import INTERACTION_COLUMNS
 from recflow.validation import (
@@ -311,30 +311,27 @@ def test_training_features_suite() -> None:
 
 
 def _score_check_frame() -> pd.DataFrame:
-    """A check frame as recflow.score_publishing builds it: u1 got 2 rows, u2 (a fallback user) 1, u3
-    is exhausted (one row with a null rank)."""
+    """A per-user check frame as recflow.score_publishing.user_checks builds it: u1 got 2 model rows,
+    u2 (a fallback user) 1, u3 is exhausted (no rows, expected 0)."""
+    zeros = [0, 0, 0]
     return pd.DataFrame(
         {
-            COL_USER: ["u1", "u1", "u2", "u3"],
-            COL_RANK: [1, 2, 1, None],
-            COL_ITEM: ["a", "b", "a", None],
-            COL_SCORE: [-0.2, -0.5, 0.7, None],
-            "model_version": ["als-1", "als-1", "als-1", None],
-            "source": ["model", "model", "fallback", None],
-            "expected_rows": [2, 2, 1, 0],
-            "expected_source": ["model", "model", "fallback", "model"],
-            "user_rows": [2, 2, 1, 0],
-            "user_max_rank": [2, 2, 1, 0],
-            "score_drop": [None, 0.3, None, None],
-            "is_seen": [False, False, False, None],
-            "item_known": [True, True, True, None],
-            "source_matches": [True, True, True, None],
-            "score_finite": [True, True, True, None],
-            "model_score": [-0.2, -0.5, None, None],
-            "fallback_score": [None, None, 0.7, None],
-            "row_complete": [True, True, True, True],
+            COL_USER: ["u1", "u2", "u3"],
+            "expected_rows": [2, 1, 0],
+            "expected_source": ["model", "fallback", "model"],
+            "user_rows": [2, 1, 0],
+            "min_rank": [1, 1, None],
+            "max_rank": [2, 1, 0],
+            **{c: zeros for c in ("incomplete_rows", "duplicate_ranks", "duplicate_items", "unsorted_pairs",
+                                  "nonfinite_scores", "seen_items", "unknown_items", "wrong_source_rows")},
+            "model_score_min": [-0.5, None, None],
+            "model_score_max": [-0.2, None, None],
+            "fallback_score_min": [None, 0.7, None],
+            "fallback_score_max": [None, 0.7, None],
+            "version_min": ["als-1", "als-1", None],
+            "version_max": ["als-1", "als-1", None],
         }
-    )
+    )  # fmt: skip
 
 
 SCORE_PARAMS = {"k": 10, "version_set": ["als-1"], "score_min": -3.0e38, "score_max": 3.0e38}
@@ -348,16 +345,23 @@ def test_batch_scores_suite_accepts_real_score_ranges_and_exhausted_users() -> N
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"user_rows": [1, 1, 1, 0]}, "rows_per_user_not_min_k_unseen"),
-        ({"is_seen": [False, True, False, None]}, "seen_item_recommended"),
-        ({"score_drop": [None, -0.1, None, None]}, "scores_not_sorted_descending"),
-        ({"score_finite": [True, False, True, None]}, "score_not_finite"),
-        ({"fallback_score": [None, None, 3.0, None]}, "fallback_score_out_of_range"),
-        ({"model_version": ["als-1", "als-2", "als-1", None]}, "wrong_model_version"),
-        ({COL_RANK: [1, 1, 1, None]}, "duplicate_rank"),
-        ({COL_RANK: [1, 12, 1, None]}, "rank_out_of_range"),
-        ({"expected_rows": [2, 2, None, 0]}, "user_not_requested"),
-        ({"source_matches": [True, True, False, None]}, "wrong_source"),
+        ({"user_rows": [1, 1, 0]}, "rows_per_user_not_min_k_unseen"),
+        ({"seen_items": [0, 1, 0]}, "seen_item_recommended"),
+        ({"unsorted_pairs": [1, 0, 0]}, "scores_not_sorted_descending"),
+        ({"nonfinite_scores": [1, 0, 0]}, "score_not_finite"),
+        ({"model_score_max": [float("inf"), None, None]}, "model_score_not_finite_or_out_of_range"),
+        ({"fallback_score_max": [None, 3.0, None]}, "fallback_score_out_of_range"),
+        ({"version_max": ["als-2", "als-1", None]}, "wrong_model_version"),
+        ({"duplicate_ranks": [1, 0, 0]}, "duplicate_rank"),
+        ({"duplicate_items": [0, 1, 0]}, "duplicate_recommendation"),
+        ({"max_rank": [12, 1, 0]}, "rank_out_of_range"),
+        ({"max_rank": [3, 1, 0]}, "ranks_not_contiguous"),
+        ({"expected_rows": [2, None, 0]}, "user_not_requested"),
+        ({"wrong_source_rows": [0, 1, 0]}, "wrong_source"),
+        ({"unknown_items": [1, 0, 0]}, "unknown_item"),
+        ({"incomplete_rows": [1, 0, 0]}, "incomplete_row"),
+        ({COL_USER: ["u1", "u1", "u3"]}, "duplicate_user"),
+        ({COL_USER: ["u1", None, "u3"]}, "null_user_id"),
     ],
 )
 def test_batch_scores_suite_rejects(change: dict[str, list[Any]], reason: str) -> None:

@@ -29,7 +29,8 @@ The package, one job per module: :mod:`~recflow.validation.suites` (suite JSON -
 (duplicates and the GX sample in bounded memory), :mod:`~recflow.validation.gx_runner` (GX runs),
 :mod:`~recflow.validation.policy` (policy knobs, batch checks), :mod:`~recflow.validation.output`
 (schemas, writers), :mod:`~recflow.validation.report` (result, reports), :mod:`~recflow.validation.partition`
-(the pipeline of one day) and :mod:`~recflow.validation.frame` (whole-frame suites).
+(the pipeline of one day), :mod:`~recflow.validation.frame` (whole-frame suites) and
+:mod:`~recflow.validation.chunked` (a suite over a Spark frame, on the driver in group-complete chunks).
 """
 
 from recflow.data.casting import join_reasons

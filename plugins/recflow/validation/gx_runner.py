@@ -78,14 +78,29 @@ class GxRunner:
     over data that need not fit in memory. With ``docs_dir``, runs go through a Checkpoint whose
     ``UpdateDataDocsAction`` builds GX Data Docs into that folder (a filesystem site: relative links, so the
     folder can be moved or uploaded).
+
+    ``id_columns`` (pandas engine) name the columns that identify a row, e.g. ``user_id``: each result's
+    ``sample_ids`` then lists them for the sampled unexpected rows (GX's ``unexpected_index_column_names``),
+    so a report says which rows failed, not only which values.
     """
 
-    def __init__(self, spec: SuiteSpec, docs_dir: Path | None = None, *, engine: str = "pandas") -> None:
+    def __init__(
+        self,
+        spec: SuiteSpec,
+        docs_dir: Path | None = None,
+        *,
+        engine: str = "pandas",
+        id_columns: Sequence[str] = (),
+    ) -> None:
         if engine not in ("pandas", "spark"):
             raise ValueError(f"engine must be 'pandas' or 'spark', not {engine!r}")
         self.spec = spark_suite_spec(spec) if engine == "spark" else spec
         self.engine = engine
         self.docs_dir = docs_dir
+        self.id_columns = tuple(id_columns)
+        self.result_format: dict[str, Any] = dict(_RESULT_FORMAT)
+        if self.id_columns:
+            self.result_format["unexpected_index_column_names"] = list(self.id_columns)
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         uid = uuid.uuid4().hex[:8]
@@ -112,7 +127,7 @@ class GxRunner:
                     name=f"{spec.name}-{uid}",
                     validation_definitions=[self.definition],
                     actions=[UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
-                    result_format=_RESULT_FORMAT,
+                    result_format=self.result_format,
                 )
             )
 
@@ -125,7 +140,7 @@ class GxRunner:
             result = self.definition.run(
                 batch_parameters={"dataframe": df},
                 expectation_parameters=dict(params or {}),
-                result_format=_RESULT_FORMAT,
+                result_format=self.result_format,
             )
         out = []
         for r in result.results:
@@ -136,6 +151,7 @@ class GxRunner:
             exc = r.exception_info or {}
             raised = bool(exc.get("raised_exception")) if isinstance(exc, dict) else False
             meta = dict(cfg.meta or {})
+            ids = {"sample_ids": self._ids(res.get("partial_unexpected_index_list") or [])} if self.id_columns else {}
             out.append(
                 {
                     "expectation": cfg.type,
@@ -148,9 +164,16 @@ class GxRunner:
                     "observed_value": jsonable(res.get("observed_value")),
                     "sample": jsonable(res.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
                     "error": exc.get("exception_message") if raised else None,
+                    **ids,
                 }
             )
         return out
+
+    def _ids(self, rows: list[Any]) -> list[Any]:
+        """The ``id_columns`` of GX's sampled unexpected rows (a value each, or a list for several)."""
+        one = len(self.id_columns) == 1
+        picked = [row[self.id_columns[0]] if one else [row[c] for c in self.id_columns] for row in rows]
+        return jsonable(picked[:SAMPLE_SIZE])
 
 
 #: Spark master of the GX Spark path: two local cores, the size of a worker slot in this deployment.
