@@ -88,8 +88,9 @@ def user_checks(spark: SparkSession, staged: DataFrame, inputs: DataFrame, model
     """The per-user frame the suite runs on: one row per user in ``inputs`` or in the staged files.
 
     Each user's staged rows are reduced to counts of what the suite forbids (duplicate ranks, duplicate
-    items, a rank scored above the one before, non-finite scores, seen items, unknown items, rows of the
-    wrong source, incomplete rows) plus the ranges it bounds (ranks, model and fallback scores, versions),
+    items, non-finite scores, distinct seen items, unknown items, rows of the wrong source, incomplete
+    rows; ``scores_out_of_order`` is 1 when the scores do not descend with the rank) plus the ranges it
+    bounds (ranks, model and fallback scores, versions),
     and joined to what the inputs say the user should get: ``expected_rows`` = ``min(k, unseen)``
     (:func:`expected_rows`) and ``expected_source``. A user without rows has ``user_rows`` 0; a staged
     user the run did not ask for has no expected values.
@@ -131,24 +132,28 @@ def user_checks(spark: SparkSession, staged: DataFrame, inputs: DataFrame, model
         *within("model_score", F.when(source == SOURCE_MODEL, score)),
         *within("fallback_score", F.when(source == SOURCE_FALLBACK, score)),
         *within("version", F.col(COL_VERSION)),
-        # by rank, ties (a duplicate rank) by descending score so that they do not count as unsorted too
+        # by rank, ties (a duplicate rank) by descending score, so that a tie is not also out of order
         F.sort_array(F.collect_list(F.struct(F.col(COL_RANK).alias("r"), (-score).alias("d"), code.alias("i")))).alias(
             "ranked"
         ),
     )
+    # Array functions without lambdas: Spark evaluates higher-order functions (transform, filter,
+    # zip_with) interpreted, element by element, which cost more than the aggregation itself.
+    ranks, descents, codes = F.col("ranked.r"), F.col("ranked.d"), F.array_compact(F.col("ranked.i"))
+    per_user = per_user.select(
+        "*",
+        (F.size(ranks) - F.size(F.array_distinct(ranks))).alias("duplicate_ranks"),
+        (F.size(codes) - F.size(F.array_distinct(codes))).alias("duplicate_items"),
+        # -score in rank order equals its ascending sort exactly when the scores descend with the rank
+        F.when(descents == F.sort_array(descents), 0).otherwise(1).alias("scores_out_of_order"),
+        codes.alias("codes"),
+    )
     joined = users.join(per_user, COL_USER, "full")
-    ranked = F.coalesce(F.col("ranked"), F.array().cast(per_user.schema["ranked"].dataType))
-    seen = F.coalesce(F.col(COL_SEEN), F.array().cast("array<int>"))
-    ranks = F.transform(ranked, lambda x: x["r"])
-    descents = F.transform(ranked, lambda x: x["d"])  # -score
-    codes = F.filter(F.transform(ranked, lambda x: x["i"]), lambda c: c.isNotNull())
-    # pairs (rank r, the next rank): the next one scored higher breaks "sorted descending" (NaN, which
-    # Spark orders above every number, is counted as non-finite only)
-    after = F.slice(descents, 2, F.greatest(F.size(descents), F.lit(1)))
-    rising = F.zip_with(after, descents, lambda b, a: (b < a) & ~F.isnan(a) & ~F.isnan(b))
+    seen_items = F.size(F.array_intersect(F.col("codes"), F.col(COL_SEEN)))
 
-    def zero(name: str) -> Any:
-        return F.coalesce(F.col(name), F.lit(0)).alias(name)
+    def zero(name: Any, alias: str | None = None) -> Any:
+        column = F.col(name) if isinstance(name, str) else name
+        return F.coalesce(column, F.lit(0)).alias(alias or str(name))
 
     own_source = F.when(F.col("expected_source") == SOURCE_MODEL, F.col("model_rows")).otherwise(F.col("fallback_rows"))
     return joined.select(
@@ -159,11 +164,11 @@ def user_checks(spark: SparkSession, staged: DataFrame, inputs: DataFrame, model
         "min_rank",
         zero("max_rank"),
         zero("incomplete_rows"),
-        (F.size(ranks) - F.size(F.array_distinct(ranks))).alias("duplicate_ranks"),
-        (F.size(codes) - F.size(F.array_distinct(codes))).alias("duplicate_items"),
-        F.size(F.filter(rising, lambda up: up)).alias("unsorted_pairs"),
+        zero("duplicate_ranks"),
+        zero("duplicate_items"),
+        zero("scores_out_of_order"),
         zero("nonfinite_scores"),
-        F.size(F.filter(codes, lambda c: F.array_contains(seen, c))).alias("seen_items"),
+        zero(seen_items, "seen_items"),
         zero("unknown_items"),
         F.when(F.col("expected_source").isNotNull(), F.coalesce(F.col("user_rows") - own_source, F.lit(0))).alias(
             "wrong_source_rows"

@@ -322,7 +322,7 @@ def _score_check_frame() -> pd.DataFrame:
             "user_rows": [2, 1, 0],
             "min_rank": [1, 1, None],
             "max_rank": [2, 1, 0],
-            **{c: zeros for c in ("incomplete_rows", "duplicate_ranks", "duplicate_items", "unsorted_pairs",
+            **{c: zeros for c in ("incomplete_rows", "duplicate_ranks", "duplicate_items", "scores_out_of_order",
                                   "nonfinite_scores", "seen_items", "unknown_items", "wrong_source_rows")},
             "model_score_min": [-0.5, None, None],
             "model_score_max": [-0.2, None, None],
@@ -347,7 +347,7 @@ def test_batch_scores_suite_accepts_real_score_ranges_and_exhausted_users() -> N
     [
         ({"user_rows": [1, 1, 0]}, "rows_per_user_not_min_k_unseen"),
         ({"seen_items": [0, 1, 0]}, "seen_item_recommended"),
-        ({"unsorted_pairs": [1, 0, 0]}, "scores_not_sorted_descending"),
+        ({"scores_out_of_order": [1, 0, 0]}, "scores_not_sorted_descending"),
         ({"nonfinite_scores": [1, 0, 0]}, "score_not_finite"),
         ({"model_score_max": [float("inf"), None, None]}, "model_score_not_finite_or_out_of_range"),
         ({"fallback_score_max": [None, 3.0, None]}, "fallback_score_out_of_range"),
