@@ -26,7 +26,7 @@ WORKDIR /opt/recflow
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 COPY --chown=airflow:root pyproject.toml uv.lock README.md ./
 COPY --chown=airflow:root plugins ./plugins
-RUN python -m uv sync --frozen --no-dev --python "$(command -v python)"
+RUN python -m uv sync --frozen --no-dev --compile-bytecode --python "$(command -v python)"
 COPY --chown=airflow:root dags ./dags
 COPY --chown=airflow:root spark_jobs ./spark_jobs
 COPY --chown=airflow:root models ./models
@@ -45,7 +45,8 @@ RUN python3 -m pip install --no-cache-dir "uv==${UV_VERSION}"
 COPY pyproject.toml uv.lock README.md ./
 COPY plugins ./plugins
 # The executors must run the driver's Python minor version (3.11): uv installs it from the lock's range.
-RUN python3 -m uv sync --frozen --no-dev --python 3.11 && chown -R spark:spark /opt/recflow
+# Bytecode is compiled in the image, so no Python worker compiles numpy/pandas/pyarrow when it starts.
+RUN python3 -m uv sync --frozen --no-dev --compile-bytecode --python 3.11 && chown -R spark:spark /opt/recflow
 COPY --from=jars --chown=spark:spark /opt/recflow/state/jars /opt/recflow/state/jars
 USER spark
 ENV PYSPARK_PYTHON=/opt/recflow/.venv/bin/python

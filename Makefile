@@ -16,9 +16,11 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+# Bytecode compiled once here: every Spark Python worker imports numpy/pandas/pyarrow at start, and where
+# .pyc cannot be written (PYTHONDONTWRITEBYTECODE, a read-only venv) it compiled them again each time.
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 venv: $(VENV)/.synced  ## build .venv from the lock (installs uv from PyPI when missing)
