@@ -28,7 +28,6 @@ import logging
 import pickle
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -40,6 +39,7 @@ from recflow.constants import COL_DATE, COL_ITEM, COL_RANK, COL_SCORE, COL_SOURC
 from recflow.models.artifact import Recommender, load_recommender
 from recflow.scoring import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScoringError, UserBatch, score_batch
 from recflow.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy, seen_codes, seen_window
+from recflow.spark import session_conf
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,6 +56,7 @@ SCORES_SCHEMA: Final = (
 SCORE_COLUMNS: Final = (COL_USER, COL_RANK, COL_ITEM, COL_SCORE, COL_VERSION, COL_SOURCE)
 SUMMARY_FILE: Final = "_recflow_summary.json"
 SHUFFLE_PARTITIONS: Final = "spark.sql.shuffle.partitions"
+ARROW_MAX_RECORDS: Final = "spark.sql.execution.arrow.maxRecordsPerBatch"
 #: Users per Arrow batch handed to the scoring core (it blocks internally to stay in cache).
 ARROW_BATCH_USERS: Final = 8192
 
@@ -286,7 +287,6 @@ def run_batch_scoring(
     lineage = _lineage(artifact_dir)
     policy = SeenPolicy.from_dict(lineage.get("scoring"))
     train_start = date.fromisoformat(lineage["window"]["start"]) if "window" in lineage else None
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_USERS))
     interactions = read_interactions(spark, lake_root)
     activity = user_activity(interactions, item_table(spark, model), request, policy, train_start).cache()
     try:
@@ -305,7 +305,8 @@ def run_batch_scoring(
             )
         partitions = partition_count(spark, n_users)
         # the join to the user table then shuffles straight into the scoring partitions (see scoring_inputs)
-        with session_conf(spark, {SHUFFLE_PARTITIONS: str(partitions)}):
+        scoped = {SHUFFLE_PARTITIONS: str(partitions), ARROW_MAX_RECORDS: str(ARROW_BATCH_USERS)}
+        with session_conf(spark, scoped):
             inputs = scoring_inputs(spark, activity, artifact_dir, model, partitions)
             scores = score_users(inputs, model, version=request.version, k=request.k, partitions=partitions)
             return publish_scores(
@@ -319,22 +320,6 @@ def run_batch_scoring(
             )
     finally:
         activity.unpersist()
-
-
-@contextmanager
-def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
-    """``settings`` on the session for the block, then each key back to what it was (or unset)."""
-    before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, old in before.items():
-            if old is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, old)
 
 
 def _lineage(artifact_dir: Path) -> dict[str, Any]:

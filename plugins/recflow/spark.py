@@ -2,14 +2,16 @@
 
 Why a factory: Python workers must run the driver's interpreter (the venv that has recflow and pandas),
 ALS needs a checkpoint directory to keep long lineages off the stack, and tests want a small, quiet,
-UI-less session. Doing that in one place keeps the jobs thin.
+UI-less session. Doing that in one place keeps the jobs thin. :func:`session_conf` scopes a job's own
+settings to the block that needs them, so a shared session (tests, a long-lived driver) gets its own back.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,3 +106,19 @@ def get_spark(
         Path(ckpt).mkdir(parents=True, exist_ok=True)
     spark.sparkContext.setCheckpointDir(ckpt)  # Spark adds a folder per application
     return spark
+
+
+@contextmanager
+def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """``settings`` on the session for the block, then each key back to what it was (or unset)."""
+    before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
