@@ -12,13 +12,14 @@ Data flow (each step a Spark job; nothing per user happens on the driver):
 3. ``mapInArrow`` runs the scoring core (:func:`recflow.scoring.score_batch`) on Arrow batches. The
    model shipped to workers holds the item side only (:meth:`Recommender.for_workers`) and is built
    once per Python worker, so a worker's memory does not grow with the total number of users;
-4. the output is written to a staging folder, checked by ``expectations/batch_scores.json``
-   (:mod:`recflow.score_publishing`) and only then published over the day's partition; a failed check
-   keeps the previous partition and writes a report.
+4. each task writes its rows into a staging folder itself and checks every file it wrote against its
+   input users (:mod:`recflow.score_staging`); the driver runs ``expectations/batch_scores.json`` over
+   those checks (:mod:`recflow.score_publishing`) and only then publishes over the day's partition; a
+   failed check keeps the previous partition and writes a report.
 
 Output: ``scores/event_date=<day>/`` Parquet with ``user_id, rank, item_id, score, model_version, source``
 (``source`` is ``model`` or ``fallback``, see :mod:`recflow.scoring` for the fallback's scale), sorted
-by user and rank, files named ``part-<n>.parquet``: a re-run with the same inputs writes the same bytes.
+by user and rank, files named ``part-<task>-<n>.parquet``: a re-run with the same inputs writes the same bytes.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from recflow.config import S3Settings
+    from recflow.score_staging import StagingPlan
 
 COL_CODE: Final = "u"
 COL_FACTORS: Final = "features"
@@ -200,6 +202,61 @@ def _worker_model(key: str, payload: bytes) -> Recommender:
     return _worker_models[key]
 
 
+class _ArrowScorer:
+    """Scores one input Arrow batch into output rows, in a Python worker: the scoring core, then the
+    output columns gathered by Arrow ``take`` from the batch's own ids and a per-worker item-id array (no
+    Python string object per output row)."""
+
+    def __init__(self, model: Recommender, *, version: str, k: int, n_candidates: int | None) -> None:
+        import pyarrow as pa
+
+        self.model = model
+        self.k = k
+        self.n_candidates = n_candidates
+        self.items = pa.array(model.index.item_array, type=pa.string())
+        self._labels = pa.array([version, SOURCE_MODEL, SOURCE_FALLBACK], type=pa.string())
+        self.schema = pa.schema(
+            [
+                (COL_USER, pa.string()),
+                (COL_RANK, pa.int32()),
+                (COL_ITEM, pa.string()),
+                (COL_SCORE, pa.float64()),
+                (COL_VERSION, pa.string()),
+                (COL_SOURCE, pa.string()),
+            ]
+        )
+
+    def __call__(self, rb: pa.RecordBatch) -> tuple[pa.RecordBatch, UserBatch]:
+        """The batch's output rows and the users as the scorer read them (codes, seen items)."""
+        import pyarrow as pa
+
+        n = rb.num_rows
+        codes = np.asarray(rb.column(COL_CODE).fill_null(-1), dtype=np.int64)
+        factors = _factor_rows(rb.column(COL_FACTORS), n) if COL_FACTORS in rb.schema.names else None
+        batch = UserBatch(codes=codes, seen=_ragged(rb.column(COL_SEEN)), factors=factors)
+        top = score_batch(self.model, batch, k=self.k, n_candidates=self.n_candidates)
+        rows, ranks, item_codes, scores, fallback = top.long()
+        out = pa.RecordBatch.from_arrays(
+            [
+                rb.column(COL_USER).take(pa.array(rows)),
+                pa.array(ranks, type=pa.int32()),
+                self.items.take(pa.array(item_codes)),
+                pa.array(scores.astype(np.float64)),
+                self._labels.take(pa.array(np.zeros(len(rows), dtype=np.int8))),
+                self._labels.take(pa.array(1 + fallback.astype(np.int8))),
+            ],
+            schema=self.schema,
+        )
+        return out, batch
+
+
+def _by_user(inputs: DataFrame, partitions: int) -> DataFrame:
+    """The scorer's input columns, hash-partitioned by user and sorted by user within each partition."""
+    has_factors = COL_FACTORS in inputs.columns
+    columns = [COL_USER, COL_CODE, COL_SEEN, *([COL_FACTORS] if has_factors else [])]
+    return inputs.select(*columns).repartition(partitions, COL_USER).sortWithinPartitions(COL_USER)
+
+
 def score_users(
     inputs: DataFrame,
     model: Recommender,
@@ -213,50 +270,46 @@ def score_users(
 
     ``n_candidates`` goes to :func:`recflow.scoring.score_batch` (None: the model's own candidate pool;
     0: the full catalog, as hold-out evaluation requires)."""
-    import pyarrow as pa
+    payload = pickle.dumps(model.for_workers())
+    key = f"{version}:{len(payload)}"
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        scorer = _ArrowScorer(_worker_model(key, payload), version=version, k=k, n_candidates=n_candidates)
+        for rb in batches:
+            yield scorer(rb)[0]
+
+    return _by_user(inputs, partitions).mapInArrow(score, schema=SCORES_SCHEMA)
+
+
+def stage_scores(
+    inputs: DataFrame, model: Recommender, *, version: str, k: int, partitions: int, plan: StagingPlan
+) -> DataFrame:
+    """One row per staged file (:data:`recflow.score_staging.FILE_REPORT_SCHEMA`); collecting it makes
+    every task score its users, write their rows under ``plan.scores_dir`` and their check rows under
+    ``plan.checks_dir`` (:mod:`recflow.score_staging`)."""
+    from recflow.score_staging import FILE_REPORT_SCHEMA
 
     payload = pickle.dumps(model.for_workers())
     key = f"{version}:{len(payload)}"
-    has_factors = COL_FACTORS in inputs.columns
-    schema = pa.schema(
-        [
-            (COL_USER, pa.string()),
-            (COL_RANK, pa.int32()),
-            (COL_ITEM, pa.string()),
-            (COL_SCORE, pa.float64()),
-            (COL_VERSION, pa.string()),
-            (COL_SOURCE, pa.string()),
-        ]
-    )
 
-    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        # Output columns are gathered by Arrow ``take`` from the batch's own ids and a per-worker item-id
-        # array: no Python string object per output row.
-        worker_model = _worker_model(key, payload)
-        items = pa.array(worker_model.index.item_array, type=pa.string())
-        labels = pa.array([version, SOURCE_MODEL, SOURCE_FALLBACK], type=pa.string())
+    def stage(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        from recflow.score_checks import ExpectedUsers
+        from recflow.score_staging import StagedFiles
+
+        scorer = _ArrowScorer(_worker_model(key, payload), version=version, k=k, n_candidates=None)
+        context = TaskContext.get()
+        files = StagedFiles(plan, context.partitionId() if context else 0, scorer.items)
         for rb in batches:
-            n = rb.num_rows
-            codes = np.asarray(rb.column(COL_CODE).fill_null(-1), dtype=np.int64)
-            factors = _factor_rows(rb.column(COL_FACTORS), n) if has_factors else None
-            batch = UserBatch(codes=codes, seen=_ragged(rb.column(COL_SEEN)), factors=factors)
-            top = score_batch(worker_model, batch, k=k, n_candidates=n_candidates)
-            rows, ranks, item_codes, scores, fallback = top.long()
-            yield pa.RecordBatch.from_arrays(
-                [
-                    rb.column(COL_USER).take(pa.array(rows)),
-                    pa.array(ranks, type=pa.int32()),
-                    items.take(pa.array(item_codes)),
-                    pa.array(scores.astype(np.float64)),
-                    labels.take(pa.array(np.zeros(len(rows), dtype=np.int8))),
-                    labels.take(pa.array(1 + fallback.astype(np.int8))),
-                ],
-                schema=schema,
-            )
+            rows, batch = scorer(rb)
+            files.add(rows, ExpectedUsers.of_batch(scorer.model, k, rb.column(COL_USER), batch.codes, batch.seen))
+            if files.full and (report := files.flush()) is not None:
+                yield report
+        if (report := files.flush()) is not None:
+            yield report
 
-    columns = [COL_USER, COL_CODE, COL_SEEN, *([COL_FACTORS] if has_factors else [])]
-    ordered = inputs.select(*columns).repartition(partitions, COL_USER).sortWithinPartitions(COL_USER)
-    return ordered.mapInArrow(score, schema=SCORES_SCHEMA)
+    return _by_user(inputs, partitions).mapInArrow(stage, schema=FILE_REPORT_SCHEMA)
 
 
 def partition_count(spark: SparkSession, n_users: int) -> int:
@@ -278,10 +331,11 @@ def run_batch_scoring(
     suite; a failed run leaves the previous partition as it was and raises
     :class:`recflow.score_publishing.ScoresRejected` after writing its report.
     """
-    from recflow.score_publishing import publish_scores
+    from recflow.score_publishing import preload_suite_engine, publish_scores
 
+    preload_suite_engine()
     try:
-        model = load_recommender(artifact_dir)
+        model = load_recommender(artifact_dir, item_side=True)
     except Exception as exc:
         raise ScoringError(f"the artifact of {request.version} at {artifact_dir} cannot be loaded: {exc}") from exc
     lineage = _lineage(artifact_dir)
@@ -307,12 +361,10 @@ def run_batch_scoring(
         # the join to the user table then shuffles straight into the scoring partitions (see scoring_inputs)
         scoped = {SHUFFLE_PARTITIONS: str(partitions), ARROW_MAX_RECORDS: str(ARROW_BATCH_USERS)}
         with session_conf(spark, scoped):
-            inputs = scoring_inputs(spark, activity, artifact_dir, model, partitions)
-            scores = score_users(inputs, model, version=request.version, k=request.k, partitions=partitions)
             return publish_scores(
-                spark,
-                scores,
-                inputs=inputs,
+                scoring_inputs(spark, activity, artifact_dir, model, partitions),
+                n_users=n_users,
+                partitions=partitions,
                 model=model,
                 request=request,
                 policy=policy,

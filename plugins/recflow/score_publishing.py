@@ -1,21 +1,17 @@
 """Publish only valid batch scores: stage, check with the ``batch_scores`` GX suite, then commit.
 
-The suite (``expectations/batch_scores.json``) runs over a per-user *check frame* built from the staged
-Parquet as written and the run's inputs (:func:`user_checks`): one row per user, with what the inputs
-say the user should get (``expected_rows`` = ``min(k, unseen)`` from the catalog or candidate pool
-minus the seen items, and the expected source) beside counts of what the user's staged rows break
-(duplicate or missing ranks, unsorted scores, seen, unknown or duplicate items, the wrong source,
-non-finite scores) and the ranges they span (ranks, scores by source, versions). Rules about rows are
-per-user counts that must be 0, so GX still judges every staged row, on k times fewer rows; a failure
-names the users (GX's unexpected index on ``user_id``) and the report carries their staged rows.
-
-Cost: one Spark aggregation over the staged rows (partial in the scan's tasks, one row per user
-shuffled) joined to the inputs, then GX's pandas engine on the driver over that frame in chunks
-(:mod:`recflow.validation.chunked`); the summary's counts come from the same frame.
+Staging: the scoring tasks write the day's Parquet files into a fresh staging folder and check each
+file they wrote, read back from disk, against the input users it was scored for
+(:mod:`recflow.score_staging`, :mod:`recflow.score_checks`): one check row per user, bucketed by a
+stable hash of the user id. The suite (``expectations/batch_scores.json``) then runs with GX's pandas
+engine on the driver, one bucket at a time (:mod:`recflow.validation.chunked`); every check row of a
+user is in one bucket, so each chunk's verdict is the whole frame's. The summary's counts come from the
+same rows. GX is imported in a background thread while Spark works (:func:`preload_suite_engine`).
 
 Commit: the lake's :meth:`~recflow.data.stores.LakeStore.publish` (a rename swap on a local lake; on S3,
 files copied into place and the ``_SUCCESS`` manifest written last). A failed suite publishes nothing,
-so the previous partition stays, and writes ``score_reports/event_date=<day>/report.json``.
+so the previous partition stays, and writes ``score_reports/event_date=<day>/report.json`` with the
+failed rules, the users they name and those users' staged rows.
 """
 
 from __future__ import annotations
@@ -30,23 +26,19 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from recflow.batch_scoring import (
-    COL_CODE,
-    SCORE_COLUMNS,
-    SUMMARY_FILE,
-    ScoringRequest,
-    item_table,
-    scores_partition,
-)
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
-from recflow.scoring import SOURCE_FALLBACK, SOURCE_MODEL, ScoringError, popular_candidates
-from recflow.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy
+from recflow.batch_scoring import SUMMARY_FILE, ScoringRequest, scores_partition
+from recflow.constants import COL_RANK, COL_USER
+from recflow.scoring import SOURCE_FALLBACK, ScoringError
+from recflow.seen import SeenPolicy
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
     from recflow.models.artifact import Recommender
+    from recflow.score_staging import StagingPlan
 
 log = logging.getLogger(__name__)
 SUITE: Final = "batch_scores"
@@ -68,118 +60,6 @@ class ScoresRejected(ScoringError):
 
 def reports_partition(day: date) -> str:
     return f"score_reports/event_date={day}"
-
-
-def expected_rows(model: Recommender, k: int) -> Any:
-    """Spark column: ``min(k, items the user could still get)`` from the catalog or candidate pool."""
-    from pyspark.sql import functions as F
-
-    seen = F.col(COL_SEEN)
-    catalog_left = F.lit(model.index.n_items) - F.size(seen)
-    if model.candidate_pool is None:
-        available = catalog_left
-    else:
-        pool = F.array(*[F.lit(int(c)) for c in popular_candidates(model, model.candidate_pool)])
-        available = F.when(F.col(COL_CODE).isNull(), catalog_left).otherwise(F.size(F.array_except(pool, seen)))
-    return F.least(F.lit(k), available)
-
-
-def user_checks(spark: SparkSession, staged: DataFrame, inputs: DataFrame, model: Recommender, k: int) -> DataFrame:
-    """The per-user frame the suite runs on: one row per user in ``inputs`` or in the staged files.
-
-    Each user's staged rows are reduced to counts of what the suite forbids (duplicate ranks, duplicate
-    items, non-finite scores, distinct seen items, unknown items, rows of the wrong source, incomplete
-    rows; ``scores_out_of_order`` is 1 when the scores do not descend with the rank) plus the ranges it
-    bounds (ranks, model and fallback scores, versions),
-    and joined to what the inputs say the user should get: ``expected_rows`` = ``min(k, unseen)``
-    (:func:`expected_rows`) and ``expected_source``. A user without rows has ``user_rows`` 0; a staged
-    user the run did not ask for has no expected values.
-
-    Why per user: every rule of the suite is a statement about one user's rows, so the frame GX reads
-    is k times smaller than the staged rows, and one Spark aggregation computes it. The staged rows are
-    partially aggregated in the scan's own tasks (one ``collect_list`` of (rank, score, item code) per
-    user, sorted by rank), so only one row per user is shuffled, then joined to the inputs.
-    """
-    from pyspark.sql import functions as F
-
-    users = inputs.select(
-        COL_USER,
-        COL_SEEN,
-        expected_rows(model, k).alias("expected_rows"),
-        F.when(F.col(COL_CODE).isNull(), SOURCE_FALLBACK).otherwise(SOURCE_MODEL).alias("expected_source"),
-    )
-    rows = staged.join(F.broadcast(item_table(spark, model)), COL_ITEM, "left")
-    score, source, code = F.col(COL_SCORE), F.col(COL_SOURCE), F.col(COL_ITEM_CODE)
-    finite = ~F.isnan(score) & (F.abs(score) < F.lit(float("inf")))
-    complete = F.col(COL_RANK).isNotNull() & F.col(COL_ITEM).isNotNull() & score.isNotNull()
-    complete &= F.col(COL_VERSION).isNotNull()
-
-    def count(condition: Any) -> Any:
-        return F.sum(F.when(condition, 1).otherwise(0))
-
-    def within(name: str, value: Any) -> list[Any]:
-        return [F.min(value).alias(f"{name}_min"), F.max(value).alias(f"{name}_max")]
-
-    per_user = rows.groupBy(COL_USER).agg(
-        F.count(F.lit(1)).alias("user_rows"),
-        F.min(COL_RANK).alias("min_rank"),
-        F.max(COL_RANK).alias("max_rank"),
-        count(~complete).alias("incomplete_rows"),
-        count(score.isNotNull() & ~finite).alias("nonfinite_scores"),
-        count(F.col(COL_ITEM).isNotNull() & code.isNull()).alias("unknown_items"),
-        count(source == SOURCE_MODEL).alias("model_rows"),
-        count(source == SOURCE_FALLBACK).alias("fallback_rows"),
-        *within("model_score", F.when(source == SOURCE_MODEL, score)),
-        *within("fallback_score", F.when(source == SOURCE_FALLBACK, score)),
-        *within("version", F.col(COL_VERSION)),
-        # by rank, ties (a duplicate rank) by descending score, so that a tie is not also out of order
-        F.sort_array(F.collect_list(F.struct(F.col(COL_RANK).alias("r"), (-score).alias("d"), code.alias("i")))).alias(
-            "ranked"
-        ),
-    )
-    # Array functions without lambdas: Spark evaluates higher-order functions (transform, filter,
-    # zip_with) interpreted, element by element, which cost more than the aggregation itself.
-    ranks, descents, codes = F.col("ranked.r"), F.col("ranked.d"), F.array_compact(F.col("ranked.i"))
-    per_user = per_user.select(
-        "*",
-        (F.size(ranks) - F.size(F.array_distinct(ranks))).alias("duplicate_ranks"),
-        (F.size(codes) - F.size(F.array_distinct(codes))).alias("duplicate_items"),
-        # -score in rank order equals its ascending sort exactly when the scores descend with the rank
-        F.when(descents == F.sort_array(descents), 0).otherwise(1).alias("scores_out_of_order"),
-        codes.alias("codes"),
-    )
-    joined = users.join(per_user, COL_USER, "full")
-    seen_items = F.size(F.array_intersect(F.col("codes"), F.col(COL_SEEN)))
-
-    def zero(name: Any, alias: str | None = None) -> Any:
-        column = F.col(name) if isinstance(name, str) else name
-        return F.coalesce(column, F.lit(0)).alias(alias or str(name))
-
-    own_source = F.when(F.col("expected_source") == SOURCE_MODEL, F.col("model_rows")).otherwise(F.col("fallback_rows"))
-    return joined.select(
-        COL_USER,
-        "expected_rows",
-        "expected_source",
-        zero("user_rows"),
-        "min_rank",
-        zero("max_rank"),
-        zero("incomplete_rows"),
-        zero("duplicate_ranks"),
-        zero("duplicate_items"),
-        zero("scores_out_of_order"),
-        zero("nonfinite_scores"),
-        zero(seen_items, "seen_items"),
-        zero("unknown_items"),
-        F.when(F.col("expected_source").isNotNull(), F.coalesce(F.col("user_rows") - own_source, F.lit(0))).alias(
-            "wrong_source_rows"
-        ),
-        "model_score_min",
-        "model_score_max",
-        "fallback_score_min",
-        "fallback_score_max",
-        "version_min",
-        "version_max",
-    )
 
 
 def user_facts(chunk: pd.DataFrame) -> dict[str, int]:
@@ -205,9 +85,11 @@ def suite_params(model: Recommender, request: ScoringRequest) -> dict[str, Any]:
     }
 
 
-def failed_rows(staged: DataFrame, failed: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def failed_rows(scores_dir: Path, failed: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The staged rows (by rank) of the first :data:`REPORT_USERS` users the failed rules sampled."""
-    from pyspark.sql import functions as F
+    import pyarrow.parquet as pq
+
+    from recflow.validation.gx_runner import jsonable
 
     users: list[str] = []
     for result in failed:
@@ -215,41 +97,41 @@ def failed_rows(staged: DataFrame, failed: list[dict[str, Any]]) -> dict[str, li
     users = users[:REPORT_USERS]
     if not users:
         return {}
-    from recflow.validation.gx_runner import jsonable
-
+    rows = pq.read_table(scores_dir, filters=[(COL_USER, "in", users)]).sort_by(
+        [(COL_USER, "ascending"), (COL_RANK, "ascending")]
+    )
     out: dict[str, list[dict[str, Any]]] = {user: [] for user in users}
-    for row in staged.where(F.col(COL_USER).isin(users)).orderBy(COL_USER, COL_RANK).collect():
-        values = row.asDict()
+    for values in rows.to_pylist():
         out[values.pop(COL_USER)].append(jsonable(values))
     return out
 
 
-def _normalise_files(folder: Path) -> list[str]:
-    """Spark's part files rewritten as ``part-<n>.parquet`` (their order kept), checksums and markers
-    removed, so the published bytes and names depend on the data only.
+def preload_suite_engine() -> None:
+    """Import GX (seconds) in a background thread, so it overlaps the Spark work before the suite runs;
+    the suite's own import then waits for it (Python's import lock) instead of starting over."""
+    import importlib
+    import threading
 
-    Why rewritten, not renamed: Spark's Parquet writer (parquet-java) lists each column chunk's encodings
-    in ``HashSet`` order, which follows identity hash codes and so differs between JVM processes
-    (apache/parquet-java#3215): the same rows gave other footer bytes in another ``spark-submit``.
-    pyarrow writes them in a fixed order; rows, row groups, schema and Spark's schema metadata are kept.
-    """
+    threading.Thread(target=importlib.import_module, args=("recflow.validation.chunked",), daemon=True).start()
+
+
+def _check_chunks(plan: StagingPlan) -> Iterator[pd.DataFrame]:
+    """The check rows bucket by bucket (each bucket holds every row of its users)."""
     import pyarrow.parquet as pq
 
-    parts = sorted(folder.glob("part-*.parquet"))
-    for extra in [*folder.glob(".*.crc"), *folder.glob("_SUCCESS")]:
-        extra.unlink()
-    names = []
-    for i, part in enumerate(parts):
-        name = f"part-{i:05d}.parquet"
-        source = pq.ParquetFile(part)
-        with pq.ParquetWriter(folder / f".{name}.tmp", source.schema_arrow, compression="snappy") as writer:
-            for group in range(source.num_row_groups):
-                writer.write_table(source.read_row_group(group))
-        source.close()
-        part.unlink()
-        (folder / f".{name}.tmp").rename(folder / name)
-        names.append(name)
-    return names
+    for b in range(plan.buckets):
+        folder = Path(plan.checks_dir) / f"bucket={b}"
+        if folder.is_dir():
+            yield pq.read_table(folder).to_pandas()
+
+
+def _staged_files(plan: StagingPlan, reports: list[Any]) -> list[str]:
+    """The staged files the tasks reported, checked against the folder: anything else there is refused."""
+    reported = sorted(str(r["file"]) for r in reports)
+    present = sorted(p.name for p in Path(plan.scores_dir).glob("*") if not p.name.startswith("."))
+    if reported != present or len(set(reported)) != len(reported):
+        raise ScoringError(f"staged files {present} differ from the files the scoring tasks reported {reported}")
+    return reported
 
 
 def _write_report(store: Any, day: date, report: dict[str, Any]) -> str:
@@ -262,33 +144,37 @@ def _write_report(store: Any, day: date, report: dict[str, Any]) -> str:
 
 
 def publish_scores(
-    spark: SparkSession,
-    scores: DataFrame,
-    *,
     inputs: DataFrame,
+    *,
+    n_users: int,
+    partitions: int,
     model: Recommender,
     request: ScoringRequest,
     policy: SeenPolicy,
     lake_root: Path | str,
 ) -> dict[str, Any]:
-    """Stage ``scores``, run the suite on the staged files, publish them and return the summary."""
+    """Score ``inputs`` into a staging folder, run the suite on the staged files' checks, publish them
+    and return the summary."""
+    from recflow.batch_scoring import stage_scores
     from recflow.data.stores import open_store
+    from recflow.score_staging import StagingPlan
     from recflow.validation import load_suite_spec
-    from recflow.validation.chunked import run_suite_in_chunks
+    from recflow.validation.chunked import CHUNK_ROWS, run_suite_in_chunks
 
     store = open_store(str(lake_root))
     staging = store.staging()
     out = staging / "scores"
+    plan = StagingPlan(str(out), str(staging / "checks"), buckets=max(1, -(-n_users // CHUNK_ROWS)))
     try:
+        out.mkdir()
         t0 = time.perf_counter()
-        scores.write.mode("overwrite").parquet(str(out))
+        reports = stage_scores(inputs, model, version=request.version, k=request.k, partitions=partitions,
+                               plan=plan).collect()  # fmt: skip
+        files = _staged_files(plan, reports)
         log.info("scored and staged %s in %.1f s", request.day, time.perf_counter() - t0)
-        staged = spark.read.parquet(str(out))
-        if tuple(staged.columns) != SCORE_COLUMNS:
-            raise ScoringError(f"staged scores have columns {staged.columns}, expected {list(SCORE_COLUMNS)}")
         t0 = time.perf_counter()
         results, facts = run_suite_in_chunks(
-            user_checks(spark, staged, inputs, model, request.k),
+            _check_chunks(plan),
             load_suite_spec(SUITE),
             suite_params(model, request),
             group_col=COL_USER,
@@ -317,7 +203,7 @@ def publish_scores(
         failed = [r for r in results if not r["success"]]
         if failed:
             report = {**summary, "suite": SUITE, "published": False, "failed": failed, "results": results,
-                      "failed_rows": failed_rows(staged, failed)}  # fmt: skip
+                      "failed_rows": failed_rows(out, failed)}  # fmt: skip
             uri = _write_report(store, request.day, report)
             reasons = ", ".join(sorted({str(r["reason"]) for r in failed}))
             raise ScoresRejected(
@@ -326,7 +212,7 @@ def publish_scores(
                 report,
                 uri,
             )
-        summary["files"] = _normalise_files(out)
+        summary["files"] = files
         summary["path"] = store.uri(scores_partition(request.day))
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
         store.publish(out, scores_partition(request.day))

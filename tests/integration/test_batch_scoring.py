@@ -222,22 +222,27 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
     assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
 
 
-def _staged(spark: Any, rows: list[tuple[Any, ...]]) -> Any:
-    """Staged score rows; a NaN score stays NaN (pandas' NaN would arrive in Spark as null)."""
-    from pyspark.sql import functions as F
+def _staged(rows: list[tuple[Any, ...]]) -> Any:
+    """Staged score rows as a Parquet file holds them (a NaN score stays NaN, a None stays null)."""
+    import pyarrow as pa
 
-    frame = spark.createDataFrame(
-        pd.DataFrame(rows, columns=list(SCORE_COLUMNS)).astype({"rank": "Int32"}),
-        "user_id string, rank int, item_id string, score double, model_version string, source string",
+    columns = list(zip(*rows, strict=True))
+    types = [pa.string(), pa.int32(), pa.string(), pa.float64(), pa.string(), pa.string()]
+    return pa.table(
+        {name: pa.array(list(values), type=t) for name, values, t in zip(SCORE_COLUMNS, columns, types, strict=True)}
     )
-    return frame.withColumn("score", F.coalesce("score", F.lit(float("nan"))))
 
 
-def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(spark: Any, world: dict[str, Any]) -> None:
-    """Staged rows with one defect per user: the per-user frame counts exactly that defect for exactly
-    that user, the suite (run in several chunks) fails with those reasons and names those users, and
-    the summary's counts are those of the inputs."""
-    from recflow.score_publishing import SUITE, suite_params, user_checks, user_facts
+def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(world: dict[str, Any]) -> None:
+    """Staged rows with one defect per user, in shuffled order: the per-user frame counts exactly that
+    defect for exactly that user, the suite (run in several chunks) fails with those reasons and names
+    those users, and the summary's counts are those of the inputs."""
+    import pyarrow as pa
+
+    from recflow.score_checks import ExpectedUsers, user_checks
+    from recflow.score_publishing import SUITE, suite_params, user_facts
+    from recflow.score_staging import bucket_of
+    from recflow.scoring import Ragged
     from recflow.validation import load_suite_spec, validate_frame
     from recflow.validation.chunked import run_suite_in_chunks
 
@@ -261,20 +266,17 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(spa
     broken["stranger"] = [("stranger", r, items[r], 0.5, "v1", "fallback") for r in range(1, K + 1)]
     broken["new-user"] = [("new-user", r, items[r], 1.0 / r, "v1", "fallback") for r in range(1, K + 1)]
     rows = [row for user_rows in broken.values() for row in user_rows]
+    rows = [rows[i] for i in np.random.default_rng(3).permutation(len(rows))]  # files need not be sorted
     requested = [*known[:12], "new-user", "u001"]  # u001 saw every item: exhausted, no rows
     codes = dict(zip(model.index.users, range(model.index.n_users), strict=False))
     seen_of["u001"] = items
-    inputs = spark.createDataFrame(
-        pd.DataFrame({
-            COL_USER: requested, "u": [codes.get(x) for x in requested],
-            "seen": [sorted(items.index(i) for i in seen_of.get(x, [])) for x in requested],
-        }).astype({"u": "Int32"}),
-        "user_id string, u int, seen array<int>",
-    )  # fmt: skip
+    seen = Ragged.from_lists([sorted(items.index(i) for i in seen_of.get(x, [])) for x in requested])
+    user_codes = np.array([codes.get(x, -1) for x in requested], dtype=np.int64)
+    inputs = ExpectedUsers.of_batch(model, K, pa.array(requested), user_codes, seen)
     request = ScoringRequest(day=DAY, version="v1", k=K, active_days=1)
     params = suite_params(model, request)
-    frame = user_checks(spark, _staged(spark, rows), inputs, model, K)
-    whole = frame.toPandas().set_index(COL_USER)
+    frame = user_checks(_staged(rows), inputs, pa.array(items)).to_pandas()
+    whole = frame.set_index(COL_USER)
     # a NaN score, which Spark orders above every number, is out of order too
     flagged = {
         "duplicate_ranks": [u[0]], "scores_out_of_order": [u[1], u[6]], "seen_items": [u[3]],
@@ -286,8 +288,9 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(spa
     assert whole.loc["u001", ["user_rows", "expected_rows"]].tolist() == [0, 0]
     assert pd.isna(whole.loc["stranger", "expected_rows"]) and whole.loc["new-user", "expected_source"] == "fallback"
 
+    bucket = bucket_of(pa.array(frame[COL_USER]), 4)
     results, facts = run_suite_in_chunks(
-        frame, load_suite_spec(SUITE), params, group_col=COL_USER, facts=user_facts, chunk_rows=4
+        (frame[bucket == b] for b in range(4)), load_suite_spec(SUITE), params, group_col=COL_USER, facts=user_facts
     )
     failed = {r["reason"]: r for r in results if not r["success"]}
     expected = {

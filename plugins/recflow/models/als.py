@@ -198,6 +198,10 @@ class AlsRecommender(TableBackedRecommender):
 
     @classmethod
     def load(cls, folder: Path) -> AlsRecommender:
+        return cls.load_item_side(folder).with_user_side()
+
+    @classmethod
+    def load_item_side(cls, folder: Path) -> AlsRecommender:
         params = AlsParams.from_dict(read_model_json(folder)["params"])
         if (folder / "user_factors.npy").exists():  # schema 1: JSON ids, NumPy factors
             return cls(
@@ -207,4 +211,4 @@ class AlsRecommender(TableBackedRecommender):
                 np.load(folder / "item_factors.npy"),
                 params,
             )
-        return cls.from_tables(folder, params).with_user_side()
+        return cls.from_tables(folder, params)

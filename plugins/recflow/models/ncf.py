@@ -343,6 +343,10 @@ class NcfRecommender(TableBackedRecommender):
 
     @classmethod
     def load(cls, folder: Path) -> NcfRecommender:
+        return cls.load_item_side(folder).with_user_side()
+
+    @classmethod
+    def load_item_side(cls, folder: Path) -> NcfRecommender:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
 
@@ -350,4 +354,4 @@ class NcfRecommender(TableBackedRecommender):
         params = NcfParams.from_dict(read_model_json(folder)["params"])
         if (folder / "users.json").exists():  # schema 1: JSON ids, NumPy seen index
             return cls(IdIndex.load(folder), SeenItems.load(folder), model, params)
-        return cls._item_side(read_items(folder), folder, model=model, params=params).with_user_side()
+        return cls._item_side(read_items(folder), folder, model=model, params=params)

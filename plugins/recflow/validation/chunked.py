@@ -1,26 +1,26 @@
-"""Run a suite with GX's pandas engine on the driver over a Spark DataFrame, in group-complete chunks.
+"""Run a suite with GX's pandas engine on the driver over group-complete chunks of a frame.
 
-Why the driver, why pandas: the frames validated this way are already reduced in Spark to one row per
-group (``batch_scores``: one row per user, :mod:`recflow.score_publishing`), so they are ten times
-smaller than the rows they describe. GX is imported once, in the driver, where the job needs it anyway;
-running it on the Python workers cost a GX import in every worker (seconds each, ~25 s under load) and
-shipped every row through Arrow. GX's Spark engine runs several Spark jobs per expectation (about 12 s
-for the 22 rules of ``batch_scores`` over 10^5 cached rows on 2 cores, against ~0.5 s for pandas).
+Why the driver, why pandas: the frames validated this way are already reduced to one row per group
+(``batch_scores``: one row per user, :mod:`recflow.score_checks`), so they are ten times smaller than
+the rows they describe. GX is imported once, in the driver; running it on the Python workers cost a GX
+import in every worker (seconds each, ~25 s under load). GX's Spark engine runs several Spark jobs per
+expectation (about 12 s for the 22 rules of ``batch_scores`` over 10^5 cached rows on 2 cores, against
+~0.5 s for pandas).
 
-Bounded memory: the frame is cached in Spark and fetched with Arrow (``toPandas``) in chunks of about
-:data:`CHUNK_ROWS` rows, split by a hash of ``group_col``, so every row of a group lands in the same
-chunk. Row rules and column-pair rules are per row; uniqueness of ``group_col`` (or of column sets that
-include it) holds globally once it holds within each chunk; ``expect_table_columns_to_match_set`` sees
-the same columns in every chunk. Suites with other table-level rules (row counts, column means,
-uniqueness without the group column) would differ chunk by chunk, and :func:`check_decomposable`
-refuses them. Per-chunk ``facts`` (e.g. users scored) are added up, so counts per group are exact.
+Bounded memory: the caller hands the frame over in chunks of about :data:`CHUNK_ROWS` rows, each holding
+every row of its groups (``batch_scores``: buckets by a hash of the user id). Row rules and column-pair
+rules are per row; uniqueness of ``group_col`` (or of column sets that include it) holds globally once it
+holds within each chunk; ``expect_table_columns_to_match_set`` sees the same columns in every chunk.
+Suites with other table-level rules (row counts, column means, uniqueness without the group column)
+would differ chunk by chunk, and :func:`check_decomposable` refuses them. Per-chunk ``facts`` (e.g.
+users scored) are added up, so counts per group are exact.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from recflow.validation.gx_runner import SAMPLE_SIZE, GxRunner
@@ -28,7 +28,6 @@ from recflow.validation.suites import SuiteSpec
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pyspark.sql import DataFrame
 
 #: Rows per GX run: a chunk of the per-user ``batch_scores`` frame is ~360 bytes a row in pandas, so
 #: 250k rows keep the driver's frame under ~100 MB; GX's fixed cost per run (~0.1 s) stays small.
@@ -92,51 +91,40 @@ def merge_results(results: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def run_suite_in_chunks(
-    frame: DataFrame,
+    chunks: Iterable[pd.DataFrame],
     spec: SuiteSpec,
     params: Mapping[str, Any] | None,
     *,
     group_col: str,
     facts: Facts | None = None,
-    chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """GX results (one dict per expectation, as :meth:`GxRunner.run`, with ``sample_ids`` naming the
-    ``group_col`` values of unexpected rows) and the summed ``facts`` over ``frame``.
+    ``group_col`` values of unexpected rows) and the summed ``facts`` over all ``chunks``.
 
-    ``frame`` is computed once (cached for the duration of the call unless the caller cached it); each
-    chunk is one Arrow fetch.
+    The caller guarantees the chunks are group-complete: every row of a ``group_col`` value is in one
+    chunk. Chunks are read one at a time, so the driver holds one chunk's rows.
     """
-    from pyspark.sql import functions as F
-
     check_decomposable(spec, group_col)
     chosen = dict(params or {})
-    owned = not frame.is_cached
-    cached = frame.cache()
-    try:
+    runner = GxRunner(spec, id_columns=(group_col,))
+    results: list[list[dict[str, Any]]] = []
+    totals: dict[str, int] = {}
+    spent = {"fetch": 0.0, "gx": 0.0}
+    rows = 0
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        t1 = time.perf_counter()
+        spent["fetch"] += t1 - t0
+        rows += len(chunk)
+        results.append(runner.run(chunk, chosen))
+        for name, value in (facts(chunk) if facts else {}).items():
+            totals[name] = totals.get(name, 0) + int(value)
         t0 = time.perf_counter()
-        rows = cached.count()
-        spent = {"frame": time.perf_counter() - t0, "fetch": 0.0, "gx": 0.0}
-        if rows == 0:
-            raise ValueError(f"suite {spec.name}: the frame has no rows to validate")
-        chunks = -(-rows // chunk_rows)
-        runner = GxRunner(spec, id_columns=(group_col,))
-        results: list[list[dict[str, Any]]] = []
-        totals: dict[str, int] = {}
-        for c in range(chunks):
-            part = cached if chunks == 1 else cached.where(F.pmod(F.xxhash64(group_col), F.lit(chunks)) == c)
-            t0 = time.perf_counter()
-            chunk = part.toPandas()
-            t1 = time.perf_counter()
-            results.append(runner.run(chunk, chosen))
-            spent["fetch"] += t1 - t0
-            spent["gx"] += time.perf_counter() - t1
-            for name, value in (facts(chunk) if facts else {}).items():
-                totals[name] = totals.get(name, 0) + int(value)
-        log.info(
-            "suite %s over %d rows in %d chunk(s): frame %.1f s, fetch %.1f s, GX %.1f s",
-            spec.name, rows, chunks, spent["frame"], spent["fetch"], spent["gx"],
-        )  # fmt: skip
-        return merge_results(results), totals
-    finally:
-        if owned:
-            cached.unpersist()
+        spent["gx"] += t0 - t1
+    if rows == 0:
+        raise ValueError(f"suite {spec.name}: there are no rows to validate")
+    log.info(
+        "suite %s over %d rows in %d chunk(s): fetch %.1f s, GX %.1f s",
+        spec.name, rows, len(results), spent["fetch"], spent["gx"],
+    )  # fmt: skip
+    return merge_results(results), totals

@@ -1,0 +1,128 @@
+"""The Python-worker side of staging batch scores: a task's rows written as Parquet, read back, checked.
+
+Each task of the scoring ``mapInArrow`` (:func:`recflow.batch_scoring.stage_scores`) hands every scored
+Arrow batch, with the input users it was scored for, to a :class:`StagedFiles`. That writes the rows
+with pyarrow into ``part-<partition>-<n>.parquet`` (a new file every :data:`FILE_USERS` users). When a
+file is complete it is read back from disk and checked against its input users
+(:func:`recflow.score_checks.user_checks`); the check rows go to ``<checks>/bucket=<b>/`` by a stable
+hash of the user id, so one bucket holds every check row of its users whichever file they came from
+(the suite's one-row-per-user rule then holds across files, bucket by bucket).
+
+Why the worker writes, not Spark's Parquet writer:
+* the rows are Arrow already: Spark's writer turned them into JVM rows first, and the staged files then
+  had to be rewritten on the driver anyway, since parquet-java's footers differ between JVM processes
+  (apache/parquet-java#3215) and re-runs must publish the same bytes;
+* the checks then cost one read of a file the worker just wrote, instead of a second Spark pass over
+  every staged row.
+
+Deterministic and retry-safe: the names come from the partition and the file's place in it, the bytes
+from the rows (pyarrow writes a fixed footer), and each file is written under a temporary name and
+renamed, so a retried or speculative task writes the same files again, whole.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+from recflow.constants import COL_USER
+from recflow.score_checks import ExpectedUsers, check_schema, user_checks
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Users per staged file (16 Arrow batches of 8,192): ~1.3M rows at k = 10, ~15 MB; what a task keeps
+#: in memory until its file is checked, whatever the total number of users.
+FILE_USERS: Final = 131_072
+#: What each task reports to the driver, one row per staged file (Spark DDL).
+FILE_REPORT_SCHEMA: Final = "file string, users long, rows long"
+
+
+@dataclass(frozen=True)
+class StagingPlan:
+    """Where a run stages its scores and checks, and into how many check buckets (chunks) they go."""
+
+    scores_dir: str
+    checks_dir: str
+    buckets: int
+
+
+def bucket_of(users: pa.Array, buckets: int) -> np.ndarray:
+    """A stable bucket per user id (pandas' fixed-key SipHash), the same in every process and run."""
+    import pandas as pd
+
+    hashes = pd.util.hash_array(users.to_numpy(zero_copy_only=False).astype(object))
+    return (hashes % np.uint64(buckets)).astype(np.int64)
+
+
+def _replace(write: Callable[[Path], object], final: Path) -> None:
+    """Run ``write(tmp)`` then rename ``tmp`` to ``final``: readers see no half-written file."""
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class StagedFiles:
+    """One task's staged score files and their check rows (see the module docstring)."""
+
+    def __init__(self, plan: StagingPlan, partition: int, items: pa.Array) -> None:
+        self.plan = plan
+        self.partition = partition
+        self.items = items
+        self.files = 0
+        self._rows: list[pa.RecordBatch] = []
+        self._users: list[ExpectedUsers] = []
+        self._n_users = 0
+
+    @property
+    def full(self) -> bool:
+        return self._n_users >= FILE_USERS
+
+    def add(self, rows: pa.RecordBatch, users: ExpectedUsers) -> None:
+        """One scored batch: its rows and the input users they were scored for."""
+        self._rows.append(rows)
+        self._users.append(users)
+        self._n_users += len(users.ids)
+
+    def flush(self) -> pa.RecordBatch | None:
+        """Write the pending batches as one file, check it, and return its report row (None: nothing
+        pending)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._users:
+            return None
+        name = f"part-{self.partition:05d}-{self.files:03d}.parquet"
+        path = Path(self.plan.scores_dir) / name
+        schema = self._rows[0].schema
+
+        def write_scores(tmp: Path) -> None:
+            with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+                for batch in self._rows:
+                    writer.write_batch(batch)
+
+        _replace(write_scores, path)
+        staged = pq.read_table(path)
+        checks = user_checks(staged, ExpectedUsers.concat(self._users), self.items)
+        buckets = bucket_of(checks.column(COL_USER).combine_chunks(), self.plan.buckets)
+        for b in np.unique(buckets):
+            folder = Path(self.plan.checks_dir) / f"bucket={b}"
+            folder.mkdir(parents=True, exist_ok=True)
+            _replace(partial(pq.write_table, checks.filter(pa.array(buckets == b)).cast(check_schema())), folder / name)
+        report = pa.RecordBatch.from_pydict(
+            {"file": [name], "users": [self._n_users], "rows": [staged.num_rows]},
+            schema=pa.schema([("file", pa.string()), ("users", pa.int64()), ("rows", pa.int64())]),
+        )
+        self.files += 1
+        self._rows, self._users, self._n_users = [], [], 0
+        return report

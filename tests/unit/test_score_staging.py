@@ -1,0 +1,112 @@
+"""Staged score files written by the scoring tasks: same bytes every time, checks bucketed by user."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from recflow.batch_scoring import SCORE_COLUMNS, ScoringRequest
+from recflow.models.als import AlsParams, AlsRecommender
+from recflow.models.artifact import IdIndex, SeenItems
+from recflow.score_checks import ExpectedUsers
+from recflow.score_publishing import SUITE, _check_chunks, _staged_files, suite_params, user_facts
+from recflow.score_staging import StagedFiles, StagingPlan, bucket_of
+from recflow.scoring import Ragged, ScoringError
+
+K = 3
+ITEMS = [f"i{n}" for n in range(6)]
+
+
+def _model() -> AlsRecommender:
+    index = IdIndex(users=("a", "b", "x"), items=tuple(ITEMS))
+    seen = SeenItems(indptr=np.zeros(4, dtype=np.int64), indices=np.zeros(0, dtype=np.int32))
+    factors = np.ones((3, 2), dtype=np.float32)
+    return AlsRecommender(index, seen, factors, np.ones((len(ITEMS), 2), dtype=np.float32), AlsParams(rank=2))
+
+
+def _rows(users: list[str]) -> pa.RecordBatch:
+    """K model rows per user, scores descending, none of them seen."""
+    n = len(users)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(np.repeat(users, K).tolist()),
+            pa.array(np.tile(np.arange(1, K + 1), n), type=pa.int32()),
+            pa.array([ITEMS[r] for _ in users for r in range(K)]),
+            pa.array(np.tile([0.9, 0.5, 0.1], n), type=pa.float64()),
+            pa.array(["v1"] * n * K),
+            pa.array(["model"] * n * K),
+        ],
+        names=list(SCORE_COLUMNS),
+    )
+
+
+def _stage(plan: StagingPlan, partition: int, users: list[str]) -> pa.RecordBatch | None:
+    model = _model()
+    files = StagedFiles(plan, partition, pa.array(ITEMS))
+    codes = np.asarray(model.index.user_codes(users), dtype=np.int64)
+    files.add(_rows(users), ExpectedUsers.of_batch(model, K, pa.array(users), codes, Ragged.empty(len(users))))
+    return files.flush()
+
+
+def _plan(root: Path, buckets: int = 3) -> StagingPlan:
+    (root / "scores").mkdir(parents=True)
+    return StagingPlan(str(root / "scores"), str(root / "checks"), buckets=buckets)
+
+
+def test_a_staged_file_is_the_rows_and_the_same_bytes_every_time(tmp_path: Path) -> None:
+    first, second = _plan(tmp_path / "1"), _plan(tmp_path / "2")
+    report = _stage(first, 4, ["a", "b"])
+    _stage(second, 4, ["a", "b"])
+    assert report is not None and report.to_pylist() == [{"file": "part-00004-000.parquet", "users": 2, "rows": 6}]
+    written = Path(first.scores_dir) / "part-00004-000.parquet"
+    assert pq.read_table(written).to_pylist() == pa.Table.from_batches([_rows(["a", "b"])]).to_pylist()
+    assert written.read_bytes() == (Path(second.scores_dir) / written.name).read_bytes()
+    assert not list(Path(first.scores_dir).glob(".*")), "no temporary file is left behind"
+
+
+def test_nothing_pending_writes_nothing(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    assert StagedFiles(plan, 0, pa.array(ITEMS)).flush() is None
+    assert not list(Path(plan.scores_dir).iterdir())
+
+
+def test_bucket_of_is_stable_and_in_range() -> None:
+    users = pa.array([f"u{n}" for n in range(1000)])
+    buckets = bucket_of(users, 7)
+    assert buckets.min() >= 0 and buckets.max() < 7 and len(set(buckets.tolist())) == 7
+    assert np.array_equal(buckets, bucket_of(pa.array(users.to_pylist()[::-1]), 7)[::-1])
+
+
+def test_a_user_staged_by_two_tasks_fails_the_suite_whatever_bucket(tmp_path: Path) -> None:
+    """Both tasks' check rows for "x" land in one bucket, so the chunked suite sees the duplicate."""
+    from recflow.validation import load_suite_spec
+    from recflow.validation.chunked import run_suite_in_chunks
+
+    plan = _plan(tmp_path)
+    reports = [_stage(plan, 0, ["a", "x"]), _stage(plan, 1, ["b", "x"])]
+    assert _staged_files(plan, [r.to_pylist()[0] for r in reports if r is not None]) == [
+        "part-00000-000.parquet",
+        "part-00001-000.parquet",
+    ]
+    model = _model()
+    params = suite_params(model, ScoringRequest(day=date(2026, 11, 1), version="v1", k=K, active_days=1))
+    results, facts = run_suite_in_chunks(
+        _check_chunks(plan), load_suite_spec(SUITE), params, group_col="user_id", facts=user_facts
+    )
+    failed = {r["reason"]: r for r in results if not r["success"]}
+    assert set(failed) == {"duplicate_user"} and failed["duplicate_user"]["sample_ids"] == ["x", "x"]
+    assert facts["rows"] == 12 and facts["active_users"] == 4
+
+
+def test_staged_files_must_be_the_reported_ones(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    report = _stage(plan, 0, ["a"])
+    assert report is not None
+    (Path(plan.scores_dir) / "part-00009-000.parquet").write_bytes(b"stray")
+    with pytest.raises(ScoringError, match="differ from the files the scoring tasks reported"):
+        _staged_files(plan, report.to_pylist())
