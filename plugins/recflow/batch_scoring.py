@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from recflow.config import S3Settings
+    from recflow.score_checks import ExpectedUsers
     from recflow.score_staging import StagingPlan
 
 COL_CODE: Final = "u"
@@ -281,6 +282,20 @@ def score_users(
     return _by_user(inputs, partitions).mapInArrow(score, schema=SCORES_SCHEMA)
 
 
+def _expected_users(model: Recommender, k: int, rb: pa.RecordBatch) -> ExpectedUsers:
+    """What the inputs say each user of ``rb`` should get, decoded from the Arrow batch by pyarrow
+    compute rather than by the scorer's own decoding, so a decoding bug cannot hide from the checks."""
+    import pyarrow.compute as pc
+
+    from recflow.score_checks import ExpectedUsers
+
+    seen = rb.column(COL_SEEN)
+    lengths = np.asarray(pc.list_value_length(seen).fill_null(0), dtype=np.int64)
+    ragged = Ragged(np.concatenate([[0], np.cumsum(lengths)]), np.asarray(pc.list_flatten(seen), dtype=np.int32))
+    unknown = np.asarray(rb.column(COL_CODE).is_null(), dtype=bool)
+    return ExpectedUsers.of_batch(model, k, rb.column(COL_USER), np.where(unknown, -1, 0), ragged)
+
+
 def stage_scores(
     inputs: DataFrame, model: Recommender, *, version: str, k: int, partitions: int, plan: StagingPlan
 ) -> DataFrame:
@@ -295,15 +310,14 @@ def stage_scores(
     def stage(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
-        from recflow.score_checks import ExpectedUsers
         from recflow.score_staging import StagedFiles
 
         scorer = _ArrowScorer(_worker_model(key, payload), version=version, k=k, n_candidates=None)
         context = TaskContext.get()
         files = StagedFiles(plan, context.partitionId() if context else 0, scorer.items)
         for rb in batches:
-            rows, batch = scorer(rb)
-            files.add(rows, ExpectedUsers.of_batch(scorer.model, k, rb.column(COL_USER), batch.codes, batch.seen))
+            rows, _ = scorer(rb)
+            files.add(rows, _expected_users(scorer.model, k, rb))
             if files.full and (report := files.flush()) is not None:
                 yield report
         if (report := files.flush()) is not None:

@@ -82,8 +82,12 @@ class ExpectedUsers:
 
     @classmethod
     def of_batch(cls, model: Recommender, k: int, ids: pa.Array, codes: np.ndarray, seen: Ragged) -> ExpectedUsers:
+        """From the users' ids, model codes (-1: unknown) and seen item codes."""
+        import pyarrow as pa
+
         fallback = codes < 0
-        return cls(ids, fallback, expected_rows(model, k, fallback, seen), seen)
+        flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        return cls(flat.cast(pa.string()), fallback, expected_rows(model, k, fallback, seen), seen)
 
     @classmethod
     def concat(cls, parts: list[ExpectedUsers]) -> ExpectedUsers:
@@ -93,7 +97,7 @@ class ExpectedUsers:
         seen = Ragged(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                       np.concatenate([p.seen.values for p in parts]).astype(np.int32))  # fmt: skip
         return cls(
-            pa.concat_arrays([p.ids.cast(pa.string()) for p in parts]),
+            pa.concat_arrays([p.ids for p in parts]),
             np.concatenate([p.fallback for p in parts]),
             np.concatenate([p.rows for p in parts]),
             seen,
@@ -178,7 +182,7 @@ def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> p
 
     user_rows = count(np.ones(len(group), dtype=bool))
     # rank order within a user, ties (a duplicate rank) by descending score so a tie is not also unsorted
-    descent = -score
+    descent = np.where(score_valid, -score, -np.inf)  # a null score: incomplete, not also unsorted
     order = _rank_order(group, rank, rank_valid, descent)
     g_sorted = group[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]]) if len(order) else np.zeros(0, np.int64)
@@ -190,7 +194,7 @@ def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> p
     min_rank[~np.isfinite(min_rank)] = np.nan
     max_rank[~np.isfinite(max_rank)] = np.nan
     duplicate_ranks = count(same & (r_sorted[1:] == r_sorted[:-1]) & rv_sorted[1:] & rv_sorted[:-1], g_sorted[1:])
-    d_sorted = np.where(score_valid[order], descent[order], -np.inf)  # a null score: incomplete, not unsorted
+    d_sorted = descent[order]
     first, second = d_sorted[:-1], d_sorted[1:]
     in_order = np.isnan(second) | (~np.isnan(first) & (first <= second))
     scores_out_of_order = (count(same & ~in_order, g_sorted[1:]) > 0).astype(np.int64)
@@ -216,10 +220,12 @@ def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> p
     model_rows, fallback_rows = count(is_model), count(is_fallback)
 
     def score_range(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        chosen = (mask & score_valid)[order]
-        low = _per_group(np.where(chosen, score[order], np.inf), starts, np.fmin, present, n)
-        high = _per_group(np.where(chosen, score[order], -np.inf), starts, np.fmax, present, n)
-        none = count(mask & score_valid) == 0
+        # over the rows of ``mask`` with a number (NaN is counted by nonfinite_scores); none: null
+        chosen = mask & score_valid & ~np.isnan(score)
+        in_order = chosen[order]
+        low = _per_group(np.where(in_order, score[order], np.inf), starts, np.minimum, present, n)
+        high = _per_group(np.where(in_order, score[order], -np.inf), starts, np.maximum, present, n)
+        none = count(chosen) == 0
         low[none], high[none] = np.nan, np.nan
         return low, high
 

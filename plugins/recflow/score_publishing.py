@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from recflow.batch_scoring import SUMMARY_FILE, ScoringRequest, scores_partition
+from recflow.batch_scoring import SCORE_COLUMNS, SUMMARY_FILE, ScoringRequest, scores_partition
 from recflow.constants import COL_RANK, COL_USER
 from recflow.scoring import SOURCE_FALLBACK, ScoringError
 from recflow.seen import SeenPolicy
@@ -112,7 +112,13 @@ def preload_suite_engine() -> None:
     import importlib
     import threading
 
-    threading.Thread(target=importlib.import_module, args=("recflow.validation.chunked",), daemon=True).start()
+    def load() -> None:
+        try:
+            importlib.import_module("recflow.validation.chunked")
+        except Exception:  # e.g. an import deadlock between threads: the suite imports it again itself
+            log.debug("background import of the suite engine failed", exc_info=True)
+
+    threading.Thread(target=load, daemon=True).start()
 
 
 def _check_chunks(plan: StagingPlan) -> Iterator[pd.DataFrame]:
@@ -126,12 +132,39 @@ def _check_chunks(plan: StagingPlan) -> Iterator[pd.DataFrame]:
 
 
 def _staged_files(plan: StagingPlan, reports: list[Any]) -> list[str]:
-    """The staged files the tasks reported, checked against the folder: anything else there is refused."""
+    """The staged files the tasks reported, checked against the folder and the output schema.
+
+    Temporary files of attempts that were killed mid-write (never renamed into place) are removed; any
+    other file the tasks did not report is refused, as is a file whose columns are not the output's.
+    """
+    import pyarrow.parquet as pq
+
+    from recflow.score_staging import TMP_SUFFIX
+
+    folder = Path(plan.scores_dir)
+    for leftover in folder.glob(f".*{TMP_SUFFIX}"):
+        log.warning("removing %s, left by a killed scoring attempt", leftover.name)
+        leftover.unlink()
     reported = sorted(str(r["file"]) for r in reports)
-    present = sorted(p.name for p in Path(plan.scores_dir).glob("*") if not p.name.startswith("."))
-    if reported != present or len(set(reported)) != len(reported):
+    present = sorted(p.name for p in folder.iterdir())
+    if reported != present:
         raise ScoringError(f"staged files {present} differ from the files the scoring tasks reported {reported}")
+    for name in reported:
+        columns = tuple(pq.read_schema(folder / name).names)
+        if columns != SCORE_COLUMNS:
+            raise ScoringError(f"staged file {name} has columns {list(columns)}, expected {list(SCORE_COLUMNS)}")
     return reported
+
+
+def _reconcile(reports: list[Any], facts: dict[str, int], n_users: int) -> None:
+    """The check rows must account for exactly the users and rows the tasks staged, and the users for
+    every input user: a missing or stale check file would otherwise go unnoticed."""
+    users, rows = sum(int(r["users"]) for r in reports), sum(int(r["rows"]) for r in reports)
+    if not users == facts.get("active_users") == n_users or rows != facts.get("rows"):
+        raise ScoringError(
+            f"the checks cover {facts.get('active_users')} users and {facts.get('rows')} rows, the staged files "
+            f"{users} users and {rows} rows, the inputs {n_users} users"
+        )
 
 
 def _write_report(store: Any, day: date, report: dict[str, Any]) -> str:
@@ -180,6 +213,7 @@ def publish_scores(
             group_col=COL_USER,
             facts=user_facts,
         )
+        _reconcile(reports, facts, n_users)
         log.info(
             "suite %s on %d rows (%d users): %.1f s",
             SUITE,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from recflow.constants import COL_USER
-from recflow.score_checks import ExpectedUsers, check_schema, user_checks
+from recflow.score_checks import ExpectedUsers, user_checks
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 #: Users per staged file (16 Arrow batches of 8,192): ~1.3M rows at k = 10, ~15 MB; what a task keeps
 #: in memory until its file is checked, whatever the total number of users.
 FILE_USERS: Final = 131_072
+#: Temporary names of files being written (left behind only by a killed attempt).
+TMP_SUFFIX: Final = ".tmp"
 #: What each task reports to the driver, one row per staged file (Spark DDL).
 FILE_REPORT_SCHEMA: Final = "file string, users long, rows long"
 
@@ -64,7 +66,7 @@ def bucket_of(users: pa.Array, buckets: int) -> np.ndarray:
 
 def _replace(write: Callable[[Path], object], final: Path) -> None:
     """Run ``write(tmp)`` then rename ``tmp`` to ``final``: readers see no half-written file."""
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
     try:
         write(tmp)
         os.replace(tmp, final)
@@ -118,7 +120,7 @@ class StagedFiles:
         for b in np.unique(buckets):
             folder = Path(self.plan.checks_dir) / f"bucket={b}"
             folder.mkdir(parents=True, exist_ok=True)
-            _replace(partial(pq.write_table, checks.filter(pa.array(buckets == b)).cast(check_schema())), folder / name)
+            _replace(partial(pq.write_table, checks.filter(pa.array(buckets == b))), folder / name)
         report = pa.RecordBatch.from_pydict(
             {"file": [name], "users": [self._n_users], "rows": [staged.num_rows]},
             schema=pa.schema([("file", pa.string()), ("users", pa.int64()), ("rows", pa.int64())]),

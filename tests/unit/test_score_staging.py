@@ -110,3 +110,49 @@ def test_staged_files_must_be_the_reported_ones(tmp_path: Path) -> None:
     (Path(plan.scores_dir) / "part-00009-000.parquet").write_bytes(b"stray")
     with pytest.raises(ScoringError, match="differ from the files the scoring tasks reported"):
         _staged_files(plan, report.to_pylist())
+
+
+def test_a_killed_attempts_temporary_file_is_dropped_and_a_wrong_schema_refused(tmp_path: Path) -> None:
+    from recflow.score_staging import TMP_SUFFIX
+
+    plan = _plan(tmp_path)
+    report = _stage(plan, 0, ["a"])
+    assert report is not None
+    leftover = Path(plan.scores_dir) / f".part-00000-000.parquet.dead{TMP_SUFFIX}"
+    leftover.write_bytes(b"half a file")
+    assert _staged_files(plan, report.to_pylist()) == ["part-00000-000.parquet"] and not leftover.exists()
+    pq.write_table(pa.table({"user_id": ["a"]}), Path(plan.scores_dir) / "part-00000-000.parquet")
+    with pytest.raises(ScoringError, match="has columns"):
+        _staged_files(plan, report.to_pylist())
+
+
+def test_checks_must_cover_every_staged_and_input_user(tmp_path: Path) -> None:
+    from recflow.score_publishing import _reconcile
+
+    reports = [{"file": "f", "users": 2, "rows": 6}]
+    _reconcile(reports, {"active_users": 2, "rows": 6}, n_users=2)
+    for facts, n_users in (({"active_users": 1, "rows": 6}, 2), ({"active_users": 2, "rows": 3}, 2),
+                           ({"active_users": 2, "rows": 6}, 3)):  # fmt: skip
+        with pytest.raises(ScoringError, match="the checks cover"):
+            _reconcile(reports, facts, n_users=n_users)
+
+
+def test_a_nan_score_is_counted_not_turned_into_an_infinite_range() -> None:
+    from recflow.score_checks import user_checks
+
+    model = _model()
+    rows = pa.table(
+        {
+            "user_id": ["zz", "zz"],
+            "rank": pa.array([1, 2], type=pa.int32()),
+            "item_id": ["i1", "i2"],
+            "score": [0.9, float("nan")],
+            "model_version": ["v1", "v1"],
+            "source": ["fallback", "model"],
+        }
+    )
+    users = ExpectedUsers.of_batch(model, K, pa.array(["zz"]), np.array([-1]), Ragged.empty(1))
+    check = user_checks(rows, users, pa.array(ITEMS)).to_pylist()[0]
+    assert check["nonfinite_scores"] == 1 and check["wrong_source_rows"] == 1
+    assert check["model_score_min"] is None and check["model_score_max"] is None
+    assert check["fallback_score_min"] == check["fallback_score_max"] == 0.9

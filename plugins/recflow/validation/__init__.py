@@ -30,7 +30,7 @@ The package, one job per module: :mod:`~recflow.validation.suites` (suite JSON -
 :mod:`~recflow.validation.policy` (policy knobs, batch checks), :mod:`~recflow.validation.output`
 (schemas, writers), :mod:`~recflow.validation.report` (result, reports), :mod:`~recflow.validation.partition`
 (the pipeline of one day), :mod:`~recflow.validation.frame` (whole-frame suites) and
-:mod:`~recflow.validation.chunked` (a suite over a Spark frame, on the driver in group-complete chunks).
+:mod:`~recflow.validation.chunked` (a suite on the driver over group-complete chunks of a frame).
 """
 
 from recflow.data.casting import join_reasons
