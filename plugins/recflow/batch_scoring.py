@@ -285,15 +285,19 @@ def score_users(
 def _expected_users(model: Recommender, k: int, rb: pa.RecordBatch) -> ExpectedUsers:
     """What the inputs say each user of ``rb`` should get, decoded from the Arrow batch by pyarrow
     compute rather than by the scorer's own decoding, so a decoding bug cannot hide from the checks."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     from recflow.score_checks import ExpectedUsers
 
     seen = rb.column(COL_SEEN)
     lengths = np.asarray(pc.list_value_length(seen).fill_null(0), dtype=np.int64)
-    ragged = Ragged(np.concatenate([[0], np.cumsum(lengths)]), np.asarray(pc.list_flatten(seen), dtype=np.int32))
+    # copies: a batch read from Spark's Arrow stream is one buffer, and a view into it would keep the
+    # whole batch (factor rows included) alive until the file is checked
+    values = np.array(pc.list_flatten(seen), dtype=np.int32)
+    ids = pa.concat_arrays([rb.column(COL_USER)])
     unknown = np.asarray(rb.column(COL_CODE).is_null(), dtype=bool)
-    return ExpectedUsers.of_batch(model, k, rb.column(COL_USER), np.where(unknown, -1, 0), ragged)
+    return ExpectedUsers.of_batch(model, k, ids, np.where(unknown, -1, 0), Ragged(np.r_[0, np.cumsum(lengths)], values))
 
 
 def stage_scores(

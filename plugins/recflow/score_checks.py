@@ -69,7 +69,7 @@ def check_schema() -> pa.Schema:
 
 @dataclass(frozen=True)
 class ExpectedUsers:
-    """The users a file had to hold and what the inputs say each should get.
+    """The users of a scored batch and what the inputs say each should get.
 
     ``ids`` are distinct; ``fallback`` marks users unknown to the model (their rows must be fallback
     rows); ``rows`` is ``min(k, unseen)``; ``seen`` their seen item codes, sorted within each user.
@@ -88,20 +88,6 @@ class ExpectedUsers:
         fallback = codes < 0
         flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
         return cls(flat.cast(pa.string()), fallback, expected_rows(model, k, fallback, seen), seen)
-
-    @classmethod
-    def concat(cls, parts: list[ExpectedUsers]) -> ExpectedUsers:
-        import pyarrow as pa
-
-        lengths = np.concatenate([np.diff(p.seen.offsets) for p in parts])
-        seen = Ragged(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                      np.concatenate([p.seen.values for p in parts]).astype(np.int32))  # fmt: skip
-        return cls(
-            pa.concat_arrays([p.ids for p in parts]),
-            np.concatenate([p.fallback for p in parts]),
-            np.concatenate([p.rows for p in parts]),
-            seen,
-        )
 
 
 def expected_rows(model: Recommender, k: int, fallback: np.ndarray, seen: Ragged) -> np.ndarray:

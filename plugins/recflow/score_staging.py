@@ -2,8 +2,9 @@
 
 Each task of the scoring ``mapInArrow`` (:func:`recflow.batch_scoring.stage_scores`) hands every scored
 Arrow batch, with the input users it was scored for, to a :class:`StagedFiles`. That writes the rows
-with pyarrow into ``part-<partition>-<n>.parquet`` (a new file every :data:`FILE_USERS` users). When a
-file is complete it is read back from disk and checked against its input users
+with pyarrow into ``part-<partition>-<n>.parquet`` (a new file every :data:`FILE_USERS` users, one row
+group per batch). When a file is complete it is read back from disk and checked, row group by row
+group, against the input users of each batch
 (:func:`recflow.score_checks.user_checks`); the check rows go to ``<checks>/bucket=<b>/`` by a stable
 hash of the user id, so one bucket holds every check row of its users whichever file they came from
 (the suite's one-row-per-user rule then holds across files, bucket by bucket).
@@ -34,13 +35,15 @@ import numpy as np
 
 from recflow.constants import COL_USER
 from recflow.score_checks import ExpectedUsers, user_checks
+from recflow.scoring import ScoringError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-#: Users per staged file (16 Arrow batches of 8,192): ~1.3M rows at k = 10, ~15 MB; what a task keeps
-#: in memory until its file is checked, whatever the total number of users.
-FILE_USERS: Final = 131_072
+#: Users per staged file (4 Arrow batches of 8,192): ~330k rows at k = 10, ~4 MB. A task keeps a file's
+#: input users (~1 MB a batch) and check rows until the file is checked, so this bounds its memory.
+FILE_USERS: Final = 32_768
 #: Temporary names of files being written (left behind only by a killed attempt).
 TMP_SUFFIX: Final = ".tmp"
 #: What each task reports to the driver, one row per staged file (Spark DDL).
@@ -75,56 +78,83 @@ def _replace(write: Callable[[Path], object], final: Path) -> None:
 
 
 class StagedFiles:
-    """One task's staged score files and their check rows (see the module docstring)."""
+    """One task's staged score files and their check rows (see the module docstring).
+
+    Memory: rows go into the open file as they come, one row group per scored batch; until the file is
+    complete only each batch's input users (ids, seen items) are kept. The file is then read back and
+    checked row group by row group, so a worker holds one batch's rows at a time, whatever the number
+    of users.
+    """
 
     def __init__(self, plan: StagingPlan, partition: int, items: pa.Array) -> None:
         self.plan = plan
         self.partition = partition
         self.items = items
         self.files = 0
-        self._rows: list[pa.RecordBatch] = []
-        self._users: list[ExpectedUsers] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp = Path()
+        self._schema: pa.Schema | None = None
+        self._batches: list[tuple[bool, ExpectedUsers]] = []  # (wrote a row group, its input users)
         self._n_users = 0
 
     @property
     def full(self) -> bool:
         return self._n_users >= FILE_USERS
 
-    def add(self, rows: pa.RecordBatch, users: ExpectedUsers) -> None:
-        """One scored batch: its rows and the input users they were scored for."""
-        self._rows.append(rows)
-        self._users.append(users)
-        self._n_users += len(users.ids)
+    def _name(self) -> str:
+        return f"part-{self.partition:05d}-{self.files:03d}.parquet"
 
-    def flush(self) -> pa.RecordBatch | None:
-        """Write the pending batches as one file, check it, and return its report row (None: nothing
-        pending)."""
+    def add(self, rows: pa.RecordBatch, users: ExpectedUsers) -> None:
+        """One scored batch: its rows (written now) and the input users they were scored for."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if not self._users:
+        if self._writer is None:
+            self._tmp = Path(self.plan.scores_dir) / f".{self._name()}.{uuid.uuid4().hex}{TMP_SUFFIX}"
+            self._schema = rows.schema
+            self._writer = pq.ParquetWriter(self._tmp, rows.schema, compression="snappy")
+        if rows.num_rows:
+            self._writer.write_table(pa.Table.from_batches([rows]), row_group_size=rows.num_rows)
+        self._batches.append((rows.num_rows > 0, users))
+        self._n_users += len(users.ids)
+
+    def flush(self) -> pa.RecordBatch | None:
+        """Complete the open file, check it, and return its report row (None: nothing pending)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._writer is None or self._schema is None:
             return None
-        name = f"part-{self.partition:05d}-{self.files:03d}.parquet"
+        name = self._name()
         path = Path(self.plan.scores_dir) / name
-        schema = self._rows[0].schema
-
-        def write_scores(tmp: Path) -> None:
-            with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
-                for batch in self._rows:
-                    writer.write_batch(batch)
-
-        _replace(write_scores, path)
-        staged = pq.read_table(path)
-        checks = user_checks(staged, ExpectedUsers.concat(self._users), self.items)
-        buckets = bucket_of(checks.column(COL_USER).combine_chunks(), self.plan.buckets)
-        for b in np.unique(buckets):
+        self._writer.close()
+        os.replace(self._tmp, path)
+        checks: dict[int, list[pa.Table]] = {}
+        rows = 0
+        staged = pq.ParquetFile(path)
+        try:
+            written = sum(wrote for wrote, _ in self._batches)
+            if staged.metadata.num_row_groups != written:
+                raise ScoringError(f"{path} holds {staged.metadata.num_row_groups} row groups, {written} were written")
+            group = 0
+            for wrote, users in self._batches:
+                table = staged.read_row_group(group) if wrote else self._schema.empty_table()
+                group += wrote
+                rows += table.num_rows
+                frame = user_checks(table, users, self.items)
+                buckets = bucket_of(frame.column(COL_USER).combine_chunks(), self.plan.buckets)
+                for b in np.unique(buckets):
+                    checks.setdefault(int(b), []).append(frame.filter(pa.array(buckets == b)))
+        finally:
+            staged.close()
+        for b, parts in checks.items():
             folder = Path(self.plan.checks_dir) / f"bucket={b}"
             folder.mkdir(parents=True, exist_ok=True)
-            _replace(partial(pq.write_table, checks.filter(pa.array(buckets == b))), folder / name)
+            _replace(partial(pq.write_table, pa.concat_tables(parts)), folder / name)
         report = pa.RecordBatch.from_pydict(
-            {"file": [name], "users": [self._n_users], "rows": [staged.num_rows]},
+            {"file": [name], "users": [self._n_users], "rows": [rows]},
             schema=pa.schema([("file", pa.string()), ("users", pa.int64()), ("rows", pa.int64())]),
         )
         self.files += 1
-        self._rows, self._users, self._n_users = [], [], 0
+        self._writer, self._schema, self._batches, self._n_users = None, None, [], 0
         return report
