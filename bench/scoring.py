@@ -10,7 +10,8 @@ so its peak memory is its own. Methods (rows of the table):
 * ``recflow``: the real job, ``recflow.batch_scoring.run_batch_scoring`` on ``local[2]``: active users
   and seen arrays from the lake, users joined to their factor rows from the artifact's Parquet,
   ``mapInArrow`` scoring core, each task writing its staged Parquet files and checking them read back,
-  the ``batch_scores`` GX suite over those checks on the driver, publish. ``peak_rss_mb`` = the largest peak RSS (VmHWM) of any Python worker (what must stay flat).
+  the ``batch_scores`` GX suite over those checks on the driver, publish. ``peak_rss_mb`` = the largest
+  peak RSS (VmHWM) of any Python worker (what must stay flat).
 * ``recflow_score_write``: the same run's scoring stage only (join -> score -> staged Parquet written
   and checked per user), read from the job's log line, to separate it from the inputs and the suite.
 * ``spark_recommend_for_all_users``: a Spark ``ALSModel`` holding the same factors (a tiny fitted model

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recflow.constants import COL_ITEM, COL_USER
 from recflow.models.popularity import PopularityRecommender
 from recflow.training import main_for
 
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 def fit(spark: SparkSession, train: DataFrame, params: Mapping[str, Any], work_dir: Path) -> PopularityRecommender:
     if params:
         raise ValueError(f"the popularity baseline takes no parameters, got {sorted(params)}")
-    return PopularityRecommender.fit(train.select(COL_USER, COL_ITEM).distinct().toPandas())
+    return PopularityRecommender.fit_spark(train, work_dir)
 
 
 if __name__ == "__main__":

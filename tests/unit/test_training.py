@@ -82,7 +82,7 @@ def write_lake(root: Path, df: pd.DataFrame, *, nan_as_null: bool = False) -> Pa
 
 
 def fit_popularity(spark: Any, train: Any, params: Mapping[str, Any], work_dir: Path) -> Recommender:
-    return PopularityRecommender.fit(train.select(COL_USER, COL_ITEM).distinct().toPandas())
+    return PopularityRecommender.fit_spark(train, work_dir)
 
 
 def train(

@@ -1,4 +1,4 @@
-"""ALS and NCF train without collecting to the driver (issue 9, build item 8), on a real local Spark.
+"""ALS, NCF and popularity train without collecting to the driver (issue 9, build item 8), on real Spark.
 
 The run goes through ``run_training`` (fit, hold-out, canary, artifact) while every way a DataFrame
 reaches the driver (``toPandas``, ``collect``, ``take``, ``toLocalIterator``) refuses a frame of more
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from local_spark import local_spark
-from test_training import WINDOW, events, train, write_lake
+from test_training import WINDOW, events, fit_popularity, train, write_lake
 
 from recflow.canary import CANARY_FILE, check_canary
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
@@ -138,6 +138,13 @@ def test_als_trains_and_evaluates_without_collecting_pairs_or_user_factors(
     result, out = train_guarded(spark, tmp_path, monkeypatch, "als", fit_als, params)
     check_artifact_reproduces_the_run(result, out)
     assert result.metrics[f"ndcg@{K}"] > 0.2, "three taste groups of 10 items: ALS must find them"
+
+
+def test_popularity_counts_in_spark_without_collecting_pairs(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, out = train_guarded(spark, tmp_path, monkeypatch, "popularity", fit_popularity, {})
+    check_artifact_reproduces_the_run(result, out)
 
 
 @pytest.mark.slow

@@ -6,24 +6,74 @@ Always trained beside the learned models, because a model that cannot beat it is
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_USER
-from recflow.models.artifact import IdIndex, Recommender, SeenItems, write_model_json, write_user_table
+from recflow.models.artifact import IdIndex, SeenItems, write_model_json
+from recflow.models.tables import (
+    COL_I,
+    COL_U,
+    TableBackedRecommender,
+    dense_codes,
+    popularity_frame,
+    read_items,
+    seen_frame,
+    write_tables,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame
 
 
-class PopularityRecommender(Recommender):
+class PopularityRecommender(TableBackedRecommender):
     """Scores an item by its number of distinct training users, divided by the most popular item's
-    (in [0, 1]: the same numbers as the fallback every family uses for unknown users)."""
+    (in [0, 1]: the same numbers as the fallback every family uses for unknown users).
+
+    :meth:`fit_spark` keeps the data in Spark, as ALS does: dense codes, the per-item counts and the seen
+    items are computed there and written as the artifact's tables; the driver reads back the item side
+    only (bounded by the catalog). :meth:`fit` builds the same model from a small in-memory frame.
+    """
 
     family = "popularity"
+    user_factors_in_table = False
+
+    def __init__(
+        self, index: IdIndex, seen: SeenItems, *, popularity: np.ndarray | None = None, tables: Path | None = None
+    ) -> None:
+        super().__init__(index, seen, popularity=popularity, tables=tables)
 
     @classmethod
     def fit(cls, train: pd.DataFrame, *, col_user: str = COL_USER, col_item: str = COL_ITEM) -> PopularityRecommender:
+        """From an in-memory frame of interactions (tests, small tools)."""
         index = IdIndex.from_frame(train, col_user=col_user, col_item=col_item)
         return cls(index, SeenItems.from_frame(train, index, col_user=col_user, col_item=col_item))
+
+    @classmethod
+    def fit_spark(cls, train: DataFrame, work_dir: Path) -> PopularityRecommender:
+        """From a Spark frame of interactions; the tables go to ``work_dir`` and the model holds the item
+        side (codes in sorted id order, as :meth:`fit` numbers them, so ties rank the same)."""
+        from pyspark.sql import functions as F
+
+        pairs = train.select(F.col(COL_USER).cast("string"), F.col(COL_ITEM).cast("string")).dropna().distinct()
+        users = dense_codes(pairs, COL_USER, COL_U)
+        items = dense_codes(pairs, COL_ITEM, COL_I)
+        coded = pairs.join(users, COL_USER).join(F.broadcast(items), COL_ITEM).select(COL_U, COL_I).cache()
+        try:
+            write_tables(
+                work_dir,
+                users=users,
+                items=items.join(popularity_frame(coded), COL_I, "left"),
+                seen=seen_frame(coded),
+            )
+        finally:
+            coded.unpersist()
+        return cls._item_side(read_items(work_dir), work_dir)
+
+    def _fields(self, user_factors: np.ndarray | None) -> dict[str, Any]:
+        return {}
 
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.fallback_scores(), (len(user_codes), self.index.n_items))
@@ -32,12 +82,16 @@ class PopularityRecommender(Recommender):
         return self.item_side_copy()
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.index.save(folder)
-        self.seen.save(folder)
-        write_user_table(folder, self.index)
+        """The tables (copied as Spark wrote them, or written from memory) and ``model.json``."""
+        self._save_tables(folder)
         write_model_json(folder, type(self))
 
     @classmethod
     def load(cls, folder: Path) -> PopularityRecommender:
-        return cls(IdIndex.load(folder), SeenItems.load(folder))
+        return cls.load_item_side(folder).with_user_side()
+
+    @classmethod
+    def load_item_side(cls, folder: Path) -> PopularityRecommender:
+        if (folder / "users.json").exists():  # schema 1: JSON ids, NumPy seen index
+            return cls(IdIndex.load(folder), SeenItems.load(folder))
+        return cls._item_side(read_items(folder), folder)
