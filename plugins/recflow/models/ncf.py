@@ -22,19 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from recflow.constants import COL_ITEM, COL_USER
 from recflow.models.artifact import IdIndex, SeenItems, read_model_json, write_model_json
 from recflow.models.params import reject_unknown
-from recflow.models.tables import (
-    COL_I,
-    COL_U,
-    TableBackedRecommender,
-    dense_codes,
-    popularity_frame,
-    read_items,
-    seen_frame,
-    write_tables,
-)
+from recflow.models.tables import COL_U, TableBackedRecommender, coded_pairs, read_items, write_pair_tables
 
 if TYPE_CHECKING:
     import keras
@@ -272,17 +262,11 @@ class NcfRecommender(TableBackedRecommender):
         the item side (plus the network); :meth:`with_user_side` reads the user side from the tables."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
-        from pyspark.sql import functions as F
 
         keras.utils.set_random_seed(params.seed)
-        ids = train.select(F.col(COL_USER).cast("string"), F.col(COL_ITEM).cast("string")).distinct()
-        users = dense_codes(ids, COL_USER, COL_U)
-        items = dense_codes(ids, COL_ITEM, COL_I)
-        pairs = ids.join(users, COL_USER).join(F.broadcast(items), COL_ITEM).select(COL_U, COL_I).cache()
+        users, items, pairs = coded_pairs(train)
         try:
-            write_tables(
-                work_dir, users=users, items=items.join(popularity_frame(pairs), COL_I, "left"), seen=seen_frame(pairs)
-            )
+            write_pair_tables(work_dir, users, items, pairs)
             item = read_items(work_dir)
             n_users = users.count()
             data_path = prepare_training_set(spark, pairs, len(item.items), params, work_dir)

@@ -12,16 +12,7 @@ import numpy as np
 
 from recflow.constants import COL_ITEM, COL_USER
 from recflow.models.artifact import IdIndex, SeenItems, write_model_json
-from recflow.models.tables import (
-    COL_I,
-    COL_U,
-    TableBackedRecommender,
-    dense_codes,
-    popularity_frame,
-    read_items,
-    seen_frame,
-    write_tables,
-)
+from recflow.models.tables import TableBackedRecommender, coded_pairs, read_items, write_pair_tables
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,21 +46,11 @@ class PopularityRecommender(TableBackedRecommender):
     def fit_spark(cls, train: DataFrame, work_dir: Path) -> PopularityRecommender:
         """From a Spark frame of interactions; the tables go to ``work_dir`` and the model holds the item
         side (codes in sorted id order, as :meth:`fit` numbers them, so ties rank the same)."""
-        from pyspark.sql import functions as F
-
-        pairs = train.select(F.col(COL_USER).cast("string"), F.col(COL_ITEM).cast("string")).dropna().distinct()
-        users = dense_codes(pairs, COL_USER, COL_U)
-        items = dense_codes(pairs, COL_ITEM, COL_I)
-        coded = pairs.join(users, COL_USER).join(F.broadcast(items), COL_ITEM).select(COL_U, COL_I).cache()
+        users, items, pairs = coded_pairs(train)
         try:
-            write_tables(
-                work_dir,
-                users=users,
-                items=items.join(popularity_frame(coded), COL_I, "left"),
-                seen=seen_frame(coded),
-            )
+            write_pair_tables(work_dir, users, items, pairs)
         finally:
-            coded.unpersist()
+            pairs.unpersist()
         return cls._item_side(read_items(work_dir), work_dir)
 
     def _fields(self, user_factors: np.ndarray | None) -> dict[str, Any]:

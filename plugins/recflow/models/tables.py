@@ -94,6 +94,23 @@ def seen_frame(pairs: DataFrame) -> DataFrame:
     return pairs.groupBy(COL_U).agg(F.array_sort(F.collect_set(F.col(COL_I).cast("int"))).alias(COL_SEEN))
 
 
+def coded_pairs(train: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """``(users, items, pairs)``: the dense user and item codes of ``train``'s interactions and its
+    distinct ``(u, i)`` code pairs (cached: the caller unpersists them), for families whose tables hold
+    no factors (NCF, popularity)."""
+    from pyspark.sql import functions as F
+
+    ids = train.select(F.col(COL_USER).cast("string"), F.col(COL_ITEM).cast("string")).distinct()
+    users = dense_codes(ids, COL_USER, COL_U)
+    items = dense_codes(ids, COL_ITEM, COL_I)
+    return users, items, ids.join(users, COL_USER).join(F.broadcast(items), COL_ITEM).select(COL_U, COL_I).cache()
+
+
+def write_pair_tables(folder: Path, users: DataFrame, items: DataFrame, pairs: DataFrame) -> None:
+    """The three tables of :func:`coded_pairs`' output: ids and codes, per-item popularity, seen items."""
+    write_tables(folder, users=users, items=items.join(popularity_frame(pairs), COL_I, "left"), seen=seen_frame(pairs))
+
+
 def write_tables(folder: Path, *, users: DataFrame, items: DataFrame, seen: DataFrame) -> None:
     """Spark writes the three tables under ``folder``; Hadoop's ``.crc`` side files are removed (the
     registry checksums every file itself, and a stale ``.crc`` would only make a good file unreadable)."""
