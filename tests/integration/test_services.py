@@ -168,3 +168,20 @@ def test_spark_kafka_jars_match_pyspark() -> None:
     assert any(n.startswith("commons-pool2-") for n in names)
     # Jars pyspark ships already (Scala, Hadoop client) must not be passed twice.
     assert not any(n.startswith(("scala-library-", "hadoop-client-")) for n in names), names
+
+
+def test_storage_format_reads_a_cluster_id_that_starts_with_a_dash(live_services: Settings, tmp_path: Path) -> None:
+    """One random cluster id in 64 starts with "-"; the real StorageTool must still take it as the id
+    (passed as a separate argument, it was read as an option and the format failed)."""
+    from recflow.config import state_dir
+    from recflow.services import maven
+    from recflow.services.kafka import LOG4J2_XML, render_server_properties, storage_format_argv
+
+    jars = maven.resolve(maven.KAFKA, state_dir())
+    props, log4j = tmp_path / "server.properties", tmp_path / "log4j2.xml"
+    props.write_text(render_server_properties(port=1, controller_port=2, data_dir=tmp_path / "data"))
+    log4j.write_text(LOG4J2_XML)
+    argv = storage_format_argv(maven.require_tool("java"), jars, log4j, props, "-AbCdEfGhIjKlMnOpQrStU")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cluster.id=-AbCdEfGhIjKlMnOpQrStU" in (tmp_path / "data" / "meta.properties").read_text()

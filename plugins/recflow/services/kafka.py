@@ -89,13 +89,15 @@ def _java_base(java: str, jars: Path, log4j: Path) -> list[str]:
 
 
 def storage_format_argv(java: str, jars: Path, log4j: Path, props: Path, cluster_id: str) -> list[str]:
-    """Format the log directory once, with this node as the only voter (``--standalone``)."""
+    """Format the log directory once, with this node as the only voter (``--standalone``).
+
+    The id is passed as ``--cluster-id=<id>``: one in 64 random ids starts with ``-``, which as a
+    separate argument the tool's parser reads as an option ("expected one argument")."""
     return [
         *_java_base(java, jars, log4j),
         "kafka.tools.StorageTool",
         "format",
-        "-t",
-        cluster_id,
+        f"--cluster-id={cluster_id}",
         "-c",
         str(props),
         "--standalone",
