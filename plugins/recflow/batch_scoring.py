@@ -195,6 +195,12 @@ def _factor_rows(column: pa.ListArray, n: int) -> np.ndarray:
     return out
 
 
+def _shipped(model: Recommender, version: str) -> tuple[str, bytes]:
+    """What a scoring job ships to its Python workers: the item-side model, pickled, and its cache key."""
+    payload = pickle.dumps(model.for_workers())
+    return f"{version}:{len(payload)}", payload
+
+
 def _worker_model(key: str, payload: bytes) -> Recommender:
     """The model for ``key``, unpickled once per Python worker process (Spark reuses workers)."""
     if key not in _worker_models:
@@ -227,8 +233,8 @@ class _ArrowScorer:
             ]
         )
 
-    def __call__(self, rb: pa.RecordBatch) -> tuple[pa.RecordBatch, UserBatch]:
-        """The batch's output rows and the users as the scorer read them (codes, seen items)."""
+    def __call__(self, rb: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch's output rows."""
         import pyarrow as pa
 
         n = rb.num_rows
@@ -237,7 +243,7 @@ class _ArrowScorer:
         batch = UserBatch(codes=codes, seen=_ragged(rb.column(COL_SEEN)), factors=factors)
         top = score_batch(self.model, batch, k=self.k, n_candidates=self.n_candidates)
         rows, ranks, item_codes, scores, fallback = top.long()
-        out = pa.RecordBatch.from_arrays(
+        return pa.RecordBatch.from_arrays(
             [
                 rb.column(COL_USER).take(pa.array(rows)),
                 pa.array(ranks, type=pa.int32()),
@@ -248,7 +254,6 @@ class _ArrowScorer:
             ],
             schema=self.schema,
         )
-        return out, batch
 
 
 def _by_user(inputs: DataFrame, partitions: int) -> DataFrame:
@@ -271,13 +276,12 @@ def score_users(
 
     ``n_candidates`` goes to :func:`recflow.scoring.score_batch` (None: the model's own candidate pool;
     0: the full catalog, as hold-out evaluation requires)."""
-    payload = pickle.dumps(model.for_workers())
-    key = f"{version}:{len(payload)}"
+    key, payload = _shipped(model, version)
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         scorer = _ArrowScorer(_worker_model(key, payload), version=version, k=k, n_candidates=n_candidates)
         for rb in batches:
-            yield scorer(rb)[0]
+            yield scorer(rb)
 
     return _by_user(inputs, partitions).mapInArrow(score, schema=SCORES_SCHEMA)
 
@@ -308,8 +312,7 @@ def stage_scores(
     ``plan.checks_dir`` (:mod:`recflow.score_staging`)."""
     from recflow.score_staging import FILE_REPORT_SCHEMA
 
-    payload = pickle.dumps(model.for_workers())
-    key = f"{version}:{len(payload)}"
+    key, payload = _shipped(model, version)
 
     def stage(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
@@ -320,8 +323,7 @@ def stage_scores(
         context = TaskContext.get()
         files = StagedFiles(plan, context.partitionId() if context else 0, scorer.items)
         for rb in batches:
-            rows, _ = scorer(rb)
-            files.add(rows, _expected_users(scorer.model, k, rb))
+            files.add(scorer(rb), _expected_users(scorer.model, k, rb))
             if files.full and (report := files.flush()) is not None:
                 yield report
         if (report := files.flush()) is not None:

@@ -67,9 +67,14 @@ def bucket_of(users: pa.Array, buckets: int) -> np.ndarray:
     return (hashes % np.uint64(buckets)).astype(np.int64)
 
 
+def _tmp_name(final: Path) -> Path:
+    """A hidden name beside ``final``, unique to this attempt, that the driver knows to clean up."""
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+
+
 def _replace(write: Callable[[Path], object], final: Path) -> None:
     """Run ``write(tmp)`` then rename ``tmp`` to ``final``: readers see no half-written file."""
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    tmp = _tmp_name(final)
     try:
         write(tmp)
         os.replace(tmp, final)
@@ -110,7 +115,7 @@ class StagedFiles:
         import pyarrow.parquet as pq
 
         if self._writer is None:
-            self._tmp = Path(self.plan.scores_dir) / f".{self._name()}.{uuid.uuid4().hex}{TMP_SUFFIX}"
+            self._tmp = _tmp_name(Path(self.plan.scores_dir) / self._name())
             self._schema = rows.schema
             self._writer = pq.ParquetWriter(self._tmp, rows.schema, compression="snappy")
         if rows.num_rows:
