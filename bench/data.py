@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _landing_file(rows: int) -> Path:
     """Generate (once) and return the gzip CSV landing file for ``rows`` requested events."""
-    from recflow.config import state_dir
+    from recflow.config.settings import state_dir
     from recflow.data import synthetic
 
     out = state_dir() / "bench-data" / f"rows={rows}"

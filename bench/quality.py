@@ -19,9 +19,9 @@ VALIDATION nDCG@k; the report also says whether it is the best on test.
 
 Everything is the pipeline's code: each family is fitted by the ``fit`` of its own trainer entry point
 (``spark_jobs/train_<family>.py``, found through its spec, read from Parquet as the DAG's trainers read
-the lake); relevance is ``recflow.training.judgeable_pairs`` (the hold-out's rule: known users and items,
+the lake); relevance is ``recflow.training.flow.judgeable_pairs`` (the hold-out's rule: known users and items,
 pairs not seen in training); ranking is ``Recommender.recommend(exclude_seen=True)``; metrics are
-``recflow.evaluation.evaluate``. Definitions are in ``quality_report.DEFINITIONS``.
+``recflow.evaluation.metrics.evaluate``. Definitions are in ``quality_report.DEFINITIONS``.
 """
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ from quality_report import (
     summarize,
 )
 
-from recflow.config import project_root
+from recflow.config.settings import project_root
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER, DEFAULT_K
-from recflow.evaluation import evaluate
+from recflow.evaluation.metrics import evaluate
+from recflow.evaluation.splitters import stratified_split, user_chrono_split
 from recflow.models.artifact import Recommender
-from recflow.splitting import stratified_split, user_chrono_split
-from recflow.training import judgeable_pairs
+from recflow.training.flow import judgeable_pairs
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -177,7 +177,7 @@ class _Data:
 @cache
 def trainer_fit(family: str, models_dir: Path | None = None) -> Callable[..., Recommender]:
     """The ``fit`` of the family's trainer entry point (its spec's ``entry_point``), as the DAG runs it."""
-    from recflow.specs import load_spec
+    from recflow.training.specs import load_spec
 
     path = project_root() / load_spec(family, models_dir).entry_point
     spec = importlib.util.spec_from_file_location(f"bench_train_{family}", path)
@@ -212,7 +212,7 @@ def score(model: Recommender, held_out: pd.DataFrame, k: int) -> tuple[dict[str,
 
 
 def _candidates(family: str, config: BenchConfig, seed: int) -> list[dict[str, Any]]:
-    from recflow.specs import load_spec
+    from recflow.training.specs import load_spec
 
     spec = load_spec(family, config.models_dir)
     extra = {"seed": seed} if family in SEEDED_FAMILIES else {}
@@ -406,7 +406,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from recflow.data.movielens import load_movielens
-    from recflow.spark import get_spark
+    from recflow.spark.session import get_spark
 
     args = parse_args(argv)
     budgets = {f: getattr(args, f"budget_{f}") for f in KNOWN_FAMILIES if f != "popularity"}

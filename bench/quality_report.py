@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from recflow.evaluation import metrics_table
+from recflow.evaluation.metrics import metrics_table
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -131,7 +131,7 @@ def machine_info(spark: SparkSession) -> dict[str, Any]:
                 continue
         return "not installed"
 
-    from recflow.training import code_version
+    from recflow.training.flow import code_version
 
     return {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -152,7 +152,7 @@ def machine_info(spark: SparkSession) -> dict[str, Any]:
 
 DEFINITIONS: Final = {
     "relevance": "every distinct held-out (user, item) pair, any star rating, whose user and item occur in "
-    "the train part and which the user does not already have there (recflow.training.judgeable_pairs, the "
+    "the train part and which the user does not already have there (recflow.training.flow.judgeable_pairs, the "
     "pipeline's hold-out rule; runs[].held_out_pairs vs truth_pairs_test shows how many were dropped)",
     "ranking": "top k over the full training catalog with each user's training items removed; averaged "
     "over every judged user (a user without recommendations counts 0)",
@@ -248,7 +248,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "machine are slower than on an idle one.",
         "",
         f"Seeds {config['seeds']}, k={k}, search budgets {config['budgets']}; each family is fitted by its own "
-        "trainer entry point and scored by recflow.evaluation. Results are test metrics, mean ± sample std "
+        "trainer entry point and scored by recflow.evaluation.metrics. Results are test metrics, mean ± sample std "
         "over seeds.",
         "",
         "## Goals",

@@ -7,7 +7,7 @@ Shapes: ``users`` x 10^4 items, rank 64, float32 factors drawn from a fixed seed
 distinct seen items in the lake (spread over 2 days), k = 10. Each method runs in a fresh child process
 so its peak memory is its own. Methods (rows of the table):
 
-* ``recflow``: the real job, ``recflow.batch_scoring.run_batch_scoring`` on ``local[2]``: active users
+* ``recflow``: the real job, ``recflow.batch.job.run_batch_scoring`` on ``local[2]``: active users
   and seen arrays from the lake, users joined to their factor rows from the artifact's Parquet,
   ``mapInArrow`` scoring core, each task writing its staged Parquet files and checking them read back,
   the ``batch_scores`` GX suite over those checks on the driver, publish. ``peak_rss_mb`` = the largest
@@ -57,7 +57,7 @@ def _factors(n_users: int) -> tuple[Any, Any]:
 
 
 def _work(n_users: int) -> Path:
-    from recflow.config import state_dir
+    from recflow.config.settings import state_dir
 
     return state_dir() / "bench-scoring" / f"users={n_users}"
 
@@ -131,8 +131,8 @@ def _recflow(n_users: int) -> dict[str, Any]:
     import logging
     from datetime import date
 
-    from recflow.batch_scoring import ScoringRequest, run_batch_scoring
-    from recflow.spark import get_spark
+    from recflow.batch.job import ScoringRequest, run_batch_scoring
+    from recflow.spark.session import get_spark
 
     info = _prepare(n_users)
     log_lines: list[str] = []
@@ -182,7 +182,7 @@ def _spark_recommend(n_users: int) -> dict[str, Any]:
     import pandas as pd
     from pyspark.ml.recommendation import ALS, ALSModel
 
-    from recflow.spark import get_spark
+    from recflow.spark.session import get_spark
 
     work = _work(n_users) / "spark-als"
     shutil.rmtree(work, ignore_errors=True)
@@ -237,7 +237,7 @@ def _ncf() -> dict[str, Any]:
 
     from recflow.models.artifact import IdIndex, SeenItems
     from recflow.models.ncf import NcfParams, NcfRecommender, build_neumf
-    from recflow.scoring import Ragged, UserBatch, popular_candidates, score_batch
+    from recflow.scoring.core import Ragged, UserBatch, popular_candidates, score_batch
 
     params = NcfParams()
     index = IdIndex(users=tuple(f"u{n}" for n in range(NCF_USERS)), items=tuple(f"i{n}" for n in range(N_ITEMS)))

@@ -1,6 +1,6 @@
 """Bench-only engine candidate: Spark Structured Streaming micro-batches, same scoring and answer format.
 
-Why it lives in bench/: the project serves with the Kafka consumer-group scorer (``recflow.scorer``);
+Why it lives in bench/: the project serves with the Kafka consumer-group scorer (``recflow.streaming``);
 this job exists so ``make bench-streaming`` measures the micro-batch floor in the same run, with the
 same request parsing, scoring call and answer encoding as the default engine. ``--probe-real-time``
 instead tries Spark 4's Real-Time Mode (``trigger(realTime=...)``) on our scoring and reports what
@@ -22,11 +22,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from recflow.config import load_settings
-from recflow.events import kafka_producer
+from recflow.config.settings import load_settings
 from recflow.registry import ModelRegistry
-from recflow.scorer.models import download_fresh, resolve_champion
-from recflow.spark import get_spark
+from recflow.spark.session import get_spark
+from recflow.streaming.events import kafka_producer
+from recflow.streaming.follower import download_fresh, resolve_champion
 
 
 def _source(spark: Any, settings: Any) -> Any:
@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument("--probe-out", type=Path, default=None)
     args = parser.parse_args()
     from recflow.models.artifact import load_recommender
-    from recflow.scorer.answers import score_requests
-    from recflow.scorer.protocol import Request, encode_answer, parse_request
+    from recflow.streaming.answers import score_requests
+    from recflow.streaming.protocol import Request, encode_answer, parse_request
 
     settings = load_settings()
     registry = ModelRegistry.from_settings(settings)

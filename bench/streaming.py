@@ -18,7 +18,7 @@ Definitions:
 * sent / answered / dlq / lost: per row from the client's matching; ``reconciliation`` recounts every
   request record of an engine's runs against answers and dead letters on the broker.
 * in-process limit, measured in the same run on the same model: ``model`` = the scoring core alone
-  (``recflow.scoring.score_batch`` with the users' seen items) on batches of 1,000 requests' users;
+  (``recflow.scoring.core.score_batch`` with the users' seen items) on batches of 1,000 requests' users;
   ``answer path`` = parse + score + encode of those batches (what the scorer does per poll, minus Kafka).
   The throughput goal's "within 2x of the in-process limit" is checked against the answer path, one
   process on one core; the ratio to the scoring call alone is printed beside it (the model is a
@@ -56,7 +56,7 @@ from typing import Any
 from machine import machine_info  # bench/machine.py (this folder is on sys.path when run)
 
 # NumPy is imported inside functions, after this: the in-process limit is measured with the scorer's
-# BLAS setting (single-threaded, see recflow.scorer.__main__).
+# BLAS setting (single-threaded, see recflow.streaming.__main__).
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -72,9 +72,9 @@ FIELDS = ("engine", "offered_rps", "sustained_rps", "p50_ms", "p99_ms", "sent", 
 
 def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, list[str], list[str], Path]:
     """Register models A and B in the bench bucket and promote A; returns (registry, versions, users, A's dir)."""
+    from recflow.config.s3 import s3_client
     from recflow.models.synthetic import random_als
     from recflow.registry import ModelRegistry
-    from recflow.storage import s3_client
 
     client = s3_client(settings.s3)
     if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
@@ -98,7 +98,7 @@ def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, lis
 
 
 def _promote(settings: Any, registry: Any, version: str, when: datetime) -> None:
-    from recflow.events import encode, kafka_producer, model_update_event
+    from recflow.streaming.events import encode, kafka_producer, model_update_event
 
     current = registry.champion_record()
     record = registry.promote(
@@ -112,8 +112,8 @@ def _promote(settings: Any, registry: Any, version: str, when: datetime) -> None
 
 def in_process_limit(folder: Path, users: list[str], n: int = 20_000, batch: int = 1000) -> dict[str, float]:
     from recflow.models.artifact import load_recommender
-    from recflow.scorer.answers import score_requests
-    from recflow.scorer.protocol import Request, encode_answer, parse_request
+    from recflow.streaming.answers import score_requests
+    from recflow.streaming.protocol import Request, encode_answer, parse_request
 
     model = load_recommender(folder)
     rng = __import__("numpy").random.default_rng(0)
@@ -121,7 +121,7 @@ def in_process_limit(folder: Path, users: list[str], n: int = 20_000, batch: int
     raw = [json.dumps({"request_id": f"r{i}", "user_id": str(u), "k": 10}).encode() for i, u in enumerate(picks)]
     parsed = [parse_request(v, None, partition=0, offset=i, timestamp_ms=0) for i, v in enumerate(raw)]
     requests = [p for p in parsed if isinstance(p, Request)]
-    from recflow.scoring import UserBatch, score_batch
+    from recflow.scoring.core import UserBatch, score_batch
 
     codes = model.index.user_codes([str(u) for u in picks])
     score_requests(model, requests[:batch])  # warm up
@@ -187,7 +187,7 @@ def legs(sent: dict[bytes, float], listener: Any) -> dict[str, float | None]:
 
 
 def run_rate(settings: Any, engine: str, users: list[str], rate: float | None, n: int) -> dict[str, Any]:
-    from recflow.scorer.client import AnswerListener, report, send_requests
+    from recflow.streaming.client import AnswerListener, report, send_requests
 
     listener = AnswerListener(settings.kafka)
     quiet_gc()
@@ -228,7 +228,7 @@ def swap_pause(
     """
     import threading
 
-    from recflow.scorer.client import AnswerListener, report, send_requests
+    from recflow.streaming.client import AnswerListener, report, send_requests
 
     listener = AnswerListener(settings.kafka)
     quiet_gc()
@@ -273,8 +273,8 @@ def swap_pause(
 def spark_engine(
     settings: Any, users: list[str], rates: list[float], duration: float, tmp: Path
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from recflow.airflow_env import pyspark_home
     from recflow.services import spark_kafka_jars
+    from recflow.services.local_airflow import pyspark_home
     from recflow.services.process import group_members, start_detached, stop_group
 
     jars = ",".join(str(j) for j in spark_kafka_jars())
@@ -495,7 +495,7 @@ def _plot(doc: dict[str, Any], path: Path) -> None:
 
 def start_replicas(count: int) -> list[Any]:
     """``count`` scorer processes in one new consumer group, each owning its share of the partitions."""
-    from recflow.scorer.launcher import start_scorer
+    from recflow.streaming.launcher import start_scorer
 
     group = f"recflow-bench-{uuid.uuid4().hex[:6]}"
     scorers = [
@@ -542,10 +542,10 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    from recflow.config import load_settings
-    from recflow.scorer.reconcile import reconcile
+    from recflow.config.settings import load_settings
     from recflow.services import shared_services
     from recflow.services.kafka import ensure_partitions
+    from recflow.streaming.reconcile import reconcile
 
     machine = machine_info(("confluent-kafka", "numpy", "pyspark", "prometheus-client"))
     doc: dict[str, Any] = {"machine": machine, "model": {"users": args.users, "items": args.items, "rank": args.rank}}

@@ -19,7 +19,7 @@ from datetime import timedelta
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
-from recflow.config import project_root
+from recflow.config.settings import project_root
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import SPARK_CONF, SPARK_CONN_ID, SPARK_JOB_ENV, SPARK_MACROS, SPARK_PY_FILES
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE

@@ -32,7 +32,7 @@ from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
 from recflow.orchestration.guards import check_window
 from recflow.orchestration.ingest_tasks import days_to_validate, validate_window_day
 from recflow.orchestration.training_tasks import CompareOperator, plan_training, promote, publish_model_event
-from recflow.specs import available_specs
+from recflow.training.specs import available_specs
 
 
 @dag(

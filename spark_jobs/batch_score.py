@@ -17,10 +17,10 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from recflow.batch_scoring import ScoringRequest, run_batch_scoring
+from recflow.batch.job import ScoringRequest, run_batch_scoring
 from recflow.registry import RegistryError
-from recflow.scoring import ScoringError, fetch_artifact
-from recflow.spark import get_spark
+from recflow.scoring.core import ScoringError, fetch_artifact
+from recflow.spark.session import get_spark
 
 
 def main(argv: list[str] | None = None) -> None:

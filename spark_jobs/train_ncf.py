@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recflow.models.ncf import NcfParams, NcfRecommender
-from recflow.training import main_for
+from recflow.training.flow import main_for
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -23,7 +23,7 @@ os.environ.setdefault("RECFLOW_LAKE", str(_SESSION / "lake"))
 os.environ.setdefault("RECFLOW_LANDING", str(_SESSION / "landing"))
 os.environ.setdefault("RECFLOW_MODELS_BUCKET", f"recflow-test-{os.getpid()}-{int(time.time())}")
 
-from recflow.airflow_env import airflow_env  # noqa: E402  (after the variables above)
+from recflow.services.local_airflow import airflow_env  # noqa: E402  (after the variables above)
 
 _env = airflow_env()
 _env["AIRFLOW_HOME"] = str(_SESSION / "airflow")

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from recflow.airflow_env import SCHEDULING
+from recflow.services.local_airflow import SCHEDULING
 from recflow.services.process import PidRecord, group_members, start_detached, stop_group, tail, wait_until
 
 START_TIMEOUT = 180.0
@@ -136,7 +136,7 @@ def airflow_environment(home: Path, database_url: str, port: int, **overrides: s
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",  # two cores: more task processes only queue for CPU
-        **SCHEDULING,  # what `make airflow` and the compose stack use (recflow.airflow_env)
+        **SCHEDULING,  # what `make airflow` and the compose stack use (recflow.services.local_airflow)
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__WORKERS": "1",

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config import Settings, load_settings
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings, load_settings
 from recflow.registry import ModelRegistry
 from recflow.services import shared_services
-from recflow.storage import s3_client
 
 _HERE = Path(__file__).parent
 

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recflow.config import Settings, load_settings
-from recflow.events import encode, kafka_producer, model_update_event
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings, load_settings
 from recflow.models.synthetic import random_als
 from recflow.registry import ModelRegistry
-from recflow.scorer.launcher import ScorerProcess, start_scorer
-from recflow.storage import s3_client
+from recflow.streaming.events import encode, kafka_producer, model_update_event
+from recflow.streaming.launcher import ScorerProcess, start_scorer
 
 USERS = [f"u{i}" for i in range(1200)]  # u1000.. are unknown to the models: the fallback path
 

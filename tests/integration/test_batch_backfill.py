@@ -27,13 +27,13 @@ import pandas as pd
 import pytest
 from airflow_cluster import AirflowCluster, airflow_on_postgres, backfill, require_postgres_drivers, wait_backfill
 
-from recflow.batch_scoring import scores_partition
-from recflow.config import Settings, load_settings
+from recflow.batch.job import scores_partition
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings, load_settings
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.artifact import IdIndex, SeenItems
 from recflow.registry import ModelRegistry
-from recflow.storage import s3_client
 
 require_postgres_drivers()
 

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.batch_scoring import SCORE_COLUMNS, ScoringRequest, run_batch_scoring, scores_partition
+from recflow.batch.job import SCORE_COLUMNS, ScoringRequest, run_batch_scoring, scores_partition
+from recflow.batch.publish import ScoresRejected, reports_partition
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.data.stores import LocalLake
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.artifact import IdIndex, SeenItems
-from recflow.score_publishing import ScoresRejected, reports_partition
-from recflow.scoring import ScoringError
+from recflow.scoring.core import ScoringError
 
 ROOT = Path(__file__).resolve().parents[2]
 START = date(2026, 11, 1)
@@ -38,7 +38,7 @@ N_USERS, N_ITEMS, K = 60, 30, 5
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from recflow.spark import get_spark
+    from recflow.spark.session import get_spark
 
     session = get_spark("test-batch-scoring", master="local[2]", conf={"spark.sql.shuffle.partitions": "4"})
     yield session
@@ -174,7 +174,7 @@ def test_empty_day_inside_the_active_window_still_scores(spark: Any, world: dict
 
 
 def _ensure_bucket(settings: Any) -> None:
-    from recflow.storage import s3_client
+    from recflow.config.s3 import s3_client
 
     client = s3_client(settings.s3)
     if settings.s3.models_bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
@@ -200,8 +200,8 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
     """The job's own entry point refuses an artifact whose bytes changed in S3; nothing is published."""
     from datetime import UTC, datetime
 
+    from recflow.config.s3 import s3_client
     from recflow.registry import ModelRegistry
-    from recflow.storage import s3_client
 
     _ensure_bucket(live_services)
     registry = ModelRegistry.from_settings(live_services)
@@ -239,10 +239,10 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(wor
     those users, and the summary's counts are those of the inputs."""
     import pyarrow as pa
 
-    from recflow.score_checks import ExpectedUsers, user_checks
-    from recflow.score_publishing import SUITE, suite_params, user_facts
-    from recflow.score_staging import bucket_of
-    from recflow.scoring import Ragged
+    from recflow.batch.checks import ExpectedUsers, user_checks
+    from recflow.batch.publish import SUITE, suite_params, user_facts
+    from recflow.batch.staging import bucket_of
+    from recflow.scoring.core import Ragged
     from recflow.validation import load_suite_spec, validate_frame
     from recflow.validation.chunked import run_suite_in_chunks
 

@@ -32,12 +32,12 @@ from airflow_cluster import (
     require_postgres_drivers,
 )
 
-from recflow.config import Settings, load_settings
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings, load_settings
 from recflow.data import synthetic
 from recflow.data.stores import open_store, split_s3
 from recflow.services import manager, shared_services
 from recflow.services.spark import master_state, master_url
-from recflow.storage import s3_client
 from recflow.validation import lake_partition
 
 require_postgres_drivers()
@@ -184,7 +184,7 @@ def test_training_runs_on_the_spark_master_and_reads_the_lake_through_s3a(
     lake = open_store(s3_zone["lake"], live_services.s3)
     for i in range(1, TRAIN_DAYS + HOLDOUT_DAYS + 1):
         assert lake.exists(lake_partition(END - timedelta(days=i))), "the window was validated into the S3 lake"
-    # ALS checkpoints follow the lake to S3 (recflow.spark.scratch_uri), where every executor reaches them
+    # ALS checkpoints follow the lake to S3 (recflow.spark.session.scratch_uri), where every executor reaches them
     bucket, prefix = split_s3(f"{s3_zone['lake']}/_scratch/checkpoints/")
     listed = s3_client(live_services.s3).list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=5)
     assert listed.get("KeyCount", 0) > 0, f"no ALS checkpoint under s3://{bucket}/{prefix}"

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from recflow.config import Settings
-from recflow.storage import s3_client
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 #: No test lands data near this day.

@@ -22,11 +22,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from recflow.config import Settings
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings
 from recflow.data import synthetic
 from recflow.data.landing import find_landing_file
 from recflow.data.stores import S3Lake, split_s3
-from recflow.storage import s3_client
 from recflow.validation import COL_REASON, ValidationFailed, ValidationResult, lake_partition, validate_partition
 
 DAY = date(2026, 11, 3)
@@ -278,7 +278,7 @@ _STREAM_PROBE = """
 import json, resource, sys, logging
 from datetime import date
 logging.disable(logging.INFO)
-from recflow.config import load_settings
+from recflow.config.settings import load_settings
 from recflow.validation import validate_partition
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 r = validate_partition(sys.argv[1], day=date(2026, 11, 3), lake_root=sys.argv[2], s3=load_settings().s3,

@@ -20,10 +20,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from recflow.config import Settings
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings
 from recflow.registry import ModelRegistry
-from recflow.storage import s3_client
-from recflow.versions import interval_key
+from recflow.registry.versions import interval_key
 
 ROOT = Path(__file__).resolve().parents[2]
 END = date(2026, 11, 10)
@@ -190,8 +190,8 @@ def test_batch_scoring_dag_writes_top_k_for_every_active_user(
 
 def test_demo_summary_names_the_champion_its_digest_and_why_it_won(training_run: Any, registry: ModelRegistry) -> None:
     """The summary ``recflow demo`` prints, read back from this run's registry and lake."""
-    from recflow.demo import DemoConfig, collect_summary, format_summary
-    from recflow.scorer.client import LoadReport
+    from recflow.cli.demo import DemoConfig, collect_summary, format_summary
+    from recflow.streaming.client import LoadReport
 
     record = registry.champion_record()
     assert record is not None
@@ -272,9 +272,9 @@ def test_streaming_scorer_answers_and_hot_swaps(
 ) -> None:
     from scorer_support import free_port
 
-    from recflow.events import encode, kafka_producer, model_update_event
-    from recflow.scorer.client import send_burst
-    from recflow.scorer.launcher import start_scorer
+    from recflow.streaming.client import send_burst
+    from recflow.streaming.events import encode, kafka_producer, model_update_event
+    from recflow.streaming.launcher import start_scorer
 
     champion = registry.champion()
     assert champion is not None

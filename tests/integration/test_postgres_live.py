@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config import KafkaSettings, S3Settings, Settings, load_settings
+from recflow.config.settings import KafkaSettings, S3Settings, Settings, load_settings
 from recflow.services import manager
 from recflow.services.postgres import PostgresService, ServiceError, pg_bin_dir, psql_argv
 from recflow.services.process import group_members, port_open

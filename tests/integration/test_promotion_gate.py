@@ -16,12 +16,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from recflow.canary import CANARY_FILE, record_canary
-from recflow.config import Settings
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings
+from recflow.evaluation.canary import CANARY_FILE, record_canary
 from recflow.models.popularity import PopularityRecommender
 from recflow.registry import ChampionMoved, ModelRegistry, RegistryUnavailable, RetryPolicy, resolve_serving_version
 from recflow.registry.blessing import NotBlessed, bless, blessings, promote_blessed, rollback
-from recflow.storage import s3_client
 
 pytestmark = pytest.mark.integration
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
@@ -159,9 +159,9 @@ def write_lake(root: Path, days: dict[str, list[tuple[str, str]]]) -> Path:
 def test_champion_is_rescored_on_the_candidates_holdout_and_older_windows_are_not_promoted(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
-    from recflow.judging import judge
-    from recflow.promotion import load_policy
-    from recflow.training import TrainingWindow
+    from recflow.promotion.compare import judge
+    from recflow.promotion.policy import load_policy
+    from recflow.training.flow import TrainingWindow
 
     train = [(f"u{u}", f"i{(u + j) % 12}") for u in range(30) for j in range(3)]
     test = [(f"u{u}", f"i{(u + 5) % 12}") for u in range(30)]
@@ -245,7 +245,11 @@ def _cli(args: list[str], env: dict[str, str]) -> Any:
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "recflow.cli", "registry", *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "recflow.cli", "registry", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -258,9 +262,9 @@ def test_two_runs_of_one_interval_and_a_rollback_in_history_and_champion_at(
     test_pipeline.py::test_second_run_of_the_interval_and_a_rollback_are_in_history_and_champion_at."""
     import os
 
-    from recflow.judging import compare_and_bless
-    from recflow.promotion import load_policy
-    from recflow.training import TrainingWindow
+    from recflow.promotion.compare import compare_and_bless
+    from recflow.promotion.policy import load_policy
+    from recflow.training.flow import TrainingWindow
 
     train = [(f"u{u}", f"i{(u + j) % 12}") for u in range(30) for j in range(3)]
     test = [(f"u{u}", f"i{(u + 5) % 12}") for u in range(30)]

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from recflow.config import Settings
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings
 from recflow.registry import (
     ChampionMoved,
     ChecksumMismatch,
@@ -23,8 +24,7 @@ from recflow.registry import (
     NoChampion,
     resolve_serving_version,
 )
-from recflow.storage import s3_client
-from recflow.versions import parse_version_id
+from recflow.registry.versions import parse_version_id
 
 pytestmark = pytest.mark.integration
 
@@ -244,7 +244,7 @@ def test_stale_pointer_is_resolved_along_the_chain(
 
 RACER = """
 import json, sys, time
-from recflow.config import load_settings
+from recflow.config.settings import load_settings
 from recflow.registry import ChampionMoved, ModelRegistry
 prefix, version, expected, start = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 reg = ModelRegistry.from_settings(load_settings(), prefix=prefix)

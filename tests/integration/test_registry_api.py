@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from recflow.config import Settings
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings
 from recflow.models.popularity import PopularityRecommender
 from recflow.registry import ModelRegistry
-from recflow.storage import s3_client
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 from airflow_cluster import AirflowCluster, airflow_on_postgres, backfill, require_postgres_drivers, wait_backfill
 
-from recflow.config import Settings, load_settings
+from recflow.config.settings import Settings, load_settings
 from recflow.data import synthetic
 from recflow.data.stores import open_store
 from recflow.validation import lake_partition

@@ -1,7 +1,7 @@
 """The streaming scorer against the real broker and S3 registry: bad inputs, a swap A -> B -> A under
 load, a kill under load, a broker outage under load, and a reconciliation of every request.
 
-Nothing is mocked: the scorer is the real ``python -m recflow.scorer`` process, requests and answers go
+Nothing is mocked: the scorer is the real ``python -m recflow.streaming`` process, requests and answers go
 through the local Kafka broker, models come from the S3 registry. Latency goals live in
 ``make bench-streaming``; these tests check that nothing is lost, duplicated silently or mis-served.
 """
@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from scorer_support import USERS, ScorerWorld, make_world, wait
 
-from recflow.config import Settings
-from recflow.scorer.client import AnswerListener, listen_from_end, report, send_requests
-from recflow.scorer.protocol import MAX_ITEM_IDS, header_map
-from recflow.scorer.reconcile import reconcile
+from recflow.config.settings import Settings
+from recflow.streaming.client import AnswerListener, listen_from_end, report, send_requests
+from recflow.streaming.protocol import MAX_ITEM_IDS, header_map
+from recflow.streaming.reconcile import reconcile
 
 
 @pytest.fixture(scope="module")
@@ -259,8 +259,8 @@ def test_events_naming_another_version_or_digest_are_ignored_and_the_champion_ke
     world: ScorerWorld,
 ) -> None:
     """The event is a hint: the scorer swaps only to what the registry resolves, and says why it ignored one."""
-    from recflow.events import encode, kafka_producer, model_update_event
-    from recflow.scorer.client import send_burst
+    from recflow.streaming.client import send_burst
+    from recflow.streaming.events import encode, kafka_producer, model_update_event
 
     a, b = world.versions
     world.promote(a)
@@ -309,7 +309,7 @@ def test_events_naming_another_version_or_digest_are_ignored_and_the_champion_ke
 
 def test_probe_confirms_which_version_the_scorer_serves(world: ScorerWorld) -> None:
     """What batch_scoring's confirm_streaming_scorer task relies on, against a real scorer."""
-    from recflow.scorer.probe import ScorerNotServing, probe_version, scorer_members
+    from recflow.streaming.probe import ScorerNotServing, probe_version, scorer_members
 
     a, b = world.versions
     world.promote(a)

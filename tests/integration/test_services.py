@@ -15,10 +15,10 @@ from botocore.exceptions import ClientError
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
-from recflow.config import Settings
+from recflow.config.s3 import s3_client
+from recflow.config.settings import Settings
 from recflow.services import ensure_services_up, service_status, spark_kafka_jars
 from recflow.services.kafka import create_topics, list_topics
-from recflow.storage import s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +173,7 @@ def test_spark_kafka_jars_match_pyspark() -> None:
 def test_storage_format_reads_a_cluster_id_that_starts_with_a_dash(live_services: Settings, tmp_path: Path) -> None:
     """One random cluster id in 64 starts with "-"; the real StorageTool must still take it as the id
     (passed as a separate argument, it was read as an option and the format failed)."""
-    from recflow.config import state_dir
+    from recflow.config.settings import state_dir
     from recflow.services import maven
     from recflow.services.kafka import LOG4J2_XML, render_server_properties, storage_format_argv
 

@@ -15,8 +15,8 @@ from typing import Any
 
 @contextmanager
 def local_spark(app_name: str, *, cores: int = 1, shuffle_partitions: int = 1) -> Iterator[Any]:
-    """A ``local[cores]`` session from the project's one factory (:func:`recflow.spark.get_spark`)."""
-    from recflow.spark import get_spark
+    """A ``local[cores]`` session from the project's one factory (:func:`recflow.spark.session.get_spark`)."""
+    from recflow.spark.session import get_spark
 
     session = get_spark(
         app_name, master=f"local[{cores}]", conf={"spark.sql.shuffle.partitions": str(shuffle_partitions)}

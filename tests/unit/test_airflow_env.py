@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recflow.airflow_env import (
+from recflow.services.local_airflow import (
     airflow_env,
     api_base_url,
     default_parallelism,

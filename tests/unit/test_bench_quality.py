@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from local_spark import local_spark
 
-from recflow.config import project_root
+from recflow.config.settings import project_root
 from recflow.data.synthetic import generate_day
 
 EXPECTED_METRICS = {"ndcg", "precision", "recall", "map", "map_all_relevant", "hit_rate", "coverage"}

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from recflow.airflow_env import airflow_env
-from recflow.config import S3Settings
-from recflow.packaging import job_archive, sources_digest
+from recflow.config.settings import S3Settings
+from recflow.services.local_airflow import airflow_env
 from recflow.services.spark import MASTER_CLASS, WORKER_CLASS, master_url, spark_services
-from recflow.spark import s3a_conf, spark_uri
+from recflow.spark.packaging import job_archive, sources_digest
+from recflow.spark.session import s3a_conf, spark_uri
 
 
 def test_spark_daemons_listen_on_the_configured_ports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_s3a_settings_come_from_the_s3_settings() -> None:
 def test_spark_scratch_follows_the_lake_to_s3_or_a_configured_shared_uri(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from recflow.spark import scratch_uri
+    from recflow.spark.session import scratch_uri
 
     monkeypatch.delenv("RECFLOW_SPARK_SCRATCH", raising=False)
     monkeypatch.setenv("RECFLOW_STATE", str(tmp_path))
@@ -113,7 +113,7 @@ def test_s3_lake_staging_goes_under_recflow_staging(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_scheduler_settings_for_few_cores_apply_unless_the_user_set_them() -> None:
-    from recflow.airflow_env import SCHEDULING
+    from recflow.services.local_airflow import SCHEDULING
 
     env = airflow_env(environ={})
     assert {key: env[key] for key in SCHEDULING} == SCHEDULING
@@ -122,7 +122,7 @@ def test_the_scheduler_settings_for_few_cores_apply_unless_the_user_set_them() -
 
 
 def test_training_output_goes_under_recflow_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from recflow.config import runs_root
+    from recflow.config.settings import runs_root
 
     monkeypatch.setenv("RECFLOW_STATE", str(tmp_path / "state"))
     monkeypatch.delenv("RECFLOW_RUNS", raising=False)

@@ -1,4 +1,4 @@
-"""Unit tests for recflow.evaluation: every metric against hand-computed values.
+"""Unit tests for recflow.evaluation.metrics: every metric against hand-computed values.
 
 Expected values are literal fractions with the arithmetic in comments, or come from a deliberately
 naive per-user reference written here; none is computed by calling the code under test.
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from recflow.constants import COL_ITEM, COL_SCORE, COL_USER
-from recflow.evaluation import (
+from recflow.evaluation.metrics import (
     METRICS,
     DuplicatePredictionError,
     EmptyTruthError,

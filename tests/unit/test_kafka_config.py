@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from recflow import kafka_config
-from recflow.config import KafkaSettings, load_settings
-from recflow.kafka_config import client_config, redacted, security_from_env, security_from_extra
+from recflow.config.kafka import client_config, redacted, security_from_env, security_from_extra
+from recflow.config.settings import KafkaSettings, load_settings
+from recflow.config.settings import kafka as kafka_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-pa55"
@@ -144,10 +144,10 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_the_scorer_and_the_pipeline_clients_get_the_security(
     sasl_env: KafkaSettings, recorded: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    from recflow.events import kafka_producer
-    from recflow.scorer.engine import Scorer
-    from recflow.scorer.metrics import ScorerMetrics
-    from recflow.scorer.models import ChampionFollower, watch_model_updates
+    from recflow.streaming.engine import Scorer
+    from recflow.streaming.events import kafka_producer
+    from recflow.streaming.follower import ChampionFollower, watch_model_updates
+    from recflow.streaming.metrics import ScorerMetrics
 
     kafka_producer(sasl_env)  # the DAG's publish_model_event, the registry CLI, the probe, the benchmarks
     follower = ChampionFollower(registry=None, cache_root=tmp_path)  # type: ignore[arg-type]
@@ -161,8 +161,8 @@ def test_the_scorer_and_the_pipeline_clients_get_the_security(
 
 
 def test_the_airflow_connection_carries_the_security_from_the_environment(sasl_env: KafkaSettings) -> None:
-    from recflow.airflow_env import airflow_env
     from recflow.orchestration.provision import connection_specs
+    from recflow.services.local_airflow import airflow_env
 
     conn = json.loads(airflow_env(environ=SASL_ENV)["AIRFLOW_CONN_KAFKA_DEFAULT"])
     assert {k: conn["extra"].get(k) for k in EXPECTED} == EXPECTED
@@ -196,4 +196,4 @@ def test_no_kafka_client_is_configured_by_hand() -> None:
                 isinstance(k, ast.Constant) and k.value == "bootstrap.servers" for k in node.keys
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert not offenders, f"Kafka clients configured without recflow.kafka_config.client_config: {offenders}"
+    assert not offenders, f"Kafka clients configured without recflow.config.kafka.client_config: {offenders}"

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.config import project_root
+from recflow.config.settings import project_root
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_TS, COL_USER
 from recflow.data.contract import INTERACTION_COLUMNS, MAX_ID_BYTES
 from recflow.data.landing import coerce_chunk, iter_landing

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 
-from recflow.config import KafkaSettings
-from recflow.scorer import probe
+from recflow.config.settings import KafkaSettings
+from recflow.streaming import probe
 
 
 class _Group:

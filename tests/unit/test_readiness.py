@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from recflow.readiness import (
+from recflow.orchestration.skip_reasons import (
     empty_window_reason,
     later_announcement_reason,
     missing_landing_reason,

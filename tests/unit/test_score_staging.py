@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.batch_scoring import SCORE_COLUMNS, ScoringRequest
+from recflow.batch.checks import ExpectedUsers
+from recflow.batch.job import SCORE_COLUMNS, ScoringRequest
+from recflow.batch.publish import SUITE, _check_chunks, _staged_files, suite_params, user_facts
+from recflow.batch.staging import StagedFiles, StagingPlan, bucket_of
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.artifact import IdIndex, SeenItems
-from recflow.score_checks import ExpectedUsers
-from recflow.score_publishing import SUITE, _check_chunks, _staged_files, suite_params, user_facts
-from recflow.score_staging import StagedFiles, StagingPlan, bucket_of
-from recflow.scoring import Ragged, ScoringError
+from recflow.scoring.core import Ragged, ScoringError
 
 K = 3
 ITEMS = [f"i{n}" for n in range(6)]
@@ -113,7 +113,7 @@ def test_staged_files_must_be_the_reported_ones(tmp_path: Path) -> None:
 
 
 def test_a_killed_attempts_temporary_file_is_dropped_and_a_wrong_schema_refused(tmp_path: Path) -> None:
-    from recflow.score_staging import TMP_SUFFIX
+    from recflow.batch.staging import TMP_SUFFIX
 
     plan = _plan(tmp_path)
     report = _stage(plan, 0, ["a"])
@@ -127,7 +127,7 @@ def test_a_killed_attempts_temporary_file_is_dropped_and_a_wrong_schema_refused(
 
 
 def test_checks_must_cover_every_staged_and_input_user(tmp_path: Path) -> None:
-    from recflow.score_publishing import _reconcile
+    from recflow.batch.publish import _reconcile
 
     reports = [{"file": "f", "users": 2, "rows": 6}]
     _reconcile(reports, {"active_users": 2, "rows": 6}, n_users=2)
@@ -138,7 +138,7 @@ def test_checks_must_cover_every_staged_and_input_user(tmp_path: Path) -> None:
 
 
 def test_a_nan_score_is_counted_not_turned_into_an_infinite_range() -> None:
-    from recflow.score_checks import user_checks
+    from recflow.batch.checks import user_checks
 
     model = _model()
     rows = pa.table(

@@ -9,8 +9,8 @@ import pytest
 
 from recflow.models.artifact import Recommender, load_recommender
 from recflow.models.synthetic import random_als
-from recflow.scorer.answers import score_requests
-from recflow.scorer.protocol import Request, parse_request
+from recflow.streaming.answers import score_requests
+from recflow.streaming.protocol import Request, parse_request
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from recflow.config import KafkaSettings
+from recflow.config.settings import KafkaSettings
 from recflow.models.artifact import load_recommender
 from recflow.models.synthetic import random_als
-from recflow.scorer.engine import EngineConfig, Scorer
-from recflow.scorer.metrics import ScorerMetrics
-from recflow.scorer.models import ChampionFollower, ServingModel
+from recflow.streaming.engine import EngineConfig, Scorer
+from recflow.streaming.follower import ChampionFollower, ServingModel
+from recflow.streaming.metrics import ScorerMetrics
 
 
 class FakeMessage:

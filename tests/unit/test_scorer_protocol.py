@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from recflow.scorer.protocol import (
+from recflow.streaming.protocol import (
     MAX_ITEM_IDS,
     MAX_REQUEST_BYTES,
     Reason,

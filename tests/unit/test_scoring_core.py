@@ -10,7 +10,7 @@ from recflow.constants import COL_ITEM, COL_USER
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.artifact import IdIndex, SeenItems
 from recflow.models.popularity import PopularityRecommender
-from recflow.scoring import Ragged, UserBatch, score_batch, select_top_k
+from recflow.scoring.core import Ragged, UserBatch, score_batch, select_top_k
 
 
 def _reference(scores: np.ndarray, k: int) -> list[list[int]]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from recflow import cli
-from recflow.config import KafkaSettings, S3Settings, Settings
+from recflow.cli.main import main as cli
+from recflow.config.settings import KafkaSettings, S3Settings, Settings
 from recflow.services import manager, maven
 from recflow.services.kafka import (
     KafkaService,

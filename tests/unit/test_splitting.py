@@ -1,4 +1,4 @@
-"""Unit tests for recflow.splitting: hand-worked splits, determinism, and no overlap or loss."""
+"""Unit tests for recflow.evaluation.splitters: hand-worked splits, determinism, and no overlap or loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recflow.constants import COL_ITEM, COL_RATING, COL_TS, COL_USER
-from recflow.splitting import (
+from recflow.evaluation.splitters import (
     COLD_ROWS_DROPPED,
     SplitInputError,
     drop_cold_start,

@@ -26,7 +26,7 @@ from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL
 from recflow.models.artifact import Recommender, load_recommender
 from recflow.models.popularity import PopularityRecommender
 from recflow.registry import IncompleteModelVersion, ModelRegistry
-from recflow.training import STAGING_PREFIX, TrainingDataError, TrainingWindow, run_training
+from recflow.training.flow import STAGING_PREFIX, TrainingDataError, TrainingWindow, run_training
 
 WINDOW = TrainingWindow(date(2026, 11, 1), date(2026, 11, 4), date(2026, 11, 5))
 K = 3
@@ -310,8 +310,8 @@ def test_new_families_train_through_the_shared_flow(
     """The trainer entry point's ``fit`` on a real lake: a complete artifact that loads by its own class."""
     import importlib.util
 
-    from recflow.config import project_root
-    from recflow.specs import load_spec
+    from recflow.config.settings import project_root
+    from recflow.training.specs import load_spec
 
     entry = project_root() / load_spec(family).entry_point
     spec = importlib.util.spec_from_file_location(f"train_{family}", entry)
@@ -329,7 +329,7 @@ def test_new_families_train_through_the_shared_flow(
 def test_judgeable_pairs_keeps_known_unseen_distinct_pairs() -> None:
     """Trained on a:{x, y}, b:{x}: (a, x) is seen, (c, x) has an unknown user, (b, w) an unknown item,
     (a, z)... z is unknown too; only (b, y) twice -> once is left."""
-    from recflow.training import judgeable_pairs
+    from recflow.training.flow import judgeable_pairs
 
     model = PopularityRecommender.fit(pd.DataFrame({COL_USER: ["a", "a", "b"], COL_ITEM: ["x", "y", "x"]}))
     held_out = pd.DataFrame(

@@ -25,10 +25,10 @@ import pytest
 from local_spark import local_spark
 from test_training import WINDOW, events, fit_popularity, train, write_lake
 
-from recflow.canary import CANARY_FILE, check_canary
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
+from recflow.evaluation.canary import CANARY_FILE, check_canary
 from recflow.models.artifact import IdIndex, SeenItems, load_recommender
-from recflow.training import judgeable_pairs, score_holdout
+from recflow.training.flow import judgeable_pairs, score_holdout
 
 LIMIT = 600
 N_USERS, N_ITEMS, PER_USER, HOLDOUT_USERS = 1000, 30, 3, 40

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow.specs import SpecError, available_specs, plan_models
+from recflow.training.specs import SpecError, available_specs, plan_models
 
 ENTRY = "spark_jobs/train_als.py"  # any existing file: load_spec checks that the entry point exists
 

@@ -311,7 +311,7 @@ def test_training_features_suite() -> None:
 
 
 def _score_check_frame() -> pd.DataFrame:
-    """A per-user check frame as recflow.score_checks.user_checks builds it: u1 got 2 model rows,
+    """A per-user check frame as recflow.batch.checks.user_checks builds it: u1 got 2 model rows,
     u2 (a fallback user) 1, u3 is exhausted (no rows, expected 0)."""
     zeros = [0, 0, 0]
     return pd.DataFrame(

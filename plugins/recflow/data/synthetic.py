@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from recflow.config import project_root
+from recflow.config.settings import project_root
 from recflow.constants import (
     COL_AMOUNT,
     COL_EVENT,

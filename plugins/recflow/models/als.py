@@ -36,7 +36,7 @@ from recflow.models.tables import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from recflow.scoring import UserBatch
+    from recflow.scoring.core import UserBatch
 
 Confidence = Literal["binary", "count", "amount"]
 

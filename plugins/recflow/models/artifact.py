@@ -31,7 +31,7 @@ import pandas as pd
 from recflow.constants import COL_ITEM, COL_USER
 
 if TYPE_CHECKING:
-    from recflow.scoring import Ragged, UserBatch
+    from recflow.scoring.core import Ragged, UserBatch
 
 #: 2: ALS and NCF artifacts keep ids, factors and seen items in Parquet tables (recflow.models.tables);
 #: this code reads 1 and 2, and an older recflow refuses a 2 with a clear error instead of a missing file.
@@ -128,7 +128,7 @@ class SeenItems:
 
     def ragged(self, user_codes: np.ndarray) -> Ragged:
         """The training items of each given user (none for code -1), as the scoring core's ragged array."""
-        from recflow.scoring import Ragged
+        from recflow.scoring.core import Ragged
 
         codes = np.asarray(user_codes, dtype=np.int64)
         known = codes >= 0
@@ -161,7 +161,7 @@ class SeenItems:
 class Recommender(ABC):
     """Scores catalog items for a batch of users; subclasses implement :meth:`score` (and may override
     the batch hooks below). Top-K selection, seen removal and the fallback live in one place, the
-    scoring core :func:`recflow.scoring.score_batch`."""
+    scoring core :func:`recflow.scoring.core.score_batch`."""
 
     family: ClassVar[str]
     #: When set, the scoring core re-ranks this many candidates per user instead of the full catalog
@@ -252,7 +252,7 @@ class Recommender(ABC):
         Ranks the full catalog by default, as the metrics' definitions require (``n_candidates=None``:
         the model's own candidate pool).
         """
-        from recflow.scoring import Ragged, UserBatch, score_batch, top_k_frame
+        from recflow.scoring.core import Ragged, UserBatch, score_batch, top_k_frame
 
         if not self.has_user_side:
             raise ArtifactError(

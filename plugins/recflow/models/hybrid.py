@@ -39,7 +39,7 @@ from recflow.models.params import reject_unknown
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from recflow.scoring import UserBatch
+    from recflow.scoring.core import UserBatch
 
 #: Largest catalog EASE accepts: its dense item x item matrices take 8 * n_items^2 bytes (3.2 GB here).
 MAX_EASE_ITEMS: Final = 20_000

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import keras
     from pyspark.sql import DataFrame, SparkSession
 
-    from recflow.scoring import UserBatch
+    from recflow.scoring.core import UserBatch
 
 MODEL_FILE = "model.keras"
 _PREDICT_CHUNK = 65536

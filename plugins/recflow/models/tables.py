@@ -239,7 +239,7 @@ def read_users(folder: Path, *, factors: bool) -> tuple[tuple[str, ...], np.ndar
 
 def read_seen(folder: Path, n_users: int) -> SeenItems:
     """The training items of every user as the CSR index :class:`SeenItems` (a user absent: none)."""
-    from recflow.scoring import Ragged
+    from recflow.scoring.core import Ragged
 
     path = folder / SEEN_TABLE
     data = _read(path, [COL_U, COL_SEEN])

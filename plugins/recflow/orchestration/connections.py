@@ -11,7 +11,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from recflow.config import KafkaSettings, S3Settings, Settings
+    from recflow.config.settings import KafkaSettings, S3Settings, Settings
 
 S3_CONN_ID = "recflow_s3"
 KAFKA_CONN_ID = "kafka_default"
@@ -27,14 +27,14 @@ SPARK_JOB_ENV = {
 
 def py_files() -> str:
     """The ``recflow`` zip for ``--py-files`` (built once per code version): what executors import."""
-    from recflow.packaging import job_archive
+    from recflow.spark.packaging import job_archive
 
     return str(job_archive())
 
 
 def s3a_classpath() -> str:
     """Class path of the ``s3a://`` jars when the lake is on the object store, else empty."""
-    from recflow.config import load_settings
+    from recflow.config.settings import load_settings
     from recflow.services.maven import spark_s3a_jars
 
     if not load_settings().lake_uri.startswith("s3://"):
@@ -57,7 +57,7 @@ def s3_settings() -> S3Settings:
     """S3 settings with the endpoint and keys of the ``recflow_s3`` Connection."""
     from airflow.sdk import BaseHook
 
-    from recflow.config import load_settings
+    from recflow.config.settings import load_settings
 
     conn = BaseHook.get_connection(S3_CONN_ID)
     base = load_settings().s3
@@ -73,12 +73,12 @@ def s3_settings() -> S3Settings:
 def kafka_settings() -> KafkaSettings:
     """Kafka settings with the address and the security extras (SASL_SSL, ...) of ``kafka_default``.
 
-    The extras use librdkafka's keys, as the Kafka provider stores them; see :mod:`recflow.kafka_config`.
+    The extras use librdkafka's keys, as the Kafka provider stores them; see :mod:`recflow.config.kafka`.
     """
     from airflow.sdk import BaseHook
 
-    from recflow.config import load_settings
-    from recflow.kafka_config import security_from_extra
+    from recflow.config.kafka import security_from_extra
+    from recflow.config.settings import load_settings
 
     extra = BaseHook.get_connection(KAFKA_CONN_ID).extra_dejson
     base = load_settings().kafka
@@ -91,6 +91,6 @@ def kafka_settings() -> KafkaSettings:
 
 def settings() -> Settings:
     """Full settings with S3 taken from the Connection (Kafka: :func:`kafka_settings`, only where it is used)."""
-    from recflow.config import load_settings
+    from recflow.config.settings import load_settings
 
     return dataclasses.replace(load_settings(), s3=s3_settings())

@@ -46,7 +46,7 @@ def validate_one_day(
     from recflow.data.landing import find_landing_file
     from recflow.orchestration.connections import settings as resolve_settings
     from recflow.orchestration.guards import skip
-    from recflow.readiness import missing_landing_reason
+    from recflow.orchestration.skip_reasons import missing_landing_reason
     from recflow.validation import ValidationFailed, validate_partition
 
     settings = resolve_settings()
@@ -116,7 +116,7 @@ def announce(summary: dict[str, Any]) -> dict[str, Any]:
     others back. The event's ``extra`` names this run's day, the accepted and quarantined counts.
     """
     from recflow.orchestration.guards import skip
-    from recflow.readiness import UNFINISHED_TASK_STATES, later_announcement_reason
+    from recflow.orchestration.skip_reasons import UNFINISHED_TASK_STATES, later_announcement_reason
 
     context = get_current_context()
     dag_id = context["dag"].dag_id

@@ -8,7 +8,7 @@ Variables: ``RECFLOW_S3_ENDPOINT``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_K
 (``recflow_s3``); ``RECFLOW_KAFKA_BOOTSTRAP`` (``kafka_default``); ``RECFLOW_SPARK_MASTER``
 (``spark_default``). Kafka security (SASL_SSL) comes from ``RECFLOW_KAFKA_SECURITY_PROTOCOL``,
 ``RECFLOW_KAFKA_SASL_MECHANISM``, ``RECFLOW_KAFKA_SASL_USERNAME``, ``RECFLOW_KAFKA_SASL_PASSWORD`` and
-``RECFLOW_KAFKA_SSL_CA_LOCATION`` (:mod:`recflow.kafka_config`); other client settings from
+``RECFLOW_KAFKA_SSL_CA_LOCATION`` (:mod:`recflow.config.kafka`); other client settings from
 ``RECFLOW_KAFKA_EXTRA`` as JSON.
 """
 
@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from recflow.kafka_config import security_from_env
+from recflow.config.kafka import security_from_env
 from recflow.orchestration.connections import KAFKA_CONN_ID, S3_CONN_ID, SPARK_CONN_ID
 
 
@@ -34,7 +34,7 @@ def connection_specs(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
     kafka_extra = {
         "bootstrap.servers": need("RECFLOW_KAFKA_BOOTSTRAP"),
-        **security_from_env(environ),  # RECFLOW_KAFKA_SECURITY_PROTOCOL, _SASL_*, _SSL_* (recflow.kafka_config)
+        **security_from_env(environ),  # RECFLOW_KAFKA_SECURITY_PROTOCOL, _SASL_*, _SSL_* (recflow.config.kafka)
         **json.loads(environ.get("RECFLOW_KAFKA_EXTRA") or "{}"),
     }
     return {

@@ -81,7 +81,7 @@ def page_view() -> str:
     """The page for people: the champion, its history and the latest promotion report."""
     from html import escape
 
-    from recflow.reporting import report_keys
+    from recflow.promotion.report import report_keys
 
     registry = _registry()
     records = registry.history()
@@ -124,7 +124,7 @@ async def page() -> str:
 @app.get("/ui/reports/{version}", response_class=HTMLResponse)
 async def report(version: str) -> str:
     """The newest promotion report stored next to ``version``."""
-    from recflow.reporting import latest_report
+    from recflow.promotion.report import latest_report
 
     html = await asyncio.to_thread(lambda: latest_report(_registry(), version))
     if html is None:

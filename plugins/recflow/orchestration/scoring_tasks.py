@@ -25,11 +25,11 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
     registry, or a day before the first promotion took effect) skips the run: there is nothing to
     score it with, and no retry would change that.
     """
-    from recflow.config import load_settings
+    from recflow.config.settings import load_settings
     from recflow.orchestration.connections import s3_settings
     from recflow.orchestration.guards import skip
     from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
-    from recflow.spark import spark_uri
+    from recflow.spark.session import spark_uri
 
     context = get_current_context()
     params = params or dict(context["params"])
@@ -68,7 +68,7 @@ def check_scores(params: dict[str, Any] | None = None) -> dict[str, Any]:
     The job publishes only output that passed ``expectations/batch_scores.json``; this re-checks the
     totals: every active user is either scored or exhausted (nothing left to recommend, not a failure).
     """
-    from recflow.batch_scoring import read_summary
+    from recflow.batch.job import read_summary
     from recflow.orchestration.connections import settings as resolve_settings
 
     context = get_current_context()
@@ -102,7 +102,7 @@ def confirm_streaming_scorer(params: dict[str, Any] | None = None) -> dict[str, 
 
     from recflow.orchestration.connections import kafka_settings, s3_settings
     from recflow.registry import ModelRegistry, resolve_serving_version
-    from recflow.scorer.probe import probe_version, scorer_members
+    from recflow.streaming.probe import probe_version, scorer_members
 
     context = get_current_context()
     params = params or dict(context["params"])

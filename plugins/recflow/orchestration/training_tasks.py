@@ -15,7 +15,7 @@ from airflow.sdk import BaseOperator, get_current_context, task
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.context import interval_end
 from recflow.orchestration.report_link import PromotionReportLink, report_url
-from recflow.versions import interval_key, version_prefix
+from recflow.registry.versions import interval_key, version_prefix
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,11 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     interval (a re-run replaces its local files); the registry names each upload by its content, so a
     re-run adds new versions and never changes one that was evaluated or promoted.
     """
-    from recflow.config import load_settings, runs_root
-    from recflow.promotion import load_policy, metric_names
-    from recflow.spark import spark_uri
-    from recflow.specs import plan_models
-    from recflow.training import TrainingWindow
+    from recflow.config.settings import load_settings, runs_root
+    from recflow.promotion.policy import load_policy, metric_names
+    from recflow.spark.session import spark_uri
+    from recflow.training.flow import TrainingWindow
+    from recflow.training.specs import plan_models
 
     context = get_current_context()
     params = params or dict(context["params"])
@@ -81,7 +81,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
 
 
 def _root() -> Any:
-    from recflow.config import project_root
+    from recflow.config.settings import project_root
 
     return project_root()
 
@@ -107,12 +107,12 @@ class CompareOperator(BaseOperator):
 def compare(plans: list[dict[str, Any]], context: Any) -> dict[str, Any]:
     """The ``compare`` task's work: a small JSON summary of the decision (candidates, winner, reports)."""
     from recflow.data.stores import open_store
-    from recflow.judging import compare_and_bless
     from recflow.orchestration.connections import s3_settings
     from recflow.orchestration.connections import settings as resolve_settings
-    from recflow.promotion import load_policy, metric_names
+    from recflow.promotion.compare import compare_and_bless
+    from recflow.promotion.policy import load_policy, metric_names
     from recflow.registry import ModelRegistry
-    from recflow.training import TrainingWindow
+    from recflow.training.flow import TrainingWindow
 
     params = dict(context["params"])
     lake_settings = resolve_settings()
@@ -187,8 +187,8 @@ def _actor(context: Any) -> str:
 @task
 def publish_model_event(promotion: dict[str, Any]) -> dict[str, Any]:
     """Tell the streaming scorer about a new champion (it hot-swaps on this event)."""
-    from recflow.events import kafka_producer, model_update_event
     from recflow.orchestration.connections import kafka_settings
+    from recflow.streaming.events import kafka_producer, model_update_event
 
     context = get_current_context()
     event = model_update_event(

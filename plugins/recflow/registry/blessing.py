@@ -5,9 +5,9 @@ A *blessing* is a create-only record in the version's own prefix,
 the digest it judged and the details (metrics on the shared hold-out, the champion compared with,
 the canary's numbers). Two kinds:
 
-- ``model``: the promotion policy's decision for this version in one training run (``recflow.judging``);
+- ``model``: the promotion policy's decision for this version in one training run (``recflow.promotion.compare``);
 - ``canary``: a fresh process loaded the version from S3 and reproduced its recorded top-K
-  (:mod:`recflow.canary`).
+  (:mod:`recflow.evaluation.canary`).
 
 :func:`promote_blessed` is the only way the pipeline, the CLI and a rollback change the champion: it
 refuses a version whose newest model blessing did not pass or names another digest, whose manifest
@@ -130,7 +130,7 @@ def require_model_blessing(registry: ModelRegistry, model: ModelVersion) -> Bles
 
 def run_canary(registry: ModelRegistry, model: ModelVersion) -> Blessing:
     """Run the canary in a fresh process and record its verdict as a ``canary`` blessing."""
-    from recflow.canary import run_in_fresh_process
+    from recflow.evaluation.canary import run_in_fresh_process
 
     verdict = run_in_fresh_process(model.version, model.digest, prefix=registry.prefix, bucket=registry.bucket)
     details = {k: v for k, v in verdict.items() if k not in {"passed", "reasons"}}

@@ -11,7 +11,7 @@ Layout under ``s3://<models_bucket>/<prefix>/`` (prefix ``registry`` by default)
     chain/after-genesis.json                   ... and the first promotion ever
     champion.json                              the pointer to the current champion (a hint, see below)
 
-**Immutable versions.** A version id is ``<family>-<interval>-<content digest>`` (:mod:`recflow.versions`),
+**Immutable versions.** A version id is ``<family>-<interval>-<content digest>`` (:mod:`recflow.registry.versions`),
 so no other bytes can ever carry the same id. Every object under ``versions/<version>/`` is written with
 ``If-None-Match: *``; the pipeline never rewrites or deletes one. Registering identical content again
 finds the stored manifest and returns it without writing.
@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from recflow.config import S3Settings, Settings
+from recflow.config.settings import S3Settings, Settings
 from recflow.registry.records import (
     _CHUNK,
     MANIFEST_NAME,
@@ -67,7 +67,7 @@ from recflow.registry.records import (
     utc,
 )
 from recflow.registry.store import ObjectStore, RetryPolicy
-from recflow.versions import version_id
+from recflow.registry.versions import version_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -99,7 +99,7 @@ class ModelRegistry:
         cls, settings: Settings | S3Settings, prefix: str = "registry", retry: RetryPolicy | None = None
     ) -> ModelRegistry:
         """Registry in ``models_bucket`` of the configured S3 server (takes ``Settings`` or its ``.s3``)."""
-        from recflow.storage import s3_client
+        from recflow.config.s3 import s3_client
 
         s3 = settings.s3 if isinstance(settings, Settings) else settings
         return cls(s3_client(s3), s3.models_bucket, prefix=prefix, retry=retry)
@@ -134,7 +134,7 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Upload every file under ``local_dir`` create-only, then commit the version with its manifest.
 
-        The id is derived from the content (:func:`recflow.versions.version_id`), so identical content
+        The id is derived from the content (:func:`recflow.registry.versions.version_id`), so identical content
         returns the stored version without writing, and other content is always a new version.
         ``created_at`` is the end of the training data interval. A file that already exists under the
         id (an earlier attempt died after uploading it) is accepted only if its bytes hash the same.

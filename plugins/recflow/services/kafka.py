@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recflow.config import KafkaSettings
+from recflow.config.settings import KafkaSettings
 from recflow.services import maven
 from recflow.services.process import LOCALHOST, ServiceError
 
@@ -118,7 +118,7 @@ def broker_argv(java: str, jars: Path, log4j: Path, props: Path, heap: str = HEA
 
 
 def _admin(bootstrap: str, timeout: float, security: Mapping[str, str] | None = None) -> Any:
-    """An admin client; ``security`` (from :mod:`recflow.kafka_config`) for a broker other than ours."""
+    """An admin client; ``security`` (from :mod:`recflow.config.kafka`) for a broker other than ours."""
     from confluent_kafka.admin import AdminClient
 
     config: dict[str, Any] = {

@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
-from recflow.config import Settings, kafka_controller_port, kafka_port, load_settings, pg_port, s3_port
+from recflow.config.settings import Settings, kafka_controller_port, kafka_port, load_settings, pg_port, s3_port
 from recflow.services.kafka import KafkaService
 from recflow.services.postgres import DEFAULT_PASSWORD, PostgresService
 from recflow.services.process import (
@@ -94,7 +94,7 @@ class ServiceStatus:
 
 
 def default_services(settings: Settings | None = None) -> list[Service]:
-    """Kafka and the S3 server, on the ports from the environment (see :mod:`recflow.config`)."""
+    """Kafka and the S3 server, on the ports from the environment (see :mod:`recflow.config.settings`)."""
     settings = settings or load_settings()
     return [
         KafkaService(settings.kafka, settings.state, kafka_port(), kafka_controller_port()),

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from recflow.config import state_dir
+from recflow.config.settings import state_dir
 from recflow.services.process import ServiceError, file_lock, tail
 
 log = logging.getLogger(__name__)

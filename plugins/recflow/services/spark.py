@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recflow.config import _env_int
+from recflow.config.settings import _env_int
 from recflow.services import maven
 from recflow.services.process import LOCALHOST, ServiceError
 
@@ -63,7 +63,7 @@ SCALA_VERSION = "2.13"
 def daemon_environment() -> dict[str, str]:
     """Our environment plus what ``spark-class`` sets: ``SPARK_HOME`` (the wheel; the worker starts
     executors from it), the Scala version and the daemons' heap."""
-    from recflow.airflow_env import pyspark_home
+    from recflow.services.local_airflow import pyspark_home
 
     env = dict(os.environ)
     env["SPARK_HOME"] = str(pyspark_home())

@@ -28,7 +28,7 @@ The package, one job per module: :mod:`~recflow.validation.suites` (suite JSON -
 :mod:`~recflow.validation.rules` (the same rules as pandas masks), :mod:`~recflow.validation.hashing`
 (duplicates and the GX sample in bounded memory), :mod:`~recflow.validation.gx_runner` (GX runs),
 :mod:`~recflow.validation.policy` (policy knobs, batch checks), :mod:`~recflow.validation.output`
-(schemas, writers), :mod:`~recflow.validation.report` (result, reports), :mod:`~recflow.validation.partition`
+(schemas, writers), :mod:`~recflow.validation.report` (result, reports), :mod:`~recflow.validation.landing_day`
 (the pipeline of one day), :mod:`~recflow.validation.frame` (whole-frame suites) and
 :mod:`~recflow.validation.chunked` (a suite on the driver over group-complete chunks of a frame).
 """
@@ -37,6 +37,7 @@ from recflow.data.casting import join_reasons
 from recflow.validation.frame import FrameValidation, FrameValidationFailed, validate_frame
 from recflow.validation.gx_runner import GX_SPARK_MASTER, SPARK_TYPE_NAMES, GxRunner, spark_rows, spark_suite_spec
 from recflow.validation.hashing import HashSample, _SeenHashes, hash_values
+from recflow.validation.landing_day import DEFAULT_GX_SAMPLE_ROWS, REASON_BATCH, REASON_SEEN, validate_partition
 from recflow.validation.output import (
     ACCEPTED_SCHEMA,
     COL_LINE_NO,
@@ -46,7 +47,6 @@ from recflow.validation.output import (
     lake_partition,
     quarantine_partition,
 )
-from recflow.validation.partition import DEFAULT_GX_SAMPLE_ROWS, REASON_BATCH, REASON_SEEN, validate_partition
 from recflow.validation.policy import Policy, batch_checks, lake_history_counts
 from recflow.validation.report import ValidationFailed, ValidationResult, render_html
 from recflow.validation.rules import UnsupportedRowRule, row_masks

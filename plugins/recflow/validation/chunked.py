@@ -1,7 +1,7 @@
 """Run a suite with GX's pandas engine on the driver over group-complete chunks of a frame.
 
 Why the driver, why pandas: the frames validated this way are already reduced to one row per group
-(``batch_scores``: one row per user, :mod:`recflow.score_checks`), so they are ten times smaller than
+(``batch_scores``: one row per user, :mod:`recflow.batch.checks`), so they are ten times smaller than
 the rows they describe. GX is imported once, in the driver; running it on the Python workers cost a GX
 import in every worker (seconds each, ~25 s under load). GX's Spark engine runs several Spark jobs per
 expectation (about 12 s for the 22 rules of ``batch_scores`` over 10^5 cached rows on 2 cores, against

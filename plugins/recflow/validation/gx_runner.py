@@ -188,7 +188,7 @@ def spark_rows(paths: Sequence[Path]) -> Any:
     pandas masks judged (Spark's own CSV parsing and casting would differ on edge cases). Lazy: GX's
     metrics are what run it. Imported here so the pandas path never loads pyspark.
     """
-    from recflow.spark import get_spark
+    from recflow.spark.session import get_spark
 
     spark = get_spark("recflow-validate", master=GX_SPARK_MASTER)
     frames = [spark.read.parquet(str(p)).select(*INTERACTION_COLUMNS) for p in paths]

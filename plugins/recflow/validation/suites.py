@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from great_expectations.core.expectation_suite import ExpectationSuite
 
-from recflow.config import project_root
+from recflow.config.settings import project_root
 
 ENV_EXPECTATIONS: Final = "RECFLOW_EXPECTATIONS_DIR"
 RAW_SUITE: Final = "raw_interactions"

@@ -1,0 +1,115 @@
+"""One function that builds every confluent-kafka client's config: the broker address and its security.
+
+Why one place: the scorer's consumer and producer, the DAGs' event producer, the probe, the CLI and the
+benchmarks must all reach a managed cluster (SASL_SSL) the same way, and a client built by hand would
+silently fall back to PLAINTEXT. The security settings come from two sources only, never from arguments:
+
+* the environment, ``RECFLOW_KAFKA_<KEY>`` with the librdkafka key upper-cased and dots as underscores
+  (``RECFLOW_KAFKA_SECURITY_PROTOCOL``, ``RECFLOW_KAFKA_SASL_MECHANISM``, ``RECFLOW_KAFKA_SASL_USERNAME``,
+  ``RECFLOW_KAFKA_SASL_PASSWORD``, ``RECFLOW_KAFKA_SSL_CA_LOCATION``, ...): the scorer and the CLI;
+* the extras of the ``kafka_default`` Airflow Connection, under the librdkafka keys themselves (the
+  Kafka provider's format): the DAGs' tasks.
+
+:func:`redacted` is what may be logged: secret values are replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recflow.config.settings import KafkaSettings
+
+#: The librdkafka settings that say how to authenticate and encrypt; nothing else is taken from a source.
+SECURITY_KEYS = (
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.key.password",
+    "ssl.endpoint.identification.algorithm",
+)
+#: Values never logged (:func:`redacted`) and never accepted as an override in code.
+SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: Mechanisms that need only a username and a password (GSSAPI and OAUTHBEARER need more than a Connection).
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: librdkafka accepts the plural spelling too (the Kafka provider's examples use it).
+_ALIASES = {"sasl.mechanisms": "sasl.mechanism"}
+REDACTED = "***"
+
+
+def env_name(key: str) -> str:
+    """``sasl.username`` -> ``RECFLOW_KAFKA_SASL_USERNAME``."""
+    return "RECFLOW_KAFKA_" + key.upper().replace(".", "_")
+
+
+def security_config(values: Mapping[str, Any], *, source: str) -> dict[str, str]:
+    """The security keys of ``values``, checked: a SASL protocol needs a known mechanism, a user and a password.
+
+    ``source`` names where the values came from, for the error message (which never shows a secret).
+    """
+    found = {_ALIASES.get(key, key): str(value) for key, value in values.items() if value not in (None, "")}
+    config = {key: found[key] for key in SECURITY_KEYS if key in found}
+    if not config:
+        return {}
+    protocol = config.setdefault("security.protocol", "PLAINTEXT").upper()
+    config["security.protocol"] = protocol
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"{source}: security.protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if protocol.startswith("SASL_"):
+        mechanism = config.get("sasl.mechanism", "").upper()
+        if mechanism not in MECHANISMS:
+            raise ValueError(
+                f"{source}: {protocol} needs sasl.mechanism, one of {', '.join(MECHANISMS)} (got {mechanism or 'none'})"
+            )
+        config["sasl.mechanism"] = mechanism
+        missing = [key for key in ("sasl.username", "sasl.password") if key not in config]
+        if missing:
+            raise ValueError(f"{source}: {protocol} needs {' and '.join(missing)}")
+    else:
+        stray = sorted(key for key in config if key.startswith("sasl."))
+        if stray:
+            raise ValueError(f"{source}: {', '.join(stray)} set but security.protocol is {protocol} (no SASL)")
+    return config
+
+
+def security_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The security settings from ``RECFLOW_KAFKA_*`` variables (empty: PLAINTEXT, the local broker)."""
+    values = {key: environ.get(env_name(key)) for key in SECURITY_KEYS}
+    return security_config(values, source="RECFLOW_KAFKA_* environment")
+
+
+def security_from_extra(extra: Mapping[str, Any], conn_id: str) -> dict[str, str]:
+    """The security settings from a Kafka Connection's extras (librdkafka keys, as the provider stores them)."""
+    return security_config(extra, source=f"Connection {conn_id!r} extras")
+
+
+def client_config(kafka: KafkaSettings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Config of one confluent-kafka client: bootstrap servers and security from ``kafka``, then ``overrides``.
+
+    ``overrides`` are a client's own tuning (group id, acks, timeouts, callbacks); they may not set the
+    address or the security settings, which come only from the Connection or the environment.
+    """
+    overrides = dict(overrides or {})
+    owned = sorted(key for key in overrides if key == "bootstrap.servers" or _ALIASES.get(key, key) in SECURITY_KEYS)
+    if owned:
+        raise ValueError(f"{', '.join(owned)} come from the Kafka Connection or RECFLOW_KAFKA_*, not from code")
+    return {"bootstrap.servers": kafka.bootstrap_servers, **kafka.security, **overrides}
+
+
+def redacted(config: Mapping[str, Any]) -> dict[str, str]:
+    """``config`` as it may be logged: secrets replaced by ``***``, callables and loggers by their type."""
+    shown: dict[str, str] = {}
+    for key, value in config.items():
+        if key in SECRET_KEYS or "password" in key or "secret" in key:
+            shown[key] = REDACTED
+        elif isinstance(value, str | int | float | bool):
+            shown[key] = str(value)
+        else:
+            shown[key] = f"<{type(value).__name__}>"
+    return shown

@@ -1,0 +1,165 @@
+"""Runtime settings, resolved from environment variables with local-first defaults.
+
+Why env vars: Spark jobs run where Airflow is not installed, so they cannot read Airflow Connections.
+The Airflow layer resolves its Connections and hands endpoints and credentials to jobs as environment
+variables; nothing secret ever appears on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recflow.config.kafka import security_from_env
+
+
+def project_root() -> Path:
+    """The repository root (``RECFLOW_ROOT`` overrides; default: the checkout this package sits in)."""
+    return Path(os.environ.get("RECFLOW_ROOT", Path(__file__).resolve().parents[3]))
+
+
+def state_dir() -> Path:
+    """Git-ignored folder for service data, logs, the Airflow home and the local lake."""
+    return Path(os.environ.get("RECFLOW_STATE", project_root() / ".recflow"))
+
+
+def runs_root() -> Path:
+    """Where training jobs leave their candidates (``--output-dir``): ``RECFLOW_RUNS``, else ``<state>/runs``.
+
+    Why a setting: Spark executors write the artifacts' Parquet tables there, so on a multi-host
+    cluster it must be a path mounted at the same place on the driver and every executor host.
+    """
+    explicit = os.environ.get("RECFLOW_RUNS")
+    return Path(explicit) if explicit else state_dir() / "runs"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the S3-compatible object store listens and how to sign requests to it."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+    models_bucket: str = "recflow-models"
+    lake_bucket: str = "recflow-lake"
+    reports_bucket: str = "recflow-reports"
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.models_bucket, self.lake_bucket, self.reports_bucket)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The broker address, how to authenticate to it, and the pipeline's topics.
+
+    ``security`` holds librdkafka's security settings (``security.protocol``, ``sasl.*``, ``ssl.*``; see
+    :mod:`recflow.config.kafka`); empty means PLAINTEXT. Kept out of ``repr`` since it holds a password.
+    """
+
+    bootstrap_servers: str
+    security: Mapping[str, str] = field(default_factory=dict, repr=False)
+    model_updates_topic: str = "recflow.model-updates"
+    score_requests_topic: str = "recflow.score-requests"
+    score_results_topic: str = "recflow.score-results"
+    score_requests_dlq_topic: str = "recflow.score-requests-dlq"
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (
+            self.model_updates_topic,
+            self.score_requests_topic,
+            self.score_results_topic,
+            self.score_requests_dlq_topic,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a job needs to find the services; built once per process by :func:`load_settings`."""
+
+    s3: S3Settings
+    kafka: KafkaSettings
+    lake_root: Path
+    state: Path = field(default_factory=state_dir)
+    landing_root: Path = field(default_factory=lambda: state_dir() / "landing")
+    #: The same places as URIs, verbatim from the environment: a local path or ``s3://bucket/prefix``.
+    #: ``Path("s3://b/p")`` would collapse the ``//``, so ingestion uses these; Spark jobs keep the Paths.
+    lake_uri: str = ""
+    landing_uri: str = ""
+    quarantine_uri: str = ""
+    """Default ``<lake_uri>/quarantine`` (env ``RECFLOW_QUARANTINE``)."""
+    reports_uri: str = ""
+    """Where GX Data Docs are uploaded; default ``s3://<reports bucket>/validation`` (env ``RECFLOW_REPORTS``)."""
+
+    def __post_init__(self) -> None:
+        # Frozen dataclass: fill the URI defaults from the Paths for callers that build Settings by hand.
+        lake = self.lake_uri or str(self.lake_root)
+        object.__setattr__(self, "lake_uri", lake)
+        object.__setattr__(self, "landing_uri", self.landing_uri or str(self.landing_root))
+        object.__setattr__(self, "quarantine_uri", self.quarantine_uri or f"{lake.rstrip('/')}/quarantine")
+        object.__setattr__(self, "reports_uri", self.reports_uri or f"s3://{self.s3.reports_bucket}/validation")
+
+
+def s3_port() -> int:
+    return _env_int("RECFLOW_S3_PORT", 9000)
+
+
+def kafka_port() -> int:
+    return _env_int("RECFLOW_KAFKA_PORT", 9092)
+
+
+def kafka_controller_port() -> int:
+    return _env_int("RECFLOW_KAFKA_CONTROLLER_PORT", 9093)
+
+
+def scorer_metrics_port() -> int:
+    """Port of the streaming scorer's Prometheus endpoint (127.0.0.1 only)."""
+    return _env_int("RECFLOW_SCORER_METRICS_PORT", 9308)
+
+
+def pg_port() -> int:
+    """Port of the opt-in local PostgreSQL (5433, so a system cluster on 5432 is never in the way)."""
+    return _env_int("RECFLOW_PG_PORT", 5433)
+
+
+def load_settings() -> Settings:
+    """Resolve settings from the environment (``RECFLOW_*`` and the standard ``AWS_*`` names)."""
+    s3 = S3Settings(
+        endpoint_url=os.environ.get("RECFLOW_S3_ENDPOINT", f"http://127.0.0.1:{s3_port()}"),
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID", "recflow"),
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "recflow-secret"),
+        region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        models_bucket=os.environ.get("RECFLOW_MODELS_BUCKET", "recflow-models"),
+        lake_bucket=os.environ.get("RECFLOW_LAKE_BUCKET", "recflow-lake"),
+        reports_bucket=os.environ.get("RECFLOW_REPORTS_BUCKET", "recflow-reports"),
+    )
+    kafka = KafkaSettings(
+        bootstrap_servers=os.environ.get("RECFLOW_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port()}"),
+        security=security_from_env(os.environ),
+    )
+    lake = os.environ.get("RECFLOW_LAKE") or str(state_dir() / "lake")
+    landing = os.environ.get("RECFLOW_LANDING") or str(state_dir() / "landing")
+    return Settings(
+        s3=s3,
+        kafka=kafka,
+        lake_root=Path(lake),
+        landing_root=Path(landing),
+        lake_uri=lake,
+        landing_uri=landing,
+        quarantine_uri=os.environ.get("RECFLOW_QUARANTINE", ""),
+        reports_uri=os.environ.get("RECFLOW_REPORTS", ""),
+    )

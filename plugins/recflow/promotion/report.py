@@ -1,0 +1,108 @@
+"""The promotion report of one training run: a self-contained HTML page (metrics table, a bar chart of
+every candidate, the baseline and the champion on the shared hold-out, the decision and its reasons),
+stored create-only next to each candidate version (``versions/<v>/reports/promotion-<time>.html``).
+
+Why inline SVG and no plotting library: the page is rendered on the Airflow worker, opened from S3 or
+the registry plugin, and must not need matplotlib or network access to show.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+from typing import TYPE_CHECKING
+
+from recflow.registry.records import compact
+
+if TYPE_CHECKING:
+    from recflow.promotion.compare import Judgement
+    from recflow.registry import ModelRegistry
+
+_BAR_W, _GAP, _H = 70, 30, 220
+
+
+def render_report(judgement: Judgement, *, run_id: str, interval_end: datetime) -> str:
+    """The HTML page for one run's comparison and decision."""
+    d = judgement.decision
+    pm = d.primary_metric
+    names = sorted(judgement.metrics, key=lambda n: (n == "champion", n))
+    metric_cols = sorted({m for ms in judgement.metrics.values() for m in ms})
+    versions = {**{n: v.version for n, v in judgement.candidates.items()}}
+    if judgement.champion is not None:
+        versions["champion"] = judgement.champion.version
+    rows = "".join(
+        f"<tr><th>{escape(n)}</th><td><code>{escape(versions.get(n, ''))}</code></td>"
+        + "".join(f"<td>{judgement.metrics[n].get(m, float('nan')):.4f}</td>" for m in metric_cols)
+        + "</tr>"
+        for n in names
+    )
+    head = "".join(f"<th>{escape(m)}</th>" for m in metric_cols)
+    outcome = (
+        f"promote <b>{escape(d.winner)}</b> (<code>{escape(versions[d.winner])}</code>)"
+        if d.winner
+        else "promote nothing: the champion stays"
+    )
+    reasons = "".join(
+        f"<h3>{escape(v.name)}: {'eligible' if v.eligible else 'rejected'}</h3><ul>"
+        + "".join(f"<li class='{'fail' if r.startswith('FAIL') else 'ok'}'>{escape(r)}</li>" for r in v.reasons)
+        + "</ul>"
+        for v in d.verdicts
+    )
+    h = judgement.holdout
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>recflow promotion report {escape(run_id)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}li.fail{{color:#b00}}li.ok{{color:#060}}</style>
+</head><body>
+<h1>Promotion report</h1>
+<p>run <code>{escape(run_id)}</code>, data interval ending {escape(interval_end.isoformat())};
+written {escape(datetime.now(UTC).isoformat(timespec="seconds"))}</p>
+<p>Shared hold-out {escape(str(h.get("start")))} .. {escape(str(h.get("end")))}: {h.get("pairs")} pairs,
+{h.get("users")} users. Every model below, the current champion included, was scored on it in this run.</p>
+<h2>Decision</h2><p>{outcome}{" (cold start: floors and baseline only)" if d.cold_start else ""}</p>
+<h2>{escape(pm)} on the shared hold-out</h2>
+{_bar_chart({n: judgement.metrics[n].get(pm, 0.0) for n in names}, pm)}
+<h2>Metrics</h2><table><tr><th>model</th><th>version</th>{head}</tr>{rows}</table>
+<h2>Reasons</h2>{reasons}
+</body></html>
+"""
+
+
+def _bar_chart(values: dict[str, float], label: str) -> str:
+    top = max([*values.values(), 1e-9])
+    width = len(values) * (_BAR_W + _GAP) + _GAP
+    bars = []
+    for i, (name, value) in enumerate(values.items()):
+        x = _GAP + i * (_BAR_W + _GAP)
+        bar_h = int((_H - 40) * value / top)
+        color = "#888" if name == "champion" else "#3a7"
+        bars.append(
+            f'<rect x="{x}" y="{_H - 20 - bar_h}" width="{_BAR_W}" height="{bar_h}" fill="{color}"/>'
+            f'<text x="{x + _BAR_W / 2}" y="{_H - 24 - bar_h}" text-anchor="middle" font-size="12">{value:.4f}</text>'
+            f'<text x="{x + _BAR_W / 2}" y="{_H - 5}" text-anchor="middle" font-size="12">{escape(name)}</text>'
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{_H}" role="img" '
+        f'aria-label="{escape(label)} per model">{"".join(bars)}</svg>'
+    )
+
+
+def store_report(registry: ModelRegistry, version: str, html: str) -> str:
+    """Write the page create-only into ``versions/<version>/reports/``; returns its ``s3://`` URI."""
+    key = registry.version_key(version, "reports", f"promotion-{compact(datetime.now(UTC))}.html")
+    registry.store.create(key, html.encode(), content_type="text/html; charset=utf-8")
+    return registry.store.uri(key)
+
+
+def report_keys(registry: ModelRegistry, version: str) -> list[str]:
+    """The keys of the reports stored next to ``version``, oldest first (names sort by time)."""
+    return registry.store.keys(registry.version_key(version, "reports") + "/")
+
+
+def latest_report(registry: ModelRegistry, version: str) -> str | None:
+    """The newest report stored next to ``version`` (HTML text), or ``None``."""
+    keys = report_keys(registry, version)
+    if not keys:
+        return None
+    body = registry.store.get(keys[-1])
+    return None if body is None else body.decode()

@@ -1,0 +1,75 @@
+"""Turn one poll's valid requests into answers with one call into the scoring core per request kind.
+
+Why here and not in the engine: the engine owns Kafka (offsets, deliveries, retries); this module owns
+"requests in, (items, scores, source) out" and nothing else, so it can be measured in-process without a
+broker (the benchmark's in-process limit runs exactly this function).
+
+Seen items: online, the only record of what a user has seen is the artifact's training interactions
+(``model.seen``); they are removed as the batch job removes the lake's. Requests with ``item_ids``
+re-rank only those candidates (ids the model does not know are dropped); the others rank the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from recflow.models.artifact import Recommender
+from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, TopK, UserBatch, score_batch
+from recflow.streaming.protocol import Request
+
+#: Decimals kept in answers: float32 scores carry about 7 significant digits.
+SCORE_DECIMALS = 6
+
+
+class Scored(NamedTuple):
+    """One request's answer body (a named tuple: one is built per request, see ``Request``)."""
+
+    items: list[str]
+    scores: list[float]
+    source: str
+
+
+def score_requests(model: Recommender, requests: Sequence[Request]) -> list[Scored]:
+    """Top-k (or the re-ranked ``item_ids``) for every request, in request order, seen items removed."""
+    if not requests:
+        return []
+    codes = model.index.user_codes([r.user_id for r in requests])
+    seen = model.seen.ragged(codes)
+    out: list[Scored | None] = [None] * len(requests)
+    plain = np.asarray([i for i, r in enumerate(requests) if r.item_ids is None], dtype=np.int64)
+    rerank = np.asarray([i for i, r in enumerate(requests) if r.item_ids is not None], dtype=np.int64)
+    if len(plain):
+        k = max(requests[i].k for i in plain)
+        top = score_batch(model, UserBatch(codes=codes[plain], seen=seen.take(plain)), k=k, n_candidates=None)
+        _fill(out, requests, plain, top, model)
+    if len(rerank):
+        lists = [model.index.item_codes(list(requests[i].item_ids or ())) for i in rerank]
+        width = max(len(c) for c in lists)
+        candidates = np.full((len(rerank), width), -1, dtype=np.int32)
+        for row, item_codes in enumerate(lists):
+            known = item_codes[item_codes >= 0]
+            candidates[row, : len(known)] = known
+        k = max(requests[i].k for i in rerank)
+        batch = UserBatch(codes=codes[rerank], seen=seen.take(rerank))
+        _fill(out, requests, rerank, score_batch(model, batch, k=k, candidates=candidates), model)
+    return [s for s in out if s is not None]
+
+
+def _fill(
+    out: list[Scored | None], requests: Sequence[Request], rows: np.ndarray, top: TopK, model: Recommender
+) -> None:
+    """Per-request answer lists from the batch's matrices (converted to Python lists once, then sliced)."""
+    names = model.index.item_array[np.maximum(top.items, 0)].tolist()
+    scores = np.round(top.scores.astype(np.float64), SCORE_DECIMALS).tolist()
+    counts = top.counts.tolist()
+    sources = [SOURCE_FALLBACK if f else SOURCE_MODEL for f in top.fallback.tolist()]
+    width = top.items.shape[1] if top.items.ndim == 2 else 0
+    for j, i in enumerate(rows.tolist()):
+        n = min(counts[j], requests[i].k)
+        if n == width:  # the common case: the whole row, no slice copies
+            out[i] = Scored(names[j], scores[j], sources[j])
+        else:
+            out[i] = Scored(names[j][:n], scores[j][:n], sources[j])

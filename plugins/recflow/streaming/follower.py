@@ -1,0 +1,227 @@
+"""Follow the champion without pausing serving: load beside the current model, swap between batches.
+
+Why a background thread and a hand-off slot: downloading and loading a model takes seconds (NCF
+imports TensorFlow); doing it inside the serving loop stalled the old Spark scorer for 5-13 s. Here the
+loader resolves the serving version, downloads it into a fresh folder (every file's digest checked, so
+A -> B -> A never trips over an old folder), loads and warms it up, and leaves it in ``pending``. The
+engine picks it up between two batches: the swap itself is one assignment.
+
+What triggers a check: a model-update event (a hint only: an event whose version or digest is not the
+registry's champion's is ignored, counted and logged with the reason) and a periodic registry check,
+which also catches a missed event. Either way the scorer loads what the registry resolves, never what
+an event names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recflow.models.artifact import Recommender, load_recommender
+
+if TYPE_CHECKING:
+    from recflow.config.settings import KafkaSettings
+    from recflow.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded model and which registry version it is."""
+
+    version: str
+    recommender: Recommender
+    folder: Path
+    digest: str | None = None
+    loaded_at: float = 0.0
+
+
+def resolve_champion(registry: ModelRegistry) -> tuple[str, str | None] | None:
+    """(version, digest) the scorer should serve now, or None before the first promotion."""
+    from recflow.registry import NoChampion, resolve_serving_version
+
+    try:
+        serving = resolve_serving_version(registry)
+    except NoChampion:
+        return None
+    return serving.version, serving.digest
+
+
+def download_fresh(registry: ModelRegistry, version: str, cache_root: Path, digest: str | None = None) -> Path:
+    """Download ``version`` into a folder no earlier load used (manifest digest and files checked)."""
+    from recflow.registry import resolve_serving_version
+
+    return registry.fetch(resolve_serving_version(registry, pinned=version, digest=digest).model, cache_root)
+
+
+class ChampionFollower:
+    """Loads the champion on a background thread and hands it over through :meth:`take_pending`."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        cache_root: Path,
+        *,
+        check_interval_s: float = 30.0,
+        resolve: Callable[[ModelRegistry], tuple[str, str | None] | None] = resolve_champion,
+        warm_up: Callable[[Recommender], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.cache_root = cache_root
+        self.check_interval_s = check_interval_s
+        self._resolve = resolve
+        self._warm_up = warm_up
+        self._lock = threading.Lock()
+        self._pending: ServingModel | None = None
+        self._wanted_check = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.current: ServingModel | None = None
+        self.last_error: str | None = None
+        self.ignored_events = 0
+        self.last_ignored_event: str | None = None
+        self._events: list[tuple[str | None, str | None]] = []  # (version, digest) named by events since the last check
+
+    # ------------------------------------------------------------------ serving side (engine thread)
+    def take_pending(self) -> ServingModel | None:
+        """The newly loaded model, once; the engine makes it current between two batches."""
+        with self._lock:
+            model, self._pending = self._pending, None
+        if model is not None:
+            previous, self.current = self.current, model
+            log.info("serving %s (was %s)", model.version, previous.version if previous else None)
+            if previous is not None:  # off the serving thread: deleting files is not the loop's business
+                threading.Thread(target=shutil.rmtree, args=(previous.folder, True), daemon=True).start()
+        return model
+
+    # ------------------------------------------------------------------ loader side
+    def load_now(self) -> ServingModel | None:
+        """Resolve and load synchronously (start-up); the model becomes current at once."""
+        self._check()
+        return self.take_pending()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="recflow-model-loader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wanted_check.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def on_event(self, raw: bytes | None) -> None:
+        """A model-update event arrived: check the registry now; its version and digest are only a hint."""
+        try:
+            event: Any = json.loads(raw or b"")
+        except ValueError:
+            event = None
+        named = (event.get("version"), event.get("digest")) if isinstance(event, dict) else (None, None)
+        log.info("model-update event for %s (digest %s): checking the registry", *named)
+        with self._lock:
+            self._events.append(named)
+        self._wanted_check.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wanted_check.wait(self.check_interval_s)
+            self._wanted_check.clear()
+            if self._stop.is_set():
+                return
+            self._check()
+
+    def _check(self) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+        try:
+            resolved = self._resolve(self.registry)
+        except Exception as exc:  # registry unreachable: keep serving, retry at the next check
+            self.last_error = f"resolving the champion failed: {exc}"
+            log.warning("%s", self.last_error)
+            return
+        if resolved is None:
+            self.last_error = "the registry has no champion yet"
+            return
+        version, digest = resolved
+        for named in events:
+            self._judge_event(named, version, digest)
+        with self._lock:
+            pending = self._pending
+        serving = pending or self.current
+        if serving is not None and serving.version == version and serving.digest == digest:
+            return
+        began = time.monotonic()
+        try:
+            folder = download_fresh(self.registry, version, self.cache_root, digest)
+            recommender = load_recommender(folder)
+            if self._warm_up is not None:
+                self._warm_up(recommender)
+        except Exception as exc:  # a broken version never replaces a working one
+            self.last_error = f"loading {version} failed: {exc}"
+            log.exception("loading %s failed; still serving %s", version, serving.version if serving else None)
+            return
+        model = ServingModel(version, recommender, folder, digest, time.time())
+        with self._lock:
+            if self._pending is not None:
+                shutil.rmtree(self._pending.folder, ignore_errors=True)
+            self._pending = model
+        self.last_error = None
+        log.info("loaded %s in %.1f s beside the serving model", version, time.monotonic() - began)
+
+    def _judge_event(self, named: tuple[str | None, str | None], version: str, digest: str | None) -> None:
+        """Count and log an event that does not name the registry's champion and its manifest digest."""
+        event_version, event_digest = named
+        if event_version != version:
+            why = f"it names {event_version}, but the registry's champion is {version}"
+        elif event_digest != digest:
+            why = f"it names {version} with digest {event_digest}, but the registry's digest is {digest}"
+        else:
+            return
+        self.ignored_events += 1
+        self.last_ignored_event = why
+        log.warning("ignoring a model-update event: %s", why)
+
+
+def watch_model_updates(kafka: KafkaSettings, follower: ChampionFollower, stop: threading.Event) -> threading.Thread:
+    """A thread that reads the model-update topic from its end and tells ``follower`` about each event.
+
+    Why its own consumer without a group commit: events are hints, and the periodic registry check is
+    the safety net, so re-reading old events after a restart would only cause needless checks.
+    """
+    from confluent_kafka import Consumer
+
+    from recflow.config.kafka import client_config
+
+    consumer = Consumer(
+        {
+            **client_config(kafka),
+            "group.id": f"recflow-scorer-events-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "latest",
+            "enable.auto.commit": False,
+            "logger": logging.getLogger("recflow.streaming.librdkafka"),
+        }
+    )
+    consumer.subscribe([kafka.model_updates_topic])
+
+    def run() -> None:
+        try:
+            while not stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error() is not None:
+                    continue
+                follower.on_event(msg.value())
+        finally:
+            consumer.close()
+
+    thread = threading.Thread(target=run, name="recflow-model-events", daemon=True)
+    thread.start()
+    return thread
