@@ -56,9 +56,9 @@ from quality_report import (
 from recflow.config.settings import project_root
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER, DEFAULT_K
 from recflow.evaluation.metrics import evaluate
+from recflow.evaluation.python_holdout import judgeable_pairs
 from recflow.evaluation.splitters import stratified_split, user_chrono_split
-from recflow.models.artifact import Recommender
-from recflow.training.flow import judgeable_pairs
+from recflow.models.base import Recommender
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

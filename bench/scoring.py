@@ -88,7 +88,7 @@ def _prepare(n_users: int) -> dict[str, Any]:
 
     from recflow.constants import COL_ITEM, COL_TS, COL_USER
     from recflow.models.als import AlsParams, AlsRecommender
-    from recflow.models.artifact import IdIndex, SeenItems
+    from recflow.models.index import IdIndex, SeenItems
 
     work = _work(n_users)
     done = work / "prepared.json"
@@ -131,7 +131,8 @@ def _recflow(n_users: int) -> dict[str, Any]:
     import logging
     from datetime import date
 
-    from recflow.batch.job import ScoringRequest, run_batch_scoring
+    from recflow.batch.job import run_batch_scoring
+    from recflow.batch.layout import ScoringRequest
     from recflow.spark.session import get_spark
 
     info = _prepare(n_users)
@@ -235,7 +236,7 @@ def _gemm_topk_share(n_users: int, part: int, parts: int) -> dict[str, Any]:
 def _ncf() -> dict[str, Any]:
     import numpy as np
 
-    from recflow.models.artifact import IdIndex, SeenItems
+    from recflow.models.index import IdIndex, SeenItems
     from recflow.models.ncf import NcfParams, NcfRecommender, build_neumf
     from recflow.scoring.core import Ragged, UserBatch, popular_candidates, score_batch
 

@@ -274,8 +274,8 @@ def spark_engine(
     settings: Any, users: list[str], rates: list[float], duration: float, tmp: Path
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from recflow.services import spark_kafka_jars
-    from recflow.services.local_airflow import pyspark_home
     from recflow.services.process import group_members, start_detached, stop_group
+    from recflow.spark.session import pyspark_home
 
     jars = ",".join(str(j) for j in spark_kafka_jars())
     base = [

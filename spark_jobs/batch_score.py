@@ -17,9 +17,11 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from recflow.batch.job import ScoringRequest, run_batch_scoring
+from recflow.batch.job import run_batch_scoring
+from recflow.batch.layout import ScoringRequest
 from recflow.registry import RegistryError
-from recflow.scoring.core import ScoringError, fetch_artifact
+from recflow.registry.serving import fetch_artifact
+from recflow.scoring.core import ScoringError
 from recflow.spark.session import get_spark
 
 

@@ -27,12 +27,12 @@ import pandas as pd
 import pytest
 from airflow_cluster import AirflowCluster, airflow_on_postgres, backfill, require_postgres_drivers, wait_backfill
 
-from recflow.batch.job import scores_partition
+from recflow.batch.layout import scores_partition
 from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings, load_settings
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.models.als import AlsParams, AlsRecommender
-from recflow.models.artifact import IdIndex, SeenItems
+from recflow.models.index import IdIndex, SeenItems
 from recflow.registry import ModelRegistry
 
 require_postgres_drivers()

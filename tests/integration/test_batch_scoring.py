@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.batch.job import SCORE_COLUMNS, ScoringRequest, run_batch_scoring, scores_partition
+from recflow.batch.job import run_batch_scoring
+from recflow.batch.layout import SCORE_COLUMNS, ScoringRequest, scores_partition
 from recflow.batch.publish import ScoresRejected, reports_partition
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.data.stores import LocalLake
 from recflow.models.als import AlsParams, AlsRecommender
-from recflow.models.artifact import IdIndex, SeenItems
+from recflow.models.index import IdIndex, SeenItems
 from recflow.scoring.core import ScoringError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config.settings import KafkaSettings, S3Settings, Settings, load_settings
+from recflow.config.kafka import KafkaSettings
+from recflow.config.s3 import S3Settings
+from recflow.config.settings import Settings, load_settings
 from recflow.services import manager
 from recflow.services.postgres import PostgresService, ServiceError, pg_bin_dir, psql_argv
 from recflow.services.process import group_members, port_open

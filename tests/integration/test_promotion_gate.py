@@ -18,10 +18,12 @@ import pytest
 
 from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings
-from recflow.evaluation.canary import CANARY_FILE, record_canary
+from recflow.evaluation.canary import CANARY_FILE
+from recflow.evaluation.python_holdout import record_canary
 from recflow.models.popularity import PopularityRecommender
+from recflow.promotion.gate import promote_blessed, rollback
 from recflow.registry import ChampionMoved, ModelRegistry, RegistryUnavailable, RetryPolicy, resolve_serving_version
-from recflow.registry.blessing import NotBlessed, bless, blessings, promote_blessed, rollback
+from recflow.registry.blessing import NotBlessed, bless, blessings
 
 pytestmark = pytest.mark.integration
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
@@ -159,9 +161,9 @@ def write_lake(root: Path, days: dict[str, list[tuple[str, str]]]) -> Path:
 def test_champion_is_rescored_on_the_candidates_holdout_and_older_windows_are_not_promoted(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
+    from recflow.data.window import TrainingWindow
     from recflow.promotion.compare import judge
     from recflow.promotion.policy import load_policy
-    from recflow.training.flow import TrainingWindow
 
     train = [(f"u{u}", f"i{(u + j) % 12}") for u in range(30) for j in range(3)]
     test = [(f"u{u}", f"i{(u + 5) % 12}") for u in range(30)]
@@ -262,9 +264,9 @@ def test_two_runs_of_one_interval_and_a_rollback_in_history_and_champion_at(
     test_pipeline.py::test_second_run_of_the_interval_and_a_rollback_are_in_history_and_champion_at."""
     import os
 
+    from recflow.data.window import TrainingWindow
     from recflow.promotion.compare import compare_and_bless
     from recflow.promotion.policy import load_policy
-    from recflow.training.flow import TrainingWindow
 
     train = [(f"u{u}", f"i{(u + j) % 12}") for u in range(30) for j in range(3)]
     test = [(f"u{u}", f"i{(u + 5) % 12}") for u in range(30)]

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_TS, COL_USER
-from recflow.services.local_airflow import pyspark_home
+from recflow.spark.session import pyspark_home
 
 ROOT = Path(__file__).resolve().parents[2]
 

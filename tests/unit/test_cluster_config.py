@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config.settings import S3Settings
+import recflow
+from recflow.config.s3 import S3Settings
 from recflow.services.local_airflow import airflow_env
 from recflow.services.spark import MASTER_CLASS, WORKER_CLASS, master_url, spark_services
 from recflow.spark.packaging import job_archive, sources_digest
@@ -50,7 +51,10 @@ def test_job_archive_holds_the_package_and_is_reused(tmp_path: Path) -> None:
     assert first.name == f"recflow-{sources_digest()[:16]}.zip"
     with zipfile.ZipFile(first) as archive:
         names = set(archive.namelist())
-    assert {"recflow/__init__.py", "recflow/training.py", "recflow/spark.py"} <= names
+    package = Path(recflow.__file__).resolve().parent
+    every_module = {f"recflow/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")}
+    assert {"recflow/__init__.py", "recflow/training/flow.py", "recflow/spark/session.py"} <= every_module
+    assert every_module <= names, f"missing from the --py-files zip: {sorted(every_module - names)}"
     assert not any("__pycache__" in n for n in names)
     mtime = first.stat().st_mtime_ns
     assert job_archive(out_dir=tmp_path) == first and first.stat().st_mtime_ns == mtime

@@ -15,8 +15,9 @@ import pytest
 from recflow.constants import COL_ITEM, COL_USER
 from recflow.models import hybrid
 from recflow.models.als import AlsRecommender
-from recflow.models.artifact import IdIndex, SeenItems, load_recommender
+from recflow.models.artifact import load_recommender
 from recflow.models.hybrid import HybridParams, HybridRecommender, ease_weights
+from recflow.models.index import IdIndex, SeenItems
 
 PAIRS = pd.DataFrame(
     {

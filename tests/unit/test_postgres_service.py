@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config.settings import KafkaSettings, S3Settings, Settings
+from recflow.config.kafka import KafkaSettings
+from recflow.config.s3 import S3Settings
+from recflow.config.settings import Settings
 from recflow.services import manager
 from recflow.services.postgres import (
     PostgresService,
@@ -172,7 +174,7 @@ def test_down_uses_the_services_stop_signal(tmp_path: Path) -> None:
 
 
 def test_cli_starts_the_optional_service_only_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recflow.cli.main import main as cli
+    from recflow.cli import main as cli
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 
-from recflow.config.settings import KafkaSettings
+from recflow.config.kafka import KafkaSettings
 from recflow.streaming import probe
 
 

@@ -12,15 +12,9 @@ from typing import Any
 
 import pytest
 
-from recflow.promotion.policy import (
-    KNOWN_METRIC_NAMES,
-    Decision,
-    PolicyError,
-    PromotionPolicy,
-    decide,
-    load_policy,
-    metric_names,
-)
+from recflow.promotion.decision import decide
+from recflow.promotion.policy import KNOWN_METRIC_NAMES, PolicyError, PromotionPolicy, load_policy, metric_names
+from recflow.promotion.records import Decision
 
 RAW: dict[str, Any] = {
     "schema_version": 2,

@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.batch.checks import ExpectedUsers
-from recflow.batch.job import SCORE_COLUMNS, ScoringRequest
+from recflow.batch.layout import SCORE_COLUMNS, ScoringRequest
 from recflow.batch.publish import SUITE, _check_chunks, _staged_files, suite_params, user_facts
 from recflow.batch.staging import StagedFiles, StagingPlan, bucket_of
 from recflow.models.als import AlsParams, AlsRecommender
-from recflow.models.artifact import IdIndex, SeenItems
+from recflow.models.index import IdIndex, SeenItems
 from recflow.scoring.core import Ragged, ScoringError
 
 K = 3

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recflow.models.artifact import Recommender, load_recommender
+from recflow.models.artifact import load_recommender
+from recflow.models.base import Recommender
 from recflow.models.synthetic import random_als
 from recflow.streaming.answers import score_requests
 from recflow.streaming.protocol import Request, parse_request

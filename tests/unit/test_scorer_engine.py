@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from recflow.config.settings import KafkaSettings
+from recflow.config.kafka import KafkaSettings
 from recflow.models.artifact import load_recommender
 from recflow.models.synthetic import random_als
 from recflow.streaming.engine import EngineConfig, Scorer

@@ -8,7 +8,7 @@ import pytest
 
 from recflow.constants import COL_ITEM, COL_USER
 from recflow.models.als import AlsParams, AlsRecommender
-from recflow.models.artifact import IdIndex, SeenItems
+from recflow.models.index import IdIndex, SeenItems
 from recflow.models.popularity import PopularityRecommender
 from recflow.scoring.core import Ragged, UserBatch, score_batch, select_top_k
 

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from recflow.cli.main import main as cli
-from recflow.config.settings import KafkaSettings, S3Settings, Settings
+from recflow.cli import main as cli
+from recflow.config.kafka import KafkaSettings
+from recflow.config.s3 import S3Settings
+from recflow.config.settings import Settings
 from recflow.services import manager, maven
 from recflow.services.kafka import (
     KafkaService,

@@ -23,10 +23,12 @@ from botocore.exceptions import ClientError
 from local_spark import local_spark
 
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_TS, COL_USER
-from recflow.models.artifact import Recommender, load_recommender
+from recflow.data.window import TrainingDataError, TrainingWindow
+from recflow.models.artifact import load_recommender
+from recflow.models.base import Recommender
 from recflow.models.popularity import PopularityRecommender
 from recflow.registry import IncompleteModelVersion, ModelRegistry
-from recflow.training.flow import STAGING_PREFIX, TrainingDataError, TrainingWindow, run_training
+from recflow.training.flow import STAGING_PREFIX, run_training
 
 WINDOW = TrainingWindow(date(2026, 11, 1), date(2026, 11, 4), date(2026, 11, 5))
 K = 3
@@ -329,7 +331,7 @@ def test_new_families_train_through_the_shared_flow(
 def test_judgeable_pairs_keeps_known_unseen_distinct_pairs() -> None:
     """Trained on a:{x, y}, b:{x}: (a, x) is seen, (c, x) has an unknown user, (b, w) an unknown item,
     (a, z)... z is unknown too; only (b, y) twice -> once is left."""
-    from recflow.training.flow import judgeable_pairs
+    from recflow.evaluation.python_holdout import judgeable_pairs
 
     model = PopularityRecommender.fit(pd.DataFrame({COL_USER: ["a", "a", "b"], COL_ITEM: ["x", "y", "x"]}))
     held_out = pd.DataFrame(

@@ -27,8 +27,9 @@ from test_training import WINDOW, events, fit_popularity, train, write_lake
 
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.evaluation.canary import CANARY_FILE, check_canary
-from recflow.models.artifact import IdIndex, SeenItems, load_recommender
-from recflow.training.flow import judgeable_pairs, score_holdout
+from recflow.evaluation.python_holdout import judgeable_pairs, score_holdout
+from recflow.models.artifact import load_recommender
+from recflow.models.index import IdIndex, SeenItems
 
 LIMIT = 600
 N_USERS, N_ITEMS, PER_USER, HOLDOUT_USERS = 1000, 30, 3, 40
@@ -65,11 +66,14 @@ class DriverGuard:
         for name in ("toPandas", "collect", "toLocalIterator"):
             original = getattr(DataFrame, name)
             monkeypatch.setattr(DataFrame, name, self._bounded(name, original))
+        import recflow.models.index
         import recflow.models.tables
 
-        # every reader of the user side (TableBackedRecommender, IdIndex.load, SeenItems.load) calls these
-        for reader in ("read_users", "read_seen"):
-            monkeypatch.setattr(recflow.models.tables, reader, self._forbidden(reader))
+        # every reader of the user side (TableBackedRecommender, IdIndex.load, SeenItems.load) calls these,
+        # defined in models.index and imported by name into models.tables
+        for module in (recflow.models.index, recflow.models.tables):
+            for reader in ("read_users", "read_seen"):
+                monkeypatch.setattr(module, reader, self._forbidden(reader))
 
     def _bounded(self, name: str, original: Any) -> Any:
         guard = self

@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
-from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, popular_candidates
+from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScorableModel, popular_candidates
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from recflow.models.artifact import Recommender
 
 CHECK_COLUMNS: Final = (
     COL_USER,
@@ -81,7 +80,7 @@ class ExpectedUsers:
     seen: Ragged
 
     @classmethod
-    def of_batch(cls, model: Recommender, k: int, ids: pa.Array, codes: np.ndarray, seen: Ragged) -> ExpectedUsers:
+    def of_batch(cls, model: ScorableModel, k: int, ids: pa.Array, codes: np.ndarray, seen: Ragged) -> ExpectedUsers:
         """From the users' ids, model codes (-1: unknown) and seen item codes."""
         import pyarrow as pa
 
@@ -90,7 +89,7 @@ class ExpectedUsers:
         return cls(flat.cast(pa.string()), fallback, expected_rows(model, k, fallback, seen), seen)
 
 
-def expected_rows(model: Recommender, k: int, fallback: np.ndarray, seen: Ragged) -> np.ndarray:
+def expected_rows(model: ScorableModel, k: int, fallback: np.ndarray, seen: Ragged) -> np.ndarray:
     """``min(k, items the user could still get)``: the catalog minus the seen items, or for a model that
     re-ranks a candidate pool (and a user it knows) the pool minus the seen items."""
     catalog_left = model.index.n_items - np.diff(seen.offsets)

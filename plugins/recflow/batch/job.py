@@ -26,69 +26,32 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from recflow.constants import COL_DATE, COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
-from recflow.models.artifact import Recommender, load_recommender
-from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScoringError, UserBatch, score_batch
+from recflow.batch.layout import ScoringRequest
+from recflow.constants import COL_DATE, COL_ITEM, COL_USER
+from recflow.models.artifact import load_recommender
+from recflow.models.base import Recommender
+from recflow.scoring.arrow import COL_CODE
+from recflow.scoring.core import ScoringError
 from recflow.scoring.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy, seen_codes, seen_window
 from recflow.spark.session import session_conf
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
-    from recflow.batch.checks import ExpectedUsers
-    from recflow.batch.staging import StagingPlan
-    from recflow.config.settings import S3Settings
 
-COL_CODE: Final = "u"
-COL_FACTORS: Final = "features"
-SCORES_SCHEMA: Final = (
-    f"{COL_USER} string, {COL_RANK} int, {COL_ITEM} string, {COL_SCORE} double, "
-    f"{COL_VERSION} string, {COL_SOURCE} string"
-)
-SCORE_COLUMNS: Final = (COL_USER, COL_RANK, COL_ITEM, COL_SCORE, COL_VERSION, COL_SOURCE)
-SUMMARY_FILE: Final = "_recflow_summary.json"
 SHUFFLE_PARTITIONS: Final = "spark.sql.shuffle.partitions"
 ARROW_MAX_RECORDS: Final = "spark.sql.execution.arrow.maxRecordsPerBatch"
 #: Users per Arrow batch handed to the scoring core (it blocks internally to stay in cache).
 ARROW_BATCH_USERS: Final = 8192
 
 log = logging.getLogger(__name__)
-_worker_models: dict[str, Recommender] = {}
-
-
-def scores_partition(day: date) -> str:
-    """The day's partition, relative to the lake root."""
-    return f"scores/{COL_DATE}={day}"
-
-
-def scores_path(lake_root: Path | str, day: date) -> str:
-    return f"{str(lake_root).rstrip('/')}/{scores_partition(day)}"
-
-
-@dataclass(frozen=True)
-class ScoringRequest:
-    """What one night's run scores: the day, with which model, for whom, how many items."""
-
-    day: date
-    version: str
-    k: int
-    active_days: int
-    users: tuple[str, ...] | None = None  # None: every active user
-
-    def __post_init__(self) -> None:
-        if self.k < 1 or self.active_days < 1:
-            raise ScoringError(f"k and active_days must be >= 1, got {self.k} and {self.active_days}")
 
 
 def read_interactions(spark: SparkSession, lake_root: Path | str) -> DataFrame:
@@ -180,158 +143,6 @@ def scoring_inputs(
     return activity.repartition(partitions, COL_USER).join(table, COL_USER, "left")
 
 
-def _ragged(column: pa.ListArray) -> Ragged:
-    offsets = np.asarray(column.offsets, dtype=np.int64)
-    return Ragged(offsets - offsets[0], np.asarray(column.flatten(), dtype=np.int32))
-
-
-def _factor_rows(column: pa.ListArray, n: int) -> np.ndarray:
-    """(n x rank) float32; rows of users without factors (unknown: scored by the fallback) are zeros."""
-    valid = np.asarray(column.is_valid(), dtype=bool)
-    values = np.asarray(column.flatten(), dtype=np.float32)
-    rank = len(values) // max(int(valid.sum()), 1)
-    out = np.zeros((n, rank), dtype=np.float32)
-    out[valid] = values.reshape(-1, rank) if len(values) else out[valid]
-    return out
-
-
-def _shipped(model: Recommender, version: str) -> tuple[str, bytes]:
-    """What a scoring job ships to its Python workers: the item-side model, pickled, and its cache key."""
-    payload = pickle.dumps(model.for_workers())
-    return f"{version}:{len(payload)}", payload
-
-
-def _worker_model(key: str, payload: bytes) -> Recommender:
-    """The model for ``key``, unpickled once per Python worker process (Spark reuses workers)."""
-    if key not in _worker_models:
-        _worker_models.clear()  # one version at a time per worker
-        _worker_models[key] = pickle.loads(payload)
-    return _worker_models[key]
-
-
-class _ArrowScorer:
-    """Scores one input Arrow batch into output rows, in a Python worker: the scoring core, then the
-    output columns gathered by Arrow ``take`` from the batch's own ids and a per-worker item-id array (no
-    Python string object per output row)."""
-
-    def __init__(self, model: Recommender, *, version: str, k: int, n_candidates: int | None) -> None:
-        import pyarrow as pa
-
-        self.model = model
-        self.k = k
-        self.n_candidates = n_candidates
-        self.items = pa.array(model.index.item_array, type=pa.string())
-        self._labels = pa.array([version, SOURCE_MODEL, SOURCE_FALLBACK], type=pa.string())
-        self.schema = pa.schema(
-            [
-                (COL_USER, pa.string()),
-                (COL_RANK, pa.int32()),
-                (COL_ITEM, pa.string()),
-                (COL_SCORE, pa.float64()),
-                (COL_VERSION, pa.string()),
-                (COL_SOURCE, pa.string()),
-            ]
-        )
-
-    def __call__(self, rb: pa.RecordBatch) -> pa.RecordBatch:
-        """The batch's output rows."""
-        import pyarrow as pa
-
-        n = rb.num_rows
-        codes = np.asarray(rb.column(COL_CODE).fill_null(-1), dtype=np.int64)
-        factors = _factor_rows(rb.column(COL_FACTORS), n) if COL_FACTORS in rb.schema.names else None
-        batch = UserBatch(codes=codes, seen=_ragged(rb.column(COL_SEEN)), factors=factors)
-        top = score_batch(self.model, batch, k=self.k, n_candidates=self.n_candidates)
-        rows, ranks, item_codes, scores, fallback = top.long()
-        return pa.RecordBatch.from_arrays(
-            [
-                rb.column(COL_USER).take(pa.array(rows)),
-                pa.array(ranks, type=pa.int32()),
-                self.items.take(pa.array(item_codes)),
-                pa.array(scores.astype(np.float64)),
-                self._labels.take(pa.array(np.zeros(len(rows), dtype=np.int8))),
-                self._labels.take(pa.array(1 + fallback.astype(np.int8))),
-            ],
-            schema=self.schema,
-        )
-
-
-def _by_user(inputs: DataFrame, partitions: int) -> DataFrame:
-    """The scorer's input columns, hash-partitioned by user and sorted by user within each partition."""
-    has_factors = COL_FACTORS in inputs.columns
-    columns = [COL_USER, COL_CODE, COL_SEEN, *([COL_FACTORS] if has_factors else [])]
-    return inputs.select(*columns).repartition(partitions, COL_USER).sortWithinPartitions(COL_USER)
-
-
-def score_users(
-    inputs: DataFrame,
-    model: Recommender,
-    *,
-    version: str,
-    k: int,
-    partitions: int,
-    n_candidates: int | None = None,
-) -> DataFrame:
-    """Top-``k`` rows per user, by the scoring core on each partition's Arrow batches.
-
-    ``n_candidates`` goes to :func:`recflow.scoring.core.score_batch` (None: the model's own candidate pool;
-    0: the full catalog, as hold-out evaluation requires)."""
-    key, payload = _shipped(model, version)
-
-    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        scorer = _ArrowScorer(_worker_model(key, payload), version=version, k=k, n_candidates=n_candidates)
-        for rb in batches:
-            yield scorer(rb)
-
-    return _by_user(inputs, partitions).mapInArrow(score, schema=SCORES_SCHEMA)
-
-
-def _expected_users(model: Recommender, k: int, rb: pa.RecordBatch) -> ExpectedUsers:
-    """What the inputs say each user of ``rb`` should get, decoded from the Arrow batch by pyarrow
-    compute rather than by the scorer's own decoding, so a decoding bug cannot hide from the checks."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from recflow.batch.checks import ExpectedUsers
-
-    seen = rb.column(COL_SEEN)
-    lengths = np.asarray(pc.list_value_length(seen).fill_null(0), dtype=np.int64)
-    # copies: a batch read from Spark's Arrow stream is one buffer, and a view into it would keep the
-    # whole batch (factor rows included) alive until the file is checked
-    values = np.array(pc.list_flatten(seen), dtype=np.int32)
-    ids = pa.concat_arrays([rb.column(COL_USER)])
-    unknown = np.asarray(rb.column(COL_CODE).is_null(), dtype=bool)
-    return ExpectedUsers.of_batch(model, k, ids, np.where(unknown, -1, 0), Ragged(np.r_[0, np.cumsum(lengths)], values))
-
-
-def stage_scores(
-    inputs: DataFrame, model: Recommender, *, version: str, k: int, partitions: int, plan: StagingPlan
-) -> DataFrame:
-    """One row per staged file (:data:`recflow.batch.staging.FILE_REPORT_SCHEMA`); collecting it makes
-    every task score its users, write their rows under ``plan.scores_dir`` and their check rows under
-    ``plan.checks_dir`` (:mod:`recflow.batch.staging`)."""
-    from recflow.batch.staging import FILE_REPORT_SCHEMA
-
-    key, payload = _shipped(model, version)
-
-    def stage(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import TaskContext
-
-        from recflow.batch.staging import StagedFiles
-
-        scorer = _ArrowScorer(_worker_model(key, payload), version=version, k=k, n_candidates=None)
-        context = TaskContext.get()
-        files = StagedFiles(plan, context.partitionId() if context else 0, scorer.items)
-        for rb in batches:
-            files.add(scorer(rb), _expected_users(scorer.model, k, rb))
-            if files.full and (report := files.flush()) is not None:
-                yield report
-        if (report := files.flush()) is not None:
-            yield report
-
-    return _by_user(inputs, partitions).mapInArrow(stage, schema=FILE_REPORT_SCHEMA)
-
-
 def partition_count(spark: SparkSession, n_users: int) -> int:
     """Enough partitions to keep every core busy, few enough that each holds many Arrow batches."""
     cores = spark.sparkContext.defaultParallelism
@@ -400,20 +211,3 @@ def _lineage(artifact_dir: Path) -> dict[str, Any]:
         return {}
     lineage: dict[str, Any] = json.loads(path.read_text())
     return lineage
-
-
-def read_summary(lake_root: Path | str, day: date, s3: S3Settings | None = None) -> dict[str, Any]:
-    """The summary the scoring job published with ``day``'s partition (what the DAG's check task reads).
-
-    ``lake_root`` is a path or an ``s3://`` URI; ``s3`` the object store's endpoint and keys (default: the
-    environment's).
-    """
-    from recflow.data.stores import join_uri, open_input
-
-    uri = join_uri(lake_root, scores_partition(day), SUMMARY_FILE)
-    try:
-        with open_input(uri, s3) as stream:
-            summary: dict[str, Any] = json.loads(stream.read())
-    except FileNotFoundError as exc:
-        raise ScoringError(f"no scoring summary at {uri}: did the batch_score job publish {day}?") from exc
-    return summary

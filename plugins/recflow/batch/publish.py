@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from recflow.batch.job import SCORE_COLUMNS, SUMMARY_FILE, ScoringRequest, scores_partition
+from recflow.batch.layout import SCORE_COLUMNS, SUMMARY_FILE, ScoringRequest, scores_partition
 from recflow.constants import COL_RANK, COL_USER
 from recflow.scoring.core import SOURCE_FALLBACK, ScoringError
 from recflow.scoring.seen import SeenPolicy
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from recflow.batch.staging import StagingPlan
-    from recflow.models.artifact import Recommender
+    from recflow.models.base import Recommender
 
 log = logging.getLogger(__name__)
 SUITE: Final = "batch_scores"
@@ -188,8 +188,7 @@ def publish_scores(
 ) -> dict[str, Any]:
     """Score ``inputs`` into a staging folder, run the suite on the staged files' checks, publish them
     and return the summary."""
-    from recflow.batch.job import stage_scores
-    from recflow.batch.staging import StagingPlan
+    from recflow.batch.staging import StagingPlan, stage_scores
     from recflow.data.stores import open_store
     from recflow.validation import load_suite_spec
     from recflow.validation.chunked import CHUNK_ROWS, run_suite_in_chunks

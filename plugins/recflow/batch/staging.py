@@ -35,11 +35,17 @@ import numpy as np
 
 from recflow.batch.checks import ExpectedUsers, user_checks
 from recflow.constants import COL_USER
-from recflow.scoring.core import ScoringError
+from recflow.models.base import Recommender
+from recflow.scoring.arrow import COL_CODE, ArrowScorer, by_user, shipped_model, worker_model
+from recflow.scoring.core import Ragged, ScorableModel, ScoringError
+from recflow.scoring.seen import COL_SEEN
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from pyspark.sql import DataFrame
 
 #: Users per staged file (4 Arrow batches of 8,192): ~330k rows at k = 10, ~4 MB. A task keeps a file's
 #: input users (~1 MB a batch) and check rows until the file is checked, so this bounds its memory.
@@ -163,3 +169,43 @@ class StagedFiles:
         self.files += 1
         self._writer, self._schema, self._batches, self._n_users = None, None, [], 0
         return report
+
+
+def _expected_users(model: ScorableModel, k: int, rb: pa.RecordBatch) -> ExpectedUsers:
+    """What the inputs say each user of ``rb`` should get, decoded from the Arrow batch by pyarrow
+    compute rather than by the scorer's own decoding, so a decoding bug cannot hide from the checks."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    seen = rb.column(COL_SEEN)
+    lengths = np.asarray(pc.list_value_length(seen).fill_null(0), dtype=np.int64)
+    # copies: a batch read from Spark's Arrow stream is one buffer, and a view into it would keep the
+    # whole batch (factor rows included) alive until the file is checked
+    values = np.array(pc.list_flatten(seen), dtype=np.int32)
+    ids = pa.concat_arrays([rb.column(COL_USER)])
+    unknown = np.asarray(rb.column(COL_CODE).is_null(), dtype=bool)
+    return ExpectedUsers.of_batch(model, k, ids, np.where(unknown, -1, 0), Ragged(np.r_[0, np.cumsum(lengths)], values))
+
+
+def stage_scores(
+    inputs: DataFrame, model: Recommender, *, version: str, k: int, partitions: int, plan: StagingPlan
+) -> DataFrame:
+    """One row per staged file (:data:`recflow.batch.staging.FILE_REPORT_SCHEMA`); collecting it makes
+    every task score its users, write their rows under ``plan.scores_dir`` and their check rows under
+    ``plan.checks_dir`` (:mod:`recflow.batch.staging`)."""
+    key, payload = shipped_model(model, version)
+
+    def stage(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        scorer = ArrowScorer(worker_model(key, payload), version=version, k=k, n_candidates=None)
+        context = TaskContext.get()
+        files = StagedFiles(plan, context.partitionId() if context else 0, scorer.items)
+        for rb in batches:
+            files.add(scorer(rb), _expected_users(scorer.model, k, rb))
+            if files.full and (report := files.flush()) is not None:
+                yield report
+        if (report := files.flush()) is not None:
+            yield report
+
+    return by_user(inputs, partitions).mapInArrow(stage, schema=FILE_REPORT_SCHEMA)

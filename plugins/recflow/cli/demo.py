@@ -148,7 +148,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 def _stream(config: DemoConfig, env: dict[str, str], log: Path) -> Any:
     import pandas as pd
 
-    from recflow.batch.job import scores_path
+    from recflow.batch.layout import scores_path
     from recflow.streaming.client import send_burst
     from recflow.streaming.launcher import start_scorer
 
@@ -170,7 +170,7 @@ def _stream(config: DemoConfig, env: dict[str, str], log: Path) -> Any:
 
 def collect_summary(config: DemoConfig) -> dict[str, Any]:
     """Read back what the run produced, from the lake and the S3 registry (not from memory)."""
-    from recflow.batch.job import read_summary
+    from recflow.batch.layout import read_summary
     from recflow.registry import ModelRegistry
     from recflow.registry.versions import version_prefix
 

@@ -258,4 +258,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("recflow: interrupted", file=sys.stderr)
         return 130
-

@@ -125,7 +125,7 @@ def _champion(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from recflow.registry.blessing import promote_blessed
+    from recflow.promotion.gate import promote_blessed
 
     reg = _registry(args)
     if args.expect_champion is None:
@@ -141,7 +141,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from recflow.registry.blessing import rollback
+    from recflow.promotion.gate import rollback
 
     record = rollback(_registry(args), to=args.to, reason=args.reason, actor=_actor())
     _publish(record)

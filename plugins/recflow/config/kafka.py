@@ -16,10 +16,8 @@ silently fall back to PLAINTEXT. The security settings come from two sources onl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from recflow.config.settings import KafkaSettings
+from dataclasses import dataclass, field
+from typing import Any
 
 #: The librdkafka settings that say how to authenticate and encrypt; nothing else is taken from a source.
 SECURITY_KEYS = (
@@ -41,6 +39,31 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: librdkafka accepts the plural spelling too (the Kafka provider's examples use it).
 _ALIASES = {"sasl.mechanisms": "sasl.mechanism"}
 REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The broker address, how to authenticate to it, and the pipeline's topics.
+
+    ``security`` holds librdkafka's security settings (``security.protocol``, ``sasl.*``, ``ssl.*``; see
+    below); empty means PLAINTEXT. Kept out of ``repr`` since it holds a password.
+    """
+
+    bootstrap_servers: str
+    security: Mapping[str, str] = field(default_factory=dict, repr=False)
+    model_updates_topic: str = "recflow.model-updates"
+    score_requests_topic: str = "recflow.score-requests"
+    score_results_topic: str = "recflow.score-results"
+    score_requests_dlq_topic: str = "recflow.score-requests-dlq"
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (
+            self.model_updates_topic,
+            self.score_requests_topic,
+            self.score_results_topic,
+            self.score_requests_dlq_topic,
+        )
 
 
 def env_name(key: str) -> str:

@@ -7,12 +7,28 @@ SigV4, and every caller must sign with the same settings.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from recflow.config.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the S3-compatible object store listens and how to sign requests to it."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+    models_bucket: str = "recflow-models"
+    lake_bucket: str = "recflow-lake"
+    reports_bucket: str = "recflow-reports"
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.models_bucket, self.lake_bucket, self.reports_bucket)
 
 
 def s3_client(

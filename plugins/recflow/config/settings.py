@@ -8,11 +8,11 @@ variables; nothing secret ever appears on a command line.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recflow.config.kafka import security_from_env
+from recflow.config.kafka import KafkaSettings, security_from_env
+from recflow.config.s3 import S3Settings
 
 
 def project_root() -> Path:
@@ -43,48 +43,6 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Where the S3-compatible object store listens and how to sign requests to it."""
-
-    endpoint_url: str
-    access_key: str
-    secret_key: str
-    region: str = "us-east-1"
-    models_bucket: str = "recflow-models"
-    lake_bucket: str = "recflow-lake"
-    reports_bucket: str = "recflow-reports"
-
-    @property
-    def buckets(self) -> tuple[str, ...]:
-        return (self.models_bucket, self.lake_bucket, self.reports_bucket)
-
-
-@dataclass(frozen=True)
-class KafkaSettings:
-    """The broker address, how to authenticate to it, and the pipeline's topics.
-
-    ``security`` holds librdkafka's security settings (``security.protocol``, ``sasl.*``, ``ssl.*``; see
-    :mod:`recflow.config.kafka`); empty means PLAINTEXT. Kept out of ``repr`` since it holds a password.
-    """
-
-    bootstrap_servers: str
-    security: Mapping[str, str] = field(default_factory=dict, repr=False)
-    model_updates_topic: str = "recflow.model-updates"
-    score_requests_topic: str = "recflow.score-requests"
-    score_results_topic: str = "recflow.score-results"
-    score_requests_dlq_topic: str = "recflow.score-requests-dlq"
-
-    @property
-    def topics(self) -> tuple[str, ...]:
-        return (
-            self.model_updates_topic,
-            self.score_requests_topic,
-            self.score_results_topic,
-            self.score_requests_dlq_topic,
-        )
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ from recflow.data.jsonl import iter_json
 from recflow.data.stores import basename, input_size, join_uri, list_names, open_input
 
 if TYPE_CHECKING:
-    from recflow.config.settings import S3Settings
+    from recflow.config.s3 import S3Settings
 
 __all__ = [
     "ARROW_TEXT",

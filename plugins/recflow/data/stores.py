@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
-    from recflow.config.settings import S3Settings
+    from recflow.config.s3 import S3Settings
 
 SUCCESS: Final = "_SUCCESS"
 STAGING: Final = "_staging"

@@ -9,22 +9,14 @@ check needs no data access. It passes when, for every canary user, the top-K ite
 recorded ones by at least ``min_overlap`` and the scores of shared items differ by at most
 ``score_tolerance`` (floating-point libraries may reorder near-ties; a wrong model does not come close).
 
-Run: ``python -m recflow.evaluation.canary --version V --digest D [--prefix registry] [--bucket B]``; prints one JSON
-object ``{"passed", "reasons", ...}`` on stdout. Exit code 0 whenever a verdict was reached (pass or
-fail); 2 with one line on stderr when it could not even load the version (that is a failed canary too).
+This module holds the record and the check; :mod:`recflow.promotion.canary` runs the check in a fresh
+process (``python -m recflow.promotion.canary``).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_USER
@@ -32,7 +24,8 @@ from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_USER
 if TYPE_CHECKING:
     import pandas as pd
 
-    from recflow.models.artifact import Recommender
+    from recflow.models.base import Recommender
+
 
 CANARY_FILE = "canary.json"
 CANARY_USERS = 20
@@ -46,20 +39,10 @@ def canary_users(users: Sequence[str], n: int = CANARY_USERS) -> list[str]:
     return sorted(users, key=lambda u: hashlib.sha256(str(u).encode()).hexdigest())[:n]
 
 
-def record_canary(recommender: Recommender, k: int = CANARY_K) -> dict[str, Any]:
-    """The expected answers, written into the artifact as ``canary.json`` at training time."""
-    users = canary_users(list(recommender.index.users))
-    return {"k": k, "users": users, "top_k": _top_k(recommender, users, k)}
-
-
-def canary_record(users: list[str], recs: pd.DataFrame, k: int = CANARY_K) -> dict[str, Any]:
+def build_canary_record(users: list[str], recs: pd.DataFrame, k: int = CANARY_K) -> dict[str, Any]:
     """``canary.json`` from top-``k`` rows scored elsewhere (in Spark, for a model whose user side is
     not in the driver's memory); ``users`` must be :func:`canary_users` of the training users."""
     return {"k": k, "users": users, "top_k": top_k_answers(recs, users)}
-
-
-def _top_k(recommender: Recommender, users: list[str], k: int) -> dict[str, dict[str, list[Any]]]:
-    return top_k_answers(recommender.recommend(users, k=k, exclude_seen=True), users)
 
 
 def top_k_answers(recs: pd.DataFrame, users: list[str]) -> dict[str, dict[str, list[Any]]]:
@@ -82,7 +65,7 @@ def check_canary(
     users = [str(u) for u in expected["users"]]
     if not users:
         return {"passed": False, "reasons": [f"{CANARY_FILE} lists no canary users"]}
-    got = _top_k(recommender, users, int(expected["k"]))
+    got = scored_top_k(recommender, users, int(expected["k"]))
     worst_overlap, worst_diff, failures = 1.0, 0.0, []
     for user in users:
         want = dict(zip(expected["top_k"][user]["items"], expected["top_k"][user]["scores"], strict=True))
@@ -105,55 +88,5 @@ def check_canary(
     }
 
 
-def run_in_fresh_process(
-    version: str, digest: str, *, prefix: str, bucket: str, timeout: float = 600
-) -> dict[str, Any]:
-    """Run the canary in a new interpreter; a crash or timeout is a failed verdict with its reason."""
-    argv = [sys.executable, "-m", "recflow.evaluation.canary", "--version", version, "--digest", digest]
-    argv += ["--prefix", prefix, "--bucket", bucket]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
-    except subprocess.TimeoutExpired:
-        return {"passed": False, "reasons": [f"canary did not finish in {timeout:.0f} s"]}
-    if done.returncode == 0:
-        verdict: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        return verdict
-    last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-    return {"passed": False, "reasons": [f"canary could not load {version}: {last}"]}
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dataclasses import replace
-
-    from recflow.config.settings import load_settings
-    from recflow.models.artifact import load_recommender
-    from recflow.registry import ModelRegistry, RegistryError, resolve_serving_version
-
-    parser = argparse.ArgumentParser(prog="python -m recflow.evaluation.canary", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--digest", required=True, help="sha256 of the manifest the canary must load")
-    parser.add_argument("--prefix", default="registry")
-    parser.add_argument("--bucket", default=None, help="models bucket (default: RECFLOW_MODELS_BUCKET)")
-    args = parser.parse_args(argv)
-    s3 = load_settings().s3
-    if args.bucket:
-        s3 = replace(s3, models_bucket=args.bucket)
-    registry = ModelRegistry.from_settings(s3, prefix=args.prefix)
-    try:
-        serving = resolve_serving_version(registry, pinned=args.version, digest=args.digest)
-        with tempfile.TemporaryDirectory(prefix="recflow-canary-") as tmp:
-            folder = registry.fetch(serving.model, tmp)
-            expected_file = folder / CANARY_FILE
-            if not expected_file.is_file():
-                raise RegistryError(f"{serving.uri} has no {CANARY_FILE}: it was not recorded at training time")
-            expected = json.loads(expected_file.read_text())
-            verdict = check_canary(load_recommender(Path(folder)), expected)
-    except Exception as exc:  # any failure to load is the verdict; one line, no traceback
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(verdict, sort_keys=True))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def scored_top_k(recommender: Recommender, users: list[str], k: int) -> dict[str, dict[str, list[Any]]]:
+    return top_k_answers(recommender.recommend(users, k=k, exclude_seen=True), users)

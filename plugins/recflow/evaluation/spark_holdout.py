@@ -2,7 +2,7 @@
 
 Why: ALS and NCF fit without collecting the training pairs or the user factors to the driver
 (:mod:`recflow.models.tables`), so their evaluation must not collect them either. The rule is the
-in-process one (:func:`recflow.training.flow.judgeable_pairs`: known user, known item, not seen in training
+in-process one (:func:`recflow.evaluation.python_holdout.judgeable_pairs`: known user, known item, not seen in training
 unless the policy is ``exclude_seen: none``), applied by Spark joins; the top-K lists come from the one
 scoring core (:func:`recflow.scoring.core.score_batch`) run by :func:`recflow.batch.job.score_users` on
 the model's item side. The driver receives only what is bounded by the hold-out: its judgeable pairs
@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any, cast
 import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
-from recflow.models.tables import COL_I, COL_SEEN, COL_U, ITEMS_TABLE, SEEN_TABLE, USERS_TABLE
+from recflow.evaluation import python_holdout
+from recflow.evaluation.canary import CANARY_K, CANARY_USERS, build_canary_record, canary_users
+from recflow.models.base import Recommender
+from recflow.models.index import COL_I, COL_SEEN, COL_U, ITEMS_TABLE, SEEN_TABLE, USERS_TABLE
+from recflow.scoring.arrow import score_users
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-    from recflow.models.artifact import Recommender
 
 RECS_COLUMNS = (COL_USER, COL_ITEM, COL_SCORE, COL_RANK, COL_SOURCE)
 
@@ -57,7 +59,7 @@ class UserFrames:
 
 def judgeable(test: DataFrame, frames: UserFrames, *, exclude_seen: bool) -> DataFrame:
     """Distinct test pairs with a known user and item, minus the user's training items (unless the
-    policy keeps repeats): the Spark form of :func:`recflow.training.flow.judgeable_pairs`."""
+    policy keeps repeats): the Spark form of :func:`recflow.evaluation.python_holdout.judgeable_pairs`."""
     from pyspark.sql import functions as F
 
     pairs = test.select(F.col(COL_USER).cast("string").alias(COL_USER), F.col(COL_ITEM).cast("string").alias(COL_ITEM))
@@ -76,8 +78,6 @@ def recommend(
     """Top-``k`` over the full catalog for the known users among ``users`` (a ``user_id`` column), scored
     on executors; returns at most ``k`` rows per user (the same frame as :meth:`Recommender.recommend`)."""
     from pyspark.sql import functions as F
-
-    from recflow.batch.job import score_users
 
     inputs = users.select(COL_USER).distinct().join(frames.users, COL_USER)
     empty = F.array().cast("array<int>")
@@ -110,12 +110,10 @@ def judge(
     so neither its training pairs nor its user factors reach the driver; a model held in memory (the
     families that fit on the driver) is scored in process. Both rank with the one scoring core.
     """
-    from recflow.training.flow import flow as training
-
     if in_tables(model):
         return _judge_on_executors(spark, model, test, sorted({k, *also_k}), exclude_seen=exclude_seen)
-    truth = training.holdout_truth(test, model, exclude_seen=exclude_seen)
-    return training.score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen), truth
+    truth = python_holdout.holdout_truth(test, model, exclude_seen=exclude_seen)
+    return python_holdout.score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen), truth
 
 
 def _judge_on_executors(
@@ -123,8 +121,6 @@ def _judge_on_executors(
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """:func:`judge` for a model in tables: the judged pairs by Spark joins, one top-max(cutoffs) list
     per hold-out user from executors; only those reach the driver."""
-    from recflow.training.flow import holdout_metrics
-
     frames = UserFrames.of(spark, model)
     truth_frame = judgeable(test, frames, exclude_seen=exclude_seen).cache()
     try:
@@ -132,7 +128,7 @@ def _judge_on_executors(
         recs = recommend(spark, model, frames, truth_frame, k=cutoffs[-1], exclude_seen=exclude_seen)
     finally:
         truth_frame.unpersist()
-    return holdout_metrics(model, truth, recs, cutoffs), truth
+    return python_holdout.holdout_metrics(model, truth, recs, cutoffs), truth
 
 
 def record_canary(spark: SparkSession, model: Recommender) -> dict[str, Any]:
@@ -140,10 +136,8 @@ def record_canary(spark: SparkSession, model: Recommender) -> dict[str, Any]:
     (smallest sha256 of the id) and scored there, so the fresh-process check compares like with like."""
     from pyspark.sql import functions as F
 
-    from recflow.evaluation.canary import CANARY_K, CANARY_USERS, canary_record, canary_users
-
     frames = UserFrames.of(spark, model)
     picked = frames.users.select(COL_USER).orderBy(F.sha2(F.col(COL_USER), 256)).limit(CANARY_USERS)
     users = canary_users([str(r[COL_USER]) for r in picked.collect()])
     chosen = spark.createDataFrame([(u,) for u in users], f"{COL_USER} string")
-    return canary_record(users, recommend(spark, model, frames, chosen, k=CANARY_K, exclude_seen=True), CANARY_K)
+    return build_canary_record(users, recommend(spark, model, frames, chosen, k=CANARY_K, exclude_seen=True), CANARY_K)

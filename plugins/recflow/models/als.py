@@ -19,16 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER
-from recflow.models.artifact import ArtifactError, IdIndex, SeenItems, read_model_json, write_model_json
+from recflow.models.base import read_model_json, write_model_json
+from recflow.models.index import COL_I, COL_U, ArtifactError, IdIndex, SeenItems, read_items
 from recflow.models.params import reject_unknown
 from recflow.models.tables import (
-    COL_I,
-    COL_U,
     TableBackedRecommender,
     dense_codes,
     factor_frame,
     popularity_frame,
-    read_items,
     seen_frame,
     write_tables,
 )

@@ -26,14 +26,8 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from recflow.models.als import AlsParams, AlsRecommender
-from recflow.models.artifact import (
-    IdIndex,
-    Recommender,
-    SeenItems,
-    read_model_json,
-    write_model_json,
-    write_user_table,
-)
+from recflow.models.base import Recommender, read_model_json, write_model_json
+from recflow.models.index import IdIndex, SeenItems, write_user_table
 from recflow.models.params import reject_unknown
 
 if TYPE_CHECKING:

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from recflow.models.artifact import IdIndex, SeenItems, read_model_json, write_model_json
+from recflow.models.base import read_model_json, write_model_json
+from recflow.models.index import COL_U, IdIndex, SeenItems, read_items
 from recflow.models.params import reject_unknown
-from recflow.models.tables import COL_U, TableBackedRecommender, coded_pairs, read_items, write_pair_tables
+from recflow.models.tables import TableBackedRecommender, coded_pairs, write_pair_tables
 
 if TYPE_CHECKING:
     import keras

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recflow.constants import COL_ITEM, COL_USER
-from recflow.models.artifact import IdIndex, SeenItems, write_model_json
-from recflow.models.tables import TableBackedRecommender, coded_pairs, read_items, write_pair_tables
+from recflow.models.base import write_model_json
+from recflow.models.index import IdIndex, SeenItems, read_items
+from recflow.models.tables import TableBackedRecommender, coded_pairs, write_pair_tables
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -35,15 +35,9 @@ import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.models import hybrid
-from recflow.models.artifact import (
-    IdIndex,
-    Recommender,
-    SeenItems,
-    read_model_json,
-    write_model_json,
-    write_user_table,
-)
+from recflow.models.base import Recommender, read_model_json, write_model_json
 from recflow.models.hybrid import ease_weights, standardise
+from recflow.models.index import IdIndex, SeenItems, write_user_table
 from recflow.models.params import reject_unknown
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_USER
 from recflow.models.als import AlsParams, AlsRecommender
-from recflow.models.artifact import IdIndex, SeenItems
+from recflow.models.index import IdIndex, SeenItems
 
 
 def random_als(

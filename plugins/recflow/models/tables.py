@@ -19,28 +19,34 @@ from __future__ import annotations
 
 import shutil
 from abc import abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
 from recflow.constants import COL_ITEM, COL_USER
-from recflow.models.artifact import ArtifactError, IdIndex, Recommender, SeenItems
+from recflow.models.base import Recommender
+from recflow.models.index import (
+    COL_FEATURES,
+    COL_I,
+    COL_POPULARITY,
+    COL_SEEN,
+    COL_U,
+    ITEMS_TABLE,
+    SEEN_TABLE,
+    TABLES,
+    USERS_TABLE,
+    ArtifactError,
+    IdIndex,
+    ItemSide,
+    SeenItems,
+    read_seen,
+    read_users,
+    write_tables_from_memory,
+)
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from pyspark.sql import DataFrame
-
-USERS_TABLE: Final = "users.parquet"
-ITEMS_TABLE: Final = "items.parquet"
-SEEN_TABLE: Final = "seen.parquet"
-TABLES: Final = (USERS_TABLE, ITEMS_TABLE, SEEN_TABLE)
-COL_U: Final = "u"
-COL_I: Final = "i"
-COL_FEATURES: Final = "features"
-COL_POPULARITY: Final = "popularity"
-COL_SEEN: Final = "seen"
 
 
 def dense_codes(frame: DataFrame, col: str, code_col: str, *, partitions: int | None = None) -> DataFrame:
@@ -129,132 +135,6 @@ def copy_tables(source: Path, folder: Path) -> None:
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         shutil.copytree(source / name, target)
-
-
-def write_tables_from_memory(
-    folder: Path,
-    index: IdIndex,
-    seen: SeenItems,
-    popularity: np.ndarray,
-    user_factors: np.ndarray | None = None,
-    item_factors: np.ndarray | None = None,
-) -> None:
-    """The same three tables, one Parquet file each, from a model held in memory (e.g. one loaded from a
-    schema-1 artifact and saved again), so every ALS / NCF artifact has one layout."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    def matrix(values: np.ndarray) -> pa.Array:
-        rows, rank = values.shape
-        offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * rank)
-        return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1)))
-
-    users = {
-        COL_USER: pa.array(index.users, type=pa.string()),
-        COL_U: pa.array(np.arange(index.n_users, dtype=np.int32)),
-    }
-    items = {
-        COL_ITEM: pa.array(index.items, type=pa.string()),
-        COL_I: pa.array(np.arange(index.n_items, dtype=np.int32)),
-        COL_POPULARITY: pa.array(np.asarray(popularity, dtype=np.float32)),
-    }
-    if user_factors is not None:
-        users[COL_FEATURES] = matrix(user_factors)
-    if item_factors is not None:
-        items[COL_FEATURES] = matrix(item_factors)
-    seen_lists = pa.ListArray.from_arrays(
-        pa.array(np.asarray(seen.indptr, dtype=np.int32)), pa.array(np.asarray(seen.indices, dtype=np.int32))
-    )
-    tables = {
-        USERS_TABLE: pa.table(users),
-        ITEMS_TABLE: pa.table(items),
-        SEEN_TABLE: pa.table({COL_U: pa.array(np.arange(index.n_users, dtype=np.int32)), COL_SEEN: seen_lists}),
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        target = folder / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        pq.write_table(table, target)
-
-
-def _read(path: Path, columns: list[str]) -> dict[str, pa.Array]:
-    """The columns of a table (a Spark folder of parts or one file), each as one Arrow array."""
-    import pyarrow.dataset as ds
-
-    table = ds.dataset(str(path), format="parquet").to_table(columns=columns).combine_chunks()
-    return {name: table.column(name).combine_chunks() for name in columns}
-
-
-def _dense_order(codes: np.ndarray, where: Path) -> np.ndarray:
-    """The row order that sorts by code; refuses codes that are not exactly ``0..n-1``."""
-    order = np.argsort(codes, kind="stable")
-    if not np.array_equal(codes[order], np.arange(len(codes))):
-        raise ValueError(f"{where}: codes are not a dense 0..{len(codes) - 1} range")
-    return order
-
-
-def _factor_matrix(column: pa.Array, order: np.ndarray, where: Path) -> np.ndarray:
-    if column.null_count:
-        raise ValueError(f"{where}: {column.null_count} rows have no factors")
-    values = np.asarray(column.flatten(), dtype=np.float32)
-    return np.ascontiguousarray(values.reshape(len(order), -1)[order])
-
-
-def _strings(column: pa.Array, order: np.ndarray) -> tuple[str, ...]:
-    return tuple(np.asarray(column.to_pylist(), dtype=object)[order].tolist())
-
-
-@dataclass(frozen=True)
-class ItemSide:
-    """What a worker (and the training driver) holds: item ids by code, popularity, item factors."""
-
-    items: tuple[str, ...]
-    popularity: np.ndarray
-    factors: np.ndarray | None
-
-
-def read_items(folder: Path) -> ItemSide:
-    """The item table, ordered by code (bounded by the catalog, so it is fine on any driver)."""
-    import pyarrow.dataset as ds
-
-    path = folder / ITEMS_TABLE
-    with_factors = COL_FEATURES in ds.dataset(str(path), format="parquet").schema.names
-    data = _read(path, [COL_ITEM, COL_I, COL_POPULARITY, *([COL_FEATURES] if with_factors else [])])
-    order = _dense_order(np.asarray(data[COL_I], dtype=np.int64), path)
-    return ItemSide(
-        items=_strings(data[COL_ITEM], order),
-        popularity=np.asarray(data[COL_POPULARITY], dtype=np.float32)[order],
-        factors=_factor_matrix(data[COL_FEATURES], order, path) if with_factors else None,
-    )
-
-
-def read_users(folder: Path, *, factors: bool) -> tuple[tuple[str, ...], np.ndarray | None]:
-    """Every user id by code (and the factor rows): for processes that serve all users from memory."""
-    path = folder / USERS_TABLE
-    data = _read(path, [COL_USER, COL_U, *([COL_FEATURES] if factors else [])])
-    order = _dense_order(np.asarray(data[COL_U], dtype=np.int64), path)
-    return _strings(data[COL_USER], order), (_factor_matrix(data[COL_FEATURES], order, path) if factors else None)
-
-
-def read_seen(folder: Path, n_users: int) -> SeenItems:
-    """The training items of every user as the CSR index :class:`SeenItems` (a user absent: none)."""
-    from recflow.scoring.core import Ragged
-
-    path = folder / SEEN_TABLE
-    data = _read(path, [COL_U, COL_SEEN])
-    codes = np.asarray(data[COL_U], dtype=np.int64)
-    if len(codes) and (codes.min() < 0 or codes.max() >= n_users or len(np.unique(codes)) != len(codes)):
-        raise ValueError(f"{path}: user codes outside 0..{n_users - 1} or repeated")
-    lists = data[COL_SEEN]
-    offsets = np.asarray(lists.offsets, dtype=np.int64)
-    values = np.asarray(lists.flatten(), dtype=np.int32)
-    lengths = np.zeros(n_users, dtype=np.int64)
-    starts = np.zeros(n_users, dtype=np.int64)
-    lengths[codes] = np.diff(offsets)
-    starts[codes] = offsets[:-1] - offsets[0]
-    ragged = Ragged.from_spans(values, starts, lengths)
-    return SeenItems(indptr=ragged.offsets, indices=ragged.values)
 
 
 class TableBackedRecommender(Recommender):

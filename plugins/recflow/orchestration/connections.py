@@ -11,7 +11,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from recflow.config.settings import KafkaSettings, S3Settings, Settings
+    from recflow.config.kafka import KafkaSettings
+    from recflow.config.s3 import S3Settings
+    from recflow.config.settings import Settings
 
 S3_CONN_ID = "recflow_s3"
 KAFKA_CONN_ID = "kafka_default"

@@ -43,9 +43,9 @@ def check_window(params: dict[str, Any] | None = None) -> dict[str, str]:
     """
     from recflow.data.landing import find_landing_file
     from recflow.data.stores import open_store
+    from recflow.data.window import TrainingWindow
     from recflow.orchestration.connections import settings as resolve_settings
     from recflow.orchestration.skip_reasons import UNFINISHED_TASK_STATES, empty_window_reason, pending_ingestion_reason
-    from recflow.training.flow import TrainingWindow
     from recflow.validation import lake_partition
 
     context = get_current_context()

@@ -68,7 +68,7 @@ def check_scores(params: dict[str, Any] | None = None) -> dict[str, Any]:
     The job publishes only output that passed ``expectations/batch_scores.json``; this re-checks the
     totals: every active user is either scored or exhausted (nothing left to recommend, not a failure).
     """
-    from recflow.batch.job import read_summary
+    from recflow.batch.layout import read_summary
     from recflow.orchestration.connections import settings as resolve_settings
 
     context = get_current_context()

@@ -34,9 +34,9 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     re-run adds new versions and never changes one that was evaluated or promoted.
     """
     from recflow.config.settings import load_settings, runs_root
+    from recflow.data.window import TrainingWindow
     from recflow.promotion.policy import load_policy, metric_names
     from recflow.spark.session import spark_uri
-    from recflow.training.flow import TrainingWindow
     from recflow.training.specs import plan_models
 
     context = get_current_context()
@@ -107,12 +107,12 @@ class CompareOperator(BaseOperator):
 def compare(plans: list[dict[str, Any]], context: Any) -> dict[str, Any]:
     """The ``compare`` task's work: a small JSON summary of the decision (candidates, winner, reports)."""
     from recflow.data.stores import open_store
+    from recflow.data.window import TrainingWindow
     from recflow.orchestration.connections import s3_settings
     from recflow.orchestration.connections import settings as resolve_settings
     from recflow.promotion.compare import compare_and_bless
     from recflow.promotion.policy import load_policy, metric_names
     from recflow.registry import ModelRegistry
-    from recflow.training.flow import TrainingWindow
 
     params = dict(context["params"])
     lake_settings = resolve_settings()
@@ -151,8 +151,9 @@ def promote(decision: dict[str, Any], params: dict[str, Any] | None = None) -> d
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from recflow.orchestration.connections import s3_settings
+    from recflow.promotion.gate import promote_blessed
     from recflow.registry import ChampionMoved, ModelRegistry
-    from recflow.registry.blessing import NotBlessed, promote_blessed
+    from recflow.registry.blessing import NotBlessed
 
     context = get_current_context()
     params = params or dict(context["params"])

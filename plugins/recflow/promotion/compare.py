@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,36 +25,17 @@ import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
-from recflow.promotion.policy import Decision, PromotionPolicy, decide
+from recflow.promotion.decision import decide
+from recflow.promotion.policy import PromotionPolicy
+from recflow.promotion.records import CHAMPION, Judgement, JudgingError
 
 if TYPE_CHECKING:
     from recflow.data.stores import LakeStore
+    from recflow.data.window import TrainingWindow
     from recflow.registry import ModelRegistry, ModelVersion
     from recflow.registry.blessing import Blessing
-    from recflow.training.flow import TrainingWindow
 
 log = logging.getLogger(__name__)
-CHAMPION = "champion"
-
-
-class JudgingError(RuntimeError):
-    """The shared hold-out cannot be built (no data for the window)."""
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """What one run compared and decided; everything the blessing and the report show."""
-
-    decision: Decision
-    metrics: Mapping[str, Mapping[str, float]]  # candidate names and "champion" -> metrics on the hold-out
-    candidates: Mapping[str, ModelVersion]
-    champion: ModelVersion | None
-    holdout: Mapping[str, Any]
-    stale: Mapping[str, str] = field(default_factory=dict)
-    policy: Mapping[str, Any] = field(default_factory=dict)
-
-    def winner_version(self) -> ModelVersion | None:
-        return None if self.decision.winner is None else self.candidates[self.decision.winner]
 
 
 def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> pd.DataFrame:
@@ -103,9 +83,9 @@ def judge(
     work_dir: Path,
 ) -> Judgement:
     """Score the candidates and the current champion on the shared hold-out and apply the policy."""
+    from recflow.evaluation.python_holdout import score_holdout
     from recflow.models.artifact import load_recommender
     from recflow.registry import NoChampion, resolve_serving_version
-    from recflow.training.flow import score_holdout
 
     truth = shared_holdout(lake_root, window)
     try:

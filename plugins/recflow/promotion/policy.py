@@ -69,18 +69,18 @@ class ValueThreshold:
 
     def check(self, metric: str, value: float) -> tuple[bool, str]:
         if self.lower_bound is not None and value < self.lower_bound - _TOLERANCE:
-            return False, f"value: {metric} = {_fmt(value)} is below the lower_bound {_fmt(self.lower_bound)}"
+            return False, f"value: {metric} = {fmt_num(value)} is below the lower_bound {fmt_num(self.lower_bound)}"
         if self.upper_bound is not None and value > self.upper_bound + _TOLERANCE:
-            return False, f"value: {metric} = {_fmt(value)} is above the upper_bound {_fmt(self.upper_bound)}"
+            return False, f"value: {metric} = {fmt_num(value)} is above the upper_bound {fmt_num(self.upper_bound)}"
         bounds = " and ".join(
             s
             for s in (
-                None if self.lower_bound is None else f">= {_fmt(self.lower_bound)}",
-                None if self.upper_bound is None else f"<= {_fmt(self.upper_bound)}",
+                None if self.lower_bound is None else f">= {fmt_num(self.lower_bound)}",
+                None if self.upper_bound is None else f"<= {fmt_num(self.upper_bound)}",
             )
             if s
         )
-        return True, f"value: {metric} = {_fmt(value)} {bounds}"
+        return True, f"value: {metric} = {fmt_num(value)} {bounds}"
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,12 @@ class ChangeThreshold:
         needs = ["strictly better"]
         if self.absolute is not None:
             ok = ok and gain >= self.absolute - _TOLERANCE
-            needs.append(f"absolute >= {_fmt(self.absolute)}")
+            needs.append(f"absolute >= {fmt_num(self.absolute)}")
         if self.relative is not None:
             ok = ok and rel >= self.relative - _TOLERANCE
             needs.append(f"relative >= {self.relative:+.1%}")
         return ok, (
-            f"{who}: {metric} = {_fmt(value)} vs {_fmt(reference)} ({self.direction.replace('_', ' ')}): "
+            f"{who}: {metric} = {fmt_num(value)} vs {fmt_num(reference)} ({self.direction.replace('_', ' ')}): "
             f"change {gain:+.6g} absolute, {rel:+.1%} relative; needs {', '.join(needs)}"
         )
 
@@ -126,13 +126,13 @@ class Guardrail:
         allowed = []
         if self.absolute is not None:
             ok = ok and worse <= self.absolute + _TOLERANCE
-            allowed.append(f"{_fmt(self.absolute)} absolute")
+            allowed.append(f"{fmt_num(self.absolute)} absolute")
         if self.relative is not None:
             ok = ok and rel <= self.relative + _TOLERANCE
             allowed.append(f"{self.relative:.1%} relative")
         change = f"regression {max(worse, 0.0):.6g}" if worse > 0 else "no regression"
         return ok, (
-            f"guardrail: {metric} = {_fmt(value)} vs champion {_fmt(reference)}: {change}; "
+            f"guardrail: {metric} = {fmt_num(value)} vs champion {fmt_num(reference)}: {change}; "
             f"tolerance {' and '.join(allowed)}"
         )
 
@@ -275,187 +275,6 @@ def load_policy(path: str | Path | None = None) -> PromotionPolicy:
     return PromotionPolicy.from_yaml(default_policy_path() if path is None else path)
 
 
-@dataclass(frozen=True)
-class CandidateVerdict:
-    """One candidate's outcome: for an eligible one a ranking note first, then every rule outcome,
-    ``FAIL ...`` before ``ok ...``; ``failures`` holds the failed rules alone, unprefixed."""
-
-    name: str
-    eligible: bool
-    reasons: tuple[str, ...]
-    failures: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The winner (or ``None``) and, per candidate in name order, why."""
-
-    winner: str | None
-    primary_metric: str
-    verdicts: tuple[CandidateVerdict, ...] = field(default_factory=tuple)
-    cold_start: bool = False
-
-    @property
-    def reasons(self) -> dict[str, list[str]]:
-        return {v.name: list(v.reasons) for v in self.verdicts}
-
-    @property
-    def eligible(self) -> list[str]:
-        return [v.name for v in self.verdicts if v.eligible]
-
-    def verdict(self, name: str) -> CandidateVerdict:
-        return next(v for v in self.verdicts if v.name == name)
-
-    def summary(self) -> str:
-        """A multi-line log message: the outcome, then each candidate's reasons."""
-        head = f"promote {self.winner!r}" if self.winner else "promote nothing: no candidate passed every rule"
-        lines = [head + (" (cold start: floors and baseline only)" if self.cold_start else "")]
-        for v in self.verdicts:
-            lines.append(f"  {v.name}: {'eligible' if v.eligible else 'rejected'}")
-            lines.extend(f"    - {r}" for r in v.reasons)
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "winner": self.winner,
-            "primary_metric": self.primary_metric,
-            "cold_start": self.cold_start,
-            "candidates": {
-                v.name: {"eligible": v.eligible, "reasons": list(v.reasons), "failures": list(v.failures)}
-                for v in self.verdicts
-            },
-        }
-
-
-def decide(
-    candidates: Mapping[str, Mapping[str, float]],
-    champion: Mapping[str, float] | None,
-    policy: PromotionPolicy,
-    *,
-    families: Mapping[str, str] | None = None,
-    stale: Mapping[str, str] | None = None,
-) -> Decision:
-    """Pick the champion-to-be among ``candidates`` (name to metrics on the shared hold-out), or none.
-
-    ``champion`` holds the current champion's metrics re-scored on the SAME hold-out (``None`` on a
-    cold start). ``families`` maps a candidate name to its family for the per-family rules (default:
-    the name). ``stale`` maps names to a sentence saying why their training window is older than the
-    champion's: those are rejected.
-    """
-    pm = policy.primary_metric
-    stale = stale or {}
-    base_metrics = candidates.get(policy.baseline, {}) if policy.baseline else {}
-    verdicts: list[CandidateVerdict] = []
-    for name in sorted(candidates):
-        metrics = candidates[name]
-        if name == policy.baseline:
-            shown = _fmt(metrics.get(pm))
-            verdicts.append(
-                CandidateVerdict(name, False, (f"baseline: the yardstick, never promoted ({pm} = {shown})",))
-            )
-            continue
-        rules = policy.rules((families or {}).get(name, name))
-        passed, failed = _check(metrics, champion, base_metrics, rules, pm)
-        if name in stale:
-            failed.append(f"window: {stale[name]}")
-        reasons = tuple([f"FAIL {r}" for r in failed] + [f"ok {r}" for r in passed])
-        verdicts.append(CandidateVerdict(name, not failed, reasons, tuple(failed)))
-
-    eligible = [v.name for v in verdicts if v.eligible]
-    ranked = sorted(eligible, key=lambda n: _rank_key(n, candidates[n], policy))
-    winner = ranked[0] if ranked else None
-    final: list[CandidateVerdict] = []
-    for v in verdicts:
-        if v.eligible and winner is not None:
-            note = (
-                f"winner: best {pm} = {_fmt(candidates[v.name][pm])} among {len(eligible)} eligible"
-                if v.name == winner
-                else _lost_to(v.name, winner, candidates, policy)
-            )
-            v = CandidateVerdict(v.name, v.eligible, (note, *v.reasons), v.failures)
-        final.append(v)
-    return Decision(winner=winner, primary_metric=pm, verdicts=tuple(final), cold_start=champion is None)
-
-
-def _check(
-    metrics: Mapping[str, float],
-    champion: Mapping[str, float] | None,
-    baseline: Mapping[str, float],
-    rules: FamilyRules,
-    pm: str,
-) -> tuple[list[str], list[str]]:
-    """(passed, failed) rule sentences for one candidate; every rule is checked, none short-circuits."""
-    passed: list[str] = []
-    failed: list[str] = []
-
-    def record(ok: bool, text: str) -> None:
-        (passed if ok else failed).append(text)
-
-    if _finite(metrics.get(pm)) is None:
-        failed.append(f"{pm} is missing or not a finite number ({metrics.get(pm)!r})")
-    for metric, threshold in sorted(rules.value_thresholds.items()):
-        got = _finite(metrics.get(metric))
-        if got is None:
-            failed.append(f"value: {metric} is missing or not a finite number ({metrics.get(metric)!r})")
-        else:
-            record(*threshold.check(metric, got))
-    _against(metrics, baseline, rules.baseline_thresholds, "baseline", record, failed)
-    if champion is None:
-        passed.append("champion: none yet (cold start): only value thresholds and the baseline apply")
-        return passed, failed
-    _against(metrics, champion, rules.change_thresholds, "champion", record, failed)
-    for metric, guard in sorted(rules.guardrails.items()):
-        got, ref = _finite(metrics.get(metric)), _finite(champion.get(metric))
-        if got is None or ref is None:
-            failed.append(f"guardrail: {metric} missing for the candidate or the champion, so it cannot pass")
-        else:
-            record(*guard.check(metric, got, ref))
-    return passed, failed
-
-
-def _against(
-    metrics: Mapping[str, float],
-    reference: Mapping[str, float],
-    thresholds: Mapping[str, ChangeThreshold],
-    who: str,
-    record: Any,
-    failed: list[str],
-) -> None:
-    for metric, threshold in sorted(thresholds.items()):
-        got, ref = _finite(metrics.get(metric)), _finite(reference.get(metric))
-        if got is None or ref is None:
-            failed.append(f"{who}: {metric} missing for the candidate or the {who}, so the rule cannot pass")
-        else:
-            record(*threshold.check(who, metric, got, ref))
-
-
-def _rank_key(name: str, metrics: Mapping[str, float], policy: PromotionPolicy) -> tuple[Any, ...]:
-    """Sort key: best primary first, then each tie-breaker (missing sorts last), then the name."""
-    values = [_finite(metrics.get(m)) for m in (policy.primary_metric, *policy.tie_breakers)]
-    return (*(-v if v is not None else math.inf for v in values), name)
-
-
-def _lost_to(name: str, winner: str, candidates: Mapping[str, Mapping[str, float]], policy: PromotionPolicy) -> str:
-    """Why an eligible candidate is not the winner: the first metric in ranking order that differs."""
-    for metric in (policy.primary_metric, *policy.tie_breakers):
-        mine, theirs = _finite(candidates[name].get(metric)), _finite(candidates[winner].get(metric))
-        if mine != theirs:
-            tied = "" if metric == policy.primary_metric else f"tied on {policy.primary_metric}, "
-            return f"eligible, not chosen: {tied}{metric} {_fmt(mine)} < {_fmt(theirs)} of {winner!r}"
-    return f"eligible, not chosen: tied with {winner!r} on every ranking metric, name order decides"
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _fmt(value: Any) -> str:
-    """Six significant digits: enough that a value just under a bound never prints equal to it."""
-    return f"{value:.6g}" if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"
-
-
 class _Section:
     """One mapping of the policy file, with its location for error messages."""
 
@@ -518,3 +337,14 @@ def metric_names(policy: PromotionPolicy) -> Sequence[str]:
     for rules in policy.families.values():
         names |= rules.metrics()
     return sorted(names)
+
+
+def finite_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def fmt_num(value: Any) -> str:
+    """Six significant digits: enough that a value just under a bound never prints equal to it."""
+    return f"{value:.6g}" if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from recflow.registry.records import compact
 
 if TYPE_CHECKING:
-    from recflow.promotion.compare import Judgement
+    from recflow.promotion.records import Judgement
     from recflow.registry import ModelRegistry
 
 _BAR_W, _GAP, _H = 70, 30, 220

@@ -46,7 +46,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from recflow.config.settings import S3Settings, Settings
+from recflow.config.s3 import S3Settings
+from recflow.config.settings import Settings
 from recflow.registry.records import (
     _CHUNK,
     MANIFEST_NAME,

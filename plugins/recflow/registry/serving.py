@@ -34,8 +34,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+from recflow.config.settings import load_settings
+from recflow.registry.core import ModelRegistry
 from recflow.registry.records import (
     ChecksumMismatch,
     ModelVersion,
@@ -44,9 +46,6 @@ from recflow.registry.records import (
     iso,
     utc,
 )
-
-if TYPE_CHECKING:
-    from recflow.registry.core import ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -161,3 +160,11 @@ def _champion_record(registry: ModelRegistry, at: datetime | None, interval_end:
     when = "yet" if at is None else f"at {iso(at)}"
     raise NoChampion(f"no champion {when} in {where}: run the recommender_training DAG or `recflow registry "
                      "promote` first")  # fmt: skip
+
+
+def fetch_artifact(version: str | None, dest: Path) -> tuple[str, Path]:
+    """Download ``version`` (default: the current champion) into a fresh folder under ``dest``, verified;
+    the registry comes from the environment's settings (a Spark job's only source of them)."""
+    registry = ModelRegistry.from_settings(load_settings())
+    serving = resolve_serving_version(registry, pinned=version)
+    return serving.version, registry.fetch(serving.model, dest)

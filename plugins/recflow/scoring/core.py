@@ -1,6 +1,7 @@
 """The one scoring core: top-K items per user for a batch, shared by batch, streaming and evaluation.
 
-:func:`score_batch` takes a loaded :class:`~recflow.models.artifact.Recommender`, a :class:`UserBatch`
+:func:`score_batch` takes a loaded model (:class:`ScorableModel`, e.g. a
+:class:`~recflow.models.base.Recommender`), a :class:`UserBatch`
 (dense user codes, optionally the users' factor rows, and each user's seen item codes as a ragged
 array) and ``k``, and returns a :class:`TopK` of item codes, scores and sources. It is plain NumPy on
 float32 with no Spark or Airflow import, so a Spark ``mapInArrow`` worker and a long-running Kafka
@@ -28,16 +29,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
 
-if TYPE_CHECKING:
-    from recflow.models.artifact import Recommender
+
+class _Catalog(Protocol):
+    @property
+    def n_items(self) -> int: ...
+
+
+class ScorableModel(Protocol):
+    """What the core needs of a model (:class:`recflow.models.base.Recommender` is one): typed here so the
+    core does not import the models, which call it."""
+
+    @property
+    def index(self) -> _Catalog: ...
+
+    @property
+    def candidate_pool(self) -> int | None: ...
+
+    def score_rows(self, batch: UserBatch) -> np.ndarray: ...
+
+    def score_candidates(self, batch: UserBatch, candidates: np.ndarray) -> np.ndarray: ...
+
+    def fallback_scores(self) -> np.ndarray: ...
+
 
 #: Target size of one block of the (users x items) float32 score matrix: a few L2-sized tiles.
 BLOCK_BYTES: Final = 4 << 20
@@ -204,7 +224,7 @@ def block_rows(n_items: int) -> int:
     return max(16, BLOCK_BYTES // (4 * max(n_items, 1)))
 
 
-def popular_candidates(model: Recommender, n: int) -> np.ndarray:
+def popular_candidates(model: ScorableModel, n: int) -> np.ndarray:
     """The ``n`` most popular training items (codes), most popular first; ties by lower code."""
     popularity = model.fallback_scores()
     order = np.lexsort((np.arange(len(popularity)), -popularity))
@@ -212,7 +232,7 @@ def popular_candidates(model: Recommender, n: int) -> np.ndarray:
 
 
 def score_batch(
-    model: Recommender,
+    model: ScorableModel,
     batch: UserBatch,
     *,
     k: int,
@@ -225,7 +245,7 @@ def score_batch(
     matrix of item codes, -1 padded, e.g. an ALS model's top-200) when given. A model that declares a
     ``candidate_pool`` (NCF) re-ranks the ``n_candidates`` (default: that pool) most popular items when
     no candidates are given; ``n_candidates=0`` asks for the full catalog. Unknown users (code -1) get
-    the popularity fallback (:meth:`Recommender.fallback_scores`, in (0, 1]); ``candidates`` given by
+    the popularity fallback (:meth:`ScorableModel.fallback_scores`, in (0, 1]); ``candidates`` given by
     the caller bound their rows too (a caller re-ranking its own list: the streaming scorer's
     ``item_ids``). Seen items are always removed, and rows past a user's count are padding.
     """
@@ -279,16 +299,3 @@ def top_k_frame(top: TopK, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.Dat
             COL_SOURCE: np.where(fallback, SOURCE_FALLBACK, SOURCE_MODEL),
         }
     )
-
-
-def fetch_artifact(version: str | None, dest: Path) -> tuple[str, Path]:
-    """Download ``version`` (default: the current champion) into a fresh folder under ``dest``, verified."""
-    from recflow.config.settings import load_settings
-    from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
-
-    registry = ModelRegistry.from_settings(load_settings())
-    try:
-        serving = resolve_serving_version(registry, pinned=version)
-    except NoChampion as exc:
-        raise ScoringError(str(exc)) from exc
-    return serving.version, registry.fetch(serving.model, dest)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recflow.config.settings import KafkaSettings
+from recflow.config.kafka import KafkaSettings
 from recflow.services import maven
 from recflow.services.process import LOCALHOST, ServiceError
 

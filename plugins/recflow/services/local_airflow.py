@@ -20,22 +20,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from recflow.config.settings import Settings, load_settings, project_root, state_dir
+from recflow.spark.session import pyspark_home
 
 #: Airflow's own defaults for ``[api] host`` / ``[api] port``; only used when the user sets neither.
 AIRFLOW_DEFAULT_API_HOST = "0.0.0.0"
 AIRFLOW_DEFAULT_API_PORT = 8080
 #: Addresses a server binds to but a client cannot dial.
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
-
-
-def pyspark_home() -> Path:
-    """The pyspark wheel's folder: it carries ``bin/spark-submit`` and the jars (our SPARK_HOME)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyspark")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("pyspark is not installed in this Python: run `make venv`")
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def api_base_url(environ: Mapping[str, str]) -> str:

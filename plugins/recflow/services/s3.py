@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from recflow.config.settings import S3Settings
+from recflow.config.s3 import S3Settings
 from recflow.services import maven
 from recflow.services.process import LOCALHOST, ServiceError
 

@@ -28,6 +28,7 @@ from typing import Any
 from recflow.config.settings import _env_int
 from recflow.services import maven
 from recflow.services.process import LOCALHOST, ServiceError
+from recflow.spark.session import pyspark_home
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -63,8 +64,6 @@ SCALA_VERSION = "2.13"
 def daemon_environment() -> dict[str, str]:
     """Our environment plus what ``spark-class`` sets: ``SPARK_HOME`` (the wheel; the worker starts
     executors from it), the Scala version and the daemons' heap."""
-    from recflow.services.local_airflow import pyspark_home
-
     env = dict(os.environ)
     env["SPARK_HOME"] = str(pyspark_home())
     env["SPARK_SCALA_VERSION"] = SCALA_VERSION

@@ -8,6 +8,7 @@ settings to the block that needs them, so a shared session (tests, a long-lived 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -15,10 +16,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recflow.config.settings import S3Settings, load_settings, state_dir
+from recflow.config.s3 import S3Settings
+from recflow.config.settings import load_settings, state_dir
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+
+def pyspark_home() -> Path:
+    """The pyspark wheel's folder: it carries ``bin/spark-submit`` and the jars (our SPARK_HOME)."""
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pyspark is not installed in this Python: run `make venv`")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def spark_uri(uri: str | Path) -> str:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from recflow.models.artifact import Recommender
+from recflow.models.base import Recommender
 from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, TopK, UserBatch, score_batch
 from recflow.streaming.protocol import Request
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from recflow.config.settings import KafkaSettings
+from recflow.config.kafka import KafkaSettings
 from recflow.streaming.events import encode, kafka_producer
 
 #: librdkafka logs (e.g. "connection refused" during a broker outage) go to Python logging, not stderr.

@@ -37,7 +37,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from recflow.config.settings import KafkaSettings
+from recflow.config.kafka import KafkaSettings
 from recflow.streaming.answers import score_requests
 from recflow.streaming.follower import ChampionFollower, ServingModel
 from recflow.streaming.metrics import ScorerMetrics

@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from recflow.config.settings import KafkaSettings
+from recflow.config.kafka import KafkaSettings
 
 if TYPE_CHECKING:
     from confluent_kafka import Producer

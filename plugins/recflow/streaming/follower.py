@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recflow.models.artifact import Recommender, load_recommender
+from recflow.models.artifact import load_recommender
+from recflow.models.base import Recommender
 
 if TYPE_CHECKING:
-    from recflow.config.settings import KafkaSettings
+    from recflow.config.kafka import KafkaSettings
     from recflow.registry import ModelRegistry
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from recflow.config.kafka import client_config
-from recflow.config.settings import KafkaSettings
+from recflow.config.kafka import KafkaSettings, client_config
 from recflow.streaming.engine import DEFAULT_GROUP
 from recflow.streaming.events import encode, kafka_producer
 

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from recflow.config.settings import KafkaSettings
+from recflow.config.kafka import KafkaSettings
 from recflow.streaming.protocol import header_map
 
 

@@ -22,22 +22,20 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
+from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER, DEFAULT_K
-from recflow.evaluation.canary import CANARY_FILE, record_canary
-from recflow.evaluation.metrics import evaluate
-from recflow.models.artifact import Recommender
+from recflow.constants import COL_TS, COL_USER, DEFAULT_K
+from recflow.data.window import TrainingDataError, TrainingWindow, check_training_frame, read_window
+from recflow.evaluation import spark_holdout
+from recflow.evaluation.canary import CANARY_FILE
+from recflow.evaluation.python_holdout import record_canary
+from recflow.models.base import Recommender
 from recflow.scoring.seen import SeenPolicy
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from recflow.registry import ModelVersion
 
@@ -47,41 +45,6 @@ PRIMARY_METRIC = "ndcg"
 STAGING_PREFIX = ".{name}-"
 
 Fitter = Callable[["SparkSession", "DataFrame", Mapping[str, Any], Path], Recommender]
-
-
-class TrainingDataError(ValueError):
-    """The training window cannot produce a meaningful model (empty, one user or item, NaN keys...)."""
-
-
-@dataclass(frozen=True)
-class TrainingWindow:
-    """``[start, holdout_start)`` trains, ``[holdout_start, end)`` is the hold-out; dates are UTC days."""
-
-    start: date
-    holdout_start: date
-    end: date
-
-    def __post_init__(self) -> None:
-        if not self.start < self.holdout_start < self.end:
-            raise TrainingDataError(
-                f"window must satisfy start < holdout_start < end, got {self.start} / {self.holdout_start} / {self.end}"
-            )
-
-    @classmethod
-    def ending(cls, end: date, *, train_days: int, holdout_days: int) -> TrainingWindow:
-        """The window whose hold-out is the last ``holdout_days`` days before ``end`` (exclusive)."""
-        if train_days < 1 or holdout_days < 1:
-            raise TrainingDataError(f"train_days and holdout_days must be >= 1, got {train_days}, {holdout_days}")
-        holdout_start = end - timedelta(days=holdout_days)
-        return cls(holdout_start - timedelta(days=train_days), holdout_start, end)
-
-    @staticmethod
-    def ts(day: date) -> datetime:
-        return datetime.combine(day, dtime.min, tzinfo=UTC)
-
-    def days(self) -> list[str]:
-        n = (self.end - self.start).days
-        return [(self.start + timedelta(days=i)).isoformat() for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -94,120 +57,6 @@ class TrainingResult:
     metrics: dict[str, float]
     params: dict[str, Any]
     registry_uri: str | None
-
-
-def read_window(spark: SparkSession, lake_root: Path | str, window: TrainingWindow) -> DataFrame:
-    """Interactions with ``start <= event_ts < end`` from the validated lake table."""
-    from pyspark.sql import functions as F
-
-    path = f"{str(lake_root).rstrip('/')}/interactions"
-    try:
-        df = spark.read.parquet(path)
-    except Exception as exc:  # Spark raises AnalysisException for a missing or empty path
-        raise TrainingDataError(f"no validated interactions under {path}: {exc}") from exc
-    return df.where(
-        (F.col(COL_TS) >= F.lit(TrainingWindow.ts(window.start)))
-        & (F.col(COL_TS) < F.lit(TrainingWindow.ts(window.end)))
-    )
-
-
-def _flag(condition: Column) -> Column:
-    from pyspark.sql import functions as F
-
-    return F.when(condition, 1).otherwise(0)
-
-
-def check_training_frame(train: DataFrame, window: TrainingWindow) -> dict[str, int]:
-    """Refuse data no model should train on; returns counts for lineage.
-
-    Checked in this order, so the message names the first thing to fix: no rows at all; null keys or
-    NaN/null amounts (the lake should only hold validated rows); fewer than 2 users or 2 items (a
-    factorisation of one row or one column ranks nothing, and ALS would train without complaint).
-    """
-    from pyspark.sql import functions as F
-
-    row = train.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.countDistinct(COL_USER).alias("users"),
-        F.countDistinct(COL_ITEM).alias("items"),
-        F.sum(_flag(F.col(COL_USER).isNull() | F.col(COL_ITEM).isNull() | F.col(COL_TS).isNull())).alias("null_keys"),
-        # pyarrow writes a pandas NaN as null, so a NaN that reached the lake is usually a null here
-        F.sum(_flag(F.col(COL_AMOUNT).isNull() | F.isnan(F.col(COL_AMOUNT)))).alias("nan_amounts"),
-    ).first()
-    assert row is not None  # an aggregate always returns one row
-    counts = {key: int(row[key] or 0) for key in ("rows", "users", "items", "null_keys", "nan_amounts")}
-    where = f"training window {window.start}..{window.holdout_start}"
-    if counts["rows"] == 0:
-        raise TrainingDataError(f"{where} is empty: ingest data for those days first")
-    if counts["null_keys"] or counts["nan_amounts"]:
-        raise TrainingDataError(
-            f"{where} has {counts['null_keys']} rows with null keys and {counts['nan_amounts']} NaN or null "
-            "amounts: "
-            "the lake should only hold validated rows; re-run validation"
-        )
-    if counts["users"] < 2 or counts["items"] < 2:
-        raise TrainingDataError(
-            f"{where} has {counts['users']} user(s) and {counts['items']} item(s); "
-            "collaborative filtering needs at least 2 of each"
-        )
-    return counts
-
-
-def holdout_truth(test: DataFrame, recommender: Recommender, *, exclude_seen: bool = True) -> pd.DataFrame:
-    """Distinct test pairs the model can be judged on (known user, known item, not seen in training)."""
-    pairs = cast(pd.DataFrame, test.select(COL_USER, COL_ITEM).distinct().toPandas())
-    return judgeable_pairs(pairs, recommender, exclude_seen=exclude_seen)
-
-
-def judgeable_pairs(held_out: pd.DataFrame, recommender: Recommender, *, exclude_seen: bool = True) -> pd.DataFrame:
-    """The distinct held-out (user, item) pairs with a known user and item that the user did not have in
-    training: the relevance the pipeline's hold-out and the quality benchmark both judge a model on.
-
-    Why drop the rest: no model can rank an item it never saw, and a seen item is removed from every
-    ranking, so either kind of pair would only lower every model's score alike. Under the spec's
-    ``exclude_seen: none`` policy (repeat purchases) seen items stay in the rankings, so repeat pairs
-    stay relevant (``exclude_seen=False``).
-    """
-    pairs = held_out[[COL_USER, COL_ITEM]].drop_duplicates()
-    users = recommender.index.user_codes(pairs[COL_USER])
-    items = recommender.index.item_codes(pairs[COL_ITEM])
-    known = (users >= 0) & (items >= 0)
-    pairs, users, items = pairs[known], users[known], items[known]
-    if not exclude_seen:
-        return pairs.reset_index(drop=True)
-    seen = recommender.seen
-    n_items = recommender.index.n_items
-    seen_keys = np.repeat(np.arange(len(seen.indptr) - 1), np.diff(seen.indptr)) * n_items + seen.indices
-    is_seen = np.isin(users.astype(np.int64) * n_items + items, seen_keys)
-    return pairs[~is_seen].reset_index(drop=True)
-
-
-def score_holdout(
-    recommender: Recommender, truth: pd.DataFrame, k: int, also_k: Sequence[int] = (), *, exclude_seen: bool = True
-) -> dict[str, float]:
-    """Ranking metrics at ``k`` (and at each of ``also_k``) over the full catalog, seen items removed
-    unless the spec's policy is ``exclude_seen: none`` (the same policy batch scoring applies).
-
-    ``also_k`` exists so a run asked for, say, k=20 still reports the cut-off the promotion policy
-    compares on (``ndcg@10``); one top-max(k) list serves every cut-off.
-    """
-    if truth.empty:
-        raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
-    cutoffs = sorted({k, *also_k})
-    recs = recommender.recommend(truth[COL_USER].unique(), k=cutoffs[-1], exclude_seen=exclude_seen)
-    return holdout_metrics(recommender, truth, recs, cutoffs)
-
-
-def holdout_metrics(
-    recommender: Recommender, truth: pd.DataFrame, recs: pd.DataFrame, cutoffs: Sequence[int]
-) -> dict[str, float]:
-    """The metrics of top-max(cutoffs) lists against the judged pairs, at every cut-off."""
-    if truth.empty:
-        raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
-    metrics: dict[str, float] = {}
-    for cutoff in cutoffs:
-        metrics.update(evaluate(truth, recs, k=cutoff, catalog=recommender.index.items))
-    return metrics
 
 
 def code_version() -> str:
@@ -252,8 +101,6 @@ def search(
     inner = TrainingWindow(window.start, cut, window.holdout_start)
     from pyspark.sql import functions as F
 
-    from recflow.evaluation.metrics import spark_holdout as holdout
-
     inner_train = train.where(F.col(COL_TS) < F.lit(TrainingWindow.ts(cut))).cache()
     validation = train.where(F.col(COL_TS) >= F.lit(TrainingWindow.ts(cut)))
     trials = []
@@ -261,7 +108,7 @@ def search(
         check_training_frame(inner_train, inner)  # once: the data is the same for every candidate
         for i, params in enumerate(candidates):
             model = fit(spark, inner_train, params, work_dir / f"trial-{i}")
-            metrics, _ = holdout.judge(spark, model, validation, k, exclude_seen=exclude_seen)
+            metrics, _ = spark_holdout.judge(spark, model, validation, k, exclude_seen=exclude_seen)
             trials.append({"params": params, "validation": metrics})
     finally:
         inner_train.unpersist()
@@ -292,14 +139,13 @@ def run_training(
     only after the rename, and the registry writes the version's manifest after its files, so the
     promote step (which reads manifests only) never sees a half-uploaded candidate. A model fitted
     into Parquet tables (ALS, NCF) is evaluated and canaried on executors
-    (:func:`recflow.evaluation.spark_holdout.judge`), so no step of the run collects its training pairs or user factors to the driver.
+    (:func:`recflow.evaluation.spark_holdout.judge`), so no step of the run collects its training pairs or
+    user factors to the driver.
 
     Raises :class:`TrainingDataError` for data no model should train on (empty window, fewer than two
     users or items, null keys, NaN amounts, an empty hold-out).
     """
     from pyspark.sql import functions as F
-
-    from recflow.evaluation.metrics import spark_holdout as holdout
 
     policy = seen_policy or SeenPolicy()
     exclude_seen = policy.exclude_seen != "none"
@@ -326,12 +172,12 @@ def run_training(
         model = fit(spark, train, params, staging / "work")
         timings["fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        metrics, truth = holdout.judge(spark, model, test, k, also_k, exclude_seen=exclude_seen)
+        metrics, truth = spark_holdout.judge(spark, model, test, k, also_k, exclude_seen=exclude_seen)
         timings["evaluate_s"] = time.perf_counter() - t0
         train.unpersist()
         model.save(staging / "artifact")  # type: ignore[attr-defined]
         # what the canary must reproduce from the registered bytes, in a fresh process (recflow.evaluation.canary)
-        canary = holdout.record_canary(spark, model) if holdout.in_tables(model) else record_canary(model)
+        canary = spark_holdout.record_canary(spark, model) if spark_holdout.in_tables(model) else record_canary(model)
         (staging / "artifact" / CANARY_FILE).write_text(json.dumps(canary, sort_keys=True))
         shutil.rmtree(staging / "work", ignore_errors=True)
         timings["total_s"] = time.perf_counter() - started

@@ -67,7 +67,7 @@ from recflow.validation.rules import row_masks
 from recflow.validation.suites import RAW_SUITE, SuiteSpec, load_suite_spec
 
 if TYPE_CHECKING:
-    from recflow.config.settings import S3Settings
+    from recflow.config.s3 import S3Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,160 @@
+"""The scoring core on Spark: top-K rows per user from each partition's Arrow batches (``mapInArrow``).
+
+Batch scoring and the hold-out evaluation of models kept in Parquet tables both score this way, so the
+Spark side lives with the core and not in either caller. The model shipped to the Python workers holds its
+item side only (``for_workers``) and is unpickled once per worker; the output columns are gathered with
+Arrow ``take`` from the batch's own ids, with no Python object per output row."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final, Protocol
+
+import numpy as np
+
+from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
+from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScorableModel, UserBatch, score_batch
+from recflow.scoring.seen import COL_SEEN
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame
+
+
+class _ItemIds(Protocol):
+    @property
+    def n_items(self) -> int: ...
+
+    @property
+    def item_array(self) -> np.ndarray: ...
+
+
+class ShippableModel(ScorableModel, Protocol):
+    """A model the Spark side can ship to its workers (:class:`recflow.models.base.ShippableModel` is one)."""
+
+    @property
+    def index(self) -> _ItemIds: ...
+
+    def for_workers(self) -> ShippableModel: ...
+
+
+COL_CODE: Final = "u"
+
+
+COL_FACTORS: Final = "features"
+
+
+SCORES_SCHEMA: Final = (
+    f"{COL_USER} string, {COL_RANK} int, {COL_ITEM} string, {COL_SCORE} double, "
+    f"{COL_VERSION} string, {COL_SOURCE} string"
+)
+
+
+_worker_models: dict[str, ShippableModel] = {}
+
+
+def _ragged(column: pa.ListArray) -> Ragged:
+    offsets = np.asarray(column.offsets, dtype=np.int64)
+    return Ragged(offsets - offsets[0], np.asarray(column.flatten(), dtype=np.int32))
+
+
+def _factor_rows(column: pa.ListArray, n: int) -> np.ndarray:
+    """(n x rank) float32; rows of users without factors (unknown: scored by the fallback) are zeros."""
+    valid = np.asarray(column.is_valid(), dtype=bool)
+    values = np.asarray(column.flatten(), dtype=np.float32)
+    rank = len(values) // max(int(valid.sum()), 1)
+    out = np.zeros((n, rank), dtype=np.float32)
+    out[valid] = values.reshape(-1, rank) if len(values) else out[valid]
+    return out
+
+
+def shipped_model(model: ShippableModel, version: str) -> tuple[str, bytes]:
+    """What a scoring job ships to its Python workers: the item-side model, pickled, and its cache key."""
+    payload = pickle.dumps(model.for_workers())
+    return f"{version}:{len(payload)}", payload
+
+
+def worker_model(key: str, payload: bytes) -> ShippableModel:
+    """The model for ``key``, unpickled once per Python worker process (Spark reuses workers)."""
+    if key not in _worker_models:
+        _worker_models.clear()  # one version at a time per worker
+        _worker_models[key] = pickle.loads(payload)
+    return _worker_models[key]
+
+
+class ArrowScorer:
+    """Scores one input Arrow batch into output rows, in a Python worker: the scoring core, then the
+    output columns gathered by Arrow ``take`` from the batch's own ids and a per-worker item-id array (no
+    Python string object per output row)."""
+
+    def __init__(self, model: ShippableModel, *, version: str, k: int, n_candidates: int | None) -> None:
+        import pyarrow as pa
+
+        self.model = model
+        self.k = k
+        self.n_candidates = n_candidates
+        self.items = pa.array(model.index.item_array, type=pa.string())
+        self._labels = pa.array([version, SOURCE_MODEL, SOURCE_FALLBACK], type=pa.string())
+        self.schema = pa.schema(
+            [
+                (COL_USER, pa.string()),
+                (COL_RANK, pa.int32()),
+                (COL_ITEM, pa.string()),
+                (COL_SCORE, pa.float64()),
+                (COL_VERSION, pa.string()),
+                (COL_SOURCE, pa.string()),
+            ]
+        )
+
+    def __call__(self, rb: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch's output rows."""
+        import pyarrow as pa
+
+        n = rb.num_rows
+        codes = np.asarray(rb.column(COL_CODE).fill_null(-1), dtype=np.int64)
+        factors = _factor_rows(rb.column(COL_FACTORS), n) if COL_FACTORS in rb.schema.names else None
+        batch = UserBatch(codes=codes, seen=_ragged(rb.column(COL_SEEN)), factors=factors)
+        top = score_batch(self.model, batch, k=self.k, n_candidates=self.n_candidates)
+        rows, ranks, item_codes, scores, fallback = top.long()
+        return pa.RecordBatch.from_arrays(
+            [
+                rb.column(COL_USER).take(pa.array(rows)),
+                pa.array(ranks, type=pa.int32()),
+                self.items.take(pa.array(item_codes)),
+                pa.array(scores.astype(np.float64)),
+                self._labels.take(pa.array(np.zeros(len(rows), dtype=np.int8))),
+                self._labels.take(pa.array(1 + fallback.astype(np.int8))),
+            ],
+            schema=self.schema,
+        )
+
+
+def by_user(inputs: DataFrame, partitions: int) -> DataFrame:
+    """The scorer's input columns, hash-partitioned by user and sorted by user within each partition."""
+    has_factors = COL_FACTORS in inputs.columns
+    columns = [COL_USER, COL_CODE, COL_SEEN, *([COL_FACTORS] if has_factors else [])]
+    return inputs.select(*columns).repartition(partitions, COL_USER).sortWithinPartitions(COL_USER)
+
+
+def score_users(
+    inputs: DataFrame,
+    model: ShippableModel,
+    *,
+    version: str,
+    k: int,
+    partitions: int,
+    n_candidates: int | None = None,
+) -> DataFrame:
+    """Top-``k`` rows per user, by the scoring core on each partition's Arrow batches.
+
+    ``n_candidates`` goes to :func:`recflow.scoring.core.score_batch` (None: the model's own candidate pool;
+    0: the full catalog, as hold-out evaluation requires)."""
+    key, payload = shipped_model(model, version)
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        scorer = ArrowScorer(worker_model(key, payload), version=version, k=k, n_candidates=n_candidates)
+        for rb in batches:
+            yield scorer(rb)
+
+    return by_user(inputs, partitions).mapInArrow(score, schema=SCORES_SCHEMA)
