@@ -17,7 +17,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from local_spark import local_spark
 
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER
 from recflow.models.als import AlsParams, confidence_frame
@@ -48,7 +47,7 @@ def events(spark: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
+def spark(local_spark: Any) -> Iterator[Any]:
     with local_spark("test-als") as session:
         yield session
 

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from local_spark import local_spark
 
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.models.artifact import load_recommender
@@ -47,7 +46,7 @@ EVENTS = [
 
 
 @pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
+def spark(local_spark: Any) -> Iterator[Any]:
     with local_spark("test-sequence") as session:
         yield session
 

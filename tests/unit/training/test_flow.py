@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
-from local_spark import local_spark
 
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_TS, COL_USER
 from recflow.data.window import TrainingDataError, TrainingWindow
@@ -35,7 +34,7 @@ K = 3
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
+def spark(local_spark: Any) -> Iterator[Any]:
     with local_spark("test-training") as session:
         yield session
 

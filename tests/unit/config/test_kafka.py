@@ -19,7 +19,7 @@ from recflow.config import kafka as kafka_config
 from recflow.config.kafka import KafkaSettings, client_config, redacted, security_from_env, security_from_extra
 from recflow.config.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SECRET = "s3cr3t-pa55"
 SASL_ENV = {
     "RECFLOW_KAFKA_BOOTSTRAP": "broker-1.example.com:9096",

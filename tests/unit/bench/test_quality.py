@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from local_spark import local_spark
 
 from recflow.config.settings import project_root
 from recflow.data.synthetic import generate_day
@@ -39,7 +38,7 @@ def _load_bench() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
+def spark(local_spark: Any) -> Iterator[Any]:
     with local_spark("test-bench-quality", shuffle_partitions=2) as session:
         yield session
 

@@ -49,7 +49,7 @@ def verdict(d: Decision, name: str) -> Any:
 
 
 def test_shipped_policy_loads() -> None:
-    p = load_policy(Path(__file__).parents[2] / "models" / "promotion.yaml")
+    p = load_policy(Path(__file__).parents[3] / "models" / "promotion.yaml")
     assert p.primary_metric == "ndcg@10" and p.baseline == "popularity"
     assert p.default.value_thresholds["ndcg@10"].lower_bound == 0.05
     assert p.rules("ncf").change_thresholds["ndcg@10"].relative == 0.02

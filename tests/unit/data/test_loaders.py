@@ -27,7 +27,7 @@ from recflow.data.landing import (
 )
 from recflow.data.pcard import load_pcard
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 DAY = date(2024, 3, 4)
 HEADER = ",".join(INTERACTION_COLUMNS)
 ROW = "ev-1,u000001,BOOK STORES,2024-03-04T10:00:00Z,1,12.5,"

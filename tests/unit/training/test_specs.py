@@ -63,4 +63,4 @@ def test_the_repository_specs_plan() -> None:
     assert {"als", "ncf"} <= set(names)
     planned = plan_models(names)
     assert planned[-1].name == "popularity" and planned[-1].baseline
-    assert all((Path(__file__).resolve().parents[2] / s.entry_point).is_file() for s in planned)
+    assert all((Path(__file__).resolve().parents[3] / s.entry_point).is_file() for s in planned)

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from local_spark import local_spark
-from test_training import WINDOW, events, fit_popularity, train, write_lake
+from test_flow import WINDOW, events, fit_popularity, train, write_lake
 
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.evaluation.canary import CANARY_FILE, check_canary
@@ -37,7 +36,7 @@ K = 10
 
 
 @pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
+def spark(local_spark: Any) -> Iterator[Any]:
     with local_spark("test-training-in-spark", cores=2, shuffle_partitions=4) as session:
         yield session
 
