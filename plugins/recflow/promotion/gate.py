@@ -59,7 +59,7 @@ def promote_blessed(
     canary = run_canary(registry, model)
     if not canary.passed:
         raise NotBlessed(f"{version}: canary failed, promotion refused: {'; '.join(canary.reasons[:3])}")
-    return registry.promote(
+    return registry.swap_champion(
         version,
         expected_champion=expected_champion,
         reason=reason,
