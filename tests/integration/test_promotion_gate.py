@@ -162,7 +162,7 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_older_windows_are_no
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
     from recflow.data.window import TrainingWindow
-    from recflow.promotion.compare import judge
+    from recflow.promotion.compare import score_and_decide
     from recflow.promotion.policy import load_policy
 
     train = [(f"u{u}", f"i{(u + j) % 12}") for u in range(30) for j in range(3)]
@@ -174,14 +174,14 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_older_windows_are_no
     bless(registry, champ, kind="model", passed=True, reasons=["test"], details={})
     promote_blessed(registry, champ.version, expected_champion=None, reason="old", actor="it")
     cand = register(registry, popularity(tmp_path / "cand", train), created_at=datetime(2026, 11, 23, tzinfo=UTC))
-    judgement = judge(
+    judgement = score_and_decide(
         registry, {"popularity": cand}, lake_root=lake, window=window, policy=load_policy(), cutoffs=[10],
         work_dir=tmp_path / "work",
     )  # fmt: skip
     assert judgement.metrics["champion"]["ndcg@10"] < 0.99  # re-scored, not read from the manifest
     assert judgement.holdout["pairs"] == 30
     older = register(registry, popularity(tmp_path / "older", train[:60]), created_at=datetime(2026, 11, 1, tzinfo=UTC))
-    j2 = judge(
+    j2 = score_and_decide(
         registry, {"als": older}, lake_root=lake, window=window, policy=load_policy(), cutoffs=[10],
         work_dir=tmp_path / "work2",
     )  # fmt: skip
