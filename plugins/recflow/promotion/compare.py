@@ -221,7 +221,7 @@ def compare_and_bless(
     return _summary(judgement, target, forced, reports)
 
 
-def _best_non_baseline(judgement: Judgement, baseline: str) -> str | None:
+def _best_non_baseline(judgement: Judgement, baseline: str | None) -> str | None:
     """The candidate a forced promotion takes when the policy chose none: the best by the primary metric."""
     pm = judgement.decision.primary_metric
     ranked = sorted(
