@@ -19,8 +19,8 @@ VALIDATION nDCG@k; the report also says whether it is the best on test.
 
 Everything is the pipeline's code: each family is fitted by the ``fit`` of its own trainer entry point
 (``spark_jobs/train_<family>.py``, found through its spec, read from Parquet as the DAG's trainers read
-the lake); relevance is ``recflow.training.flow.judgeable_pairs`` (the hold-out's rule: known users and items,
-pairs not seen in training); ranking is ``Recommender.recommend(exclude_seen=True)``; metrics are
+the lake); relevance is ``recflow.evaluation.python_holdout.judgeable_pairs`` (the hold-out's rule: known
+users and items, pairs not seen in training); ranking is ``Recommender.recommend(exclude_seen=True)``; metrics are
 ``recflow.evaluation.metrics.evaluate``. Definitions are in ``quality_report.DEFINITIONS``.
 """
 

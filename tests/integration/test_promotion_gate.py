@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import time
 from datetime import UTC, date, datetime
@@ -18,11 +19,21 @@ import pytest
 
 from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings
+from recflow.data.window import TrainingWindow
 from recflow.evaluation.canary import CANARY_FILE
 from recflow.evaluation.python_holdout import record_canary
 from recflow.models.popularity import PopularityRecommender
+from recflow.promotion.compare import compare_and_bless, score_and_decide
 from recflow.promotion.gate import promote_blessed, rollback
-from recflow.registry import ChampionMoved, ModelRegistry, RegistryUnavailable, RetryPolicy, resolve_serving_version
+from recflow.promotion.policy import load_policy
+from recflow.registry import (
+    ChampionMoved,
+    ModelRegistry,
+    PromotionRecord,
+    RegistryUnavailable,
+    RetryPolicy,
+    resolve_serving_version,
+)
 from recflow.registry.blessing import NotBlessed, bless, blessings
 
 pytestmark = pytest.mark.integration
@@ -150,8 +161,14 @@ def test_rollback_is_a_canaried_promotion_of_an_earlier_champion(
 
 
 # ------------------------------------------------------------------------- a fair comparison
-def write_lake(root: Path, days: dict[str, list[tuple[str, str]]]) -> Path:
-    for day, pairs in days.items():
+TRAIN = [(f"u{u}", f"i{(u + j) % 12}") for u in range(30) for j in range(3)]
+HELD_OUT = [(f"u{u}", f"i{(u + 5) % 12}") for u in range(30)]
+WINDOW = TrainingWindow(date(2026, 11, 20), date(2026, 11, 22), date(2026, 11, 23))
+
+
+def write_lake(root: Path) -> Path:
+    """The lake of ``WINDOW``: two training days of ``TRAIN``, then one hold-out day of ``HELD_OUT``."""
+    for day, pairs in {"2026-11-20": TRAIN, "2026-11-21": TRAIN, "2026-11-22": HELD_OUT}.items():
         part = root / "interactions" / f"event_date={day}"
         part.mkdir(parents=True)
         pd.DataFrame(pairs, columns=["user_id", "item_id"]).to_parquet(part / "part-0.parquet")
@@ -161,28 +178,21 @@ def write_lake(root: Path, days: dict[str, list[tuple[str, str]]]) -> Path:
 def test_champion_is_rescored_on_the_candidates_holdout_and_older_windows_are_not_promoted(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
-    from recflow.data.window import TrainingWindow
-    from recflow.promotion.compare import judge
-    from recflow.promotion.policy import load_policy
-
-    train = [(f"u{u}", f"i{(u + j) % 12}") for u in range(30) for j in range(3)]
-    test = [(f"u{u}", f"i{(u + 5) % 12}") for u in range(30)]
-    lake = write_lake(tmp_path / "lake", {"2026-11-20": train, "2026-11-21": train, "2026-11-22": test})
-    window = TrainingWindow(date(2026, 11, 20), date(2026, 11, 22), date(2026, 11, 23))
+    lake = write_lake(tmp_path / "lake")
     # the champion claims a stored ndcg of 0.99 from its own window; that number must not be used
-    champ = register(registry, popularity(tmp_path / "champ", train[:40]), metrics={"ndcg@10": 0.99})
+    champ = register(registry, popularity(tmp_path / "champ", TRAIN[:40]), metrics={"ndcg@10": 0.99})
     bless(registry, champ, kind="model", passed=True, reasons=["test"], details={})
     promote_blessed(registry, champ.version, expected_champion=None, reason="old", actor="it")
-    cand = register(registry, popularity(tmp_path / "cand", train), created_at=datetime(2026, 11, 23, tzinfo=UTC))
-    judgement = judge(
-        registry, {"popularity": cand}, lake_root=lake, window=window, policy=load_policy(), cutoffs=[10],
+    cand = register(registry, popularity(tmp_path / "cand", TRAIN), created_at=datetime(2026, 11, 23, tzinfo=UTC))
+    judgement = score_and_decide(
+        registry, {"popularity": cand}, lake_root=lake, window=WINDOW, policy=load_policy(), cutoffs=[10],
         work_dir=tmp_path / "work",
     )  # fmt: skip
     assert judgement.metrics["champion"]["ndcg@10"] < 0.99  # re-scored, not read from the manifest
     assert judgement.holdout["pairs"] == 30
-    older = register(registry, popularity(tmp_path / "older", train[:60]), created_at=datetime(2026, 11, 1, tzinfo=UTC))
-    j2 = judge(
-        registry, {"als": older}, lake_root=lake, window=window, policy=load_policy(), cutoffs=[10],
+    older = register(registry, popularity(tmp_path / "older", TRAIN[:60]), created_at=datetime(2026, 11, 1, tzinfo=UTC))
+    j2 = score_and_decide(
+        registry, {"als": older}, lake_root=lake, window=WINDOW, policy=load_policy(), cutoffs=[10],
         work_dir=tmp_path / "work2",
     )  # fmt: skip
     assert j2.decision.winner is None
@@ -216,7 +226,7 @@ def test_s3_stopped_mid_promotion_retries_then_fails_and_the_next_run_succeeds(
         reg = ModelRegistry(s3_client(s3, max_attempts=1, connect_timeout=1), s3.models_bucket, "fault", retry=fast)
         a = register(reg, popularity(tmp_path / "a", PAIRS_A))
         b = register(reg, popularity(tmp_path / "b", PAIRS_B))
-        reg.promote(a.version, expected_champion=None, reason="a", actor="it")
+        reg.swap_champion(a.version, expected_champion=None, reason="a", actor="it")
         create = reg.store.create
 
         def stop_before_the_link(key: str, *args: Any, **kwargs: Any) -> bool:
@@ -227,14 +237,14 @@ def test_s3_stopped_mid_promotion_retries_then_fails_and_the_next_run_succeeds(
         reg.store.create = stop_before_the_link  # type: ignore[method-assign]
         began = time.monotonic()
         with pytest.raises(RegistryUnavailable, match=r"failed after 4 attempts.*is the S3 server up"):
-            reg.promote(b.version, expected_champion=a.version, reason="b", actor="it")
+            reg.swap_champion(b.version, expected_champion=a.version, reason="b", actor="it")
         waited = time.monotonic() - began
         assert waited >= 0.25 + 0.5 + 1.0  # it backed off before giving up
         reg.store.create = create  # type: ignore[method-assign]
         ensure_services_up(settings, services=[own])  # same data folder: the server comes back as it was
         serving = resolve_serving_version(reg)
         assert (serving.version, serving.digest) == (a.version, a.digest)  # champion unchanged
-        record = reg.promote(b.version, expected_champion=a.version, reason="b, next run", actor="it")
+        record = reg.swap_champion(b.version, expected_champion=a.version, reason="b, next run", actor="it")
         assert record.previous == a.version and resolve_serving_version(reg).version == b.version
         assert [r.version for r in reg.history()] == [a.version, b.version]
     finally:
@@ -255,34 +265,19 @@ def _cli(args: list[str], env: dict[str, str]) -> Any:
     )
 
 
-def test_two_runs_of_one_interval_and_a_rollback_in_history_and_champion_at(
-    registry: ModelRegistry, live_services: Settings, tmp_path: Path
-) -> None:
-    """Two training runs of the same interval go through the DAG's compare step (``compare_and_bless``)
-    and the gate; a rollback through the CLI; ``history --json`` lists all three in order and
-    ``champion --at`` answers for a time between them. The same through two real ``dag.test()`` runs:
-    test_pipeline.py::test_second_run_of_the_interval_and_a_rollback_are_in_history_and_champion_at."""
-    import os
-
-    from recflow.data.window import TrainingWindow
-    from recflow.promotion.compare import compare_and_bless
-    from recflow.promotion.policy import load_policy
-
-    train = [(f"u{u}", f"i{(u + j) % 12}") for u in range(30) for j in range(3)]
-    test = [(f"u{u}", f"i{(u + 5) % 12}") for u in range(30)]
-    lake = write_lake(tmp_path / "lake", {"2026-11-20": train, "2026-11-21": train, "2026-11-22": test})
-    window = TrainingWindow(date(2026, 11, 20), date(2026, 11, 22), date(2026, 11, 23))
-    end = datetime(2026, 11, 23, tzinfo=UTC)
-    records = []
-    for run in ("run-1", "run-2"):  # same interval; the second is forced (same data rarely wins by 1%)
-        cand = register(registry, popularity(tmp_path / run, train), family="als", created_at=end,
+def compare_and_promote_two_runs(registry: ModelRegistry, tmp_path: Path, end: datetime) -> list[PromotionRecord]:
+    """Two training runs of the interval ending ``end`` through the DAG's compare step and the gate; the second
+    is forced (the same data rarely wins by 1%)."""
+    lake, records = write_lake(tmp_path / "lake"), []
+    for run in ("run-1", "run-2"):
+        cand = register(registry, popularity(tmp_path / run, TRAIN), family="als", created_at=end,
                         lineage={"run_id": run})  # fmt: skip
         # a baseline that knows only two items: the candidate beats it clearly on a cold start
         weak = [(f"u{u}", "i10") for u in range(30)] + [(f"u{u}", "i11") for u in range(15)]
         base = register(registry, popularity(tmp_path / f"{run}-pop", weak), created_at=end,
                         lineage={"run_id": run})  # fmt: skip
         result = compare_and_bless(
-            registry, {"als": cand, "popularity": base}, lake_root=lake, window=window, policy=load_policy(),
+            registry, {"als": cand, "popularity": base}, lake_root=lake, window=WINDOW, policy=load_policy(),
             cutoffs=[10], run_id=run, interval_end=end, actor="it",
             force_reason="acceptance" if run == "run-2" else None,
         )  # fmt: skip
@@ -294,16 +289,31 @@ def test_two_runs_of_one_interval_and_a_rollback_in_history_and_champion_at(
                             kind="force" if result["forced"] else "promote")
         )  # fmt: skip
         time.sleep(0.05)
+    return records
+
+
+def cli_json(args: list[str], env: dict[str, str]) -> Any:
+    """``recflow registry <args>``, which must succeed; its ``--json`` output."""
+    done = _cli(args, env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_two_runs_of_one_interval_and_a_rollback_in_history_and_champion_at(
+    registry: ModelRegistry, live_services: Settings, tmp_path: Path
+) -> None:
+    """Two training runs of the same interval go through the DAG's compare step (``compare_and_bless``)
+    and the gate; a rollback through the CLI; ``history --json`` lists all three in order and
+    ``champion --at`` answers for a time between them. The same through two real ``dag.test()`` runs:
+    test_pipeline.py::test_second_run_of_the_interval_and_a_rollback_are_in_history_and_champion_at."""
+    end = datetime(2026, 11, 23, tzinfo=UTC)
+    records = compare_and_promote_two_runs(registry, tmp_path, end)
     assert records[0].version != records[1].version  # a re-run of the interval is a new version
     env = {**os.environ, "RECFLOW_MODELS_BUCKET": registry.bucket}
-    done = _cli(["rollback", "--reason", "run-2 regressed", "--prefix", registry.prefix, "--json"], env)
-    assert done.returncode == 0, done.stderr
-    rolled = json.loads(done.stdout)
+    rolled = cli_json(["rollback", "--reason", "run-2 regressed", "--prefix", registry.prefix, "--json"], env)
     assert (rolled["version"], rolled["kind"]) == (records[0].version, "rollback")
 
-    done = _cli(["history", "--json", "--prefix", registry.prefix], env)
-    assert done.returncode == 0, done.stderr
-    history = json.loads(done.stdout)
+    history = cli_json(["history", "--json", "--prefix", registry.prefix], env)
     assert [(h["version"], h["kind"]) for h in history] == [
         (records[0].version, "promote"),
         (records[1].version, "force"),
@@ -312,15 +322,13 @@ def test_two_runs_of_one_interval_and_a_rollback_in_history_and_champion_at(
     assert history[1]["reason"].startswith("FORCED by it: acceptance")
     first, second = (datetime.fromisoformat(h["promoted_at"]) for h in history[:2])
     between = first + (second - first) / 2
-    done = _cli(["champion", "--at", between.isoformat(), "--json", "--prefix", registry.prefix], env)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["version"] == records[0].version
-    assert json.loads(done.stdout)["digest"] == records[0].digest
+    at = cli_json(["champion", "--at", between.isoformat(), "--json", "--prefix", registry.prefix], env)
+    assert at["version"] == records[0].version
+    assert at["digest"] == records[0].digest
     # what a backfill of the interval gets: the rollback overrides run-2's version for that day too
-    done = _cli(["champion", "--interval-end", end.isoformat(), "--json", "--prefix", registry.prefix], env)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["promotion"]["kind"] == "rollback"
-    assert json.loads(done.stdout)["version"] == records[0].version
+    backfill = cli_json(["champion", "--interval-end", end.isoformat(), "--json", "--prefix", registry.prefix], env)
+    assert backfill["promotion"]["kind"] == "rollback"
+    assert backfill["version"] == records[0].version
 
     # errors are one line on stderr, no traceback
     bad_calls = [

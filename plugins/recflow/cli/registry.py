@@ -13,16 +13,16 @@ import getpass
 import json
 import sys
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from recflow.registry import ModelRegistry, ModelVersion, PromotionRecord
+from recflow.config.settings import load_settings
+from recflow.promotion.gate import promote_blessed, rollback
+from recflow.registry import ModelRegistry, ModelVersion, PromotionRecord, resolve_serving_version
+from recflow.registry.blessing import blessings
+from recflow.streaming.events import encode, kafka_producer, model_update_event
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:
-    from recflow.config.settings import load_settings
-    from recflow.registry import ModelRegistry
-
     return ModelRegistry.from_settings(load_settings(), prefix=args.prefix)
 
 
@@ -55,8 +55,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from recflow.registry.blessing import blessings
-
     reg = _registry(args)
     mv = reg.get(args.version)
     doc = {
@@ -112,8 +110,6 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _champion(args: argparse.Namespace) -> int:
-    from recflow.registry import resolve_serving_version
-
     serving = resolve_serving_version(_registry(args), at=args.at, interval_end=args.interval_end)
     record = serving.record
     doc = {"version": serving.version, "digest": serving.digest, "uri": serving.uri,
@@ -125,8 +121,6 @@ def _champion(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from recflow.promotion.gate import promote_blessed
-
     reg = _registry(args)
     if args.expect_champion is None:
         current = reg.champion_record()
@@ -141,8 +135,6 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from recflow.promotion.gate import rollback
-
     record = rollback(_registry(args), to=args.to, reason=args.reason, actor=_actor())
     _publish(record)
     return _emit(
@@ -152,9 +144,6 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _publish(record: PromotionRecord) -> None:
     """Announce the new champion like the training DAG does (the scorer still checks the registry)."""
-    from recflow.config.settings import load_settings
-    from recflow.streaming.events import encode, kafka_producer, model_update_event
-
     kafka = load_settings().kafka
     event = model_update_event(
         version=record.version, digest=record.digest, uri=record.uri, promoted_at=record.promoted_at

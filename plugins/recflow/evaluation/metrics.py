@@ -104,53 +104,59 @@ def _validated(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        a = bound.arguments
-        user, item = a.get("col_user", COL_USER), a.get("col_item", COL_ITEM)
-        score = a.get("col_prediction", COL_SCORE)
-
-        if "k" in a:
-            k = a["k"]
-            if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-                raise InvalidKError(f"k must be an integer >= 1, got {k!r}")
-        if "rating_true" in a:
-            truth = a["rating_true"]
-            _require(truth, [user, item], "rating_true")
-            if truth.empty:
-                raise EmptyTruthError("rating_true is empty: there is no user to evaluate")
-            _require_no_nulls(truth, [user, item], "rating_true")
-        if "rating_pred" in a:
-            pred = a["rating_pred"]
-            _require(pred, [user, item, score], "rating_pred")
-            _require_no_nulls(pred, [user, item, score], "rating_pred")
-            duplicated = pred.duplicated([user, item])
-            if duplicated.any():
-                first = pred.loc[duplicated, [user, item]].iloc[0].tolist()
-                raise DuplicatePredictionError(
-                    f"rating_pred has {int(duplicated.sum())} duplicate ({user}, {item}) pair(s), "
-                    f"e.g. {first}; deduplicate the recommendations first"
-                )
-            if "rating_true" in a:
-                for column in (user, item):
-                    if pd.api.types.is_numeric_dtype(a["rating_true"][column]) != (
-                        pd.api.types.is_numeric_dtype(pred[column])
-                    ):
-                        raise EvaluationInputError(
-                            f"{column!r} is {a['rating_true'][column].dtype} in rating_true but "
-                            f"{pred[column].dtype} in rating_pred; ids would never match"
-                        )
-        if "normalization" in a and a["normalization"] not in ("min_relevant_k", "all_relevant"):
-            raise EvaluationInputError(
-                f"normalization must be 'min_relevant_k' or 'all_relevant', got {a['normalization']!r}"
-            )
-        if a.get("catalog") is not None and len(pd.Index(a["catalog"]).unique()) == 0:
-            raise EvaluationInputError("catalog is empty")
-        if "metrics" in a and a["metrics"] is not None:
-            unknown = [m for m in a["metrics"] if m not in METRICS]
-            if unknown:
-                raise UnknownMetricError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        _check_arguments(bound.arguments)
         return func(*args, **kwargs)
 
     return wrapper
+
+
+def _check_arguments(a: Mapping[str, Any]) -> None:
+    """Every check that applies to a call's (bound, defaulted) arguments, in a fixed order."""
+    user, item = a.get("col_user", COL_USER), a.get("col_item", COL_ITEM)
+    score = a.get("col_prediction", COL_SCORE)
+    if "k" in a:
+        k = a["k"]
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise InvalidKError(f"k must be an integer >= 1, got {k!r}")
+    if "rating_true" in a:
+        truth = a["rating_true"]
+        _require(truth, [user, item], "rating_true")
+        if truth.empty:
+            raise EmptyTruthError("rating_true is empty: there is no user to evaluate")
+        _require_no_nulls(truth, [user, item], "rating_true")
+    if "rating_pred" in a:
+        _check_predictions(a["rating_pred"], a.get("rating_true"), user, item, score)
+    if "normalization" in a and a["normalization"] not in ("min_relevant_k", "all_relevant"):
+        raise EvaluationInputError(
+            f"normalization must be 'min_relevant_k' or 'all_relevant', got {a['normalization']!r}"
+        )
+    if a.get("catalog") is not None and len(pd.Index(a["catalog"]).unique()) == 0:
+        raise EvaluationInputError("catalog is empty")
+    if "metrics" in a and a["metrics"] is not None:
+        unknown = [m for m in a["metrics"] if m not in METRICS]
+        if unknown:
+            raise UnknownMetricError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+
+
+def _check_predictions(pred: Any, truth: pd.DataFrame | None, user: str, item: str, score: str) -> None:
+    """``rating_pred``: the columns, no nulls, one row per (user, item), ids of the truth's kind (if given)."""
+    _require(pred, [user, item, score], "rating_pred")
+    _require_no_nulls(pred, [user, item, score], "rating_pred")
+    duplicated = pred.duplicated([user, item])
+    if duplicated.any():
+        first = pred.loc[duplicated, [user, item]].iloc[0].tolist()
+        raise DuplicatePredictionError(
+            f"rating_pred has {int(duplicated.sum())} duplicate ({user}, {item}) pair(s), "
+            f"e.g. {first}; deduplicate the recommendations first"
+        )
+    if truth is None:
+        return
+    for column in (user, item):
+        if pd.api.types.is_numeric_dtype(truth[column]) != pd.api.types.is_numeric_dtype(pred[column]):
+            raise EvaluationInputError(
+                f"{column!r} is {truth[column].dtype} in rating_true but "
+                f"{pred[column].dtype} in rating_pred; ids would never match"
+            )
 
 
 # --------------------------------------------------------------------------------------------------

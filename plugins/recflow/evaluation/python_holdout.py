@@ -3,9 +3,12 @@
 The rule (one rule, two halves with the same function names, as Microsoft Recommenders pairs its
 ``python_`` and ``spark_`` modules): events from ``holdout_start`` on are the hold-out; a held-out
 (user, item) pair counts when the user and the item were known in training and the user did not have the
-item there (unless the spec's policy keeps repeats, ``exclude_seen: none``). Models that fit into Parquet
-tables are judged by :mod:`recflow.evaluation.spark_holdout` on executors; the rest, the compare step and the
-quality benchmark judge here."""
+item there (unless the spec's policy keeps repeats, ``exclude_seen: none``). :func:`judgeable` is that rule,
+against a model's id index and seen items; :func:`judgeable_pairs` applies it to a trained model and
+:func:`judgeable_given_training` to the training pairs themselves (the compare step, which judges every
+model of a run and the champion on one hold-out). Models that fit into Parquet tables are judged by
+:mod:`recflow.evaluation.spark_holdout` on executors; the rest, the compare step and the quality benchmark
+judge here."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from recflow.data.window import TrainingDataError
 from recflow.evaluation.canary import CANARY_K, canary_users, scored_top_k
 from recflow.evaluation.metrics import evaluate
 from recflow.models.base import Recommender
+from recflow.models.index import IdIndex, SeenItems
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -40,15 +44,35 @@ def judgeable_pairs(held_out: pd.DataFrame, recommender: Recommender, *, exclude
     ``exclude_seen: none`` policy (repeat purchases) seen items stay in the rankings, so repeat pairs
     stay relevant (``exclude_seen=False``).
     """
+    return judgeable(held_out, recommender.index, recommender.seen if exclude_seen else None)
+
+
+def judgeable_given_training(held_out: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
+    """:func:`judgeable` with the training (user, item) pairs as the index and the seen items: the pairs
+    every model trained on ``train`` can be judged on, whatever it kept (the compare step's shared hold-out).
+
+    The index and seen items are built the way the families fitted on the driver build theirs
+    (:meth:`IdIndex.from_frame`, :meth:`SeenItems.from_frame`): the same rule, with the lake's training
+    days in place of one model's memory.
+    """
+    index = IdIndex.from_frame(train)
+    return judgeable(held_out, index, SeenItems.from_frame(train, index))
+
+
+def judgeable(held_out: pd.DataFrame, index: IdIndex, seen: SeenItems | None) -> pd.DataFrame:
+    """The hold-out rule: the distinct held-out (user, item) pairs whose user and item ``index`` knows and
+    that are not among the ``seen`` training pairs (``None``: repeats stay), in first-seen order.
+
+    The Spark twin is :func:`recflow.evaluation.spark_holdout.judgeable`.
+    """
     pairs = held_out[[COL_USER, COL_ITEM]].drop_duplicates()
-    users = recommender.index.user_codes(pairs[COL_USER])
-    items = recommender.index.item_codes(pairs[COL_ITEM])
+    users = index.user_codes(pairs[COL_USER])
+    items = index.item_codes(pairs[COL_ITEM])
     known = (users >= 0) & (items >= 0)
     pairs, users, items = pairs[known], users[known], items[known]
-    if not exclude_seen:
+    if seen is None:
         return pairs.reset_index(drop=True)
-    seen = recommender.seen
-    n_items = recommender.index.n_items
+    n_items = index.n_items
     seen_keys = np.repeat(np.arange(len(seen.indptr) - 1), np.diff(seen.indptr)) * n_items + seen.indices
     is_seen = np.isin(users.astype(np.int64) * n_items + items, seen_keys)
     return pairs[~is_seen].reset_index(drop=True)

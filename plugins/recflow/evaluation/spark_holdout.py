@@ -72,7 +72,7 @@ def judgeable(test: DataFrame, frames: UserFrames, *, exclude_seen: bool) -> Dat
     return known.select(COL_USER, COL_ITEM)
 
 
-def recommend(
+def top_k_on_executors(
     spark: SparkSession, model: Recommender, frames: UserFrames, users: DataFrame, *, k: int, exclude_seen: bool
 ) -> pd.DataFrame:
     """Top-``k`` over the full catalog for the known users among ``users`` (a ``user_id`` column), scored
@@ -94,7 +94,7 @@ def recommend(
     return recs.astype({COL_RANK: "int64"})
 
 
-def judge(
+def evaluate_on_holdout(
     spark: SparkSession,
     model: Recommender,
     test: DataFrame,
@@ -106,26 +106,26 @@ def judge(
     """Metrics at ``k`` (and ``also_k``) and the judged pairs of ``model`` on ``test``, wherever the
     model's user side lives.
 
-    A model fitted into Parquet tables (ALS, NCF) is scored on executors (:func:`_judge_on_executors`),
+    A model fitted into Parquet tables (ALS, NCF) is scored on executors (:func:`_evaluate_on_executors`),
     so neither its training pairs nor its user factors reach the driver; a model held in memory (the
     families that fit on the driver) is scored in process. Both rank with the one scoring core.
     """
     if in_tables(model):
-        return _judge_on_executors(spark, model, test, sorted({k, *also_k}), exclude_seen=exclude_seen)
+        return _evaluate_on_executors(spark, model, test, sorted({k, *also_k}), exclude_seen=exclude_seen)
     truth = python_holdout.holdout_truth(test, model, exclude_seen=exclude_seen)
     return python_holdout.score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen), truth
 
 
-def _judge_on_executors(
+def _evaluate_on_executors(
     spark: SparkSession, model: Recommender, test: DataFrame, cutoffs: Sequence[int], *, exclude_seen: bool
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """:func:`judge` for a model in tables: the judged pairs by Spark joins, one top-max(cutoffs) list
-    per hold-out user from executors; only those reach the driver."""
+    """:func:`evaluate_on_holdout` for a model in tables: the judged pairs by Spark joins, one top-max(cutoffs)
+    list per hold-out user from executors; only those reach the driver."""
     frames = UserFrames.of(spark, model)
     truth_frame = judgeable(test, frames, exclude_seen=exclude_seen).cache()
     try:
         truth = cast(pd.DataFrame, truth_frame.toPandas())
-        recs = recommend(spark, model, frames, truth_frame, k=cutoffs[-1], exclude_seen=exclude_seen)
+        recs = top_k_on_executors(spark, model, frames, truth_frame, k=cutoffs[-1], exclude_seen=exclude_seen)
     finally:
         truth_frame.unpersist()
     return python_holdout.holdout_metrics(model, truth, recs, cutoffs), truth
@@ -140,4 +140,5 @@ def record_canary(spark: SparkSession, model: Recommender) -> dict[str, Any]:
     picked = frames.users.select(COL_USER).orderBy(F.sha2(F.col(COL_USER), 256)).limit(CANARY_USERS)
     users = canary_users([str(r[COL_USER]) for r in picked.collect()])
     chosen = spark.createDataFrame([(u,) for u in users], f"{COL_USER} string")
-    return build_canary_record(users, recommend(spark, model, frames, chosen, k=CANARY_K, exclude_seen=True), CANARY_K)
+    top_k = top_k_on_executors(spark, model, frames, chosen, k=CANARY_K, exclude_seen=True)
+    return build_canary_record(users, top_k, CANARY_K)

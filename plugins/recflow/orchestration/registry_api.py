@@ -9,22 +9,24 @@ own auth in front of plugin apps: deploy behind the same access control as the U
 from __future__ import annotations
 
 import asyncio
+from html import escape
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 
+from recflow.orchestration.connections import s3_settings
+from recflow.promotion.report import latest_report, report_keys
+from recflow.registry import ModelRegistry, ModelVersion
+
 app = FastAPI(title="recflow model registry", description=__doc__)
 
 
-def _registry() -> Any:
-    from recflow.orchestration.connections import s3_settings
-    from recflow.registry import ModelRegistry
-
+def _registry() -> ModelRegistry:
     return ModelRegistry.from_settings(s3_settings())
 
 
-def _version_view(mv: Any) -> dict[str, Any]:
+def _version_view(mv: ModelVersion) -> dict[str, Any]:
     return {
         "version": mv.version,
         "family": mv.family,
@@ -79,10 +81,6 @@ async def history() -> list[dict[str, Any]]:
 
 def page_view() -> str:
     """The page for people: the champion, its history and the latest promotion report."""
-    from html import escape
-
-    from recflow.promotion.report import report_keys
-
     registry = _registry()
     records = registry.history()
     if not records:
@@ -122,10 +120,8 @@ async def page() -> str:
 
 
 @app.get("/ui/reports/{version}", response_class=HTMLResponse)
-async def report(version: str) -> str:
+async def promotion_report(version: str) -> str:
     """The newest promotion report stored next to ``version``."""
-    from recflow.promotion.report import latest_report
-
     html = await asyncio.to_thread(lambda: latest_report(_registry(), version))
     if html is None:
         raise HTTPException(status_code=404, detail=f"no promotion report stored for {version}")

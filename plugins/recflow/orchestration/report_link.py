@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-#: The plugin app's mount point (recflow_plugin.py) and its report route (registry_api.report).
+#: The plugin app's mount point (recflow_plugin.py) and its report route (registry_api.promotion_report).
 PLUGIN_PREFIX = "/recflow"
 REPORT_ROUTE = "/ui/reports/{version}"
 

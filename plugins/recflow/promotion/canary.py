@@ -15,10 +15,13 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from recflow.config.settings import load_settings
 from recflow.evaluation.canary import CANARY_FILE, check_canary
+from recflow.registry import ModelRegistry, RegistryError, resolve_serving_version
 
 
 def run_in_fresh_process(
@@ -39,11 +42,8 @@ def run_in_fresh_process(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dataclasses import replace
-
-    from recflow.config.settings import load_settings
+    # deferred: pandas/numpy load only in the canary's own process; the gate imports this module to start it
     from recflow.models.artifact import load_recommender
-    from recflow.registry import ModelRegistry, RegistryError, resolve_serving_version
 
     parser = argparse.ArgumentParser(prog="python -m recflow.promotion.canary", description=__doc__.splitlines()[0])
     parser.add_argument("--version", required=True)

@@ -8,14 +8,15 @@ backfilled day "better" (0.267 vs 0.214) against numbers from a different week. 
 bytes (fetched and verified like any load) rank the same users as the candidates. And a candidate
 trained on data that ends before the champion's is never promoted automatically.
 
-The shared hold-out: distinct (user, item) pairs of the hold-out days that the training days did not
-already contain, for users and items present in the training days (what every candidate can know).
-A champion that does not know a user ranks it with its popularity fallback, as it would when serving.
+The shared hold-out: the hold-out days' pairs that the hold-out rule keeps against the window's training
+days (:func:`recflow.evaluation.python_holdout.judgeable_given_training`), so every candidate can know
+them. A champion that does not know a user ranks it with its popularity fallback, as it would when serving.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,9 +26,15 @@ import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
+from recflow.data.stores import open_store
+from recflow.evaluation.python_holdout import judgeable_given_training, score_holdout
+from recflow.models.artifact import load_recommender
 from recflow.promotion.decision import decide
 from recflow.promotion.policy import PromotionPolicy
 from recflow.promotion.records import CHAMPION, Judgement, JudgingError
+from recflow.promotion.report import render_report, store_report
+from recflow.registry import NoChampion, resolve_serving_version
+from recflow.registry.blessing import bless
 
 if TYPE_CHECKING:
     from recflow.data.stores import LakeStore
@@ -44,35 +51,33 @@ def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> pd.D
     ``lake`` is a local path, an ``s3://`` URI or a :class:`LakeStore`: the compare task runs where
     Airflow runs, and an S3 lake is read through the store (committed partitions only), never as a path.
     """
-    from recflow.data.stores import open_store
-
     store = open_store(lake) if isinstance(lake, (str, Path)) else lake
     frames = []
     for day in window.days():
         part = f"interactions/{COL_DATE}={day}"
         if store.exists(part):
-            columns = {
-                col: np.concatenate([np.empty(0, dtype=object), *store.read_column(part, col)])
-                for col in (COL_USER, COL_ITEM)
-            }
-            frame = pd.DataFrame(columns)
+            frame = _read_pairs(store, part)
             frame["_holdout"] = day >= str(window.holdout_start)
             frames.append(frame)
     if not frames:
         where = store.uri("interactions")
         raise JudgingError(f"no validated interactions under {where} for {window.start}..{window.end}")
     data = pd.concat(frames, ignore_index=True)
-    train = data[~data["_holdout"]][[COL_USER, COL_ITEM]].drop_duplicates()
-    test = data[data["_holdout"]][[COL_USER, COL_ITEM]].drop_duplicates()
-    test = test[test[COL_USER].isin(train[COL_USER]) & test[COL_ITEM].isin(train[COL_ITEM])]
-    seen = test.merge(train, on=[COL_USER, COL_ITEM], how="left", indicator=True)["_merge"] == "both"
-    truth = test[~seen.to_numpy()].reset_index(drop=True)
+    truth = judgeable_given_training(data[data["_holdout"]], data[~data["_holdout"]])
     if truth.empty:
         raise JudgingError(f"the hold-out {window.holdout_start}..{window.end} has no pairs to judge on")
     return truth
 
 
-def judge(
+def _read_pairs(store: LakeStore, part: str) -> pd.DataFrame:
+    """The (user, item) columns of one committed day, read column by column through the store."""
+    columns = {
+        col: np.concatenate([np.empty(0, dtype=object), *store.read_column(part, col)]) for col in (COL_USER, COL_ITEM)
+    }
+    return pd.DataFrame(columns)
+
+
+def score_and_decide(
     registry: ModelRegistry,
     candidates: Mapping[str, ModelVersion],
     *,
@@ -83,34 +88,11 @@ def judge(
     work_dir: Path,
 ) -> Judgement:
     """Score the candidates and the current champion on the shared hold-out and apply the policy."""
-    from recflow.evaluation.python_holdout import score_holdout
-    from recflow.models.artifact import load_recommender
-    from recflow.registry import NoChampion, resolve_serving_version
-
     truth = shared_holdout(lake_root, window)
-    try:
-        champion: ModelVersion | None = resolve_serving_version(registry).model
-    except NoChampion:
-        champion = None
-    models = dict(candidates)
-    if champion is not None:
-        models[CHAMPION] = champion
-    ks = sorted(set(cutoffs))
-    metrics: dict[str, dict[str, float]] = {}
-    for name, mv in models.items():
-        folder = registry.fetch(mv, work_dir)  # verified bytes, the same path serving takes
-        exclude_seen = mv.lineage.get("scoring", {}).get("exclude_seen", "lake") != "none"  # the spec's policy
-        metrics[name] = score_holdout(load_recommender(folder), truth, ks[0], ks[1:], exclude_seen=exclude_seen)
-        log.info("%s (%s) on the shared hold-out: %s", name, mv.version, metrics[name])
-    stale = {}
-    if champion is not None:
-        for name, mv in candidates.items():
-            if mv.created_at < champion.created_at:
-                stale[name] = (
-                    f"trained on data up to {mv.created_at:%Y-%m-%d}, but the champion {champion.version} was "
-                    f"trained on data up to {champion.created_at:%Y-%m-%d}: an older window is never promoted "
-                    "automatically (force_promote with a reason overrides)"
-                )
+    champion = _current_champion(registry)
+    models = dict(candidates) if champion is None else {**candidates, CHAMPION: champion}
+    metrics = {name: _score(registry, name, mv, truth, cutoffs, work_dir) for name, mv in models.items()}
+    stale = {} if champion is None else _stale(candidates, champion)
     decision = decide(
         {name: metrics[name] for name in candidates},
         metrics.get(CHAMPION),
@@ -127,6 +109,38 @@ def judge(
     return Judgement(decision, metrics, dict(candidates), champion, holdout, stale, policy.to_dict())
 
 
+def _current_champion(registry: ModelRegistry) -> ModelVersion | None:
+    try:
+        return resolve_serving_version(registry).model
+    except NoChampion:
+        return None
+
+
+def _score(
+    registry: ModelRegistry, name: str, mv: ModelVersion, truth: pd.DataFrame, cutoffs: Sequence[int], work_dir: Path
+) -> dict[str, float]:
+    """``mv``'s metrics on the shared hold-out at every cut-off, from its verified bytes (the path serving takes)."""
+    ks = sorted(set(cutoffs))
+    folder = registry.fetch(mv, work_dir)
+    exclude_seen = mv.lineage.get("scoring", {}).get("exclude_seen", "lake") != "none"  # the spec's policy
+    metrics = score_holdout(load_recommender(folder), truth, ks[0], ks[1:], exclude_seen=exclude_seen)
+    log.info("%s (%s) on the shared hold-out: %s", name, mv.version, metrics)
+    return metrics
+
+
+def _stale(candidates: Mapping[str, ModelVersion], champion: ModelVersion) -> dict[str, str]:
+    """Why each candidate trained on an older window than the champion's may not be promoted automatically."""
+    return {
+        name: (
+            f"trained on data up to {mv.created_at:%Y-%m-%d}, but the champion {champion.version} was "
+            f"trained on data up to {champion.created_at:%Y-%m-%d}: an older window is never promoted "
+            "automatically (force_promote with a reason overrides)"
+        )
+        for name, mv in candidates.items()
+        if mv.created_at < champion.created_at
+    }
+
+
 def write_blessings(
     registry: ModelRegistry,
     judgement: Judgement,
@@ -140,8 +154,6 @@ def write_blessings(
     Only the winner's passes. ``forced=(name, "actor: reason")`` makes that candidate's blessing pass
     with the override as its first reason (the ``force_promote`` Param); its failed rules stay listed.
     """
-    from recflow.registry.blessing import bless
-
     champion = judgement.champion
     out = {}
     for name, mv in judgement.candidates.items():
@@ -192,31 +204,38 @@ def compare_and_bless(
     the best non-baseline candidate by the primary metric, whatever the policy said; the reason and the
     failed rules are kept in its blessing, the report and the promotion's audit record.
     """
-    import tempfile
-
-    from recflow.promotion.report import render_report, store_report
-
     with tempfile.TemporaryDirectory(prefix="recflow-judge-") as tmp:
-        judgement = judge(
+        judgement = score_and_decide(
             registry, candidates, lake_root=lake_root, window=window, policy=policy, cutoffs=cutoffs, work_dir=Path(tmp)
         )
-    decision = judgement.decision
-    target = decision.winner
+    target = judgement.decision.winner
     forced = None
     if force_reason:
-        pm = decision.primary_metric
-        ranked = sorted(
-            (n for n in candidates if n != policy.baseline),
-            key=lambda n: -judgement.metrics[n].get(pm, float("-inf")),
-        )
-        target = target or (ranked[0] if ranked else None)
+        target = target or _best_non_baseline(judgement, policy.baseline)
         if target is not None:
             forced = (target, f"{actor}: {force_reason}")
     write_blessings(registry, judgement, run_id=run_id, interval_end=interval_end, forced=forced)
     html = render_report(judgement, run_id=run_id, interval_end=interval_end)
     reports = {name: store_report(registry, mv.version, html) for name, mv in candidates.items()}
-    log.info("%s", decision.summary())
-    champion = judgement.champion
+    log.info("%s", judgement.decision.summary())
+    return _summary(judgement, target, forced, reports)
+
+
+def _best_non_baseline(judgement: Judgement, baseline: str | None) -> str | None:
+    """The candidate a forced promotion takes when the policy chose none: the best by the primary metric."""
+    pm = judgement.decision.primary_metric
+    ranked = sorted(
+        (n for n in judgement.candidates if n != baseline),
+        key=lambda n: -judgement.metrics[n].get(pm, float("-inf")),
+    )
+    return ranked[0] if ranked else None
+
+
+def _summary(
+    judgement: Judgement, target: str | None, forced: tuple[str, str] | None, reports: dict[str, str]
+) -> dict[str, Any]:
+    """The compare task's return value (XCom): what the gate, the report link and people read."""
+    candidates, champion, decision = judgement.candidates, judgement.champion, judgement.decision
     why = "" if target is None else decision.verdict(target).reasons[0]
     return {
         "candidates": {

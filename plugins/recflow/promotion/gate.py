@@ -11,7 +11,7 @@ from datetime import datetime
 from recflow.promotion.canary import run_in_fresh_process
 from recflow.registry.blessing import Blessing, NotBlessed, bless, require_model_blessing
 from recflow.registry.core import ModelRegistry
-from recflow.registry.records import ModelVersion, PromotionRecord
+from recflow.registry.records import ChampionMoved, ModelVersion, PromotionRecord
 
 
 def run_canary(registry: ModelRegistry, model: ModelVersion) -> Blessing:
@@ -44,14 +44,12 @@ def promote_blessed(
     Raises :class:`NotBlessed` (no passing blessing for this digest, no metrics, or the canary failed)
     or :class:`recflow.registry.ChampionMoved`; the champion is unchanged in both cases.
     """
-    from recflow.registry.records import ChampionMoved
-
     model = registry.get(version)
     require_model_blessing(registry, model)
     tip = registry.champion_record()
     if (None if tip is None else tip.version) != expected_champion and not (
         tip is not None and decision_id is not None and tip.decision_id == decision_id
-    ):  # fail fast, before the canary; promote() checks again, atomically
+    ):  # fail fast, before the canary; swap_champion() checks again, atomically
         raise ChampionMoved(
             f"champion moved: {version!r} was to replace {expected_champion!r}, but the registry serves "
             f"{None if tip is None else tip.version!r}; decide again"
@@ -59,7 +57,7 @@ def promote_blessed(
     canary = run_canary(registry, model)
     if not canary.passed:
         raise NotBlessed(f"{version}: canary failed, promotion refused: {'; '.join(canary.reasons[:3])}")
-    return registry.promote(
+    return registry.swap_champion(
         version,
         expected_champion=expected_champion,
         reason=reason,

@@ -1,9 +1,10 @@
 """The model registry on S3: immutable versions, the champion chain, what serves, blessings.
 
 ``from recflow.registry import ...`` is the public surface; the modules split it by responsibility:
-:mod:`.records` (documents and errors), :mod:`.store` (S3 access with retries), :mod:`.core`
-(register, read, fetch, promote, history), :mod:`.serving` (``resolve_serving_version``).
-The layout and its guarantees are described in :mod:`recflow.registry.core`.
+:mod:`.records` (documents and errors), :mod:`.store` (S3 access with retries), :mod:`.layout` (the keys),
+:mod:`.version_store` (register, read, fetch), :mod:`.chain` (the champion's compare-and-swap and history),
+:mod:`.audit` (every promotion attempt), :mod:`.core` (``ModelRegistry``, the one object callers hold),
+:mod:`.serving` (``resolve_serving_version``). The layout is described in :mod:`recflow.registry.core`.
 """
 
 from recflow.registry.core import ModelRegistry

@@ -1,4 +1,4 @@
-"""Blessings and the gate in front of every promotion (TFX Evaluator + InfraValidator + Pusher).
+"""Blessings: the verdicts a promotion needs, kept next to the version (TFX's model and infra blessings).
 
 A *blessing* is a create-only record in the version's own prefix,
 ``versions/<version>/blessings/<kind>-<wall clock>-<nonce>.json``, holding the verdict, its reasons,
@@ -9,9 +9,10 @@ the canary's numbers). Two kinds:
 - ``canary``: a fresh process loaded the version from S3 and reproduced its recorded top-K
   (:mod:`recflow.evaluation.canary`).
 
-:func:`promote_blessed` is the only way the pipeline, the CLI and a rollback change the champion: it
-refuses a version whose newest model blessing did not pass or names another digest, whose manifest
-lacks metrics, or whose canary (run again, now) fails; then it promotes with compare-and-swap.
+The store keeps blessings; it never runs checks. :func:`recflow.promotion.gate.promote_blessed` is the only
+way the pipeline, the CLI and a rollback change the champion: it refuses a version whose newest model
+blessing did not pass or names another digest (:func:`require_model_blessing`), whose manifest lacks
+metrics, or whose canary (run again, now) fails; then it swaps the champion with compare-and-swap.
 """
 
 from __future__ import annotations

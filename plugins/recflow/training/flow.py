@@ -108,7 +108,7 @@ def search(
         check_training_frame(inner_train, inner)  # once: the data is the same for every candidate
         for i, params in enumerate(candidates):
             model = fit(spark, inner_train, params, work_dir / f"trial-{i}")
-            metrics, _ = spark_holdout.judge(spark, model, validation, k, exclude_seen=exclude_seen)
+            metrics, _ = spark_holdout.evaluate_on_holdout(spark, model, validation, k, exclude_seen=exclude_seen)
             trials.append({"params": params, "validation": metrics})
     finally:
         inner_train.unpersist()
@@ -139,8 +139,8 @@ def run_training(
     only after the rename, and the registry writes the version's manifest after its files, so the
     promote step (which reads manifests only) never sees a half-uploaded candidate. A model fitted
     into Parquet tables (ALS, NCF) is evaluated and canaried on executors
-    (:func:`recflow.evaluation.spark_holdout.judge`), so no step of the run collects its training pairs or
-    user factors to the driver.
+    (:func:`recflow.evaluation.spark_holdout.evaluate_on_holdout`), so no step of the run collects its training
+    pairs or user factors to the driver.
 
     Raises :class:`TrainingDataError` for data no model should train on (empty window, fewer than two
     users or items, null keys, NaN amounts, an empty hold-out).
@@ -172,7 +172,7 @@ def run_training(
         model = fit(spark, train, params, staging / "work")
         timings["fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        metrics, truth = spark_holdout.judge(spark, model, test, k, also_k, exclude_seen=exclude_seen)
+        metrics, truth = spark_holdout.evaluate_on_holdout(spark, model, test, k, also_k, exclude_seen=exclude_seen)
         timings["evaluate_s"] = time.perf_counter() - t0
         train.unpersist()
         model.save(staging / "artifact")  # type: ignore[attr-defined]
