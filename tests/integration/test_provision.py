@@ -4,12 +4,15 @@ arguments, and a second run replaces them (idempotent)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from recflow.config.settings import Settings
 from recflow.orchestration.provision import connection_specs, upsert_connections
 
 ENV = {
@@ -32,14 +35,45 @@ def test_kafka_extras_carry_sasl_settings() -> None:
     assert extra == {"bootstrap.servers": "kafka:9092", "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
 
 
-@pytest.mark.usefixtures("airflow_db")
-def test_connections_land_in_the_metadata_db_and_are_replaced() -> None:
+def _exported() -> dict[str, Any]:
+    """The Connections in the metadata DB, as ``airflow connections export`` gives them."""
     airflow = str(Path(sys.executable).parent / "airflow")
-    assert upsert_connections(ENV) == ["kafka_default", "recflow_s3", "spark_default"]
-    assert upsert_connections({**ENV, "RECFLOW_SPARK_MASTER": "spark://other:7077"})  # replaces, no conflict
     done = subprocess.run([airflow, "connections", "export", "-", "--file-format", "json"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    exported = json.loads(done.stdout[done.stdout.index("{") :])
+    exported: dict[str, Any] = json.loads(done.stdout[done.stdout.index("{") :])
+    return exported
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_connections_land_in_the_metadata_db_and_are_replaced() -> None:
+    assert upsert_connections(ENV) == ["kafka_default", "recflow_s3", "spark_default"]
+    assert upsert_connections({**ENV, "RECFLOW_SPARK_MASTER": "spark://other:7077"})  # replaces, no conflict
+    exported = _exported()
     assert exported["spark_default"]["host"] == "spark://other:7077"
     assert exported["recflow_s3"]["login"] == "ak-placeholder"
     assert json.loads(exported["recflow_s3"]["extra"])["endpoint_url"] == "http://s3:80"
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_the_init_service_command_provisions_buckets_topics_and_connections(live_services: Settings) -> None:
+    """docker-compose's airflow-init runs ``recflow provision --connections``: the CLI creates the buckets and
+    topics itself and writes the Connections through orchestration's entry point (a child process)."""
+    env = {
+        **os.environ,
+        "RECFLOW_S3_ENDPOINT": live_services.s3.endpoint_url,
+        "AWS_ACCESS_KEY_ID": live_services.s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": live_services.s3.secret_key,
+        "RECFLOW_KAFKA_BOOTSTRAP": live_services.kafka.bootstrap_servers,
+        "RECFLOW_SPARK_MASTER": "spark://init-service:7077",
+    }
+    done = subprocess.run([sys.executable, "-m", "recflow.cli", "provision", "--connections"],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        f"buckets on {live_services.s3.endpoint_url}: {', '.join(live_services.s3.buckets)}",
+        f"topics on {live_services.kafka.bootstrap_servers}: {', '.join(live_services.kafka.topics)}",
+        "connections: kafka_default, recflow_s3, spark_default",
+    ]
+    exported = _exported()
+    assert exported["spark_default"]["host"] == "spark://init-service:7077"
+    assert json.loads(exported["kafka_default"]["extra"])["bootstrap.servers"] == live_services.kafka.bootstrap_servers

@@ -21,8 +21,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from recflow.batch.layout import read_summary, scores_path
 from recflow.config.settings import load_settings, state_dir
+from recflow.data.synthetic import write_days
+from recflow.evaluation.metrics import metrics_table
+from recflow.registry import ModelRegistry
+from recflow.registry.versions import version_prefix
+from recflow.services import shared_services
+from recflow.services.local_airflow import airflow_env
 from recflow.services.process import stop_group
+from recflow.streaming.client import send_burst
+from recflow.streaming.launcher import start_scorer
 
 T = TypeVar("T")
 _RUN_STATE = re.compile(r"DagRun Finished: dag_id=(\S+),.*?state=(\w+)")
@@ -89,8 +98,6 @@ def run_airflow(args: list[str], log: Path, env: dict[str, str]) -> None:
 
 
 def generate(config: DemoConfig) -> list[Path]:
-    from recflow.data.synthetic import write_days
-
     start = config.end - timedelta(days=config.train_days + config.holdout_days)
     return write_days(
         start,
@@ -105,9 +112,6 @@ def generate(config: DemoConfig) -> list[Path]:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run every step; returns the summary it prints."""
-    from recflow.services import shared_services
-    from recflow.services.local_airflow import airflow_env
-
     config.log_dir.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
     env = airflow_env(settings)
@@ -148,10 +152,6 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 def _stream(config: DemoConfig, env: dict[str, str], log: Path) -> Any:
     import pandas as pd
 
-    from recflow.batch.layout import scores_path
-    from recflow.streaming.client import send_burst
-    from recflow.streaming.launcher import start_scorer
-
     settings = load_settings()
     users = pd.read_parquet(scores_path(settings.lake_root, config.end - timedelta(days=1)), columns=["user_id"])
     # A consumer group of its own, starting at the end of the topic: the shared `recflow-scorer` group
@@ -170,10 +170,6 @@ def _stream(config: DemoConfig, env: dict[str, str], log: Path) -> Any:
 
 def collect_summary(config: DemoConfig) -> dict[str, Any]:
     """Read back what the run produced, from the lake and the S3 registry (not from memory)."""
-    from recflow.batch.layout import read_summary
-    from recflow.registry import ModelRegistry
-    from recflow.registry.versions import version_prefix
-
     settings = load_settings()
     registry = ModelRegistry.from_settings(settings)
     record = registry.champion_record()
@@ -207,8 +203,6 @@ def _validation_summary(config: DemoConfig) -> dict[str, Any]:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    from recflow.evaluation.metrics import metrics_table
-
     v = summary["validation"]
     stream = summary["stream"]
     ok_metrics = {name: m for name, m in summary["metrics"].items() if "error" not in m}

@@ -2,29 +2,50 @@
 
 To add a subcommand, write an ``_add_<name>(subparsers)`` function that creates its parser and sets
 ``func`` (a ``(argparse.Namespace) -> int`` handler) via ``set_defaults``, and append it to
-``SUBCOMMANDS``. Handlers import their heavy dependencies themselves, so ``recflow --help`` stays fast.
+``SUBCOMMANDS``. What this module imports at the top stays light (no pandas, Spark, TensorFlow or Airflow),
+so ``recflow --help`` and ``recflow services status`` start fast; a handler needing more defers it.
 Every handler returns the process exit code; a :class:`ServiceError` becomes a message and exit 1.
+
+Airflow is orchestration's alone (the CLI runs where it may not be installed): ``recflow provision
+--connections`` writes the Airflow Connections through orchestration's own entry point, in a subprocess.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 
 from recflow.cli.registry import add_registry
 from recflow.cli.scorer import add_scorer
+from recflow.config.settings import load_settings
+from recflow.services import claim_services, ensure_services_up, format_status, manager, service_status, services_down
+from recflow.services.kafka import create_topics
+from recflow.services.local_airflow import (
+    airflow_env,
+    api_base_url,
+    postgres_available,
+    shell_exports,
+    standalone_env,
+)
 from recflow.services.process import ServiceError
+from recflow.services.s3 import create_buckets
+from recflow.services.spark import master_url
+from recflow.streaming.launcher import stop_all_scorers
+
+#: What ``recflow provision --connections`` runs: the Airflow side of provisioning, in its own process.
+CONNECTIONS_COMMAND = (sys.executable, "-m", "recflow.orchestration.provision")
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _services_up(args: argparse.Namespace) -> int:
-    from recflow.services import claim_services, ensure_services_up, format_status, manager, service_status
-
     began = time.monotonic()
     # The defaults (Kafka, S3); PostgreSQL and the Spark cluster only on request.
     services = manager.default_services()
@@ -39,16 +60,11 @@ def _services_up(args: argparse.Namespace) -> int:
     what = f"started {', '.join(started)}" if started else "all already running"
     print(f"services up ({what}) in {time.monotonic() - began:.1f}s")
     if args.with_spark:
-        from recflow.services.spark import master_url
-
         print(f"Spark jobs go to the cluster with: export RECFLOW_SPARK_MASTER={master_url()}")
     return 0 if all(r.healthy for r in rows) else 1
 
 
 def _services_down(args: argparse.Namespace) -> int:
-    from recflow.services import claim_services, services_down
-    from recflow.streaming.launcher import stop_all_scorers
-
     for name in stop_all_scorers():
         print(f"stopped {name}")
     stopped = services_down()
@@ -58,8 +74,6 @@ def _services_down(args: argparse.Namespace) -> int:
 
 
 def _services_status(args: argparse.Namespace) -> int:
-    from recflow.services import format_status, service_status
-
     rows = service_status()
     print(format_status(rows))
     return 0 if all(r.healthy for r in rows) else 1
@@ -96,8 +110,7 @@ def _add_services(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from datetime import date
-
+    # deferred: the demo reads back its results with pandas and the registry (boto3)
     from recflow.cli.demo import DemoConfig, DemoError, format_summary, run_demo
 
     def interrupted(signum: int, frame: object) -> None:
@@ -125,8 +138,6 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _airflow_env(args: argparse.Namespace) -> int:
-    from recflow.services.local_airflow import airflow_env, shell_exports
-
     print(shell_exports(airflow_env()))
     return 0
 
@@ -142,11 +153,6 @@ def _add_airflow_env(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _airflow(args: argparse.Namespace) -> int:
-    import os
-
-    from recflow.services import claim_services, ensure_services_up, manager
-    from recflow.services.local_airflow import api_base_url, postgres_available, standalone_env
-
     services = manager.default_services()
     database_url = None
     if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
@@ -193,20 +199,22 @@ def _add_airflow(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from recflow.config.settings import load_settings
-    from recflow.services.kafka import create_topics
-    from recflow.services.s3 import create_buckets
-
     settings = load_settings()
     create_buckets(settings.s3, settings.s3.buckets)
     print(f"buckets on {settings.s3.endpoint_url}: {', '.join(settings.s3.buckets)}")
     create_topics(settings.kafka.bootstrap_servers, settings.kafka.topics, security=settings.kafka.security)
     print(f"topics on {settings.kafka.bootstrap_servers}: {', '.join(settings.kafka.topics)}")
-    if args.connections:
-        from recflow.orchestration.provision import upsert_connections
+    return _write_connections() if args.connections else 0
 
-        print(f"connections: {', '.join(upsert_connections())}")
-    return 0
+
+def _write_connections() -> int:
+    """Write the Airflow Connections with orchestration's entry point; its exit code is ours.
+
+    Why a subprocess: the Connections are Airflow's business, and the CLI imports nothing that reaches
+    Airflow (the architecture test holds it to that). The child inherits the environment it reads.
+    """
+    sys.stdout.flush()  # our lines first, then the child's
+    return subprocess.run(CONNECTIONS_COMMAND, check=False).returncode
 
 
 def _add_provision(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

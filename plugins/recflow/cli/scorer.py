@@ -7,10 +7,12 @@ import json
 import sys
 import time
 
+from recflow.config.settings import load_settings
+from recflow.streaming.launcher import running_scorer, start_scorer, stop_running_scorer
+from recflow.streaming.reconcile import reconcile
+
 
 def _start(args: argparse.Namespace) -> int:
-    from recflow.streaming.launcher import start_scorer
-
     extra = ["--group", args.group] if args.group else []
     scorer = start_scorer(extra_args=extra)
     print(f"scorer starting, pid {scorer.pid} (log: {scorer.log_path})")
@@ -25,15 +27,11 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from recflow.streaming.launcher import stop_running_scorer
-
     print("stopped the scorer" if stop_running_scorer() else "no scorer was running")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from recflow.streaming.launcher import running_scorer
-
     scorer = running_scorer()
     if scorer is None:
         print(json.dumps({"running": False}) if args.json else "scorer: not running")
@@ -52,9 +50,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    from recflow.config.settings import load_settings
-    from recflow.streaming.reconcile import reconcile
-
     since = int((time.time() - args.minutes * 60) * 1000)
     result = reconcile(load_settings().kafka, since_ms=since)
     print(json.dumps(result.to_dict(), sort_keys=True))

@@ -10,13 +10,21 @@ Variables: ``RECFLOW_S3_ENDPOINT``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_K
 ``RECFLOW_KAFKA_SASL_MECHANISM``, ``RECFLOW_KAFKA_SASL_USERNAME``, ``RECFLOW_KAFKA_SASL_PASSWORD`` and
 ``RECFLOW_KAFKA_SSL_CA_LOCATION`` (:mod:`recflow.config.kafka`); other client settings from
 ``RECFLOW_KAFKA_EXTRA`` as JSON.
+
+Run: ``python -m recflow.orchestration.provision`` (what ``recflow provision --connections`` starts, so the
+CLI itself never imports Airflow).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-from collections.abc import Mapping
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from recflow.config.kafka import security_from_env
@@ -60,11 +68,6 @@ def upsert_connections(environ: Mapping[str, str] | None = None, *, airflow_bin:
     The file it imports is private to this user and deleted afterwards; the CLI is Airflow's supported
     way to write Connections (no ORM access from our code).
     """
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
     specs = connection_specs(os.environ if environ is None else environ)
     airflow_bin = airflow_bin or str(Path(sys.executable).parent / "airflow")
     with tempfile.TemporaryDirectory(prefix="recflow-conns-") as tmp:
@@ -79,3 +82,17 @@ def upsert_connections(environ: Mapping[str, str] | None = None, *, airflow_bin:
     if done.returncode != 0:
         raise RuntimeError(f"airflow connections import failed: {done.stderr[-2000:]}")
     return sorted(specs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the Connections from this process's environment and name them on stdout."""
+    parser = argparse.ArgumentParser(
+        prog="python -m recflow.orchestration.provision", description=__doc__.splitlines()[0]
+    )
+    parser.parse_args(argv)
+    print(f"connections: {', '.join(upsert_connections())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from recflow.config.settings import Settings, load_settings, project_root, state_dir
+from recflow.services.postgres import pg_bin_dir
+from recflow.services.process import ServiceError
 from recflow.spark.session import pyspark_home
 
 #: Airflow's own defaults for ``[api] host`` / ``[api] port``; only used when the user sets neither.
@@ -141,9 +143,6 @@ def shell_exports(env: dict[str, str]) -> str:
 
 def postgres_available() -> bool:
     """Whether the PostgreSQL server binaries are installed (then ``make airflow`` uses PostgreSQL)."""
-    from recflow.services.postgres import pg_bin_dir
-    from recflow.services.process import ServiceError
-
     try:
         pg_bin_dir()
     except ServiceError:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from recflow.config.s3 import S3Settings
+from recflow.config.s3 import S3Settings, s3_client
 from recflow.services import maven
 from recflow.services.process import LOCALHOST, ServiceError
 
@@ -54,8 +54,6 @@ def s3proxy_argv(java: str, jar: Path, conf: Path, heap: str = HEAP) -> list[str
 def create_buckets(s3: S3Settings, buckets: tuple[str, ...]) -> None:
     """Create ``buckets`` unless they exist."""
     from botocore.exceptions import ClientError
-
-    from recflow.config.s3 import s3_client
 
     client = s3_client(s3)
     for bucket in buckets:
@@ -119,8 +117,6 @@ class S3ProxyService:
 
     def probe(self, timeout: float = 5.0) -> str:
         """Raise unless a signed ListBuckets succeeds; return a short description."""
-        from recflow.config.s3 import s3_client
-
         client = s3_client(self.local, connect_timeout=timeout, read_timeout=timeout, max_attempts=1)
         buckets = client.list_buckets().get("Buckets", [])
         return f"{len(buckets)} buckets"

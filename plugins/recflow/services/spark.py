@@ -23,7 +23,7 @@ import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from recflow.config.settings import _env_int
 from recflow.services import maven
@@ -95,13 +95,14 @@ def master_state(ui_port: int, timeout: float) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class SparkMasterService:
-    """The standalone master; healthy when its status page says ``ALIVE``."""
+class SparkDaemon:
+    """What the master and the worker share: a Spark port and a UI port, a folder under ``<state>/spark``
+    named by ``ROLE``, and the daemons' environment. Nothing to provision: applications register themselves."""
 
+    ROLE: ClassVar[str]
     state: Path
     port: int
     ui_port: int
-    name: str = "spark-master"
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -109,10 +110,21 @@ class SparkMasterService:
 
     @property
     def home(self) -> Path:
-        return self.state / "spark" / "master"
+        return self.state / "spark" / self.ROLE
 
     def environment(self) -> dict[str, str]:
         return daemon_environment()
+
+    def provision(self) -> None:
+        """Nothing to create."""
+
+
+@dataclass(frozen=True)
+class SparkMasterService(SparkDaemon):
+    """The standalone master; healthy when its status page says ``ALIVE``."""
+
+    ROLE = "master"
+    name: str = "spark-master"
 
     def prepare(self) -> list[str]:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -125,33 +137,17 @@ class SparkMasterService:
             raise RuntimeError(f"master status is {status.get('status')!r}")
         return f"{master_url(self.port)} ALIVE, {status.get('aliveworkers', 0)} worker(s)"
 
-    def provision(self) -> None:
-        """Nothing to create: applications register themselves."""
-
 
 @dataclass(frozen=True)
-class SparkWorkerService:
+class SparkWorkerService(SparkDaemon):
     """One worker registered with the master; healthy when the master lists it as ``ALIVE``."""
 
-    state: Path
-    port: int
-    ui_port: int
+    ROLE = "worker"
     master_port: int
     master_ui_port: int
     cores: int
     memory: str
     name: str = "spark-worker"
-
-    @property
-    def ports(self) -> tuple[int, ...]:
-        return (self.port, self.ui_port)
-
-    @property
-    def home(self) -> Path:
-        return self.state / "spark" / "worker"
-
-    def environment(self) -> dict[str, str]:
-        return daemon_environment()
 
     def prepare(self) -> list[str]:
         (self.home / "work").mkdir(parents=True, exist_ok=True)
@@ -168,9 +164,6 @@ class SparkWorkerService:
         if not mine:
             raise RuntimeError(f"the master lists no ALIVE worker on port {self.port}")
         return f"ALIVE, {mine[0].get('cores')} cores, {mine[0].get('memory')} MiB"
-
-    def provision(self) -> None:
-        """Nothing to create."""
 
 
 def spark_services(state: Path) -> list[SparkMasterService | SparkWorkerService]:

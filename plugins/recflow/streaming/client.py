@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from recflow.config.kafka import KafkaSettings
+from recflow.config.kafka import KafkaSettings, client_config
 from recflow.streaming.events import encode, kafka_producer
 
 #: librdkafka logs (e.g. "connection refused" during a broker outage) go to Python logging, not stderr.
@@ -93,8 +93,6 @@ class AnswerListener:
 
     def __init__(self, kafka: KafkaSettings) -> None:
         from confluent_kafka import Consumer
-
-        from recflow.config.kafka import client_config
 
         self.kafka = kafka
         self._first: dict[bytes, tuple[float, bytes]] = {}

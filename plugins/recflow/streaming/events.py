@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from recflow.config.kafka import KafkaSettings
+from recflow.config.kafka import KafkaSettings, client_config
 
 if TYPE_CHECKING:
     from confluent_kafka import Producer
@@ -50,7 +50,5 @@ def kafka_producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
     come from ``kafka`` only (:func:`recflow.config.kafka.client_config`).
     """
     from confluent_kafka import Producer
-
-    from recflow.config.kafka import client_config
 
     return Producer(client_config(kafka, {"acks": "all", "linger.ms": 1, "enable.idempotence": True, **overrides}))

@@ -23,14 +23,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from recflow.config.kafka import KafkaSettings, client_config
 from recflow.models.artifact import load_recommender
 from recflow.models.base import Recommender
-
-if TYPE_CHECKING:
-    from recflow.config.kafka import KafkaSettings
-    from recflow.registry import ModelRegistry
+from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +46,6 @@ class ServingModel:
 
 def resolve_champion(registry: ModelRegistry) -> tuple[str, str | None] | None:
     """(version, digest) the scorer should serve now, or None before the first promotion."""
-    from recflow.registry import NoChampion, resolve_serving_version
-
     try:
         serving = resolve_serving_version(registry)
     except NoChampion:
@@ -59,8 +55,6 @@ def resolve_champion(registry: ModelRegistry) -> tuple[str, str | None] | None:
 
 def download_fresh(registry: ModelRegistry, version: str, cache_root: Path, digest: str | None = None) -> Path:
     """Download ``version`` into a folder no earlier load used (manifest digest and files checked)."""
-    from recflow.registry import resolve_serving_version
-
     return registry.fetch(resolve_serving_version(registry, pinned=version, digest=digest).model, cache_root)
 
 
@@ -199,8 +193,6 @@ def watch_model_updates(kafka: KafkaSettings, follower: ChampionFollower, stop: 
     the safety net, so re-reading old events after a restart would only cause needless checks.
     """
     from confluent_kafka import Consumer
-
-    from recflow.config.kafka import client_config
 
     consumer = Consumer(
         {

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from recflow.config.kafka import KafkaSettings, client_config
+from recflow.streaming.client import listen_from_end
 from recflow.streaming.engine import DEFAULT_GROUP
 from recflow.streaming.events import encode, kafka_producer
 
@@ -73,8 +74,6 @@ def probe_version(
     Answers from the previous version while the scorer is still loading are expected and retried.
     """
     from confluent_kafka import Consumer
-
-    from recflow.streaming.client import listen_from_end
 
     consumer = Consumer(client_config(kafka, {"group.id": f"recflow-probe-{uuid.uuid4().hex[:8]}"}))
     listen_from_end(consumer, kafka.score_results_topic)

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from recflow.config.kafka import KafkaSettings
+from recflow.config.kafka import KafkaSettings, client_config
 from recflow.streaming.protocol import header_map
 
 
@@ -34,8 +34,6 @@ class Reconciliation:
 def _read(kafka: KafkaSettings, topic: str, since_ms: int, until_ms: int | None) -> list[Any]:
     """Every record of ``topic`` from ``since_ms`` to the current end (or ``until_ms``, by timestamp)."""
     from confluent_kafka import Consumer, TopicPartition
-
-    from recflow.config.kafka import client_config
 
     consumer = Consumer(
         {

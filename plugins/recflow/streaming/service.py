@@ -17,18 +17,21 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from recflow.config.kafka import client_config as kafka_client_config
 from recflow.config.kafka import redacted
-from recflow.config.settings import load_settings, scorer_metrics_port
-from recflow.streaming.engine import DEFAULT_GROUP, DeliveryFailed, EngineConfig, Scorer
+from recflow.config.settings import Settings, load_settings, scorer_metrics_port
+from recflow.registry import ModelRegistry
+from recflow.streaming.engine import DEFAULT_GROUP, EngineConfig, Scorer
 from recflow.streaming.follower import ChampionFollower, watch_model_updates
 from recflow.streaming.metrics import ScorerMetrics
+from recflow.streaming.outbox import DeliveryFailed
 
 log = logging.getLogger("recflow.streaming")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m recflow.streaming", description=__doc__.splitlines()[0])
     parser.add_argument("--status-file", type=Path, default=None, help="JSON status, rewritten every second")
     parser.add_argument("--group", default=os.environ.get("RECFLOW_SCORER_GROUP", DEFAULT_GROUP))
@@ -36,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=EngineConfig.max_batch)
     parser.add_argument("--metrics-port", type=int, default=None, help="default RECFLOW_SCORER_METRICS_PORT")
     parser.add_argument("--wait-for-model", type=float, default=600.0, help="seconds to wait for a champion")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from recflow.registry import ModelRegistry
+    return parser.parse_args(argv)
 
-    settings = load_settings()
+
+def _stop_on_signals() -> threading.Event:
+    """An event SIGTERM and SIGINT set: the loop stops after the current batch."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -49,32 +52,53 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _model_cache(settings: Settings) -> Path:
+    """A folder of this process's own for downloaded models (removed at exit)."""
     models_root = settings.state / "scorer" / "models"
     models_root.mkdir(parents=True, exist_ok=True)
-    cache = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=models_root))
-    follower = ChampionFollower(ModelRegistry.from_settings(settings), cache, check_interval_s=args.check_interval)
-    deadline = time.monotonic() + args.wait_for_model
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=models_root))
+
+
+def _wait_for_model(follower: ChampionFollower, stop: threading.Event, timeout_s: float) -> bool:
+    """Load the champion, retrying until one is promoted; False after ``timeout_s`` or a stop signal."""
+    deadline = time.monotonic() + timeout_s
     while follower.load_now() is None:
         if stop.is_set() or time.monotonic() > deadline:
             log.error("no model to serve: %s", follower.last_error)
-            return 2
+            return False
         log.warning("waiting for a model: %s", follower.last_error)
         stop.wait(2.0)
-    metrics = ScorerMetrics()
+    return True
+
+
+def _serve_metrics(metrics: ScorerMetrics, port: int | None) -> Any:
+    """The metrics endpoint's server, or None when its port is taken: answers matter more than metrics."""
     try:
-        server = metrics.serve(args.metrics_port)
-    except OSError as exc:  # a taken port must not stop serving: answers matter more than metrics
-        log.error("no metrics endpoint (port %s): %s", args.metrics_port or scorer_metrics_port(), exc)
-        server = None
+        return metrics.serve(port)
+    except OSError as exc:
+        log.error("no metrics endpoint (port %s): %s", port or scorer_metrics_port(), exc)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the champion, then serve until SIGTERM; returns the exit code (see the module docstring)."""
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    stop = _stop_on_signals()
+    cache = _model_cache(settings)
+    follower = ChampionFollower(ModelRegistry.from_settings(settings), cache, check_interval_s=args.check_interval)
+    if not _wait_for_model(follower, stop, args.wait_for_model):
+        return 2
+    metrics = ScorerMetrics()
+    server = _serve_metrics(metrics, args.metrics_port)
     follower.start()
     events = watch_model_updates(settings.kafka, follower, stop)
-    scorer = Scorer(
-        settings.kafka,
-        follower,
-        metrics,
-        config=EngineConfig(group_id=args.group, max_batch=args.max_batch),
-        status_path=args.status_file,
-    )
+    config = EngineConfig(group_id=args.group, max_batch=args.max_batch)
+    scorer = Scorer(settings.kafka, follower, metrics, config=config, status_path=args.status_file)
     log.info("kafka client: %s", redacted(kafka_client_config(settings.kafka)))  # passwords as ***
     log.info("serving %s as group %s", follower.current.version if follower.current else None, args.group)
     try:

@@ -95,7 +95,7 @@ def scorer(tmp_path: Path) -> Scorer:
     follower = ChampionFollower(registry=None, cache_root=tmp_path)  # type: ignore[arg-type]
     follower.current = ServingModel("v1", load_recommender(tmp_path / "m"), tmp_path / "m")
     engine = Scorer(KafkaSettings("unused:1"), follower, ScorerMetrics(), config=EngineConfig(commit_interval_s=0))
-    engine.producer, engine.consumer = FakeProducer(), FakeConsumer()
+    engine.attach(FakeProducer(), FakeConsumer())
     return engine
 
 
@@ -104,9 +104,9 @@ def test_offsets_are_committed_only_after_every_answer_is_acknowledged(scorer: S
     scorer._handle([FakeMessage(good, 10, b"k1"), FakeMessage(b"{bad", 11, b"k2")])
     scorer._housekeeping()
     assert scorer.consumer.commits == []  # answer, error answer and dead letter are all still in flight
-    topics = [t for t, _, _ in scorer.producer.produced]
+    topics = [t for t, _, _ in scorer.outbox.producer.produced]
     assert topics.count("recflow.score-results") == 2 and topics.count("recflow.score-requests-dlq") == 1
-    scorer.producer.deliver()
+    scorer.outbox.producer.deliver()
     scorer._housekeeping()
     assert scorer.consumer.commits == [[(0, 12)]]
 
@@ -114,8 +114,8 @@ def test_offsets_are_committed_only_after_every_answer_is_acknowledged(scorer: S
 def test_a_failed_delivery_is_retried_then_stops_the_scorer_without_committing(scorer: Scorer) -> None:
     scorer._handle([FakeMessage(b'{"request_id": "r1", "user_id": "u1"}', 5, b"k")])
     for _ in range(scorer.config.delivery_attempts):
-        scorer.producer.deliver(error="broker said no")
+        scorer.outbox.producer.deliver(error="broker said no")
         scorer._housekeeping()
-    assert scorer._fatal is not None and "after 5 attempts" in scorer._fatal
-    assert len(scorer.producer.produced) == scorer.config.delivery_attempts  # the same answer, re-sent
+    assert scorer.outbox.fatal is not None and "after 5 attempts" in scorer.outbox.fatal
+    assert len(scorer.outbox.producer.produced) == scorer.config.delivery_attempts  # the same answer, re-sent
     assert scorer.consumer.commits == []

@@ -1,0 +1,123 @@
+"""Which request offsets the scorer commits, and when: the consumer half of at-least-once.
+
+Offsets are stored by hand (no auto-commit, no auto-store). A batch's offsets become committable once the
+outbox confirmed every delivery it caused, in poll order: up to the oldest batch still waiting. Commits
+are cumulative, so one that fails (broker down) is superseded by the next; they are sent at most every
+``interval_s`` unless forced (a revoke, the shutdown). A brand-new consumer group starts at the end of the
+topic and commits that start at once (:func:`start_new_group_at_end`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from recflow.config.kafka import KafkaSettings, client_config
+from recflow.streaming.outbox import InFlight
+
+log = logging.getLogger(__name__)
+
+
+def scorer_consumer(
+    kafka: KafkaSettings, *, group_id: str, on_stats: Callable[[str], None], extra: dict[str, Any]
+) -> Any:
+    """The scorer's consumer: offsets stored and committed by :class:`OffsetLedger` only; ``extra`` wins."""
+    from confluent_kafka import Consumer
+
+    return Consumer(
+        {
+            **client_config(kafka),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+            "statistics.interval.ms": 2000,
+            "stats_cb": on_stats,
+            "error_cb": lambda err: log.warning("kafka: %s", err),
+            "on_commit": _on_commit,
+            "logger": logging.getLogger("recflow.streaming.librdkafka"),
+            **extra,
+        }
+    )
+
+
+def _on_commit(err: Any, partitions: list[Any]) -> None:
+    if err is not None:
+        log.warning("offset commit failed (the next one supersedes it): %s", err)
+
+
+def start_new_group_at_end(consumer: Any, partitions: list[Any], group_id: str) -> None:
+    """Assign ``partitions``; a brand-new group starts at the end of the topic, and commits that start at once.
+
+    Why commit it: a scorer killed before its first commit would otherwise restart at the *new* end and
+    skip what arrived in between. Groups with committed offsets resume from them.
+    """
+    try:
+        committed = consumer.committed(partitions, timeout=30)
+        fresh = [tp for tp in committed if tp.offset < 0]
+        for tp in fresh:
+            _, tp.offset = consumer.get_watermark_offsets(tp, timeout=30)
+        if fresh:
+            consumer.commit(offsets=fresh, asynchronous=False)
+            log.info("new consumer group %s starts at %s", group_id, [(t.partition, t.offset) for t in fresh])
+        consumer.assign(committed)
+    except Exception:  # broker gone mid-rebalance: fall back to committed offsets or auto.offset.reset
+        log.exception("could not resolve start offsets; assigning with the group's committed offsets")
+        consumer.assign(partitions)
+
+
+def consumer_lag(raw_stats: str, topic: str) -> int | None:
+    """Records of ``topic`` not yet read, from librdkafka's statistics JSON; None when it does not say."""
+    try:
+        parts = json.loads(raw_stats)["topics"][topic]["partitions"]
+        lags = [p["consumer_lag"] for pid, p in parts.items() if pid != "-1" and p["consumer_lag"] >= 0]
+    except (KeyError, ValueError, TypeError):
+        return None
+    return sum(lags) if lags else None
+
+
+class OffsetLedger:
+    """The batches whose offsets wait for their deliveries, and the offsets ready to commit."""
+
+    def __init__(self, consumer: Any, topic: str, *, interval_s: float) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.interval_s = interval_s
+        self._in_flight: deque[InFlight] = deque()
+        self._done: dict[int, int] = {}
+        self._last_commit = 0.0
+
+    def track(self, batch: InFlight) -> None:
+        """Follow a batch just polled (batches are settled in the order they are tracked)."""
+        self._in_flight.append(batch)
+
+    def settle(self) -> None:
+        """Make the offsets of delivered batches committable, up to the oldest batch still waiting."""
+        while self._in_flight and self._in_flight[0].pending == 0:
+            for partition, offset in self._in_flight.popleft().offsets.items():
+                self._done[partition] = max(self._done.get(partition, -1), offset)
+
+    def commit(self, *, force: bool = False) -> None:
+        """Commit what is committable: asynchronously every ``interval_s``, synchronously when forced."""
+        from confluent_kafka import TopicPartition
+
+        now = time.monotonic()
+        if not self._done or (not force and now - self._last_commit < self.interval_s):
+            return
+        offsets = [TopicPartition(self.topic, p, o) for p, o in self._done.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=not force)
+            self._done = {}
+        except Exception as exc:  # broker down: keep them, the next commit carries them
+            log.warning("commit failed, will retry: %s", exc)
+        self._last_commit = now
+
+    def forget(self) -> None:
+        """Drop every batch and offset (partitions revoked: the new owner replays what was not committed)."""
+        self._in_flight.clear()
+        self._done.clear()
