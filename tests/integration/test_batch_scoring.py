@@ -13,7 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recflow.batch.checks import ExpectedUsers, user_checks
 from recflow.batch.job import run_batch_scoring
 from recflow.batch.layout import SCORE_COLUMNS, ScoringRequest, scores_partition
-from recflow.batch.publish import ScoresRejected, reports_partition
+from recflow.batch.publish import SUITE, ScoresRejected, reports_partition, suite_params, user_facts
+from recflow.batch.staging import bucket_of
+from recflow.config.s3 import s3_client
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.data.stores import LocalLake
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.index import IdIndex, SeenItems
-from recflow.scoring.core import ScoringError
+from recflow.scoring.core import Ragged, ScoringError
+from recflow.spark.session import get_spark
 
 ROOT = Path(__file__).resolve().parents[2]
 START = date(2026, 11, 1)
@@ -39,8 +43,6 @@ N_USERS, N_ITEMS, K = 60, 30, 5
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from recflow.spark.session import get_spark
-
     session = get_spark("test-batch-scoring", master="local[2]", conf={"spark.sql.shuffle.partitions": "4"})
     yield session
     session.stop()
@@ -175,17 +177,13 @@ def test_empty_day_inside_the_active_window_still_scores(spark: Any, world: dict
 
 
 def _ensure_bucket(settings: Any) -> None:
-    from recflow.config.s3 import s3_client
-
     client = s3_client(settings.s3)
     if settings.s3.models_bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
         client.create_bucket(Bucket=settings.s3.models_bucket)
 
 
 def test_no_champion_and_unknown_pin_fail_clearly(live_services: Any) -> None:
-    from datetime import UTC, datetime
-
-    from recflow.registry import ModelNotFound, ModelRegistry, NoChampion, resolve_serving_version
+    from recflow.registry import ModelNotFound, ModelRegistry, NoChampion, resolve_serving_version  # deferred: botocore
 
     _ensure_bucket(live_services)
     empty = ModelRegistry.from_settings(live_services, prefix=f"empty-{uuid.uuid4().hex[:8]}")
@@ -199,10 +197,7 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
     live_services: Any, world: dict[str, Any], published: dict[str, Any]
 ) -> None:
     """The job's own entry point refuses an artifact whose bytes changed in S3; nothing is published."""
-    from datetime import UTC, datetime
-
-    from recflow.config.s3 import s3_client
-    from recflow.registry import ModelRegistry
+    from recflow.registry import ModelRegistry  # deferred: botocore (collecting the unit tests imports this module)
 
     _ensure_bucket(live_services)
     registry = ModelRegistry.from_settings(live_services)
@@ -234,20 +229,10 @@ def _staged(rows: list[tuple[Any, ...]]) -> Any:
     )
 
 
-def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(world: dict[str, Any]) -> None:
-    """Staged rows with one defect per user, in shuffled order: the per-user frame counts exactly that
-    defect for exactly that user, the suite (run in several chunks) fails with those reasons and names
-    those users, and the summary's counts are those of the inputs."""
-    import pyarrow as pa
-
-    from recflow.batch.checks import ExpectedUsers, user_checks
-    from recflow.batch.publish import SUITE, suite_params, user_facts
-    from recflow.batch.staging import bucket_of
-    from recflow.scoring.core import Ragged
-    from recflow.validation import load_suite_spec, validate_frame
-    from recflow.validation.chunked import run_suite_in_chunks
-
-    model: AlsRecommender = world["model"]
+def _one_defect_per_user(model: AlsRecommender) -> tuple[list[str], list[tuple[Any, ...]], list[str], Ragged]:
+    """Staged rows, shuffled, in which each of ``u[0]`` .. ``u[9]`` (``u``: the known users but u000 and
+    u001) breaks one rule, beside two good users, a user not requested ("stranger"), a fallback user and an
+    exhausted one (u001, no rows). Returns ``u``, the rows, the requested users and their seen items."""
     items = list(model.index.items)
     known = [u for u in model.index.users if u not in ("u000", "u001")]
     seen_of = {known[3]: [items[2]]}
@@ -269,14 +254,29 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(wor
     rows = [row for user_rows in broken.values() for row in user_rows]
     rows = [rows[i] for i in np.random.default_rng(3).permutation(len(rows))]  # files need not be sorted
     requested = [*known[:12], "new-user", "u001"]  # u001 saw every item: exhausted, no rows
-    codes = dict(zip(model.index.users, range(model.index.n_users), strict=False))
     seen_of["u001"] = items
     seen = Ragged.from_lists([sorted(items.index(i) for i in seen_of.get(x, [])) for x in requested])
+    return u, rows, requested, seen
+
+
+def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(world: dict[str, Any]) -> None:
+    """Staged rows with one defect per user, in shuffled order: the per-user frame counts exactly that
+    defect for exactly that user, the suite (run in several chunks) fails with those reasons and names
+    those users, and the summary's counts are those of the inputs."""
+    import pyarrow as pa
+
+    # deferred: great_expectations (collecting the unit tests imports this module too)
+    from recflow.validation import load_suite_spec, validate_frame
+    from recflow.validation.chunked import run_suite_in_chunks  # deferred: great_expectations, as above
+
+    model: AlsRecommender = world["model"]
+    u, rows, requested, seen = _one_defect_per_user(model)
+    codes = dict(zip(model.index.users, range(model.index.n_users), strict=False))
     user_codes = np.array([codes.get(x, -1) for x in requested], dtype=np.int64)
     inputs = ExpectedUsers.of_batch(model, K, pa.array(requested), user_codes, seen)
     request = ScoringRequest(day=DAY, version="v1", k=K, active_days=1)
     params = suite_params(model, request)
-    frame = user_checks(_staged(rows), inputs, pa.array(items)).to_pandas()
+    frame = user_checks(_staged(rows), inputs, pa.array(list(model.index.items))).to_pandas()
     whole = frame.set_index(COL_USER)
     # a NaN score, which Spark orders above every number, is out of order too
     flagged = {

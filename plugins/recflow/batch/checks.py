@@ -102,6 +102,234 @@ def expected_rows(model: ScorableModel, k: int, fallback: np.ndarray, seen: Ragg
     return np.minimum(k, available).astype(np.int64)
 
 
+def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> pa.Table:
+    """The check frame (:data:`CHECK_COLUMNS`) of ``staged`` score rows: one row per expected user (in
+    ``expected`` order), then one per other user id the rows hold (a null id included).
+
+    ``items`` are the model's item ids by code (an unknown item id has no code)."""
+    import pyarrow as pa
+
+    rows = _StagedRows.decode(staged, expected.ids, items)
+    by_rank = _ByRank.of(rows)
+    requested, expected_rows, expected_fallback = _expected_per_check_row(expected, rows.n)
+    user_rows = rows.count(np.ones(len(rows.group), dtype=bool))
+    own_source = np.where(expected_fallback, rows.count(rows.is_fallback), rows.count(rows.is_model))
+    min_rank, max_rank = by_rank.span(rows.rank, rows.rank_valid)
+    duplicate_items, seen_items = _repeated_and_seen_items(rows, expected.seen, len(items))
+    numbers = rows.score_valid & ~np.isnan(rows.score)  # NaN is counted by nonfinite_scores, not ranged
+    model_low, model_high = by_rank.span(rows.score, rows.is_model & numbers)
+    fallback_low, fallback_high = by_rank.span(rows.score, rows.is_fallback & numbers)
+    version_min, version_max = _version_range(rows, by_rank)
+    sources = pa.array([SOURCE_MODEL, SOURCE_FALLBACK], type=pa.string())
+    columns = {
+        COL_USER: rows.ids,
+        "expected_rows": _nullable(expected_rows, ~requested, pa.int64()),
+        "expected_source": sources.take(pa.array(expected_fallback.astype(np.int8), mask=~requested)),
+        "user_rows": pa.array(user_rows),
+        "min_rank": _nullable(np.nan_to_num(min_rank), np.isnan(min_rank), pa.int64()),
+        "max_rank": pa.array(np.nan_to_num(max_rank).astype(np.int64)),
+        "incomplete_rows": pa.array(rows.count(~rows.complete)),
+        "duplicate_ranks": pa.array(_duplicate_ranks(rows, by_rank)),
+        "duplicate_items": pa.array(duplicate_items),
+        "scores_out_of_order": pa.array(_scores_out_of_order(rows, by_rank)),
+        "nonfinite_scores": pa.array(rows.count(rows.score_valid & ~np.isfinite(rows.score))),
+        "seen_items": pa.array(seen_items),
+        "unknown_items": pa.array(rows.count(rows.item_valid & ~rows.code_valid)),
+        "wrong_source_rows": _nullable(user_rows - own_source, ~requested, pa.int64()),
+        "model_score_min": pa.array(model_low, from_pandas=True),
+        "model_score_max": pa.array(model_high, from_pandas=True),
+        "fallback_score_min": pa.array(fallback_low, from_pandas=True),
+        "fallback_score_max": pa.array(fallback_high, from_pandas=True),
+        "version_min": version_min,
+        "version_max": version_max,
+    }
+    return pa.Table.from_pydict(columns, schema=check_schema())
+
+
+@dataclass(frozen=True)
+class _StagedRows:
+    """The staged rows' fields as NumPy arrays, nulls filled beside a validity mask, and each row's check
+    row (``group``): its user's place among the expected users, else one after them per other user id."""
+
+    ids: pa.Array  # the user id of each check row
+    n_expected: int  # check rows of expected users (the first ones)
+    group: np.ndarray
+    rank: np.ndarray
+    rank_valid: np.ndarray
+    item_valid: np.ndarray
+    code: np.ndarray  # the item's code in the model
+    code_valid: np.ndarray  # a known item (a null item has no code either)
+    score: np.ndarray
+    score_valid: np.ndarray
+    descent: np.ndarray  # -score: sorts a user's rows by descending score; a null score sorts first
+    version: pa.DictionaryArray
+    version_valid: np.ndarray
+    is_model: np.ndarray
+    is_fallback: np.ndarray
+
+    @classmethod
+    def decode(cls, staged: pa.Table, expected_ids: pa.Array, items: pa.Array) -> _StagedRows:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        def column(name: str, type_: pa.DataType | None = None) -> pa.Array:
+            values = staged.column(name).combine_chunks()
+            return values if type_ is None else values.cast(type_)
+
+        def valid(values: pa.Array) -> np.ndarray:
+            return np.asarray(values.is_valid(), dtype=bool)
+
+        ids, group = _check_rows(column(COL_USER, pa.string()), expected_ids.cast(pa.string()))
+        rank, item, score = column(COL_RANK), column(COL_ITEM, pa.string()), column(COL_SCORE, pa.float64())
+        code = pc.index_in(item, value_set=items.cast(pa.string()))
+        version = pc.dictionary_encode(column(COL_VERSION, pa.string()))
+        source = column(COL_SOURCE, pa.string())
+        score_values = np.asarray(score.fill_null(0.0), dtype=np.float64)
+        return cls(
+            ids=ids,
+            n_expected=len(expected_ids),
+            group=group,
+            rank=np.asarray(rank.fill_null(0), dtype=np.int64),
+            rank_valid=valid(rank),
+            item_valid=valid(item),
+            code=np.asarray(code.fill_null(-1), dtype=np.int64),
+            code_valid=valid(code),
+            score=score_values,
+            score_valid=valid(score),
+            descent=np.where(valid(score), -score_values, -np.inf),  # a null score: incomplete, not also unsorted
+            version=version,
+            version_valid=valid(version),
+            is_model=np.asarray(pc.equal(source, SOURCE_MODEL).fill_null(False), dtype=bool),
+            is_fallback=np.asarray(pc.equal(source, SOURCE_FALLBACK).fill_null(False), dtype=bool),
+        )
+
+    @property
+    def n(self) -> int:
+        """Check rows: the expected users, then the other user ids."""
+        return len(self.ids)
+
+    @property
+    def complete(self) -> np.ndarray:
+        """Rows with a rank, an item, a score and a version (a null source counts as the wrong source)."""
+        return self.rank_valid & self.item_valid & self.score_valid & self.version_valid
+
+    def count(self, mask: np.ndarray) -> np.ndarray:
+        """The rows of ``mask`` per check row."""
+        return np.bincount(self.group[mask], minlength=self.n).astype(np.int64)
+
+
+def _check_rows(user: pa.Array, expected_ids: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The check rows' user ids (the expected ones, then the other ids of ``user``) and each row's check row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    position = np.asarray(pc.index_in(user, value_set=expected_ids).fill_null(-1), dtype=np.int64)
+    extra = position < 0
+    extra_ids = pc.unique(user.filter(pa.array(extra)))
+    group = position.copy()
+    if len(extra_ids):
+        others = pc.index_in(user.filter(pa.array(extra)), value_set=extra_ids)
+        group[extra] = len(expected_ids) + np.asarray(others, dtype=np.int64)
+    return pa.concat_arrays([expected_ids, extra_ids.cast(pa.string())]), group
+
+
+def _expected_per_check_row(expected: ExpectedUsers, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which check rows are requested users, their expected rows and whether they are fallback users
+    (0 and False for the other ids)."""
+    pad = n - len(expected.ids)
+    rows = np.concatenate([expected.rows, np.zeros(pad, dtype=np.int64)])
+    fallback = np.concatenate([expected.fallback, np.zeros(pad, dtype=bool)])
+    return np.arange(n) < len(expected.ids), rows, fallback
+
+
+@dataclass(frozen=True)
+class _ByRank:
+    """The staged rows in rank order within each check row (:func:`_rank_order`): ``order`` of the rows,
+    their check rows in that order, where each check row's run ``starts`` and which check rows are
+    ``present``. Ties on rank come by descending score, so a duplicate rank is not also unsorted."""
+
+    order: np.ndarray
+    group: np.ndarray
+    starts: np.ndarray
+    present: np.ndarray
+    n: int
+
+    @classmethod
+    def of(cls, rows: _StagedRows) -> _ByRank:
+        order = _rank_order(rows.group, rows.rank, rows.rank_valid, rows.descent)
+        group = rows.group[order]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(order) else np.zeros(0, np.int64)
+        return cls(order, group, starts, group[starts], rows.n)
+
+    def span(self, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The lowest and highest of ``values`` (given in row order) over the rows of ``valid``, per check
+        row; NaN where a check row has none."""
+        chosen, ordered = valid[self.order], values[self.order]
+        low = _per_group(np.where(chosen, ordered, np.inf), self.starts, np.fmin, self.present, self.n)
+        high = _per_group(np.where(chosen, ordered, -np.inf), self.starts, np.fmax, self.present, self.n)
+        none = np.bincount(self.group[chosen], minlength=self.n) == 0
+        low[none], high[none] = np.nan, np.nan
+        return low, high
+
+    def count_neighbours(self, mask: np.ndarray) -> np.ndarray:
+        """Per check row, its pairs of neighbouring rows (in this order) for which ``mask`` holds; ``mask``
+        has one entry per pair, counted with the pair's second row."""
+        same = self.group[1:] == self.group[:-1]
+        return np.bincount(self.group[1:][same & mask], minlength=self.n).astype(np.int64)
+
+
+def _duplicate_ranks(rows: _StagedRows, by_rank: _ByRank) -> np.ndarray:
+    """Per user: neighbouring rows (in rank order) with the same rank."""
+    rank, valid = rows.rank[by_rank.order], rows.rank_valid[by_rank.order]
+    return by_rank.count_neighbours((rank[1:] == rank[:-1]) & valid[1:] & valid[:-1])
+
+
+def _scores_out_of_order(rows: _StagedRows, by_rank: _ByRank) -> np.ndarray:
+    """Per user: 1 if a score rises with rank (a NaN score, ordered above every number, is a rise), else 0."""
+    descent = rows.descent[by_rank.order]
+    first, second = descent[:-1], descent[1:]
+    in_order = np.isnan(second) | (~np.isnan(first) & (first <= second))
+    return (by_rank.count_neighbours(~in_order) > 0).astype(np.int64)
+
+
+def _repeated_and_seen_items(rows: _StagedRows, seen: Ragged, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per user: rows repeating an item of an earlier row, and distinct items among the user's ``seen``.
+
+    The (user, item) pairs as one sorted int64 key: adjacent equal keys are duplicate items, and the
+    distinct keys are what is looked up among the seen pairs (sorted the same way)."""
+    pairs = np.sort(rows.group[rows.code_valid] * n_items + rows.code[rows.code_valid])
+    repeated = pairs[1:] == pairs[:-1]
+    duplicate_items = np.bincount(pairs[1:][repeated] // n_items, minlength=rows.n).astype(np.int64)
+    keys = pairs[np.r_[True, ~repeated]] if len(pairs) else pairs
+    keys = keys[keys < rows.n_expected * n_items]  # users not requested have no seen items
+    seen_keys = seen.row_ids() * n_items + seen.values.astype(np.int64)
+    if len(seen_keys) > 1 and not np.all(seen_keys[1:] >= seen_keys[:-1]):
+        seen_keys = np.sort(seen_keys)
+    hit = np.searchsorted(seen_keys, keys)
+    is_seen = hit < len(seen_keys)
+    is_seen[is_seen] = seen_keys[hit[is_seen]] == keys[is_seen]
+    return duplicate_items, np.bincount(keys[is_seen] // n_items, minlength=rows.n).astype(np.int64)
+
+
+def _version_range(rows: _StagedRows, by_rank: _ByRank) -> tuple[pa.Array, pa.Array]:
+    """Per user: the lowest and highest model version (string order) of its rows; null: none.
+
+    Versions are ranked by their sorted dictionary, so min and max are integer reductions."""
+    import pyarrow as pa
+
+    names = np.array(rows.version.dictionary.to_pylist(), dtype=object)
+    rank_of = np.argsort(np.argsort(names)) if len(names) else np.zeros(1, dtype=np.int64)
+    code = np.asarray(rows.version.indices.fill_null(-1), dtype=np.int64)
+    low, high = by_rank.span(np.where(code >= 0, rank_of[np.maximum(code, 0)], -1), code >= 0)
+    by_name = pa.array(sorted(names.tolist()), type=pa.string())
+
+    def named(values: np.ndarray) -> pa.Array:
+        none = ~np.isfinite(values)
+        return by_name.take(pa.array(np.where(none, 0, values).astype(np.int64), mask=none))
+
+    return named(low), named(high)
+
+
 def _per_group(values: np.ndarray, starts: np.ndarray, reduce: np.ufunc, present: np.ndarray, n: int) -> np.ndarray:
     out = np.full(n, np.nan)
     if len(starts):
@@ -124,137 +352,3 @@ def _nullable(values: np.ndarray, none: np.ndarray, type_: pa.DataType) -> pa.Ar
     import pyarrow as pa
 
     return pa.array(np.where(none, 0, values).astype(type_.to_pandas_dtype()), type=type_, mask=none)
-
-
-def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> pa.Table:
-    """The check frame (:data:`CHECK_COLUMNS`) of ``staged`` score rows: one row per expected user (in
-    ``expected`` order), then one per other user id the rows hold (a null id included).
-
-    ``items`` are the model's item ids by code (an unknown item id has no code)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n_in = len(expected.ids)
-    expected_ids = expected.ids.cast(pa.string())
-    user = staged.column(COL_USER).combine_chunks().cast(pa.string())
-    position = np.asarray(pc.index_in(user, value_set=expected_ids).fill_null(-1), dtype=np.int64)
-    extra = position < 0
-    extra_ids = pc.unique(user.filter(pa.array(extra)))
-    group = position.copy()
-    if len(extra_ids):
-        group[extra] = n_in + np.asarray(pc.index_in(user.filter(pa.array(extra)), value_set=extra_ids), dtype=np.int64)
-    n = n_in + len(extra_ids)
-
-    rank_col = staged.column(COL_RANK).combine_chunks()
-    rank_valid = np.asarray(rank_col.is_valid(), dtype=bool)
-    rank = np.asarray(rank_col.fill_null(0), dtype=np.int64)
-    item_col = staged.column(COL_ITEM).combine_chunks().cast(pa.string())
-    code_col = pc.index_in(item_col, value_set=items.cast(pa.string()))
-    code_valid = np.asarray(code_col.is_valid(), dtype=bool)
-    code = np.asarray(code_col.fill_null(-1), dtype=np.int64)
-    score_col = staged.column(COL_SCORE).combine_chunks().cast(pa.float64())
-    score_valid = np.asarray(score_col.is_valid(), dtype=bool)
-    score = np.asarray(score_col.fill_null(0.0), dtype=np.float64)
-    version_col = pc.dictionary_encode(staged.column(COL_VERSION).combine_chunks().cast(pa.string()))
-    source_col = staged.column(COL_SOURCE).combine_chunks().cast(pa.string())
-    is_model = np.asarray(pc.equal(source_col, SOURCE_MODEL).fill_null(False), dtype=bool)
-    is_fallback = np.asarray(pc.equal(source_col, SOURCE_FALLBACK).fill_null(False), dtype=bool)
-    item_valid = np.asarray(item_col.is_valid(), dtype=bool)
-    version_valid = np.asarray(version_col.is_valid(), dtype=bool)
-
-    def count(mask: np.ndarray, groups: np.ndarray = group) -> np.ndarray:
-        return np.bincount(groups[mask], minlength=n).astype(np.int64)
-
-    user_rows = count(np.ones(len(group), dtype=bool))
-    # rank order within a user, ties (a duplicate rank) by descending score so a tie is not also unsorted
-    descent = np.where(score_valid, -score, -np.inf)  # a null score: incomplete, not also unsorted
-    order = _rank_order(group, rank, rank_valid, descent)
-    g_sorted = group[order]
-    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]]) if len(order) else np.zeros(0, np.int64)
-    present = g_sorted[starts]
-    same = g_sorted[1:] == g_sorted[:-1]
-    r_sorted, rv_sorted = rank[order], rank_valid[order]
-    min_rank = _per_group(np.where(rv_sorted, r_sorted, np.inf), starts, np.fmin, present, n)
-    max_rank = _per_group(np.where(rv_sorted, r_sorted, -np.inf), starts, np.fmax, present, n)
-    min_rank[~np.isfinite(min_rank)] = np.nan
-    max_rank[~np.isfinite(max_rank)] = np.nan
-    duplicate_ranks = count(same & (r_sorted[1:] == r_sorted[:-1]) & rv_sorted[1:] & rv_sorted[:-1], g_sorted[1:])
-    d_sorted = descent[order]
-    first, second = d_sorted[:-1], d_sorted[1:]
-    in_order = np.isnan(second) | (~np.isnan(first) & (first <= second))
-    scores_out_of_order = (count(same & ~in_order, g_sorted[1:]) > 0).astype(np.int64)
-
-    # (user, item) pairs as one sorted int64 key: adjacent equal keys are duplicate items, and the
-    # distinct keys are what is looked up among the seen pairs (sorted the same way)
-    n_items = len(items)
-    pairs = np.sort(group[code_valid] * n_items + code[code_valid])
-    repeated = pairs[1:] == pairs[:-1]
-    duplicate_items = np.bincount(pairs[1:][repeated] // n_items, minlength=n).astype(np.int64)
-    keys = pairs[np.r_[True, ~repeated]] if len(pairs) else pairs
-    keys = keys[keys < n_in * n_items]  # users not requested have no seen items
-    seen_keys = expected.seen.row_ids() * n_items + expected.seen.values.astype(np.int64)
-    if len(seen_keys) > 1 and not np.all(seen_keys[1:] >= seen_keys[:-1]):
-        seen_keys = np.sort(seen_keys)
-    hit = np.searchsorted(seen_keys, keys)
-    is_seen = hit < len(seen_keys)
-    is_seen[is_seen] = seen_keys[hit[is_seen]] == keys[is_seen]
-    seen_items = np.bincount(keys[is_seen] // n_items, minlength=n).astype(np.int64)
-
-    finite = np.isfinite(score)
-    complete = rank_valid & item_valid & score_valid & version_valid
-    model_rows, fallback_rows = count(is_model), count(is_fallback)
-
-    def score_range(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # over the rows of ``mask`` with a number (NaN is counted by nonfinite_scores); none: null
-        chosen = mask & score_valid & ~np.isnan(score)
-        in_order = chosen[order]
-        low = _per_group(np.where(in_order, score[order], np.inf), starts, np.minimum, present, n)
-        high = _per_group(np.where(in_order, score[order], -np.inf), starts, np.maximum, present, n)
-        none = count(chosen) == 0
-        low[none], high[none] = np.nan, np.nan
-        return low, high
-
-    # versions ranked by their sorted dictionary, so min/max are integer reductions
-    names = np.array(version_col.dictionary.to_pylist(), dtype=object)
-    rank_of = np.argsort(np.argsort(names)) if len(names) else np.zeros(1, dtype=np.int64)
-    v_code = np.asarray(version_col.indices.fill_null(-1), dtype=np.int64)
-    v_rank = np.where(v_code >= 0, rank_of[np.maximum(v_code, 0)], -1)[order]
-    v_low = _per_group(np.where(v_rank >= 0, v_rank, np.inf), starts, np.fmin, present, n)
-    v_high = _per_group(np.where(v_rank >= 0, v_rank, -np.inf), starts, np.fmax, present, n)
-    by_rank = pa.array(sorted(names.tolist()), type=pa.string())
-
-    def version(values: np.ndarray) -> pa.Array:
-        none = ~np.isfinite(values)
-        return by_rank.take(pa.array(np.where(none, 0, values).astype(np.int64), mask=none))
-
-    requested = np.arange(n) < n_in
-    pad = n - n_in
-    exp_rows = np.concatenate([expected.rows, np.zeros(pad, dtype=np.int64)])
-    exp_fallback = np.concatenate([expected.fallback, np.zeros(pad, dtype=bool)])
-    own = np.where(exp_fallback, fallback_rows, model_rows)
-    model_low, model_high = score_range(is_model)
-    fallback_low, fallback_high = score_range(is_fallback)
-    sources = pa.array([SOURCE_MODEL, SOURCE_FALLBACK], type=pa.string())
-    columns = {
-        COL_USER: pa.concat_arrays([expected_ids, extra_ids.cast(pa.string())]),
-        "expected_rows": _nullable(exp_rows, ~requested, pa.int64()),
-        "expected_source": sources.take(pa.array(exp_fallback.astype(np.int8), mask=~requested)),
-        "user_rows": pa.array(user_rows),
-        "min_rank": _nullable(np.nan_to_num(min_rank), np.isnan(min_rank), pa.int64()),
-        "max_rank": pa.array(np.nan_to_num(max_rank).astype(np.int64)),
-        "incomplete_rows": pa.array(count(~complete)),
-        "duplicate_ranks": pa.array(duplicate_ranks),
-        "duplicate_items": pa.array(duplicate_items),
-        "scores_out_of_order": pa.array(scores_out_of_order),
-        "nonfinite_scores": pa.array(count(score_valid & ~finite)),
-        "seen_items": pa.array(seen_items),
-        "unknown_items": pa.array(count(item_valid & ~code_valid)),
-        "wrong_source_rows": _nullable(user_rows - own, ~requested, pa.int64()),
-        "model_score_min": pa.array(model_low, from_pandas=True),
-        "model_score_max": pa.array(model_high, from_pandas=True),
-        "fallback_score_min": pa.array(fallback_low, from_pandas=True),
-        "fallback_score_max": pa.array(fallback_high, from_pandas=True),
-        "version_min": version(v_low),
-        "version_max": version(v_high),
-    }
-    return pa.Table.from_pydict(columns, schema=check_schema())

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from recflow.batch.layout import ScoringRequest
+from recflow.batch.publish import preload_suite_engine, publish_scores
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.models.artifact import load_recommender
 from recflow.models.base import Recommender
@@ -162,8 +163,6 @@ def run_batch_scoring(
     suite; a failed run leaves the previous partition as it was and raises
     :class:`recflow.batch.publish.ScoresRejected` after writing its report.
     """
-    from recflow.batch.publish import preload_suite_engine, publish_scores
-
     preload_suite_engine()
     try:
         model = load_recommender(artifact_dir, item_side=True)
@@ -175,19 +174,7 @@ def run_batch_scoring(
     interactions = read_interactions(spark, lake_root)
     activity = user_activity(interactions, item_table(spark, model), request, policy, train_start).cache()
     try:
-        t0 = time.perf_counter()
-        # The per-user seen arrays are an object aggregate: its hash form falls back to sorting after 128
-        # groups a task (spark.sql.objectHashAggregate.sortBased.fallbackThreshold), and with 10^5-10^6
-        # users a task it paid the hash map and the sort; the sort aggregate sorts once (measured at 10^6
-        # users: 5-6 s against 7.5-14 s), and spills like any sort.
-        with session_conf(spark, {"spark.sql.execution.useObjectHashAggregateExec": "false"}):
-            n_users = activity.count()
-        log.info("%d active users and their seen items in %.1f s", n_users, time.perf_counter() - t0)
-        if n_users == 0:
-            raise ScoringError(
-                f"no active users in the {request.active_days} day(s) up to {request.day} under {lake_root}"
-                + (f" among the {len(request.users)} requested" if request.users is not None else "")
-            )
+        n_users = _count_active(spark, activity, request, lake_root)
         partitions = partition_count(spark, n_users)
         # the join to the user table then shuffles straight into the scoring partitions (see scoring_inputs)
         scoped = {SHUFFLE_PARTITIONS: str(partitions), ARROW_MAX_RECORDS: str(ARROW_BATCH_USERS)}
@@ -203,6 +190,24 @@ def run_batch_scoring(
             )
     finally:
         activity.unpersist()
+
+
+def _count_active(spark: SparkSession, activity: DataFrame, request: ScoringRequest, lake_root: Path | str) -> int:
+    """The number of active users (computing and caching ``activity``); none is an error."""
+    t0 = time.perf_counter()
+    # The per-user seen arrays are an object aggregate: its hash form falls back to sorting after 128
+    # groups a task (spark.sql.objectHashAggregate.sortBased.fallbackThreshold), and with 10^5-10^6
+    # users a task it paid the hash map and the sort; the sort aggregate sorts once (measured at 10^6
+    # users: 5-6 s against 7.5-14 s), and spills like any sort.
+    with session_conf(spark, {"spark.sql.execution.useObjectHashAggregateExec": "false"}):
+        n_users = activity.count()
+    log.info("%d active users and their seen items in %.1f s", n_users, time.perf_counter() - t0)
+    if n_users == 0:
+        raise ScoringError(
+            f"no active users in the {request.active_days} day(s) up to {request.day} under {lake_root}"
+            + (f" among the {len(request.users)} requested" if request.users is not None else "")
+        )
+    return n_users
 
 
 def _lineage(artifact_dir: Path) -> dict[str, Any]:

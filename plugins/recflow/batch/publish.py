@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from recflow.batch.layout import SCORE_COLUMNS, SUMMARY_FILE, ScoringRequest, scores_partition
+from recflow.batch.staging import TMP_SUFFIX, StagingPlan, stage_scores
 from recflow.constants import COL_RANK, COL_USER
+from recflow.data.stores import LakeStore, open_store
 from recflow.scoring.core import SOURCE_FALLBACK, ScoringError
 from recflow.scoring.seen import SeenPolicy
 
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
 
-    from recflow.batch.staging import StagingPlan
     from recflow.models.base import Recommender
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def failed_rows(scores_dir: Path, failed: list[dict[str, Any]]) -> dict[str, lis
     """The staged rows (by rank) of the first :data:`REPORT_USERS` users the failed rules sampled."""
     import pyarrow.parquet as pq
 
-    from recflow.validation.gx_runner import jsonable
+    from recflow.validation.gx_runner import jsonable  # deferred: great_expectations (gx_runner imports it)
 
     users: list[str] = []
     for result in failed:
@@ -108,13 +109,16 @@ def failed_rows(scores_dir: Path, failed: list[dict[str, Any]]) -> dict[str, lis
 
 def preload_suite_engine() -> None:
     """Import GX (seconds) in a background thread, so it overlaps the Spark work before the suite runs;
-    the suite's own import then waits for it (Python's import lock) instead of starting over."""
-    import importlib
+    the suite's own import then waits for it (Python's import lock) instead of starting over.
+
+    That is why this module imports the suite engine (:mod:`recflow.validation`) only inside functions: a
+    top-level import would pay those seconds up front, before Spark starts, and leave nothing to overlap."""
     import threading
 
     def load() -> None:
         try:
-            importlib.import_module("recflow.validation.chunked")
+            # deferred: the point of this thread: the suite engine imports great_expectations (seconds)
+            import recflow.validation.chunked  # noqa: F401  (loaded for the suite, not used here)
         except Exception:  # e.g. an import deadlock between threads: the suite imports it again itself
             log.debug("background import of the suite engine failed", exc_info=True)
 
@@ -138,8 +142,6 @@ def _staged_files(plan: StagingPlan, reports: list[Any]) -> list[str]:
     other file the tasks did not report is refused, as is a file whose columns are not the output's.
     """
     import pyarrow.parquet as pq
-
-    from recflow.batch.staging import TMP_SUFFIX
 
     folder = Path(plan.scores_dir)
     for leftover in folder.glob(f".*{TMP_SUFFIX}"):
@@ -167,7 +169,7 @@ def _reconcile(reports: list[Any], facts: dict[str, int], n_users: int) -> None:
         )
 
 
-def _write_report(store: Any, day: date, report: dict[str, Any]) -> str:
+def _write_report(store: LakeStore, day: date, report: dict[str, Any]) -> str:
     folder = store.staging()
     try:
         (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
@@ -188,10 +190,8 @@ def publish_scores(
 ) -> dict[str, Any]:
     """Score ``inputs`` into a staging folder, run the suite on the staged files' checks, publish them
     and return the summary."""
-    from recflow.batch.staging import StagingPlan, stage_scores
-    from recflow.data.stores import open_store
-    from recflow.validation import load_suite_spec
-    from recflow.validation.chunked import CHUNK_ROWS, run_suite_in_chunks
+    # deferred: great_expectations, through the suite engine (preload_suite_engine imports it meanwhile)
+    from recflow.validation.chunked import CHUNK_ROWS
 
     store = open_store(str(lake_root))
     staging = store.staging()
@@ -199,52 +199,12 @@ def publish_scores(
     plan = StagingPlan(str(out), str(staging / "checks"), buckets=max(1, -(-n_users // CHUNK_ROWS)))
     try:
         out.mkdir()
-        t0 = time.perf_counter()
-        reports = stage_scores(inputs, model, version=request.version, k=request.k, partitions=partitions,
-                               plan=plan).collect()  # fmt: skip
-        files = _staged_files(plan, reports)
-        log.info("scored and staged %s in %.1f s", request.day, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        results, facts = run_suite_in_chunks(
-            _check_chunks(plan),
-            load_suite_spec(SUITE),
-            suite_params(model, request),
-            group_col=COL_USER,
-            facts=user_facts,
-        )
-        _reconcile(reports, facts, n_users)
-        log.info(
-            "suite %s on %d rows (%d users): %.1f s",
-            SUITE,
-            facts["rows"],
-            facts["active_users"],
-            time.perf_counter() - t0,
-        )
-        summary: dict[str, Any] = {
-            "day": str(request.day),
-            "model_version": request.version,
-            "family": model.family,
-            "k": request.k,
-            "active_days": request.active_days,
-            "user_subset": None if request.users is None else len(request.users),
-            **{
-                name: int(facts[name])
-                for name in ("active_users", "users_scored", "users_exhausted", "users_fallback", "rows")
-            },
-            **policy.as_dict(),
-        }
+        reports, files = _stage(inputs, model, request, partitions, plan)
+        results, facts = _run_suite(plan, model, request, reports, n_users)
+        summary = _summary(model, request, policy, facts)
         failed = [r for r in results if not r["success"]]
         if failed:
-            report = {**summary, "suite": SUITE, "published": False, "failed": failed, "results": results,
-                      "failed_rows": failed_rows(out, failed)}  # fmt: skip
-            uri = _write_report(store, request.day, report)
-            reasons = ", ".join(sorted({str(r["reason"]) for r in failed}))
-            raise ScoresRejected(
-                f"scores for {request.day} by {request.version} failed {len(failed)} check(s) of {SUITE}: "
-                f"{reasons}; the previous partition is kept",
-                report,
-                uri,
-            )
+            raise _rejected(store, request, summary, failed, results, out)
         summary["files"] = files
         summary["path"] = store.uri(scores_partition(request.day))
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
@@ -252,3 +212,82 @@ def publish_scores(
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage(
+    inputs: DataFrame, model: Recommender, request: ScoringRequest, partitions: int, plan: StagingPlan
+) -> tuple[list[Any], list[str]]:
+    """Score and stage ``inputs`` (the tasks check what they wrote): the tasks' reports and the staged files."""
+    t0 = time.perf_counter()
+    reports = stage_scores(inputs, model, version=request.version, k=request.k, partitions=partitions,
+                           plan=plan).collect()  # fmt: skip
+    files = _staged_files(plan, reports)
+    log.info("scored and staged %s in %.1f s", request.day, time.perf_counter() - t0)
+    return reports, files
+
+
+def _run_suite(
+    plan: StagingPlan, model: Recommender, request: ScoringRequest, reports: list[Any], n_users: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The suite's results on the staged check rows and the summary's counts, which must add up to what
+    the tasks reported staging (:func:`_reconcile`)."""
+    # deferred: great_expectations, through recflow.validation (preload_suite_engine imports it meanwhile)
+    from recflow.validation import load_suite_spec
+    from recflow.validation.chunked import run_suite_in_chunks  # deferred: great_expectations, as above
+
+    t0 = time.perf_counter()
+    results, facts = run_suite_in_chunks(
+        _check_chunks(plan),
+        load_suite_spec(SUITE),
+        suite_params(model, request),
+        group_col=COL_USER,
+        facts=user_facts,
+    )
+    _reconcile(reports, facts, n_users)
+    log.info(
+        "suite %s on %d rows (%d users): %.1f s",
+        SUITE,
+        facts["rows"],
+        facts["active_users"],
+        time.perf_counter() - t0,
+    )
+    return results, facts
+
+
+def _summary(model: Recommender, request: ScoringRequest, policy: SeenPolicy, facts: dict[str, int]) -> dict[str, Any]:
+    """What was scored, by which model, under which seen-items policy, and the suite's counts."""
+    return {
+        "day": str(request.day),
+        "model_version": request.version,
+        "family": model.family,
+        "k": request.k,
+        "active_days": request.active_days,
+        "user_subset": None if request.users is None else len(request.users),
+        **{
+            name: int(facts[name])
+            for name in ("active_users", "users_scored", "users_exhausted", "users_fallback", "rows")
+        },
+        **policy.as_dict(),
+    }
+
+
+def _rejected(
+    store: LakeStore,
+    request: ScoringRequest,
+    summary: dict[str, Any],
+    failed: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    scores_dir: Path,
+) -> ScoresRejected:
+    """Write the failure report (the failed rules, the rows of the users they name) and return the error
+    that says so; nothing is published."""
+    report = {**summary, "suite": SUITE, "published": False, "failed": failed, "results": results,
+              "failed_rows": failed_rows(scores_dir, failed)}  # fmt: skip
+    uri = _write_report(store, request.day, report)
+    reasons = ", ".join(sorted({str(r["reason"]) for r in failed}))
+    return ScoresRejected(
+        f"scores for {request.day} by {request.version} failed {len(failed)} check(s) of {SUITE}: "
+        f"{reasons}; the previous partition is kept",
+        report,
+        uri,
+    )

@@ -1,6 +1,6 @@
 """The Python-worker side of staging batch scores: a task's rows written as Parquet, read back, checked.
 
-Each task of the scoring ``mapInArrow`` (:func:`recflow.batch.job.stage_scores`) hands every scored
+Each task of the scoring ``mapInArrow`` (:func:`stage_scores`) hands every scored
 Arrow batch, with the input users it was scored for, to a :class:`StagedFiles`. That writes the rows
 with pyarrow into ``part-<partition>-<n>.parquet`` (a new file every :data:`FILE_USERS` users, one row
 group per batch). When a file is complete it is read back from disk and checked, row group by row

@@ -12,6 +12,7 @@ count sums the weights, amount sums weighted amounts before the ``log1p``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,7 +22,7 @@ import numpy as np
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER
 from recflow.models.base import read_model_json, write_model_json
 from recflow.models.index import COL_I, COL_U, ArtifactError, IdIndex, SeenItems, read_items
-from recflow.models.params import reject_unknown
+from recflow.models.params import Rule, parse_params
 from recflow.models.tables import (
     TableBackedRecommender,
     dense_codes,
@@ -58,17 +59,25 @@ class AlsParams:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> AlsParams:
-        reject_unknown(cls, raw, "ALS")
-        params = cls(**raw)
-        if params.num_blocks is not None and params.num_blocks < 1:
-            raise ValueError(f"num_blocks must be >= 1 or None, got {params.num_blocks}")
-        if params.rank < 1 or params.max_iter < 1 or params.reg_param < 0 or params.alpha < 0:
-            raise ValueError(f"ALS parameters out of range: {params}")
-        if params.half_life_days is not None and params.half_life_days <= 0:
-            raise ValueError(f"half_life_days must be > 0 or None, got {params.half_life_days}")
-        if params.confidence not in ("binary", "count", "amount"):
-            raise ValueError(f"confidence must be binary, count or amount, got {params.confidence!r}")
-        return params
+        return parse_params(cls, raw, "ALS")
+
+    def rules(self) -> Iterator[Rule]:
+        yield (
+            self.num_blocks is not None and self.num_blocks < 1,
+            f"num_blocks must be >= 1 or None, got {self.num_blocks}",
+        )
+        yield (
+            self.rank < 1 or self.max_iter < 1 or self.reg_param < 0 or self.alpha < 0,
+            f"ALS parameters out of range: {self}",
+        )
+        yield (
+            self.half_life_days is not None and self.half_life_days <= 0,
+            f"half_life_days must be > 0 or None, got {self.half_life_days}",
+        )
+        yield (
+            self.confidence not in ("binary", "count", "amount"),
+            f"confidence must be binary, count or amount, got {self.confidence!r}",
+        )
 
 
 def confidence_frame(interactions: DataFrame, confidence: Confidence, half_life_days: float | None = None) -> DataFrame:

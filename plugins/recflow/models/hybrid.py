@@ -19,6 +19,7 @@ thing whatever the scale of either model's raw scores.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -28,7 +29,7 @@ import numpy as np
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.base import Recommender, read_model_json, write_model_json
 from recflow.models.index import IdIndex, SeenItems, write_user_table
-from recflow.models.params import reject_unknown
+from recflow.models.params import Rule, parse_params
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -51,14 +52,12 @@ class HybridParams(AlsParams):
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> HybridParams:
-        reject_unknown(cls, raw, "hybrid")
-        params = cls(**raw)
-        params.als_params()  # validates the ALS part with ALS's own rules
-        if params.ease_lambda <= 0:
-            raise ValueError(f"ease_lambda must be > 0 (it keeps X^T X invertible), got {params.ease_lambda}")
-        if not 0.0 <= params.als_weight <= 1.0:
-            raise ValueError(f"als_weight must be in [0, 1], got {params.als_weight}")
-        return params
+        return parse_params(cls, raw, "hybrid")
+
+    def rules(self) -> Iterator[Rule]:
+        self.als_params()  # validates the ALS part with ALS's own rules (and messages) first
+        yield self.ease_lambda <= 0, f"ease_lambda must be > 0 (it keeps X^T X invertible), got {self.ease_lambda}"
+        yield not 0.0 <= self.als_weight <= 1.0, f"als_weight must be in [0, 1], got {self.als_weight}"
 
     def als_params(self) -> AlsParams:
         als_fields = {f.name for f in fields(AlsParams)}

@@ -24,7 +24,7 @@ import pandas as pd
 
 from recflow.models.base import read_model_json, write_model_json
 from recflow.models.index import COL_U, IdIndex, SeenItems, read_items
-from recflow.models.params import reject_unknown
+from recflow.models.params import Rule, parse_params
 from recflow.models.tables import TableBackedRecommender, coded_pairs, write_pair_tables
 
 if TYPE_CHECKING:
@@ -59,18 +59,29 @@ class NcfParams:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> NcfParams:
-        reject_unknown(cls, raw, "NCF")
-        values = dict(raw)
-        if "mlp_layers" in values:
-            values["mlp_layers"] = tuple(int(x) for x in values["mlp_layers"])
-        params = cls(**values)
-        if params.gmf_dim < 1 or not params.mlp_layers or min(params.mlp_layers) < 1:
-            raise ValueError(f"NCF layer sizes must be >= 1: {params}")
-        if params.negatives < 1 or params.epochs < 1 or params.batch_size < 1 or params.learning_rate <= 0:
-            raise ValueError(f"NCF training settings out of range: {params}")
-        if params.pretrain_epochs < 0 or params.finetune_learning_rate <= 0:
-            raise ValueError(f"NCF pretraining settings out of range: {params}")
-        return params
+        return parse_params(cls, raw, "NCF", convert=_layers_as_tuple)
+
+    def rules(self) -> Iterator[Rule]:
+        yield (
+            self.gmf_dim < 1 or not self.mlp_layers or min(self.mlp_layers) < 1,
+            f"NCF layer sizes must be >= 1: {self}",
+        )
+        yield (
+            self.negatives < 1 or self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0,
+            f"NCF training settings out of range: {self}",
+        )
+        yield (
+            self.pretrain_epochs < 0 or self.finetune_learning_rate <= 0,
+            f"NCF pretraining settings out of range: {self}",
+        )
+
+
+def _layers_as_tuple(raw: dict[str, Any]) -> dict[str, Any]:
+    """``mlp_layers`` as a tuple of ints (a spec or the UI gives a JSON list)."""
+    values = dict(raw)
+    if "mlp_layers" in values:
+        values["mlp_layers"] = tuple(int(x) for x in values["mlp_layers"])
+    return values
 
 
 def build_neumf(n_users: int, n_items: int, params: NcfParams) -> keras.Model:

@@ -26,6 +26,7 @@ family refuses catalogs above :data:`recflow.models.hybrid.MAX_EASE_ITEMS`, as E
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from recflow.models import hybrid
 from recflow.models.base import Recommender, read_model_json, write_model_json
 from recflow.models.hybrid import ease_weights, standardise
 from recflow.models.index import IdIndex, SeenItems, write_user_table
-from recflow.models.params import reject_unknown
+from recflow.models.params import Rule, parse_params
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -65,19 +66,17 @@ class SequenceParams:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SequenceParams:
-        reject_unknown(cls, raw, "sequence")
-        params = cls(**raw)
-        if params.window < 1 or params.history < 1:
-            raise ValueError(f"window and history must be >= 1, got {params.window}, {params.history}")
-        if not (0.0 < params.step_decay <= 1.0 and 0.0 < params.history_decay <= 1.0):
-            raise ValueError(f"step_decay and history_decay must be in (0, 1]: {params}")
-        if params.backward_weight < 0:
-            raise ValueError(f"backward_weight must be >= 0, got {params.backward_weight}")
-        if params.ease_lambda <= 0:
-            raise ValueError(f"ease_lambda must be > 0 (it keeps X^T X invertible), got {params.ease_lambda}")
-        if not 0.0 <= params.ease_weight <= 1.0:
-            raise ValueError(f"ease_weight must be in [0, 1], got {params.ease_weight}")
-        return params
+        return parse_params(cls, raw, "sequence")
+
+    def rules(self) -> Iterator[Rule]:
+        yield self.window < 1 or self.history < 1, f"window and history must be >= 1, got {self.window}, {self.history}"
+        yield (
+            not (0.0 < self.step_decay <= 1.0 and 0.0 < self.history_decay <= 1.0),
+            f"step_decay and history_decay must be in (0, 1]: {self}",
+        )
+        yield self.backward_weight < 0, f"backward_weight must be >= 0, got {self.backward_weight}"
+        yield self.ease_lambda <= 0, f"ease_lambda must be > 0 (it keeps X^T X invertible), got {self.ease_lambda}"
+        yield not 0.0 <= self.ease_weight <= 1.0, f"ease_weight must be in [0, 1], got {self.ease_weight}"
 
 
 @dataclass(frozen=True)

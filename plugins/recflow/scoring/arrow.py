@@ -31,7 +31,7 @@ class _ItemIds(Protocol):
 
 
 class ShippableModel(ScorableModel, Protocol):
-    """A model the Spark side can ship to its workers (:class:`recflow.models.base.ShippableModel` is one)."""
+    """A model the Spark side can ship to its workers (:class:`recflow.models.base.Recommender` is one)."""
 
     @property
     def index(self) -> _ItemIds: ...

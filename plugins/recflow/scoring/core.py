@@ -267,24 +267,40 @@ def score_batch(
             rows = group[start : start + step]
             sub = batch.take(rows)
             if candidates is not None and (by_model or explicit):
-                cand = np.ascontiguousarray(candidates[rows], dtype=np.int32)
-                if by_model:
-                    block = np.asarray(model.score_candidates(sub, np.maximum(cand, 0)), dtype=np.float32)
-                else:
-                    block = model.fallback_scores()[np.maximum(cand, 0)].astype(np.float32)
-                block[_seen_among(cand, sub.seen, n_items)] = -np.inf
-                pos, vals, cnt = select_top_k(block, k_eff)
-                cols = np.where(pos >= 0, np.take_along_axis(cand, np.maximum(pos, 0), axis=1), -1)
+                cols, vals, cnt = _top_of_candidates(model, sub, candidates[rows], by_model, k_eff)
             else:
-                if by_model:
-                    block = _writable_float32(model.score_rows(sub))
-                else:
-                    block = np.tile(model.fallback_scores(), (len(rows), 1))
-                mask_seen(block, sub.seen)
-                cols, vals, cnt = select_top_k(block, k_eff)
+                cols, vals, cnt = _top_of_catalog(model, sub, by_model, k_eff)
             width = cols.shape[1]
             items[rows, :width], scores[rows, :width], counts[rows] = cols, vals, cnt
     return TopK(items=items, scores=scores, counts=counts, fallback=~known)
+
+
+def _top_of_candidates(
+    model: ScorableModel, users: UserBatch, candidates: np.ndarray, by_model: bool, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Item codes, scores and counts of the users' top ``k`` among their unseen ``candidates`` (-1 padded),
+    scored by the model or, for users it does not know, by the popularity fallback."""
+    cand = np.ascontiguousarray(candidates, dtype=np.int32)
+    if by_model:
+        block = np.asarray(model.score_candidates(users, np.maximum(cand, 0)), dtype=np.float32)
+    else:
+        block = model.fallback_scores()[np.maximum(cand, 0)].astype(np.float32)
+    block[_seen_among(cand, users.seen, model.index.n_items)] = -np.inf
+    pos, vals, cnt = select_top_k(block, k)
+    return np.where(pos >= 0, np.take_along_axis(cand, np.maximum(pos, 0), axis=1), -1), vals, cnt
+
+
+def _top_of_catalog(
+    model: ScorableModel, users: UserBatch, by_model: bool, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Item codes, scores and counts of the users' top ``k`` unseen items of the whole catalog, scored by
+    the model or, for users it does not know, by the popularity fallback."""
+    if by_model:
+        block = _writable_float32(model.score_rows(users))
+    else:
+        block = np.tile(model.fallback_scores(), (len(users), 1))
+    mask_seen(block, users.seen)
+    return select_top_k(block, k)
 
 
 def top_k_frame(top: TopK, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.batch.checks import ExpectedUsers
+from recflow.batch.checks import ExpectedUsers, user_checks
 from recflow.batch.layout import SCORE_COLUMNS, ScoringRequest
-from recflow.batch.publish import SUITE, _check_chunks, _staged_files, suite_params, user_facts
-from recflow.batch.staging import StagedFiles, StagingPlan, bucket_of
+from recflow.batch.publish import SUITE, _check_chunks, _reconcile, _staged_files, suite_params, user_facts
+from recflow.batch.staging import TMP_SUFFIX, StagedFiles, StagingPlan, bucket_of
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.index import IdIndex, SeenItems
 from recflow.scoring.core import Ragged, ScoringError
@@ -113,8 +113,6 @@ def test_staged_files_must_be_the_reported_ones(tmp_path: Path) -> None:
 
 
 def test_a_killed_attempts_temporary_file_is_dropped_and_a_wrong_schema_refused(tmp_path: Path) -> None:
-    from recflow.batch.staging import TMP_SUFFIX
-
     plan = _plan(tmp_path)
     report = _stage(plan, 0, ["a"])
     assert report is not None
@@ -127,8 +125,6 @@ def test_a_killed_attempts_temporary_file_is_dropped_and_a_wrong_schema_refused(
 
 
 def test_checks_must_cover_every_staged_and_input_user(tmp_path: Path) -> None:
-    from recflow.batch.publish import _reconcile
-
     reports = [{"file": "f", "users": 2, "rows": 6}]
     _reconcile(reports, {"active_users": 2, "rows": 6}, n_users=2)
     for facts, n_users in (({"active_users": 1, "rows": 6}, 2), ({"active_users": 2, "rows": 3}, 2),
@@ -138,8 +134,6 @@ def test_checks_must_cover_every_staged_and_input_user(tmp_path: Path) -> None:
 
 
 def test_a_nan_score_is_counted_not_turned_into_an_infinite_range() -> None:
-    from recflow.batch.checks import user_checks
-
     model = _model()
     rows = pa.table(
         {
