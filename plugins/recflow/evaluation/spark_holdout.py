@@ -4,7 +4,7 @@ Why: ALS and NCF fit without collecting the training pairs or the user factors t
 (:mod:`recflow.models.tables`), so their evaluation must not collect them either. The rule is the
 in-process one (:func:`recflow.evaluation.python_holdout.judgeable_pairs`: known user, known item, not seen in training
 unless the policy is ``exclude_seen: none``), applied by Spark joins; the top-K lists come from the one
-scoring core (:func:`recflow.scoring.core.score_batch`) run by :func:`recflow.batch.job.score_users` on
+scoring core (:func:`recflow.scoring.core.score_batch`) run by :func:`recflow.scoring.arrow.score_users` on
 the model's item side. The driver receives only what is bounded by the hold-out: its judgeable pairs
 and ``k`` rows per hold-out user (and ``k`` rows for each of the 20 canary users).
 """
