@@ -69,7 +69,7 @@ def _child(mode: str, path: str, gx_sample_rows: int) -> dict[str, Any]:
 
     logging.disable(logging.INFO)
     from recflow.data.landing import coerce_chunk, iter_landing
-    from recflow.validation import validate_partition
+    from recflow.validation import LandingDayRequest, validate_partition
 
     start = resource.getrusage(resource.RUSAGE_SELF)
     baseline = start.ru_maxrss
@@ -83,7 +83,7 @@ def _child(mode: str, path: str, gx_sample_rows: int) -> dict[str, Any]:
                 rows += chunk.rows
             extra: dict[str, Any] = {}
         else:
-            result = validate_partition(path, day=DAY, lake_root=lake, gx_sample_rows=gx_sample_rows)
+            result = validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake, gx_sample_rows=gx_sample_rows))
             rows = result.landed
             extra = {"accepted": result.accepted, "quarantined": result.quarantined}
         seconds = time.perf_counter() - t0

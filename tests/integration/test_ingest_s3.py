@@ -27,7 +27,14 @@ from recflow.config.settings import Settings
 from recflow.data import synthetic
 from recflow.data.landing import find_landing_file
 from recflow.data.stores import S3Lake, split_s3
-from recflow.validation import COL_REASON, ValidationFailed, ValidationResult, lake_partition, validate_partition
+from recflow.validation import (
+    COL_REASON,
+    LandingDayRequest,
+    ValidationFailed,
+    ValidationResult,
+    lake_partition,
+    validate_partition,
+)
 
 DAY = date(2026, 11, 3)
 HEADER = b"event_id,user_id,item_id,event_ts,quantity,amount\n"
@@ -56,10 +63,10 @@ class Zone:
         self, day: date, body: bytes | None = None, name: str = "interactions.csv", **kw: Any
     ) -> ValidationResult:
         uri = self.land(day, body, name) if body is not None else find_landing_file(self.landing, day, self.settings.s3)
-        return validate_partition(
+        return validate_partition(LandingDayRequest(
             uri, day=day, lake_root=self.lake, quarantine_root=self.quarantine, reports_root=self.reports,
             s3=self.settings.s3, **kw,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def failed(self, day: date, body: bytes, name: str = "interactions.csv", **kw: Any) -> ValidationResult:
         with pytest.raises(ValidationFailed) as info:
@@ -279,10 +286,10 @@ import json, resource, sys, logging
 from datetime import date
 logging.disable(logging.INFO)
 from recflow.config.settings import load_settings
-from recflow.validation import validate_partition
+from recflow.validation import LandingDayRequest, validate_partition
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-r = validate_partition(sys.argv[1], day=date(2026, 11, 3), lake_root=sys.argv[2], s3=load_settings().s3,
-                       chunk_bytes=4 * 1024 * 1024, gx_sample_rows=20_000, data_docs=False)
+r = validate_partition(LandingDayRequest(sys.argv[1], day=date(2026, 11, 3), lake_root=sys.argv[2],
+                       s3=load_settings().s3, chunk_bytes=4 * 1024 * 1024, gx_sample_rows=20_000, data_docs=False))
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"landed": r.landed, "accepted": r.accepted, "base_kib": base, "peak_kib": peak}))
 """

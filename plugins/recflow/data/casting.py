@@ -125,6 +125,47 @@ def _id_bytes(s: pd.Series) -> np.ndarray:
     return lengths
 
 
+def _cast_timestamps(raw: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """``event_ts`` as UTC timestamps, and which present values did not parse (None when none can fail).
+
+    Arrow casts clean text whole; a column that already holds times (Parquet) is only put in UTC; any
+    other text goes through :func:`parse_timestamps`, row by row.
+    """
+    fast = _try_cast(_arrow_text(raw), pa.timestamp("ns", tz="UTC"))
+    if fast is not None:
+        return _arrow_series(fast, raw.index, "datetime64[ns, UTC]"), None
+    unparsable = None
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        ts = raw.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(raw.dtype):
+        ts = raw.dt.tz_localize("UTC")
+    else:
+        text = _as_text(raw)
+        ts = parse_timestamps(text)
+        unparsable = (text.notna() & ts.isna()).to_numpy()
+    return ts.astype("datetime64[ns, UTC]"), unparsable
+
+
+def _cast_quantity(raw: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """``quantity`` as nullable ``Int64``, and which present values are not whole numbers (None: all are)."""
+    fast = _try_cast(_arrow_text(raw), pa.int64())
+    if fast is not None:
+        return _arrow_series(fast, raw.index, "Int64"), None
+    qty = pd.to_numeric(raw, errors="coerce")
+    whole = qty.notna() & np.isfinite(qty.astype(float)) & (qty.astype(float) % 1 == 0)
+    return qty.where(whole).astype("Float64").astype("Int64"), (raw.notna() & ~whole).to_numpy()
+
+
+def _cast_float(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """A float column, and which present values are not finite numbers (stored as NaN, never as a value)."""
+    fast = _try_cast(_arrow_text(raw), pa.float64())
+    # nulls -> NaN on both paths
+    num = fast.to_numpy() if fast is not None else pd.to_numeric(raw, errors="coerce").astype(np.float64).to_numpy()
+    # a literal "nan", JSON's NaN and the infinities are not amounts: reject, never store as missing
+    bad = raw.notna().to_numpy() & ~np.isfinite(num)
+    return pd.Series(np.where(bad, np.nan, num), index=raw.index, dtype=np.float64), bad
+
+
 def coerce_chunk(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Cast a chunk to the contract dtypes; also return, per row, why a present value failed to cast.
 
@@ -136,53 +177,20 @@ def coerce_chunk(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """
     index = frame.index
     typed = pd.DataFrame(index=index)
-    problems: dict[str, np.ndarray] = {}
-    for c in (COL_EVENT, COL_USER, COL_ITEM):
-        text = _arrow_text(frame[c])
-        if text is not None:  # the readers already made empty fields null
-            typed[c] = frame[c]
-        else:
-            typed[c] = _as_text(frame[c])
-
-    raw_ts = frame[COL_TS]
-    fast_ts = _try_cast(_arrow_text(raw_ts), pa.timestamp("ns", tz="UTC"))
-    if fast_ts is not None:
-        typed[COL_TS] = _arrow_series(fast_ts, index, "datetime64[ns, UTC]")
-    else:
-        if isinstance(raw_ts.dtype, pd.DatetimeTZDtype):
-            ts = raw_ts.dt.tz_convert("UTC")
-        elif pd.api.types.is_datetime64_dtype(raw_ts.dtype):
-            ts = raw_ts.dt.tz_localize("UTC")
-        else:
-            text_ts = _as_text(raw_ts)
-            ts = parse_timestamps(text_ts)
-            problems["event_ts_unparsable"] = (text_ts.notna() & ts.isna()).to_numpy()
-        typed[COL_TS] = ts.astype("datetime64[ns, UTC]")
-
-    fast_qty = _try_cast(_arrow_text(frame[COL_QUANTITY]), pa.int64())
-    if fast_qty is not None:
-        typed[COL_QUANTITY] = _arrow_series(fast_qty, index, "Int64")
-    else:
-        qty = pd.to_numeric(frame[COL_QUANTITY], errors="coerce")
-        whole = qty.notna() & np.isfinite(qty.astype(float)) & (qty.astype(float) % 1 == 0)
-        problems["quantity_not_integer"] = (frame[COL_QUANTITY].notna() & ~whole).to_numpy()
-        typed[COL_QUANTITY] = qty.where(whole).astype("Float64").astype("Int64")
-
+    problems: dict[str, np.ndarray] = {}  # in this order in the joined reasons
+    for c in (COL_EVENT, COL_USER, COL_ITEM):  # Arrow text: the readers already made empty fields null
+        typed[c] = frame[c] if _arrow_text(frame[c]) is not None else _as_text(frame[c])
+    typed[COL_TS], unparsable = _cast_timestamps(frame[COL_TS])
+    if unparsable is not None:
+        problems["event_ts_unparsable"] = unparsable
+    typed[COL_QUANTITY], fractional = _cast_quantity(frame[COL_QUANTITY])
+    if fractional is not None:
+        problems["quantity_not_integer"] = fractional
     for c, code in ((COL_AMOUNT, "amount_not_numeric"), (COL_RATING, "rating_not_numeric")):
-        fast = _try_cast(_arrow_text(frame[c]), pa.float64())
-        if fast is not None:
-            num = fast.to_numpy()  # nulls -> NaN
-        else:
-            num = pd.to_numeric(frame[c], errors="coerce").astype(np.float64).to_numpy()
-        # a literal "nan", JSON's NaN and the infinities are not amounts: reject, never store as missing
-        bad = frame[c].notna().to_numpy() & ~np.isfinite(num)
-        problems[code] = bad
-        typed[c] = pd.Series(np.where(bad, np.nan, num), index=index, dtype=np.float64)
-
+        typed[c], problems[code] = _cast_float(frame[c])
     too_long = np.zeros(len(frame), dtype=bool)
     for c in ID_COLUMNS:
         too_long |= _id_bytes(typed[c]) > MAX_ID_BYTES
     problems[REASON_ID_TOO_LONG] = too_long
-
     reasons = join_reasons(problems, len(frame))
     return typed.loc[:, list(INTERACTION_COLUMNS)], pd.Series(reasons, index=index, dtype=object)

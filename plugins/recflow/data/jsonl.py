@@ -202,79 +202,103 @@ def _records_frame(records: list[dict[str, Any]], columns: _Columns) -> pd.DataF
 def _iter_array(path: str, blocks: Iterable[bytes], chunk_bytes: int) -> Iterator[LandingChunk]:
     """One JSON array of records, element by element, in chunks of about ``chunk_bytes`` of text."""
     columns = _Columns(path)
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    source = iter(blocks)
-    buf, pos, line, eof = "", 0, 1, False
-
-    def more() -> bool:
-        nonlocal buf, pos, eof
-        if eof:
-            return False
-        data = next(source, None)
-        try:
-            text = decoder.decode(data or b"", final=data is None)
-        except UnicodeDecodeError as exc:
-            raise CorruptFileError(path, f"the JSON array is not UTF-8 near line {line} ({exc})") from exc
-        eof = data is None
-        buf, pos = buf[pos:] + text, 0
-        return True
-
-    def skip_space() -> bool:
-        """Move to the next non-space character (counting lines); False at the end of the file."""
-        nonlocal pos, line
-        while True:
-            end = _SPACE.match(buf, pos).end()  # type: ignore[union-attr]  # matches the empty string
-            line += buf.count("\n", pos, end)
-            pos = end
-            if pos < len(buf):
-                return True
-            if not more():
-                return False
-
-    more()
-    skip_space()
-    pos += 1  # the "["
     rows = 0
     held, held_bytes = _Records(), 0
-    max_record = 2 * max(chunk_bytes, 1 << 20)  # a longer "record" is a broken file, not a record
-    expect_value = True
-    while True:
-        if not skip_space():
-            read = rows + len(held)
-            raise CorruptFileError(path, f"the JSON array ends early (no closing ']'; {read} records read)")
-        ch = buf[pos]
-        if ch == "]":
-            pos += 1
-            break
-        if not expect_value:
-            if ch != ",":
-                raise CorruptFileError(path, f"not a valid JSON array: expected ',' or ']' at line {line}")
-            pos += 1
-            expect_value = True
-            continue
-        try:
-            obj, end = _DECODER.raw_decode(buf, pos)
-            complete = end < len(buf) or eof
-        except json.JSONDecodeError as exc:
-            if len(buf) - pos < max_record and more():  # maybe cut by the buffer end: read on
-                continue
-            raise CorruptFileError(path, f"not a valid JSON array at line {line}: {exc.msg}") from exc
-        if not complete:  # a number or literal cut by the buffer end: read on and parse it again
-            more()
-            continue
-        text = buf[pos:end]
+    for obj, text, line in _ArrayElements(path, blocks, chunk_bytes):
         held.take(obj, text, line)
-        held_bytes += end - pos
-        line += text.count("\n")
-        pos = end
-        expect_value = False
+        held_bytes += len(text)
         if held_bytes >= chunk_bytes:
             rows += len(held)
             yield held.chunk(columns)
             held, held_bytes = _Records(), 0
-    if skip_space():
-        raise CorruptFileError(path, f"data after the end of the JSON array at line {line}")
     rows += len(held)
     if rows == 0:
         raise EmptyFileError(path, "an empty JSON array")
     yield held.chunk(columns)
+
+
+class _ArrayElements:
+    """The elements of one JSON array, decoded one at a time from a text buffer refilled block by block.
+
+    Iterating yields ``(value, text, line)``: the decoded element, its exact text and the line it starts
+    on. A file that is not one well-formed array raises :class:`CorruptFileError` naming the line.
+    """
+
+    def __init__(self, path: str, blocks: Iterable[bytes], chunk_bytes: int) -> None:
+        self.path = path
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._source = iter(blocks)
+        self._max_record = 2 * max(chunk_bytes, 1 << 20)  # a longer "record" is a broken file, not a record
+        self.buf, self.pos, self.line, self.eof = "", 0, 1, False
+        self.count = 0  # elements decoded so far
+
+    def __iter__(self) -> Iterator[tuple[object, str, int]]:
+        self._more()
+        self._skip_space()
+        self.pos += 1  # the "["
+        expect_value = True
+        while True:
+            if not self._skip_space():
+                raise CorruptFileError(
+                    self.path, f"the JSON array ends early (no closing ']'; {self.count} records read)"
+                )
+            ch = self.buf[self.pos]
+            if ch == "]":
+                self.pos += 1
+                break
+            if not expect_value:
+                if ch != ",":
+                    raise CorruptFileError(
+                        self.path, f"not a valid JSON array: expected ',' or ']' at line {self.line}"
+                    )
+                self.pos += 1
+                expect_value = True
+                continue
+            element = self._decode()
+            if element is not None:
+                yield element
+                expect_value = False
+        if self._skip_space():
+            raise CorruptFileError(self.path, f"data after the end of the JSON array at line {self.line}")
+
+    def _decode(self) -> tuple[object, str, int] | None:
+        """The element at ``pos`` (moving past it), or None when the buffer was refilled to read it whole."""
+        try:
+            obj, end = _DECODER.raw_decode(self.buf, self.pos)
+            complete = end < len(self.buf) or self.eof
+        except json.JSONDecodeError as exc:
+            if len(self.buf) - self.pos < self._max_record and self._more():  # maybe cut by the buffer end
+                return None
+            raise CorruptFileError(self.path, f"not a valid JSON array at line {self.line}: {exc.msg}") from exc
+        if not complete:  # a number or literal cut by the buffer end: read on and parse it again
+            self._more()
+            return None
+        text, line = self.buf[self.pos : end], self.line
+        self.line += text.count("\n")
+        self.pos = end
+        self.count += 1
+        return obj, text, line
+
+    def _more(self) -> bool:
+        """Append the next block's text to the unread rest of the buffer; False once the file has ended."""
+        if self.eof:
+            return False
+        data = next(self._source, None)
+        try:
+            text = self._decoder.decode(data or b"", final=data is None)
+        except UnicodeDecodeError as exc:
+            raise CorruptFileError(self.path, f"the JSON array is not UTF-8 near line {self.line} ({exc})") from exc
+        self.eof = data is None
+        self.buf, self.pos = self.buf[self.pos :] + text, 0
+        return True
+
+    def _skip_space(self) -> bool:
+        """Move to the next non-space character (counting lines); False at the end of the file."""
+        while True:
+            end = _SPACE.match(self.buf, self.pos).end()  # type: ignore[union-attr]  # matches the empty string
+            self.line += self.buf.count("\n", self.pos, end)
+            self.pos = end
+            if self.pos < len(self.buf):
+                return True
+            if not self._more():
+                return False

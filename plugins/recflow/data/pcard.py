@@ -22,29 +22,25 @@ import pandas as pd
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER
 from recflow.data.contract import conform
 
-YEAR_MONTH: Final = "Year-Month"
-AGENCY_NUMBER: Final = "Agency Number"
-AGENCY_NAME: Final = "Agency Name"
+# The columns the mapping reads; the others only take part in the content hash of the event id.
 LAST_NAME: Final = "Cardholder Last Name"
 FIRST_INITIAL: Final = "Cardholder First Initial"
-DESCRIPTION: Final = "Description"
 AMOUNT: Final = "Amount"
-VENDOR: Final = "Vendor"
 TRANSACTION_DATE: Final = "Transaction Date"
-POSTED_DATE: Final = "Posted Date"
 MCC: Final = "Merchant Category Code (MCC)"
 
+#: The file's header, in order.
 PCARD_COLUMNS: Final[tuple[str, ...]] = (
-    YEAR_MONTH,
-    AGENCY_NUMBER,
-    AGENCY_NAME,
+    "Year-Month",
+    "Agency Number",
+    "Agency Name",
     LAST_NAME,
     FIRST_INITIAL,
-    DESCRIPTION,
+    "Description",
     AMOUNT,
-    VENDOR,
+    "Vendor",
     TRANSACTION_DATE,
-    POSTED_DATE,
+    "Posted Date",
     MCC,
 )
 

@@ -40,11 +40,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 import numpy as np
 import pyarrow.parquet as pq
 
+from recflow.config.s3 import S3Settings, s3_client
+from recflow.config.settings import load_settings, state_dir
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
-
-    from recflow.config.s3 import S3Settings
 
 SUCCESS: Final = "_SUCCESS"
 STAGING: Final = "_staging"
@@ -85,9 +86,6 @@ def basename(uri: str | Path) -> str:
 def _client(s3: S3Settings | None, client: S3Client | None = None) -> S3Client:
     if client is not None:
         return client
-    from recflow.config.s3 import s3_client
-    from recflow.config.settings import load_settings
-
     return s3_client(s3 or load_settings().s3)
 
 
@@ -247,8 +245,6 @@ def staging_root() -> Path:
     partitions there, so on a multi-host Spark cluster it must be a path mounted at the same place on the
     driver and every executor host (NFS, EFS, ...); on one machine the default is fine.
     """
-    from recflow.config.settings import state_dir
-
     explicit = os.environ.get("RECFLOW_STAGING")
     return Path(explicit) if explicit else state_dir() / "tmp"
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Final
+from typing import Final, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -296,6 +296,20 @@ def _inject(df: pd.DataFrame, faults: Mapping[str, float], day: date, block: int
     return df
 
 
+class DayOptions(TypedDict, total=False):
+    """What shapes a generated day, as keyword arguments; :func:`iter_day` holds the defaults.
+
+    Why one declaration: :func:`generate_day`, :func:`write_day` and :func:`write_days` pass these through
+    unchanged, so their names, types and defaults are written once.
+    """
+
+    n_users: int
+    n_items: int
+    events_per_day: int
+    seed: int
+    faults: Mapping[str, float] | None
+
+
 def iter_day(
     day: date,
     *,
@@ -314,23 +328,13 @@ def iter_day(
         yield _inject(df, checked, day, block, seed) if checked else df
 
 
-def generate_day(
-    day: date,
-    *,
-    n_users: int = DEFAULT_USERS,
-    n_items: int = DEFAULT_ITEMS,
-    events_per_day: int = DEFAULT_EVENTS_PER_DAY,
-    seed: int = DEFAULT_SEED,
-    faults: Mapping[str, float] | None = None,
-) -> pd.DataFrame:
+def generate_day(day: date, **options: Unpack[DayOptions]) -> pd.DataFrame:
     """All of ``day``'s events as one frame; same inputs give identical output.
 
     Columns and dtypes are those of :data:`recflow.data.contract.INTERACTION_DTYPES`. Days are
     independent given ``seed`` and ``day``. For large days use :func:`iter_day` or :func:`write_days`.
     """
-    blocks = list(
-        iter_day(day, n_users=n_users, n_items=n_items, events_per_day=events_per_day, seed=seed, faults=faults)
-    )
+    blocks = list(iter_day(day, **options))
     if not blocks:
         return empty_interactions()
     return pd.concat(blocks, ignore_index=True)
@@ -409,11 +413,7 @@ def write_day(
     fmt: str = "csv",
     gzip: bool = False,
     chunk_rows: int = 1_000_000,
-    n_users: int = DEFAULT_USERS,
-    n_items: int = DEFAULT_ITEMS,
-    events_per_day: int = DEFAULT_EVENTS_PER_DAY,
-    seed: int = DEFAULT_SEED,
-    faults: Mapping[str, float] | None = None,
+    **options: Unpack[DayOptions],
 ) -> Path:
     """Write one day's landing file atomically (temp file + rename) and return its path.
 
@@ -427,9 +427,7 @@ def write_day(
     try:
         buffer: list[pd.DataFrame] = []
         rows = 0
-        for df in iter_day(
-            day, n_users=n_users, n_items=n_items, events_per_day=events_per_day, seed=seed, faults=faults
-        ):
+        for df in iter_day(day, **options):
             buffer.append(df)
             rows += len(df)
             if rows >= chunk_rows:
@@ -453,12 +451,7 @@ def write_days(
     fmt: str = "csv",
     gzip: bool = False,
     chunk_rows: int = 1_000_000,
-    *,
-    n_users: int = DEFAULT_USERS,
-    n_items: int = DEFAULT_ITEMS,
-    events_per_day: int = DEFAULT_EVENTS_PER_DAY,
-    seed: int = DEFAULT_SEED,
-    faults: Mapping[str, float] | None = None,
+    **options: Unpack[DayOptions],
 ) -> list[Path]:
     """Write one landing file per day for ``start .. end`` **inclusive** (like ``--from-date/--to-date``).
 
@@ -470,19 +463,6 @@ def write_days(
     paths = []
     day = start
     while day <= end:
-        paths.append(
-            write_day(
-                day,
-                out_dir,
-                fmt=fmt,
-                gzip=gzip,
-                chunk_rows=chunk_rows,
-                n_users=n_users,
-                n_items=n_items,
-                events_per_day=events_per_day,
-                seed=seed,
-                faults=faults,
-            )
-        )
+        paths.append(write_day(day, out_dir, fmt=fmt, gzip=gzip, chunk_rows=chunk_rows, **options))
         day += timedelta(days=1)
     return paths

@@ -47,7 +47,7 @@ def validate_one_day(
     from recflow.orchestration.connections import settings as resolve_settings
     from recflow.orchestration.guards import skip
     from recflow.orchestration.skip_reasons import missing_landing_reason
-    from recflow.validation import ValidationFailed, validate_partition
+    from recflow.validation import LandingDayRequest, ValidationFailed, validate_partition
 
     settings = resolve_settings()
     log.info("validating %s with threshold %.4f%s", day, threshold, f"; reason: {reason}" if reason else "")
@@ -57,13 +57,15 @@ def validate_one_day(
         skip(missing_landing_reason(day, settings.landing_uri, exc))
     try:
         result = validate_partition(
-            landing_file,
-            day=day,
-            lake_root=settings.lake_uri,
-            quarantine_root=settings.quarantine_uri,
-            reports_root=settings.reports_uri,
-            threshold=threshold,
-            s3=settings.s3,
+            LandingDayRequest(
+                landing_file,
+                day=day,
+                lake_root=settings.lake_uri,
+                quarantine_root=settings.quarantine_uri,
+                reports_root=settings.reports_uri,
+                threshold=threshold,
+                s3=settings.s3,
+            )
         )
     except ValidationFailed as exc:
         summary = exc.result.to_xcom()

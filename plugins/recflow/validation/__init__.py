@@ -28,8 +28,10 @@ The package, one job per module: :mod:`~recflow.validation.suites` (suite JSON -
 :mod:`~recflow.validation.rules` (the same rules as pandas masks), :mod:`~recflow.validation.hashing`
 (duplicates and the GX sample in bounded memory), :mod:`~recflow.validation.gx_runner` (GX runs),
 :mod:`~recflow.validation.policy` (policy knobs, batch checks), :mod:`~recflow.validation.output`
-(schemas, writers), :mod:`~recflow.validation.report` (result, reports), :mod:`~recflow.validation.landing_day`
-(the pipeline of one day), :mod:`~recflow.validation.frame` (whole-frame suites) and
+(schemas, writers), :mod:`~recflow.validation.report` (result, reports), :mod:`~recflow.validation.row_judge`
+(every row of a landing file judged and written out), :mod:`~recflow.validation.partition_gx` (GX once per
+landing partition), :mod:`~recflow.validation.landing_day` (the pipeline of one day, asked for with a
+:class:`LandingDayRequest`), :mod:`~recflow.validation.frame` (whole-frame suites) and
 :mod:`~recflow.validation.chunked` (a suite on the driver over group-complete chunks of a frame).
 """
 
@@ -37,7 +39,12 @@ from recflow.data.casting import join_reasons
 from recflow.validation.frame import FrameValidation, FrameValidationFailed, validate_frame
 from recflow.validation.gx_runner import GX_SPARK_MASTER, SPARK_TYPE_NAMES, GxRunner, spark_rows, spark_suite_spec
 from recflow.validation.hashing import HashSample, _SeenHashes, hash_values
-from recflow.validation.landing_day import DEFAULT_GX_SAMPLE_ROWS, REASON_BATCH, REASON_SEEN, validate_partition
+from recflow.validation.landing_day import (
+    DEFAULT_GX_SAMPLE_ROWS,
+    REASON_BATCH,
+    LandingDayRequest,
+    validate_partition,
+)
 from recflow.validation.output import (
     ACCEPTED_SCHEMA,
     COL_LINE_NO,
@@ -49,6 +56,7 @@ from recflow.validation.output import (
 )
 from recflow.validation.policy import Policy, batch_checks, lake_history_counts
 from recflow.validation.report import ValidationFailed, ValidationResult, render_html
+from recflow.validation.row_judge import REASON_SEEN
 from recflow.validation.rules import UnsupportedRowRule, row_masks
 from recflow.validation.suites import (
     ENV_EXPECTATIONS,
@@ -81,6 +89,7 @@ __all__ = [
     "FrameValidationFailed",
     "GxRunner",
     "HashSample",
+    "LandingDayRequest",
     "Policy",
     "SuiteLoadError",
     "SuiteSpec",

@@ -19,6 +19,7 @@ from great_expectations.checkpoint import Checkpoint, UpdateDataDocsAction
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from recflow.data.contract import INTERACTION_COLUMNS
+from recflow.spark.session import get_spark
 from recflow.validation.suites import SuiteSpec, build_suite
 
 SAMPLE_SIZE: Final = 10
@@ -186,10 +187,8 @@ def spark_rows(paths: Sequence[Path]) -> Any:
     Why read back the staged Parquet rather than the landing file: those rows are already parsed and
     cast by :func:`~recflow.data.landing.coerce_chunk`, so GX's Spark engine judges exactly the values the
     pandas masks judged (Spark's own CSV parsing and casting would differ on edge cases). Lazy: GX's
-    metrics are what run it. Imported here so the pandas path never loads pyspark.
+    metrics are what run it. The pandas path never loads pyspark: :func:`get_spark` imports it when called.
     """
-    from recflow.spark.session import get_spark
-
     spark = get_spark("recflow-validate", master=GX_SPARK_MASTER)
     frames = [spark.read.parquet(str(p)).select(*INTERACTION_COLUMNS) for p in paths]
     out = frames[0]

@@ -16,45 +16,31 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import KW_ONLY, asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recflow.constants import COL_EVENT, COL_ITEM, COL_USER
-from recflow.data.casting import join_reasons
+from recflow.constants import COL_EVENT
 from recflow.data.contract import day_bounds
-from recflow.data.landing import (
-    DEFAULT_CHUNK_BYTES,
-    DEFAULT_CHUNK_ROWS,
-    LandingChunk,
-    LandingError,
-    bad_lines_frame,
-    coerce_chunk,
-    iter_landing,
-)
+from recflow.data.landing import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, LandingError, iter_landing
 from recflow.data.stores import LakeStore, basename, copy_to_local, input_size, join_uri, open_store, upload_tree
-from recflow.validation.gx_runner import GxRunner, spark_rows
+from recflow.validation.gx_runner import GxRunner
 from recflow.validation.hashing import HashSample, _SeenHashes, hash_values
 from recflow.validation.output import (
     ACCEPTED_SCHEMA,
-    COL_LINE_NO,
-    COL_RAW_LINE,
     COL_REASON,
     LINES_SCHEMA,
     REJECT_SCHEMA,
     LazyWriter,
-    accepted_table,
     lake_partition,
     quarantine_partition,
     reject_table,
 )
+from recflow.validation.partition_gx import run_gx_once
 from recflow.validation.policy import Policy, batch_checks, lake_history_counts
 from recflow.validation.report import (
     ValidationFailed,
@@ -63,7 +49,7 @@ from recflow.validation.report import (
     prune_docs_assets,
     write_reports,
 )
-from recflow.validation.rules import row_masks
+from recflow.validation.row_judge import RowJudge, held_back_rows
 from recflow.validation.suites import RAW_SUITE, SuiteSpec, load_suite_spec
 
 if TYPE_CHECKING:
@@ -72,186 +58,54 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REASON_BATCH: Final = "batch_rejected"
-REASON_SEEN: Final = "duplicate_event_id_across_days"
 #: Rows GX validates per partition (see :func:`validate_partition`); smaller partitions are seen whole.
 DEFAULT_GX_SAMPLE_ROWS: Final = 100_000
 
 
-def _held_back(
-    accepted: Path,
-    lines: Path,
-    landing_file: str | Path,
-    chunk_bytes: int,
-    chunk_rows: int,
-    s3: S3Settings | None,
-) -> Iterator[pd.DataFrame]:
-    """The staged accepted rows of a failed batch, each with its line number and original text.
-
-    Why re-read the landing file: keeping the text of every row in case the batch fails would cost
-    the success path a copy of the whole file; a failed batch is rare, and the file reads the same way
-    twice (same chunks, same line numbers), so the accepted line numbers are matched against a second
-    pass, one chunk at a time (memory stays bounded).
-    """
-    chunks = iter_landing(landing_file, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows, s3=s3)
-    current: LandingChunk | None = None
-    known = np.empty(0, dtype=np.int64)
-    acc = pq.ParquetFile(accepted).iter_batches(batch_size=65_536)
-    nums = pq.ParquetFile(lines).iter_batches(batch_size=65_536)
-    for batch, num_batch in zip(acc, nums, strict=True):
-        wanted = num_batch.column(0).to_numpy()
-        raws: list[str] = []
-        i = 0
-        while i < len(wanted):
-            if current is None or not len(known) or wanted[i] > known[-1]:
-                current = next(chunks)
-                known = current.line_numbers() if len(current.frame) else np.empty(0, dtype=np.int64)
-                continue
-            j = int(np.searchsorted(wanted, known[-1], side="right"))
-            raws += current.raw_lines(np.searchsorted(known, wanted[i:j]))
-            i = j
-        held = batch.to_pandas()
-        held[COL_RAW_LINE] = raws
-        held[COL_LINE_NO] = wanted
-        yield held
-    chunks.close()
-
-
-@dataclass
-class _Judge:
-    """Judges each chunk of a partition on every row and writes it out: accepted, or rejected with why.
-
-    Holds what spans chunks: the ids seen in this file and in earlier days, the reject counts by reason,
-    the unknown user/item counts and the rows landed.
-    """
-
-    spec: SuiteSpec
-    params: Mapping[str, Any]
-    prior: _SeenHashes
-    users: frozenset[str] | None
-    items: frozenset[str] | None
-    sample: HashSample | None
-    accepted_w: LazyWriter
-    lines_w: LazyWriter
-    rejects_w: LazyWriter
-    gx_rejects_w: LazyWriter | None
-    seen_in_file: dict[str, _SeenHashes] = field(default_factory=lambda: {COL_EVENT: _SeenHashes()})
-    reasons: Counter[str] = field(default_factory=Counter)
-    unknown: dict[str, list[int]] = field(default_factory=lambda: {"user": [0, 0], "item": [0, 0]})
-    landed: int = 0
-
-    def take(self, chunk: LandingChunk) -> None:
-        self.landed += chunk.rows
-        if chunk.bad_lines:
-            bad = bad_lines_frame(chunk.bad_lines)
-            self.reasons.update(bad[COL_REASON])
-            self.rejects_w.write(reject_table(bad))
-        if chunk.frame.empty:
-            return
-        typed, cast_reasons = coerce_chunk(chunk.frame.reset_index(drop=True))
-        id_hashes = hash_values(typed[COL_EVENT].to_numpy())
-        if self.sample is not None:
-            self.sample.add(typed, id_hashes)
-        masks = row_masks(typed, self.spec, self.params, seen=self.seen_in_file, hashes={COL_EVENT: id_hashes})
-        masks[REASON_SEEN] = self.prior.contains(id_hashes) & typed[COL_EVENT].notna().to_numpy()
-        why = join_reasons(masks, len(typed), cast_reasons)
-        for key, known, col in (("user", self.users, COL_USER), ("item", self.items, COL_ITEM)):
-            if known is not None:
-                present = typed[col].notna()
-                self.unknown[key][0] += int((present & ~typed[col].isin(known)).sum())
-                self.unknown[key][1] += int(present.sum())
-        rejected = pd.notna(why)
-        line_nos = chunk.line_numbers()
-        if rejected.any():
-            rej = typed[rejected].copy()
-            rej[COL_REASON] = why[rejected]
-            rej[COL_RAW_LINE] = chunk.raw_lines(np.flatnonzero(rejected))
-            rej[COL_LINE_NO] = line_nos[rejected]
-            self.reasons.update(r for joined in why[rejected] for r in joined.split(";"))
-            self.rejects_w.write(reject_table(rej))
-            if self.gx_rejects_w is not None:
-                self.gx_rejects_w.write(reject_table(rej))
-        if (~rejected).any():
-            self.accepted_w.write(accepted_table(typed[~rejected]))
-            self.lines_w.write(pa.table({COL_LINE_NO: line_nos[~rejected]}, schema=LINES_SCHEMA))
-
-
-def _run_gx(
-    runner: GxRunner,
-    params: Mapping[str, Any],
-    sample: HashSample,
-    accepted_w: LazyWriter,
-    gx_rejects_w: LazyWriter | None,
-    min_bytes: int | None,
-) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
-    """GX once per partition: on Spark over every parsed row (``gx_rejects_w`` given), else on the sample.
-
-    Returns the GX results (None when no row was parsed) and the ``gx_scope`` of the report.
-    """
-    gx_results: list[dict[str, Any]] | None = None
-    if gx_rejects_w is not None:
-        gx_rejects_w.close()
-        parsed = accepted_w.rows + gx_rejects_w.rows
-        if parsed:
-            gx_results = runner.run(spark_rows([accepted_w.path, gx_rejects_w.path]), params)
-        gx_scope: dict[str, Any] = {
-            "engine": "spark",
-            "rows": parsed,
-            "of": parsed,
-            "fraction_of_hash_range": 1.0,
-            "method": f"GX Spark engine (local[2]) over every parsed row, read back from the staged Parquet "
-            f"(landing file >= gx_spark_min_bytes={min_bytes})",
-        }
-    else:
-        sampled = sample.frame()
-        if sampled is not None:
-            gx_results = runner.run(sampled, params)
-        gx_scope = {
-            "engine": "pandas",
-            "rows": sample.rows,
-            "of": sample.seen,
-            "fraction_of_hash_range": sample.fraction,
-            "method": f"rows whose {COL_EVENT} hash is below a limit (at most {sample.cap} rows); row "
-            "rules were applied to every row by pandas masks",
-        }
-    return gx_results, gx_scope
-
-
-def validate_partition(
-    landing_file: str | Path,
-    *,
-    day: date,
-    lake_root: str | Path,
-    threshold: float | None = None,
-    known_users: Iterable[str] | None = None,
-    known_items: Iterable[str] | None = None,
-    history_counts: Mapping[Any, int] | Sequence[int] | None = None,
-    seen_event_ids: Iterable[str] | None = None,
-    policy: Policy | None = None,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    store_factory: Callable[[str | Path], LakeStore] | None = None,
-    quarantine_root: str | Path | None = None,
-    reports_root: str | None = None,
-    s3: S3Settings | None = None,
-    data_docs: bool = True,
-    gx_sample_rows: int = DEFAULT_GX_SAMPLE_ROWS,
-) -> ValidationResult:
-    """Validate one day's landing file; publish accepted rows and the quarantine; raise on batch failure.
+@dataclass(frozen=True)
+class LandingDayRequest:
+    """One day to validate: its landing file, where the outputs go, and the knobs of the run.
 
     ``day`` fixes the data interval ``[day 00:00 UTC, day+1 00:00 UTC)``; timestamps outside it are
     rejected (never compared with the wall clock). ``threshold`` overrides ``policy.threshold``.
     ``landing_file``, ``lake_root``, ``quarantine_root`` (default ``<lake_root>/quarantine``) and
-    ``reports_root`` may be local paths or ``s3://`` URIs (``s3`` gives the endpoint and keys). With
-    ``reports_root``, the GX Data Docs and both reports are also uploaded to
-    ``<reports_root>/raw_interactions/date=<day>/<run>/``: one folder per run, so the link logged by a
-    failed run keeps working after the file is fixed and re-validated.
+    ``reports_root`` may be local paths or ``s3://`` URIs (``s3`` gives the endpoint and keys; a
+    ``store_factory`` replaces :func:`~recflow.data.stores.open_store`). With ``reports_root``, the GX Data
+    Docs and both reports are also uploaded to ``<reports_root>/raw_interactions/date=<day>/<run>/``: one
+    folder per run, so the link logged by a failed run keeps working after the file is fixed and re-validated.
     ``history_counts`` (date -> rows, or a sequence, oldest first) defaults to the lake's previous
     partitions; ``seen_event_ids`` defaults to the ids in the lake's previous ``dedup_lookback_days``
-    partitions. ``known_users`` / ``known_items`` enable the unknown-rate checks.
+    partitions. ``known_users`` / ``known_items`` enable the unknown-rate checks. ``chunk_bytes`` /
+    ``chunk_rows`` bound one chunk of the landing file; ``data_docs`` builds the GX Data Docs;
+    ``gx_sample_rows`` caps the rows GX sees (see :func:`validate_partition`).
+    """
+
+    landing_file: str | Path
+    _: KW_ONLY
+    day: date
+    lake_root: str | Path
+    threshold: float | None = None
+    known_users: Iterable[str] | None = None
+    known_items: Iterable[str] | None = None
+    history_counts: Mapping[Any, int] | Sequence[int] | None = None
+    seen_event_ids: Iterable[str] | None = None
+    policy: Policy | None = None
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    store_factory: Callable[[str | Path], LakeStore] | None = None
+    quarantine_root: str | Path | None = None
+    reports_root: str | None = None
+    s3: S3Settings | None = None
+    data_docs: bool = True
+    gx_sample_rows: int = DEFAULT_GX_SAMPLE_ROWS
+
+
+def validate_partition(request: LandingDayRequest) -> ValidationResult:
+    """Validate one day's landing file; publish accepted rows and the quarantine; raise on batch failure.
 
     Returns the :class:`ValidationResult` on success; raises :class:`ValidationFailed` (carrying it)
     when the batch is quarantined. Either way ``report.json`` / ``report.html`` are written to
-    ``<quarantine>/date=<day>/``, with GX Data Docs under ``data_docs/`` when ``data_docs`` is true.
+    ``<quarantine>/date=<day>/``, with GX Data Docs under ``data_docs/`` when ``request.data_docs`` is true.
 
     What GX sees: the row rules run on **every** row as pandas masks (they decide what is quarantined);
     GX runs **once** per partition on :class:`HashSample` of at most ``gx_sample_rows`` rows (the whole
@@ -261,177 +115,331 @@ def validate_partition(
     end-to-end time (and rebuilt the Data Docs each time) while the masks already cover every row.
     """
     t0 = time.perf_counter()
-    policy = policy or Policy()
-    if threshold is not None:
-        policy = Policy(**{**asdict(policy), "threshold": threshold})
-    factory = store_factory or (lambda uri: open_store(uri, s3))
-    lake = factory(lake_root)
-    quarantine = factory(quarantine_root if quarantine_root is not None else join_uri(lake_root, "quarantine"))
+    setup = _set_up(request)
+    staging = _stage(request, setup, _prior_event_ids(request, setup))
+    judge = staging.judge
+    try:
+        error = _judge_landing_file(request, staging)
+        gx_results, gx_scope = run_gx_once(staging.runner, setup.params, staging.judge, staging.sample, setup.policy)
+        verdict = _batch_verdict(setup, judge, error, gx_results)
+        if not verdict.success:
+            _quarantine_whole_batch(request, judge, verdict.failed)
+        judge.rejects_w.close()
+        outcome = _reconcile(request.day, judge, error, verdict, gx_results, gx_scope)
+        has_docs = _finish_data_docs(staging.docs_dir)
+        reports_dest = _reports_destination(request, setup.spec)
+        result = _result(request, setup, outcome, has_docs, reports_dest)
+        result.seconds = round(time.perf_counter() - t0, 3)
+        _publish(request, setup, staging, _report(request, setup, outcome, result, has_docs), reports_dest)
+    finally:
+        staging.discard()
+
+    log.info("%s", result.summary())
+    if not result.success:
+        raise ValidationFailed(result)
+    return result
+
+
+# ------------------------------------------------------------------------------------ before the rows
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What a run resolves before it reads a row: the policy in force, the stores, the suite and the history."""
+
+    policy: Policy
+    lake: LakeStore
+    quarantine: LakeStore
+    spec: SuiteSpec
+    params: dict[str, Any]
+    history_counts: Mapping[Any, int] | Sequence[int]
+
+
+def _set_up(request: LandingDayRequest) -> _Setup:
+    """Resolve the run: the effective policy, the stores, the raw suite's parameters and the volume history.
+
+    ``threshold`` wins over the policy's; the parameters are the day's interval and the caps; the history
+    is the lake's previous partitions unless the request gives one.
+    """
+    policy = request.policy or Policy()
+    if request.threshold is not None:
+        policy = Policy(**{**asdict(policy), "threshold": request.threshold})
+    factory = request.store_factory or (lambda uri: open_store(uri, request.s3))
+    lake = factory(request.lake_root)
+    q_root = request.quarantine_root
+    quarantine = factory(q_root if q_root is not None else join_uri(request.lake_root, "quarantine"))
     spec = load_suite_spec(RAW_SUITE)
-    start, end = day_bounds(day)
+    start, end = day_bounds(request.day)
     params = {
         "interval_start": start,
         "interval_end": end,
         "amount_cap": policy.amount_cap,
         "quantity_cap": policy.quantity_cap,
     }
-    if history_counts is None:
-        history_counts = lake_history_counts(lake, day, policy.volume_window_days)
-    if seen_event_ids is None:
-        prior = _SeenHashes()  # earlier days' ids, hashed batch by batch: never a whole column in memory
-        for i in range(1, policy.dedup_lookback_days + 1):
-            for ids in lake.read_column(lake_partition(day - timedelta(days=i)), COL_EVENT):
-                prior.add(hash_values(ids))
-    else:
-        prior = _SeenHashes(seen_event_ids)
-    users = frozenset(known_users) if known_users is not None else None
-    items = frozenset(known_items) if known_items is not None else None
+    history = request.history_counts
+    if history is None:
+        history = lake_history_counts(lake, request.day, policy.volume_window_days)
+    return _Setup(policy, lake, quarantine, spec, params, history)
 
-    min_bytes = policy.gx_spark_min_bytes
-    use_spark = min_bytes is not None and input_size(landing_file, s3) >= min_bytes
-    sample = HashSample(gx_sample_rows)
-    lake_stage, q_stage = lake.staging(), quarantine.staging()
+
+def _prior_event_ids(request: LandingDayRequest, setup: _Setup) -> _SeenHashes:
+    """Hashes of the event ids of earlier days: those given, else the lake's last ``dedup_lookback_days``."""
+    if request.seen_event_ids is not None:
+        return _SeenHashes(request.seen_event_ids)
+    prior = _SeenHashes()  # earlier days' ids, hashed batch by batch: never a whole column in memory
+    for i in range(1, setup.policy.dedup_lookback_days + 1):
+        for ids in setup.lake.read_column(lake_partition(request.day - timedelta(days=i)), COL_EVENT):
+            prior.add(hash_values(ids))
+    return prior
+
+
+@dataclass(frozen=True)
+class _Staging:
+    """The staged folders of one run and what writes into them; :meth:`discard` removes them all."""
+
+    lake_stage: Path
+    q_stage: Path
+    lines_stage: Path
+    scratch: Path | None
+    docs_dir: Path
+    runner: GxRunner
+    sample: HashSample
+    judge: RowJudge
+
+    def discard(self) -> None:
+        """Release the judge's files and delete every staging folder (after a publish or an error alike)."""
+        self.judge.release()
+        for folder in (self.scratch, self.lake_stage, self.lines_stage, self.q_stage):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stage(request: LandingDayRequest, setup: _Setup, prior: _SeenHashes) -> _Staging:
+    """Create the staging folders, their writers, the GX runner and the judge that fills them.
+
+    GX runs on Spark over every parsed row for a landing file of at least ``gx_spark_min_bytes``, else on
+    pandas over a hash sample of the rows (:func:`~recflow.validation.partition_gx.run_gx_once`).
+    """
+    users = frozenset(request.known_users) if request.known_users is not None else None
+    items = frozenset(request.known_items) if request.known_items is not None else None
+    min_bytes = setup.policy.gx_spark_min_bytes
+    use_spark = min_bytes is not None and input_size(request.landing_file, request.s3) >= min_bytes
+    sample = HashSample(request.gx_sample_rows)
+    lake_stage, q_stage = setup.lake.staging(), setup.quarantine.staging()
     # Spark path: parsed rows that were rejected are also kept here (the quarantine file is still open
     # when GX runs and may get the batch rejects appended), so Spark can read accepted + rejected rows.
-    scratch = lake.staging() if use_spark else None
+    scratch = setup.lake.staging() if use_spark else None
     gx_rejects_w = LazyWriter(scratch / "gx-rejects.parquet", REJECT_SCHEMA) if scratch is not None else None
     docs_dir = q_stage / "data_docs"
-    runner = GxRunner(spec, docs_dir if data_docs else None, engine="spark" if use_spark else "pandas")
+    runner = GxRunner(setup.spec, docs_dir if request.data_docs else None, engine="spark" if use_spark else "pandas")
     accepted_w = LazyWriter(lake_stage / "part-0.parquet", ACCEPTED_SCHEMA)
     # The line number of each accepted row, in the same order: a failed batch re-reads their raw text.
-    lines_stage = lake.staging()
-    lines_w = LazyWriter(lines_stage / "accepted-lines.parquet", LINES_SCHEMA)
-    rejects_w = LazyWriter(q_stage / "rejects.parquet", REJECT_SCHEMA)
-    judge = _Judge(
-        spec=spec,
-        params=params,
+    lines_stage = setup.lake.staging()
+    judge = RowJudge(
+        spec=setup.spec,
+        params=setup.params,
         prior=prior,
         users=users,
         items=items,
         sample=sample if gx_rejects_w is None else None,
         accepted_w=accepted_w,
-        lines_w=lines_w,
-        rejects_w=rejects_w,
+        lines_w=LazyWriter(lines_stage / "accepted-lines.parquet", LINES_SCHEMA),
+        rejects_w=LazyWriter(q_stage / "rejects.parquet", REJECT_SCHEMA),
         gx_rejects_w=gx_rejects_w,
     )
-    reasons, unknown = judge.reasons, judge.unknown
+    return _Staging(lake_stage, q_stage, lines_stage, scratch, docs_dir, runner, sample, judge)
+
+
+# ------------------------------------------------------------------------------------ judging the rows
+
+
+def _judge_landing_file(request: LandingDayRequest, staging: _Staging) -> str | None:
+    """Stream the landing file through the judge, then close the accepted rows' files; returns the file error.
+
+    A file that cannot be read to the end (empty, wrong columns, truncated gzip) keeps the rows judged so
+    far, is copied verbatim next to the report, and its reason is counted (listed even with no row read).
+    """
+    judge = staging.judge
     error: str | None = None
     try:
-        try:
-            chunks = iter_landing(landing_file, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows, s3=s3)
-            while (chunk := next(chunks, None)) is not None:
-                judge.take(chunk)
-                del chunk  # free it (and its text block) before the reader makes the next: peak = one chunk
-        except LandingError as exc:
-            error = str(exc)
-            reasons[exc.reason] += 0  # listed in the report even when no row was read
-            copy_to_local(landing_file, q_stage / f"source-{basename(landing_file)}", s3)
-        accepted_w.close()
-        lines_w.close()
-        gx_results, gx_scope = _run_gx(runner, params, sample, accepted_w, gx_rejects_w, min_bytes)
-        for r in gx_results or []:  # the whole-batch count next to GX's count
-            if r["level"] == "row":
-                r["rows_flagged"] = reasons.get(r["reason"], 0)
-
-        unknown_counts = {k: (v[0], v[1]) for k, v in unknown.items() if (users if k == "user" else items)}
-        landed = judge.landed
-        checks = batch_checks(
-            landed=landed,
-            rejected=rejects_w.rows,
-            policy=policy,
-            history_counts=history_counts,
-            unknown=unknown_counts,
+        chunks = iter_landing(
+            request.landing_file, chunk_bytes=request.chunk_bytes, chunk_rows=request.chunk_rows, s3=request.s3
         )
-        schema_ok = all(r["success"] for r in (gx_results or []) if r["level"] == "schema")
-        success = error is None and schema_ok and all(c["success"] for c in checks)
-        if not success:
-            # Whole batch to quarantine: rows that passed the row rules follow, marked as batch rejects.
-            failed = (["file_error"] if error else []) + (["schema"] if not schema_ok else [])
-            failed += [c["check"] for c in checks if not c["success"]]
-            tag = f"{REASON_BATCH}:{','.join(failed)}"
-            held_rows = _held_back(accepted_w.path, lines_w.path, landing_file, chunk_bytes, chunk_rows, s3)
-            for held in held_rows:
-                held[COL_REASON] = tag
-                rejects_w.write(reject_table(held))
-            reasons[REASON_BATCH] += accepted_w.rows
-        rejects_w.close()
+        while (chunk := next(chunks, None)) is not None:
+            judge.take(chunk)
+            del chunk  # free it (and its text block) before the reader makes the next: peak = one chunk
+    except LandingError as exc:
+        error = str(exc)
+        judge.reasons[exc.reason] += 0  # listed in the report even when no row was read
+        copy_to_local(request.landing_file, staging.q_stage / f"source-{basename(request.landing_file)}", request.s3)
+    judge.accepted_w.close()
+    judge.lines_w.close()
+    return error
 
-        accepted = accepted_w.rows if success else 0
-        quarantined = pq.ParquetFile(rejects_w.path).metadata.num_rows
-        if landed != accepted + quarantined:
-            raise AssertionError(
-                f"reconciliation failed for {day}: landed {landed} != accepted {accepted} + quarantined "
-                f"{quarantined}; nothing was published"
-            )
-        qpart = quarantine_partition(day)
-        has_docs = (docs_dir / "index.html").is_file()
-        if has_docs:
-            prune_docs_assets(docs_dir)
-        reports_dest = (
-            join_uri(reports_root, spec.name, qpart, f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
-            if reports_root
-            else None
-        )
-        result = ValidationResult(
-            day=str(day),
-            landing_file=str(landing_file),
-            landed=landed,
-            accepted=accepted,
-            quarantined=quarantined,
-            success=success,
-            report_path=quarantine.uri(f"{qpart}/report.html"),
-            report_json_path=quarantine.uri(f"{qpart}/report.json"),
-            quarantine_path=quarantine.uri(qpart),
-            lake_path=lake.uri(lake_partition(day)) if success else None,
-            failed_expectations=[r for r in (gx_results or []) if not r["success"]],
-            batch_checks=checks,
-            reason_counts=dict(reasons.most_common()),
-            error=error,
-            data_docs_path=quarantine.uri(f"{qpart}/data_docs/index.html") if has_docs else None,
-            report_uri=join_uri(reports_dest, "report.html") if reports_dest else None,
-            data_docs_uri=join_uri(reports_dest, "data_docs", "index.html") if reports_dest and has_docs else None,
-        )
-        result.seconds = round(time.perf_counter() - t0, 3)
-        report = {
-            "suite": spec.name,
-            "suite_path": spec.path,
-            "day": str(day),
-            "interval": [start.isoformat(), end.isoformat()],
-            "landing_file": str(landing_file),
-            "success": success,
-            "gx_success": all(r["success"] for r in (gx_results or [])) and gx_results is not None,
-            "counts": {"landed": landed, "accepted": accepted, "quarantined": quarantined},
-            "policy": asdict(policy),
-            "batch_checks": checks,
-            "expectations": gx_results or [],
-            "gx_scope": gx_scope,
-            "reason_counts": result.reason_counts,
-            "error": error,
-            "data_docs": "data_docs/index.html" if has_docs else None,
-            "seconds": result.seconds,
-            "validated_at": datetime.now(UTC).isoformat(),  # informational only, never used in a rule
-        }
-        write_reports(q_stage, report)
-        if reports_dest:
-            upload_tree(q_stage, reports_dest, s3, include=is_report_file)
-        if success:
-            lake.publish(lake_stage, lake_partition(day))
-        quarantine.publish(q_stage, qpart)
-    finally:
-        prior.close()
-        judge.seen_in_file[COL_EVENT].close()
-        accepted_w.abort()
-        lines_w.abort()
-        rejects_w.abort()
-        if gx_rejects_w is not None:
-            gx_rejects_w.abort()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-        shutil.rmtree(lake_stage, ignore_errors=True)
-        shutil.rmtree(lines_stage, ignore_errors=True)
-        shutil.rmtree(q_stage, ignore_errors=True)
 
-    log.info("%s", result.summary())
-    if not success:
-        raise ValidationFailed(result)
-    return result
+# ------------------------------------------------------------------------------------ the batch verdict
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """The batch-level decision: the batch checks, pass or fail, and the names of what failed."""
+
+    checks: list[dict[str, Any]]
+    success: bool
+    failed: list[str]
+
+
+def _batch_verdict(
+    setup: _Setup, judge: RowJudge, error: str | None, gx_results: list[dict[str, Any]] | None
+) -> _Verdict:
+    """The batch passes when the file was read whole, GX's schema checks pass and every batch check passes."""
+    checks = batch_checks(
+        landed=judge.landed,
+        rejected=judge.rejects_w.rows,
+        policy=setup.policy,
+        history_counts=setup.history_counts,
+        unknown=judge.unknown_counts(),
+    )
+    schema_ok = all(r["success"] for r in (gx_results or []) if r["level"] == "schema")
+    success = error is None and schema_ok and all(c["success"] for c in checks)
+    failed = (["file_error"] if error else []) + (["schema"] if not schema_ok else [])
+    failed += [c["check"] for c in checks if not c["success"]]
+    return _Verdict(checks, success, failed)
+
+
+def _quarantine_whole_batch(request: LandingDayRequest, judge: RowJudge, failed: list[str]) -> None:
+    """Whole batch to quarantine: rows that passed the row rules follow, marked as batch rejects."""
+    tag = f"{REASON_BATCH}:{','.join(failed)}"
+    held_rows = held_back_rows(
+        judge.accepted_w.path,
+        judge.lines_w.path,
+        request.landing_file,
+        request.chunk_bytes,
+        request.chunk_rows,
+        request.s3,
+    )
+    for held in held_rows:
+        held[COL_REASON] = tag
+        judge.rejects_w.write(reject_table(held))
+    judge.reasons[REASON_BATCH] += judge.accepted_w.rows
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one run found, reconciled: the counts, the verdict, GX's results and the reject reasons."""
+
+    landed: int
+    accepted: int
+    quarantined: int
+    error: str | None
+    verdict: _Verdict
+    gx_results: list[dict[str, Any]] | None
+    gx_scope: dict[str, Any]
+    reasons: Counter[str]
+
+
+def _reconcile(
+    day: date,
+    judge: RowJudge,
+    error: str | None,
+    verdict: _Verdict,
+    gx_results: list[dict[str, Any]] | None,
+    gx_scope: dict[str, Any],
+) -> _Outcome:
+    """Check ``landed == accepted + quarantined`` against the rows written; nothing is published otherwise."""
+    landed = judge.landed
+    accepted = judge.accepted_w.rows if verdict.success else 0
+    quarantined = pq.ParquetFile(judge.rejects_w.path).metadata.num_rows
+    if landed != accepted + quarantined:
+        raise AssertionError(
+            f"reconciliation failed for {day}: landed {landed} != accepted {accepted} + quarantined "
+            f"{quarantined}; nothing was published"
+        )
+    return _Outcome(landed, accepted, quarantined, error, verdict, gx_results, gx_scope, judge.reasons)
+
+
+# ------------------------------------------------------------------------------------ writing it up
+
+
+def _finish_data_docs(docs_dir: Path) -> bool:
+    """Whether GX built Data Docs; if so, drop the assets the pages do not use."""
+    has_docs = (docs_dir / "index.html").is_file()
+    if has_docs:
+        prune_docs_assets(docs_dir)
+    return has_docs
+
+
+def _reports_destination(request: LandingDayRequest, spec: SuiteSpec) -> str | None:
+    """``<reports_root>/<suite>/date=<day>/<time>-<id>``: a folder of its own per run (None without a root)."""
+    if not request.reports_root:
+        return None
+    run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    return join_uri(request.reports_root, spec.name, quarantine_partition(request.day), run)
+
+
+def _result(
+    request: LandingDayRequest, setup: _Setup, outcome: _Outcome, has_docs: bool, reports_dest: str | None
+) -> ValidationResult:
+    """The result returned (or carried by :class:`ValidationFailed`): counts, verdict and where things went."""
+    qpart, quarantine, success = quarantine_partition(request.day), setup.quarantine, outcome.verdict.success
+    gx_results = outcome.gx_results
+    return ValidationResult(
+        day=str(request.day),
+        landing_file=str(request.landing_file),
+        landed=outcome.landed,
+        accepted=outcome.accepted,
+        quarantined=outcome.quarantined,
+        success=success,
+        report_path=quarantine.uri(f"{qpart}/report.html"),
+        report_json_path=quarantine.uri(f"{qpart}/report.json"),
+        quarantine_path=quarantine.uri(qpart),
+        lake_path=setup.lake.uri(lake_partition(request.day)) if success else None,
+        failed_expectations=[r for r in (gx_results or []) if not r["success"]],
+        batch_checks=outcome.verdict.checks,
+        reason_counts=dict(outcome.reasons.most_common()),
+        error=outcome.error,
+        data_docs_path=quarantine.uri(f"{qpart}/data_docs/index.html") if has_docs else None,
+        report_uri=join_uri(reports_dest, "report.html") if reports_dest else None,
+        data_docs_uri=join_uri(reports_dest, "data_docs", "index.html") if reports_dest and has_docs else None,
+    )
+
+
+def _report(
+    request: LandingDayRequest, setup: _Setup, outcome: _Outcome, result: ValidationResult, has_docs: bool
+) -> dict[str, Any]:
+    """The content of ``report.json`` (and the HTML report rendered from it)."""
+    gx_results = outcome.gx_results
+    return {
+        "suite": setup.spec.name,
+        "suite_path": setup.spec.path,
+        "day": str(request.day),
+        "interval": [setup.params["interval_start"].isoformat(), setup.params["interval_end"].isoformat()],
+        "landing_file": str(request.landing_file),
+        "success": outcome.verdict.success,
+        "gx_success": all(r["success"] for r in (gx_results or [])) and gx_results is not None,
+        "counts": {"landed": outcome.landed, "accepted": outcome.accepted, "quarantined": outcome.quarantined},
+        "policy": asdict(setup.policy),
+        "batch_checks": outcome.verdict.checks,
+        "expectations": gx_results or [],
+        "gx_scope": outcome.gx_scope,
+        "reason_counts": result.reason_counts,
+        "error": outcome.error,
+        "data_docs": "data_docs/index.html" if has_docs else None,
+        "seconds": result.seconds,
+        "validated_at": datetime.now(UTC).isoformat(),  # informational only, never used in a rule
+    }
+
+
+def _publish(
+    request: LandingDayRequest, setup: _Setup, staging: _Staging, report: dict[str, Any], reports_dest: str | None
+) -> None:
+    """Write the reports and upload them (with the Data Docs), then publish whole partitions.
+
+    The lake's partition is published only on success, the quarantine's always.
+    """
+    write_reports(staging.q_stage, report)
+    if reports_dest:
+        upload_tree(staging.q_stage, reports_dest, request.s3, include=is_report_file)
+    if report["success"]:
+        setup.lake.publish(staging.lake_stage, lake_partition(request.day))
+    setup.quarantine.publish(staging.q_stage, quarantine_partition(request.day))

@@ -23,7 +23,7 @@ from recflow.config.settings import project_root
 from recflow.constants import COL_AMOUNT, COL_EVENT, COL_TS, COL_USER
 from recflow.data.contract import INTERACTION_COLUMNS, MAX_ID_BYTES
 from recflow.data.landing import coerce_chunk, iter_landing
-from recflow.validation import COL_REASON, ValidationFailed, ValidationResult, validate_partition
+from recflow.validation import COL_REASON, LandingDayRequest, ValidationFailed, ValidationResult, validate_partition
 
 DAY = date(2026, 11, 20)
 HEADER = ",".join(INTERACTION_COLUMNS)
@@ -45,7 +45,7 @@ def csv_bytes(rows: list[dict[str, str]]) -> bytes:
 
 def validate(path: Path, lake: Path, **kw: object) -> ValidationResult:
     try:
-        return validate_partition(path, day=DAY, lake_root=lake, data_docs=False, **kw)  # type: ignore[arg-type]
+        return validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake, data_docs=False, **kw))  # type: ignore[arg-type]
     except ValidationFailed as exc:
         return exc.result
 

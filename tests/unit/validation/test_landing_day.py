@@ -20,6 +20,7 @@ from recflow.validation import (
     SCORES_SUITE,
     TRAINING_SUITE,
     FrameValidationFailed,
+    LandingDayRequest,
     SuiteLoadError,
     ValidationFailed,
     ValidationResult,
@@ -71,7 +72,7 @@ def lake_rows(lake: Path, day: date = DAY) -> pd.DataFrame:
 
 def run_failed(path: Path, lake: Path, **kw: object) -> ValidationResult:
     with pytest.raises(ValidationFailed) as info:
-        validate_partition(path, day=DAY, lake_root=lake, **kw)  # type: ignore[arg-type]
+        validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake, **kw))  # type: ignore[arg-type]
     return info.value.result
 
 
@@ -109,7 +110,7 @@ def test_row_masks_mirror_the_rules() -> None:
 
 
 def test_clean_day_is_accepted_and_reconciles(tmp_path: Path, lake: Path) -> None:
-    result = validate_partition(land(tmp_path), day=DAY, lake_root=lake)
+    result = validate_partition(LandingDayRequest(land(tmp_path), day=DAY, lake_root=lake))
     assert result.success and result.quarantined == 0
     assert result.landed == result.accepted == synthetic.events_on(DAY, GEN["events_per_day"])
     out = lake_rows(lake)
@@ -129,8 +130,10 @@ def test_clean_day_is_accepted_and_reconciles(tmp_path: Path, lake: Path) -> Non
 def test_chunked_validation_matches_single_pass(tmp_path: Path) -> None:
     """Bounded memory: many small chunks give the same split as one chunk, duplicates spanning chunks included."""
     path = land(tmp_path, faults={"duplicate_event_id": 0.003, "null_item": 0.002})
-    one = validate_partition(path, day=DAY, lake_root=tmp_path / "one", data_docs=False)
-    many = validate_partition(path, day=DAY, lake_root=tmp_path / "many", chunk_bytes=16_384, data_docs=False)
+    one = validate_partition(LandingDayRequest(path, day=DAY, lake_root=tmp_path / "one", data_docs=False))
+    many = validate_partition(
+        LandingDayRequest(path, day=DAY, lake_root=tmp_path / "many", chunk_bytes=16_384, data_docs=False)
+    )
     assert (one.accepted, one.quarantined) == (many.accepted, many.quarantined)
     pd.testing.assert_frame_equal(lake_rows(tmp_path / "one"), lake_rows(tmp_path / "many"))
     assert many.reason_counts == one.reason_counts
@@ -140,7 +143,7 @@ def test_faults_below_threshold_are_quarantined_with_reasons(tmp_path: Path, lak
     faults = {"null_user": 0.001, "negative_amount": 0.001, "absurd_amount": 0.001,
               "duplicate_event_id": 0.001, "future_ts": 0.001, "past_ts": 0.001}  # fmt: skip
     path = land(tmp_path, events_per_day=20_000, faults=faults)
-    result = validate_partition(path, day=DAY, lake_root=lake, threshold=0.02)
+    result = validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake, threshold=0.02))
     assert result.success and 0 < result.quarantined < 0.02 * result.landed
     assert result.landed == result.accepted + result.quarantined
     rej = rejects(result)
@@ -160,7 +163,7 @@ def test_interval_bounds_are_half_open(tmp_path: Path, lake: Path) -> None:
     start = pd.Timestamp(DAY, tz="UTC")
     df.loc[0, COL_TS] = start
     df.loc[1, COL_TS] = start + pd.Timedelta(days=1)  # the interval end belongs to the next day
-    result = validate_partition(land_frame(tmp_path, df), day=DAY, lake_root=lake, threshold=0.01)
+    result = validate_partition(LandingDayRequest(land_frame(tmp_path, df), day=DAY, lake_root=lake, threshold=0.01))
     assert rejects(result)[COL_REASON].tolist() == ["event_ts_in_future"]
     assert start in set(lake_rows(lake)[COL_TS])
 
@@ -170,7 +173,7 @@ def test_non_utf8_line_is_quarantined_and_the_rest_accepted(tmp_path: Path, lake
     lines = path.read_bytes().split(b"\n")
     lines[5] = lines[5].replace(b"u0", b"\xff\xfe")
     path.write_bytes(b"\n".join(lines))
-    result = validate_partition(path, day=DAY, lake_root=lake)
+    result = validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake))
     rej = rejects(result)
     assert rej[COL_REASON].tolist() == ["non_utf8_line"] and "\\xff" in rej["raw_line"].iloc[0]
     assert rej["line_no"].tolist() == [6]
@@ -184,7 +187,7 @@ def test_wrong_types_are_row_rejects(tmp_path: Path, lake: Path) -> None:
     df.loc[4, COL_TS] = "not a time"
     path = tmp_path / "interactions.csv"
     df.to_csv(path, index=False)
-    result = validate_partition(path, day=DAY, lake_root=lake)
+    result = validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake))
     assert sorted(rejects(result)[COL_REASON]) == ["amount_not_numeric", "event_ts_unparsable;null_event_ts"]
 
 
@@ -208,7 +211,7 @@ def test_too_many_bad_rows_quarantines_the_whole_batch(tmp_path: Path, lake: Pat
 
 def test_threshold_override_lets_the_same_batch_through(tmp_path: Path, lake: Path) -> None:
     path = land(tmp_path, faults={"null_user": 0.05})
-    result = validate_partition(path, day=DAY, lake_root=lake, threshold=0.2)
+    result = validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake, threshold=0.2))
     assert result.success and result.accepted + result.quarantined == result.landed
 
 
@@ -241,9 +244,9 @@ def test_volume_against_trailing_mean(tmp_path: Path, lake: Path) -> None:
     result = run_failed(path, lake, history_counts=[20_000] * 7)
     check = next(c for c in result.batch_checks if c["check"] == "volume_vs_trailing_mean")
     assert not check["success"] and "20000.0" in check["limit"]
-    ok = validate_partition(path, day=DAY, lake_root=lake, history_counts=[2_000] * 7)
+    ok = validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake, history_counts=[2_000] * 7))
     assert ok.success
-    skipped = validate_partition(path, day=DAY, lake_root=lake, history_counts=[1, 1])
+    skipped = validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake, history_counts=[1, 1]))
     assert "skipped" in next(c for c in skipped.batch_checks if c["check"] == "volume_vs_trailing_mean")
 
 
@@ -251,7 +254,9 @@ def test_unknown_user_and_item_rates(tmp_path: Path, lake: Path) -> None:
     path = land(tmp_path)
     users = synthetic.user_names(GEN["n_users"])
     items = synthetic.item_names(GEN["n_items"])
-    assert validate_partition(path, day=DAY, lake_root=lake, known_users=users, known_items=items).success
+    assert validate_partition(
+        LandingDayRequest(path, day=DAY, lake_root=lake, known_users=users, known_items=items)
+    ).success
     result = run_failed(path, lake, known_users=users, known_items=items[:20])
     check = next(c for c in result.batch_checks if c["check"] == "unknown_item_rate")
     assert not check["success"] and check["observed"] > 0.05
@@ -262,9 +267,9 @@ def test_unknown_user_and_item_rates(tmp_path: Path, lake: Path) -> None:
 
 def test_redelivery_replaces_and_never_duplicates(tmp_path: Path, lake: Path) -> None:
     path = land(tmp_path)
-    first = validate_partition(path, day=DAY, lake_root=lake)
+    first = validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake))
     before = lake_rows(lake)
-    second = validate_partition(path, day=DAY, lake_root=lake)
+    second = validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake))
     after = lake_rows(lake)
     assert first.accepted == second.accepted == len(after)
     pd.testing.assert_frame_equal(before, after)
@@ -276,19 +281,21 @@ def test_rerun_after_fixing_the_file_succeeds(tmp_path: Path, lake: Path) -> Non
     bad = land(tmp_path, faults={"negative_amount": 0.2})
     run_failed(bad, lake)
     good = land(tmp_path)  # the corrected re-delivery overwrites the landing file
-    result = validate_partition(good, day=DAY, lake_root=lake)
+    result = validate_partition(LandingDayRequest(good, day=DAY, lake_root=lake))
     assert result.success and len(lake_rows(lake)) == result.landed
     assert len(rejects(result)) == 0, "the quarantine of the failed run is replaced"
 
 
 def test_duplicates_across_days_and_history_from_the_lake(tmp_path: Path, lake: Path) -> None:
     for i in range(3):
-        validate_partition(land(tmp_path, DAY + timedelta(days=i)), day=DAY + timedelta(days=i), lake_root=lake)
+        validate_partition(
+            LandingDayRequest(land(tmp_path, DAY + timedelta(days=i)), day=DAY + timedelta(days=i), lake_root=lake)
+        )
     day = DAY + timedelta(days=3)
     df = synthetic.generate_day(day, **GEN)
     earlier = lake_rows(lake, DAY)[COL_EVENT].head(5).tolist()
     df.loc[: len(earlier) - 1, COL_EVENT] = earlier
-    result = validate_partition(land_frame(tmp_path, df), day=day, lake_root=lake)
+    result = validate_partition(LandingDayRequest(land_frame(tmp_path, df), day=day, lake_root=lake))
     rej = rejects(result)
     assert sorted(rej[COL_EVENT]) == sorted(earlier)
     assert set(rej[COL_REASON]) == {"duplicate_event_id_across_days"}
