@@ -152,7 +152,8 @@ def machine_info(spark: SparkSession) -> dict[str, Any]:
 
 DEFINITIONS: Final = {
     "relevance": "every distinct held-out (user, item) pair, any star rating, whose user and item occur in "
-    "the train part and which the user does not already have there (recflow.evaluation.python_holdout.judgeable_pairs, the "
+    "the train part and which the user does not already have there ("
+    "recflow.evaluation.python_holdout.judgeable_pairs, the "
     "pipeline's hold-out rule; runs[].held_out_pairs vs truth_pairs_test shows how many were dropped)",
     "ranking": "top k over the full training catalog with each user's training items removed; averaged "
     "over every judged user (a user without recommendations counts 0)",

@@ -101,7 +101,7 @@ def _promote(settings: Any, registry: Any, version: str, when: datetime) -> None
     from recflow.streaming.events import encode, kafka_producer, model_update_event
 
     current = registry.champion_record()
-    record = registry.swap_champion(
+    record = registry.chain.swap(
         version, expected_champion=None if current is None else current.version, reason="bench", actor="bench"
     )
     producer = kafka_producer(settings.kafka)

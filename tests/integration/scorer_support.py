@@ -59,7 +59,7 @@ class ScorerWorld:
         """Promote ``version`` and announce it, as the training DAG does."""
         self.promoted += 1
         current = self.registry.champion_record()
-        record = self.registry.swap_champion(
+        record = self.registry.chain.swap(
             version,
             expected_champion=None if current is None else current.version,
             reason="scorer test",

@@ -98,7 +98,7 @@ def champions(live_services: Settings, zone: dict[str, Any]) -> dict[date, str]:
         mv = registry.register(folder, family="als", metrics={}, lineage={"run_id": f"backfill-{seed}"},
                                created_at=midnight(trained_to))  # fmt: skip
         previous = versions[-1] if versions else None
-        registry.swap_champion(mv.version, expected_champion=previous, reason=f"trained to {trained_to}",
+        registry.chain.swap(mv.version, expected_champion=previous, reason=f"trained to {trained_to}",
                                actor="pytest", interval_end=midnight(trained_to))  # fmt: skip
         versions.append(mv.version)
     a, b = versions

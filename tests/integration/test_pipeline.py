@@ -294,7 +294,7 @@ def test_streaming_scorer_answers_and_hot_swaps(
         assert bad.errors == 1 and bad.answered == 0, bad
         # hot swap: promote the baseline and announce it; later answers come from it without a restart
         baseline = next(mv for mv in registry.list_versions() if mv.family == "popularity")
-        record = registry.swap_champion(
+        record = registry.chain.swap(
             baseline.version, expected_champion=champion.version, reason="hot-swap test", actor="pytest"
         )
         producer = kafka_producer(live_services.kafka)

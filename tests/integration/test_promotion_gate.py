@@ -226,7 +226,7 @@ def test_s3_stopped_mid_promotion_retries_then_fails_and_the_next_run_succeeds(
         reg = ModelRegistry(s3_client(s3, max_attempts=1, connect_timeout=1), s3.models_bucket, "fault", retry=fast)
         a = register(reg, popularity(tmp_path / "a", PAIRS_A))
         b = register(reg, popularity(tmp_path / "b", PAIRS_B))
-        reg.swap_champion(a.version, expected_champion=None, reason="a", actor="it")
+        reg.chain.swap(a.version, expected_champion=None, reason="a", actor="it")
         create = reg.store.create
 
         def stop_before_the_link(key: str, *args: Any, **kwargs: Any) -> bool:
@@ -237,14 +237,14 @@ def test_s3_stopped_mid_promotion_retries_then_fails_and_the_next_run_succeeds(
         reg.store.create = stop_before_the_link  # type: ignore[method-assign]
         began = time.monotonic()
         with pytest.raises(RegistryUnavailable, match=r"failed after 4 attempts.*is the S3 server up"):
-            reg.swap_champion(b.version, expected_champion=a.version, reason="b", actor="it")
+            reg.chain.swap(b.version, expected_champion=a.version, reason="b", actor="it")
         waited = time.monotonic() - began
         assert waited >= 0.25 + 0.5 + 1.0  # it backed off before giving up
         reg.store.create = create  # type: ignore[method-assign]
         ensure_services_up(settings, services=[own])  # same data folder: the server comes back as it was
         serving = resolve_serving_version(reg)
         assert (serving.version, serving.digest) == (a.version, a.digest)  # champion unchanged
-        record = reg.swap_champion(b.version, expected_champion=a.version, reason="b, next run", actor="it")
+        record = reg.chain.swap(b.version, expected_champion=a.version, reason="b, next run", actor="it")
         assert record.previous == a.version and resolve_serving_version(reg).version == b.version
         assert [r.version for r in reg.history()] == [a.version, b.version]
     finally:

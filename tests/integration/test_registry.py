@@ -82,7 +82,7 @@ def test_round_trip_and_serving(registry: ModelRegistry, live_services: Settings
 
     with pytest.raises(NoChampion, match="no champion yet"):
         resolve_serving_version(registry)
-    registry.swap_champion(mv.version, expected_champion=None, reason="first model", actor="it")
+    registry.chain.swap(mv.version, expected_champion=None, reason="first model", actor="it")
     serving = resolve_serving_version(registry)
     assert (serving.version, serving.digest) == (mv.version, mv.digest)
     assert serving.record is not None and serving.record.digest == mv.digest
@@ -105,7 +105,7 @@ def test_identical_reregister_is_a_noop_and_rerun_is_a_new_version(
     assert register(registry, folder) == first  # identical bytes: nothing rewritten
     assert keys_under(registry, live_services, f"versions/{first.version}/") == before
 
-    registry.swap_champion(first.version, expected_champion=None, reason="first", actor="it")
+    registry.chain.swap(first.version, expected_champion=None, reason="first", actor="it")
     # a re-run of the same interval with different output: a new version, the champion untouched
     second = register(registry, artifact(tmp_path / "b", "run-2", extra=False), metrics={"ndcg@10": 0.25})
     assert second.version != first.version and second.version.startswith("als-20261124T0000-")
@@ -153,11 +153,11 @@ def test_swap_back_fetches_a_fresh_folder_each_time(registry: ModelRegistry, tmp
     """A -> B -> A: every load is a new, verified folder, so A's bytes serve again."""
     a = register(registry, artifact(tmp_path / "a", "a"))
     b = register(registry, artifact(tmp_path / "b", "b"), family="ncf")
-    registry.swap_champion(a.version, expected_champion=None, reason="a", actor="it")
+    registry.chain.swap(a.version, expected_champion=None, reason="a", actor="it")
     first = registry.fetch(resolve_serving_version(registry).model, tmp_path / "cache")
-    registry.swap_champion(b.version, expected_champion=a.version, reason="b", actor="it")
+    registry.chain.swap(b.version, expected_champion=a.version, reason="b", actor="it")
     second = registry.fetch(resolve_serving_version(registry).model, tmp_path / "cache")
-    registry.swap_champion(a.version, expected_champion=b.version, reason="back to a", actor="it", kind="rollback")
+    registry.chain.swap(a.version, expected_champion=b.version, reason="back to a", actor="it", kind="rollback")
     serving = resolve_serving_version(registry)
     third = registry.fetch(serving.model, tmp_path / "cache")
     assert len({first, second, third}) == 3
@@ -168,10 +168,10 @@ def test_promotion_is_bound_to_the_expected_champion(registry: ModelRegistry, tm
     a = register(registry, artifact(tmp_path / "a", "a"))
     b = register(registry, artifact(tmp_path / "b", "b"))
     c = register(registry, artifact(tmp_path / "c", "c"))
-    registry.swap_champion(a.version, expected_champion=None, reason="a", actor="it", decision_id="d-a")
-    registry.swap_champion(b.version, expected_champion=a.version, reason="b", actor="it")
+    registry.chain.swap(a.version, expected_champion=None, reason="a", actor="it", decision_id="d-a")
+    registry.chain.swap(b.version, expected_champion=a.version, reason="b", actor="it")
     with pytest.raises(ChampionMoved, match=f"made against champion '{a.version}'"):
-        registry.swap_champion(c.version, expected_champion=a.version, reason="decided against a", actor="it")
+        registry.chain.swap(c.version, expected_champion=a.version, reason="decided against a", actor="it")
     assert [r.version for r in registry.history()] == [a.version, b.version]
     assert [r["version"] for r in registry.audit_log()] == [a.version, b.version]
 
@@ -180,8 +180,8 @@ def test_history_and_champion_at(registry: ModelRegistry, tmp_path: Path) -> Non
     a = register(registry, artifact(tmp_path / "a", "a"))
     b = register(registry, artifact(tmp_path / "b", "b"))
     before = datetime.now(UTC) - timedelta(seconds=1)
-    ra = registry.swap_champion(a.version, expected_champion=None, reason="a", actor="it", interval_end=DAY)
-    rb = registry.swap_champion(b.version, expected_champion=a.version, reason="b", actor="it", interval_end=DAY)
+    ra = registry.chain.swap(a.version, expected_champion=None, reason="a", actor="it", interval_end=DAY)
+    rb = registry.chain.swap(b.version, expected_champion=a.version, reason="b", actor="it", interval_end=DAY)
     history = registry.history()
     assert [(r.version, r.previous, r.digest) for r in history] == [
         (a.version, None, a.digest),
@@ -200,8 +200,8 @@ def test_champion_of_a_data_interval_from_the_chain(registry: ModelRegistry, tmp
     """Batch scoring's question: promoted for day 1 and day 2, then rolled back by hand (no interval)."""
     a = register(registry, artifact(tmp_path / "a", "a"), created_at=DAY)
     b = register(registry, artifact(tmp_path / "b", "b"), created_at=DAY + timedelta(days=1))
-    registry.swap_champion(a.version, expected_champion=None, reason="day 1", actor="it", interval_end=DAY)
-    registry.swap_champion(b.version, expected_champion=a.version, reason="day 2", actor="it",
+    registry.chain.swap(a.version, expected_champion=None, reason="day 1", actor="it", interval_end=DAY)
+    registry.chain.swap(b.version, expected_champion=a.version, reason="day 2", actor="it",
                            interval_end=DAY + timedelta(days=1))  # fmt: skip
 
     def day(n: int) -> datetime:  # the batch_scoring run of day n ends at 04:00 that day
@@ -211,15 +211,15 @@ def test_champion_of_a_data_interval_from_the_chain(registry: ModelRegistry, tmp
     assert resolve_serving_version(registry, interval_end=day(2)).version == b.version
     with pytest.raises(NoChampion, match=r"no champion for the data interval ending .* serves intervals ending at"):
         resolve_serving_version(registry, interval_end=day(0))
-    registry.swap_champion(a.version, expected_champion=b.version, reason="b is bad", actor="it", kind="rollback")
+    registry.chain.swap(a.version, expected_champion=b.version, reason="b is bad", actor="it", kind="rollback")
     assert resolve_serving_version(registry, interval_end=day(2)).version == a.version
     assert resolve_serving_version(registry, interval_end=day(1)).record.interval_end == DAY  # type: ignore[union-attr]
 
 
 def test_retry_of_a_finished_promotion_returns_it(registry: ModelRegistry, tmp_path: Path) -> None:
     a = register(registry, artifact(tmp_path / "a", "a"))
-    first = registry.swap_champion(a.version, expected_champion=None, reason="a", actor="it", decision_id="run-1/a")
-    again = registry.swap_champion(a.version, expected_champion=None, reason="a", actor="it", decision_id="run-1/a")
+    first = registry.chain.swap(a.version, expected_champion=None, reason="a", actor="it", decision_id="run-1/a")
+    again = registry.chain.swap(a.version, expected_champion=None, reason="a", actor="it", decision_id="run-1/a")
     assert again == first and len(registry.history()) == 1
 
 
@@ -229,15 +229,15 @@ def test_stale_pointer_is_resolved_along_the_chain(
     """A promoter that died after linking (or a delayed writer) leaves an old champion.json behind:
     the registry still reports the newest champion, and the next promotion builds on it."""
     a, b, c = (register(registry, artifact(tmp_path / t, t)) for t in "abc")
-    registry.swap_champion(a.version, expected_champion=None, reason="first", actor="it")
+    registry.chain.swap(a.version, expected_champion=None, reason="first", actor="it")
     client = s3_client(live_services.s3)
     key = f"{registry.prefix}/champion.json"
     stale = client.get_object(Bucket=registry.bucket, Key=key)["Body"].read()
-    registry.swap_champion(b.version, expected_champion=a.version, reason="second", actor="it")
+    registry.chain.swap(b.version, expected_champion=a.version, reason="second", actor="it")
     client.put_object(Bucket=registry.bucket, Key=key, Body=stale)  # the pointer regresses
 
     assert resolve_serving_version(registry).version == b.version
-    third = registry.swap_champion(c.version, expected_champion=b.version, reason="third", actor="it")
+    third = registry.chain.swap(c.version, expected_champion=b.version, reason="third", actor="it")
     assert third.previous == b.version
     assert [r.version for r in registry.history()] == [a.version, b.version, c.version]
 
@@ -250,7 +250,7 @@ prefix, version, expected, start = sys.argv[1], sys.argv[2], sys.argv[3], float(
 reg = ModelRegistry.from_settings(load_settings(), prefix=prefix)
 time.sleep(max(0.0, start - time.time()))
 try:
-    rec = reg.swap_champion(version, expected_champion=expected, reason="race", actor=f"pid:{version}")
+    rec = reg.chain.swap(version, expected_champion=expected, reason="race", actor=f"pid:{version}")
     print(json.dumps({"won": rec.version, "previous": rec.previous}))
 except ChampionMoved as exc:
     print(json.dumps({"lost": version, "error": str(exc)}))
@@ -265,7 +265,7 @@ def test_four_processes_race_exactly_one_wins(registry: ModelRegistry, tmp_path:
     import time
 
     base = register(registry, artifact(tmp_path / "base", "base"))
-    registry.swap_champion(base.version, expected_champion=None, reason="base", actor="it")
+    registry.chain.swap(base.version, expected_champion=None, reason="base", actor="it")
     racers = [register(registry, artifact(tmp_path / f"r{i}", f"r{i}")).version for i in range(4)]
     start = time.time() + 4.0  # after every interpreter has imported boto3
     procs = [

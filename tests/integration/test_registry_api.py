@@ -48,7 +48,7 @@ def test_champion_endpoint_shows_the_promoted_model(registry: ModelRegistry, tmp
         lineage={"test": True},
         created_at=created,
     )
-    registry.swap_champion(mv.version, expected_champion=None, reason="api test", actor="pytest")
+    registry.chain.swap(mv.version, expected_champion=None, reason="api test", actor="pytest")
 
     body = client.get("/champion").json()
     assert body["version"] == mv.version and body["digest"] == mv.digest
@@ -70,7 +70,7 @@ def test_people_page_shows_champion_history_and_latest_report(registry: ModelReg
     mv = registry.register(
         tmp_path / "artifact", family="popularity", metrics={"ndcg@10": 0.25}, lineage={}, created_at=datetime.now(UTC)
     )
-    registry.swap_champion(mv.version, expected_champion=None, reason="page <test>", actor="pytest")
+    registry.chain.swap(mv.version, expected_champion=None, reason="page <test>", actor="pytest")
     assert client.get(f"/ui/reports/{mv.version}").status_code == 404
     key = registry.version_key(mv.version, "reports", "promotion-20261201T000000.000000Z.html")
     registry.store.create(key, b"<html>the report</html>")

@@ -49,7 +49,7 @@ def promote_blessed(
     tip = registry.champion_record()
     if (None if tip is None else tip.version) != expected_champion and not (
         tip is not None and decision_id is not None and tip.decision_id == decision_id
-    ):  # fail fast, before the canary; swap_champion() checks again, atomically
+    ):  # fail fast, before the canary; registry.chain.swap() checks again, atomically
         raise ChampionMoved(
             f"champion moved: {version!r} was to replace {expected_champion!r}, but the registry serves "
             f"{None if tip is None else tip.version!r}; decide again"
@@ -57,7 +57,7 @@ def promote_blessed(
     canary = run_canary(registry, model)
     if not canary.passed:
         raise NotBlessed(f"{version}: canary failed, promotion refused: {'; '.join(canary.reasons[:3])}")
-    return registry.swap_champion(
+    return registry.chain.swap(
         version,
         expected_champion=expected_champion,
         reason=reason,

@@ -124,30 +124,6 @@ class ModelRegistry:
         """The promotion that was serving at wall-clock time ``when`` (``None`` before the first one)."""
         return self.chain.champion_at(when)
 
-    def swap_champion(
-        self,
-        version: str,
-        *,
-        expected_champion: str | None,
-        reason: str,
-        actor: str,
-        kind: str = "promote",
-        interval_end: datetime | None = None,
-        decision_id: str | None = None,
-    ) -> PromotionRecord:
-        """Record the promotion and swap the champion to ``version`` if it is still ``expected_champion``
-        (:meth:`ChampionChain.swap`). No checks on *what* is promoted: the pipeline and the CLI go through
-        :func:`recflow.promotion.gate.promote_blessed`."""
-        return self.chain.swap(
-            version,
-            expected_champion=expected_champion,
-            reason=reason,
-            actor=actor,
-            kind=kind,
-            interval_end=interval_end,
-            decision_id=decision_id,
-        )
-
     def audit_log(self) -> list[dict[str, Any]]:
         """Every promotion attempt (including lost races), oldest first."""
         return self.audit.entries()

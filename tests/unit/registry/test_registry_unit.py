@@ -98,7 +98,7 @@ def test_a_refused_link_write_is_retried(tmp_path: Path) -> None:
             raise EndpointConnectionError(endpoint_url="http://s3")
 
     s3.hooks["chain/after-genesis.json"] = refuse_first
-    record = reg.swap_champion(mv.version, expected_champion=None, reason="r", actor="t")
+    record = reg.chain.swap(mv.version, expected_champion=None, reason="r", actor="t")
     assert calls["n"] == 2 and resolve_serving_version(reg).digest == record.digest
 
 
@@ -117,7 +117,7 @@ def test_created_then_answer_lost_is_not_a_false_conflict(tmp_path: Path) -> Non
             raise EndpointConnectionError(endpoint_url="http://s3")  # ... and the answer never came
 
     s3.hooks["chain/after-genesis.json"] = write_then_fail
-    record = reg.swap_champion(mv.version, expected_champion=None, reason="r", actor="t")
+    record = reg.chain.swap(mv.version, expected_champion=None, reason="r", actor="t")
     assert [r.version for r in reg.history()] == [record.version]
 
 
@@ -195,7 +195,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
         reg.register(tmp_path / "empty", family="als", metrics={}, lineage={}, created_at=DAY)
     mv = register(reg, folder)
     with pytest.raises(ValueError, match="needs a reason"):
-        reg.swap_champion(mv.version, expected_champion=None, reason=" ", actor="t")
+        reg.chain.swap(mv.version, expected_champion=None, reason=" ", actor="t")
     with pytest.raises(ValueError, match="at most one of pinned, at and interval_end"):
         resolve_serving_version(reg, pinned=mv.version, at=DAY)
     with pytest.raises(ValueError, match="at most one of pinned, at and interval_end"):

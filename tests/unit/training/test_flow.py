@@ -297,7 +297,7 @@ def test_failed_upload_leaves_a_version_promote_cannot_read(
         registry.get(version)
     assert registry.list_versions() == []
     with pytest.raises(IncompleteModelVersion):
-        registry.swap_champion(version, expected_champion=None, reason="test", actor="test")
+        registry.chain.swap(version, expected_champion=None, reason="test", actor="test")
 
 
 # --------------------------------------------------------------------------- a new family through the same flow
