@@ -55,6 +55,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         if spec.name == "ncf" and params.get("epochs"):
             overrides["epochs"] = int(params["epochs"])
         args = [
+            "--family", spec.name,
             "--lake", lake,
             "--train-start", str(window.start),
             "--holdout-start", str(window.holdout_start),

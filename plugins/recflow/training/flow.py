@@ -3,7 +3,8 @@
 read the lake window -> check it -> split by time (train | hold-out) -> optional hyperparameter search
 on a validation split carved from the *training* part -> fit -> score the hold-out with
 :mod:`recflow.evaluation.metrics` -> write artifact, ``metrics.json`` and ``lineage.json`` -> register the
-candidate in the S3 registry. The Spark entry points only parse arguments and call :func:`run_training`.
+candidate in the S3 registry. The Spark entry point (``spark_jobs/train.py``, :mod:`recflow.training.entry`)
+only parses arguments and calls :func:`run_training`.
 
 Hold-out definition: events with ``holdout_start <= event_ts < end`` are the test set; events with
 ``start <= event_ts < holdout_start`` train. Test pairs whose user or item is absent from training
@@ -13,16 +14,15 @@ and the test keeps only pairs the user did not already have in training (seen it
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +31,8 @@ from recflow.data.window import TrainingDataError, TrainingWindow, check_trainin
 from recflow.evaluation import spark_holdout
 from recflow.evaluation.canary import CANARY_FILE
 from recflow.evaluation.python_holdout import record_canary
-from recflow.models.base import Recommender
 from recflow.scoring.seen import SeenPolicy
+from recflow.training.fitters import Fitter
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -43,8 +43,6 @@ METRICS_SCHEMA_VERSION = 1
 PRIMARY_METRIC = "ndcg"
 #: Hidden sibling of the output folder a run writes into before the atomic rename.
 STAGING_PREFIX = ".{name}-"
-
-Fitter = Callable[["SparkSession", "DataFrame", Mapping[str, Any], Path], Recommender]
 
 
 @dataclass(frozen=True)
@@ -251,88 +249,3 @@ def _register(
         lineage=lineage,
         created_at=TrainingWindow.ts(window.end),
     )
-
-
-def training_arg_parser(family: str) -> argparse.ArgumentParser:
-    """The arguments every trainer entry point takes (the DAG builds exactly this list)."""
-    parser = argparse.ArgumentParser(prog=f"train_{family}", description=f"Train and evaluate the {family} model.")
-    parser.add_argument("--lake", required=True, help="lake root holding interactions/event_date=*/")
-    parser.add_argument("--train-start", required=True, type=date.fromisoformat)
-    parser.add_argument("--holdout-start", required=True, type=date.fromisoformat)
-    parser.add_argument("--end", required=True, type=date.fromisoformat, help="exclusive end of the hold-out")
-    parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument(
-        "--run-id", required=True, help="the training attempt (Airflow run id), recorded in the lineage"
-    )
-    parser.add_argument("--k", type=int, default=DEFAULT_K)
-    parser.add_argument(
-        "--also-k", type=int, action="append", default=[], help="further cut-offs to report (repeatable)"
-    )
-    parser.add_argument("--budget", type=int, default=1, help="parameter sets to try (1 = spec defaults)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--params-json", default=None, help="overrides of the spec's params, as JSON")
-    parser.add_argument("--models-dir", type=Path, default=None)
-    parser.add_argument("--register", action="store_true", help="upload the candidate to the S3 registry")
-    return parser
-
-
-def main_for(family: str, fit: Fitter, argv: list[str] | None = None) -> TrainingResult:
-    """Shared ``main`` of the trainer entry points: parse, build the session, train, stop the session.
-
-    Bad inputs (:class:`TrainingDataError`, :class:`recflow.training.specs.SpecError`) end the process with one
-    clear last line, ``train_<family> failed: <Error>: <message>``, and exit code 1. Why: spark-submit
-    streams the driver's output into the Airflow task log, where a long traceback would bury the one
-    sentence that says what to fix. Any other error keeps its traceback, because then the trace is the
-    useful part.
-    """
-    from recflow.training.specs import SpecError
-
-    try:
-        return _main(family, fit, argv)
-    except (TrainingDataError, SpecError) as exc:
-        raise SystemExit(f"train_{family} failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _main(family: str, fit: Fitter, argv: list[str] | None) -> TrainingResult:
-    from recflow.spark.session import get_spark
-    from recflow.training.specs import load_spec
-
-    args = training_arg_parser(family).parse_args(argv)
-    if args.k < 1 or args.budget < 1 or any(c < 1 for c in args.also_k):
-        raise SystemExit(f"--k, --also-k and --budget must be >= 1, got {args.k}, {args.also_k}, {args.budget}")
-    window = TrainingWindow(args.train_start, args.holdout_start, args.end)
-    spec = load_spec(family, args.models_dir)
-    overrides = json.loads(args.params_json) if args.params_json else {}
-    if not isinstance(overrides, dict):
-        raise SystemExit(f"--params-json must be a JSON object, got {args.params_json!r}")
-    candidates = [{**c, **overrides} for c in spec.candidates(args.budget, args.seed)]
-    spark = get_spark(f"recflow-train-{family}")
-    try:
-        result = run_training(
-            spark,
-            family=family,
-            fit=fit,
-            lake_root=args.lake,
-            window=window,
-            candidates=candidates,
-            output_dir=args.output_dir,
-            run_id=args.run_id,
-            k=args.k,
-            also_k=args.also_k,
-            register=args.register,
-            seen_policy=SeenPolicy.from_dict(spec.scoring),
-        )
-    finally:
-        spark.stop()
-    print(
-        json.dumps(
-            {
-                "family": family,
-                "version": result.version,
-                "metrics": result.metrics,
-                "registry_uri": result.registry_uri,
-            },
-            sort_keys=True,
-        )
-    )
-    return result

@@ -1,7 +1,8 @@
 """Declarative model specs (``models/*.yaml``): defaults, search space and resources per family.
 
-A new model family is a new spec plus a new trainer entry point; the training DAG lists the specs, so
-it needs no edit.
+A new model family is a new spec plus its fit in :data:`recflow.training.fitters.FITTERS`; every spec's
+``entry_point`` is the one trainer, ``spark_jobs/train.py --family <name>``. The training DAG lists the
+specs, so it needs no edit.
 """
 
 from __future__ import annotations
