@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from recflow.config.settings import project_root
+from recflow.scoring.seen import SeenPolicy
 
 _REQUIRED = ("name", "entry_point")
 _KNOWN = {*_REQUIRED, "description", "params", "search_space", "resources", "baseline", "scoring"}
@@ -105,8 +106,6 @@ def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
 
 def _scoring(path: Path, raw: Any) -> dict[str, Any]:
     """The spec's ``scoring`` mapping, checked by the policy's own rules so a typo fails at load."""
-    from recflow.scoring.seen import SeenPolicy
-
     if raw is None:
         return {}
     if not isinstance(raw, dict) or set(raw) - {"exclude_seen", "seen_lookback_days"}:
