@@ -50,6 +50,13 @@ SPARK_CONF = {
     "spark.driver.extraClassPath": "{{ recflow_s3a_classpath() }}",
     "spark.executor.extraClassPath": "{{ recflow_s3a_classpath() }}",
 }
+#: The keyword arguments every SparkSubmitOperator of recflow shares (its DAG needs ``SPARK_MACROS``).
+SPARK_SUBMIT_KWARGS = {
+    "conn_id": SPARK_CONN_ID,
+    "env_vars": SPARK_JOB_ENV,
+    "py_files": SPARK_PY_FILES,
+    "conf": SPARK_CONF,
+}
 
 
 def s3_settings() -> S3Settings:
