@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> TrainingResult:
 
 
 def _main(args: argparse.Namespace) -> TrainingResult:
+    """Check the arguments and the spec before starting Spark, train in one session, print the summary."""
     family = args.family
     if args.k < 1 or args.budget < 1 or any(c < 1 for c in args.also_k):
         raise SystemExit(f"--k, --also-k and --budget must be >= 1, got {args.k}, {args.also_k}, {args.budget}")
