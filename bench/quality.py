@@ -17,17 +17,16 @@ defaults first) are fitted on the fit part and ranked by validation nDCG@k; the 
 full train part and evaluated ONCE on the test part. The champion is the family with the best mean
 VALIDATION nDCG@k; the report also says whether it is the best on test.
 
-Everything is the pipeline's code: each family is fitted by the ``fit`` of its own trainer entry point
-(``spark_jobs/train_<family>.py``, found through its spec, read from Parquet as the DAG's trainers read
-the lake); relevance is ``recflow.evaluation.python_holdout.judgeable_pairs`` (the hold-out's rule: known
-users and items, pairs not seen in training); ranking is ``Recommender.recommend(exclude_seen=True)``; metrics are
+Everything is the pipeline's code: each family is fitted by the ``fit`` the trainer runs for it
+(``spark_jobs/train.py --family <family>``: ``recflow.training.fitters.FITTERS``), read from Parquet as the
+DAG's trainers read the lake; relevance is ``recflow.evaluation.python_holdout.judgeable_pairs`` (the hold-out's rule:
+known users and items, pairs not seen in training); ranking is ``Recommender.recommend(exclude_seen=True)``; metrics are
 ``recflow.evaluation.metrics.evaluate``. Definitions are in ``quality_report.DEFINITIONS``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -53,7 +52,6 @@ from quality_report import (
     summarize,
 )
 
-from recflow.config.settings import project_root
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER, DEFAULT_K
 from recflow.evaluation.metrics import evaluate
 from recflow.evaluation.python_holdout import judgeable_pairs
@@ -147,7 +145,7 @@ class BenchConfig:
 
 
 # --------------------------------------------------------------------------------------------------
-# Fitting: each family's own trainer entry point, timed
+# Fitting: each family's trainer fit (recflow.training.fitters), timed
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class _Data:
@@ -176,17 +174,12 @@ class _Data:
 
 @cache
 def trainer_fit(family: str, models_dir: Path | None = None) -> Callable[..., Recommender]:
-    """The ``fit`` of the family's trainer entry point (its spec's ``entry_point``), as the DAG runs it."""
+    """The ``fit`` the trainer (``spark_jobs/train.py --family <family>``) runs, as the DAG runs it."""
+    from recflow.training.fitters import FITTERS
     from recflow.training.specs import load_spec
 
-    path = project_root() / load_spec(family, models_dir).entry_point
-    spec = importlib.util.spec_from_file_location(f"bench_train_{family}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the {family} trainer from {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    fit: Callable[..., Recommender] = module.fit
-    return fit
+    load_spec(family, models_dir)  # an unknown family fails here with the known ones, as in the DAG
+    return FITTERS[family]
 
 
 def timed_fit(

@@ -30,35 +30,36 @@ A day without a landing file (yet) ends the run in seconds: `validate` skips, na
 
 from __future__ import annotations
 
-from datetime import timedelta
+from airflow.sdk import Param, dag
 
-from airflow.sdk import CronTriggerTimetable, Param, dag
-
-from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
+from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily
 from recflow.orchestration.ingest_tasks import announce, validate_day
+
+#: The run's Params: the trigger form in the UI, and what the REST API validates a run against.
+PARAMS = {
+    "date": Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        description="Re-validate this UTC day (YYYY-MM-DD) instead of the run's day.",
+    ),
+    "threshold": Param(
+        0.01, type="number", minimum=0, maximum=1, description="Max share of rows that may break row rules."
+    ),
+    "reason": Param("", type="string", description="Why this run was triggered (logged with the run)."),
+}
 
 
 @dag(
     dag_id="ingest_interactions",
-    schedule=CronTriggerTimetable("0 1 * * *", timezone="UTC", interval=timedelta(days=1)),
+    schedule=daily("0 1 * * *"),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=4,
     default_args=DEFAULT_ARGS,
     tags=["recflow", "ingestion"],
     doc_md=__doc__,
-    params={
-        "date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Re-validate this UTC day (YYYY-MM-DD) instead of the run's day.",
-        ),
-        "threshold": Param(
-            0.01, type="number", minimum=0, maximum=1, description="Max share of rows that may break row rules."
-        ),
-        "reason": Param("", type="string", description="Why this run was triggered (logged with the run)."),
-    },
+    params=PARAMS,
 )
 def ingest_interactions() -> None:
     announce(validate_day.override(task_id="validate")())

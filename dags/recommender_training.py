@@ -21,26 +21,53 @@ one next run (Airflow creates no asset-triggered run while `max_active_runs=1` i
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
+from airflow.sdk import Param, dag
 
 from recflow.orchestration.assets import VALIDATED_INTERACTIONS
-from recflow.orchestration.connections import SPARK_CONF, SPARK_CONN_ID, SPARK_JOB_ENV, SPARK_MACROS, SPARK_PY_FILES
-from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE
+from recflow.orchestration.connections import SPARK_MACROS, SPARK_SUBMIT_KWARGS
+from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily_or_when_updated
 from recflow.orchestration.guards import check_window
 from recflow.orchestration.ingest_tasks import days_to_validate, validate_window_day
 from recflow.orchestration.training_tasks import CompareOperator, plan_training, promote, publish_model_event
 from recflow.training.specs import available_specs
 
+#: The run's Params: the trigger form in the UI, and what the REST API validates a run against.
+PARAMS = {
+    "models": Param(
+        ["als", "ncf"],
+        type="array",
+        items={"type": "string", "enum": [m for m in available_specs() if m != "popularity"]},
+        minItems=1,
+        description="Model families to train (the popularity baseline always runs).",
+    ),
+    "k": Param(10, type="integer", minimum=1, maximum=100, description="Cut-off of the ranking metrics."),
+    "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=100, description="NCF epochs."),
+    "search_budget": Param(1, type="integer", minimum=1, maximum=50, description="Parameter sets to try."),
+    "train_days": Param(6, type="integer", minimum=1, maximum=365),
+    "holdout_days": Param(2, type="integer", minimum=1, maximum=30),
+    "threshold": Param(0.01, type="number", minimum=0, maximum=1, description="Max share of bad rows."),
+    "promote": Param(True, type="boolean", description="Promote the winner (off: evaluate only)."),
+    "reason": Param("", type="string", description="Why this run was triggered (goes to the audit log)."),
+    "force_promote": Param(
+        {"enabled": False, "reason": ""},
+        type="object",
+        properties={"enabled": {"type": "boolean"}, "reason": {"type": "string"}},
+        required=["enabled", "reason"],
+        additionalProperties=False,
+        # JSON Schema if/then: turning it on requires a reason, which the blessing and audit log keep
+        **{
+            "if": {"properties": {"enabled": {"const": True}}},
+            "then": {"properties": {"reason": {"type": "string", "minLength": 3, "pattern": "\\S"}}},
+        },
+        description="Promote the best candidate even if the policy rejects it (the canary still runs). Needs a reason.",
+    ),
+}
+
 
 @dag(
     dag_id="recommender_training",
-    schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", interval=timedelta(days=1)),
-        assets=[VALIDATED_INTERACTIONS],
-    ),
+    schedule=daily_or_when_updated("0 2 * * *", VALIDATED_INTERACTIONS),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -48,37 +75,7 @@ from recflow.training.specs import available_specs
     tags=["recflow", "training"],
     user_defined_macros=SPARK_MACROS,
     doc_md=__doc__,
-    params={
-        "models": Param(
-            ["als", "ncf"],
-            type="array",
-            items={"type": "string", "enum": [m for m in available_specs() if m != "popularity"]},
-            minItems=1,
-            description="Model families to train (the popularity baseline always runs).",
-        ),
-        "k": Param(10, type="integer", minimum=1, maximum=100, description="Cut-off of the ranking metrics."),
-        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=100, description="NCF epochs."),
-        "search_budget": Param(1, type="integer", minimum=1, maximum=50, description="Parameter sets to try."),
-        "train_days": Param(6, type="integer", minimum=1, maximum=365),
-        "holdout_days": Param(2, type="integer", minimum=1, maximum=30),
-        "threshold": Param(0.01, type="number", minimum=0, maximum=1, description="Max share of bad rows."),
-        "promote": Param(True, type="boolean", description="Promote the winner (off: evaluate only)."),
-        "reason": Param("", type="string", description="Why this run was triggered (goes to the audit log)."),
-        "force_promote": Param(
-            {"enabled": False, "reason": ""},
-            type="object",
-            properties={"enabled": {"type": "boolean"}, "reason": {"type": "string"}},
-            required=["enabled", "reason"],
-            additionalProperties=False,
-            # JSON Schema if/then: turning it on requires a reason, which the blessing and audit log keep
-            **{
-                "if": {"properties": {"enabled": {"const": True}}},
-                "then": {"properties": {"reason": {"type": "string", "minLength": 3, "pattern": "\\S"}}},
-            },
-            description="Promote the best candidate even if the policy rejects it (the canary still runs). "
-            "Needs a reason.",
-        ),
-    },
+    params=PARAMS,
 )
 def recommender_training() -> None:
     checked = check_window()
@@ -87,12 +84,7 @@ def recommender_training() -> None:
     plans = plan_training()
     checked >> [days, plans]
     train = SparkSubmitOperator.partial(
-        task_id="train",
-        conn_id=SPARK_CONN_ID,
-        env_vars=SPARK_JOB_ENV,
-        py_files=SPARK_PY_FILES,
-        conf=SPARK_CONF,
-        map_index_template="{{ task.name }}",
+        task_id="train", map_index_template="{{ task.name }}", **SPARK_SUBMIT_KWARGS
     ).expand_kwargs(plans)
     decision = CompareOperator(task_id="compare", plans=plans)
     validated >> plans

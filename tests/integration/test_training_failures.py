@@ -1,4 +1,4 @@
-"""A crashed trainer, as Airflow runs it: ``spark-submit spark_jobs/train_als.py`` on a bad window.
+"""A crashed trainer, as Airflow runs it: ``spark-submit spark_jobs/train.py --family als`` on a bad window.
 
 The training DAG's ``SparkSubmitOperator`` streams exactly this process's output into the task log and
 fails the task on a non-zero exit, so the assertions here are what an operator sees: a non-zero exit
@@ -58,8 +58,9 @@ def test_trainer_on_an_empty_window_exits_non_zero_with_the_reason(tmp_path: Pat
     lake = _lake(tmp_path / "lake", date(2026, 10, 1))
     out = tmp_path / "runs" / "als"
     done = _submit(
-        "spark_jobs/train_als.py",
+        "spark_jobs/train.py",
         [
+            "--family", "als",
             "--lake", str(lake),
             "--train-start", "2026-11-01",
             "--holdout-start", "2026-11-04",
@@ -86,8 +87,9 @@ def test_trainer_with_an_unknown_parameter_fails_with_the_known_ones(tmp_path: P
     """A bad override from the Params form is not a data problem: the traceback stays, reason last."""
     lake = _lake(tmp_path / "lake", date(2026, 11, 2))
     done = _submit(
-        "spark_jobs/train_als.py",
+        "spark_jobs/train.py",
         [
+            "--family", "als",
             "--lake", str(lake),
             "--train-start", "2026-11-01",
             "--holdout-start", "2026-11-04",

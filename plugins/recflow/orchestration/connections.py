@@ -8,12 +8,11 @@ them as environment variables rendered by Jinja at run time; they never appear o
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from recflow.config.kafka import KafkaSettings
-    from recflow.config.s3 import S3Settings
-    from recflow.config.settings import Settings
+from recflow.config.kafka import KafkaSettings, security_from_extra
+from recflow.config.s3 import S3Settings
+from recflow.config.settings import Settings, load_settings
+from recflow.spark.packaging import job_archive
 
 S3_CONN_ID = "recflow_s3"
 KAFKA_CONN_ID = "kafka_default"
@@ -29,14 +28,12 @@ SPARK_JOB_ENV = {
 
 def py_files() -> str:
     """The ``recflow`` zip for ``--py-files`` (built once per code version): what executors import."""
-    from recflow.spark.packaging import job_archive
-
     return str(job_archive())
 
 
 def s3a_classpath() -> str:
     """Class path of the ``s3a://`` jars when the lake is on the object store, else empty."""
-    from recflow.config.settings import load_settings
+    # deferred: recflow.services loads every local service manager (~16 ms) at DAG parse time
     from recflow.services.maven import spark_s3a_jars
 
     if not load_settings().lake_uri.startswith("s3://"):
@@ -53,13 +50,18 @@ SPARK_CONF = {
     "spark.driver.extraClassPath": "{{ recflow_s3a_classpath() }}",
     "spark.executor.extraClassPath": "{{ recflow_s3a_classpath() }}",
 }
+#: The keyword arguments every SparkSubmitOperator of recflow shares (its DAG needs ``SPARK_MACROS``).
+SPARK_SUBMIT_KWARGS = {
+    "conn_id": SPARK_CONN_ID,
+    "env_vars": SPARK_JOB_ENV,
+    "py_files": SPARK_PY_FILES,
+    "conf": SPARK_CONF,
+}
 
 
 def s3_settings() -> S3Settings:
     """S3 settings with the endpoint and keys of the ``recflow_s3`` Connection."""
     from airflow.sdk import BaseHook
-
-    from recflow.config.settings import load_settings
 
     conn = BaseHook.get_connection(S3_CONN_ID)
     base = load_settings().s3
@@ -79,9 +81,6 @@ def kafka_settings() -> KafkaSettings:
     """
     from airflow.sdk import BaseHook
 
-    from recflow.config.kafka import security_from_extra
-    from recflow.config.settings import load_settings
-
     extra = BaseHook.get_connection(KAFKA_CONN_ID).extra_dejson
     base = load_settings().kafka
     return dataclasses.replace(
@@ -93,6 +92,4 @@ def kafka_settings() -> KafkaSettings:
 
 def settings() -> Settings:
     """Full settings with S3 taken from the Connection (Kafka: :func:`kafka_settings`, only where it is used)."""
-    from recflow.config.settings import load_settings
-
     return dataclasses.replace(load_settings(), s3=s3_settings())

@@ -7,26 +7,23 @@ why. Downstream tasks skip with it, so no Spark job is launched.
 
 from __future__ import annotations
 
-import logging
 from datetime import date
-from typing import Any, NoReturn
+from typing import Any
 
 from airflow.sdk import get_current_context, task
 
+from recflow.data.window import TrainingWindow
+from recflow.orchestration.connections import settings as resolve_settings
 from recflow.orchestration.context import interval_end
-
-log = logging.getLogger(__name__)
+from recflow.orchestration.skip_reasons import (
+    UNFINISHED_TASK_STATES,
+    empty_window_reason,
+    pending_ingestion_reason,
+    skip,
+)
 
 INGEST_DAG_ID = "ingest_interactions"
 INGEST_TASK_ID = "validate"
-
-
-def skip(reason: str) -> NoReturn:
-    """End the task as skipped, logging the reason (the UI shows it in the task log)."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    log.info("skipping: %s", reason)
-    raise AirflowSkipException(reason)
 
 
 @task
@@ -41,12 +38,9 @@ def check_window(params: dict[str, Any] | None = None) -> dict[str, str]:
     * no data for the training or the hold-out days (neither in the lake nor landed), e.g. the cron run
       created when the DAG is unpaused on an empty lake.
     """
-    from recflow.data.landing import find_landing_file
-    from recflow.data.stores import open_store
-    from recflow.data.window import TrainingWindow
-    from recflow.orchestration.connections import settings as resolve_settings
-    from recflow.orchestration.skip_reasons import UNFINISHED_TASK_STATES, empty_window_reason, pending_ingestion_reason
-    from recflow.validation import lake_partition
+    from recflow.data.landing import find_landing_file  # deferred: pulls in pandas and pyarrow at DAG parse time
+    from recflow.data.stores import open_store  # deferred: pulls in pyarrow at DAG parse time
+    from recflow.validation import lake_partition  # deferred: pulls in great_expectations and pyspark at DAG parse time
 
     context = get_current_context()
     params = params or dict(context["params"])

@@ -15,7 +15,14 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 
 from recflow.orchestration.assets import VALIDATED_INTERACTIONS
+from recflow.orchestration.connections import settings as resolve_settings
 from recflow.orchestration.context import completed_day, interval_end
+from recflow.orchestration.skip_reasons import (
+    UNFINISHED_TASK_STATES,
+    later_announcement_reason,
+    missing_landing_reason,
+    skip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +50,12 @@ def validate_one_day(
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from recflow.data.landing import find_landing_file
-    from recflow.orchestration.connections import settings as resolve_settings
-    from recflow.orchestration.guards import skip
-    from recflow.orchestration.skip_reasons import missing_landing_reason
-    from recflow.validation import LandingDayRequest, ValidationFailed, validate_partition
+    from recflow.data.landing import find_landing_file  # deferred: pulls in pandas and pyarrow at DAG parse time
+    from recflow.validation import (  # deferred: great_expectations, pyspark
+        LandingDayRequest,
+        ValidationFailed,
+        validate_partition,
+    )
 
     settings = resolve_settings()
     log.info("validating %s with threshold %.4f%s", day, threshold, f"; reason: {reason}" if reason else "")
@@ -117,9 +125,6 @@ def announce(summary: dict[str, Any]) -> dict[str, Any]:
     has no landing file ends its ``announce`` too (upstream failed / skipped), so it never holds the
     others back. The event's ``extra`` names this run's day, the accepted and quarantined counts.
     """
-    from recflow.orchestration.guards import skip
-    from recflow.orchestration.skip_reasons import UNFINISHED_TASK_STATES, later_announcement_reason
-
     context = get_current_context()
     dag_id = context["dag"].dag_id
     pending = context["ti"].get_ti_count(
@@ -141,10 +146,9 @@ def days_to_validate(params: dict[str, Any] | None = None) -> list[str]:
     Why: training must only see validated data, and a window can start before the ingest DAG ran.
     Already-validated days are left alone (re-validation is the ingest DAG's job).
     """
-    from recflow.data.landing import find_landing_file
-    from recflow.data.stores import open_store
-    from recflow.orchestration.connections import settings as resolve_settings
-    from recflow.validation import lake_partition
+    from recflow.data.landing import find_landing_file  # deferred: pulls in pandas and pyarrow at DAG parse time
+    from recflow.data.stores import open_store  # deferred: pulls in pyarrow at DAG parse time
+    from recflow.validation import lake_partition  # deferred: pulls in great_expectations and pyspark at DAG parse time
 
     context = get_current_context()
     params = params or dict(context["params"])

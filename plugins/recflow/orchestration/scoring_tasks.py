@@ -8,8 +8,13 @@ from typing import Any
 
 from airflow.sdk import get_current_context, task
 
+from recflow.config.settings import load_settings
 from recflow.orchestration.assets import BATCH_SCORES
+from recflow.orchestration.connections import kafka_settings, s3_settings
+from recflow.orchestration.connections import settings as resolve_settings
 from recflow.orchestration.context import interval_day, interval_end
+from recflow.orchestration.skip_reasons import skip
+from recflow.spark.session import spark_uri
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +30,7 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
     registry, or a day before the first promotion took effect) skips the run: there is nothing to
     score it with, and no retry would change that.
     """
-    from recflow.config.settings import load_settings
-    from recflow.orchestration.connections import s3_settings
-    from recflow.orchestration.guards import skip
-    from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
-    from recflow.spark.session import spark_uri
+    from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version  # deferred: pulls in botocore
 
     context = get_current_context()
     params = params or dict(context["params"])
@@ -68,8 +69,7 @@ def check_scores(params: dict[str, Any] | None = None) -> dict[str, Any]:
     The job publishes only output that passed ``expectations/batch_scores.json``; this re-checks the
     totals: every active user is either scored or exhausted (nothing left to recommend, not a failure).
     """
-    from recflow.batch.layout import read_summary
-    from recflow.orchestration.connections import settings as resolve_settings
+    from recflow.batch.layout import read_summary  # deferred: pulls in pandas and pyarrow at DAG parse time
 
     context = get_current_context()
     params = params or dict(context["params"])
@@ -100,9 +100,8 @@ def confirm_streaming_scorer(params: dict[str, Any] | None = None) -> dict[str, 
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from recflow.orchestration.connections import kafka_settings, s3_settings
-    from recflow.registry import ModelRegistry, resolve_serving_version
-    from recflow.streaming.probe import probe_version, scorer_members
+    from recflow.registry import ModelRegistry, resolve_serving_version  # deferred: pulls in botocore
+    from recflow.streaming.probe import probe_version, scorer_members  # deferred: pulls in pandas and pyarrow
 
     context = get_current_context()
     params = params or dict(context["params"])

@@ -2,13 +2,18 @@
 
 Why here and not in the jobs: a Spark job that finds an empty window fails after a JVM start, and its
 retries fail the same way; the orchestration layer asks these questions first and skips with the
-reason. Pure functions over callables, so they are tested without Airflow, Spark or a store.
+reason. Pure functions over callables, so they are tested without Airflow, Spark or a store; :func:`skip`
+ends the task with one of them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import NoReturn
+
+log = logging.getLogger(__name__)
 
 #: Task states that mean "this task instance will still run" (``null``: created, not yet scheduled).
 UNFINISHED_TASK_STATES = (
@@ -21,6 +26,14 @@ UNFINISHED_TASK_STATES = (
     "deferred",
     "restarting",
 )
+
+
+def skip(reason: str) -> NoReturn:
+    """End the task as skipped, logging the reason (the UI shows it in the task log)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    log.info("skipping: %s", reason)
+    raise AirflowSkipException(reason)
 
 
 def _days(start: date, end: date) -> list[date]:

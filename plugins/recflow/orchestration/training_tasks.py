@@ -12,10 +12,17 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, get_current_context, task
 
+from recflow.config.settings import load_settings, project_root, runs_root
+from recflow.data.window import TrainingWindow
 from recflow.orchestration.assets import CHAMPION
+from recflow.orchestration.connections import kafka_settings, s3_settings
+from recflow.orchestration.connections import settings as resolve_settings
 from recflow.orchestration.context import interval_end
 from recflow.orchestration.report_link import PromotionReportLink, report_url
-from recflow.registry.versions import interval_key, version_prefix
+from recflow.promotion.policy import load_policy, metric_names
+from recflow.spark.session import spark_uri
+from recflow.streaming.events import kafka_producer, model_update_event
+from recflow.training.specs import plan_models
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +40,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     interval (a re-run replaces its local files); the registry names each upload by its content, so a
     re-run adds new versions and never changes one that was evaluated or promoted.
     """
-    from recflow.config.settings import load_settings, runs_root
-    from recflow.data.window import TrainingWindow
-    from recflow.promotion.policy import load_policy, metric_names
-    from recflow.spark.session import spark_uri
-    from recflow.training.specs import plan_models
+    from recflow.registry.versions import interval_key  # deferred: the registry package pulls in botocore
 
     context = get_current_context()
     params = params or dict(context["params"])
@@ -55,6 +58,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         if spec.name == "ncf" and params.get("epochs"):
             overrides["epochs"] = int(params["epochs"])
         args = [
+            "--family", spec.name,
             "--lake", lake,
             "--train-start", str(window.start),
             "--holdout-start", str(window.holdout_start),
@@ -70,7 +74,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
             args += ["--params-json", json.dumps(overrides)]
         plans.append(
             {
-                "application": str(_root() / spec.entry_point),
+                "application": str(project_root() / spec.entry_point),
                 "application_args": args,
                 "name": f"recflow-train-{spec.name}-{key}",
                 "driver_memory": spec.resources.get("driver_memory", "2g"),
@@ -78,12 +82,6 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         )
     log.info("training window %s..%s (hold-out from %s): %s", window.start, window.end, window.holdout_start, names)
     return plans
-
-
-def _root() -> Any:
-    from recflow.config.settings import project_root
-
-    return project_root()
 
 
 class CompareOperator(BaseOperator):
@@ -106,13 +104,9 @@ class CompareOperator(BaseOperator):
 
 def compare(plans: list[dict[str, Any]], context: Any) -> dict[str, Any]:
     """The ``compare`` task's work: a small JSON summary of the decision (candidates, winner, reports)."""
-    from recflow.data.stores import open_store
-    from recflow.data.window import TrainingWindow
-    from recflow.orchestration.connections import s3_settings
-    from recflow.orchestration.connections import settings as resolve_settings
-    from recflow.promotion.compare import compare_and_bless
-    from recflow.promotion.policy import load_policy, metric_names
-    from recflow.registry import ModelRegistry
+    from recflow.data.stores import open_store  # deferred: pulls in pyarrow at DAG parse time
+    from recflow.promotion.compare import compare_and_bless  # deferred: pulls in pandas, pyarrow and botocore
+    from recflow.registry import ModelRegistry  # deferred: pulls in botocore at DAG parse time
 
     params = dict(context["params"])
     lake_settings = resolve_settings()
@@ -150,10 +144,9 @@ def promote(decision: dict[str, Any], params: dict[str, Any] | None = None) -> d
     """
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from recflow.orchestration.connections import s3_settings
-    from recflow.promotion.gate import promote_blessed
-    from recflow.registry import ChampionMoved, ModelRegistry
-    from recflow.registry.blessing import NotBlessed
+    from recflow.promotion.gate import promote_blessed  # deferred: pulls in botocore at DAG parse time
+    from recflow.registry import ChampionMoved, ModelRegistry  # deferred: pulls in botocore at DAG parse time
+    from recflow.registry.blessing import NotBlessed  # deferred: pulls in botocore at DAG parse time
 
     context = get_current_context()
     params = params or dict(context["params"])
@@ -188,9 +181,6 @@ def _actor(context: Any) -> str:
 @task
 def publish_model_event(promotion: dict[str, Any]) -> dict[str, Any]:
     """Tell the streaming scorer about a new champion (it hot-swaps on this event)."""
-    from recflow.orchestration.connections import kafka_settings
-    from recflow.streaming.events import kafka_producer, model_update_event
-
     context = get_current_context()
     event = model_update_event(
         version=promotion["version"],
@@ -219,6 +209,8 @@ def _run_candidate(registry: Any, family: str, context: Any) -> Any:
 
     Why look it up: the id is derived from the uploaded content, so only the registry knows it.
     """
+    from recflow.registry.versions import version_prefix  # deferred: the registry package pulls in botocore
+
     mine = [
         mv
         for mv in registry.list_versions(family, prefix=version_prefix(family, interval_end(context)))

@@ -3,7 +3,8 @@
 read the lake window -> check it -> split by time (train | hold-out) -> optional hyperparameter search
 on a validation split carved from the *training* part -> fit -> score the hold-out with
 :mod:`recflow.evaluation.metrics` -> write artifact, ``metrics.json`` and ``lineage.json`` -> register the
-candidate in the S3 registry. The Spark entry points only parse arguments and call :func:`run_training`.
+candidate in the S3 registry. The Spark entry point (``spark_jobs/train.py``, :mod:`recflow.training.entry`)
+only parses arguments and calls :func:`run_training`.
 
 Hold-out definition: events with ``holdout_start <= event_ts < end`` are the test set; events with
 ``start <= event_ts < holdout_start`` train. Test pairs whose user or item is absent from training
@@ -13,38 +14,38 @@ and the test keeps only pairs the user did not already have in training (seen it
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recflow.config.settings import load_settings
 from recflow.constants import COL_TS, COL_USER, DEFAULT_K
 from recflow.data.window import TrainingDataError, TrainingWindow, check_training_frame, read_window
 from recflow.evaluation import spark_holdout
 from recflow.evaluation.canary import CANARY_FILE
 from recflow.evaluation.python_holdout import record_canary
 from recflow.models.base import Recommender
+from recflow.registry import ModelRegistry, ModelVersion
 from recflow.scoring.seen import SeenPolicy
+from recflow.training.fitters import Fitter
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
-
-    from recflow.registry import ModelVersion
 
 METRICS_SCHEMA_VERSION = 1
 PRIMARY_METRIC = "ndcg"
 #: Hidden sibling of the output folder a run writes into before the atomic rename.
 STAGING_PREFIX = ".{name}-"
-
-Fitter = Callable[["SparkSession", "DataFrame", Mapping[str, Any], Path], Recommender]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,34 @@ class TrainingResult:
     metrics: dict[str, float]
     params: dict[str, Any]
     registry_uri: str | None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one run was asked for: the steps read it, ``metrics.json`` and ``lineage.json`` record it."""
+
+    family: str
+    run_id: str
+    lake_root: Path | str
+    window: TrainingWindow
+    k: int
+    also_k: Sequence[int]
+    policy: SeenPolicy
+
+    @property
+    def exclude_seen(self) -> bool:
+        return self.policy.exclude_seen != "none"
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The parameters the search chose, the model fitted with them on the training part, and its judgement."""
+
+    params: dict[str, Any]
+    trials: list[dict[str, Any]]
+    model: Recommender
+    metrics: dict[str, float]
+    truth: pd.DataFrame  # the judged hold-out pairs
 
 
 def code_version() -> str:
@@ -133,98 +162,141 @@ def run_training(
 ) -> TrainingResult:
     """Train one family on ``window`` and leave a complete candidate in ``output_dir`` (and the registry).
 
-    The output folder is replaced atomically (written beside, then renamed), so a crashed run never
-    leaves a partial artifact where the promote step could pick it up: a failure before the rename
-    removes the staging folder and leaves any earlier ``output_dir`` untouched. Registration happens
-    only after the rename, and the registry writes the version's manifest after its files, so the
-    promote step (which reads manifests only) never sees a half-uploaded candidate. A model fitted
-    into Parquet tables (ALS, NCF) is evaluated and canaried on executors
-    (:func:`recflow.evaluation.spark_holdout.evaluate_on_holdout`), so no step of the run collects its training
-    pairs or user factors to the driver.
+    The output folder is replaced atomically (:func:`_staging`), so a crashed run never leaves a partial
+    artifact where the promote step could pick it up. Registration happens only after the rename, and the
+    registry writes the version's manifest after its files, so the promote step (which reads manifests
+    only) never sees a half-uploaded candidate. A model fitted into Parquet tables (ALS, NCF) is evaluated
+    and canaried on executors (:func:`recflow.evaluation.spark_holdout.evaluate_on_holdout`), so no step of
+    the run collects its training pairs or user factors to the driver.
 
     Raises :class:`TrainingDataError` for data no model should train on (empty window, fewer than two
     users or items, null keys, NaN amounts, an empty hold-out).
     """
-    from pyspark.sql import functions as F
-
-    policy = seen_policy or SeenPolicy()
-    exclude_seen = policy.exclude_seen != "none"
+    run = _Run(family, run_id, lake_root, window, k, also_k, seen_policy or SeenPolicy())
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    data = read_window(spark, lake_root, window)
-    holdout_ts = F.lit(TrainingWindow.ts(window.holdout_start))
-    train = data.where(F.col(COL_TS) < holdout_ts).cache()
-    test = data.where(F.col(COL_TS) >= holdout_ts)
+    train, test = _split(spark, lake_root, window)
     try:
         counts = check_training_frame(train, window)
+        with _staging(output_dir) as staging:
+            chosen = _fit_and_judge(spark, run, fit, train, test, candidates, staging / "work", timings)
+            train.unpersist()
+            _save_artifact(spark, chosen.model, staging / "artifact")
+            shutil.rmtree(staging / "work", ignore_errors=True)
+            timings["total_s"] = time.perf_counter() - started
+            report = _metrics_report(run, chosen)
+            lineage = _lineage(spark, run, counts, chosen, timings)
+            (staging / "metrics.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+            (staging / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True, default=str))
     except BaseException:
         train.unpersist()
         raise
+    if not register:
+        return TrainingResult(family, None, output_dir, chosen.metrics, chosen.params, None)
+    version = _register(output_dir, family, chosen.metrics, lineage, window)
+    return TrainingResult(family, version.version, output_dir, chosen.metrics, chosen.params, version.uri)
+
+
+def _split(spark: SparkSession, lake_root: Path | str, window: TrainingWindow) -> tuple[DataFrame, DataFrame]:
+    """The window's training part (cached: the search and the fit read it again) and its hold-out."""
+    from pyspark.sql import functions as F
+
+    data = read_window(spark, lake_root, window)
+    holdout_ts = F.lit(TrainingWindow.ts(window.holdout_start))
+    return data.where(F.col(COL_TS) < holdout_ts).cache(), data.where(F.col(COL_TS) >= holdout_ts)
+
+
+@contextmanager
+def _staging(output_dir: Path) -> Iterator[Path]:
+    """A hidden sibling of ``output_dir`` to write into, renamed to ``output_dir`` when the block succeeds.
+
+    A failure before the rename removes the staging folder and leaves any earlier ``output_dir`` untouched.
+    """
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX.format(name=output_dir.name), dir=output_dir.parent))
     try:
-        t0 = time.perf_counter()
-        params, trials = search(
-            spark, fit, train, window, candidates, k=k, work_dir=staging / "work", exclude_seen=exclude_seen
-        )
-        timings["search_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        model = fit(spark, train, params, staging / "work")
-        timings["fit_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        metrics, truth = spark_holdout.evaluate_on_holdout(spark, model, test, k, also_k, exclude_seen=exclude_seen)
-        timings["evaluate_s"] = time.perf_counter() - t0
-        train.unpersist()
-        model.save(staging / "artifact")  # type: ignore[attr-defined]
-        # what the canary must reproduce from the registered bytes, in a fresh process (recflow.evaluation.canary)
-        canary = spark_holdout.record_canary(spark, model) if spark_holdout.in_tables(model) else record_canary(model)
-        (staging / "artifact" / CANARY_FILE).write_text(json.dumps(canary, sort_keys=True))
-        shutil.rmtree(staging / "work", ignore_errors=True)
-        timings["total_s"] = time.perf_counter() - started
-        lineage = {
-            "family": family,
-            "run_id": run_id,
-            "window": {
-                "start": str(window.start),
-                "holdout_start": str(window.holdout_start),
-                "end": str(window.end),
-            },
-            "input": {
-                "lake": f"{str(lake_root).rstrip('/')}/interactions",
-                "partitions": window.days(),
-                **counts,
-            },
-            "params": params,
-            "scoring": policy.as_dict(),
-            "search": trials,
-            "code_version": code_version(),
-            "spark_application_id": spark.sparkContext.applicationId,
-            "timings": timings,
-        }
-        report = {
-            "schema_version": METRICS_SCHEMA_VERSION,
-            "family": family,
-            "run_id": run_id,
-            "k": k,
-            "metrics": metrics,
-            "holdout": {"users": int(truth[COL_USER].nunique()), "pairs": len(truth)},
-            "definitions": {
-                "ranking": "binary relevance over the full catalog, training items removed; users = hold-out "
-                "users with >= 1 relevant item; map@k divides by min(#relevant, k)",
-            },
-        }
-        (staging / "metrics.json").write_text(json.dumps(report, indent=2, sort_keys=True))
-        (staging / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True, default=str))
+        yield staging
         if output_dir.exists():
             shutil.rmtree(output_dir)
         staging.rename(output_dir)
     except BaseException:
-        train.unpersist()
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    version = _register(output_dir, family, metrics, lineage, window) if register else None
-    uri = None if version is None else version.uri
-    return TrainingResult(family, None if version is None else version.version, output_dir, metrics, params, uri)
+
+
+def _fit_and_judge(
+    spark: SparkSession,
+    run: _Run,
+    fit: Fitter,
+    train: DataFrame,
+    test: DataFrame,
+    candidates: list[dict[str, Any]],
+    work_dir: Path,
+    timings: dict[str, float],
+) -> _Chosen:
+    """Search (on the training part only), fit the chosen parameters, judge on the hold-out; time each step."""
+    with _timed(timings, "search_s"):
+        params, trials = search(
+            spark, fit, train, run.window, candidates, k=run.k, work_dir=work_dir, exclude_seen=run.exclude_seen
+        )
+    with _timed(timings, "fit_s"):
+        model = fit(spark, train, params, work_dir)
+    with _timed(timings, "evaluate_s"):
+        metrics, truth = spark_holdout.evaluate_on_holdout(
+            spark, model, test, run.k, run.also_k, exclude_seen=run.exclude_seen
+        )
+    return _Chosen(params, trials, model, metrics, truth)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Record the wall seconds of the block under ``key`` (only when it succeeds: a failed run has no timings)."""
+    t0 = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - t0
+
+
+def _save_artifact(spark: SparkSession, model: Recommender, folder: Path) -> None:
+    """Save the model and, beside it, what the canary must reproduce from the registered bytes in a fresh
+    process (:mod:`recflow.evaluation.canary`)."""
+    model.save(folder)  # type: ignore[attr-defined]
+    canary = spark_holdout.record_canary(spark, model) if spark_holdout.in_tables(model) else record_canary(model)
+    (folder / CANARY_FILE).write_text(json.dumps(canary, sort_keys=True))
+
+
+def _metrics_report(run: _Run, chosen: _Chosen) -> dict[str, Any]:
+    """``metrics.json``: the hold-out metrics with their definitions, read by the compare step."""
+    return {
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "family": run.family,
+        "run_id": run.run_id,
+        "k": run.k,
+        "metrics": chosen.metrics,
+        "holdout": {"users": int(chosen.truth[COL_USER].nunique()), "pairs": len(chosen.truth)},
+        "definitions": {
+            "ranking": "binary relevance over the full catalog, training items removed; users = hold-out "
+            "users with >= 1 relevant item; map@k divides by min(#relevant, k)",
+        },
+    }
+
+
+def _lineage(
+    spark: SparkSession, run: _Run, counts: dict[str, int], chosen: _Chosen, timings: dict[str, float]
+) -> dict[str, Any]:
+    """``lineage.json``: what the candidate was trained on, with which parameters and code, and how long it took."""
+    window = run.window
+    return {
+        "family": run.family,
+        "run_id": run.run_id,
+        "window": {"start": str(window.start), "holdout_start": str(window.holdout_start), "end": str(window.end)},
+        "input": {"lake": f"{str(run.lake_root).rstrip('/')}/interactions", "partitions": window.days(), **counts},
+        "params": chosen.params,
+        "scoring": run.policy.as_dict(),
+        "search": chosen.trials,
+        "code_version": code_version(),
+        "spark_application_id": spark.sparkContext.applicationId,
+        "timings": timings,
+    }
 
 
 def _register(
@@ -238,9 +310,6 @@ def _register(
 
     The registry derives the version id from the content, so a re-run of the interval is a new version.
     """
-    from recflow.config.settings import load_settings
-    from recflow.registry import ModelRegistry
-
     registry = ModelRegistry.from_settings(load_settings())
     for name in ("metrics.json", "lineage.json"):
         shutil.copy(output_dir / name, output_dir / "artifact" / name)
@@ -251,88 +320,3 @@ def _register(
         lineage=lineage,
         created_at=TrainingWindow.ts(window.end),
     )
-
-
-def training_arg_parser(family: str) -> argparse.ArgumentParser:
-    """The arguments every trainer entry point takes (the DAG builds exactly this list)."""
-    parser = argparse.ArgumentParser(prog=f"train_{family}", description=f"Train and evaluate the {family} model.")
-    parser.add_argument("--lake", required=True, help="lake root holding interactions/event_date=*/")
-    parser.add_argument("--train-start", required=True, type=date.fromisoformat)
-    parser.add_argument("--holdout-start", required=True, type=date.fromisoformat)
-    parser.add_argument("--end", required=True, type=date.fromisoformat, help="exclusive end of the hold-out")
-    parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument(
-        "--run-id", required=True, help="the training attempt (Airflow run id), recorded in the lineage"
-    )
-    parser.add_argument("--k", type=int, default=DEFAULT_K)
-    parser.add_argument(
-        "--also-k", type=int, action="append", default=[], help="further cut-offs to report (repeatable)"
-    )
-    parser.add_argument("--budget", type=int, default=1, help="parameter sets to try (1 = spec defaults)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--params-json", default=None, help="overrides of the spec's params, as JSON")
-    parser.add_argument("--models-dir", type=Path, default=None)
-    parser.add_argument("--register", action="store_true", help="upload the candidate to the S3 registry")
-    return parser
-
-
-def main_for(family: str, fit: Fitter, argv: list[str] | None = None) -> TrainingResult:
-    """Shared ``main`` of the trainer entry points: parse, build the session, train, stop the session.
-
-    Bad inputs (:class:`TrainingDataError`, :class:`recflow.training.specs.SpecError`) end the process with one
-    clear last line, ``train_<family> failed: <Error>: <message>``, and exit code 1. Why: spark-submit
-    streams the driver's output into the Airflow task log, where a long traceback would bury the one
-    sentence that says what to fix. Any other error keeps its traceback, because then the trace is the
-    useful part.
-    """
-    from recflow.training.specs import SpecError
-
-    try:
-        return _main(family, fit, argv)
-    except (TrainingDataError, SpecError) as exc:
-        raise SystemExit(f"train_{family} failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _main(family: str, fit: Fitter, argv: list[str] | None) -> TrainingResult:
-    from recflow.spark.session import get_spark
-    from recflow.training.specs import load_spec
-
-    args = training_arg_parser(family).parse_args(argv)
-    if args.k < 1 or args.budget < 1 or any(c < 1 for c in args.also_k):
-        raise SystemExit(f"--k, --also-k and --budget must be >= 1, got {args.k}, {args.also_k}, {args.budget}")
-    window = TrainingWindow(args.train_start, args.holdout_start, args.end)
-    spec = load_spec(family, args.models_dir)
-    overrides = json.loads(args.params_json) if args.params_json else {}
-    if not isinstance(overrides, dict):
-        raise SystemExit(f"--params-json must be a JSON object, got {args.params_json!r}")
-    candidates = [{**c, **overrides} for c in spec.candidates(args.budget, args.seed)]
-    spark = get_spark(f"recflow-train-{family}")
-    try:
-        result = run_training(
-            spark,
-            family=family,
-            fit=fit,
-            lake_root=args.lake,
-            window=window,
-            candidates=candidates,
-            output_dir=args.output_dir,
-            run_id=args.run_id,
-            k=args.k,
-            also_k=args.also_k,
-            register=args.register,
-            seen_policy=SeenPolicy.from_dict(spec.scoring),
-        )
-    finally:
-        spark.stop()
-    print(
-        json.dumps(
-            {
-                "family": family,
-                "version": result.version,
-                "metrics": result.metrics,
-                "registry_uri": result.registry_uri,
-            },
-            sort_keys=True,
-        )
-    )
-    return result

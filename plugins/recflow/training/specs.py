@@ -1,7 +1,8 @@
 """Declarative model specs (``models/*.yaml``): defaults, search space and resources per family.
 
-A new model family is a new spec plus a new trainer entry point; the training DAG lists the specs, so
-it needs no edit.
+A new model family is a new spec plus its fit in :data:`recflow.training.fitters.FITTERS`; every spec's
+``entry_point`` is the one trainer, ``spark_jobs/train.py --family <name>``. The training DAG lists the
+specs, so it needs no edit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 from recflow.config.settings import project_root
+from recflow.scoring.seen import SeenPolicy
 
 _REQUIRED = ("name", "entry_point")
 _KNOWN = {*_REQUIRED, "description", "params", "search_space", "resources", "baseline", "scoring"}
@@ -104,8 +106,6 @@ def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
 
 def _scoring(path: Path, raw: Any) -> dict[str, Any]:
     """The spec's ``scoring`` mapping, checked by the policy's own rules so a typo fails at load."""
-    from recflow.scoring.seen import SeenPolicy
-
     if raw is None:
         return {}
     if not isinstance(raw, dict) or set(raw) - {"exclude_seen", "seen_lookback_days"}:

@@ -308,19 +308,11 @@ def test_failed_upload_leaves_a_version_promote_cannot_read(
 def test_new_families_train_through_the_shared_flow(
     spark: Any, tmp_path: Path, family: str, params: dict[str, Any]
 ) -> None:
-    """The trainer entry point's ``fit`` on a real lake: a complete artifact that loads by its own class."""
-    import importlib.util
+    """The trainer's ``fit`` for the family on a real lake: a complete artifact that loads by its own class."""
+    from recflow.training.fitters import FITTERS
 
-    from recflow.config.settings import project_root
-    from recflow.training.specs import load_spec
-
-    entry = project_root() / load_spec(family).entry_point
-    spec = importlib.util.spec_from_file_location(f"train_{family}", entry)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     lake, out = write_lake(tmp_path / "lake", good_events()), tmp_path / "runs" / family
-    result = train(spark, lake, out, module.fit, family=family, params=params)
+    result = train(spark, lake, out, FITTERS[family], family=family, params=params)
     assert 0 <= result.metrics[f"ndcg@{K}"] <= 1 and leftovers(out) == []
     loaded = load_recommender(out / "artifact")
     assert loaded.family == family and loaded.ease is not None and loaded.ease.shape == (5, 5)  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import pytest
 
 from recflow.training.specs import SpecError, available_specs, plan_models
 
-ENTRY = "spark_jobs/train_als.py"  # any existing file: load_spec checks that the entry point exists
+ENTRY = "spark_jobs/train.py"  # any existing file: load_spec checks that the entry point exists
 
 
 @pytest.fixture
