@@ -28,7 +28,7 @@ from recflow.batch.publish import SUITE, ScoresRejected, reports_partition, suit
 from recflow.batch.staging import bucket_of
 from recflow.config.s3 import s3_client
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
-from recflow.data.stores import LocalLake
+from recflow.data.lake import LocalLake
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.index import IdIndex, SeenItems
 from recflow.scoring.core import Ragged, ScoringError

@@ -35,7 +35,7 @@ from airflow_cluster import (
 from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings, load_settings
 from recflow.data import synthetic
-from recflow.data.stores import open_store, split_s3
+from recflow.data.lake import open_store, split_s3
 from recflow.services import manager, shared_services
 from recflow.services.spark import master_state, master_url
 from recflow.validation import lake_partition

@@ -25,8 +25,8 @@ import pytest
 from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings
 from recflow.data import synthetic
+from recflow.data.lake import S3Lake, split_s3
 from recflow.data.landing import find_landing_file
-from recflow.data.stores import S3Lake, split_s3
 from recflow.validation import (
     COL_REASON,
     LandingDayRequest,

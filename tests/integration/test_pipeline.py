@@ -23,7 +23,7 @@ import pytest
 from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings
 from recflow.registry import ModelRegistry
-from recflow.registry.versions import interval_key
+from recflow.registry.version_ids import interval_key
 
 ROOT = Path(__file__).resolve().parents[2]
 END = date(2026, 11, 10)

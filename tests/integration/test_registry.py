@@ -24,7 +24,7 @@ from recflow.registry import (
     NoChampion,
     resolve_serving_version,
 )
-from recflow.registry.versions import parse_version_id
+from recflow.registry.version_ids import parse_version_id
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ from airflow_cluster import AirflowCluster, airflow_on_postgres, backfill, requi
 
 from recflow.config.settings import Settings, load_settings
 from recflow.data import synthetic
-from recflow.data.stores import open_store
+from recflow.data.lake import open_store
 from recflow.validation import lake_partition
 
 require_postgres_drivers()

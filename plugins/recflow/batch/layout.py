@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from recflow.constants import COL_DATE, COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
-from recflow.data.stores import join_uri, open_input
+from recflow.data.lake import join_uri, open_input
 from recflow.scoring.core import ScoringError
 
 if TYPE_CHECKING:

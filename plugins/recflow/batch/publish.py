@@ -8,7 +8,7 @@ engine on the driver, one bucket at a time (:mod:`recflow.validation.chunked`); 
 user is in one bucket, so each chunk's verdict is the whole frame's. The summary's counts come from the
 same rows. GX is imported in a background thread while Spark works (:func:`preload_suite_engine`).
 
-Commit: the lake's :meth:`~recflow.data.stores.LakeStore.publish` (a rename swap on a local lake; on S3,
+Commit: the lake's :meth:`~recflow.data.lake.LakeStore.publish` (a rename swap on a local lake; on S3,
 files copied into place and the ``_SUCCESS`` manifest written last). A failed suite publishes nothing,
 so the previous partition stays, and writes ``score_reports/event_date=<day>/report.json`` with the
 failed rules, the users they name and those users' staged rows.
@@ -29,7 +29,7 @@ import numpy as np
 from recflow.batch.layout import SCORE_COLUMNS, SUMMARY_FILE, ScoringRequest, scores_partition
 from recflow.batch.staging import TMP_SUFFIX, StagingPlan, stage_scores
 from recflow.constants import COL_RANK, COL_USER
-from recflow.data.stores import LakeStore, open_store
+from recflow.data.lake import LakeStore, open_store
 from recflow.scoring.core import SOURCE_FALLBACK, ScoringError
 from recflow.scoring.seen import SeenPolicy
 

@@ -26,7 +26,7 @@ from recflow.config.settings import load_settings, state_dir
 from recflow.data.synthetic import write_days
 from recflow.evaluation.metrics import metrics_table
 from recflow.registry import ModelRegistry
-from recflow.registry.versions import version_prefix
+from recflow.registry.version_ids import version_prefix
 from recflow.services import shared_services
 from recflow.services.local_airflow import airflow_env
 from recflow.services.process import stop_group

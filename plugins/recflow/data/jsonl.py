@@ -51,7 +51,7 @@ from recflow.data.chunks import (
     text_types,
 )
 from recflow.data.contract import INTERACTION_COLUMNS, REQUIRED_COLUMNS
-from recflow.data.stores import basename
+from recflow.data.lake import basename
 
 BOM: Final = codecs.BOM_UTF8
 #: Columns that are JSON strings in the contract; read as text so pyarrow never infers a timestamp

@@ -25,7 +25,7 @@ JSON (lines, or one array in a ``.json`` file) is read by :mod:`recflow.data.jso
 text; :func:`~recflow.data.casting.coerce_chunk` casts them to the contract dtypes and returns, per row, why a
 value could not be cast, so wrong types become row rejects with a reason rather than crashes.
 
-Landing files may be local paths or ``s3://`` objects (:mod:`recflow.data.stores`): objects are read in
+Landing files may be local paths or ``s3://`` objects (:mod:`recflow.data.lake`): objects are read in
 byte ranges through a buffered stream, so an object is never downloaded whole.
 
 Limitation: text blocks are cut at newline bytes, so a CSV field with an embedded newline inside quotes is
@@ -74,7 +74,7 @@ from recflow.data.chunks import (
 )
 from recflow.data.contract import INTERACTION_COLUMNS, LANDING_STEM, partition_dir_name
 from recflow.data.jsonl import iter_json
-from recflow.data.stores import basename, input_size, join_uri, list_names, open_input
+from recflow.data.lake import basename, input_size, join_uri, list_names, open_input
 
 if TYPE_CHECKING:
     from recflow.config.s3 import S3Settings

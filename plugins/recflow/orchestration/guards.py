@@ -38,8 +38,8 @@ def check_window(params: dict[str, Any] | None = None) -> dict[str, str]:
     * no data for the training or the hold-out days (neither in the lake nor landed), e.g. the cron run
       created when the DAG is unpaused on an empty lake.
     """
+    from recflow.data.lake import open_store  # deferred: pulls in pyarrow at DAG parse time
     from recflow.data.landing import find_landing_file  # deferred: pulls in pandas and pyarrow at DAG parse time
-    from recflow.data.stores import open_store  # deferred: pulls in pyarrow at DAG parse time
     from recflow.validation import lake_partition  # deferred: pulls in great_expectations and pyspark at DAG parse time
 
     context = get_current_context()

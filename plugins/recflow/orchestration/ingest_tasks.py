@@ -146,8 +146,8 @@ def days_to_validate(params: dict[str, Any] | None = None) -> list[str]:
     Why: training must only see validated data, and a window can start before the ingest DAG ran.
     Already-validated days are left alone (re-validation is the ingest DAG's job).
     """
+    from recflow.data.lake import open_store  # deferred: pulls in pyarrow at DAG parse time
     from recflow.data.landing import find_landing_file  # deferred: pulls in pandas and pyarrow at DAG parse time
-    from recflow.data.stores import open_store  # deferred: pulls in pyarrow at DAG parse time
     from recflow.validation import lake_partition  # deferred: pulls in great_expectations and pyspark at DAG parse time
 
     context = get_current_context()

@@ -40,7 +40,7 @@ def plan_training(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     interval (a re-run replaces its local files); the registry names each upload by its content, so a
     re-run adds new versions and never changes one that was evaluated or promoted.
     """
-    from recflow.registry.versions import interval_key  # deferred: the registry package pulls in botocore
+    from recflow.registry.version_ids import interval_key  # deferred: the registry package pulls in botocore
 
     context = get_current_context()
     params = params or dict(context["params"])
@@ -104,7 +104,7 @@ class CompareOperator(BaseOperator):
 
 def compare(plans: list[dict[str, Any]], context: Any) -> dict[str, Any]:
     """The ``compare`` task's work: a small JSON summary of the decision (candidates, winner, reports)."""
-    from recflow.data.stores import open_store  # deferred: pulls in pyarrow at DAG parse time
+    from recflow.data.lake import open_store  # deferred: pulls in pyarrow at DAG parse time
     from recflow.promotion.compare import compare_and_bless  # deferred: pulls in pandas, pyarrow and botocore
     from recflow.registry import ModelRegistry  # deferred: pulls in botocore at DAG parse time
 
@@ -209,7 +209,7 @@ def _run_candidate(registry: Any, family: str, context: Any) -> Any:
 
     Why look it up: the id is derived from the uploaded content, so only the registry knows it.
     """
-    from recflow.registry.versions import version_prefix  # deferred: the registry package pulls in botocore
+    from recflow.registry.version_ids import version_prefix  # deferred: the registry package pulls in botocore
 
     mine = [
         mv

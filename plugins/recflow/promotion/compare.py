@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
-from recflow.data.stores import open_store
+from recflow.data.lake import open_store
 from recflow.evaluation.python_holdout import judgeable_given_training, score_holdout
 from recflow.models.artifact import load_recommender
 from recflow.promotion.decision import decide
@@ -37,7 +37,7 @@ from recflow.registry import NoChampion, resolve_serving_version
 from recflow.registry.blessing import bless
 
 if TYPE_CHECKING:
-    from recflow.data.stores import LakeStore
+    from recflow.data.lake import LakeStore
     from recflow.data.window import TrainingWindow
     from recflow.registry import ModelRegistry, ModelVersion
     from recflow.registry.blessing import Blessing

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from recflow.registry.layout import RegistryLayout
+from recflow.registry.objects import ObjectStore
 from recflow.registry.records import PromotionRecord, RegistryError, dumps, loads
-from recflow.registry.store import ObjectStore
 
 
 class AuditLog:

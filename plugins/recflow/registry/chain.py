@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from recflow.registry.audit import AuditLog
 from recflow.registry.layout import RegistryLayout
+from recflow.registry.objects import ObjectStore
 from recflow.registry.records import ChampionMoved, ModelVersion, PromotionRecord, RegistryError, dumps, utc
-from recflow.registry.store import ObjectStore
 from recflow.registry.version_store import VersionStore
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from recflow.config.settings import Settings
 from recflow.registry.audit import AuditLog
 from recflow.registry.chain import ChampionChain
 from recflow.registry.layout import RegistryLayout
+from recflow.registry.objects import ObjectStore, RetryPolicy
 from recflow.registry.records import ModelVersion, PromotionRecord
-from recflow.registry.store import ObjectStore, RetryPolicy
 from recflow.registry.version_store import VersionStore
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Immutable model versions: register (create-only upload, then the manifest), get, list, fetch (verified).
 
-**Immutable versions.** A version id is ``<family>-<interval>-<content digest>`` (:mod:`recflow.registry.versions`),
+**Immutable versions.** A version id is ``<family>-<interval>-<content digest>`` (:mod:`recflow.registry.version_ids`),
 so no other bytes can ever carry the same id. Every object under ``versions/<version>/`` is written with
 ``If-None-Match: *``; the pipeline never rewrites or deletes one. Registering identical content again
 finds the stored manifest and returns it without writing.
@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from recflow.registry.layout import VERSION_RE, RegistryLayout, check_version
+from recflow.registry.objects import ObjectStore
 from recflow.registry.records import (
     _CHUNK,
     MANIFEST_NAME,
@@ -39,8 +40,7 @@ from recflow.registry.records import (
     sha256_file,
     utc,
 )
-from recflow.registry.store import ObjectStore
-from recflow.registry.versions import version_id
+from recflow.registry.version_ids import version_id
 
 _FAMILY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -69,7 +69,7 @@ class VersionStore:
     ) -> ModelVersion:
         """Upload every file under ``local_dir`` create-only, then commit the version with its manifest.
 
-        The id is derived from the content (:func:`recflow.registry.versions.version_id`), so identical content
+        The id is derived from the content (:func:`recflow.registry.version_ids.version_id`), so identical content
         returns the stored version without writing, and other content is always a new version.
         ``created_at`` is the end of the training data interval. A file that already exists under the
         id (an earlier attempt died after uploading it) is accepted only if its bytes hash the same.

@@ -16,7 +16,7 @@ Why this shape:
   A file that cannot be read as a whole (empty, wrong columns, truncated gzip) is copied verbatim into the
   quarantine next to the report.
 * **Idempotent per data interval.** Outputs are staged and published as a whole partition by a
-  :class:`~recflow.data.stores.LakeStore` (a rename swap on disk, a ``_SUCCESS`` manifest commit on S3), so a
+  :class:`~recflow.data.lake.LakeStore` (a rename swap on disk, a ``_SUCCESS`` manifest commit on S3), so a
   re-run replaces ``interactions/event_date=D`` and ``quarantine/date=D``, never appends.
 * **Bounded memory.** The landing file is processed chunk by chunk; duplicate detection keeps 64-bit
   hashes of event ids (collision odds ~ n^2 / 2^65, about 3e-6 at 10^7 rows), not the ids.
@@ -29,7 +29,7 @@ The package, one job per module: :mod:`~recflow.validation.suites` (suite JSON -
 (duplicates and the GX sample in bounded memory), :mod:`~recflow.validation.gx_runner` (GX runs),
 :mod:`~recflow.validation.policy` (policy knobs, batch checks), :mod:`~recflow.validation.output`
 (schemas, writers), :mod:`~recflow.validation.report` (result, reports), :mod:`~recflow.validation.row_judge`
-(every row of a landing file judged and written out), :mod:`~recflow.validation.partition_gx` (GX once per
+(every row of a landing file judged and written out), :mod:`~recflow.validation.landing_day_gx` (GX once per
 landing partition), :mod:`~recflow.validation.landing_day` (the pipeline of one day, asked for with a
 :class:`LandingDayRequest`), :mod:`~recflow.validation.frame` (whole-frame suites) and
 :mod:`~recflow.validation.chunked` (a suite on the driver over group-complete chunks of a frame).

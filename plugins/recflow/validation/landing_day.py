@@ -26,10 +26,11 @@ import pyarrow.parquet as pq
 
 from recflow.constants import COL_EVENT
 from recflow.data.contract import day_bounds
+from recflow.data.lake import LakeStore, basename, copy_to_local, input_size, join_uri, open_store, upload_tree
 from recflow.data.landing import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, LandingError, iter_landing
-from recflow.data.stores import LakeStore, basename, copy_to_local, input_size, join_uri, open_store, upload_tree
 from recflow.validation.gx_runner import GxRunner
 from recflow.validation.hashing import HashSample, _SeenHashes, hash_values
+from recflow.validation.landing_day_gx import run_gx_once
 from recflow.validation.output import (
     ACCEPTED_SCHEMA,
     COL_REASON,
@@ -40,7 +41,6 @@ from recflow.validation.output import (
     quarantine_partition,
     reject_table,
 )
-from recflow.validation.partition_gx import run_gx_once
 from recflow.validation.policy import Policy, batch_checks, lake_history_counts
 from recflow.validation.report import (
     ValidationFailed,
@@ -70,7 +70,7 @@ class LandingDayRequest:
     rejected (never compared with the wall clock). ``threshold`` overrides ``policy.threshold``.
     ``landing_file``, ``lake_root``, ``quarantine_root`` (default ``<lake_root>/quarantine``) and
     ``reports_root`` may be local paths or ``s3://`` URIs (``s3`` gives the endpoint and keys; a
-    ``store_factory`` replaces :func:`~recflow.data.stores.open_store`). With ``reports_root``, the GX Data
+    ``store_factory`` replaces :func:`~recflow.data.lake.open_store`). With ``reports_root``, the GX Data
     Docs and both reports are also uploaded to ``<reports_root>/raw_interactions/date=<day>/<run>/``: one
     folder per run, so the link logged by a failed run keeps working after the file is fixed and re-validated.
     ``history_counts`` (date -> rows, or a sequence, oldest first) defaults to the lake's previous
@@ -218,7 +218,7 @@ def _stage(request: LandingDayRequest, setup: _Setup, prior: _SeenHashes) -> _St
     """Create the staging folders, their writers, the GX runner and the judge that fills them.
 
     GX runs on Spark over every parsed row for a landing file of at least ``gx_spark_min_bytes``, else on
-    pandas over a hash sample of the rows (:func:`~recflow.validation.partition_gx.run_gx_once`).
+    pandas over a hash sample of the rows (:func:`~recflow.validation.landing_day_gx.run_gx_once`).
     """
     users = frozenset(request.known_users) if request.known_users is not None else None
     items = frozenset(request.known_items) if request.known_items is not None else None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from recflow.data.stores import LakeStore
+from recflow.data.lake import LakeStore
 from recflow.validation.output import lake_partition
 
 # ------------------------------------------------------------------------------------------ policy

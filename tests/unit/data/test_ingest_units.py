@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.data.stores import is_s3, join_uri, split_s3
+from recflow.data.lake import is_s3, join_uri, split_s3
 from recflow.validation import HashSample, _SeenHashes, hash_values
 
 

@@ -105,7 +105,7 @@ def test_spark_scratch_follows_the_lake_to_s3_or_a_configured_shared_uri(
 
 
 def test_s3_lake_staging_goes_under_recflow_staging(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from recflow.data.stores import S3Lake, staging_root
+    from recflow.data.lake import S3Lake, staging_root
 
     monkeypatch.setenv("RECFLOW_STATE", str(tmp_path / "state"))
     monkeypatch.delenv("RECFLOW_STAGING", raising=False)
