@@ -332,6 +332,9 @@ def test_imports_run_down_the_layers(module: str) -> None:
 @pytest.mark.parametrize("module", [m for m in MODULES if stage(m) in NO_IO_STAGES])
 def test_scoring_and_models_do_no_io(module: str) -> None:
     assert not (problems := io_violations(real_graph()).get(module)), "\n".join(problems or [])
+    # nor through another module: models -> data -> config would read settings all the same
+    chain = forbidden_chains(real_graph(), [module], IO_PACKAGES).get(module)
+    assert not chain, f"{stage(module)} does no I/O of its own, not even through other modules:\n{chain}"
 
 
 @pytest.mark.parametrize("module", [m for m in MODULES if not under(m, *AIRFLOW_HOME_GROUND)])
@@ -487,6 +490,17 @@ def test_catches_models_importing_config(tmp_path: Path) -> None:
         "data/d.py: import recflow.config.settings",
     )
     assert list(io_violations(graph)) == ["recflow.models.m"]
+
+
+def test_catches_models_reaching_config_through_data(tmp_path: Path) -> None:
+    graph = plant(
+        tmp_path,
+        "models/m.py: from recflow.data import d",
+        "data/d.py: import recflow.config.settings",
+        "config/settings.py: ",
+    )
+    assert not io_violations(graph)  # no direct import ...
+    assert "recflow.config" in forbidden_chains(graph, ["recflow.models.m"], IO_PACKAGES)["recflow.models.m"]
 
 
 def test_catches_a_crowded_top_level(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ COL_RATING: Final = "rating"
 COL_DATE: Final = "event_date"
 COL_SCORE: Final = "score"
 COL_RANK: Final = "rank"
-COL_PREDICTION: Final = "prediction"
 COL_SOURCE: Final = "source"
 COL_VERSION: Final = "model_version"
 

@@ -27,8 +27,6 @@ INTERACTION_COLUMNS: Final[tuple[str, ...]] = (
 #: ``rating`` may be absent from a landing file (purchases have none); every other column is required.
 OPTIONAL_COLUMNS: Final[frozenset[str]] = frozenset({COL_RATING})
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in INTERACTION_COLUMNS if c not in OPTIONAL_COLUMNS)
-#: Key columns: a null here makes a row unusable for training and joins.
-KEY_COLUMNS: Final[tuple[str, ...]] = (COL_EVENT, COL_USER, COL_ITEM, COL_TS)
 #: Identifier columns, bounded by :data:`MAX_ID_BYTES`.
 ID_COLUMNS: Final[tuple[str, ...]] = (COL_EVENT, COL_USER, COL_ITEM)
 #: Longest id the contract accepts, in UTF-8 bytes (longer: reject ``id_too_long``). Why a limit: an id

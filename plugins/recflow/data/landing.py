@@ -100,7 +100,6 @@ __all__ = [
 DEFAULT_CHUNK_BYTES: Final = 32 * 1024 * 1024
 DEFAULT_CHUNK_ROWS: Final = 500_000
 GZIP_MAGIC: Final = b"\x1f\x8b"
-PARQUET_MAGIC: Final = b"PAR1"
 
 
 def detect_format(path: str | Path, s3: S3Settings | None = None) -> tuple[str, bool]:

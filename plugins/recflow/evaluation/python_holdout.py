@@ -63,7 +63,8 @@ def judgeable(held_out: pd.DataFrame, index: IdIndex, seen: SeenItems | None) ->
     """The hold-out rule: the distinct held-out (user, item) pairs whose user and item ``index`` knows and
     that are not among the ``seen`` training pairs (``None``: repeats stay), in first-seen order.
 
-    The Spark twin is :func:`recflow.evaluation.spark_holdout.judgeable`.
+    Its Spark form is :func:`recflow.evaluation.spark_holdout.judgeable`, which reads the index and the seen
+    pairs from the model's Parquet tables.
     """
     pairs = held_out[[COL_USER, COL_ITEM]].drop_duplicates()
     users = index.user_codes(pairs[COL_USER])

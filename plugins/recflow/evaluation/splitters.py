@@ -1,11 +1,10 @@
-"""Train/test splitters shared by every trainer, the training DAG and the quality benchmark.
+"""Train/test splitters of the quality benchmark (``bench/quality.py``), for datasets without the pipeline's
+calendar.
 
-Two protocols, because they answer different questions:
+The pipeline's own hold-out is a time cut of its training window (:mod:`recflow.data.window`) judged by the
+one hold-out rule of :mod:`recflow.evaluation.python_holdout` and its Spark twin; the benchmark judges its
+splits by that same rule. Two protocols here, because they answer different questions:
 
-* :func:`time_holdout_split` (and :func:`time_validation_split` on its train part) is what production
-  needs: fit on the past, evaluate on the future. Test keeps only users and items seen in train, since
-  a collaborative-filtering model cannot score what it never saw (cold start is a separate problem), and
-  the number of rows that rule dropped is logged and reported, never silent.
 * :func:`user_chrono_split` holds out each user's LAST events (by timestamp): the production question
   "what will this user take next?" asked of a dataset without a common calendar, such as MovieLens,
   whose users rated over different months. The quality benchmark reports it beside the random split.
@@ -19,19 +18,13 @@ loss) apart from the rows a documented rule removes.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
-from typing import Any, Final, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_TS, COL_USER, DEFAULT_SEED
-
-log = logging.getLogger(__name__)
-
-#: Key in ``test.attrs`` holding how many test rows :func:`time_holdout_split` dropped as cold start.
-COLD_ROWS_DROPPED: Final = "cold_rows_dropped"
 
 
 class SplitInputError(ValueError):
@@ -43,122 +36,6 @@ def _require_columns(df: pd.DataFrame, columns: Iterable[str], *, what: str) -> 
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise SplitInputError(f"{what} is missing column(s) {missing}; it has {list(df.columns)}")
-
-
-def drop_cold_start(
-    test: pd.DataFrame,
-    train: pd.DataFrame,
-    *,
-    col_user: str = COL_USER,
-    col_item: str = COL_ITEM,
-) -> tuple[pd.DataFrame, int]:
-    """Keep only the test rows whose user AND item both occur in ``train``.
-
-    Why: a collaborative-filtering model has no factors for an unseen user or item, so those rows would
-    measure cold-start behaviour, not ranking quality, and would differ between model families.
-
-    Returns:
-        ``(kept_test_rows, number_of_rows_dropped)``.
-    """
-    known = test[col_user].isin(train[col_user].unique()) & test[col_item].isin(train[col_item].unique())
-    return test.loc[known], int((~known).sum())
-
-
-def time_holdout_split(
-    df: pd.DataFrame,
-    *,
-    holdout_start: Any,
-    col_ts: str = COL_TS,
-    col_user: str = COL_USER,
-    col_item: str = COL_ITEM,
-    drop_cold: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Time-based hold-out: events strictly before ``holdout_start`` train, events at/after it test.
-
-    Test keeps only users and items seen in train (see :func:`drop_cold_start`) unless
-    ``drop_cold=False``. How many test rows that rule dropped is logged at INFO and stored in
-    ``test.attrs[COLD_ROWS_DROPPED]`` so reports can show it.
-
-    Args:
-        df: interactions with ``col_user``, ``col_item`` and ``col_ts``.
-        holdout_start: the cut, comparable with ``df[col_ts]`` (a timestamp or string for datetime
-            columns, a number for epoch-second columns such as MovieLens).
-        drop_cold: drop test rows with users or items unseen in train.
-
-    Returns:
-        ``(train, test)``, each with the original index and row order.
-
-    Raises:
-        SplitInputError: missing columns, null timestamps, a cut not comparable with the column, or an
-            empty training window (nothing before the cut).
-    """
-    _require_columns(df, [col_user, col_item, col_ts], what="interactions")
-    if df[col_ts].isna().any():
-        raise SplitInputError(f"{int(df[col_ts].isna().sum())} row(s) have a null {col_ts!r}")
-    cut = pd.Timestamp(holdout_start) if pd.api.types.is_datetime64_any_dtype(df[col_ts]) else holdout_start
-    try:
-        in_test = (df[col_ts] >= cut).to_numpy()
-    except TypeError as err:  # e.g. tz-aware column vs naive cut
-        raise SplitInputError(f"holdout_start={holdout_start!r} is not comparable with {col_ts!r}: {err}") from err
-    train, test = df.loc[~in_test], df.loc[in_test]
-    if train.empty:
-        raise SplitInputError(f"empty training window: no event before holdout_start={holdout_start!r}")
-    dropped = 0
-    if drop_cold:
-        test, dropped = drop_cold_start(test, train, col_user=col_user, col_item=col_item)
-    test = test.copy()
-    test.attrs[COLD_ROWS_DROPPED] = dropped
-    log.info(
-        "time hold-out at %s: %d train rows, %d test rows, %d test rows dropped as cold start",
-        holdout_start,
-        len(train),
-        len(test),
-        dropped,
-    )
-    if test.empty:
-        log.warning("time hold-out at %s left an empty test set", holdout_start)
-    return train, test
-
-
-def time_validation_split(
-    train: pd.DataFrame,
-    *,
-    fraction: float = 0.2,
-    validation_start: Any = None,
-    col_ts: str = COL_TS,
-    col_user: str = COL_USER,
-    col_item: str = COL_ITEM,
-    drop_cold: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Carve a validation set out of the TRAIN part, by time, for hyperparameter search.
-
-    Why: choosing hyperparameters on the test window leaks it into the model choice; this keeps the
-    test split untouched until the final, single evaluation.
-
-    The cut is ``validation_start`` if given, else the timestamp below which ``1 - fraction`` of the
-    events fall, so roughly the last ``fraction`` of events validate (all events sharing the cut
-    timestamp go to validation, so the share can be a little larger). The same cold-start rule as
-    :func:`time_holdout_split` applies.
-
-    Returns:
-        ``(fit, validation)``.
-    """
-    if validation_start is None:
-        if not 0.0 < fraction < 1.0:
-            raise SplitInputError(f"fraction must be in (0, 1), got {fraction}")
-        _require_columns(train, [col_ts], what="train")
-        if train.empty:
-            raise SplitInputError("cannot carve a validation set out of an empty train set")
-        ordered = np.sort(train[col_ts].to_numpy())
-        validation_start = ordered[int(len(ordered) * (1.0 - fraction))]
-    return time_holdout_split(
-        train,
-        holdout_start=validation_start,
-        col_ts=col_ts,
-        col_user=col_user,
-        col_item=col_item,
-        drop_cold=drop_cold,
-    )
 
 
 def user_chrono_split(

@@ -30,9 +30,6 @@ class Judgement:
     stale: Mapping[str, str] = field(default_factory=dict)
     policy: Mapping[str, Any] = field(default_factory=dict)
 
-    def winner_version(self) -> ModelVersion | None:
-        return None if self.decision.winner is None else self.candidates[self.decision.winner]
-
 
 @dataclass(frozen=True)
 class CandidateVerdict:

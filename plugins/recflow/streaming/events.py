@@ -34,11 +34,6 @@ def model_update_event(*, version: str, digest: str, uri: str, promoted_at: date
     }
 
 
-def score_request(*, request_id: str, user_id: str, k: int, sent_at_ms: int) -> dict[str, Any]:
-    """Ask for the champion's top-``k`` for ``user_id``; ``sent_at_ms`` lets clients measure latency."""
-    return {"request_id": request_id, "user_id": user_id, "k": k, "sent_at_ms": sent_at_ms}
-
-
 def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), sort_keys=True).encode()
 

@@ -47,10 +47,6 @@ class ValidationResult:
     """GX Data Docs index uploaded to the reports store (None without ``reports_root`` or GX run)."""
     seconds: float = 0.0
 
-    @property
-    def reject_share(self) -> float:
-        return self.quarantined / self.landed if self.landed else 0.0
-
     def summary(self) -> str:
         """One paragraph for logs and exceptions: counts, failed checks, counts and sample values."""
         head = (

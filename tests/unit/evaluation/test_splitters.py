@@ -8,92 +8,10 @@ import pytest
 
 from recflow.constants import COL_ITEM, COL_RATING, COL_TS, COL_USER
 from recflow.evaluation.splitters import (
-    COLD_ROWS_DROPPED,
     SplitInputError,
-    drop_cold_start,
     stratified_split,
-    time_holdout_split,
-    time_validation_split,
     user_chrono_split,
 )
-
-
-# --------------------------------------------------------------------------------------------------
-# time hold-out
-#
-#   index | user | item | ts | with holdout_start=4
-#   ------+------+------+----+-------------------------------------------
-#     0   |  u1  |  i1  |  1 | train
-#     1   |  u1  |  i2  |  2 | train
-#     2   |  u2  |  i1  |  3 | train
-#     3   |  u1  |  i2  |  4 | test (at the cut goes to test; u1, i2 known)
-#     4   |  u3  |  i1  |  5 | test, dropped: user u3 unseen in train
-#     5   |  u2  |  i9  |  6 | test, dropped: item i9 unseen in train
-#     6   |  u2  |  i2  |  4 | test (known)
-# --------------------------------------------------------------------------------------------------
-@pytest.fixture
-def events() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            COL_USER: ["u1", "u1", "u2", "u1", "u3", "u2", "u2"],
-            COL_ITEM: ["i1", "i2", "i1", "i2", "i1", "i9", "i2"],
-            COL_TS: [1, 2, 3, 4, 5, 6, 4],
-        }
-    )
-
-
-def test_time_holdout_split_by_hand(events: pd.DataFrame) -> None:
-    train, test = time_holdout_split(events, holdout_start=4)
-    assert train.index.tolist() == [0, 1, 2]
-    assert test.index.tolist() == [3, 6]
-    assert test.attrs[COLD_ROWS_DROPPED] == 2
-
-
-def test_time_holdout_without_cold_filter_loses_nothing(events: pd.DataFrame) -> None:
-    train, test = time_holdout_split(events, holdout_start=4, drop_cold=False)
-    assert test.index.tolist() == [3, 4, 5, 6]
-    assert test.attrs[COLD_ROWS_DROPPED] == 0
-    assert sorted([*train.index, *test.index]) == list(range(7))  # no overlap, no loss
-    pd.testing.assert_frame_equal(pd.concat([train, test]).sort_index(), events)
-
-
-def test_time_holdout_with_datetimes(events: pd.DataFrame) -> None:
-    stamped = events.assign(**{COL_TS: pd.to_datetime(events[COL_TS], unit="D", utc=True)})
-    train, test = time_holdout_split(stamped, holdout_start="1970-01-05T00:00:00+00:00")
-    assert train.index.tolist() == [0, 1, 2]
-    assert test.index.tolist() == [3, 6]
-    with pytest.raises(SplitInputError, match="not comparable"):
-        time_holdout_split(stamped, holdout_start="1970-01-05")  # naive cut vs UTC column
-
-
-def test_time_holdout_errors(events: pd.DataFrame) -> None:
-    with pytest.raises(SplitInputError, match="empty training window"):
-        time_holdout_split(events, holdout_start=0)
-    with pytest.raises(SplitInputError, match=r"missing column\(s\) \['event_ts'\]"):
-        time_holdout_split(events.drop(columns=[COL_TS]), holdout_start=4)
-    with pytest.raises(SplitInputError, match="null"):
-        time_holdout_split(events.assign(**{COL_TS: [1, 2, None, 4, 5, 6, 4]}), holdout_start=4)
-
-
-def test_drop_cold_start_counts(events: pd.DataFrame) -> None:
-    kept, dropped = drop_cold_start(events.iloc[3:], events.iloc[:3])
-    assert kept.index.tolist() == [3, 6]
-    assert dropped == 2
-
-
-def test_validation_is_carved_from_train_only() -> None:
-    # one user, ten items each seen at ts 0..9, then items seen again later for the test window
-    df = pd.DataFrame({COL_USER: "u", COL_ITEM: [f"i{t % 5}" for t in range(14)], COL_TS: range(14)})
-    train, test = time_holdout_split(df, holdout_start=10)
-    fit, validation = time_validation_split(train, fraction=0.2)
-    # train has ts 0..9; the cut is the sorted ts at position int(10 * 0.8) = 8 -> fit 0..7, validation 8, 9
-    assert fit[COL_TS].tolist() == list(range(8))
-    assert validation[COL_TS].tolist() == [8, 9]
-    assert not set(validation.index) & set(test.index)
-    fit2, validation2 = time_validation_split(train, validation_start=5)
-    assert (fit2[COL_TS].max(), validation2[COL_TS].min()) == (4, 5)
-    with pytest.raises(SplitInputError, match="fraction"):
-        time_validation_split(train, fraction=1.0)
 
 
 # --------------------------------------------------------------------------------------------------
