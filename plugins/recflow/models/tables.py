@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from recflow.constants import COL_ITEM, COL_USER
+from recflow.models import index as id_index
 from recflow.models.base import Recommender
 from recflow.models.index import (
     COL_FEATURES,
@@ -40,8 +41,6 @@ from recflow.models.index import (
     IdIndex,
     ItemSide,
     SeenItems,
-    read_seen,
-    read_users,
     write_tables_from_memory,
 )
 
@@ -177,10 +176,10 @@ class TableBackedRecommender(Recommender):
             return self
         if self.tables is None:
             raise ArtifactError(f"this {self.family.upper()} model has neither a user side nor tables to read it from")
-        users, factors = read_users(self.tables, factors=self.user_factors_in_table)
+        users, factors = id_index.read_users(self.tables, factors=self.user_factors_in_table)
         return type(self)(
             IdIndex(users=users, items=self.index.items),
-            read_seen(self.tables, len(users)),
+            id_index.read_seen(self.tables, len(users)),
             popularity=self.popularity,
             tables=self.tables,
             **self._fields(factors),

@@ -66,13 +66,10 @@ class DriverGuard:
             original = getattr(DataFrame, name)
             monkeypatch.setattr(DataFrame, name, self._bounded(name, original))
         import recflow.models.index
-        import recflow.models.tables
 
-        # every reader of the user side (TableBackedRecommender, IdIndex.load, SeenItems.load) calls these,
-        # defined in models.index and imported by name into models.tables
-        for module in (recflow.models.index, recflow.models.tables):
-            for reader in ("read_users", "read_seen"):
-                monkeypatch.setattr(module, reader, self._forbidden(reader))
+        # every reader of the user side (TableBackedRecommender, IdIndex.load, SeenItems.load) calls these
+        for reader in ("read_users", "read_seen"):
+            monkeypatch.setattr(recflow.models.index, reader, self._forbidden(reader))
 
     def _bounded(self, name: str, original: Any) -> Any:
         guard = self
