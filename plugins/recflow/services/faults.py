@@ -48,7 +48,7 @@ POINTS: Final = frozenset(
 )
 ACTIONS: Final = ("stop", "kill", "pause", "raise")
 ALIASES: Final = {"broker": "kafka"}
-_ENTRY: Final = re.compile(r"^(?P<point>[a-z_.]+)=(?P<action>[a-z]+):(?P<target>[A-Za-z0-9_.-]+)$")
+_ENTRY: Final = re.compile(r"^(?P<point>[a-z_.]+)=(?P<action>[a-z]+):(?P<target>[^,;=]+)$")
 
 
 class InjectedFault(RuntimeError):
