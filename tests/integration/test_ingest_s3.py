@@ -175,9 +175,7 @@ def test_column_mismatch_names_the_columns(zone: Zone, header: bytes, missing: l
     assert r.error and r.error.startswith("schema_mismatch")
     for col in missing + extra:
         assert col in r.error
-    assert zone.quarantined(DAY, "source-interactions.csv") == body, (
-        "the quarantined copy must be the delivered bytes"
-    )
+    assert zone.quarantined(DAY, "source-interactions.csv") == body, "the quarantined copy must be the delivered bytes"
 
 
 def test_wrong_types_and_null_keys_are_row_rejects(zone: Zone, clean_csv: bytes) -> None:
