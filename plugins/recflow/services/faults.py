@@ -15,10 +15,11 @@ Code calls :func:`hit` at a point; every entry for that point then runs, in orde
   :func:`resume` sends SIGCONT;
 - ``raise``: raise :class:`InjectedFault` in the calling code (for failures no service causes).
 
-Targets are the names ``recflow services status`` shows (``s3``, ``kafka``, ``postgres``,
-``spark-master``, ``spark-worker``); ``broker`` means ``kafka``. ``stop`` and ``kill`` of a service that
-is not running do nothing: the fault is already there. ``docs/faults.md`` lists the points and what the
-pipeline does at each. A malformed ``RECFLOW_FAULTS`` is an error at the first :func:`hit`, never ignored.
+A ``*N`` after the target fires the entry at most N times in one process (``stop:kafka*1``): a record
+replayed after the broker is back must not stop it again. Targets are the names ``recflow services
+status`` shows (``s3``, ``kafka``, ``postgres``, ``spark-master``, ``spark-worker``); ``broker`` means
+``kafka``. ``stop`` and ``kill`` of a service that is not running do nothing: the fault is already
+there. ``docs/faults.md`` lists the points and what the pipeline does at each. A malformed ``RECFLOW_FAULTS`` is an error at the first :func:`hit`, never ignored.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ POINTS: Final = frozenset(
 )
 ACTIONS: Final = ("stop", "kill", "pause", "raise")
 ALIASES: Final = {"broker": "kafka"}
-_ENTRY: Final = re.compile(r"^(?P<point>[a-z_.]+)=(?P<action>[a-z]+):(?P<target>[^,;=]+)$")
+_ENTRY: Final = re.compile(r"^(?P<point>[a-z_.]+)=(?P<action>[a-z]+):(?P<target>[^,;=*]+)(\*(?P<times>[0-9]+))?$")
 
 
 class InjectedFault(RuntimeError):
@@ -62,6 +63,11 @@ class Fault:
     point: str
     action: str
     target: str
+    times: int | None = None
+
+
+#: How often each entry fired in this process (for ``*N``).
+_FIRED: dict[Fault, int] = {}
 
 
 def parse(spec: str) -> list[Fault]:
@@ -80,7 +86,8 @@ def parse(spec: str) -> list[Fault]:
             raise InjectedFault(f"{ENV}: unknown point {point!r}; known points: {', '.join(sorted(POINTS))}")
         if action not in ACTIONS:
             raise InjectedFault(f"{ENV}: unknown action {action!r} in {entry!r}; actions: {', '.join(ACTIONS)}")
-        faults.append(Fault(point, action, ALIASES.get(target, target) if action != "raise" else target))
+        target = ALIASES.get(target, target) if action != "raise" else target
+        faults.append(Fault(point, action, target, int(m["times"]) if m["times"] else None))
     return faults
 
 
@@ -92,7 +99,8 @@ def hit(point: str) -> None:
     if not spec:
         return
     for fault in parse(spec):
-        if fault.point == point:
+        if fault.point == point and (fault.times is None or _FIRED.get(fault, 0) < fault.times):
+            _FIRED[fault] = _FIRED.get(fault, 0) + 1
             log.warning("fault injection at %s: %s %s", point, fault.action, fault.target)
             _apply(fault)
 

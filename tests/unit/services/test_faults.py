@@ -34,7 +34,7 @@ def test_a_malformed_spec_is_an_error(spec: str, message: str) -> None:
 def test_a_point_fires_only_its_own_faults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECFLOW_FAULTS", "scorer.fetch=raise:registry gone")
     hit("lake.publish.before_commit")  # another point: nothing happens
-    with pytest.raises(InjectedFault, match="fault injected at scorer.fetch: registry gone"):
+    with pytest.raises(InjectedFault, match=r"fault injected at scorer\.fetch: registry gone"):
         hit("scorer.fetch")
     with pytest.raises(InjectedFault, match="unknown fault point"):
         hit("scorer.typo")
@@ -47,3 +47,12 @@ def test_stopping_a_service_that_is_not_running_does_nothing(tmp_path: Path, mon
     monkeypatch.setenv("RECFLOW_FAULTS", "scorer.fetch=stop:nosuch")
     with pytest.raises(InjectedFault, match="no local service named 'nosuch'"):
         hit("scorer.fetch")
+
+
+def test_a_count_limits_how_often_an_entry_fires(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse("scorer.fetch=raise:x*2") == [Fault("scorer.fetch", "raise", "x", 2)]
+    monkeypatch.setenv("RECFLOW_FAULTS", "scorer.fetch=raise:only twice*2")
+    for _ in range(2):
+        with pytest.raises(InjectedFault):
+            hit("scorer.fetch")
+    hit("scorer.fetch")  # the third time it no longer fires
