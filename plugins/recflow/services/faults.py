@@ -19,7 +19,8 @@ A ``*N`` after the target fires the entry at most N times in one process (``stop
 replayed after the broker is back must not stop it again. Targets are the names ``recflow services
 status`` shows (``s3``, ``kafka``, ``postgres``, ``spark-master``, ``spark-worker``); ``broker`` means
 ``kafka``. ``stop`` and ``kill`` of a service that is not running do nothing: the fault is already
-there. ``docs/faults.md`` lists the points and what the pipeline does at each. A malformed ``RECFLOW_FAULTS`` is an error at the first :func:`hit`, never ignored.
+there. ``docs/faults.md`` lists the points and what the pipeline does at each. A malformed
+``RECFLOW_FAULTS`` is an error at the first :func:`hit`, never ignored.
 """
 
 from __future__ import annotations
