@@ -192,6 +192,20 @@ class S3Lake:
     def exists(self, relative: str) -> bool:
         return self.manifest(relative) is not None
 
+    def partitions(self, table: str) -> list[str]:
+        """The committed partitions (``<table>/<key>=<value>``) of a table, sorted."""
+        prefix = self._key(table) + "/"
+        names: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+        ):
+            names += [p["Prefix"][len(prefix) :].strip("/") for p in page.get("CommonPrefixes", [])]
+        return [f"{table}/{n}" for n in sorted(names) if "=" in n and self.exists(f"{table}/{n}")]
+
+    def parquet_uris(self, relative: str) -> list[str]:
+        """``s3://`` URIs of the committed partition's Parquet files (empty when not committed)."""
+        return self._parquet(relative)
+
     def files(self, relative: str) -> dict[str, str]:
         m = self.manifest(relative)
         return {name: str(v.get("md5") or v.get("etag")) for name, v in m["files"].items()} if m else {}
