@@ -88,7 +88,8 @@ class LocalLake:
         if previous is not None and previous != folder.resolve() and previous.exists():
             os.utime(previous)  # superseded now: its grace period starts here
         self._clean(root / ATTEMPTS / name, keep=folder)
-        self._clean(root / ATTEMPTS / LEGACY, keep=None)
+        for table in parts:
+            self._clean(root / ATTEMPTS / LEGACY / table, keep=None)
         return {table: self.uri(table) for table in parts}
 
     @staticmethod

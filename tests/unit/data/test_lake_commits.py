@@ -94,15 +94,22 @@ def test_superseded_attempts_wait_for_the_grace_period(tmp_path: Path, monkeypat
     assert _read(lake) == ["c"]
 
 
-def test_a_plain_folder_from_before_is_replaced_and_kept_aside(tmp_path: Path) -> None:
+def test_a_plain_folder_from_before_is_replaced_and_kept_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lake = LocalLake(tmp_path / "lake")
-    legacy = Path(lake.root) / PART
-    legacy.mkdir(parents=True)
-    pd.DataFrame({"user_id": ["old"]}).to_parquet(legacy / "part-0.parquet")
+    other = "interactions/event_date=2026-11-04"
+    for part in (PART, other):
+        legacy = Path(lake.root) / part
+        legacy.mkdir(parents=True)
+        pd.DataFrame({"user_id": ["old"]}).to_parquet(legacy / "part-0.parquet")
     lake.publish(_staged(lake, ["new"]), PART)
     assert _read(lake) == ["new"]
     aside = list((Path(lake.root) / ATTEMPTS / "_legacy" / PART).iterdir())
     assert len(aside) == 1 and pd.read_parquet(aside[0])["user_id"].tolist() == ["old"]
+    monkeypatch.setenv("RECFLOW_LAKE_GRACE_SECONDS", "0")
+    lake.publish(_staged(lake, ["newer"]), other)  # another partition's clean-up leaves this one's alone
+    assert [p.name for p in (Path(lake.root) / ATTEMPTS / "_legacy" / PART).iterdir()] == [aside[0].name]
+    lake.publish(_staged(lake, ["newest"]), PART)
+    assert not list((Path(lake.root) / ATTEMPTS / "_legacy" / PART).iterdir()), "gone after the grace period"
 
 
 @pytest.mark.parametrize("name", ["../escape", "_hidden/x", "a//b", ""])
