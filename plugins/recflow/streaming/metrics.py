@@ -6,6 +6,7 @@ the global default registry would refuse the second set of metric names.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -47,7 +48,7 @@ class ScorerMetrics:
     def watch_load_failures(self, counts: dict[str, int]) -> None:
         """Export the follower's failure counts, read at each scrape (they change on its own thread)."""
         for stage in counts:
-            self.model_load_failures.labels(stage=stage).set_function(lambda stage=stage: counts[stage])
+            self.model_load_failures.labels(stage=stage).set_function(partial(counts.__getitem__, stage))
 
     def set_model(self, version: str) -> None:
         if self._version is not None:
