@@ -26,6 +26,7 @@ import numpy as np
 
 from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
 from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScorableModel, popular_candidates
+from recflow.scoring.explore import SOURCE_EXPLORE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -114,6 +115,7 @@ def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> p
     requested, expected_rows, expected_fallback = _expected_per_check_row(expected, rows.n)
     user_rows = rows.count(np.ones(len(rows.group), dtype=bool))
     own_source = np.where(expected_fallback, rows.count(rows.is_fallback), rows.count(rows.is_model))
+    own_source += rows.count(rows.is_explore)  # an exploration slot is right for any user
     min_rank, max_rank = by_rank.span(rows.rank, rows.rank_valid)
     duplicate_items, seen_items = _repeated_and_seen_items(rows, expected.seen, len(items))
     numbers = rows.score_valid & ~np.isnan(rows.score)  # NaN is counted by nonfinite_scores, not ranged
@@ -166,6 +168,7 @@ class _StagedRows:
     version_valid: np.ndarray
     is_model: np.ndarray
     is_fallback: np.ndarray
+    is_explore: np.ndarray
 
     @classmethod
     def decode(cls, staged: pa.Table, expected_ids: pa.Array, items: pa.Array) -> _StagedRows:
@@ -201,6 +204,7 @@ class _StagedRows:
             version_valid=valid(version),
             is_model=np.asarray(pc.equal(source, SOURCE_MODEL).fill_null(False), dtype=bool),
             is_fallback=np.asarray(pc.equal(source, SOURCE_FALLBACK).fill_null(False), dtype=bool),
+            is_explore=np.asarray(pc.equal(source, SOURCE_EXPLORE).fill_null(False), dtype=bool),
         )
 
     @property
@@ -285,11 +289,15 @@ def _duplicate_ranks(rows: _StagedRows, by_rank: _ByRank) -> np.ndarray:
 
 
 def _scores_out_of_order(rows: _StagedRows, by_rank: _ByRank) -> np.ndarray:
-    """Per user: 1 if a score rises with rank (a NaN score, ordered above every number, is a rise), else 0."""
-    descent = rows.descent[by_rank.order]
+    """Per user: 1 if a score rises with rank (a NaN score, ordered above every number, is a rise), else 0.
+
+    Exploration rows sit in their slot whatever their score, so the order is judged over the other rows."""
+    order = by_rank.order[~rows.is_explore[by_rank.order]]
+    descent, group = rows.descent[order], rows.group[order]
     first, second = descent[:-1], descent[1:]
     in_order = np.isnan(second) | (~np.isnan(first) & (first <= second))
-    return (by_rank.count_neighbours(~in_order) > 0).astype(np.int64)
+    rises = (group[1:] == group[:-1]) & ~in_order
+    return (np.bincount(group[1:][rises], minlength=rows.n) > 0).astype(np.int64)
 
 
 def _repeated_and_seen_items(rows: _StagedRows, seen: Ragged, n_items: int) -> tuple[np.ndarray, np.ndarray]:

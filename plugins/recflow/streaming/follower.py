@@ -28,7 +28,9 @@ from typing import Any
 from recflow.config.kafka import KafkaSettings, client_config
 from recflow.models.artifact import load_recommender
 from recflow.models.base import Recommender
+from recflow.models.exploration import read_explorer
 from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
+from recflow.scoring.explore import Explorer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class ServingModel:
     folder: Path
     digest: str | None = None
     loaded_at: float = 0.0
+    #: The artifact's exploration slots (recflow.models.exploration), None when it declares none.
+    explorer: Explorer | None = None
 
 
 def resolve_champion(registry: ModelRegistry) -> tuple[str, str | None] | None:
@@ -158,13 +162,14 @@ class ChampionFollower:
         try:
             folder = download_fresh(self.registry, version, self.cache_root, digest)
             recommender = load_recommender(folder)
+            explorer = read_explorer(folder, recommender)
             if self._warm_up is not None:
                 self._warm_up(recommender)
         except Exception as exc:  # a broken version never replaces a working one
             self.last_error = f"loading {version} failed: {exc}"
             log.exception("loading %s failed; still serving %s", version, serving.version if serving else None)
             return
-        model = ServingModel(version, recommender, folder, digest, time.time())
+        model = ServingModel(version, recommender, folder, digest, time.time(), explorer)
         with self._lock:
             if self._pending is not None:
                 shutil.rmtree(self._pending.folder, ignore_errors=True)

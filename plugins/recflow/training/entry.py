@@ -85,6 +85,7 @@ def _main(args: argparse.Namespace) -> TrainingResult:
             also_k=args.also_k,
             register=args.register,
             seen_policy=SeenPolicy.from_dict(spec.scoring),
+            exploration=spec.exploration,
         )
     finally:
         spark.stop()

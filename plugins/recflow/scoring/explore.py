@@ -1,0 +1,215 @@
+"""Exploration slots: a new item shown in a fixed top-K position to a seeded share of users.
+
+Why: an item nobody has bought has no factors and the lowest popularity, so it never reaches anyone's
+top-K and stays invisible. Following the IBM AI Workflow course's answer (a "new releases" slot, and the
+item's metadata to find who may like it), :meth:`Explorer.apply` replaces chosen positions of a user's
+top-K with a new item and records the probability of that choice, so off-policy estimates can be made
+later. Batch (:mod:`recflow.scoring.arrow`) and streaming (:mod:`recflow.streaming.answers`) call the
+same function on the scoring core's :class:`~recflow.scoring.core.TopK`.
+
+Definitions (all configurable in :class:`ExplorePolicy`, a spec's ``exploration:`` mapping):
+
+* **new item**: a catalog item first seen within ``new_within_days`` days before the scored day, or with
+  fewer than ``min_interactions`` interactions in the training window. Items first seen after the scored
+  day are not shown (a backfill of an earlier day must not show the future).
+* **who explores**: a user explores on a day when a uniform draw seeded by (``seed``, day, user id) is
+  below ``user_share``, and their list is full (``k`` items; a shorter list already holds every item
+  they could get).
+* **which item**: drawn among the new items the user has not seen and the model did not already place
+  in the list, with weight ``EPSILON + cosine(profile, item tags)`` where item metadata exists (MovieLens
+  genres, purchase-card category groups; the profile sums the tags of the user's seen items), else
+  ``1 / (1 + age in days)`` (recency). ``EPSILON`` keeps every candidate's propensity above 0.
+* **logging propensity** of an explore row: ``user_share * weight / total weight`` of the remaining
+  candidates (for a second slot, given the first slot's choice).
+
+Draws are SipHash values of the user id (pandas' ``hash_array`` with a key made of the purpose, seed and
+day), so a re-run, a backfill and a streaming request on the same day choose the same item, in any
+process. The explore row's score is the model's own score of that item (the fallback's for users the
+model does not know), so ``score`` keeps one meaning in every row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from recflow.constants import DEFAULT_SEED
+from recflow.scoring.core import ScorableModel, TopK, UserBatch
+
+SOURCE_EXPLORE: Final = "explore"
+#: The weight every candidate keeps beyond its similarity, so none has a propensity of 0.
+EPSILON: Final = 0.05
+_POLICY_KEYS: Final = frozenset({"new_within_days", "min_interactions", "slots", "user_share", "seed"})
+
+
+@dataclass(frozen=True)
+class ExplorePolicy:
+    """What counts as new, where it is shown and to whom (a spec's ``exploration:`` mapping)."""
+
+    new_within_days: int = 7
+    min_interactions: int = 5
+    #: 1-based positions of the top-K that may show a new item.
+    slots: tuple[int, ...] = (10,)
+    user_share: float = 0.1
+    seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        if self.new_within_days < 0 or self.min_interactions < 0:
+            raise ValueError(
+                f"new_within_days and min_interactions must be >= 0, got {self.new_within_days}, "
+                f"{self.min_interactions}"
+            )
+        if not self.slots or any(s < 1 for s in self.slots) or len(set(self.slots)) != len(self.slots):
+            raise ValueError(f"slots must be distinct positions >= 1, got {list(self.slots)}")
+        if not 0.0 <= self.user_share <= 1.0:
+            raise ValueError(f"user_share must be in [0, 1], got {self.user_share}")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ExplorePolicy:
+        """From a spec or artifact mapping; unknown keys are an error (a typo must not turn exploration off)."""
+        unknown = sorted(set(raw) - _POLICY_KEYS)
+        if unknown:
+            raise ValueError(f"exploration takes {sorted(_POLICY_KEYS)}, got unknown keys {unknown}")
+        slots = raw.get("slots", cls.slots)
+        return cls(
+            new_within_days=int(raw.get("new_within_days", cls.new_within_days)),
+            min_interactions=int(raw.get("min_interactions", cls.min_interactions)),
+            slots=tuple(sorted(int(s) for s in ([slots] if isinstance(slots, int) else slots))),
+            user_share=float(raw.get("user_share", cls.user_share)),
+            seed=int(raw.get("seed", cls.seed)),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "new_within_days": self.new_within_days,
+            "min_interactions": self.min_interactions,
+            "slots": list(self.slots),
+            "user_share": self.user_share,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class ItemHistory:
+    """Per catalog item code: the day it was first seen (date ordinal), its interactions in the training
+    window, and its metadata tags as a 0/1 matrix (None: no metadata; a row of zeros: none for that item)."""
+
+    first_seen: np.ndarray
+    interactions: np.ndarray
+    tags: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.first_seen)
+        if len(self.interactions) != n or (self.tags is not None and len(self.tags) != n):
+            raise ValueError("first_seen, interactions and tags must have one row per catalog item")
+
+
+@dataclass(frozen=True)
+class Slate:
+    """A :class:`TopK` with explore rows: ``explore`` marks them, ``propensity`` is their logging
+    propensity (NaN elsewhere)."""
+
+    top: TopK
+    explore: np.ndarray
+    propensity: np.ndarray
+
+    def long(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`TopK.long` plus each valid entry's explore flag and propensity, row-major."""
+        rows, ranks, items, scores, fallback = self.top.long()
+        valid = np.arange(self.top.items.shape[1])[None, :] < self.top.counts[:, None]
+        return rows, ranks, items, scores, fallback, self.explore[valid], self.propensity[valid]
+
+
+def _hash_key(purpose: str, seed: int, day: date) -> str:
+    """The 16-character SipHash key of one kind of draw on one day."""
+    return hashlib.sha256(f"{purpose}|{seed}|{day.isoformat()}".encode()).hexdigest()[:16]
+
+
+def uniform_draws(user_ids: np.ndarray, purpose: str, seed: int, day: date) -> np.ndarray:
+    """One uniform [0, 1) value per user id, a pure function of (purpose, seed, day, user id)."""
+    hashes = pd.util.hash_array(np.asarray(user_ids, dtype=object), hash_key=_hash_key(purpose, seed, day))
+    return (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+class Explorer:
+    """Applies an :class:`ExplorePolicy` to top-K lists over one model's catalog (see the module docstring)."""
+
+    def __init__(self, policy: ExplorePolicy, history: ItemHistory) -> None:
+        self.policy = policy
+        self.history = history
+
+    def new_items(self, day: date) -> np.ndarray:
+        """Codes of the items that count as new on ``day`` (never one first seen after it)."""
+        age = day.toordinal() - self.history.first_seen
+        new = (age < self.policy.new_within_days) | (self.history.interactions < self.policy.min_interactions)
+        return np.flatnonzero(new & (age >= 0)).astype(np.int32)
+
+    def apply(self, model: ScorableModel, top: TopK, batch: UserBatch, user_ids: np.ndarray, day: date) -> Slate:
+        """``top`` with the policy's slots filled by new items for the users who explore on ``day``."""
+        n, width = top.items.shape
+        items, scores, counts = top.items.copy(), top.scores.copy(), top.counts
+        explore = np.zeros((n, width), dtype=bool)
+        propensity = np.full((n, width), np.nan, dtype=np.float64)
+        pool = self.new_items(day)
+        draws = uniform_draws(user_ids, "share", self.policy.seed, day)
+        rows = np.flatnonzero((draws < self.policy.user_share) & (counts == width) & (width > 0))
+        if len(pool) and len(rows):
+            weights = self._weights(pool, batch.take(rows), top.items[rows], day)
+            for slot in self.policy.slots:
+                if slot > width:
+                    continue
+                total = weights.sum(axis=1)
+                pick = np.flatnonzero(total > 0)
+                if not len(pick):
+                    break
+                u = uniform_draws(user_ids[rows[pick]], f"slot{slot}", self.policy.seed, day)
+                cumulative = np.cumsum(weights[pick], axis=1)
+                choice = np.minimum((cumulative < (u * total[pick])[:, None]).sum(axis=1), len(pool) - 1)
+                chosen_w = weights[pick, choice]
+                weights[pick, choice] = 0.0
+                target, p = rows[pick], slot - 1
+                for matrix in (items, scores, explore, propensity):
+                    matrix[target, p + 1 :] = matrix[target, p:-1]
+                items[target, p] = pool[choice]
+                scores[target, p] = self._item_scores(model, batch.take(target), pool[choice])
+                explore[target, p] = True
+                propensity[target, p] = self.policy.user_share * chosen_w / total[pick]
+        return Slate(TopK(items, scores, counts, top.fallback), explore, propensity)
+
+    def _weights(self, pool: np.ndarray, users: UserBatch, listed: np.ndarray, day: date) -> np.ndarray:
+        """(users x pool) choice weights: similarity or recency, 0 for seen or already listed items."""
+        n = len(users)
+        age = (day.toordinal() - self.history.first_seen[pool]).astype(np.float64)
+        weights = np.broadcast_to(1.0 / (1.0 + age), (n, len(pool))).copy()
+        tags = self.history.tags
+        if tags is not None and len(users.seen.values):
+            profile = np.zeros((n, tags.shape[1]), dtype=np.float64)
+            np.add.at(profile, users.seen.row_ids(), tags[users.seen.values])
+            pool_tags = tags[pool].astype(np.float64)
+            norms = np.linalg.norm(profile, axis=1)[:, None] * np.linalg.norm(pool_tags, axis=1)[None, :]
+            similarity = np.divide(profile @ pool_tags.T, norms, out=np.zeros_like(weights), where=norms > 0)
+            has_profile = np.linalg.norm(profile, axis=1) > 0
+            weights[has_profile] = EPSILON + similarity[has_profile]
+        position = np.full(len(self.history.first_seen), -1, dtype=np.int64)
+        position[pool] = np.arange(len(pool))
+        listed_rows = np.repeat(np.arange(n), listed.shape[1])
+        for values, row_ids in ((users.seen.values, users.seen.row_ids()), (listed.ravel(), listed_rows)):
+            cols = np.where(values >= 0, position[np.maximum(values, 0)], -1)
+            keep = cols >= 0
+            weights[row_ids[keep], cols[keep]] = 0.0
+        return weights
+
+    @staticmethod
+    def _item_scores(model: ScorableModel, users: UserBatch, item_codes: np.ndarray) -> np.ndarray:
+        """The model's score of each user's explore item (the fallback's for users it does not know)."""
+        out = model.fallback_scores()[item_codes].astype(np.float32)
+        known = np.flatnonzero(users.codes >= 0)
+        if len(known):
+            block = model.score_candidates(users.take(known), item_codes[known, None].astype(np.int32))
+            out[known] = np.asarray(block, dtype=np.float32)[:, 0]
+        return out
