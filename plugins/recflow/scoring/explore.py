@@ -38,8 +38,16 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from recflow.constants import DEFAULT_SEED
-from recflow.scoring.core import ScorableModel, TopK, UserBatch
+from recflow.constants import (
+    COL_ITEM,
+    COL_LOGGING_PROPENSITY,
+    COL_RANK,
+    COL_SCORE,
+    COL_SOURCE,
+    COL_USER,
+    DEFAULT_SEED,
+)
+from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, ScorableModel, TopK, UserBatch
 
 SOURCE_EXPLORE: Final = "explore"
 #: The weight every candidate keeps beyond its similarity, so none has a propensity of 0.
@@ -213,3 +221,19 @@ class Explorer:
             block = model.score_candidates(users.take(known), item_codes[known, None].astype(np.int32))
             out[known] = np.asarray(block, dtype=np.float32)[:, 0]
         return out
+
+
+def slate_frame(slate: Slate, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
+    """The long (user, item, score, rank, source, logging_propensity) frame of a :class:`Slate`."""
+    rows, ranks, items, scores, fallback, explore, propensity = slate.long()
+    source = np.where(explore, SOURCE_EXPLORE, np.where(fallback, SOURCE_FALLBACK, SOURCE_MODEL))
+    return pd.DataFrame(
+        {
+            COL_USER: user_ids[rows],
+            COL_ITEM: item_ids[items],
+            COL_SCORE: scores.astype(np.float64),
+            COL_RANK: ranks,
+            COL_SOURCE: source,
+            COL_LOGGING_PROPENSITY: np.where(explore, propensity, np.nan),
+        }
+    )

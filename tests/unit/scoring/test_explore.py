@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 
 from recflow.constants import COL_ITEM, COL_USER
-from recflow.models.index import IdIndex, SeenItems
 from recflow.models.popularity import PopularityRecommender
 from recflow.scoring.core import Ragged, UserBatch, score_batch
-from recflow.scoring.explore import EPSILON, Explorer, ExplorePolicy, ItemHistory, uniform_draws
+from recflow.scoring.explore import EPSILON, ExplorePolicy, Explorer, ItemHistory, uniform_draws
 
 DAY = date(2026, 11, 10)
 N_OLD, N_NEW = 20, 4
@@ -149,7 +148,7 @@ def test_policy_rejects_bad_values_and_unknown_keys() -> None:
 def test_draws_are_uniform_and_depend_on_purpose_seed_and_day() -> None:
     ids = np.asarray([f"x{i}" for i in range(20000)], dtype=object)
     u = uniform_draws(ids, "share", 1, DAY)
-    assert 0.0 <= u.min() and u.max() < 1.0 and abs(u.mean() - 0.5) < 0.01
+    assert u.min() >= 0.0 and u.max() < 1.0 and abs(u.mean() - 0.5) < 0.01
     assert not np.array_equal(u, uniform_draws(ids, "slot5", 1, DAY))
     assert not np.array_equal(u, uniform_draws(ids, "share", 2, DAY))
     np.testing.assert_array_equal(u[:10], uniform_draws(ids[:10], "share", 1, DAY))
