@@ -55,8 +55,12 @@ def test_the_cost_is_what_the_model_loses_when_its_items_move_down() -> None:
         {COL_USER: ["a"] * 3, COL_ITEM: ["x", "y", "z"], COL_RANK: [1, 2, 3], COL_SOURCE: ["model"] * 3}
     )
     with_explore = pd.DataFrame(
-        {COL_USER: ["a"] * 3, COL_ITEM: ["new", "x", "y"], COL_RANK: [1, 2, 3],
-         COL_SOURCE: [SOURCE_EXPLORE, "model", "model"]}  # fmt: skip
+        {
+            COL_USER: ["a"] * 3,
+            COL_ITEM: ["new", "x", "y"],
+            COL_RANK: [1, 2, 3],
+            COL_SOURCE: [SOURCE_EXPLORE, "model", "model"],
+        }  # fmt: skip
     )
     truth = pd.DataFrame({COL_USER: ["a"], COL_ITEM: ["x"]})
     cost = exploration_cost(with_explore, without, truth, k=3)

@@ -329,3 +329,35 @@ def test_judgeable_pairs_keeps_known_unseen_distinct_pairs() -> None:
         {COL_USER: ["a", "b", "b", "c", "b", "a"], COL_ITEM: ["x", "y", "y", "x", "w", "z"]}, index=[9, 8, 7, 6, 5, 4]
     )
     assert judgeable_pairs(held_out, model).values.tolist() == [["b", "y"]]
+
+
+def test_exploration_writes_the_item_history_and_the_lakes_tags(spark: Any, tmp_path: Path) -> None:
+    """A spec's ``exploration:`` puts ``exploration.json`` in the artifact: each catalog item's first
+    training day and interactions (the hold-out's days excluded) and the tags of the lake's ``items/``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recflow.models.exploration import read_explorer
+    from recflow.scoring.explore import ExplorePolicy
+
+    lake = write_lake(tmp_path / "lake", good_events())
+    (lake / "items").mkdir()
+    pq.write_table(pa.table({COL_ITEM: ["i0", "i1", "zz"], "tags": [["drama"], ["comedy", "drama"], ["x"]]}),
+                   lake / "items" / "part-0.parquet")  # fmt: skip
+    policy = ExplorePolicy(new_within_days=2, min_interactions=3, slots=(2,), user_share=0.5)
+    out = tmp_path / "runs" / "popularity"
+    train(spark, lake, out, exploration=policy)
+    model = load_recommender(out / "artifact")
+    explorer = read_explorer(out / "artifact", model)
+    assert explorer is not None and explorer.policy == policy
+    assert json.loads((out / "lineage.json").read_text())["exploration"] == policy.as_dict()
+    frame = good_events()
+    frame = frame[frame[COL_TS] < pd.Timestamp(WINDOW.holdout_start, tz="UTC")]
+    for item, rows in frame.groupby(COL_ITEM):
+        code = int(model.index.item_codes([item])[0])
+        assert explorer.history.first_seen[code] == rows[COL_TS].min().date().toordinal(), item
+        assert explorer.history.interactions[code] == len(rows), item
+    tags = explorer.history.tags
+    assert tags is not None and tags.shape == (model.index.n_items, 3)  # vocabulary comedy, drama, x
+    by_item = dict(zip(model.index.items, tags.tolist(), strict=True))
+    assert by_item["i0"] == [0, 1, 0] and by_item["i1"] == [1, 1, 0] and by_item["i4"] == [0, 0, 0]
