@@ -13,7 +13,7 @@ from recflow.evaluation.exploration import exploration_cost, explore_line, model
 from recflow.evaluation.metrics import ndcg_at_k
 from recflow.models.popularity import PopularityRecommender
 from recflow.scoring.core import Ragged, UserBatch, score_batch, top_k_frame
-from recflow.scoring.explore import SOURCE_EXPLORE, Explorer, ExplorePolicy, ItemHistory, slate_frame
+from recflow.scoring.explore import SOURCE_EXPLORE, ExplorePolicy, Explorer, ItemHistory, slate_frame
 
 DAY = date(2026, 11, 10)
 
@@ -60,7 +60,7 @@ def test_the_cost_is_what_the_model_loses_when_its_items_move_down() -> None:
             COL_ITEM: ["new", "x", "y"],
             COL_RANK: [1, 2, 3],
             COL_SOURCE: [SOURCE_EXPLORE, "model", "model"],
-        }  # fmt: skip
+        }
     )
     truth = pd.DataFrame({COL_USER: ["a"], COL_ITEM: ["x"]})
     cost = exploration_cost(with_explore, without, truth, k=3)

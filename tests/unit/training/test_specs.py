@@ -76,7 +76,7 @@ def test_exploration_is_read_and_checked_at_load(tmp_path: Path) -> None:
     spec = load_spec("als", tmp_path)
     assert spec.exploration == ExplorePolicy(new_within_days=3, slots=(5,), user_share=0.2)
     (tmp_path / "ncf.yaml").write_text(f"name: ncf\nentry_point: {ENTRY}\nexploration: {{slot: 5}}\n")
-    with pytest.raises(SpecError, match="exploration: .*unknown keys"):
+    with pytest.raises(SpecError, match=r"exploration: .*unknown keys"):
         load_spec("ncf", tmp_path)
     (tmp_path / "popularity.yaml").write_text(f"name: popularity\nentry_point: {ENTRY}\n")
     assert load_spec("popularity", tmp_path).exploration is None
