@@ -144,6 +144,7 @@ def test_a_nan_score_is_counted_not_turned_into_an_infinite_range() -> None:
             "score": [0.9, float("nan")],
             "model_version": ["v1", "v1"],
             "source": ["fallback", "model"],
+            "logging_propensity": pa.array([None, None], type=pa.float64()),
         }
     )
     users = ExpectedUsers.of_batch(model, K, pa.array(["zz"]), np.array([-1]), Ragged.empty(1))
@@ -159,7 +160,7 @@ def test_an_explore_row_sits_in_its_slot_whatever_its_score_and_is_right_for_any
     model = _model()
     users = ExpectedUsers.of_batch(model, K, pa.array(["a", "zz"]), np.array([0, -1]), Ragged.from_lists([[3], []]))
 
-    def rows(scores: list[float], slot_item: str) -> pa.Table:
+    def rows(scores: list[float], slot_item: str, propensity: list[float | None] | None = None) -> pa.Table:
         return pa.table(
             {
                 "user_id": ["a"] * 3 + ["zz"] * 3,
@@ -168,13 +169,16 @@ def test_an_explore_row_sits_in_its_slot_whatever_its_score_and_is_right_for_any
                 "score": [*scores, 0.9, 0.5, 0.1],
                 "model_version": ["v1"] * 6,
                 "source": ["model", "explore", "model", "fallback", "fallback", "explore"],
-                "logging_propensity": [None, 0.2, None, None, None, 0.5],
+                "logging_propensity": propensity or [None, 0.2, None, None, None, 0.5],
             }
         )
 
     checks = user_checks(rows([0.9, 5.0, 0.1], "i1"), users, pa.array(ITEMS)).to_pylist()
     for check in checks:
         assert check["scores_out_of_order"] == 0 and check["wrong_source_rows"] == 0, check
-        assert check["seen_items"] == 0 and check["user_rows"] == 3
+        assert check["seen_items"] == 0 and check["user_rows"] == 3 and check["bad_propensity_rows"] == 0
+    stray = user_checks(rows([0.9, 5.0, 0.1], "i1", [0.3, None, None, None, None, 1.5]), users, pa.array(ITEMS))
+    # user a: a propensity on a model row and none on its explore row; zz: one above 1
+    assert stray.column("bad_propensity_rows").to_pylist() == [2, 1]
     broken = user_checks(rows([0.1, 5.0, 0.9], ITEMS[3]), users, pa.array(ITEMS)).to_pylist()[0]
     assert broken["scores_out_of_order"] == 1 and broken["seen_items"] == 1
