@@ -19,9 +19,20 @@ import yaml
 from recflow.config.settings import project_root
 from recflow.scoring.explore import ExplorePolicy
 from recflow.scoring.seen import SeenPolicy
+from recflow.training.segments import Segmentation
 
 _REQUIRED = ("name", "entry_point")
-_KNOWN = {*_REQUIRED, "description", "params", "search_space", "resources", "baseline", "scoring", "exploration"}
+_KNOWN = {
+    *_REQUIRED,
+    "description",
+    "params",
+    "search_space",
+    "resources",
+    "baseline",
+    "scoring",
+    "exploration",
+    "segmentation",
+}
 
 
 class SpecError(ValueError):
@@ -43,6 +54,8 @@ class ModelSpec:
     scoring: dict[str, Any] = field(default_factory=dict)
     #: Exploration slots for new items (recflow.scoring.explore); None: the model never explores.
     exploration: ExplorePolicy | None = None
+    #: KMeans segments with a model of ``family`` per segment (recflow.training.segments); None: one model.
+    segmentation: Segmentation | None = None
 
     def candidates(self, budget: int, seed: int) -> list[dict[str, Any]]:
         """Up to ``budget`` parameter sets: the defaults first, then seeded samples of the grid.
@@ -105,6 +118,7 @@ def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
         baseline=bool(raw.get("baseline", False)),
         scoring=_scoring(path, raw.get("scoring")),
         exploration=_exploration(path, raw.get("exploration")),
+        segmentation=_segmentation(path, raw.get("segmentation")),
     )
 
 
@@ -130,6 +144,18 @@ def _exploration(path: Path, raw: Any) -> ExplorePolicy | None:
         return ExplorePolicy.from_dict(raw)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{path}: exploration: {exc}") from exc
+
+
+def _segmentation(path: Path, raw: Any) -> Segmentation | None:
+    """The spec's ``segmentation`` mapping, checked at load."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: segmentation must be a mapping, got {raw!r}")
+    try:
+        return Segmentation.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{path}: segmentation: {exc}") from exc
 
 
 def available_specs(directory: Path | None = None) -> list[str]:

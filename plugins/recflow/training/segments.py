@@ -1,0 +1,139 @@
+"""Segmented specs: KMeans segments of users (Spark MLlib) and one model of any family per segment.
+
+A spec declares ``segmentation: {family: als, kmeans: {k: 2, features: [activity, spend], seed: 42,
+max_iter: 30}}`` (the purchase-card demo's 2 clusters and 30 iterations). :func:`segmented_fitter` turns
+it into a normal :data:`recflow.training.fitters.Fitter`, so the segmented spec trains, is judged on the
+shared hold-out and is compared like any other candidate (``spark_jobs/train.py --family <spec>``):
+
+1. user features over the training part in Spark (:func:`recflow.data.user_features.user_features`);
+2. ``StandardScaler`` then ``KMeans`` (Spark MLlib); the router keeps the scaler's mean and standard
+   deviation and the centroids (:class:`recflow.models.segmented.SegmentRouter`), and every training
+   user's segment is the router's answer, computed once on the driver;
+3. one fit of ``family`` per segment, on the segment's users' rows, with the spec's params.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import pandas as pd
+
+from recflow.constants import COL_ITEM, COL_TS, COL_USER, DEFAULT_SEED
+from recflow.data.item_history import ITEMS_FOLDER
+from recflow.data.user_features import FEATURES, user_features
+from recflow.data.window import TrainingDataError
+from recflow.models.artifact import load_recommender
+from recflow.models.index import IdIndex, SeenItems
+from recflow.models.segmented import SegmentedRecommender, SegmentRouter
+from recflow.training.fitters import FITTERS, Fitter
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+COL_SEGMENT: Final = "segment"
+_KMEANS_KEYS: Final = frozenset({"k", "features", "seed", "max_iter"})
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A spec's ``segmentation``: the family fitted per segment and the KMeans that makes the segments."""
+
+    family: str
+    k: int = 2
+    features: tuple[str, ...] = ("activity", "spend", "recency")
+    seed: int = DEFAULT_SEED
+    max_iter: int = 30
+
+    def __post_init__(self) -> None:
+        if self.family not in FITTERS:
+            raise ValueError(f"segmentation family must be one of {sorted(FITTERS)}, got {self.family!r}")
+        if not 2 <= self.k <= 64 or self.max_iter < 1:
+            raise ValueError(f"kmeans k must be in 2..64 and max_iter >= 1, got {self.k}, {self.max_iter}")
+        unknown = sorted(set(self.features) - set(FEATURES))
+        if unknown or not self.features:
+            raise ValueError(f"kmeans features must be a non-empty subset of {FEATURES}, got {list(self.features)}")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Segmentation:
+        if set(raw) != {"family", "kmeans"} or not isinstance(raw["kmeans"], Mapping):
+            raise ValueError(f"segmentation takes family and kmeans (a mapping), got {dict(raw)!r}")
+        kmeans = raw["kmeans"]
+        unknown = sorted(set(kmeans) - _KMEANS_KEYS)
+        if unknown:
+            raise ValueError(f"kmeans takes {sorted(_KMEANS_KEYS)}, got unknown keys {unknown}")
+        return cls(
+            family=str(raw["family"]),
+            k=int(kmeans.get("k", cls.k)),
+            features=tuple(kmeans.get("features", cls.features)),
+            seed=int(kmeans.get("seed", cls.seed)),
+            max_iter=int(kmeans.get("max_iter", cls.max_iter)),
+        )
+
+
+def fit_router(features: DataFrame, columns: list[str], segmentation: Segmentation) -> SegmentRouter:
+    """StandardScaler + KMeans (Spark MLlib) over the feature columns, kept as plain data."""
+    from pyspark.ml.clustering import KMeans
+    from pyspark.ml.feature import StandardScaler, VectorAssembler
+
+    vectors = VectorAssembler(inputCols=[f"`{c}`" if ":" in c else c for c in columns], outputCol="x")
+    assembled = vectors.transform(features.select(*(features[f"`{c}`"] for c in columns)))
+    scaler = StandardScaler(inputCol="x", outputCol="z", withMean=True, withStd=True).fit(assembled)
+    kmeans = KMeans(k=segmentation.k, seed=segmentation.seed, maxIter=segmentation.max_iter, featuresCol="z")
+    model = kmeans.fit(scaler.transform(assembled))
+    return SegmentRouter(
+        tuple(columns),
+        np.asarray(scaler.mean.toArray(), dtype=np.float64),
+        np.asarray(scaler.std.toArray(), dtype=np.float64),
+        np.asarray(model.clusterCenters(), dtype=np.float64),
+    )
+
+
+def segmented_fitter(segmentation: Segmentation, lake_root: Path | str) -> Fitter:
+    """The fit of a segmented spec (see the module docstring); ``lake_root`` holds the optional ``items/``."""
+
+    def fit(spark: SparkSession, train: DataFrame, params: Mapping[str, Any], work_dir: Path) -> SegmentedRecommender:
+        from pyspark.sql import functions as F
+
+        last = train.agg(F.max(F.to_date(COL_TS))).first()
+        if last is None or last[0] is None:
+            raise TrainingDataError("segmentation needs training rows")
+        tags = _item_tags(spark, lake_root) if "category_mix" in segmentation.features else None
+        features = user_features(train, segmentation.features, last[0] + timedelta(days=1), tags).cache()
+        try:
+            columns = [c for c in features.columns if c != COL_USER]
+            router = fit_router(features, columns, segmentation)
+            frame: pd.DataFrame = features.toPandas()
+        finally:
+            features.unpersist()
+        frame[COL_SEGMENT] = router.route(frame[columns].to_numpy(dtype=np.float64))
+        assignment = spark.createDataFrame(frame[[COL_USER, COL_SEGMENT]])
+        segments = []
+        for s in range(segmentation.k):
+            members = assignment.where(F.col(COL_SEGMENT) == s).select(COL_USER)
+            rows = train.join(F.broadcast(members), COL_USER, "left_semi")
+            n_users = int((frame[COL_SEGMENT] == s).sum())
+            if n_users < 2:
+                raise TrainingDataError(f"segment {s} of {segmentation.k} has {n_users} user(s): lower kmeans k")
+            model = FITTERS[segmentation.family](spark, rows, params, work_dir / f"segment-{s}")
+            model.save(work_dir / f"segment-{s}-artifact")  # type: ignore[attr-defined]
+            segments.append(load_recommender(work_dir / f"segment-{s}-artifact"))
+        pairs = train.select(COL_USER, COL_ITEM).distinct().toPandas()
+        index = IdIndex.from_frame(pairs)
+        by_user = pd.Series(frame[COL_SEGMENT].to_numpy(), index=frame[COL_USER].to_numpy())
+        user_segment = by_user.reindex(list(index.users)).fillna(-1).to_numpy(dtype=np.int64)
+        return SegmentedRecommender(index, SeenItems.from_frame(pairs, index), router, user_segment, segments)
+
+    return fit
+
+
+def _item_tags(spark: SparkSession, lake_root: Path | str) -> DataFrame:
+    path = f"{str(lake_root).rstrip('/')}/{ITEMS_FOLDER}"
+    try:
+        return spark.read.parquet(path)
+    except Exception as exc:  # AnalysisException: no item metadata
+        raise TrainingDataError(f"category_mix needs item metadata at {path}: {exc}") from exc
