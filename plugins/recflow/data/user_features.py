@@ -5,7 +5,7 @@
 * ``spend``: ``log1p`` of the summed ``amount`` (missing amounts, e.g. MovieLens ratings, count 0);
 * ``recency``: days from the user's last event to the end of the training part;
 * ``category_mix``: the share of the user's events in each item tag (the lake's ``items/``, see
-  :mod:`recflow.data.item_history`), one feature per tag, ``category_mix:<tag>``.
+  :mod:`recflow.data.item_history`), one feature per tag, ``category_mix_<tag>``.
 
 One row per user reaches the driver (the router is fitted there and each user's segment stored).
 """
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 FEATURES: Final = ("activity", "spend", "recency", "category_mix")
-MIX_PREFIX: Final = "category_mix:"
+MIX_PREFIX: Final = "category_mix_"
 
 
 def user_features(

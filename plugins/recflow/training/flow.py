@@ -34,8 +34,10 @@ from recflow.data.window import TrainingDataError, TrainingWindow, check_trainin
 from recflow.evaluation import spark_holdout
 from recflow.evaluation.canary import CANARY_FILE
 from recflow.evaluation.python_holdout import record_canary
+from recflow.evaluation.python_holdout import score_holdout as python_score_holdout
 from recflow.models.base import Recommender
 from recflow.models.exploration import write_exploration
+from recflow.models.segmented import SegmentedRecommender
 from recflow.registry import ModelRegistry, ModelVersion
 from recflow.scoring.explore import ExplorePolicy
 from recflow.scoring.seen import SeenPolicy
@@ -277,8 +279,29 @@ def _save_artifact(spark: SparkSession, model: Recommender, folder: Path) -> Non
     (folder / CANARY_FILE).write_text(json.dumps(canary, sort_keys=True))
 
 
+def _segment_metrics(run: _Run, chosen: _Chosen) -> dict[str, Any] | None:
+    """A segmented model's hold-out metrics per segment (the same definitions, on each segment's users);
+    None for any other model."""
+    import pandas as pd
+
+    model = chosen.model
+    if not isinstance(model, SegmentedRecommender):
+        return None
+    segment_of = pd.Series(model.user_segment, index=list(model.index.users))
+    segments = segment_of.reindex(chosen.truth[COL_USER].to_numpy()).fillna(-1).to_numpy()
+    out: dict[str, Any] = {}
+    for s in range(len(model.segments)):
+        truth = chosen.truth[segments == s]
+        metrics = (
+            python_score_holdout(model, truth, run.k, run.also_k, exclude_seen=run.exclude_seen) if len(truth) else {}
+        )
+        out[str(s)] = {"holdout_users": int(truth[COL_USER].nunique()), "pairs": len(truth), "metrics": metrics}
+    return out
+
+
 def _metrics_report(run: _Run, chosen: _Chosen) -> dict[str, Any]:
-    """``metrics.json``: the hold-out metrics with their definitions, read by the compare step."""
+    """``metrics.json``: the hold-out metrics with their definitions, read by the compare step (and, for a
+    segmented model, the same metrics per segment)."""
     return {
         "schema_version": METRICS_SCHEMA_VERSION,
         "family": run.family,
@@ -286,6 +309,7 @@ def _metrics_report(run: _Run, chosen: _Chosen) -> dict[str, Any]:
         "k": run.k,
         "metrics": chosen.metrics,
         "holdout": {"users": int(chosen.truth[COL_USER].nunique()), "pairs": len(chosen.truth)},
+        "segments": _segment_metrics(run, chosen),
         "definitions": {
             "ranking": "binary relevance over the full catalog, training items removed; users = hold-out "
             "users with >= 1 relevant item; map@k divides by min(#relevant, k)",

@@ -75,22 +75,29 @@ class Segmentation:
         )
 
 
-def fit_router(features: DataFrame, columns: list[str], segmentation: Segmentation) -> SegmentRouter:
-    """StandardScaler + KMeans (Spark MLlib) over the feature columns, kept as plain data."""
+def fit_router(
+    features: DataFrame, columns: list[str], segmentation: Segmentation
+) -> tuple[SegmentRouter, pd.DataFrame]:
+    """StandardScaler + KMeans (Spark MLlib) over the feature columns, kept as plain data; with Spark's
+    own assignment (user_id, segment, features), so the caller can check the router agrees with it."""
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.feature import StandardScaler, VectorAssembler
 
-    vectors = VectorAssembler(inputCols=[f"`{c}`" if ":" in c else c for c in columns], outputCol="x")
-    assembled = vectors.transform(features.select(*(features[f"`{c}`"] for c in columns)))
+    vectors = VectorAssembler(inputCols=columns, outputCol="x")
+    assembled = vectors.transform(features)
     scaler = StandardScaler(inputCol="x", outputCol="z", withMean=True, withStd=True).fit(assembled)
     kmeans = KMeans(k=segmentation.k, seed=segmentation.seed, maxIter=segmentation.max_iter, featuresCol="z")
-    model = kmeans.fit(scaler.transform(assembled))
-    return SegmentRouter(
+    scaled = scaler.transform(assembled)
+    model = kmeans.fit(scaled)
+    router = SegmentRouter(
         tuple(columns),
         np.asarray(scaler.mean.toArray(), dtype=np.float64),
         np.asarray(scaler.std.toArray(), dtype=np.float64),
         np.asarray(model.clusterCenters(), dtype=np.float64),
     )
+    assigned = model.transform(scaled).withColumnRenamed(model.getPredictionCol(), COL_SEGMENT)
+    frame: pd.DataFrame = assigned.select(COL_USER, COL_SEGMENT, *columns).toPandas()
+    return router, frame
 
 
 def segmented_fitter(segmentation: Segmentation, lake_root: Path | str) -> Fitter:
@@ -103,14 +110,13 @@ def segmented_fitter(segmentation: Segmentation, lake_root: Path | str) -> Fitte
         if last is None or last[0] is None:
             raise TrainingDataError("segmentation needs training rows")
         tags = _item_tags(spark, lake_root) if "category_mix" in segmentation.features else None
-        features = user_features(train, segmentation.features, last[0] + timedelta(days=1), tags).cache()
-        try:
-            columns = [c for c in features.columns if c != COL_USER]
-            router = fit_router(features, columns, segmentation)
-            frame: pd.DataFrame = features.toPandas()
-        finally:
-            features.unpersist()
-        frame[COL_SEGMENT] = router.route(frame[columns].to_numpy(dtype=np.float64))
+        features = user_features(train, segmentation.features, last[0] + timedelta(days=1), tags)
+        columns = [c for c in features.columns if c != COL_USER]
+        router, frame = fit_router(features, columns, segmentation)
+        routed = router.route(frame[columns].to_numpy(dtype=np.float64))
+        disagree = int((routed != frame[COL_SEGMENT].to_numpy()).sum())
+        if disagree:  # the router is what scoring uses: it must send every user where KMeans put them
+            raise TrainingDataError(f"the router sends {disagree} of {len(frame)} users elsewhere than KMeans did")
         assignment = spark.createDataFrame(frame[[COL_USER, COL_SEGMENT]])
         segments = []
         for s in range(segmentation.k):

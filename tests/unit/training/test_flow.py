@@ -361,3 +361,37 @@ def test_exploration_writes_the_item_history_and_the_lakes_tags(spark: Any, tmp_
     assert tags is not None and tags.shape == (model.index.n_items, 3)  # vocabulary comedy, drama, x
     by_item = dict(zip(model.index.items, tags.tolist(), strict=True))
     assert by_item["i0"] == [0, 1, 0] and by_item["i1"] == [1, 1, 0] and by_item["i4"] == [0, 0, 0]
+
+
+def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_path: Path) -> None:
+    """Heavy buyers of h-items and light buyers of l-items: KMeans on (activity, spend) separates them,
+    the router agrees with Spark's assignment (the fit checks it), and each segment's model knows only its
+    segment's items; the candidate is judged on the hold-out like any other, per segment too."""
+    from recflow.models.segmented import SegmentedRecommender
+    from recflow.training.segments import Segmentation, segmented_fitter
+
+    rows = []
+    for d in range(3):
+        day = WINDOW.start + timedelta(days=d)
+        rows += [(f"h{u}", f"hi{(u + j + d) % 8}", day) for u in range(6) for j in range(4)]
+        rows += [(f"l{u}", f"lo{(u + d) % 4}", day) for u in range(6)]
+    rows += [(f"h{u}", f"hi{(u + 6) % 8}", WINDOW.holdout_start) for u in range(6)]
+    rows += [(f"l{u}", f"lo{(u + 3) % 4}", WINDOW.holdout_start) for u in range(6)]
+    frame = events(rows)
+    frame.loc[frame[COL_USER].str.startswith("h"), COL_AMOUNT] = 80.0
+    lake = write_lake(tmp_path / "lake", frame)
+    segmentation = Segmentation(family="popularity", k=2, features=("activity", "spend"), seed=3)
+    out = tmp_path / "runs" / "seg"
+    result = train(spark, lake, out, fit=segmented_fitter(segmentation, lake), family="popularity_segmented")
+    model = load_recommender(out / "artifact")
+    assert isinstance(model, SegmentedRecommender) and len(model.segments) == 2
+    segment_of = dict(zip(model.index.users, model.user_segment.tolist(), strict=True))
+    heavy = {segment_of[f"h{u}"] for u in range(6)}
+    light = {segment_of[f"l{u}"] for u in range(6)}
+    assert len(heavy) == len(light) == 1 and heavy != light
+    assert set(model.segments[heavy.pop()].index.items) == {f"hi{i}" for i in range(8)}
+    assert 0 <= result.metrics[f"ndcg@{K}"] <= 1
+    report = json.loads((out / "metrics.json").read_text())
+    per_segment = report["segments"]
+    assert sorted(per_segment) == ["0", "1"] and sum(s["holdout_users"] for s in per_segment.values()) == 12
+    assert all(0 <= s["metrics"][f"ndcg@{K}"] <= 1 for s in per_segment.values())
