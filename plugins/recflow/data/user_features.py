@@ -41,10 +41,11 @@ def user_features(
         "spend": F.log1p(F.coalesce(F.sum(F.when(~F.isnan(COL_AMOUNT), F.col(COL_AMOUNT))), F.lit(0.0))),
         "recency": F.datediff(F.lit(end), F.max(F.to_date(COL_TS))).cast("double"),
     }
-    out = train.groupBy(COL_USER).agg(*(columns[f].alias(f) for f in features if f != "category_mix"))
-    if "category_mix" in features:
-        if item_tags is None:
-            raise ValueError("category_mix needs item metadata (the lake's items/ with item_id and tags)")
+    if "category_mix" in features and item_tags is None:
+        raise ValueError("category_mix needs item metadata (the lake's items/ with item_id and tags)")
+    scalar = [columns[f].alias(f) for f in features if f != "category_mix"]
+    out = train.groupBy(COL_USER).agg(*scalar) if scalar else train.select(COL_USER).distinct()
+    if item_tags is not None and "category_mix" in features:
         tagged = train.select(COL_USER, COL_ITEM).join(
             item_tags.select(COL_ITEM, F.explode(COL_TAGS).alias("tag")), COL_ITEM
         )

@@ -395,3 +395,22 @@ def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_pa
     per_segment = report["segments"]
     assert sorted(per_segment) == ["0", "1"] and sum(s["holdout_users"] for s in per_segment.values()) == 12
     assert all(0 <= s["metrics"][f"ndcg@{K}"] <= 1 for s in per_segment.values())
+
+
+def test_user_features_count_spend_recency_and_category_mix(spark: Any) -> None:
+    from recflow.data.user_features import user_features
+
+    frame = events([("a", "x", WINDOW.start), ("a", "y", WINDOW.start), ("b", "y", WINDOW.start + timedelta(days=2))])
+    frame[COL_AMOUNT] = [10.0, float("nan"), 3.0]
+    tags = spark.createDataFrame(pd.DataFrame({COL_ITEM: ["x", "y"], "tags": [["red"], ["red", "blue"]]}))
+    out = user_features(spark.createDataFrame(frame), ("activity", "spend", "recency", "category_mix"),
+                        WINDOW.holdout_start, tags).toPandas().set_index(COL_USER)  # fmt: skip
+    assert out.loc["a", "activity"] == pytest.approx(np.log1p(2)) and out.loc["b", "activity"] == pytest.approx(
+        np.log1p(1)
+    )
+    assert out.loc["a", "spend"] == pytest.approx(np.log1p(10.0))  # the NaN amount counts 0
+    assert out.loc["a", "recency"] == 3 and out.loc["b", "recency"] == 1
+    # a: x (red) and y (red, blue): 3 tag events, 2 red; b: y: 1 red, 1 blue
+    assert out.loc["a", "category_mix_red"] == pytest.approx(2 / 3) and out.loc["b", "category_mix_blue"] == 0.5
+    with pytest.raises(ValueError, match="item metadata"):
+        user_features(spark.createDataFrame(frame), ("category_mix",), WINDOW.holdout_start)
