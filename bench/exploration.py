@@ -45,7 +45,8 @@ from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.exploration import read_explorer, write_exploration
 from recflow.models.index import IdIndex, SeenItems
 from recflow.scoring.core import UserBatch, score_batch, top_k_frame
-from recflow.scoring.explore import SOURCE_EXPLORE, ExplorePolicy, slate_frame
+from recflow.scoring.explore import SOURCE_EXPLORE, slate_frame
+from recflow.scoring.explore_policy import ExplorePolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info

@@ -36,7 +36,8 @@ from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.exploration import write_exploration
 from recflow.models.index import IdIndex, SeenItems
 from recflow.registry import ModelRegistry
-from recflow.scoring.explore import SOURCE_EXPLORE, ExplorePolicy
+from recflow.scoring.explore import SOURCE_EXPLORE
+from recflow.scoring.explore_policy import ExplorePolicy
 
 require_postgres_drivers()
 

@@ -19,7 +19,8 @@ import pandas as pd
 from recflow.constants import COL_ITEM
 from recflow.models.base import Recommender
 from recflow.models.index import ArtifactError
-from recflow.scoring.explore import ExplorePolicy, Explorer, ItemHistory
+from recflow.scoring.explore import Explorer, ItemHistory
+from recflow.scoring.explore_policy import ExplorePolicy
 
 EXPLORATION_FILE: Final = "exploration.json"
 EXPLORATION_SCHEMA_VERSION: Final = 1

@@ -106,6 +106,8 @@ def _main(args: argparse.Namespace) -> TrainingResult:
 def _fitter(spec: ModelSpec, lake: str) -> Fitter:
     """The spec's fit: per segment for a segmented spec, else its family's (:data:`FITTERS`)."""
     if spec.segmentation is not None:
+        if spec.segmentation.family not in FITTERS:
+            raise SpecError(f"{spec.name}: segmentation family must be one of {sorted(FITTERS)}")
         return segmented_fitter(spec.segmentation, lake)
     if spec.name not in FITTERS:
         raise SpecError(f"no fit for {spec.name!r}: a spec is a family of {sorted(FITTERS)} or declares segmentation")

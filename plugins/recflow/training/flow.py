@@ -39,7 +39,7 @@ from recflow.models.base import Recommender
 from recflow.models.exploration import write_exploration
 from recflow.models.segmented import SegmentedRecommender
 from recflow.registry import ModelRegistry, ModelVersion
-from recflow.scoring.explore import ExplorePolicy
+from recflow.scoring.explore_policy import ExplorePolicy
 from recflow.scoring.seen import SeenPolicy
 from recflow.training.fitters import Fitter
 

@@ -15,7 +15,6 @@ shared hold-out and is compared like any other candidate (``spark_jobs/train.py 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -23,56 +22,20 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import pandas as pd
 
-from recflow.constants import COL_ITEM, COL_TS, COL_USER, DEFAULT_SEED
+from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.data.item_history import ITEMS_FOLDER
-from recflow.data.user_features import FEATURES, user_features
+from recflow.data.user_features import user_features
 from recflow.data.window import TrainingDataError
 from recflow.models.artifact import load_recommender
 from recflow.models.index import IdIndex, SeenItems
 from recflow.models.segmented import SegmentedRecommender, SegmentRouter
 from recflow.training.fitters import FITTERS, Fitter
+from recflow.training.segmentation import Segmentation
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 COL_SEGMENT: Final = "segment"
-_KMEANS_KEYS: Final = frozenset({"k", "features", "seed", "max_iter"})
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """A spec's ``segmentation``: the family fitted per segment and the KMeans that makes the segments."""
-
-    family: str
-    k: int = 2
-    features: tuple[str, ...] = ("activity", "spend", "recency")
-    seed: int = DEFAULT_SEED
-    max_iter: int = 30
-
-    def __post_init__(self) -> None:
-        if self.family not in FITTERS:
-            raise ValueError(f"segmentation family must be one of {sorted(FITTERS)}, got {self.family!r}")
-        if not 2 <= self.k <= 64 or self.max_iter < 1:
-            raise ValueError(f"kmeans k must be in 2..64 and max_iter >= 1, got {self.k}, {self.max_iter}")
-        unknown = sorted(set(self.features) - set(FEATURES))
-        if unknown or not self.features:
-            raise ValueError(f"kmeans features must be a non-empty subset of {FEATURES}, got {list(self.features)}")
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> Segmentation:
-        if set(raw) != {"family", "kmeans"} or not isinstance(raw["kmeans"], Mapping):
-            raise ValueError(f"segmentation takes family and kmeans (a mapping), got {dict(raw)!r}")
-        kmeans = raw["kmeans"]
-        unknown = sorted(set(kmeans) - _KMEANS_KEYS)
-        if unknown:
-            raise ValueError(f"kmeans takes {sorted(_KMEANS_KEYS)}, got unknown keys {unknown}")
-        return cls(
-            family=str(raw["family"]),
-            k=int(kmeans.get("k", cls.k)),
-            features=tuple(kmeans.get("features", cls.features)),
-            seed=int(kmeans.get("seed", cls.seed)),
-            max_iter=int(kmeans.get("max_iter", cls.max_iter)),
-        )
 
 
 def fit_router(

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from recflow.config.settings import project_root
-from recflow.scoring.explore import ExplorePolicy
+from recflow.scoring.explore_policy import ExplorePolicy
 from recflow.scoring.seen import SeenPolicy
-from recflow.training.segments import Segmentation
+from recflow.training.segmentation import Segmentation
 
 _REQUIRED = ("name", "entry_point")
 _KNOWN = {

@@ -13,7 +13,8 @@ from recflow.evaluation.exploration import exploration_cost, explore_line, model
 from recflow.evaluation.metrics import ndcg_at_k
 from recflow.models.popularity import PopularityRecommender
 from recflow.scoring.core import Ragged, UserBatch, score_batch, top_k_frame
-from recflow.scoring.explore import SOURCE_EXPLORE, ExplorePolicy, Explorer, ItemHistory, slate_frame
+from recflow.scoring.explore import SOURCE_EXPLORE, Explorer, ItemHistory, slate_frame
+from recflow.scoring.explore_policy import ExplorePolicy
 
 DAY = date(2026, 11, 10)
 

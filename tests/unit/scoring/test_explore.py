@@ -11,7 +11,8 @@ import pytest
 from recflow.constants import COL_ITEM, COL_USER
 from recflow.models.popularity import PopularityRecommender
 from recflow.scoring.core import Ragged, UserBatch, score_batch
-from recflow.scoring.explore import EPSILON, ExplorePolicy, Explorer, ItemHistory, uniform_draws
+from recflow.scoring.explore import EPSILON, Explorer, ItemHistory, uniform_draws
+from recflow.scoring.explore_policy import ExplorePolicy
 
 DAY = date(2026, 11, 10)
 N_OLD, N_NEW = 20, 4

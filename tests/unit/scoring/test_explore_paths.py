@@ -20,7 +20,8 @@ from recflow.models.exploration import EXPLORATION_FILE, read_explorer, write_ex
 from recflow.models.index import ArtifactError
 from recflow.models.synthetic import random_als
 from recflow.scoring.arrow import COL_CODE, ArrowScorer
-from recflow.scoring.explore import SOURCE_EXPLORE, ExplorePolicy, Explorer
+from recflow.scoring.explore import SOURCE_EXPLORE, Explorer
+from recflow.scoring.explore_policy import ExplorePolicy
 from recflow.scoring.seen import COL_SEEN
 from recflow.streaming.answers import score_requests
 from recflow.streaming.protocol import Request, parse_request

@@ -338,7 +338,7 @@ def test_exploration_writes_the_item_history_and_the_lakes_tags(spark: Any, tmp_
     import pyarrow.parquet as pq
 
     from recflow.models.exploration import read_explorer
-    from recflow.scoring.explore import ExplorePolicy
+    from recflow.scoring.explore_policy import ExplorePolicy
 
     lake = write_lake(tmp_path / "lake", good_events())
     (lake / "items").mkdir()
@@ -368,7 +368,8 @@ def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_pa
     the router agrees with Spark's assignment (the fit checks it), and each segment's model knows only its
     segment's items; the candidate is judged on the hold-out like any other, per segment too."""
     from recflow.models.segmented import SegmentedRecommender
-    from recflow.training.segments import Segmentation, segmented_fitter
+    from recflow.training.segmentation import Segmentation
+    from recflow.training.segments import segmented_fitter
 
     rows = []
     for d in range(3):

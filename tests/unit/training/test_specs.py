@@ -67,7 +67,7 @@ def test_the_repository_specs_plan() -> None:
 
 
 def test_exploration_is_read_and_checked_at_load(tmp_path: Path) -> None:
-    from recflow.scoring.explore import ExplorePolicy
+    from recflow.scoring.explore_policy import ExplorePolicy
     from recflow.training.specs import load_spec
 
     (tmp_path / "als.yaml").write_text(
