@@ -26,7 +26,7 @@ from recflow.registry.blessing import blessings
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
-END = date(2026, 10, 10)
+END = date(2026, 11, 20)  # after the DAG's start_date (2026-11-01): an earlier run creates no tasks
 TRAIN_DAYS, HOLDOUT_DAYS, K = 5, 2, 10
 
 
@@ -72,7 +72,7 @@ def test_a_segmented_spec_trains_is_judged_and_compared_in_a_real_training_run(
     assert str(training_run.state) == "success", states
     registry = ModelRegistry.from_settings(private["settings"])
     versions = {mv.family: mv for mv in registry.list_versions()}
-    assert set(versions) == {"als_segmented", "popularity"}, versions
+    assert set(versions) == {"als_segmented", "popularity"}, states
     segmented = versions["als_segmented"]
     assert 0 < segmented.metrics[f"ndcg@{K}"] <= 1
 
