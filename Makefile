@@ -11,7 +11,7 @@ RECFLOW := $(VENV)/bin/recflow
 PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
-        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation clean
+        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,7 +53,7 @@ lint: venv  ## ruff (incl. AIR3) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation  ## every benchmark; results under bench/results/
+bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration  ## every benchmark; results under bench/results/
 
 bench-quality: venv  ## MovieLens-100K quality and fit time vs the published numbers
 	$(PY) bench/quality.py
@@ -72,6 +72,9 @@ bench-evaluation: venv  ## evaluate() with every metric at MovieLens-100K shape 
 
 bench-scoring: venv check-tools  ## batch scoring vs recommendForAllUsers and the GEMM limits (10^4..10^6 users)
 	$(PY) bench/scoring.py $(BENCH_SCORING_ARGS)
+
+bench-exploration: venv  ## new items' days to first interaction and nDCG@10 of the model's own slots, exploration on/off
+	$(PY) bench/exploration.py
 
 clean: services-down  ## stop services and delete local state (.recflow/)
 	rm -rf .recflow

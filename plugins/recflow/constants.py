@@ -14,6 +14,8 @@ COL_SCORE: Final = "score"
 COL_RANK: Final = "rank"
 COL_SOURCE: Final = "source"
 COL_VERSION: Final = "model_version"
+#: The probability with which an exploration row's item was shown in its slot (null on other rows).
+COL_LOGGING_PROPENSITY: Final = "logging_propensity"
 
 DEFAULT_K: Final = 10
 DEFAULT_SEED: Final = 42

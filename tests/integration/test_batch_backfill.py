@@ -4,7 +4,8 @@ The champion changes between day 1 and day 2: version A is promoted for the inte
 version B for the one ending day 2, through the registry API (wall-clock promotion times are both
 "now", long after the data days, as in any backfill). Each day must be scored by its own champion
 (A, B, B), and the second backfill (``--reprocess-behavior completed``) must re-run every day and leave
-byte-identical partitions (sha256 of every file).
+byte-identical partitions (sha256 of every file). Both versions explore (``exploration.json``: new items in
+slot 3 for half the users, :mod:`recflow.scoring.explore`), so the byte-identity covers the seeded choice.
 
 The components (api-server, scheduler with the LocalExecutor, dag-processor on PostgreSQL) run with a
 lake and a model bucket of this module's own, so no other test's champion or data leaks in. Each
@@ -32,8 +33,11 @@ from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings, load_settings
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.models.als import AlsParams, AlsRecommender
+from recflow.models.exploration import write_exploration
 from recflow.models.index import IdIndex, SeenItems
 from recflow.registry import ModelRegistry
+from recflow.scoring.explore import SOURCE_EXPLORE
+from recflow.scoring.explore_policy import ExplorePolicy
 
 require_postgres_drivers()
 
@@ -46,6 +50,8 @@ DAYS = [date(2026, 11, 5), date(2026, 11, 6), date(2026, 11, 7)]
 FROM_DATE, TO_DATE = "2026-11-05", "2026-11-07T04:00"
 CONF = {"k": 5, "active_days": 7}
 N_USERS, N_ITEMS = 40, 25
+#: Items i020..i024 are "new" (first seen 3 days before the first scored day, once each).
+EXPLORATION = ExplorePolicy(new_within_days=7, min_interactions=2, slots=(3,), user_share=0.5, seed=5)
 RUNS_TIMEOUT = 900.0
 
 
@@ -95,6 +101,10 @@ def champions(live_services: Settings, zone: dict[str, Any]) -> dict[date, str]:
         folder = zone["root"] / f"model-{seed}"
         model.save(folder)
         (folder / "lineage.json").write_text(json.dumps({"window": {"start": str(START)}}))
+        new = [i >= "i020" for i in index.items]
+        history = pd.DataFrame({COL_ITEM: list(index.items), "interactions": [1 if n else 50 for n in new],
+                                "first_seen": [DAYS[0] - timedelta(days=3) if n else START for n in new]})  # fmt: skip
+        write_exploration(folder, EXPLORATION, history, None)
         mv = registry.register(folder, family="als", metrics={}, lineage={"run_id": f"backfill-{seed}"},
                                created_at=midnight(trained_to))  # fmt: skip
         previous = versions[-1] if versions else None
@@ -147,6 +157,9 @@ def test_backfill_scores_each_day_with_its_champion_and_twice_gives_identical_pa
         scores = pd.read_parquet(zone["lake"] / scores_partition(day))
         assert set(scores["model_version"]) == {champions[day]}, f"{day} was not scored by its champion"
         assert set(scores[COL_USER]) == set(zone["users"]) and len(scores) == len(zone["users"]) * CONF["k"]
+        explored = scores[scores["source"] == SOURCE_EXPLORE]
+        assert 0 < explored[COL_USER].nunique() < len(zone["users"]) and set(explored["rank"]) == {3}, day
+        assert explored["logging_propensity"].between(0, 1, inclusive="right").all(), day
     assert champions[DAYS[0]] != champions[DAYS[1]]
 
     began = time.monotonic()

@@ -132,7 +132,9 @@ def test_unknown_user_gets_marked_fallback_rows_in_unit_range(published: dict[st
 
 def test_rows_are_one_version_ranked_and_sorted(published: dict[str, Any]) -> None:
     scores = published["scores"]
-    assert list(scores.columns) == ["user_id", "rank", "item_id", "score", "model_version", "source"]
+    assert list(scores.columns) == [*SCORE_COLUMNS] == [
+        "user_id", "rank", "item_id", "score", "model_version", "source", "logging_propensity"
+    ]  # fmt: skip
     assert set(scores["model_version"]) == {"als-test"}
     assert not scores.duplicated([COL_USER, "rank"]).any() and np.isfinite(scores["score"]).all()
     assert (scores.groupby(COL_USER)["score"].diff().dropna() <= 0).all()
@@ -239,8 +241,8 @@ def _staged(rows: list[tuple[Any, ...]]) -> Any:
     """Staged score rows as a Parquet file holds them (a NaN score stays NaN, a None stays null)."""
     import pyarrow as pa
 
-    columns = list(zip(*rows, strict=True))
-    types = [pa.string(), pa.int32(), pa.string(), pa.float64(), pa.string(), pa.string()]
+    columns = [*zip(*rows, strict=True), [None] * len(rows)]  # no exploration: logging_propensity null
+    types = [pa.string(), pa.int32(), pa.string(), pa.float64(), pa.string(), pa.string(), pa.float64()]
     return pa.table(
         {name: pa.array(list(values), type=t) for name, values, t in zip(SCORE_COLUMNS, columns, types, strict=True)}
     )

@@ -4,9 +4,9 @@ The suite (``expectations/batch_scores.json``) runs on one row per user (:data:`
 what the inputs say the user should get (``expected_rows`` = ``min(k, unseen)`` from the catalog or the
 candidate pool minus the seen items, and the expected source) beside counts of what the user's staged
 rows break (duplicate or missing ranks, unsorted scores, seen, unknown or duplicate items, the wrong
-source, non-finite scores) and the ranges they span (ranks, scores by source, versions). Rules about
-rows are per-user counts that must be 0, so the suite still judges every staged row, on k times fewer
-rows, and a failure names the users.
+source, non-finite scores, a missing or stray logging propensity) and the ranges they span (ranks,
+scores by source, versions). Rules about rows are per-user counts that must be 0, so the suite still
+judges every staged row, on k times fewer rows, and a failure names the users.
 
 Why NumPy in the Python worker: the worker that wrote a file reads it back from disk and checks it
 against the input batches it was handed (never against the scorer's in-memory output), one vectorised
@@ -24,8 +24,17 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
+from recflow.constants import (
+    COL_ITEM,
+    COL_LOGGING_PROPENSITY,
+    COL_RANK,
+    COL_SCORE,
+    COL_SOURCE,
+    COL_USER,
+    COL_VERSION,
+)
 from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScorableModel, popular_candidates
+from recflow.scoring.explore import SOURCE_EXPLORE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -46,6 +55,7 @@ CHECK_COLUMNS: Final = (
     "seen_items",
     "unknown_items",
     "wrong_source_rows",
+    "bad_propensity_rows",
     "model_score_min",
     "model_score_max",
     "fallback_score_min",
@@ -59,7 +69,8 @@ def check_schema() -> pa.Schema:
     import pyarrow as pa
 
     ints = ("user_rows", "max_rank", "incomplete_rows", "duplicate_ranks", "duplicate_items",
-            "scores_out_of_order", "nonfinite_scores", "seen_items", "unknown_items", "wrong_source_rows")  # fmt: skip
+            "scores_out_of_order", "nonfinite_scores", "seen_items", "unknown_items", "wrong_source_rows",
+            "bad_propensity_rows")  # fmt: skip
     types = {COL_USER: pa.string(), "expected_rows": pa.int64(), "expected_source": pa.string(),
              "min_rank": pa.int64(), "version_min": pa.string(), "version_max": pa.string(),
              **dict.fromkeys(ints, pa.int64())}  # fmt: skip
@@ -114,6 +125,7 @@ def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> p
     requested, expected_rows, expected_fallback = _expected_per_check_row(expected, rows.n)
     user_rows = rows.count(np.ones(len(rows.group), dtype=bool))
     own_source = np.where(expected_fallback, rows.count(rows.is_fallback), rows.count(rows.is_model))
+    own_source += rows.count(rows.is_explore)  # an exploration slot is right for any user
     min_rank, max_rank = by_rank.span(rows.rank, rows.rank_valid)
     duplicate_items, seen_items = _repeated_and_seen_items(rows, expected.seen, len(items))
     numbers = rows.score_valid & ~np.isnan(rows.score)  # NaN is counted by nonfinite_scores, not ranged
@@ -136,6 +148,7 @@ def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> p
         "seen_items": pa.array(seen_items),
         "unknown_items": pa.array(rows.count(rows.item_valid & ~rows.code_valid)),
         "wrong_source_rows": _nullable(user_rows - own_source, ~requested, pa.int64()),
+        "bad_propensity_rows": pa.array(rows.count(_bad_propensity(rows))),
         "model_score_min": pa.array(model_low, from_pandas=True),
         "model_score_max": pa.array(model_high, from_pandas=True),
         "fallback_score_min": pa.array(fallback_low, from_pandas=True),
@@ -166,6 +179,8 @@ class _StagedRows:
     version_valid: np.ndarray
     is_model: np.ndarray
     is_fallback: np.ndarray
+    is_explore: np.ndarray
+    propensity: np.ndarray  # NaN where null
 
     @classmethod
     def decode(cls, staged: pa.Table, expected_ids: pa.Array, items: pa.Array) -> _StagedRows:
@@ -201,6 +216,8 @@ class _StagedRows:
             version_valid=valid(version),
             is_model=np.asarray(pc.equal(source, SOURCE_MODEL).fill_null(False), dtype=bool),
             is_fallback=np.asarray(pc.equal(source, SOURCE_FALLBACK).fill_null(False), dtype=bool),
+            is_explore=np.asarray(pc.equal(source, SOURCE_EXPLORE).fill_null(False), dtype=bool),
+            propensity=np.asarray(column(COL_LOGGING_PROPENSITY, pa.float64()).fill_null(np.nan), dtype=np.float64),
         )
 
     @property
@@ -285,11 +302,22 @@ def _duplicate_ranks(rows: _StagedRows, by_rank: _ByRank) -> np.ndarray:
 
 
 def _scores_out_of_order(rows: _StagedRows, by_rank: _ByRank) -> np.ndarray:
-    """Per user: 1 if a score rises with rank (a NaN score, ordered above every number, is a rise), else 0."""
-    descent = rows.descent[by_rank.order]
+    """Per user: 1 if a score rises with rank (a NaN score, ordered above every number, is a rise), else 0.
+
+    Exploration rows sit in their slot whatever their score, so the order is judged over the other rows."""
+    order = by_rank.order[~rows.is_explore[by_rank.order]]
+    descent, group = rows.descent[order], rows.group[order]
     first, second = descent[:-1], descent[1:]
     in_order = np.isnan(second) | (~np.isnan(first) & (first <= second))
-    return (by_rank.count_neighbours(~in_order) > 0).astype(np.int64)
+    rises = (group[1:] == group[:-1]) & ~in_order
+    return (np.bincount(group[1:][rises], minlength=rows.n) > 0).astype(np.int64)
+
+
+def _bad_propensity(rows: _StagedRows) -> np.ndarray:
+    """Rows whose logging propensity breaks its rule: an explore row needs one in (0, 1], any other row none."""
+    p = rows.propensity
+    in_range = (p > 0) & (p <= 1)  # False for NaN (null)
+    return np.where(rows.is_explore, ~in_range, ~np.isnan(p))
 
 
 def _repeated_and_seen_items(rows: _StagedRows, seen: Ragged, n_items: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,11 @@ Data flow (each step a Spark job; nothing per user happens on the driver):
    those checks (:mod:`recflow.batch.publish`) and only then publishes over the day's partition; a
    failed check keeps the previous partition and writes a report.
 
-Output: ``scores/event_date=<day>/`` Parquet with ``user_id, rank, item_id, score, model_version, source``
-(``source`` is ``model`` or ``fallback``, see :mod:`recflow.scoring.core` for the fallback's scale), sorted
+Output: ``scores/event_date=<day>/`` Parquet with ``user_id, rank, item_id, score, model_version, source,
+logging_propensity``
+(``source`` is ``model``, ``fallback`` or ``explore``, see :mod:`recflow.scoring.core` for the fallback's
+scale and :mod:`recflow.scoring.explore` for the exploration slots of an artifact with ``exploration.json``;
+``logging_propensity`` is set on explore rows only), sorted
 by user and rank, files named ``part-<task>-<n>.parquet``: a re-run with the same inputs writes the same bytes.
 """
 
@@ -39,6 +42,7 @@ from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.data.spark_lake import read_table
 from recflow.models.artifact import load_recommender
 from recflow.models.base import Recommender
+from recflow.models.exploration import read_explorer
 from recflow.scoring.arrow import COL_CODE
 from recflow.scoring.core import ScoringError
 from recflow.scoring.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy, seen_codes, seen_window
@@ -170,6 +174,7 @@ def run_batch_scoring(
         model = load_recommender(artifact_dir, item_side=True)
     except Exception as exc:
         raise ScoringError(f"the artifact of {request.version} at {artifact_dir} cannot be loaded: {exc}") from exc
+    explorer = read_explorer(artifact_dir, model)
     lineage = _lineage(artifact_dir)
     policy = SeenPolicy.from_dict(lineage.get("scoring"))
     train_start = date.fromisoformat(lineage["window"]["start"]) if "window" in lineage else None
@@ -189,6 +194,7 @@ def run_batch_scoring(
                 request=request,
                 policy=policy,
                 lake_root=lake_root,
+                explorer=explorer,
             )
     finally:
         activity.unpersist()

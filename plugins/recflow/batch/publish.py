@@ -34,6 +34,7 @@ from recflow.batch.staging import TMP_SUFFIX, StagingPlan, stage_scores
 from recflow.constants import COL_RANK, COL_USER
 from recflow.data.lake import LakeStore, open_store
 from recflow.scoring.core import SOURCE_FALLBACK, ScoringError
+from recflow.scoring.explore import Explorer
 from recflow.scoring.seen import SeenPolicy
 
 if TYPE_CHECKING:
@@ -190,9 +191,10 @@ def publish_scores(
     request: ScoringRequest,
     policy: SeenPolicy,
     lake_root: Path | str,
+    explorer: Explorer | None = None,
 ) -> dict[str, Any]:
     """Score ``inputs`` into a staging folder, run the suite on the staged files' checks, publish them
-    and return the summary."""
+    and return the summary (``explorer``: the model's exploration slots, seeded by the request's day)."""
     # deferred: great_expectations, through the suite engine (preload_suite_engine imports it meanwhile)
     from recflow.validation.chunked import CHUNK_ROWS
 
@@ -202,9 +204,10 @@ def publish_scores(
     plan = StagingPlan(str(out), str(staging / "checks"), buckets=max(1, -(-n_users // CHUNK_ROWS)))
     try:
         out.mkdir()
-        reports, files = _stage(inputs, model, request, partitions, plan)
+        reports, files = _stage(inputs, model, request, partitions, plan, explorer)
         results, facts = _run_suite(plan, model, request, reports, n_users)
         summary = _summary(model, request, policy, facts)
+        summary["exploration"] = explorer.policy.as_dict() if explorer is not None else None
         failed = [r for r in results if not r["success"]]
         if failed:
             raise _rejected(store, request, summary, failed, results, out)
@@ -219,12 +222,17 @@ def publish_scores(
 
 
 def _stage(
-    inputs: DataFrame, model: Recommender, request: ScoringRequest, partitions: int, plan: StagingPlan
+    inputs: DataFrame,
+    model: Recommender,
+    request: ScoringRequest,
+    partitions: int,
+    plan: StagingPlan,
+    explorer: Explorer | None,
 ) -> tuple[list[Any], list[str]]:
     """Score and stage ``inputs`` (the tasks check what they wrote): the tasks' reports and the staged files."""
     t0 = time.perf_counter()
     reports = stage_scores(inputs, model, version=request.version, k=request.k, partitions=partitions,
-                           plan=plan).collect()  # fmt: skip
+                           plan=plan, explorer=explorer, day=request.day).collect()  # fmt: skip
     files = _staged_files(plan, reports)
     log.info("scored and staged %s in %.1f s", request.day, time.perf_counter() - t0)
     return reports, files

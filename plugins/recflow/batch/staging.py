@@ -27,6 +27,7 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -38,6 +39,7 @@ from recflow.constants import COL_USER
 from recflow.models.base import Recommender
 from recflow.scoring.arrow import COL_CODE, ArrowScorer, by_user, shipped_model, worker_model
 from recflow.scoring.core import Ragged, ScorableModel, ScoringError
+from recflow.scoring.explore import Explorer
 from recflow.scoring.seen import COL_SEEN
 
 if TYPE_CHECKING:
@@ -188,17 +190,28 @@ def _expected_users(model: ScorableModel, k: int, rb: pa.RecordBatch) -> Expecte
 
 
 def stage_scores(
-    inputs: DataFrame, model: Recommender, *, version: str, k: int, partitions: int, plan: StagingPlan
+    inputs: DataFrame,
+    model: Recommender,
+    *,
+    version: str,
+    k: int,
+    partitions: int,
+    plan: StagingPlan,
+    explorer: Explorer | None = None,
+    day: date | None = None,
 ) -> DataFrame:
     """One row per staged file (:data:`recflow.batch.staging.FILE_REPORT_SCHEMA`); collecting it makes
     every task score its users, write their rows under ``plan.scores_dir`` and their check rows under
-    ``plan.checks_dir`` (:mod:`recflow.batch.staging`)."""
+    ``plan.checks_dir`` (:mod:`recflow.batch.staging`). ``explorer`` fills the exploration slots of
+    ``day`` (:mod:`recflow.scoring.explore`)."""
     key, payload = shipped_model(model, version)
 
     def stage(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
-        scorer = ArrowScorer(worker_model(key, payload), version=version, k=k, n_candidates=None)
+        scorer = ArrowScorer(
+            worker_model(key, payload), version=version, k=k, n_candidates=None, explorer=explorer, day=day
+        )
         context = TaskContext.get()
         files = StagedFiles(plan, context.partitionId() if context else 0, scorer.items)
         for rb in batches:

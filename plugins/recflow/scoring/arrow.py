@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterator
+from datetime import date
 from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
 
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
+from recflow.constants import (
+    COL_ITEM,
+    COL_LOGGING_PROPENSITY,
+    COL_RANK,
+    COL_SCORE,
+    COL_SOURCE,
+    COL_USER,
+    COL_VERSION,
+)
 from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScorableModel, UserBatch, score_batch
+from recflow.scoring.explore import SOURCE_EXPLORE, Explorer
 from recflow.scoring.seen import COL_SEEN
 
 if TYPE_CHECKING:
@@ -47,7 +57,7 @@ COL_FACTORS: Final = "features"
 
 SCORES_SCHEMA: Final = (
     f"{COL_USER} string, {COL_RANK} int, {COL_ITEM} string, {COL_SCORE} double, "
-    f"{COL_VERSION} string, {COL_SOURCE} string"
+    f"{COL_VERSION} string, {COL_SOURCE} string, {COL_LOGGING_PROPENSITY} double"
 )
 
 
@@ -86,16 +96,30 @@ def worker_model(key: str, payload: bytes) -> ShippableModel:
 class ArrowScorer:
     """Scores one input Arrow batch into output rows, in a Python worker: the scoring core, then the
     output columns gathered by Arrow ``take`` from the batch's own ids and a per-worker item-id array (no
-    Python string object per output row)."""
+    Python string object per output row). With an ``explorer``, the lists of ``day`` get their
+    exploration slots (:mod:`recflow.scoring.explore`)."""
 
-    def __init__(self, model: ShippableModel, *, version: str, k: int, n_candidates: int | None) -> None:
+    def __init__(
+        self,
+        model: ShippableModel,
+        *,
+        version: str,
+        k: int,
+        n_candidates: int | None,
+        explorer: Explorer | None = None,
+        day: date | None = None,
+    ) -> None:
         import pyarrow as pa
 
+        if explorer is not None and day is None:
+            raise ValueError("exploration is seeded by the scored day: pass day with explorer")
         self.model = model
         self.k = k
         self.n_candidates = n_candidates
+        self.explorer = explorer
+        self.day = day
         self.items = pa.array(model.index.item_array, type=pa.string())
-        self._labels = pa.array([version, SOURCE_MODEL, SOURCE_FALLBACK], type=pa.string())
+        self._labels = pa.array([version, SOURCE_MODEL, SOURCE_FALLBACK, SOURCE_EXPLORE], type=pa.string())
         self.schema = pa.schema(
             [
                 (COL_USER, pa.string()),
@@ -104,6 +128,7 @@ class ArrowScorer:
                 (COL_SCORE, pa.float64()),
                 (COL_VERSION, pa.string()),
                 (COL_SOURCE, pa.string()),
+                (COL_LOGGING_PROPENSITY, pa.float64()),
             ]
         )
 
@@ -116,7 +141,13 @@ class ArrowScorer:
         factors = _factor_rows(rb.column(COL_FACTORS), n) if COL_FACTORS in rb.schema.names else None
         batch = UserBatch(codes=codes, seen=_ragged(rb.column(COL_SEEN)), factors=factors)
         top = score_batch(self.model, batch, k=self.k, n_candidates=self.n_candidates)
-        rows, ranks, item_codes, scores, fallback = top.long()
+        if self.explorer is not None and self.day is not None:
+            users = rb.column(COL_USER).to_numpy(zero_copy_only=False)
+            slate = self.explorer.apply(self.model, top, batch, users, self.day)
+            rows, ranks, item_codes, scores, fallback, explore, propensity = slate.long()
+        else:
+            rows, ranks, item_codes, scores, fallback = top.long()
+            explore, propensity = np.zeros(len(rows), dtype=bool), np.full(len(rows), np.nan)
         return pa.RecordBatch.from_arrays(
             [
                 rb.column(COL_USER).take(pa.array(rows)),
@@ -124,7 +155,8 @@ class ArrowScorer:
                 self.items.take(pa.array(item_codes)),
                 pa.array(scores.astype(np.float64)),
                 self._labels.take(pa.array(np.zeros(len(rows), dtype=np.int8))),
-                self._labels.take(pa.array(1 + fallback.astype(np.int8))),
+                self._labels.take(pa.array(np.where(explore, 3, 1 + fallback.astype(np.int8)))),
+                pa.array(np.where(explore, propensity, np.nan), type=pa.float64(), from_pandas=True),
             ],
             schema=self.schema,
         )

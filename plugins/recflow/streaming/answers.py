@@ -7,17 +7,25 @@ broker (the benchmark's in-process limit runs exactly this function).
 Seen items: online, the only record of what a user has seen is the artifact's training interactions
 (``model.seen``); they are removed as the batch job removes the lake's. Requests with ``item_ids``
 re-rank only those candidates (ids the model does not know are dropped); the others rank the catalog.
+
+Exploration: with the artifact's explorer, the catalog requests get the same exploration slots the batch
+job gives (:meth:`recflow.scoring.explore.Explorer.apply`), seeded by the user and the UTC day of the
+request record's timestamp, for each group of requests with one day and one ``k`` (the slots are
+positions of a ``k``-long list). Re-ranked ``item_ids`` are the caller's choice and never explore.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from recflow.constants import COL_LOGGING_PROPENSITY
 from recflow.models.base import Recommender
 from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, TopK, UserBatch, score_batch
+from recflow.scoring.explore import Explorer, Slate
 from recflow.streaming.protocol import Request
 
 #: Decimals kept in answers: float32 scores carry about 7 significant digits.
@@ -30,10 +38,18 @@ class Scored(NamedTuple):
     items: list[str]
     scores: list[float]
     source: str
+    #: The exploration slots of the answer (rank, item_id, logging_propensity), None when there is none.
+    explore: list[dict[str, Any]] | None = None
 
 
-def score_requests(model: Recommender, requests: Sequence[Request]) -> list[Scored]:
-    """Top-k (or the re-ranked ``item_ids``) for every request, in request order, seen items removed."""
+def request_day(request: Request) -> date:
+    """The day exploration is seeded by: the UTC date of the request record's timestamp."""
+    return datetime.fromtimestamp(request.timestamp_ms / 1000, tz=UTC).date()
+
+
+def score_requests(model: Recommender, requests: Sequence[Request], explorer: Explorer | None = None) -> list[Scored]:
+    """Top-k (or the re-ranked ``item_ids``) for every request, in request order, seen items removed;
+    with ``explorer``, the catalog answers carry their exploration slots."""
     if not requests:
         return []
     codes = model.index.user_codes([r.user_id for r in requests])
@@ -41,7 +57,17 @@ def score_requests(model: Recommender, requests: Sequence[Request]) -> list[Scor
     out: list[Scored | None] = [None] * len(requests)
     plain = np.asarray([i for i, r in enumerate(requests) if r.item_ids is None], dtype=np.int64)
     rerank = np.asarray([i for i, r in enumerate(requests) if r.item_ids is not None], dtype=np.int64)
-    if len(plain):
+    if len(plain) and explorer is not None:
+        groups: dict[tuple[date, int], list[int]] = {}
+        for i in plain.tolist():
+            groups.setdefault((request_day(requests[i]), requests[i].k), []).append(i)
+        for (day, k), members in groups.items():
+            rows = np.asarray(members, dtype=np.int64)
+            batch = UserBatch(codes=codes[rows], seen=seen.take(rows))
+            top = score_batch(model, batch, k=k, n_candidates=None)
+            ids = np.asarray([requests[i].user_id for i in members], dtype=object)
+            _fill(out, requests, rows, top, model, explorer.apply(model, top, batch, ids, day))
+    elif len(plain):
         k = max(requests[i].k for i in plain)
         top = score_batch(model, UserBatch(codes=codes[plain], seen=seen.take(plain)), k=k, n_candidates=None)
         _fill(out, requests, plain, top, model)
@@ -59,9 +85,17 @@ def score_requests(model: Recommender, requests: Sequence[Request]) -> list[Scor
 
 
 def _fill(
-    out: list[Scored | None], requests: Sequence[Request], rows: np.ndarray, top: TopK, model: Recommender
+    out: list[Scored | None],
+    requests: Sequence[Request],
+    rows: np.ndarray,
+    top: TopK,
+    model: Recommender,
+    slate: Slate | None = None,
 ) -> None:
-    """Per-request answer lists from the batch's matrices (converted to Python lists once, then sliced)."""
+    """Per-request answer lists from the batch's matrices (converted to Python lists once, then sliced);
+    with a ``slate``, its lists and exploration slots instead of ``top``'s."""
+    if slate is not None:
+        top = slate.top
     names = model.index.item_array[np.maximum(top.items, 0)].tolist()
     scores = np.round(top.scores.astype(np.float64), SCORE_DECIMALS).tolist()
     counts = top.counts.tolist()
@@ -73,3 +107,10 @@ def _fill(
             out[i] = Scored(names[j], scores[j], sources[j])
         else:
             out[i] = Scored(names[j][:n], scores[j][:n], sources[j])
+        if slate is not None and slate.explore[j, :n].any():
+            slots = np.flatnonzero(slate.explore[j, :n]).tolist()
+            explore = [
+                {"rank": p + 1, "item_id": names[j][p], COL_LOGGING_PROPENSITY: float(slate.propensity[j, p])}
+                for p in slots
+            ]
+            out[i] = out[i]._replace(explore=explore)

@@ -28,9 +28,11 @@ from typing import Any
 from recflow.config.kafka import KafkaSettings, client_config
 from recflow.models.artifact import load_recommender
 from recflow.models.base import Recommender
+from recflow.models.exploration import read_explorer
 from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
 from recflow.registry.records import ChecksumMismatch
 from recflow.services import faults
+from recflow.scoring.explore import Explorer
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class ServingModel:
     folder: Path
     digest: str | None = None
     loaded_at: float = 0.0
+    #: The artifact's exploration slots (recflow.models.exploration), None when it declares none.
+    explorer: Explorer | None = None
 
 
 def resolve_champion(registry: ModelRegistry) -> tuple[str, str | None] | None:
@@ -167,6 +171,7 @@ class ChampionFollower:
             folder = download_fresh(self.registry, version, self.cache_root, digest)
             stage = "load"
             recommender = load_recommender(folder)
+            explorer = read_explorer(folder, recommender)
             stage = "warm_up"
             if self._warm_up is not None:
                 self._warm_up(recommender)
@@ -175,7 +180,7 @@ class ChampionFollower:
             kept = serving.version if serving else None
             self._failed(stage, f"{stage} of {version} failed: {exc}; still serving {kept}")
             return
-        model = ServingModel(version, recommender, folder, digest, time.time())
+        model = ServingModel(version, recommender, folder, digest, time.time(), explorer)
         with self._lock:
             if self._pending is not None:
                 shutil.rmtree(self._pending.folder, ignore_errors=True)

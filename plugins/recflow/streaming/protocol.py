@@ -227,21 +227,25 @@ def encode_answer(
     source: str,
     model_version: str,
     timing: dict[str, Any],
+    explore: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    """The answer to a valid request (``source`` is ``model`` or ``fallback``)."""
-    return _ENCODER.encode(
-        {
-            "request_id": request.request_id,
-            "user_id": request.user_id,
-            "items": items,
-            "scores": scores,
-            "model_version": model_version,
-            "source": source,
-            "error": None,
-            "request": {"partition": request.partition, "offset": request.offset},
-            "timing": {"sent_at_ms": request.sent_at_ms, "record_timestamp_ms": request.timestamp_ms, **timing},
-        }
-    )
+    """The answer to a valid request (``source`` is ``model`` or ``fallback``). When some positions are
+    exploration slots, ``explore`` lists them (``{"rank", "item_id", "logging_propensity"}``, see
+    :mod:`recflow.scoring.explore`); answers without any keep their fields unchanged."""
+    answer: dict[str, Any] = {
+        "request_id": request.request_id,
+        "user_id": request.user_id,
+        "items": items,
+        "scores": scores,
+        "model_version": model_version,
+        "source": source,
+        "error": None,
+        "request": {"partition": request.partition, "offset": request.offset},
+        "timing": {"sent_at_ms": request.sent_at_ms, "record_timestamp_ms": request.timestamp_ms, **timing},
+    }
+    if explore:
+        answer["explore"] = explore
+    return _ENCODER.encode(answer)
 
 
 def encode_error_answer(rejection: Rejection, *, model_version: str | None, timing: dict[str, Any]) -> bytes:

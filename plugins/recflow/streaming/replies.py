@@ -74,13 +74,13 @@ def score_poll(model: ServingModel, requests: list[Request]) -> tuple[list[tuple
     if not requests:
         return [], []
     try:
-        return list(zip(requests, score_requests(model.recommender, requests), strict=True)), []
+        return list(zip(requests, score_requests(model.recommender, requests, model.explorer), strict=True)), []
     except Exception:
         log.exception("scoring a batch of %d failed; retrying request by request", len(requests))
     answered, failed = [], []
     for request in requests:
         try:
-            answered.append((request, score_requests(model.recommender, [request])[0]))
+            answered.append((request, score_requests(model.recommender, [request], model.explorer)[0]))
         except Exception as exc:
             failed.append(rejected(request, Reason.SCORING_FAILED, repr(exc)))
     return answered, failed
@@ -122,6 +122,7 @@ class Replies:
                     source=body.source,
                     model_version=model.version,
                     timing=timing,
+                    explore=body.explore,
                 )
             except Exception as exc:
                 unencodable.append(rejected(request, Reason.INTERNAL_ERROR, f"could not encode the answer: {exc!r}"))

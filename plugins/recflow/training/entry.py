@@ -17,15 +17,18 @@ from recflow.constants import DEFAULT_K
 from recflow.data.window import TrainingDataError, TrainingWindow
 from recflow.scoring.seen import SeenPolicy
 from recflow.spark.session import get_spark
-from recflow.training.fitters import FITTERS
+from recflow.training.fitters import FITTERS, Fitter
 from recflow.training.flow import TrainingResult, run_training
+from recflow.training.segments import segmented_fitter
 from recflow.training.specs import ModelSpec, SpecError, load_spec
 
 
 def arg_parser() -> argparse.ArgumentParser:
     """The arguments of the trainer (the DAG builds exactly this list)."""
     parser = argparse.ArgumentParser(description="Train and evaluate one model family.")
-    parser.add_argument("--family", required=True, choices=sorted(FITTERS), help="the model family to train")
+    parser.add_argument(
+        "--family", required=True, help="the spec to train (models/<family>.yaml): a family, or a segmented spec"
+    )
     parser.add_argument("--lake", required=True, help="lake root holding interactions/event_date=*/")
     parser.add_argument("--train-start", required=True, type=date.fromisoformat)
     parser.add_argument("--holdout-start", required=True, type=date.fromisoformat)
@@ -69,13 +72,14 @@ def _main(args: argparse.Namespace) -> TrainingResult:
         raise SystemExit(f"--k, --also-k and --budget must be >= 1, got {args.k}, {args.also_k}, {args.budget}")
     window = TrainingWindow(args.train_start, args.holdout_start, args.end)
     spec = load_spec(family, args.models_dir)
+    fit = _fitter(spec, args.lake)
     candidates = _candidates(spec, args)
     spark = get_spark(f"recflow-train-{family}")
     try:
         result = run_training(
             spark,
             family=family,
-            fit=FITTERS[family],
+            fit=fit,
             lake_root=args.lake,
             window=window,
             candidates=candidates,
@@ -85,6 +89,7 @@ def _main(args: argparse.Namespace) -> TrainingResult:
             also_k=args.also_k,
             register=args.register,
             seen_policy=SeenPolicy.from_dict(spec.scoring),
+            exploration=spec.exploration,
         )
     finally:
         spark.stop()
@@ -96,6 +101,17 @@ def _main(args: argparse.Namespace) -> TrainingResult:
     }
     print(json.dumps(summary, sort_keys=True))
     return result
+
+
+def _fitter(spec: ModelSpec, lake: str) -> Fitter:
+    """The spec's fit: per segment for a segmented spec, else its family's (:data:`FITTERS`)."""
+    if spec.segmentation is not None:
+        if spec.segmentation.family not in FITTERS:
+            raise SpecError(f"{spec.name}: segmentation family must be one of {sorted(FITTERS)}")
+        return segmented_fitter(spec.segmentation, lake)
+    if spec.name not in FITTERS:
+        raise SpecError(f"no fit for {spec.name!r}: a spec is a family of {sorted(FITTERS)} or declares segmentation")
+    return FITTERS[spec.name]
 
 
 def _candidates(spec: ModelSpec, args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -29,12 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 from recflow.config.settings import load_settings
 from recflow.constants import COL_TS, COL_USER, DEFAULT_K
+from recflow.data.item_history import item_history, read_item_tags
 from recflow.data.window import TrainingDataError, TrainingWindow, check_training_frame, read_window
 from recflow.evaluation import spark_holdout
 from recflow.evaluation.canary import CANARY_FILE
 from recflow.evaluation.python_holdout import record_canary
+from recflow.evaluation.python_holdout import score_holdout as python_score_holdout
 from recflow.models.base import Recommender
+from recflow.models.exploration import write_exploration
+from recflow.models.segmented import SegmentedRecommender
 from recflow.registry import ModelRegistry, ModelVersion
+from recflow.scoring.explore_policy import ExplorePolicy
 from recflow.scoring.seen import SeenPolicy
 from recflow.training.fitters import Fitter
 
@@ -71,6 +76,7 @@ class _Run:
     k: int
     also_k: Sequence[int]
     policy: SeenPolicy
+    exploration: ExplorePolicy | None = None
 
     @property
     def exclude_seen(self) -> bool:
@@ -159,6 +165,7 @@ def run_training(
     also_k: Sequence[int] = (),
     register: bool = False,
     seen_policy: SeenPolicy | None = None,
+    exploration: ExplorePolicy | None = None,
 ) -> TrainingResult:
     """Train one family on ``window`` and leave a complete candidate in ``output_dir`` (and the registry).
 
@@ -169,10 +176,14 @@ def run_training(
     and canaried on executors (:func:`recflow.evaluation.spark_holdout.evaluate_on_holdout`), so no step of
     the run collects its training pairs or user factors to the driver.
 
+    With ``exploration`` (a spec's ``exploration:``), the artifact also gets ``exploration.json``: the
+    policy, each catalog item's first day and interactions in the training part, and the lake's item
+    tags when it has them (:mod:`recflow.models.exploration`).
+
     Raises :class:`TrainingDataError` for data no model should train on (empty window, fewer than two
     users or items, null keys, NaN amounts, an empty hold-out).
     """
-    run = _Run(family, run_id, lake_root, window, k, also_k, seen_policy or SeenPolicy())
+    run = _Run(family, run_id, lake_root, window, k, also_k, seen_policy or SeenPolicy(), exploration)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     train, test = _split(spark, lake_root, window)
@@ -180,8 +191,12 @@ def run_training(
         counts = check_training_frame(train, window)
         with _staging(output_dir) as staging:
             chosen = _fit_and_judge(spark, run, fit, train, test, candidates, staging / "work", timings)
+            history = item_history(train) if exploration is not None else None
             train.unpersist()
             _save_artifact(spark, chosen.model, staging / "artifact")
+            if exploration is not None and history is not None:
+                tags = read_item_tags(spark, lake_root)
+                write_exploration(staging / "artifact", exploration, history, tags)
             shutil.rmtree(staging / "work", ignore_errors=True)
             timings["total_s"] = time.perf_counter() - started
             report = _metrics_report(run, chosen)
@@ -264,8 +279,29 @@ def _save_artifact(spark: SparkSession, model: Recommender, folder: Path) -> Non
     (folder / CANARY_FILE).write_text(json.dumps(canary, sort_keys=True))
 
 
+def _segment_metrics(run: _Run, chosen: _Chosen) -> dict[str, Any] | None:
+    """A segmented model's hold-out metrics per segment (the same definitions, on each segment's users);
+    None for any other model."""
+    import pandas as pd
+
+    model = chosen.model
+    if not isinstance(model, SegmentedRecommender):
+        return None
+    segment_of = pd.Series(model.user_segment, index=list(model.index.users))
+    segments = segment_of.reindex(chosen.truth[COL_USER].to_numpy()).fillna(-1).to_numpy()
+    out: dict[str, Any] = {}
+    for s in range(len(model.segments)):
+        truth = chosen.truth[segments == s]
+        metrics = (
+            python_score_holdout(model, truth, run.k, run.also_k, exclude_seen=run.exclude_seen) if len(truth) else {}
+        )
+        out[str(s)] = {"holdout_users": int(truth[COL_USER].nunique()), "pairs": len(truth), "metrics": metrics}
+    return out
+
+
 def _metrics_report(run: _Run, chosen: _Chosen) -> dict[str, Any]:
-    """``metrics.json``: the hold-out metrics with their definitions, read by the compare step."""
+    """``metrics.json``: the hold-out metrics with their definitions, read by the compare step (and, for a
+    segmented model, the same metrics per segment)."""
     return {
         "schema_version": METRICS_SCHEMA_VERSION,
         "family": run.family,
@@ -273,6 +309,7 @@ def _metrics_report(run: _Run, chosen: _Chosen) -> dict[str, Any]:
         "k": run.k,
         "metrics": chosen.metrics,
         "holdout": {"users": int(chosen.truth[COL_USER].nunique()), "pairs": len(chosen.truth)},
+        "segments": _segment_metrics(run, chosen),
         "definitions": {
             "ranking": "binary relevance over the full catalog, training items removed; users = hold-out "
             "users with >= 1 relevant item; map@k divides by min(#relevant, k)",
@@ -292,6 +329,7 @@ def _lineage(
         "input": {"lake": f"{str(run.lake_root).rstrip('/')}/interactions", "partitions": window.days(), **counts},
         "params": chosen.params,
         "scoring": run.policy.as_dict(),
+        "exploration": run.exploration.as_dict() if run.exploration is not None else None,
         "search": chosen.trials,
         "code_version": code_version(),
         "spark_application_id": spark.sparkContext.applicationId,

@@ -17,10 +17,22 @@ from typing import Any
 import yaml
 
 from recflow.config.settings import project_root
+from recflow.scoring.explore_policy import ExplorePolicy
 from recflow.scoring.seen import SeenPolicy
+from recflow.training.segmentation import Segmentation
 
 _REQUIRED = ("name", "entry_point")
-_KNOWN = {*_REQUIRED, "description", "params", "search_space", "resources", "baseline", "scoring"}
+_KNOWN = {
+    *_REQUIRED,
+    "description",
+    "params",
+    "search_space",
+    "resources",
+    "baseline",
+    "scoring",
+    "exploration",
+    "segmentation",
+}
 
 
 class SpecError(ValueError):
@@ -40,6 +52,10 @@ class ModelSpec:
     baseline: bool = False
     #: Scoring policy: ``exclude_seen`` (``lake`` or ``none``) and ``seen_lookback_days`` (see recflow.scoring.seen).
     scoring: dict[str, Any] = field(default_factory=dict)
+    #: Exploration slots for new items (recflow.scoring.explore); None: the model never explores.
+    exploration: ExplorePolicy | None = None
+    #: KMeans segments with a model of ``family`` per segment (recflow.training.segments); None: one model.
+    segmentation: Segmentation | None = None
 
     def candidates(self, budget: int, seed: int) -> list[dict[str, Any]]:
         """Up to ``budget`` parameter sets: the defaults first, then seeded samples of the grid.
@@ -101,6 +117,8 @@ def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
         resources={k: str(v) for k, v in (raw.get("resources") or {}).items()},
         baseline=bool(raw.get("baseline", False)),
         scoring=_scoring(path, raw.get("scoring")),
+        exploration=_exploration(path, raw.get("exploration")),
+        segmentation=_segmentation(path, raw.get("segmentation")),
     )
 
 
@@ -114,6 +132,30 @@ def _scoring(path: Path, raw: Any) -> dict[str, Any]:
         return SeenPolicy.from_dict(raw).as_dict()
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{path}: scoring: {exc}") from exc
+
+
+def _exploration(path: Path, raw: Any) -> ExplorePolicy | None:
+    """The spec's ``exploration`` mapping as a policy, checked at load so a typo fails before Spark starts."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: exploration must be a mapping, got {raw!r}")
+    try:
+        return ExplorePolicy.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{path}: exploration: {exc}") from exc
+
+
+def _segmentation(path: Path, raw: Any) -> Segmentation | None:
+    """The spec's ``segmentation`` mapping, checked at load."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: segmentation must be a mapping, got {raw!r}")
+    try:
+        return Segmentation.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{path}: segmentation: {exc}") from exc
 
 
 def available_specs(directory: Path | None = None) -> list[str]:

@@ -40,6 +40,7 @@ def _rows(users: list[str]) -> pa.RecordBatch:
             pa.array(np.tile([0.9, 0.5, 0.1], n), type=pa.float64()),
             pa.array(["v1"] * n * K),
             pa.array(["model"] * n * K),
+            pa.array([None] * n * K, type=pa.float64()),
         ],
         names=list(SCORE_COLUMNS),
     )
@@ -143,6 +144,7 @@ def test_a_nan_score_is_counted_not_turned_into_an_infinite_range() -> None:
             "score": [0.9, float("nan")],
             "model_version": ["v1", "v1"],
             "source": ["fallback", "model"],
+            "logging_propensity": pa.array([None, None], type=pa.float64()),
         }
     )
     users = ExpectedUsers.of_batch(model, K, pa.array(["zz"]), np.array([-1]), Ragged.empty(1))
@@ -150,3 +152,33 @@ def test_a_nan_score_is_counted_not_turned_into_an_infinite_range() -> None:
     assert check["nonfinite_scores"] == 1 and check["wrong_source_rows"] == 1
     assert check["model_score_min"] is None and check["model_score_max"] is None
     assert check["fallback_score_min"] == check["fallback_score_max"] == 0.9
+
+
+def test_an_explore_row_sits_in_its_slot_whatever_its_score_and_is_right_for_any_user() -> None:
+    """An exploration slot (recflow.scoring.explore) breaks neither the order nor the source rule; the
+    model rows around it still must descend, and a seen item in the slot is still caught."""
+    model = _model()
+    users = ExpectedUsers.of_batch(model, K, pa.array(["a", "zz"]), np.array([0, -1]), Ragged.from_lists([[3], []]))
+
+    def rows(scores: list[float], slot_item: str, propensity: list[float | None] | None = None) -> pa.Table:
+        return pa.table(
+            {
+                "user_id": ["a"] * 3 + ["zz"] * 3,
+                "rank": pa.array([1, 2, 3] * 2, type=pa.int32()),
+                "item_id": ["i0", slot_item, "i2", "i0", "i1", "i2"],
+                "score": [*scores, 0.9, 0.5, 0.1],
+                "model_version": ["v1"] * 6,
+                "source": ["model", "explore", "model", "fallback", "fallback", "explore"],
+                "logging_propensity": propensity or [None, 0.2, None, None, None, 0.5],
+            }
+        )
+
+    checks = user_checks(rows([0.9, 5.0, 0.1], "i1"), users, pa.array(ITEMS)).to_pylist()
+    for check in checks:
+        assert check["scores_out_of_order"] == 0 and check["wrong_source_rows"] == 0, check
+        assert check["seen_items"] == 0 and check["user_rows"] == 3 and check["bad_propensity_rows"] == 0
+    stray = user_checks(rows([0.9, 5.0, 0.1], "i1", [0.3, None, None, None, None, 1.5]), users, pa.array(ITEMS))
+    # user a: a propensity on a model row and none on its explore row; zz: one above 1
+    assert stray.column("bad_propensity_rows").to_pylist() == [2, 1]
+    broken = user_checks(rows([0.1, 5.0, 0.9], ITEMS[3]), users, pa.array(ITEMS)).to_pylist()[0]
+    assert broken["scores_out_of_order"] == 1 and broken["seen_items"] == 1

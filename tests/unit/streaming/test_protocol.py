@@ -125,3 +125,20 @@ def test_answers_and_dead_letters_are_writable_for_any_input() -> None:
     assert error["error"]["code"] == "invalid_request_id" and error["request_id"] is None
     headers = header_map(dlq_headers(bad, source_topic="t", model_version="v1"))  # type: ignore[arg-type]
     assert headers["recflow.reason"] == "invalid_request_id" and headers["recflow.source.offset"] == "42"
+
+
+def test_an_answer_lists_its_exploration_slots_and_others_keep_their_fields() -> None:
+    """Exploration slots (recflow.scoring.explore) are listed under ``explore``; answers without any are
+    byte-for-byte what they were."""
+    import json as json_module
+
+    from recflow.streaming.protocol import Request, encode_answer, parse_request
+
+    request = parse_request(b'{"request_id": "r1", "user_id": "u1"}', None, partition=0, offset=3, timestamp_ms=5)
+    assert isinstance(request, Request)
+    args = {"items": ["a", "b"], "scores": [0.5, 0.1], "source": "model", "model_version": "v", "timing": {}}
+    slots = [{"rank": 2, "item_id": "b", "logging_propensity": 0.25}]
+    plain = json_module.loads(encode_answer(request, **args))
+    explored = json_module.loads(encode_answer(request, **args, explore=slots))
+    assert "explore" not in plain and explored["explore"] == slots
+    assert encode_answer(request, **args, explore=[]) == encode_answer(request, **args)

@@ -329,3 +329,89 @@ def test_judgeable_pairs_keeps_known_unseen_distinct_pairs() -> None:
         {COL_USER: ["a", "b", "b", "c", "b", "a"], COL_ITEM: ["x", "y", "y", "x", "w", "z"]}, index=[9, 8, 7, 6, 5, 4]
     )
     assert judgeable_pairs(held_out, model).values.tolist() == [["b", "y"]]
+
+
+def test_exploration_writes_the_item_history_and_the_lakes_tags(spark: Any, tmp_path: Path) -> None:
+    """A spec's ``exploration:`` puts ``exploration.json`` in the artifact: each catalog item's first
+    training day and interactions (the hold-out's days excluded) and the tags of the lake's ``items/``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recflow.models.exploration import read_explorer
+    from recflow.scoring.explore_policy import ExplorePolicy
+
+    lake = write_lake(tmp_path / "lake", good_events())
+    (lake / "items").mkdir()
+    pq.write_table(pa.table({COL_ITEM: ["i0", "i1", "zz"], "tags": [["drama"], ["comedy", "drama"], ["x"]]}),
+                   lake / "items" / "part-0.parquet")  # fmt: skip
+    policy = ExplorePolicy(new_within_days=2, min_interactions=3, slots=(2,), user_share=0.5)
+    out = tmp_path / "runs" / "popularity"
+    train(spark, lake, out, exploration=policy)
+    model = load_recommender(out / "artifact")
+    explorer = read_explorer(out / "artifact", model)
+    assert explorer is not None and explorer.policy == policy
+    assert json.loads((out / "lineage.json").read_text())["exploration"] == policy.as_dict()
+    frame = good_events()
+    frame = frame[frame[COL_TS] < pd.Timestamp(WINDOW.holdout_start, tz="UTC")]
+    for item, rows in frame.groupby(COL_ITEM):
+        code = int(model.index.item_codes([item])[0])
+        assert explorer.history.first_seen[code] == rows[COL_TS].min().date().toordinal(), item
+        assert explorer.history.interactions[code] == len(rows), item
+    tags = explorer.history.tags
+    assert tags is not None and tags.shape == (model.index.n_items, 3)  # vocabulary comedy, drama, x
+    by_item = dict(zip(model.index.items, tags.tolist(), strict=True))
+    assert by_item["i0"] == [0, 1, 0] and by_item["i1"] == [1, 1, 0] and by_item["i4"] == [0, 0, 0]
+
+
+def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_path: Path) -> None:
+    """Heavy buyers of h-items and light buyers of l-items: KMeans on (activity, spend) separates them,
+    the router agrees with Spark's assignment (the fit checks it), and each segment's model knows only its
+    segment's items; the candidate is judged on the hold-out like any other, per segment too."""
+    from recflow.models.segmented import SegmentedRecommender
+    from recflow.training.segmentation import Segmentation
+    from recflow.training.segments import segmented_fitter
+
+    rows = []
+    for d in range(3):
+        day = WINDOW.start + timedelta(days=d)
+        rows += [(f"h{u}", f"hi{(u + j + d) % 8}", day) for u in range(6) for j in range(4)]
+        rows += [(f"l{u}", f"lo{(u + d) % 4}", day) for u in range(6)]
+    rows += [(f"h{u}", f"hi{(u + 6) % 8}", WINDOW.holdout_start) for u in range(6)]
+    rows += [(f"l{u}", f"lo{(u + 3) % 4}", WINDOW.holdout_start) for u in range(6)]
+    frame = events(rows)
+    frame.loc[frame[COL_USER].str.startswith("h"), COL_AMOUNT] = 80.0
+    lake = write_lake(tmp_path / "lake", frame)
+    segmentation = Segmentation(family="popularity", k=2, features=("activity", "spend"), seed=3)
+    out = tmp_path / "runs" / "seg"
+    result = train(spark, lake, out, fit=segmented_fitter(segmentation, lake), family="popularity_segmented")
+    model = load_recommender(out / "artifact")
+    assert isinstance(model, SegmentedRecommender) and len(model.segments) == 2
+    segment_of = dict(zip(model.index.users, model.user_segment.tolist(), strict=True))
+    heavy = {segment_of[f"h{u}"] for u in range(6)}
+    light = {segment_of[f"l{u}"] for u in range(6)}
+    assert len(heavy) == len(light) == 1 and heavy != light
+    assert set(model.segments[heavy.pop()].index.items) == {f"hi{i}" for i in range(8)}
+    assert 0 <= result.metrics[f"ndcg@{K}"] <= 1
+    report = json.loads((out / "metrics.json").read_text())
+    per_segment = report["segments"]
+    assert sorted(per_segment) == ["0", "1"] and sum(s["holdout_users"] for s in per_segment.values()) == 12
+    assert all(0 <= s["metrics"][f"ndcg@{K}"] <= 1 for s in per_segment.values())
+
+
+def test_user_features_count_spend_recency_and_category_mix(spark: Any) -> None:
+    from recflow.data.user_features import user_features
+
+    frame = events([("a", "x", WINDOW.start), ("a", "y", WINDOW.start), ("b", "y", WINDOW.start + timedelta(days=2))])
+    frame[COL_AMOUNT] = [10.0, float("nan"), 3.0]
+    tags = spark.createDataFrame(pd.DataFrame({COL_ITEM: ["x", "y"], "tags": [["red"], ["red", "blue"]]}))
+    out = user_features(spark.createDataFrame(frame), ("activity", "spend", "recency", "category_mix"),
+                        WINDOW.holdout_start, tags).toPandas().set_index(COL_USER)  # fmt: skip
+    assert out.loc["a", "activity"] == pytest.approx(np.log1p(2)) and out.loc["b", "activity"] == pytest.approx(
+        np.log1p(1)
+    )
+    assert out.loc["a", "spend"] == pytest.approx(np.log1p(10.0))  # the NaN amount counts 0
+    assert out.loc["a", "recency"] == 3 and out.loc["b", "recency"] == 1
+    # a: x (red) and y (red, blue): 3 tag events, 2 red; b: y: 1 red, 1 blue
+    assert out.loc["a", "category_mix_red"] == pytest.approx(2 / 3) and out.loc["b", "category_mix_blue"] == 0.5
+    with pytest.raises(ValueError, match="item metadata"):
+        user_features(spark.createDataFrame(frame), ("category_mix",), WINDOW.holdout_start)

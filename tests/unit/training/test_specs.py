@@ -64,3 +64,19 @@ def test_the_repository_specs_plan() -> None:
     planned = plan_models(names)
     assert planned[-1].name == "popularity" and planned[-1].baseline
     assert all((Path(__file__).resolve().parents[3] / s.entry_point).is_file() for s in planned)
+
+
+def test_exploration_is_read_and_checked_at_load(tmp_path: Path) -> None:
+    from recflow.scoring.explore_policy import ExplorePolicy
+    from recflow.training.specs import load_spec
+
+    (tmp_path / "als.yaml").write_text(
+        f"name: als\nentry_point: {ENTRY}\nexploration: {{slots: [5], user_share: 0.2, new_within_days: 3}}\n"
+    )
+    spec = load_spec("als", tmp_path)
+    assert spec.exploration == ExplorePolicy(new_within_days=3, slots=(5,), user_share=0.2)
+    (tmp_path / "ncf.yaml").write_text(f"name: ncf\nentry_point: {ENTRY}\nexploration: {{slot: 5}}\n")
+    with pytest.raises(SpecError, match=r"exploration: .*unknown keys"):
+        load_spec("ncf", tmp_path)
+    (tmp_path / "popularity.yaml").write_text(f"name: popularity\nentry_point: {ENTRY}\n")
+    assert load_spec("popularity", tmp_path).exploration is None
