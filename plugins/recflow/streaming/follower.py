@@ -31,8 +31,8 @@ from recflow.models.base import Recommender
 from recflow.models.exploration import read_explorer
 from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
 from recflow.registry.records import ChecksumMismatch
-from recflow.services import faults
 from recflow.scoring.explore import Explorer
+from recflow.services import faults
 
 log = logging.getLogger(__name__)
 
