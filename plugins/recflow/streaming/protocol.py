@@ -118,10 +118,10 @@ def _writable_id(value: Any) -> str | None:
         return None
 
 
-class _Doc(msgspec.Struct):
+class _Doc(msgspec.Struct, kw_only=True):
     """The fast parser's view of a request: exact JSON types, unknown fields ignored (as ``json``)."""
 
-    request_id: str
+    request_id: str | msgspec.UnsetType = msgspec.UNSET
     user_id: str
     k: int = DEFAULT_K
     item_ids: list[str] | None = None
@@ -136,9 +136,19 @@ def _fine_id(value: str) -> bool:
 
 
 def parse_request(
-    value: bytes | None, key: bytes | None, *, partition: int, offset: int, timestamp_ms: int
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+    default_request_id: str | None = None,
 ) -> Request | Rejection:
-    """Validate one record; never raises for any input bytes."""
+    """Validate one record; never raises for any input bytes.
+
+    ``default_request_id`` stands in for a missing ``request_id`` (the HTTP API makes one up: an HTTP
+    caller matches its answer by its connection, not by id); Kafka requests must carry their own.
+    """
     if value is not None and len(value) <= MAX_REQUEST_BYTES:
         try:
             doc = _DECODER.decode(value)
@@ -146,15 +156,17 @@ def parse_request(
             pass
         else:
             items = doc.item_ids
+            request_id = default_request_id if isinstance(doc.request_id, msgspec.UnsetType) else doc.request_id
             if (
-                _fine_id(doc.request_id)
+                request_id is not None
+                and _fine_id(request_id)
                 and _fine_id(doc.user_id)
                 and 1 <= doc.k <= MAX_K
                 and (items is None or (0 < len(items) <= MAX_ITEM_IDS and all(items)))
             ):
                 item_ids = None if items is None else tuple(items)
                 return Request(
-                    doc.request_id,
+                    request_id,
                     doc.user_id,
                     doc.k,
                     item_ids,
@@ -165,11 +177,19 @@ def parse_request(
                     timestamp_ms,
                     value,
                 )
-    return _parse_reference(value, key, partition=partition, offset=offset, timestamp_ms=timestamp_ms)
+    return _parse_reference(
+        value, key, partition=partition, offset=offset, timestamp_ms=timestamp_ms, default_request_id=default_request_id
+    )
 
 
 def _parse_reference(
-    value: bytes | None, key: bytes | None, *, partition: int, offset: int, timestamp_ms: int
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+    default_request_id: str | None = None,
 ) -> Request | Rejection:
     """The parser that names the reason for every way a record can be wrong (``json`` and Python checks)."""
     doc: Any = None
@@ -182,12 +202,43 @@ def _parse_reference(
             doc = json.loads(value)
         except (UnicodeDecodeError, ValueError) as exc:
             raise _Invalid(Reason.UNDECODABLE, f"value is not UTF-8 JSON: {exc}") from None
+    except _Invalid as bad:
+        return Rejection(bad.reason, bad.detail, None, key, value, partition, offset)
+    return request_from_document(
+        doc,
+        key=key,
+        raw=value,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=timestamp_ms,
+        default_request_id=default_request_id,
+    )
+
+
+def request_from_document(
+    doc: Any,
+    *,
+    key: bytes | None = None,
+    raw: bytes | None = None,
+    partition: int = -1,
+    offset: int = -1,
+    timestamp_ms: int = 0,
+    default_request_id: str | None = None,
+) -> Request | Rejection:
+    """Apply the request rules to an already decoded JSON document (the reference checks, one per reason).
+
+    Public for the HTTP API's Open Inference Protocol path, which builds one document per user of an
+    ``infer`` call, so its users and ``k`` obey exactly the rules of a Kafka request.
+    """
+    value = raw or b""
+    try:
         if not isinstance(doc, dict):
             raise _Invalid(Reason.NOT_AN_OBJECT, f"request must be a JSON object, got {type(doc).__name__}")
-        missing = [f for f in ("request_id", "user_id") if f not in doc]
+        required = ("user_id",) if default_request_id is not None else ("request_id", "user_id")
+        missing = [f for f in required if f not in doc]
         if missing:
             raise _Invalid(Reason.MISSING_FIELD, f"missing field(s): {', '.join(missing)}")
-        request_id = _valid_id(doc["request_id"], "request_id", Reason.INVALID_REQUEST_ID)
+        request_id = _valid_id(doc.get("request_id", default_request_id), "request_id", Reason.INVALID_REQUEST_ID)
         user_id = _valid_id(doc["user_id"], "user_id", Reason.INVALID_USER_ID)
         k = doc.get("k", DEFAULT_K)
         if not isinstance(k, int) or isinstance(k, bool):
@@ -200,7 +251,7 @@ def _parse_reference(
             raise _Invalid(Reason.WRONG_TYPE, f"sent_at_ms must be an integer, got {type(sent_at).__name__}")
     except _Invalid as bad:
         request_id_or_none = _writable_id(doc.get("request_id")) if isinstance(doc, dict) else None
-        return Rejection(bad.reason, bad.detail, request_id_or_none, key, value, partition, offset)
+        return Rejection(bad.reason, bad.detail, request_id_or_none, key, raw, partition, offset)
     return Request(request_id, user_id, k, item_ids, sent_at, key, partition, offset, timestamp_ms, value)
 
 
