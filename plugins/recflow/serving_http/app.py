@@ -14,6 +14,7 @@ no detail.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -203,6 +204,11 @@ def build_app(champion: ServingChampion, metrics: HttpMetrics | None = None) -> 
 
 
 def create_app() -> Starlette:
-    """The app factory the server's workers call (``recflow.serving_http.app:create_app``)."""
+    """The app factory the server's workers call (``recflow.serving_http.app:create_app``).
+
+    ``RECFLOW_SERVE_CHECK_INTERVAL``: seconds between the follower's registry checks (default 30; a
+    model-update event triggers one at once).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
-    return build_app(ServingChampion.from_settings(load_settings()))
+    interval = float(os.environ.get("RECFLOW_SERVE_CHECK_INTERVAL", "30"))
+    return build_app(ServingChampion.from_settings(load_settings(), check_interval_s=interval))
