@@ -2,9 +2,9 @@
 
 Why Starlette and msgspec: ``bench/results/serving_stack.md`` compares the stacks on this app; Starlette
 adds routing and lifespan with little overhead, msgspec encodes the answers in C (as the Kafka scorer
-does). Handlers score on the event-loop thread: one request is well under a millisecond of NumPy at 10^4
-items, and handing it to a thread pool cost more than it saved (a worker process per core is the
-parallelism).
+does). Handlers score on the event-loop thread, ``/v1/recommend`` in micro-batches (:mod:`.batcher`): a
+scoring call is about a millisecond of NumPy at 10^4 items, a thread pool would only add hand-offs, and
+a worker process per core is the parallelism.
 
 Errors: every failure is an :class:`~recflow.serving_http.errors.ApiError` with the protocol's code and
 a JSON body; anything unexpected is logged with its traceback and answered as ``internal_error`` with
@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from recflow.config.settings import load_settings
 from recflow.serving_http import oip
+from recflow.serving_http.batcher import Batcher
 from recflow.serving_http.champion import ServingChampion
 from recflow.serving_http.errors import ApiError, HttpCode
 from recflow.serving_http.metrics import CONTENT_TYPE, HttpMetrics
@@ -72,8 +73,8 @@ async def read_body(request: HttpRequest, limit: int = MAX_REQUEST_BYTES) -> byt
     return b"".join(chunks)
 
 
-def score(model: ServingModel, requests: list[Request]) -> list[Scored]:
-    """The core's answers; a failure is logged here and reaches the client as a code, never a traceback."""
+def score_all(model: ServingModel, requests: list[Request]) -> list[Scored]:
+    """The core's answers to one ``infer`` call's users; a failure is logged and answered with a code only."""
     try:
         return score_requests(model.recommender, requests)
     except Exception:
@@ -89,6 +90,7 @@ class Api:
     def __init__(self, champion: ServingChampion, metrics: HttpMetrics) -> None:
         self.champion = champion
         self.metrics = metrics
+        self.batcher = Batcher(self._model)
 
     def _model(self) -> ServingModel:
         before = self.champion.swaps
@@ -132,8 +134,7 @@ class Api:
         )
         if isinstance(parsed, Rejection):
             raise ApiError(parsed.reason, parsed.detail, request_id=parsed.request_id)
-        model = self._model()
-        answer = score(model, [parsed])[0]
+        model, answer = await self.batcher.score(parsed)
         return _json(
             {
                 "request_id": parsed.request_id,
@@ -162,7 +163,7 @@ class Api:
     async def infer(self, request: HttpRequest) -> Response:
         call_id, requests = oip.decode_infer(await read_body(request), uuid.uuid4().hex)
         model = self._model()
-        return _json(oip.encode_infer(call_id, model, requests, score(model, requests)))
+        return _json(oip.encode_infer(call_id, model, requests, score_all(model, requests)))
 
     async def prometheus(self, request: HttpRequest) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
