@@ -36,6 +36,11 @@ class ScorerMetrics:
         self.consumer_lag = Gauge(
             "recflow_scorer_consumer_lag", "Records not yet read from the request topic", registry=r
         )
+        self.stuck_dead_letters = Gauge(
+            "recflow_scorer_stuck_dead_letters",
+            "Dead letters that failed every attempt and are still re-sent; alert when > 0 (offsets held back)",
+            registry=r,
+        )
         self._version: str | None = None
 
     def set_model(self, version: str) -> None:

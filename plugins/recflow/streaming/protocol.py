@@ -18,6 +18,7 @@ Answers are encoded by ``msgspec`` too (compact UTF-8 JSON, the same fields and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +31,12 @@ MAX_ITEM_IDS = 1000
 MAX_ID_CHARS = 256
 #: Requests are ~100 bytes; anything this large is a mistake or an attack, not a request.
 MAX_REQUEST_BYTES = 64 * 1024
+#: A key is echoed on the answer; one this large would make the answer itself unwritable.
+MAX_KEY_BYTES = 16 * 1024
+#: The largest dead letter written whole (key + value + headers): the scorer producer's
+#: ``message.max.bytes`` (4 MiB) less room for the record's framing. A larger record (a compressed
+#: request can decompress to any size) is dead-lettered by reference: see :func:`dead_letter_record`.
+MAX_DEAD_LETTER_BYTES = (4 << 20) - 64 * 1024
 DEFAULT_K = 10
 
 Headers = list[tuple[str, bytes]]
@@ -87,7 +94,8 @@ class Rejection:
 
     @property
     def identifiable(self) -> bool:
-        return self.key is not None or self.request_id is not None
+        """Whether an error answer can reach the caller: a key small enough to echo, or a readable id."""
+        return answer_key(self.key) is not None or self.request_id is not None
 
 
 class _Invalid(Exception):
@@ -149,7 +157,7 @@ def parse_request(
     ``default_request_id`` stands in for a missing ``request_id`` (the HTTP API makes one up: an HTTP
     caller matches its answer by its connection, not by id); Kafka requests must carry their own.
     """
-    if value is not None and len(value) <= MAX_REQUEST_BYTES:
+    if value is not None and len(value) <= MAX_REQUEST_BYTES and (key is None or len(key) <= MAX_KEY_BYTES):
         try:
             doc = _DECODER.decode(value)
         except msgspec.MsgspecError:
@@ -234,6 +242,8 @@ def request_from_document(
     try:
         if not isinstance(doc, dict):
             raise _Invalid(Reason.NOT_AN_OBJECT, f"request must be a JSON object, got {type(doc).__name__}")
+        if key is not None and len(key) > MAX_KEY_BYTES:  # after parsing: the error answer can carry the id
+            raise _Invalid(Reason.OVERSIZE, f"key has {len(key)} bytes, the limit is {MAX_KEY_BYTES}")
         required = ("user_id",) if default_request_id is not None else ("request_id", "user_id")
         missing = [f for f in required if f not in doc]
         if missing:
@@ -330,6 +340,42 @@ def dlq_headers(rejection: Rejection, *, source_topic: str, model_version: str |
     if model_version is not None:
         headers.append(("recflow.model_version", model_version.encode()))
     return headers
+
+
+def answer_key(key: bytes | None) -> bytes | None:
+    """The key an (error) answer can carry: the caller's, unless it is too large to write back."""
+    return key if key is None or len(key) <= MAX_KEY_BYTES else None
+
+
+def dead_letter_record(
+    key: bytes | None, value: bytes | None, headers: Headers, *, max_bytes: int = MAX_DEAD_LETTER_BYTES
+) -> tuple[bytes | None, bytes | None, Headers]:
+    """The dead letter's key, value and headers: the caller's bytes whole when they fit, else by reference.
+
+    Why by reference: a record the broker accepted compressed can decompress to more than any producer
+    may send. Such a dead letter drops the value (then the key, if still too large) and says so in
+    headers: ``recflow.value.omitted`` (``too_large``), the omitted part's size and sha256. The source
+    topic, partition and offset headers say where the original still is (for the topic's retention), so
+    the record is accounted for and nothing is changed silently.
+    """
+    size = len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
+    if size <= max_bytes:
+        return key, value, headers
+    extra: Headers = []
+    for part, raw in (("value", value), ("key", key)):
+        if raw is None or size <= max_bytes:
+            continue
+        extra += [
+            (f"recflow.{part}.omitted", b"too_large"),
+            (f"recflow.{part}.bytes", str(len(raw)).encode()),
+            (f"recflow.{part}.sha256", hashlib.sha256(raw).hexdigest().encode()),
+        ]
+        size -= len(raw)
+        if part == "value":
+            value = None
+        else:
+            key = None
+    return key, value, headers + extra
 
 
 def header_map(headers: list[tuple[str, bytes | None]] | None) -> dict[str, str]:
