@@ -112,6 +112,12 @@ def security_from_extra(extra: Mapping[str, Any], conn_id: str) -> dict[str, str
     return security_config(extra, source=f"Connection {conn_id!r} extras")
 
 
+#: What the ``kafka_default`` Connection adds for the Kafka provider's consumers (its deferrable
+#: triggers read as this group): the scorer confirmation commits the group to the end of the results
+#: topic before it sends its probe, and the landing-event watcher starts from the earliest event it missed.
+AIRFLOW_CONSUMER = {"group.id": "recflow-airflow", "auto.offset.reset": "earliest"}
+
+
 def client_config(kafka: KafkaSettings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Config of one confluent-kafka client: bootstrap servers and security from ``kafka``, then ``overrides``.
 
