@@ -338,6 +338,23 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     fig.savefig(path)
 
 
+def stack_verdict(doc: dict[str, Any]) -> str:
+    """Which server wins: the higher sustained rate, then the lower p99 at the lowest rate (both read from rows)."""
+
+    def score(server: str) -> tuple[float, float]:
+        rows = [r for r in doc["rows"] if r["server"] == server]
+        best = max((r["offered_rps"] for r in rows if r["sustained"]), default=0)
+        low = min(rows, key=lambda r: r["offered_rps"])
+        return best, -low["p99_ms"]
+
+    winner = max(("uvicorn", "granian"), key=score)
+    parts = [
+        f"{server}: highest sustained rate {score(server)[0]:.0f} req/s, p99 {-score(server)[1]} ms at the lowest rate"
+        for server in ("uvicorn", "granian")
+    ]
+    return f"Verdict: **{winner}** ({'; '.join(parts)}). `recflow serve` runs {winner} by default."
+
+
 def stack_markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [
@@ -383,6 +400,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.stack:
             doc = run_stack(args, settings, vegeta, Path(tmp))
+            doc["verdict"] = stack_verdict(doc)
             name = "serving_stack"
         else:
             doc = run_goals(args, settings, vegeta, Path(tmp))
