@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scorer_support import ScorerWorld, make_world
@@ -24,6 +25,7 @@ import json
 import os
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from airflow.sdk import dag, task
 
@@ -94,3 +96,47 @@ def test_the_model_update_event_and_the_deferred_scorer_confirmation(
         assert tis["confirm_streaming_scorer"].xcom_pull(task_ids="confirm_streaming_scorer")["version"] == b
     finally:
         scorer.stop()
+
+
+def test_a_landing_event_on_kafka_fires_the_ingest_dags_watcher_with_its_day(live_services: Settings) -> None:
+    """The watcher of ``ingest_interactions``' schedule, as the triggerer runs it, on the real broker."""
+    import asyncio
+    import random
+    from datetime import date, timedelta
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.module_loading import import_string
+
+    from recflow.orchestration.context import event_day
+    from recflow.orchestration.scorer_confirmation import start_group_at_end
+    from recflow.streaming.events import encode, kafka_producer
+
+    dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "ingest_interactions.py")).dags[
+        "ingest_interactions"
+    ]
+    [asset] = [a for a in dag.timetable.asset_condition.objects if getattr(a, "watchers", None)]
+    classpath, kwargs = asset.watchers[0].trigger.serialize()
+    assert classpath == "airflow.providers.apache.kafka.triggers.await_message.AwaitMessageTrigger"
+    assert kwargs["kafka_config_id"] == "kafka_default"
+
+    kafka = live_services.kafka
+    start_group_at_end(kafka, kafka.landing_events_topic)  # only this test's messages from here on
+    day = date(2040, 1, 1) + timedelta(days=random.randrange(3000))
+    producer = kafka_producer(kafka)
+    for value in (b"not json", encode({"path": "no day"}), encode({"day": day.isoformat()})):
+        producer.produce(kafka.landing_events_topic, value=value)
+    assert producer.flush(10) == 0
+
+    trigger = import_string(classpath)(**kwargs)
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event
+        return None
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 60))
+    assert event.payload == {"day": day.isoformat()}, "junk before it is skipped, the day is the payload"
+    # what Airflow stores for a watcher's event, and the day the triggered run then validates
+    stored = SimpleNamespace(extra={"from_trigger": True, "payload": event.payload})
+    assert event_day({"triggering_asset_events": {asset: [stored]}}) == day

@@ -55,6 +55,8 @@ class KafkaSettings:
     score_requests_topic: str = "recflow.score-requests"
     score_results_topic: str = "recflow.score-results"
     score_requests_dlq_topic: str = "recflow.score-requests-dlq"
+    #: ``{"day": "YYYY-MM-DD"}`` when a landing file is complete: ``ingest_interactions`` runs on it.
+    landing_events_topic: str = "recflow.landing-events"
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -63,6 +65,7 @@ class KafkaSettings:
             self.score_requests_topic,
             self.score_results_topic,
             self.score_requests_dlq_topic,
+            self.landing_events_topic,
         )
 
 
