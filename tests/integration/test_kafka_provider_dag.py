@@ -108,6 +108,7 @@ def test_a_landing_event_on_kafka_fires_the_ingest_dags_watcher_with_its_day(liv
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk.module_loading import import_string
 
+    from recflow.config.kafka import AIRFLOW_CONSUMER
     from recflow.orchestration.context import event_day
     from recflow.orchestration.scorer_confirmation import start_group_at_end
     from recflow.streaming.events import encode, kafka_producer
@@ -121,7 +122,7 @@ def test_a_landing_event_on_kafka_fires_the_ingest_dags_watcher_with_its_day(liv
     assert kwargs["kafka_config_id"] == "kafka_default"
 
     kafka = live_services.kafka
-    start_group_at_end(kafka, kafka.landing_events_topic)  # only this test's messages from here on
+    start_group_at_end(kafka, kafka.landing_events_topic, AIRFLOW_CONSUMER)  # only this test's messages from here on
     day = date(2040, 1, 1) + timedelta(days=random.randrange(3000))
     producer = kafka_producer(kafka)
     for value in (b"not json", encode({"path": "no day"}), encode({"day": day.isoformat()})):

@@ -115,10 +115,15 @@ def security_from_extra(extra: Mapping[str, Any], conn_id: str) -> dict[str, str
     return security_config(extra, source=f"Connection {conn_id!r} extras")
 
 
-#: What the ``kafka_default`` Connection adds for the Kafka provider's consumers (its deferrable
-#: triggers read as this group): the scorer confirmation commits the group to the end of the results
-#: topic before it sends its probe, and the landing-event watcher starts from the earliest event it missed.
+#: What the ``kafka_default`` Connection adds for the Kafka provider's consumers: the landing-event
+#: watcher (an ``AwaitMessageTrigger`` in the triggerer) reads as this group, from the earliest event it missed.
 AIRFLOW_CONSUMER = {"group.id": "recflow-airflow", "auto.offset.reset": "earliest"}
+#: The Connection of the scorer confirmation's trigger: ``kafka_default``'s extras with a group of its own,
+#: which the confirmation commits to the end of the results topic before it sends its probe. Why not
+#: ``kafka_default``'s group: the landing watcher is always a member of that one, and a group with
+#: members refuses a commit from outside it (``UNKNOWN_MEMBER_ID``).
+PROBE_CONN_ID = "recflow_kafka_probe"
+PROBE_CONSUMER = {"group.id": "recflow-airflow-probe", "auto.offset.reset": "latest"}
 
 
 def client_config(kafka: KafkaSettings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

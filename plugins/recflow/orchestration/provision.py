@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from recflow.config.kafka import AIRFLOW_CONSUMER, security_from_env
+from recflow.config.kafka import AIRFLOW_CONSUMER, PROBE_CONN_ID, PROBE_CONSUMER, security_from_env
 from recflow.orchestration.connections import KAFKA_CONN_ID, S3_CONN_ID, SPARK_CONN_ID
 
 
@@ -59,6 +59,7 @@ def connection_specs(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             ),
         },
         KAFKA_CONN_ID: {"conn_type": "kafka", "extra": json.dumps(kafka_extra)},
+        PROBE_CONN_ID: {"conn_type": "kafka", "extra": json.dumps({**kafka_extra, **PROBE_CONSUMER})},
         SPARK_CONN_ID: {"conn_type": "spark", "host": need("RECFLOW_SPARK_MASTER")},
     }
 

@@ -5,10 +5,11 @@ new champion) used to hold a worker slot for up to five minutes in a polling loo
 one probe request with the provider's producer hook and defers to the trigger on the results topic
 (what the provider's ``AwaitMessageSensor`` does, after the probe): the triggerer waits, no worker slot
 is held. The provider's modules import confluent-kafka, so they are imported when the task runs, never
-when the DAG is parsed (``tests/dags/test_dag_integrity.py``). The trigger consumes as the ``kafka_default``
-Connection's group (:data:`recflow.config.kafka.AIRFLOW_CONSUMER`), which this task first commits to the
-end of the results topic, so the trigger reads from the probe on and never scans old answers
-(``batch_scoring`` runs one at a time, so no two probes share the group).
+when the DAG is parsed (``tests/dags/test_dag_integrity.py``). The trigger consumes on the ``recflow_kafka_probe``
+Connection (``kafka_default``'s address and security with a group of its own,
+:data:`recflow.config.kafka.PROBE_CONSUMER`), which this task first commits to the end of the results
+topic, so the trigger reads from the probe on and never scans old answers (``batch_scoring`` runs one at
+a time, so no two probes share the group).
 
 An answer from the previous champion (the scorer had not swapped yet) fails the try; the retry sends a
 new probe. Skipped when no scorer is deployed and for a pinned ``version``, as before.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
-from recflow.config.kafka import AIRFLOW_CONSUMER, client_config
+from recflow.config.kafka import PROBE_CONN_ID, PROBE_CONSUMER, client_config
 from recflow.orchestration.connections import KAFKA_CONN_ID, kafka_settings, s3_settings
 
 log = logging.getLogger(__name__)
@@ -45,16 +47,31 @@ def probe_answer(message: Any, *, request_id: str, version: str) -> dict[str, An
     }
 
 
-def start_group_at_end(kafka: Any, topic: str) -> None:
-    """Commit the provider's consumer group at the end of ``topic`` (its trigger then reads only what follows)."""
-    from confluent_kafka import Consumer, TopicPartition
+def start_group_at_end(kafka: Any, topic: str, group: dict[str, str], *, timeout_s: float = 60.0) -> None:
+    """Commit ``group`` at the end of ``topic``, so a trigger consuming as that group reads only what follows.
 
-    consumer = Consumer(client_config(kafka, {**AIRFLOW_CONSUMER, "enable.auto.commit": False}))
+    A trigger of an earlier try that was not cleaned up stays a member until its session times out (45 s);
+    meanwhile the broker refuses the commit (``UNKNOWN_MEMBER_ID``, ``REBALANCE_IN_PROGRESS``): retried.
+    """
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+    consumer = Consumer(client_config(kafka, {**group, "enable.auto.commit": False}))
+    deadline = time.monotonic() + timeout_s
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
                 for p in partitions]  # fmt: skip
-        consumer.commit(offsets=ends, asynchronous=False)
+        while True:
+            try:
+                consumer.commit(offsets=ends, asynchronous=False)
+                return
+            except KafkaException as exc:
+                code = exc.args[0].code() if exc.args else None
+                waiting = code in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS)
+                if not waiting or time.monotonic() > deadline:
+                    raise
+                log.info("group %s still has a member (%s); retrying the commit", group["group.id"], exc)
+                time.sleep(2)
     finally:
         consumer.close()
 
@@ -82,7 +99,7 @@ class ConfirmStreamingScorer(BaseOperator):
         if scorer_members(kafka) == 0:
             raise AirflowSkipException("no streaming scorer is running (consumer group recflow-scorer is empty)")
         version = resolve_serving_version(ModelRegistry.from_settings(s3_settings())).version
-        start_group_at_end(kafka, kafka.score_results_topic)
+        start_group_at_end(kafka, kafka.score_results_topic, PROBE_CONSUMER)
         request_id = f"airflow-probe-{uuid.uuid4().hex[:12]}"
         producer = KafkaProducerHook(kafka_config_id=KAFKA_CONN_ID).get_producer()
         probe = {"request_id": request_id, "user_id": PROBE_USER, "k": 1}
@@ -94,7 +111,7 @@ class ConfirmStreamingScorer(BaseOperator):
             topics=[kafka.score_results_topic],
             apply_function=f"{__name__}.probe_answer",
             apply_function_kwargs={"request_id": request_id, "version": version},
-            kafka_config_id=KAFKA_CONN_ID,
+            kafka_config_id=PROBE_CONN_ID,
             poll_timeout=1,
             poll_interval=0,  # the trigger sleeps this long after every other message: the topic is busy
         )
