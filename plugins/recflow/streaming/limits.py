@@ -54,8 +54,8 @@ def check_limits(limits: TopicLimits, *, producer_max: int = MAX_DEAD_LETTER_BYT
         raise SizeMismatch("; ".join(problems))
 
 
-def topic_limits(kafka: KafkaSettings, timeout_s: float = 15.0) -> TopicLimits:
-    """Read both topics' ``max.message.bytes`` from the broker."""
+def topic_limits(kafka: KafkaSettings, timeout_s: float = 60.0) -> TopicLimits:
+    """Read both topics' ``max.message.bytes`` from the broker (waiting up to ``timeout_s`` for it)."""
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
     admin = AdminClient(client_config(kafka))

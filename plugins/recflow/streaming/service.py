@@ -3,7 +3,8 @@
 Launch: ``python -m recflow.streaming [--status-file PATH] [--group ID]`` (``recflow scorer start`` does it,
 detached, with a pid file). Exit codes: 0 after a clean stop, 1 when answers could not be delivered
 (the uncommitted tail is then replayed by the next start), 2 when no model could be loaded, 3 when the
-dead-letter path cannot take every record the request topic accepts (:mod:`.limits`).
+dead-letter path cannot take every record the request topic accepts or the limits cannot be read
+(:mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         check_limits(topic_limits(settings.kafka))
     except SizeMismatch as exc:
         log.error("refusing to start: %s", exc)
+        return 3
+    except Exception as exc:  # broker unreachable or topics missing: nothing could be served anyway
+        log.error("refusing to start: cannot read the topics' max.message.bytes: %s", exc)
         return 3
     stop = _stop_on_signals()
     cache = _model_cache(settings)
