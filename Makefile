@@ -11,7 +11,7 @@ RECFLOW := $(VENV)/bin/recflow
 PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
-        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-serving clean
+        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-serving bench-ann clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ bench-streaming: venv check-tools  ## streaming engines on the real broker: late
 
 bench-serving: venv check-tools  ## the HTTP API (recflow serve) at 10^4 items: vegeta open-loop rate sweep, swap under load
 	$(PY) bench/serving.py $(BENCH_SERVING_ARGS)
+
+bench-ann: venv  ## ANN candidates (faiss, hnswlib, usearch) vs exact scoring: build, query time, recall@10
+	$(PY) bench/ann.py $(BENCH_ANN_ARGS)
 
 bench-scoring: venv check-tools  ## batch scoring vs recommendForAllUsers and the GEMM limits (10^4..10^6 users)
 	$(PY) bench/scoring.py $(BENCH_SCORING_ARGS)
