@@ -121,13 +121,13 @@ def encode_infer(
     }
 
 
-def model_metadata(model: ServingModel | None) -> dict[str, Any]:
-    """``GET /v2/models/recflow``: the served version, the inputs and the outputs."""
+def model_metadata(model: ServingModel) -> dict[str, Any]:
+    """``GET /v2/models/recflow``: the served version and digest, the inputs and the outputs."""
     return {
         "name": MODEL_NAME,
-        "versions": [model.version] if model is not None else [],
+        "versions": [model.version],
         "platform": "recflow",
-        "parameters": {"model_digest": model.digest if model is not None else None},
+        "parameters": {"model_digest": model.digest},
         "inputs": [
             {"name": "user_id", "datatype": "BYTES", "shape": [-1]},
             {"name": "k", "datatype": "INT32", "shape": [1]},
