@@ -66,6 +66,8 @@ bench-airflow: venv check-tools  ## Airflow overhead of REST-triggered runs on t
 
 bench-streaming: venv check-tools  ## streaming engines on the real broker: latency, throughput, 0 lost, swap pause
 	$(PY) bench/streaming.py
+	$(PY) bench/streaming.py --users 100000 --items 10000 --rank 64 --rates 1000 5000 10000 20000 --duration 10 \
+		--flood 0 --spark-rates --replicas 1 --out bench/results/streaming-10k
 
 bench-serving: venv check-tools  ## the HTTP API (recflow serve) at 10^4 items: vegeta open-loop rate sweep, swap under load
 	$(PY) bench/serving.py $(BENCH_SERVING_ARGS)

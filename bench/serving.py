@@ -307,8 +307,9 @@ def goals_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(doc: dict[str, Any], path: Path) -> None:
-    """Response time (p50, p99) against offered rate, HTTP from this run and Kafka from ``streaming.json``."""
+def plot(doc: dict[str, Any], path: Path, kafka_results: Path) -> None:
+    """Response time (p50, p99) against offered rate: HTTP from this run, Kafka from ``kafka_results``
+    (``bench/streaming.py`` at the same shape, one scorer process)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -316,22 +317,23 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rows = doc["rows"]
-    ax.plot([r["offered_rps"] for r in rows], [r["p99_ms"] for r in rows], "o-", label="HTTP p99 (this run)")
-    ax.plot([r["offered_rps"] for r in rows], [r["p50_ms"] for r in rows], "o--", label="HTTP p50 (this run)")
-    streaming = path.parent / "streaming.json"
-    if streaming.exists():
-        kafka = json.loads(streaming.read_text())
-        kafka_rows = [r for r in kafka.get("rows", []) if r.get("offered_rps") and r.get("p99_ms") is not None]
-        if kafka_rows:
-            kafka_rows.sort(key=lambda r: r["offered_rps"])
-            when = kafka.get("machine", {}).get("commit", "?")
-            ax.plot([r["offered_rps"] for r in kafka_rows], [r["p99_ms"] for r in kafka_rows], "s-",
-                    label=f"Kafka p99 (streaming.json, {when})")  # fmt: skip
+    ax.plot([r["offered_rps"] for r in rows], [r["p99_ms"] for r in rows], "o-", label="HTTP p99")
+    ax.plot([r["offered_rps"] for r in rows], [r["p50_ms"] for r in rows], "o--", label="HTTP p50")
+    if kafka_results.exists():
+        kafka = json.loads(kafka_results.read_text())
+        kafka_rows = sorted(
+            (r for r in kafka.get("rows", []) if r.get("engine") == "consumer x1" and r.get("p99_ms") is not None),
+            key=lambda r: r["offered_rps"],
+        )
+        commit = kafka.get("machine", {}).get("commit", "?")
+        for field, style in (("p99_ms", "s-"), ("p50_ms", "s--")):
+            ax.plot([r["offered_rps"] for r in kafka_rows], [r[field] for r in kafka_rows], style,
+                    label=f"Kafka {field[:3]} (1 process, {commit})")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("offered rate (req/s)")
+    ax.set_xlabel("offered rate (req/s), open loop")
     ax.set_ylabel("response time (ms)")
-    ax.set_title(f"Response time against offered rate, {doc['shape']}")
+    ax.set_title(f"Response time against offered rate, {doc['shape']}\n(2 shared cores, load 15-20)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -391,6 +393,12 @@ def main() -> None:
     parser.add_argument("--swap-rate", type=int, default=500, help="req/s during the swap A -> B -> A")
     parser.add_argument("--port", type=int, default=int(os.environ.get("RECFLOW_SERVE_PORT", "8000")))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--kafka-results",
+        type=Path,
+        default=ROOT / "bench" / "results" / "streaming-10k" / "streaming.json",
+        help="bench/streaming.py's results at the same shape, plotted beside HTTP",
+    )
     args = parser.parse_args()
 
     from recflow.config.settings import load_settings
@@ -413,7 +421,7 @@ def main() -> None:
     (args.out / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     (args.out / f"{name}.md").write_text(stack_markdown(doc) if args.stack else goals_markdown(doc))
     if not args.stack:
-        plot(doc, args.out / "serving.png")
+        plot(doc, args.out / "serving.png", args.kafka_results)
     print((args.out / f"{name}.md").read_text())
 
 
