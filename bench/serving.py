@@ -333,7 +333,7 @@ def plot(doc: dict[str, Any], path: Path, kafka_results: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("offered rate (req/s), open loop")
     ax.set_ylabel("response time (ms)")
-    ax.set_title(f"Response time against offered rate, {doc['shape']}\n(2 shared cores, load 15-20)")
+    ax.set_title(f"Response time against offered rate, {doc['shape']}\n(2 shared cores, load 15-30: see the .md files)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
