@@ -35,11 +35,11 @@ PROVIDER_TRIGGER = "airflow.providers.apache.kafka.triggers.await_message.AwaitM
 
 def landing_event(message: Any) -> dict[str, str] | None:
     """The trigger's apply function: ``{"day": "YYYY-MM-DD"}`` from a landing message, None to skip it."""
+    raw = message.value() or b""  # a tombstone has no value
     try:
-        doc = json.loads(message.value() or b"")
-        day = date.fromisoformat(str(doc["day"])).isoformat()
+        day = date.fromisoformat(str(json.loads(raw)["day"])).isoformat()
     except (ValueError, KeyError, TypeError) as exc:
-        log.warning("skipping a landing event that names no day (YYYY-MM-DD): %r (%s)", message.value()[:200], exc)
+        log.warning("skipping a landing event that names no day (YYYY-MM-DD): %r (%s)", raw[:200], exc)
         return None
     return {"day": day}
 
