@@ -11,7 +11,8 @@ RECFLOW := $(VENV)/bin/recflow
 PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
-        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration clean
+        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration \
+        bench-serving bench-ann clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,7 +54,7 @@ lint: venv  ## ruff (incl. AIR3) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration  ## every benchmark; results under bench/results/
+bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration bench-serving  ## every benchmark; results under bench/results/
 
 bench-quality: venv  ## MovieLens-100K quality and fit time vs the published numbers
 	$(PY) bench/quality.py
@@ -66,6 +67,14 @@ bench-airflow: venv check-tools  ## Airflow overhead of REST-triggered runs on t
 
 bench-streaming: venv check-tools  ## streaming engines on the real broker: latency, throughput, 0 lost, swap pause
 	$(PY) bench/streaming.py
+	$(PY) bench/streaming.py --users 100000 --items 10000 --rank 64 --rates 1000 5000 10000 20000 --duration 10 \
+		--flood 0 --spark-rates --replicas 1 --out bench/results/streaming-10k
+
+bench-serving: venv check-tools  ## the HTTP API (recflow serve) at 10^4 items: vegeta open-loop rate sweep, swap under load
+	$(PY) bench/serving.py $(BENCH_SERVING_ARGS)
+
+bench-ann: venv  ## ANN candidates (faiss, hnswlib, usearch) vs exact scoring: build, query time, recall@10
+	$(PY) bench/ann.py $(BENCH_ANN_ARGS)
 
 bench-evaluation: venv  ## evaluate() with every metric at MovieLens-100K shape (moved out of the unit suite)
 	$(PY) bench/evaluation.py

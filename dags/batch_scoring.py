@@ -21,7 +21,8 @@ from recflow.config.settings import project_root
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import SPARK_MACROS, SPARK_SUBMIT_KWARGS
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily_or_when_updated
-from recflow.orchestration.scoring_tasks import check_scores, confirm_streaming_scorer, plan_scoring
+from recflow.orchestration.scorer_confirmation import ConfirmStreamingScorer
+from recflow.orchestration.scoring_tasks import check_scores, plan_scoring
 
 #: The run's Params: the trigger form in the UI, and what the REST API validates a run against.
 PARAMS = {
@@ -54,7 +55,7 @@ def batch_scoring() -> None:
         name="recflow-batch-score",
         **SPARK_SUBMIT_KWARGS,
     )
-    score >> check_scores() >> confirm_streaming_scorer()
+    score >> check_scores() >> ConfirmStreamingScorer(task_id="confirm_streaming_scorer")
 
 
 batch_scoring()

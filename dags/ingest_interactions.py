@@ -18,6 +18,11 @@ retries, with a summary naming the failed expectations, counts and sample values
 (the queued or still-validating days of a backfill); the last one emits. So a backfill of N days
 triggers one training run once it settles (`test_scheduler_backfill.py`), whatever `--max-active-runs`.
 
+It also runs when a file lands: a message `{"day": "YYYY-MM-DD"}` on the Kafka topic
+`recflow.landing-events` updates the `recflow://landing/interactions` asset through an `AssetWatcher` (the
+Kafka provider's `AwaitMessageTrigger` on `kafka_default`, in the triggerer), and the run validates that
+day. Backfills still follow the daily schedule.
+
 A day without a landing file (yet) ends the run in seconds: `validate` skips, naming the missing file,
 `announce` skips with it, and no asset event is emitted.
 
@@ -32,8 +37,9 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag
 
-from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily
+from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily_or_when_updated
 from recflow.orchestration.ingest_tasks import announce, validate_day
+from recflow.orchestration.landing_events import LANDED_INTERACTIONS
 
 #: The run's Params: the trigger form in the UI, and what the REST API validates a run against.
 PARAMS = {
@@ -52,7 +58,7 @@ PARAMS = {
 
 @dag(
     dag_id="ingest_interactions",
-    schedule=daily("0 1 * * *"),
+    schedule=daily_or_when_updated("0 1 * * *", LANDED_INTERACTIONS),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=4,

@@ -30,7 +30,7 @@ LAYERS = {
     "spark": 2,
     **dict.fromkeys(("data", "models", "scoring", "services"), 3),
     **dict.fromkeys(("validation", "evaluation", "registry"), 4),
-    **dict.fromkeys(("training", "promotion", "batch", "streaming"), 5),
+    **dict.fromkeys(("training", "promotion", "batch", "streaming", "serving_http"), 5),
     **dict.fromkeys(("orchestration", "cli"), 6),
 }
 ENTRY_POINTS = ("recflow_plugin", "dags", "spark_jobs")  # loaded by their hosts: may import recflow, never imported

@@ -134,7 +134,7 @@ def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) 
             continue  # a one-shot job (the init service) is waited for by completion, not health
         assert check.get("test") and not check.get("disable"), f"{name} has no health check"
     required = {"postgres", "kafka", "s3", "spark-master", "airflow-init", "airflow-api-server", "airflow-scheduler",
-                "airflow-dag-processor", "airflow-triggerer", "scorer"}  # fmt: skip
+                "airflow-dag-processor", "airflow-triggerer", "scorer", "serve"}  # fmt: skip
     assert required <= set(compose["services"]), sorted(required - set(compose["services"]))
     workers = [n for n, s in compose["services"].items() if "deploy.worker.Worker" in " ".join(s.get("command", []))]
     assert len(workers) == 2, workers

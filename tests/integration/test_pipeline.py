@@ -198,9 +198,16 @@ def test_demo_summary_names_the_champion_its_digest_and_why_it_won(training_run:
     config = DemoConfig(end=END, train_days=TRAIN_DAYS, holdout_days=HOLDOUT_DAYS, k=K, models=("als", "ncf"))
     summary = collect_summary(config)
     stream = LoadReport(1, 1, 0, 0, 0, 1.0, 1.0, 1.0, 1.0, None, (record.version,))  # the demo's last step
-    lines = format_summary({**summary, "stream": stream}).splitlines()
+    http = {
+        "url": "http://127.0.0.1:8000",
+        "answered": 1,
+        "model_version": record.version,
+        "model_digest": record.digest,
+    }
+    lines = format_summary({**summary, "stream": stream, "http": http}).splitlines()
     assert f"champion   : {record.version}  ({record.uri})" in lines, lines
     assert f"digest     : sha256:{record.digest}" in lines, lines
+    assert any(line.startswith("http") and "digest matches the champion's" in line for line in lines), lines
     why = next(line for line in lines if line.startswith("why"))
     assert re.fullmatch(rf"why        : winner: best ndcg@{K} = 0\.\d+ among [12] eligible.*", why), why
 

@@ -31,8 +31,12 @@ def test_a_missing_variable_is_named() -> None:
 
 
 def test_kafka_extras_carry_sasl_settings() -> None:
-    extra = json.loads(connection_specs(ENV)["kafka_default"]["extra"])
-    assert extra == {"bootstrap.servers": "kafka:9092", "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    specs = connection_specs(ENV)
+    extra = json.loads(specs["kafka_default"]["extra"])
+    security = {"bootstrap.servers": "kafka:9092", "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    assert extra == {**security, "group.id": "recflow-airflow", "auto.offset.reset": "earliest"}
+    probe = json.loads(specs["recflow_kafka_probe"]["extra"])
+    assert probe == {**security, "group.id": "recflow-airflow-probe", "auto.offset.reset": "latest"}
 
 
 def _exported() -> dict[str, Any]:
@@ -46,7 +50,7 @@ def _exported() -> dict[str, Any]:
 
 @pytest.mark.usefixtures("airflow_db")
 def test_connections_land_in_the_metadata_db_and_are_replaced() -> None:
-    assert upsert_connections(ENV) == ["kafka_default", "recflow_s3", "spark_default"]
+    assert upsert_connections(ENV) == ["kafka_default", "recflow_kafka_probe", "recflow_s3", "spark_default"]
     assert upsert_connections({**ENV, "RECFLOW_SPARK_MASTER": "spark://other:7077"})  # replaces, no conflict
     exported = _exported()
     assert exported["spark_default"]["host"] == "spark://other:7077"
@@ -72,7 +76,7 @@ def test_the_init_service_command_provisions_buckets_topics_and_connections(live
     assert done.stdout.splitlines() == [
         f"buckets on {live_services.s3.endpoint_url}: {', '.join(live_services.s3.buckets)}",
         f"topics on {live_services.kafka.bootstrap_servers}: {', '.join(live_services.kafka.topics)}",
-        "connections: kafka_default, recflow_s3, spark_default",
+        "connections: kafka_default, recflow_kafka_probe, recflow_s3, spark_default",
     ]
     exported = _exported()
     assert exported["spark_default"]["host"] == "spark://init-service:7077"

@@ -2,7 +2,8 @@
 
 Steps: services up -> synthetic landing data -> Airflow ``dags test`` of training (validate, train ALS
 and NCF and the baseline with spark-submit, compare, promote, publish) -> ``dags test`` of batch
-scoring -> the streaming scorer (``recflow.streaming``) answers a burst of requests -> services down. Every step logs to
+scoring -> the streaming scorer (``recflow.streaming``) answers a burst of requests -> the HTTP API (``recflow
+serve``) answers requests for the same users -> services down. Every step logs to
 ``<state>/logs/demo/<step>.log``; a failure names the step and its log and exits non-zero.
 """
 
@@ -30,6 +31,7 @@ from recflow.registry.version_ids import version_prefix
 from recflow.services import shared_services
 from recflow.services.local_airflow import airflow_env
 from recflow.services.process import stop_group
+from recflow.serving_http.launcher import start_server
 from recflow.streaming.client import send_burst
 from recflow.streaming.launcher import start_scorer
 
@@ -145,6 +147,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             ),
         )
         summary["stream"] = _step("streaming-burst", config.log_dir, lambda log: _stream(config, env, log))
+        summary["http"] = _step("http-api", config.log_dir, lambda log: _http(config, env, log))
         summary.update(collect_summary(config))
     return summary
 
@@ -166,6 +169,35 @@ def _stream(config: DemoConfig, env: dict[str, str], log: Path) -> Any:
     if report.answered_share < 0.99:
         raise DemoError(f"only {report.answered}/{report.sent} streaming requests answered; log: {scorer.log_path}")
     return report
+
+
+def _http(config: DemoConfig, env: dict[str, str], log: Path, n: int = 200) -> dict[str, Any]:
+    """Start ``recflow serve``, ask it for ``n`` users' top-K and check every answer names the champion."""
+    import urllib.request
+
+    import pandas as pd
+
+    settings = load_settings()
+    users = pd.read_parquet(scores_path(settings.lake_root, config.end - timedelta(days=1)), columns=["user_id"])
+    server = start_server(env=env, name="serve-demo")
+    answers: list[dict[str, Any]] = []
+    try:
+        model = server.wait_ready()
+        log.write_text(f"HTTP API ready at {server.url} serving {model['versions']}; log: {server.log_path}\n")
+        for user in users["user_id"].unique()[:n].tolist():
+            body = json.dumps({"user_id": str(user), "k": config.k}).encode()
+            request = urllib.request.Request(
+                f"{server.url}/v1/recommend", data=body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answers.append(json.loads(response.read()))
+    finally:
+        server.stop()
+    served = {(a["model_version"], a["model_digest"]) for a in answers}
+    if len(answers) < min(n, users["user_id"].nunique()) or len(served) != 1:
+        raise DemoError(f"the HTTP API answered {len(answers)} requests with models {served}; log: {server.log_path}")
+    version, digest = served.pop()
+    return {"url": server.url, "answered": len(answers), "model_version": version, "model_digest": digest}
 
 
 def collect_summary(config: DemoConfig) -> dict[str, Any]:
@@ -205,6 +237,8 @@ def _validation_summary(config: DemoConfig) -> dict[str, Any]:
 def format_summary(summary: dict[str, Any]) -> str:
     v = summary["validation"]
     stream = summary["stream"]
+    http = summary["http"]
+    same = "matches" if http["model_digest"] == summary["champion_digest"] else "DIFFERS from"
     ok_metrics = {name: m for name, m in summary["metrics"].items() if "error" not in m}
     lines = [
         "",
@@ -222,5 +256,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['batch']['path']}",
         f"streaming  : {stream.answered}/{stream.sent} answered ({stream.errors} errors), "
         f"p50 {stream.p50_ms:.0f} ms, p99 {stream.p99_ms:.0f} ms, served by {', '.join(stream.model_versions)}",
+        f"http       : {http['answered']} answered by recflow serve at {http['url']}, served by "
+        f"{http['model_version']} (digest {same} the champion's)",
     ]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from datetime import date
 
 from recflow.cli.registry import add_registry
 from recflow.cli.scorer import add_scorer
+from recflow.cli.serve import add_serve
 from recflow.config.settings import load_settings
 from recflow.services import claim_services, ensure_services_up, format_status, manager, service_status, services_down
 from recflow.services.kafka import create_topics
@@ -37,6 +38,7 @@ from recflow.services.local_airflow import (
 from recflow.services.process import ServiceError
 from recflow.services.s3 import create_buckets
 from recflow.services.spark import master_url
+from recflow.serving_http.launcher import stop_all_servers
 from recflow.streaming.launcher import stop_all_scorers
 
 #: What ``recflow provision --connections`` runs: the Airflow side of provisioning, in its own process.
@@ -65,7 +67,7 @@ def _services_up(args: argparse.Namespace) -> int:
 
 
 def _services_down(args: argparse.Namespace) -> int:
-    for name in stop_all_scorers():
+    for name in [*stop_all_servers(), *stop_all_scorers()]:
         print(f"stopped {name}")
     stopped = services_down()
     claim_services()  # nothing left for a shared user to stop
@@ -234,6 +236,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     _add_demo,
     _add_airflow_env,
     add_scorer,
+    add_serve,
     _add_airflow,
     _add_provision,
     add_registry,

@@ -55,6 +55,8 @@ class KafkaSettings:
     score_requests_topic: str = "recflow.score-requests"
     score_results_topic: str = "recflow.score-results"
     score_requests_dlq_topic: str = "recflow.score-requests-dlq"
+    #: ``{"day": "YYYY-MM-DD"}`` when a landing file is complete: ``ingest_interactions`` runs on it.
+    landing_events_topic: str = "recflow.landing-events"
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -63,6 +65,7 @@ class KafkaSettings:
             self.score_requests_topic,
             self.score_results_topic,
             self.score_requests_dlq_topic,
+            self.landing_events_topic,
         )
 
 
@@ -110,6 +113,17 @@ def security_from_env(environ: Mapping[str, str]) -> dict[str, str]:
 def security_from_extra(extra: Mapping[str, Any], conn_id: str) -> dict[str, str]:
     """The security settings from a Kafka Connection's extras (librdkafka keys, as the provider stores them)."""
     return security_config(extra, source=f"Connection {conn_id!r} extras")
+
+
+#: What the ``kafka_default`` Connection adds for the Kafka provider's consumers: the landing-event
+#: watcher (an ``AwaitMessageTrigger`` in the triggerer) reads as this group, from the earliest event it missed.
+AIRFLOW_CONSUMER = {"group.id": "recflow-airflow", "auto.offset.reset": "earliest"}
+#: The Connection of the scorer confirmation's trigger: ``kafka_default``'s extras with a group of its own,
+#: which the confirmation commits to the end of the results topic before it sends its probe. Why not
+#: ``kafka_default``'s group: the landing watcher is always a member of that one, and a group with
+#: members refuses a commit from outside it (``UNKNOWN_MEMBER_ID``).
+PROBE_CONN_ID = "recflow_kafka_probe"
+PROBE_CONSUMER = {"group.id": "recflow-airflow-probe", "auto.offset.reset": "latest"}
 
 
 def client_config(kafka: KafkaSettings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -89,6 +89,11 @@ def scorer_metrics_port() -> int:
     return _env_int("RECFLOW_SCORER_METRICS_PORT", 9308)
 
 
+def serve_port() -> int:
+    """Port of the HTTP API (``recflow serve``)."""
+    return _env_int("RECFLOW_SERVE_PORT", 8000)
+
+
 def pg_port() -> int:
     """Port of the opt-in local PostgreSQL (5433, so a system cluster on 5432 is never in the way)."""
     return _env_int("RECFLOW_PG_PORT", 5433)

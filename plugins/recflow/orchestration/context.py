@@ -19,7 +19,9 @@ def event_day(context: Any) -> date | None:
     days = []
     for asset in events:
         for event in events[asset]:
-            raw = (getattr(event, "extra", None) or {}).get(EVENT_DAY_KEY)
+            extra = getattr(event, "extra", None) or {}
+            payload = extra.get("payload")  # an AssetWatcher's event: the trigger's payload (landing_events)
+            raw = extra.get(EVENT_DAY_KEY) or (payload.get(EVENT_DAY_KEY) if isinstance(payload, dict) else None)
             if raw:
                 days.append(date.fromisoformat(str(raw)))
     return max(days) if days else None

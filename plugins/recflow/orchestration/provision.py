@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from recflow.config.kafka import security_from_env
+from recflow.config.kafka import AIRFLOW_CONSUMER, PROBE_CONN_ID, PROBE_CONSUMER, security_from_env
 from recflow.orchestration.connections import KAFKA_CONN_ID, S3_CONN_ID, SPARK_CONN_ID
 
 
@@ -43,6 +43,7 @@ def connection_specs(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     kafka_extra = {
         "bootstrap.servers": need("RECFLOW_KAFKA_BOOTSTRAP"),
         **security_from_env(environ),  # RECFLOW_KAFKA_SECURITY_PROTOCOL, _SASL_*, _SSL_* (recflow.config.kafka)
+        **AIRFLOW_CONSUMER,  # the provider's triggers consume as this group
         **json.loads(environ.get("RECFLOW_KAFKA_EXTRA") or "{}"),
     }
     return {
@@ -58,6 +59,7 @@ def connection_specs(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             ),
         },
         KAFKA_CONN_ID: {"conn_type": "kafka", "extra": json.dumps(kafka_extra)},
+        PROBE_CONN_ID: {"conn_type": "kafka", "extra": json.dumps({**kafka_extra, **PROBE_CONSUMER})},
         SPARK_CONN_ID: {"conn_type": "spark", "host": need("RECFLOW_SPARK_MASTER")},
     }
 

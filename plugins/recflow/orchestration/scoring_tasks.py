@@ -10,7 +10,7 @@ from airflow.sdk import get_current_context, task
 
 from recflow.config.settings import load_settings
 from recflow.orchestration.assets import BATCH_SCORES
-from recflow.orchestration.connections import kafka_settings, s3_settings
+from recflow.orchestration.connections import s3_settings
 from recflow.orchestration.connections import settings as resolve_settings
 from recflow.orchestration.context import interval_day, interval_end
 from recflow.orchestration.skip_reasons import skip
@@ -88,31 +88,3 @@ def check_scores(params: dict[str, Any] | None = None) -> dict[str, Any]:
     }
     log.info("batch scores: %s", summary)
     return summary
-
-
-@task
-def confirm_streaming_scorer(params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Wait until the streaming scorer serves the champion, checked by a probe request through Kafka.
-
-    Skipped when no scorer is deployed (its consumer group has no members) and for a pinned ``version``
-    (the scorer always serves the champion). Answers from the previous champion while the scorer loads
-    the new one are retried for up to 5 minutes.
-    """
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from recflow.registry import ModelRegistry, resolve_serving_version  # deferred: pulls in botocore
-    from recflow.streaming.probe import probe_version, scorer_members  # deferred: pulls in pandas and pyarrow
-
-    context = get_current_context()
-    params = params or dict(context["params"])
-    if params.get("version"):
-        raise AirflowSkipException(
-            f"scored with the pinned version {params['version']}; the scorer serves the champion"
-        )
-    kafka = kafka_settings()
-    if scorer_members(kafka) == 0:
-        raise AirflowSkipException("no streaming scorer is running (consumer group recflow-scorer is empty)")
-    champion = resolve_serving_version(ModelRegistry.from_settings(s3_settings()))
-    answer = probe_version(kafka, champion.version, timeout_s=300)
-    log.info("the streaming scorer serves %s: %s", champion.version, answer)
-    return {"version": champion.version, "request_id": answer["request_id"], "timing": answer.get("timing")}

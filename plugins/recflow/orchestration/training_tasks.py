@@ -15,13 +15,13 @@ from airflow.sdk import BaseOperator, get_current_context, task
 from recflow.config.settings import load_settings, project_root, runs_root
 from recflow.data.window import TrainingWindow
 from recflow.orchestration.assets import CHAMPION
-from recflow.orchestration.connections import kafka_settings, s3_settings
+from recflow.orchestration.connections import KAFKA_CONN_ID, s3_settings
 from recflow.orchestration.connections import settings as resolve_settings
 from recflow.orchestration.context import interval_end
 from recflow.orchestration.report_link import PromotionReportLink, report_url
 from recflow.promotion.policy import load_policy, metric_names
 from recflow.spark.session import spark_uri
-from recflow.streaming.events import kafka_producer, model_update_event
+from recflow.streaming.events import model_update_event
 from recflow.training.specs import plan_models
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,13 @@ def _actor(context: Any) -> str:
 
 @task
 def publish_model_event(promotion: dict[str, Any]) -> dict[str, Any]:
-    """Tell the streaming scorer about a new champion (it hot-swaps on this event)."""
+    """Tell the streaming scorer and the HTTP API about a new champion (they load it on this event).
+
+    Produced through the Kafka provider's hook on the ``kafka_default`` Connection (its address and
+    security extras), as Airflow users expect, and acknowledged before the task succeeds.
+    """
+    from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
+
     context = get_current_context()
     event = model_update_event(
         version=promotion["version"],
@@ -188,9 +194,8 @@ def publish_model_event(promotion: dict[str, Any]) -> dict[str, Any]:
         uri=promotion["uri"],
         promoted_at=interval_end(context),
     )
-    kafka = kafka_settings()  # address and SASL/SSL from the kafka_default Connection
-    producer = kafka_producer(kafka)
-    topic = kafka.model_updates_topic
+    producer = KafkaProducerHook(kafka_config_id=KAFKA_CONN_ID).get_producer()
+    topic = load_settings().kafka.model_updates_topic
     producer.produce(topic, key=event["version"].encode(), value=json.dumps(event).encode())
     remaining = producer.flush(30)
     if remaining:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from recflow.config.kafka import AIRFLOW_CONSUMER, PROBE_CONSUMER
 from recflow.config.settings import Settings, load_settings, project_root, state_dir
 from recflow.services.postgres import pg_bin_dir
 from recflow.services.process import ServiceError
@@ -119,7 +120,21 @@ def airflow_env(
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
             {
                 "conn_type": "kafka",
-                "extra": {"bootstrap.servers": settings.kafka.bootstrap_servers, **settings.kafka.security},
+                "extra": {
+                    "bootstrap.servers": settings.kafka.bootstrap_servers,
+                    **settings.kafka.security,
+                    **AIRFLOW_CONSUMER,
+                },
+            }
+        ),
+        "AIRFLOW_CONN_RECFLOW_KAFKA_PROBE": json.dumps(
+            {
+                "conn_type": "kafka",
+                "extra": {
+                    "bootstrap.servers": settings.kafka.bootstrap_servers,
+                    **settings.kafka.security,
+                    **PROBE_CONSUMER,
+                },
             }
         ),
         "AIRFLOW_CONN_RECFLOW_S3": json.dumps(

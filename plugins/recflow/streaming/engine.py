@@ -115,7 +115,12 @@ class Scorer:
     def attach(self, producer: Any, consumer: Any) -> None:
         """Serve through these clients (``run`` makes real ones; tests hand in fakes)."""
         self.consumer = consumer
-        self.outbox = Outbox(producer, attempts=self.config.delivery_attempts, max_queued=self.config.max_queued)
+        self.outbox = Outbox(
+            producer,
+            attempts=self.config.delivery_attempts,
+            max_queued=self.config.max_queued,
+            dead_letter_topic=self.kafka.score_requests_dlq_topic,
+        )
         self.offsets = OffsetLedger(consumer, self.kafka.score_requests_topic, interval_s=self.config.commit_interval_s)
         self.replies = Replies(self.kafka, self.outbox, self.metrics)
 
@@ -202,6 +207,7 @@ class Scorer:
 
     def _housekeeping(self) -> None:
         self.outbox.pump()
+        self.metrics.stuck_dead_letters.set(self.outbox.stuck)
         self._commit()
         self._write_status()
 
@@ -236,8 +242,19 @@ class Scorer:
             "ignored_model_events": self.follower.ignored_events,
             "last_ignored_model_event": self.follower.last_ignored_event,
             "max_swap_pause_ms": self.max_swap_pause_ms,
+            "stuck_dead_letters": self.outbox.stuck if hasattr(self, "outbox") else 0,
+            "alert": self._alert(),
             **self.counts,
         }
+
+    def _alert(self) -> str | None:
+        """What an operator must look at now (the status file's ``alert``), or None."""
+        if not hasattr(self, "outbox") or not self.outbox.stuck:
+            return None
+        return (
+            f"{self.outbox.stuck} dead letter(s) cannot be written ({self.outbox.last_stuck_error}); "
+            "offsets past them are not committed"
+        )
 
     def _write_status(self, *, force: bool = False, running: bool = True) -> None:
         now = time.monotonic()

@@ -37,6 +37,11 @@ class ScorerMetrics:
         self.consumer_lag = Gauge(
             "recflow_scorer_consumer_lag", "Records not yet read from the request topic", registry=r
         )
+        self.stuck_dead_letters = Gauge(
+            "recflow_scorer_stuck_dead_letters",
+            "Dead letters that failed every attempt and are still re-sent; alert when > 0 (offsets held back)",
+            registry=r,
+        )
         self.model_load_failures = Gauge(
             "recflow_scorer_model_load_failures",
             "New champions that did not replace the serving model since start, by failed stage",

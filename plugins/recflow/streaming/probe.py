@@ -1,27 +1,20 @@
-"""Check, after a promotion, that the streaming scorer serves the new champion: ask it, through Kafka.
+"""What checking the streaming scorer after a promotion needs: is one deployed, and who its probes are.
 
-Why a probe request and not the status file: the scorer may run on other hosts; an answer says which
-version produced it, end to end through the same topics callers use. A scorer group with no members
-means no scorer is deployed (the demo, a test run): the caller decides whether that is an error.
+``batch_scoring.confirm_streaming_scorer`` (:mod:`recflow.orchestration.scorer_confirmation`) sends a
+probe request as :data:`PROBE_USER` and waits, deferred, for the answer. Why a probe request and not the
+status file: the scorer may run on other hosts; an answer says which version produced it, end to end
+through the same topics callers use. A scorer group with no members means no scorer is deployed (the
+demo, a test run): the caller decides whether that is an error.
 """
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from typing import Any
 
 from recflow.config.kafka import KafkaSettings, client_config
-from recflow.streaming.client import listen_from_end
 from recflow.streaming.engine import DEFAULT_GROUP
-from recflow.streaming.events import encode, kafka_producer
 
 PROBE_USER = "recflow-probe"
-
-
-class ScorerNotServing(RuntimeError):
-    """The scorer did not answer with the expected version in time."""
 
 
 def scorer_members(kafka: KafkaSettings, group: str = DEFAULT_GROUP, timeout_s: float = 10.0) -> int:
@@ -64,39 +57,3 @@ def _coordinator_not_ready(error: object) -> bool:
         KafkaError.COORDINATOR_NOT_AVAILABLE,
     )
     return error.code() in waiting or error.retriable()
-
-
-def probe_version(
-    kafka: KafkaSettings, version: str, *, timeout_s: float = 120.0, interval_s: float = 2.0
-) -> dict[str, Any]:
-    """Send probe requests until an answer comes from ``version``; returns that answer.
-
-    Answers from the previous version while the scorer is still loading are expected and retried.
-    """
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(client_config(kafka, {"group.id": f"recflow-probe-{uuid.uuid4().hex[:8]}"}))
-    listen_from_end(consumer, kafka.score_results_topic)
-    producer = kafka_producer(kafka)
-    deadline = time.monotonic() + timeout_s
-    seen: list[str] = []
-    try:
-        while time.monotonic() < deadline:
-            request_id = f"probe-{uuid.uuid4().hex[:12]}"
-            body = {"request_id": request_id, "user_id": PROBE_USER, "k": 1, "sent_at_ms": int(time.time() * 1000)}
-            producer.produce(kafka.score_requests_topic, key=request_id.encode(), value=encode(body))
-            producer.flush(10)
-            wait_until = time.monotonic() + interval_s
-            while time.monotonic() < wait_until:
-                msg = consumer.poll(0.2)
-                if msg is None or msg.error() is not None or msg.key() != request_id.encode():
-                    continue
-                answer: dict[str, Any] = json.loads(msg.value() or b"{}")
-                if answer.get("model_version") == version and not answer.get("error"):
-                    return answer
-                seen.append(str(answer.get("model_version")))
-    finally:
-        consumer.close()
-    raise ScorerNotServing(
-        f"the scorer did not answer from {version} within {timeout_s:.0f} s (answers came from {seen[-3:]})"
-    )

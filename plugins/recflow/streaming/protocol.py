@@ -18,6 +18,7 @@ Answers are encoded by ``msgspec`` too (compact UTF-8 JSON, the same fields and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +31,12 @@ MAX_ITEM_IDS = 1000
 MAX_ID_CHARS = 256
 #: Requests are ~100 bytes; anything this large is a mistake or an attack, not a request.
 MAX_REQUEST_BYTES = 64 * 1024
+#: A key is echoed on the answer; one this large would make the answer itself unwritable.
+MAX_KEY_BYTES = 16 * 1024
+#: The largest dead letter written whole (key + value + headers): the scorer producer's
+#: ``message.max.bytes`` (4 MiB) less room for the record's framing. A larger record (a compressed
+#: request can decompress to any size) is dead-lettered by reference: see :func:`dead_letter_record`.
+MAX_DEAD_LETTER_BYTES = (4 << 20) - 64 * 1024
 DEFAULT_K = 10
 
 Headers = list[tuple[str, bytes]]
@@ -87,7 +94,8 @@ class Rejection:
 
     @property
     def identifiable(self) -> bool:
-        return self.key is not None or self.request_id is not None
+        """Whether an error answer can reach the caller: a key small enough to echo, or a readable id."""
+        return answer_key(self.key) is not None or self.request_id is not None
 
 
 class _Invalid(Exception):
@@ -118,10 +126,10 @@ def _writable_id(value: Any) -> str | None:
         return None
 
 
-class _Doc(msgspec.Struct):
+class _Doc(msgspec.Struct, kw_only=True):
     """The fast parser's view of a request: exact JSON types, unknown fields ignored (as ``json``)."""
 
-    request_id: str
+    request_id: str | msgspec.UnsetType = msgspec.UNSET
     user_id: str
     k: int = DEFAULT_K
     item_ids: list[str] | None = None
@@ -136,25 +144,37 @@ def _fine_id(value: str) -> bool:
 
 
 def parse_request(
-    value: bytes | None, key: bytes | None, *, partition: int, offset: int, timestamp_ms: int
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+    default_request_id: str | None = None,
 ) -> Request | Rejection:
-    """Validate one record; never raises for any input bytes."""
-    if value is not None and len(value) <= MAX_REQUEST_BYTES:
+    """Validate one record; never raises for any input bytes.
+
+    ``default_request_id`` stands in for a missing ``request_id`` (the HTTP API makes one up: an HTTP
+    caller matches its answer by its connection, not by id); Kafka requests must carry their own.
+    """
+    if value is not None and len(value) <= MAX_REQUEST_BYTES and (key is None or len(key) <= MAX_KEY_BYTES):
         try:
             doc = _DECODER.decode(value)
         except msgspec.MsgspecError:
             pass
         else:
             items = doc.item_ids
+            request_id = default_request_id if isinstance(doc.request_id, msgspec.UnsetType) else doc.request_id
             if (
-                _fine_id(doc.request_id)
+                request_id is not None
+                and _fine_id(request_id)
                 and _fine_id(doc.user_id)
                 and 1 <= doc.k <= MAX_K
                 and (items is None or (0 < len(items) <= MAX_ITEM_IDS and all(items)))
             ):
                 item_ids = None if items is None else tuple(items)
                 return Request(
-                    doc.request_id,
+                    request_id,
                     doc.user_id,
                     doc.k,
                     item_ids,
@@ -165,11 +185,19 @@ def parse_request(
                     timestamp_ms,
                     value,
                 )
-    return _parse_reference(value, key, partition=partition, offset=offset, timestamp_ms=timestamp_ms)
+    return _parse_reference(
+        value, key, partition=partition, offset=offset, timestamp_ms=timestamp_ms, default_request_id=default_request_id
+    )
 
 
 def _parse_reference(
-    value: bytes | None, key: bytes | None, *, partition: int, offset: int, timestamp_ms: int
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+    default_request_id: str | None = None,
 ) -> Request | Rejection:
     """The parser that names the reason for every way a record can be wrong (``json`` and Python checks)."""
     doc: Any = None
@@ -182,12 +210,45 @@ def _parse_reference(
             doc = json.loads(value)
         except (UnicodeDecodeError, ValueError) as exc:
             raise _Invalid(Reason.UNDECODABLE, f"value is not UTF-8 JSON: {exc}") from None
+    except _Invalid as bad:
+        return Rejection(bad.reason, bad.detail, None, key, value, partition, offset)
+    return request_from_document(
+        doc,
+        key=key,
+        raw=value,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=timestamp_ms,
+        default_request_id=default_request_id,
+    )
+
+
+def request_from_document(
+    doc: Any,
+    *,
+    key: bytes | None = None,
+    raw: bytes | None = None,
+    partition: int = -1,
+    offset: int = -1,
+    timestamp_ms: int = 0,
+    default_request_id: str | None = None,
+) -> Request | Rejection:
+    """Apply the request rules to an already decoded JSON document (the reference checks, one per reason).
+
+    Public for the HTTP API's Open Inference Protocol path, which builds one document per user of an
+    ``infer`` call, so its users and ``k`` obey exactly the rules of a Kafka request.
+    """
+    value = raw or b""
+    try:
         if not isinstance(doc, dict):
             raise _Invalid(Reason.NOT_AN_OBJECT, f"request must be a JSON object, got {type(doc).__name__}")
-        missing = [f for f in ("request_id", "user_id") if f not in doc]
+        if key is not None and len(key) > MAX_KEY_BYTES:  # after parsing: the error answer can carry the id
+            raise _Invalid(Reason.OVERSIZE, f"key has {len(key)} bytes, the limit is {MAX_KEY_BYTES}")
+        required = ("user_id",) if default_request_id is not None else ("request_id", "user_id")
+        missing = [f for f in required if f not in doc]
         if missing:
             raise _Invalid(Reason.MISSING_FIELD, f"missing field(s): {', '.join(missing)}")
-        request_id = _valid_id(doc["request_id"], "request_id", Reason.INVALID_REQUEST_ID)
+        request_id = _valid_id(doc.get("request_id", default_request_id), "request_id", Reason.INVALID_REQUEST_ID)
         user_id = _valid_id(doc["user_id"], "user_id", Reason.INVALID_USER_ID)
         k = doc.get("k", DEFAULT_K)
         if not isinstance(k, int) or isinstance(k, bool):
@@ -200,7 +261,7 @@ def _parse_reference(
             raise _Invalid(Reason.WRONG_TYPE, f"sent_at_ms must be an integer, got {type(sent_at).__name__}")
     except _Invalid as bad:
         request_id_or_none = _writable_id(doc.get("request_id")) if isinstance(doc, dict) else None
-        return Rejection(bad.reason, bad.detail, request_id_or_none, key, value, partition, offset)
+        return Rejection(bad.reason, bad.detail, request_id_or_none, key, raw, partition, offset)
     return Request(request_id, user_id, k, item_ids, sent_at, key, partition, offset, timestamp_ms, value)
 
 
@@ -283,6 +344,42 @@ def dlq_headers(rejection: Rejection, *, source_topic: str, model_version: str |
     if model_version is not None:
         headers.append(("recflow.model_version", model_version.encode()))
     return headers
+
+
+def answer_key(key: bytes | None) -> bytes | None:
+    """The key an (error) answer can carry: the caller's, unless it is too large to write back."""
+    return key if key is None or len(key) <= MAX_KEY_BYTES else None
+
+
+def dead_letter_record(
+    key: bytes | None, value: bytes | None, headers: Headers, *, max_bytes: int = MAX_DEAD_LETTER_BYTES
+) -> tuple[bytes | None, bytes | None, Headers]:
+    """The dead letter's key, value and headers: the caller's bytes whole when they fit, else by reference.
+
+    Why by reference: a record the broker accepted compressed can decompress to more than any producer
+    may send. Such a dead letter drops the value (then the key, if still too large) and says so in
+    headers: ``recflow.value.omitted`` (``too_large``), the omitted part's size and sha256. The source
+    topic, partition and offset headers say where the original still is (for the topic's retention), so
+    the record is accounted for and nothing is changed silently.
+    """
+    size = len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
+    if size <= max_bytes:
+        return key, value, headers
+    extra: Headers = []
+    for part, raw in (("value", value), ("key", key)):
+        if raw is None or size <= max_bytes:
+            continue
+        extra += [
+            (f"recflow.{part}.omitted", b"too_large"),
+            (f"recflow.{part}.bytes", str(len(raw)).encode()),
+            (f"recflow.{part}.sha256", hashlib.sha256(raw).hexdigest().encode()),
+        ]
+        size -= len(raw)
+        if part == "value":
+            value = None
+        else:
+            key = None
+    return key, value, headers + extra
 
 
 def header_map(headers: list[tuple[str, bytes | None]] | None) -> dict[str, str]:

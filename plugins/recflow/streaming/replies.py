@@ -24,6 +24,8 @@ from recflow.streaming.protocol import (
     Reason,
     Rejection,
     Request,
+    answer_key,
+    dead_letter_record,
     dlq_headers,
     encode_answer,
     encode_error_answer,
@@ -138,7 +140,8 @@ class Replies:
         """Queue the record, byte for byte, on the dead-letter topic; an identifiable caller gets an error answer."""
         faults.hit("scorer.dead_letter")
         headers = dlq_headers(rejection, source_topic=self.kafka.score_requests_topic, model_version=model.version)
-        self.outbox.send(batch, self.kafka.score_requests_dlq_topic, rejection.key, rejection.value, headers, attempt=1)
+        key, value, headers = dead_letter_record(rejection.key, rejection.value, headers)
+        self.outbox.send(batch, self.kafka.score_requests_dlq_topic, key, value, headers, attempt=1)
         self.metrics.dlq.labels(reason=str(rejection.reason)).inc()
         log.info(
             "dead letter %s at %s[%d]@%d: %s",
@@ -149,6 +152,6 @@ class Replies:
             rejection.detail[:200],
         )
         if rejection.identifiable:
-            value = encode_error_answer(rejection, model_version=model.version, timing=timing)
-            self.outbox.send(batch, self.kafka.score_results_topic, rejection.key, value)
+            error = encode_error_answer(rejection, model_version=model.version, timing=timing)
+            self.outbox.send(batch, self.kafka.score_results_topic, answer_key(rejection.key), error)
             self.metrics.answers.labels(source="error").inc()

@@ -2,7 +2,9 @@
 
 Launch: ``python -m recflow.streaming [--status-file PATH] [--group ID]`` (``recflow scorer start`` does it,
 detached, with a pid file). Exit codes: 0 after a clean stop, 1 when answers could not be delivered
-(the uncommitted tail is then replayed by the next start), 2 when no model could be loaded.
+(the uncommitted tail is then replayed by the next start), 2 when no model could be loaded, 3 when the
+dead-letter path cannot take every record the request topic accepts or the limits cannot be read
+(:mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from recflow.config.settings import Settings, load_settings, scorer_metrics_port
 from recflow.registry import ModelRegistry
 from recflow.streaming.engine import DEFAULT_GROUP, EngineConfig, Scorer
 from recflow.streaming.follower import ChampionFollower, watch_model_updates
+from recflow.streaming.limits import SizeMismatch, check_limits, topic_limits
 from recflow.streaming.metrics import ScorerMetrics
 from recflow.streaming.outbox import DeliveryFailed
 
@@ -88,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
+    try:
+        check_limits(topic_limits(settings.kafka))
+    except SizeMismatch as exc:
+        log.error("refusing to start: %s", exc)
+        return 3
+    except Exception as exc:  # broker unreachable or topics missing: nothing could be served anyway
+        log.error("refusing to start: cannot read the topics' max.message.bytes: %s", exc)
+        return 3
     stop = _stop_on_signals()
     cache = _model_cache(settings)
     follower = ChampionFollower(ModelRegistry.from_settings(settings), cache, check_interval_s=args.check_interval)

@@ -119,3 +119,41 @@ def test_a_failed_delivery_is_retried_then_stops_the_scorer_without_committing(s
     assert scorer.outbox.fatal is not None and "after 5 attempts" in scorer.outbox.fatal
     assert len(scorer.outbox.producer.produced) == scorer.config.delivery_attempts  # the same answer, re-sent
     assert scorer.consumer.commits == []
+
+
+class RefusingProducer(FakeProducer):
+    """Refuses dead letters at once, as librdkafka does for a record over ``message.max.bytes``."""
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Any, on_delivery: Any) -> None:
+        if topic.endswith("-dlq"):
+            from confluent_kafka import KafkaError, KafkaException
+
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        super().produce(topic, value, key, headers, on_delivery)
+
+
+def test_an_unwritable_dead_letter_holds_its_offsets_back_alerts_and_never_stops_the_scorer(scorer: Scorer) -> None:
+    scorer.outbox.producer = RefusingProducer()
+    scorer.outbox.stuck_retry_s = 0
+    scorer._handle([FakeMessage(b"{bad", 7, b"k-bad")])
+    for _ in range(scorer.config.delivery_attempts + 2):
+        scorer.outbox.producer.deliver()  # the error answer is delivered; the dead letter never gets out
+        scorer._housekeeping()
+    assert scorer.outbox.fatal is None, "a dead letter must never stop the scorer"
+    assert scorer.outbox.stuck == 1 and "MSG_SIZE_TOO_LARGE" in (scorer.outbox.last_stuck_error or "")
+    assert scorer.metrics.stuck_dead_letters._value.get() == 1
+    assert "cannot be written" in (scorer.status()["alert"] or "")
+    assert scorer.consumer.commits == []  # nothing past the dead letter is committed
+    scorer.outbox.producer = FakeProducer()  # the dead-letter topic takes it at last
+    scorer._housekeeping()
+    scorer.outbox.producer.deliver()
+    scorer._housekeeping()
+    assert scorer.outbox.stuck == 0 and scorer.status()["alert"] is None
+    assert scorer.consumer.commits == [[(0, 8)]]
+
+
+def test_a_dead_letter_too_large_to_write_whole_goes_by_reference(scorer: Scorer) -> None:
+    huge = b'{"request_id": "r", "user_id": "u1", "pad": "' + b"x" * (5 << 20) + b'"}'
+    scorer._handle([FakeMessage(huge, 3, b"k-huge")])
+    dead = [(k, v) for t, k, v in scorer.outbox.producer.produced if t.endswith("-dlq")]
+    assert dead == [(b"k-huge", None)]

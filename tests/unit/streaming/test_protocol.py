@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from recflow.streaming.protocol import (
     MAX_ITEM_IDS,
+    MAX_KEY_BYTES,
     MAX_REQUEST_BYTES,
     Reason,
     Rejection,
     Request,
     _parse_reference,
+    answer_key,
+    dead_letter_record,
     dlq_headers,
     encode_answer,
     encode_error_answer,
@@ -142,3 +146,33 @@ def test_an_answer_lists_its_exploration_slots_and_others_keep_their_fields() ->
     explored = json_module.loads(encode_answer(request, **args, explore=slots))
     assert "explore" not in plain and explored["explore"] == slots
     assert encode_answer(request, **args, explore=[]) == encode_answer(request, **args)
+
+
+def test_an_http_caller_may_omit_the_request_id_a_kafka_caller_may_not() -> None:
+    body = b'{"user_id": "u1", "k": 3}'
+    assert isinstance(parse_request(body, None, partition=0, offset=0, timestamp_ms=0), Rejection)
+    got = parse_request(body, None, partition=0, offset=0, timestamp_ms=0, default_request_id="made-up")
+    assert isinstance(got, Request) and got.request_id == "made-up" and got.k == 3
+    null_id = parse_request(
+        b'{"request_id": null, "user_id": "u1"}', None, partition=0, offset=0, timestamp_ms=0, default_request_id="x"
+    )
+    assert isinstance(null_id, Rejection) and null_id.reason == Reason.WRONG_TYPE  # null is not "absent"
+
+
+def test_a_key_too_large_to_echo_is_oversize_and_its_error_answer_goes_by_request_id() -> None:
+    got = parse_request(b'{"request_id": "r", "user_id": "u"}', b"k" * (MAX_KEY_BYTES + 1), partition=0, offset=0,
+                        timestamp_ms=0)  # fmt: skip
+    assert isinstance(got, Rejection) and got.reason == Reason.OVERSIZE and got.request_id == "r"
+    assert got.identifiable and answer_key(got.key) is None
+
+
+def test_dead_letters_are_whole_when_they_fit_else_by_reference_with_size_and_digest() -> None:
+    headers = [("recflow.reason", b"oversize")]
+    assert dead_letter_record(b"k", b"v" * 10, headers, max_bytes=100) == (b"k", b"v" * 10, headers)
+    key, value, out = dead_letter_record(b"k", b"v" * 1000, headers, max_bytes=100)
+    extra = header_map(out)
+    assert (key, value) == (b"k", None) and extra["recflow.value.omitted"] == "too_large"
+    assert extra["recflow.value.bytes"] == "1000"
+    assert extra["recflow.value.sha256"] == hashlib.sha256(b"v" * 1000).hexdigest()
+    key, value, out = dead_letter_record(b"k" * 500, b"v" * 1000, headers, max_bytes=100)
+    assert (key, value) == (None, None) and header_map(out)["recflow.key.bytes"] == "500"

@@ -1,0 +1,429 @@
+"""HTTP serving benchmark: which server runs ``recflow serve`` (``--stack``), and the HTTP goals.
+
+Launch (``make bench-serving`` runs the goals; the stack comparison is ``--stack``):
+    .venv/bin/python bench/serving.py --stack --out bench/results     # uvicorn vs granian, same app
+    .venv/bin/python bench/serving.py --out bench/results             # the HTTP goals at 10^4 items
+
+Definitions:
+
+* model: a random-factor ALS champion (``recflow.models.synthetic.random_als``, ``--users`` x ``--items``
+  at rank ``--rank``, 20 seen items per user) registered and promoted in the S3 registry (bucket
+  ``recflow-bench-serving``); requests draw users uniformly from 110% of the known users (~9% take the
+  cold-start fallback); k = 10. The server is the real ``python -m recflow.serving_http`` process with
+  ``--workers`` processes.
+* load generator: vegeta (``github.com/tsenart/vegeta/v12`` v12.12.0 from the Go module proxy, built
+  with ``go install`` into ``$RECFLOW_STATE/bin``): **open loop at a constant rate**, each request sent
+  at its scheduled time whether or not earlier ones were answered (it adds connections as needed), so
+  a slow answer does not delay the next request's send and its latency is not hidden (no coordinated
+  omission). Latency = send to full response, per request; p50/p99 from vegeta's report.
+* a rate is sustained when vegeta sent at >= 98% of the asked rate, >= 98% of the requests got a 200,
+  and the answered rate (200s per second from the first send to the last answer) is >= 98% of the asked
+  rate; ``errors`` counts every non-200 and transport error (a 10 s client timeout counts as one).
+* in-process limit, same run, same model: ``score_requests`` of one request at a time (the HTTP path's
+  call into the core, without HTTP), on one core.
+* load: the machine is shared (2 cores, other engineers' test runs); every row records the 1-minute
+  load average at its start, and the load generator runs on the same 2 cores as the server.
+
+Writes ``serving_stack.{json,md}`` (``--stack``) or ``serving.{json,md,png}`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from machine import machine_info  # bench/machine.py (this folder is on sys.path when run)
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "recflow-bench-serving"
+KEEP_UP = 0.98
+VEGETA_MODULE = "github.com/tsenart/vegeta/v12@v12.12.0"
+
+
+def vegeta_binary(state: Path) -> Path:
+    """vegeta from the Go module proxy, built once into the state folder."""
+    binary = state / "bin" / "vegeta"
+    if not binary.exists():
+        subprocess.run(["go", "install", VEGETA_MODULE], check=True, env={**os.environ, "GOBIN": str(binary.parent)})
+    return binary
+
+
+def world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, list[str], list[str], Path]:
+    """Models A and B in the bench bucket (emptied first), A promoted; (registry, versions, users, A's folder)."""
+    from recflow.config.s3 import s3_client
+    from recflow.models.synthetic import random_als
+    from recflow.registry import ModelRegistry
+
+    client = s3_client(settings.s3)
+    if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=BUCKET)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    registry = ModelRegistry.from_settings(dataclasses.replace(settings.s3, models_bucket=BUCKET))
+    versions = []
+    for seed, tag in ((1, "A"), (2, "B")):
+        random_als(tmp / tag, n_users=args.users, n_items=args.items, rank=args.rank, seen_per_user=20, seed=seed)
+        mv = registry.register(
+            tmp / tag, family="als", metrics={}, lineage={"bench": tag}, created_at=datetime.now(UTC)
+        )
+        versions.append(mv.version)
+    promote(settings, registry, versions[0])
+    return registry, versions, [f"u{i}" for i in range(int(args.users * 1.1))], tmp / "A"
+
+
+def promote(settings: Any, registry: Any, version: str) -> None:
+    """Swap the champion and announce it on Kafka, as the training DAG does."""
+    from recflow.streaming.events import encode, kafka_producer, model_update_event
+
+    current = registry.champion_record()
+    record = registry.chain.swap(
+        version, expected_champion=None if current is None else current.version, reason="bench", actor="bench"
+    )
+    producer = kafka_producer(settings.kafka)
+    event = model_update_event(version=version, digest=record.digest, uri=record.uri, promoted_at=record.promoted_at)
+    producer.produce(settings.kafka.model_updates_topic, value=encode(event))
+    producer.flush(10)
+
+
+def targets_file(url: str, users: list[str], path: Path, n: int = 5000) -> Path:
+    """vegeta JSON targets: POST /v1/recommend for ``n`` uniformly drawn users (vegeta cycles through them)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with path.open("w") as out:
+        for user in rng.choice(users, size=n):
+            body = json.dumps({"user_id": str(user), "k": 10}).encode()
+            target = {
+                "method": "POST",
+                "url": f"{url}/v1/recommend",
+                "body": base64.b64encode(body).decode(),
+                "header": {"Content-Type": ["application/json"]},
+            }
+            out.write(json.dumps(target) + "\n")
+    return path
+
+
+def attack(vegeta: Path, targets: Path, rate: int, seconds: float) -> dict[str, Any]:
+    """One constant-rate run; vegeta's report as a row (latencies in ms)."""
+    load = os.getloadavg()[0]
+    attack_cmd = [str(vegeta), "attack", "-format=json", f"-targets={targets}", f"-rate={rate}/s",
+                  f"-duration={seconds}s", "-timeout=10s", "-keepalive=true"]  # fmt: skip
+    results = subprocess.run(attack_cmd, check=True, capture_output=True).stdout
+    report = json.loads(
+        subprocess.run([str(vegeta), "report", "-type=json"], input=results, check=True, capture_output=True).stdout
+    )
+    lat = report["latencies"]
+    ok = report["status_codes"].get("200", 0)
+    return {
+        "offered_rps": rate,
+        "achieved_send_rps": round(report["rate"], 1),
+        "answered_rps": round(report["throughput"], 1),
+        "p50_ms": round(lat["50th"] / 1e6, 2),
+        "p99_ms": round(lat["99th"] / 1e6, 2),
+        "max_ms": round(lat["max"] / 1e6, 2),
+        "requests": report["requests"],
+        "errors": report["requests"] - ok,
+        "sustained": ok >= KEEP_UP * report["requests"]
+        and report["rate"] >= KEEP_UP * rate
+        and report["throughput"] >= KEEP_UP * rate,
+        "load_1m": round(load, 2),
+    }
+
+
+def in_process_limit(folder: Path, users: list[str], n: int = 5000) -> float:
+    """Requests per second of the core's one-request call, without HTTP (one core)."""
+    import numpy as np
+
+    from recflow.models.artifact import load_recommender
+    from recflow.streaming.answers import score_requests
+    from recflow.streaming.protocol import Request
+
+    model = load_recommender(folder)
+    picks = np.random.default_rng(1).choice(users, size=n)
+    requests = [Request(f"r{i}", str(u), 10, None, None, None, -1, -1, 0) for i, u in enumerate(picks)]
+    for request in requests[:200]:
+        score_requests(model, [request])
+    began = time.perf_counter()
+    for request in requests:
+        score_requests(model, [request])
+    return round(n / (time.perf_counter() - began), 1)
+
+
+def start(server: str, workers: int, port: int) -> Any:
+    from recflow.serving_http.launcher import start_server
+
+    process = start_server(port=port, workers=workers, server=server, env={"RECFLOW_MODELS_BUCKET": BUCKET},
+                           name=f"serve-bench-{server}")  # fmt: skip
+    process.wait_ready(300)
+    return process
+
+
+def run_stack(args: argparse.Namespace, settings: Any, vegeta: Path, tmp: Path) -> dict[str, Any]:
+    """The same app under uvicorn and under granian, same workers, same rates."""
+    _, _, users, folder = world(settings, args, tmp)
+    doc: dict[str, Any] = {"limit_in_process_rps": in_process_limit(folder, users), "rows": []}
+    for server in ("uvicorn", "granian"):
+        process = start(server, args.workers, args.port)
+        try:
+            targets = targets_file(process.url, users, tmp / "targets.json")
+            attack(vegeta, targets, 200, 3)  # warm the connections and caches
+            for rate in args.rates:
+                row = {"server": server, "workers": args.workers, **attack(vegeta, targets, rate, args.seconds)}
+                print(json.dumps(row), flush=True)
+                doc["rows"].append(row)
+        finally:
+            process.stop()
+    return doc
+
+
+def swap_under_load(
+    settings: Any, registry: Any, versions: list[str], process: Any, vegeta: Path, targets: Path, rate: int
+) -> dict[str, Any]:
+    """A -> B -> A during one constant-rate run while a probe polls readiness every 10 ms."""
+    import threading
+
+    from recflow.serving_http.launcher import get_json
+
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            statuses.append(get_json(f"{process.url}/v2/health/ready")[0])
+            time.sleep(0.01)
+
+    def swaps() -> None:
+        for version in (versions[1], versions[0]):
+            time.sleep(8)
+            promote(settings, registry, version)
+
+    threads = [threading.Thread(target=probe), threading.Thread(target=swaps)]
+    for thread in threads:
+        thread.start()
+    try:
+        row = attack(vegeta, targets, rate, 24)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    served = process.model()
+    return {
+        **row,
+        "readiness_probes": len(statuses),
+        "readiness_not_200": sum(1 for s in statuses if s != 200),
+        "served_after": served["versions"][0] if served else None,
+        "swapped_back": bool(served and served["versions"][0] == versions[0]),
+    }
+
+
+def run_goals(args: argparse.Namespace, settings: Any, vegeta: Path, tmp: Path) -> dict[str, Any]:
+    """The HTTP goals at this shape: a rate sweep, then a swap under load."""
+    registry, versions, users, folder = world(settings, args, tmp)
+    doc: dict[str, Any] = {"limit_in_process_rps": in_process_limit(folder, users), "rows": []}
+    process = start(args.server, args.workers, args.port)
+    try:
+        targets = targets_file(process.url, users, tmp / "targets.json")
+        attack(vegeta, targets, 200, 3)
+        for rate in args.rates:
+            row = {"server": args.server, "workers": args.workers, **attack(vegeta, targets, rate, args.seconds)}
+            row["ratio_to_in_process"] = round(row["answered_rps"] / doc["limit_in_process_rps"], 3)
+            print(json.dumps(row), flush=True)
+            doc["rows"].append(row)
+        doc["swap"] = swap_under_load(settings, registry, versions, process, vegeta, targets, args.swap_rate)
+        print(json.dumps(doc["swap"]), flush=True)
+    finally:
+        process.stop()
+    doc["goals"] = goals(doc)
+    return doc
+
+
+def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's HTTP goals at 10^4 items, each read exactly as worded."""
+    rows = doc["rows"]
+    at_1000 = next((r for r in rows if r["offered_rps"] == 1000), None)
+    fast = [r for r in rows if r["sustained"] and r["p99_ms"] <= 50]
+    best = max((r["offered_rps"] for r in fast), default=0)
+    swap = doc["swap"]
+    return [
+        {
+            "goal": "HTTP, 10^4 items: p99 <= 10 ms at 1,000 req/s",
+            "measured": f"p99 {at_1000['p99_ms']} ms, sustained {at_1000['sustained']}" if at_1000 else "not run",
+            "met": bool(at_1000 and at_1000["sustained"] and at_1000["p99_ms"] <= 10),
+        },
+        {
+            "goal": "HTTP, 10^4 items: >= 5,000 req/s sustained at p99 <= 50 ms",
+            "measured": f"highest rate sustained at p99 <= 50 ms: {best} req/s",
+            "met": best >= 5000,
+        },
+        {
+            "goal": "HTTP, 10^4 items: 0 errors and no readiness gap across a swap under load",
+            "measured": f"{swap['errors']} errors of {swap['requests']} at {swap['offered_rps']} req/s, "
+            f"{swap['readiness_not_200']} of {swap['readiness_probes']} readiness probes not 200, "
+            f"swapped A -> B -> A: {swap['swapped_back']}",
+            "met": swap["errors"] == 0 and swap["readiness_not_200"] == 0 and swap["swapped_back"],
+        },
+    ]
+
+
+def goals_markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    lines = [
+        f"# HTTP serving (`recflow serve`) at {doc['shape']}",
+        "",
+        f"Commit `{m['commit']}`, {m['date']}, {m['cpus']} cores **shared with other engineers' test runs** (load "
+        f"average {', '.join(f'{x:.2f}' for x in m['load_avg'])} at the end; each row has its own at its start), "
+        "load generator on the same cores.",
+        f"Command: `{doc['command']}`. Load generator: vegeta, open loop, constant rate (no coordinated omission). "
+        f"Server: {doc['server']} with {doc['workers']} workers. In-process limit (the core's one-request call, "
+        f"one core): {doc['limit_in_process_rps']:,.0f} req/s.",
+        "",
+        "| goal | measured | met |",
+        "|---|---|---|",
+        *[f"| {g['goal']} | {g['measured']} | {str(g['met']).lower()} |" for g in doc["goals"]],
+        "",
+        "| offered req/s | answered req/s | ratio to in-process | p50 ms | p99 ms | max ms | errors | sustained "
+        "| load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["rows"]:
+        lines.append(
+            f"| {r['offered_rps']} | {r['answered_rps']} | {r['ratio_to_in_process']} | {r['p50_ms']} | "
+            f"{r['p99_ms']} | {r['max_ms']} | {r['errors']} | {r['sustained']} | {r['load_1m']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(doc: dict[str, Any], path: Path, kafka_results: Path) -> None:
+    """Response time (p50, p99) against offered rate: HTTP from this run, Kafka from ``kafka_results``
+    (``bench/streaming.py`` at the same shape, one scorer process)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = doc["rows"]
+    ax.plot([r["offered_rps"] for r in rows], [r["p99_ms"] for r in rows], "o-", label="HTTP p99")
+    ax.plot([r["offered_rps"] for r in rows], [r["p50_ms"] for r in rows], "o--", label="HTTP p50")
+    if kafka_results.exists():
+        kafka = json.loads(kafka_results.read_text())
+        kafka_rows = sorted(
+            (r for r in kafka.get("rows", []) if r.get("engine") == "consumer x1" and r.get("p99_ms") is not None),
+            key=lambda r: r["offered_rps"],
+        )
+        commit = kafka.get("machine", {}).get("commit", "?")
+        for field, style in (("p99_ms", "s-"), ("p50_ms", "s--")):
+            ax.plot([r["offered_rps"] for r in kafka_rows], [r[field] for r in kafka_rows], style,
+                    label=f"Kafka {field[:3]} (1 process, {commit})")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate (req/s), open loop")
+    ax.set_ylabel("response time (ms)")
+    ax.set_title(f"Response time against offered rate, {doc['shape']}\n(2 shared cores, load 15-30: see the .md files)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def stack_verdict(doc: dict[str, Any]) -> str:
+    """Which server wins: the higher sustained rate, then the lower p99 at the lowest rate (both read from rows)."""
+
+    def score(server: str) -> tuple[float, float]:
+        rows = [r for r in doc["rows"] if r["server"] == server]
+        best = max((r["offered_rps"] for r in rows if r["sustained"]), default=0)
+        low = min(rows, key=lambda r: r["offered_rps"])
+        return best, -low["p99_ms"]
+
+    winner = max(("uvicorn", "granian"), key=score)
+    parts = [
+        f"{server}: highest sustained rate {score(server)[0]:.0f} req/s, p99 {-score(server)[1]} ms at the lowest rate"
+        for server in ("uvicorn", "granian")
+    ]
+    return f"Verdict: **{winner}** ({'; '.join(parts)}). `recflow serve` runs {winner} by default."
+
+
+def stack_markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    lines = [
+        "# Which server runs `recflow serve`: uvicorn or granian (same Starlette + msgspec app)",
+        "",
+        f"Commit `{m['commit']}`, {m['date']}, {m['cpus']} cores shared with other engineers' runs, load average "
+        f"{', '.join(f'{x:.2f}' for x in m['load_avg'])} at the end (each row has its own at its start).",
+        f"Command: `{doc['command']}`. Model {doc['shape']}. Load generator: vegeta, open loop, constant rate, on "
+        "the same machine. In-process limit (the core's one-request call, one core): "
+        f"{doc['limit_in_process_rps']:,.0f} req/s.",
+        "",
+        "| server | workers | offered req/s | answered req/s | p50 ms | p99 ms | max ms | errors | sustained | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["rows"]:
+        lines.append(
+            f"| {r['server']} | {r['workers']} | {r['offered_rps']} | {r['answered_rps']} | {r['p50_ms']} | "
+            f"{r['p99_ms']} | {r['max_ms']} | {r['errors']} | {r['sustained']} | {r['load_1m']} |"
+        )
+    lines += ["", doc.get("verdict", "")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", action="store_true", help="compare uvicorn and granian")
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--rank", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rates", type=int, nargs="+", default=[250, 500, 1000, 2000, 5000])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
+    parser.add_argument("--swap-rate", type=int, default=500, help="req/s during the swap A -> B -> A")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("RECFLOW_SERVE_PORT", "8000")))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--kafka-results",
+        type=Path,
+        default=ROOT / "bench" / "results" / "streaming-10k" / "streaming.json",
+        help="bench/streaming.py's results at the same shape, plotted beside HTTP",
+    )
+    args = parser.parse_args()
+
+    from recflow.config.settings import load_settings
+
+    settings = load_settings()
+    vegeta = vegeta_binary(settings.state)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.stack:
+            doc = run_stack(args, settings, vegeta, Path(tmp))
+            doc["verdict"] = stack_verdict(doc)
+            name = "serving_stack"
+        else:
+            doc = run_goals(args, settings, vegeta, Path(tmp))
+            name = "serving"
+    doc["machine"] = machine_info(["granian", "uvicorn", "starlette", "msgspec", "numpy"])
+    doc["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+    doc["server"], doc["workers"] = args.server, args.workers
+    doc["shape"] = f"{args.users:,} users x {args.items:,} items, rank {args.rank}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(stack_markdown(doc) if args.stack else goals_markdown(doc))
+    if not args.stack:
+        plot(doc, args.out / "serving.png", args.kafka_results)
+    print((args.out / f"{name}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
