@@ -108,7 +108,11 @@ class Scorer:
         """Connect: the producer behind the outbox, the consumer behind the offset ledger."""
         producer = scorer_producer(self.kafka, linger_ms=self.config.linger_ms, max_queued=self.config.max_queued)
         consumer = scorer_consumer(
-            self.kafka, group_id=self.config.group_id, on_stats=self._on_stats, extra=self.config.extra_consumer
+            self.kafka,
+            group_id=self.config.group_id,
+            on_stats=self._on_stats,
+            on_commit=lambda err, partitions: self.offsets.commit_ended(err, partitions),
+            extra=self.config.extra_consumer,
         )
         self.attach(producer, consumer)
 

@@ -23,9 +23,17 @@ log = logging.getLogger(__name__)
 
 
 def scorer_consumer(
-    kafka: KafkaSettings, *, group_id: str, on_stats: Callable[[str], None], extra: dict[str, Any]
+    kafka: KafkaSettings,
+    *,
+    group_id: str,
+    on_stats: Callable[[str], None],
+    on_commit: Callable[[Any, list[Any]], None],
+    extra: dict[str, Any],
 ) -> Any:
-    """The scorer's consumer: offsets stored and committed by :class:`OffsetLedger` only; ``extra`` wins."""
+    """The scorer's consumer: offsets stored and committed by :class:`OffsetLedger` only; ``extra`` wins.
+
+    ``on_commit`` hears how each asynchronous commit ended (:meth:`OffsetLedger.commit_ended`).
+    """
     from confluent_kafka import Consumer
 
     return Consumer(
@@ -39,16 +47,11 @@ def scorer_consumer(
             "statistics.interval.ms": 2000,
             "stats_cb": on_stats,
             "error_cb": lambda err: log.warning("kafka: %s", err),
-            "on_commit": _on_commit,
+            "on_commit": on_commit,
             "logger": logging.getLogger("recflow.streaming.librdkafka"),
             **extra,
         }
     )
-
-
-def _on_commit(err: Any, partitions: list[Any]) -> None:
-    if err is not None:
-        log.warning("offset commit failed (the next one supersedes it): %s", err)
 
 
 def start_new_group_at_end(consumer: Any, partitions: list[Any], group_id: str) -> None:
@@ -116,6 +119,21 @@ class OffsetLedger:
         except Exception as exc:  # broker down: keep them, the next commit carries them
             log.warning("commit failed, will retry: %s", exc)
         self._last_commit = now
+
+    def commit_ended(self, err: Any, partitions: list[Any]) -> None:
+        """An asynchronous commit that failed gives its offsets back, so the next tick commits them again.
+
+        Why: an idle scorer polls no new batch, so a commit lost to a broker restart
+        (``COORDINATOR_LOAD_IN_PROGRESS``) would otherwise never be retried and the group's lag never reach 0.
+        Only partitions still assigned come back: a revoked one belongs to its new owner.
+        """
+        if err is None:
+            return
+        log.warning("offset commit failed, retrying at the next tick: %s", err)
+        owned = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.topic}
+        for tp in partitions:
+            if tp.topic == self.topic and tp.partition in owned and tp.offset >= 0:
+                self._done[tp.partition] = max(self._done.get(tp.partition, -1), tp.offset)
 
     def forget(self) -> None:
         """Drop every batch and offset (partitions revoked: the new owner replays what was not committed)."""

@@ -51,6 +51,33 @@ def test_offsets_of_a_failed_commit_go_with_the_next_one() -> None:
     assert consumer.commits == [[(0, 5), (1, 2)]]
 
 
+class AssignedConsumer(FlakyConsumer):
+    """A consumer that owns partitions 0 and 1 of ``requests``."""
+
+    def assignment(self) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition("requests", 0), TopicPartition("requests", 1)]
+
+
+def test_an_asynchronous_commit_that_failed_is_sent_again_though_no_new_batch_comes() -> None:
+    from confluent_kafka import KafkaError, TopicPartition
+
+    consumer = AssignedConsumer()
+    ledger = OffsetLedger(consumer, "requests", interval_s=0)
+    ledger.track(InFlight({0: 5, 1: 2}))
+    ledger.settle()
+    ledger.commit()
+    assert consumer.commits == [[(0, 5), (1, 2)]]
+    lost = [TopicPartition("requests", 0, 5), TopicPartition("requests", 1, 2), TopicPartition("requests", 7, 9)]
+    ledger.commit_ended(KafkaError(KafkaError._FAIL), lost)  # e.g. COORDINATOR_LOAD_IN_PROGRESS
+    ledger.commit()
+    assert consumer.commits[-1] == [(0, 5), (1, 2)]  # partition 7 is not ours: not committed
+    ledger.commit_ended(None, lost)  # a commit that succeeded gives nothing back
+    ledger.commit()
+    assert len(consumer.commits) == 2
+
+
 def test_revoked_partitions_leave_nothing_to_commit() -> None:
     consumer = FlakyConsumer()
     ledger = OffsetLedger(consumer, "requests", interval_s=0)
