@@ -14,6 +14,7 @@ COL_SCORE: Final = "score"
 COL_RANK: Final = "rank"
 COL_SOURCE: Final = "source"
 COL_VERSION: Final = "model_version"
+COL_PROPENSITY: Final = "propensity"
 
 DEFAULT_K: Final = 10
 DEFAULT_SEED: Final = 42

@@ -11,14 +11,14 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from recflow.constants import COL_DATE, COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
+from recflow.constants import COL_DATE, COL_ITEM, COL_PROPENSITY, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
 from recflow.data.lake import join_uri, open_input
 from recflow.scoring.core import ScoringError
 
 if TYPE_CHECKING:
     from recflow.config.s3 import S3Settings
 
-SCORE_COLUMNS: Final = (COL_USER, COL_RANK, COL_ITEM, COL_SCORE, COL_VERSION, COL_SOURCE)
+SCORE_COLUMNS: Final = (COL_USER, COL_RANK, COL_ITEM, COL_SCORE, COL_VERSION, COL_SOURCE, COL_PROPENSITY)
 
 
 SUMMARY_FILE: Final = "_recflow_summary.json"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
 
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
+from recflow.constants import COL_ITEM, COL_PROPENSITY, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
 from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScorableModel, UserBatch, score_batch
 from recflow.scoring.seen import COL_SEEN
 
@@ -47,7 +47,7 @@ COL_FACTORS: Final = "features"
 
 SCORES_SCHEMA: Final = (
     f"{COL_USER} string, {COL_RANK} int, {COL_ITEM} string, {COL_SCORE} double, "
-    f"{COL_VERSION} string, {COL_SOURCE} string"
+    f"{COL_VERSION} string, {COL_SOURCE} string, {COL_PROPENSITY} double"
 )
 
 
@@ -104,6 +104,7 @@ class ArrowScorer:
                 (COL_SCORE, pa.float64()),
                 (COL_VERSION, pa.string()),
                 (COL_SOURCE, pa.string()),
+                (COL_PROPENSITY, pa.float64()),
             ]
         )
 
@@ -125,6 +126,7 @@ class ArrowScorer:
                 pa.array(scores.astype(np.float64)),
                 self._labels.take(pa.array(np.zeros(len(rows), dtype=np.int8))),
                 self._labels.take(pa.array(1 + fallback.astype(np.int8))),
+                pa.array(top.long_propensity(), from_pandas=True),  # NaN -> null: no propensity known
             ],
             schema=self.schema,
         )

@@ -1,7 +1,7 @@
 """Turn one poll's valid requests into answers with one call into the scoring core per request kind.
 
 Why here and not in the engine: the engine owns Kafka (offsets, deliveries, retries); this module owns
-"requests in, (items, scores, source) out" and nothing else, so it can be measured in-process without a
+"requests in, (items, scores, propensities, source) out" and nothing else, so it can be measured in-process without a
 broker (the benchmark's in-process limit runs exactly this function).
 
 Seen items: online, the only record of what a user has seen is the artifact's training interactions
@@ -30,6 +30,9 @@ class Scored(NamedTuple):
     items: list[str]
     scores: list[float]
     source: str
+    #: Calibrated P(interaction) per item, unrounded so it equals the batch table's value for the pair
+    #: (None: unknown, a fallback answer or a model without calibration).
+    propensities: list[float | None]
 
 
 def score_requests(model: Recommender, requests: Sequence[Request]) -> list[Scored]:
@@ -64,12 +67,15 @@ def _fill(
     """Per-request answer lists from the batch's matrices (converted to Python lists once, then sliced)."""
     names = model.index.item_array[np.maximum(top.items, 0)].tolist()
     scores = np.round(top.scores.astype(np.float64), SCORE_DECIMALS).tolist()
+    raw = top.propensity.astype(object)
+    raw[np.isnan(top.propensity)] = None
+    propensities = raw.tolist()
     counts = top.counts.tolist()
     sources = [SOURCE_FALLBACK if f else SOURCE_MODEL for f in top.fallback.tolist()]
     width = top.items.shape[1] if top.items.ndim == 2 else 0
     for j, i in enumerate(rows.tolist()):
         n = min(counts[j], requests[i].k)
         if n == width:  # the common case: the whole row, no slice copies
-            out[i] = Scored(names[j], scores[j], sources[j])
+            out[i] = Scored(names[j], scores[j], sources[j], propensities[j])
         else:
-            out[i] = Scored(names[j][:n], scores[j][:n], sources[j])
+            out[i] = Scored(names[j][:n], scores[j][:n], sources[j], propensities[j][:n])

@@ -227,14 +227,17 @@ def encode_answer(
     source: str,
     model_version: str,
     timing: dict[str, Any],
+    propensities: list[float | None] | None = None,
 ) -> bytes:
-    """The answer to a valid request (``source`` is ``model`` or ``fallback``)."""
+    """The answer to a valid request (``source`` is ``model`` or ``fallback``; ``propensities``: the
+    calibrated P(interaction) per item, null where unknown)."""
     return _ENCODER.encode(
         {
             "request_id": request.request_id,
             "user_id": request.user_id,
             "items": items,
             "scores": scores,
+            "propensities": [None] * len(items) if propensities is None else propensities,
             "model_version": model_version,
             "source": source,
             "error": None,
@@ -251,6 +254,7 @@ def encode_error_answer(rejection: Rejection, *, model_version: str | None, timi
             "request_id": rejection.request_id,
             "items": [],
             "scores": [],
+            "propensities": [],
             "model_version": model_version,
             "source": "error",
             # details quote exceptions; whatever they quote must not make the error answer unwritable

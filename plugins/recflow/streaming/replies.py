@@ -119,6 +119,7 @@ class Replies:
                     items=body.items,
                     scores=body.scores,
                     source=body.source,
+                    propensities=body.propensities,
                     model_version=model.version,
                     timing=timing,
                 )
