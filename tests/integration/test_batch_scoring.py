@@ -219,11 +219,12 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
 
 
 def _staged(rows: list[tuple[Any, ...]]) -> Any:
-    """Staged score rows as a Parquet file holds them (a NaN score stays NaN, a None stays null)."""
+    """Staged score rows as a Parquet file holds them (a NaN score stays NaN, a None stays null); the
+    propensity column is null (the checks do not read it)."""
     import pyarrow as pa
 
-    columns = list(zip(*rows, strict=True))
-    types = [pa.string(), pa.int32(), pa.string(), pa.float64(), pa.string(), pa.string()]
+    columns = list(zip(*((*row, None) for row in rows), strict=True))
+    types = [pa.string(), pa.int32(), pa.string(), pa.float64(), pa.string(), pa.string(), pa.float64()]
     return pa.table(
         {name: pa.array(list(values), type=t) for name, values, t in zip(SCORE_COLUMNS, columns, types, strict=True)}
     )

@@ -135,8 +135,8 @@ def calibration_figures(predictions: np.ndarray, labels: np.ndarray, *, n_bins: 
         raise ValueError("predictions contain NaN: a pair without a propensity cannot be measured")
     which = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
     counts = np.bincount(which, minlength=n_bins).astype(np.float64)
-    mean_p = np.bincount(which, weights=p, minlength=n_bins)
-    rate = np.bincount(which, weights=y, minlength=n_bins)
+    mean_p = np.asarray(np.bincount(which, weights=p, minlength=n_bins), dtype=np.float64)
+    rate = np.asarray(np.bincount(which, weights=y, minlength=n_bins), dtype=np.float64)
     used = counts > 0
     mean_p[used] /= counts[used]
     rate[used] /= counts[used]
