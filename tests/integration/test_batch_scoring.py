@@ -30,9 +30,13 @@ from recflow.config.s3 import s3_client
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.data.lake import LocalLake
 from recflow.models.als import AlsParams, AlsRecommender
+from recflow.models.artifact import load_recommender
 from recflow.models.index import IdIndex, SeenItems
+from recflow.scoring.calibration import Calibration
 from recflow.scoring.core import Ragged, ScoringError
 from recflow.spark.session import get_spark
+from recflow.streaming.answers import score_requests
+from recflow.streaming.protocol import Request, parse_request
 
 ROOT = Path(__file__).resolve().parents[2]
 START = date(2026, 11, 1)
@@ -85,6 +89,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _write_day(lake, DAY, [(u, items[1]) for u in users[2:10]])
     artifact = root / "artifact"
     model.save(artifact)
+    Calibration("isotonic", x=(-3.0, 0.0, 3.0), y=(0.01, 0.2, 0.9)).save(artifact)
     (artifact / "lineage.json").write_text(json.dumps({"window": {"start": str(START)}}))
     return {"lake": lake, "artifact": artifact, "later_item": later_item, "model": model}
 
@@ -129,9 +134,36 @@ def test_unknown_user_gets_marked_fallback_rows_in_unit_range(published: dict[st
     assert published["summary"]["users_fallback"] == 1
 
 
+def test_batch_and_streaming_give_the_same_propensity_for_the_same_pair(
+    world: dict[str, Any], published: dict[str, Any]
+) -> None:
+    """The Spark job's workers and the Kafka scorer's answer path, on one calibrated artifact."""
+    scores = published["scores"]
+    model_rows = scores[scores["source"] == "model"]
+    assert model_rows["propensity"].between(0.01, 0.9).all() and model_rows["propensity"].nunique() > 1
+    assert scores.loc[scores["source"] == "fallback", "propensity"].isna().all()
+    users = sorted(model_rows[COL_USER].unique())[:8]
+    requests = []
+    for i, user in enumerate(users):
+        body = json.dumps({"request_id": f"r{i}", "user_id": user, "k": K}).encode()
+        parsed = parse_request(body, None, partition=0, offset=i, timestamp_ms=0)
+        assert isinstance(parsed, Request)
+        requests.append(parsed)
+    answers = score_requests(load_recommender(world["artifact"]), requests)
+    streamed = {
+        (user, item): p
+        for user, answer in zip(users, answers, strict=True)
+        for item, p in zip(answer.items, answer.propensities, strict=True)
+    }
+    batch = {(r[COL_USER], r[COL_ITEM]): r["propensity"] for _, r in model_rows.iterrows() if r[COL_USER] in users}
+    shared = streamed.keys() & batch.keys()
+    assert len(shared) >= len(users)  # most pairs agree; the lake's later purchases remove a few in batch
+    assert {pair: streamed[pair] for pair in shared} == {pair: batch[pair] for pair in shared}
+
+
 def test_rows_are_one_version_ranked_and_sorted(published: dict[str, Any]) -> None:
     scores = published["scores"]
-    assert list(scores.columns) == ["user_id", "rank", "item_id", "score", "model_version", "source"]
+    assert list(scores.columns) == ["user_id", "rank", "item_id", "score", "model_version", "source", "propensity"]
     assert set(scores["model_version"]) == {"als-test"}
     assert not scores.duplicated([COL_USER, "rank"]).any() and np.isfinite(scores["score"]).all()
     assert (scores.groupby(COL_USER)["score"].diff().dropna() <= 0).all()
