@@ -342,3 +342,81 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(wor
     }
     assert facts == {"rows": len(rows), "users_scored": 14, "users_exhausted": 1, "users_fallback": 1,
                      "active_users": len(requested)}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- offers beside the scores
+def _catalog(path: Path, rows: list[str]) -> str:
+    path.write_bytes("".join(f"{r}\r\n" for r in rows).encode())
+    return str(path)
+
+
+@pytest.fixture
+def own_lake(world: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """The world's lake copied, so offer runs never touch the partitions the other tests compare."""
+    import shutil
+
+    lake = tmp_path / "lake"
+    shutil.copytree(world["lake"], lake, ignore=shutil.ignore_patterns("scores", "score_reports", "offers"))
+    return {**world, "lake": lake}
+
+
+def test_offers_are_published_with_the_scores_and_follow_the_rule(spark: Any, own_lake: dict[str, Any]) -> None:
+    from recflow.batch.layout import offers_partition
+    from recflow.batch.offers import OFFER_COLUMNS
+    from recflow.data.offers import read_catalog
+
+    thresholds = {f"i{n:03d}": (0, 1, 150, 999, 1000)[n % 5] for n in range(20)}  # i020..i029: no offer
+    catalog = _catalog(
+        own_lake["lake"].parent / "offers.csv", [f"{i},{i} offer,{i} reward,{t}" for i, t in thresholds.items()]
+    )
+    summary = _run(spark, own_lake, offer_catalog=catalog)
+    scores = pd.read_parquet(own_lake["lake"] / scores_partition(DAY))
+    offers = pd.read_parquet(own_lake["lake"] / offers_partition(DAY))
+    assert tuple(offers.columns) == OFFER_COLUMNS
+    with_offer = scores[scores[COL_ITEM].isin(list(thresholds))]
+    assert len(offers) == len(with_offer) and set(offers[COL_ITEM]) <= set(thresholds)
+    for row in offers.itertuples():
+        p = row.propensity
+        assert row.threshold == thresholds[row.item_id]
+        assert row.eligible == (not pd.isna(p) and int(1000 * p) >= row.threshold)
+    assert (offers["catalog_digest"] == read_catalog(catalog).digest).all()
+    facts = summary["offers"]
+    assert facts["offer_rows"] == len(offers) and facts["eligible_rows"] == int(offers["eligible"].sum())
+    assert facts["rows_without_offer"] == len(scores) - len(with_offer)
+    assert facts["items_without_offer"] == scores.loc[~scores[COL_ITEM].isin(list(thresholds)), COL_ITEM].nunique()
+    assert 0 < facts["eligible_rows"] < facts["offer_rows"]
+    first = LocalLake(own_lake["lake"]).files(offers_partition(DAY))
+    _run(spark, own_lake, offer_catalog=catalog)
+    assert LocalLake(own_lake["lake"]).files(offers_partition(DAY)) == first  # re-runs are byte-identical
+
+
+def test_offers_and_scores_are_published_together_or_not_at_all(
+    spark: Any, own_lake: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recflow.batch import offers as batch_offers
+    from recflow.batch.layout import offers_partition
+    from recflow.data.offers import OfferCatalogError
+
+    lake = LocalLake(own_lake["lake"])
+    bad = _catalog(own_lake["lake"].parent / "bad.csv", ["i000,a,b,5", "i001,a,b,5000"])
+    with pytest.raises(OfferCatalogError, match="row 2: threshold_out_of_range"):
+        _run(spark, own_lake, offer_catalog=bad)
+    assert not lake.exists(scores_partition(DAY)) and not lake.exists(offers_partition(DAY))
+
+    real_rows = batch_offers.offer_rows
+
+    def out_of_range(scores: Any, catalog: Any) -> Any:
+        import pyarrow as pa
+
+        table, without = real_rows(scores, catalog)
+        index = table.schema.get_field_index("propensity")
+        return table.set_column(index, "propensity", pa.array([2.0] * table.num_rows)), without
+
+    monkeypatch.setattr(batch_offers, "offer_rows", out_of_range)  # offers a real catalog cannot produce
+    good = _catalog(own_lake["lake"].parent / "good.csv", ["i000,a,b,5", "i001,a,b,500"])
+    with pytest.raises(batch_offers.OffersRejected, match="propensity_out_of_range"):
+        _run(spark, own_lake, offer_catalog=good)
+    assert not lake.exists(scores_partition(DAY)) and not lake.exists(offers_partition(DAY))
+    monkeypatch.undo()
+    _run(spark, own_lake, offer_catalog=good)
+    assert lake.exists(scores_partition(DAY)) and lake.exists(offers_partition(DAY))

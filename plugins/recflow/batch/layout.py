@@ -29,6 +29,11 @@ def scores_partition(day: date) -> str:
     return f"scores/{COL_DATE}={day}"
 
 
+def offers_partition(day: date) -> str:
+    """The day's offer decisions, published with the scores (:mod:`recflow.batch.offers`)."""
+    return f"offers/{COL_DATE}={day}"
+
+
 def scores_path(lake_root: Path | str, day: date) -> str:
     return f"{str(lake_root).rstrip('/')}/{scores_partition(day)}"
 
@@ -42,6 +47,7 @@ class ScoringRequest:
     k: int
     active_days: int
     users: tuple[str, ...] | None = None  # None: every active user
+    offer_catalog: str | None = None  # the offer catalog's path; None: no offers partition
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.active_days < 1:

@@ -9,9 +9,12 @@ user is in one bucket, so each chunk's verdict is the whole frame's. The summary
 same rows. GX is imported in a background thread while Spark works (:func:`preload_suite_engine`).
 
 Commit: the lake's :meth:`~recflow.data.lake.LakeStore.publish` (a rename swap on a local lake; on S3,
-files copied into place and the ``_SUCCESS`` manifest written last). A failed suite publishes nothing,
-so the previous partition stays, and writes ``score_reports/event_date=<day>/report.json`` with the
-failed rules, the users they name and those users' staged rows.
+files copied into place and the ``_SUCCESS`` manifest written last). With an offer catalog, the day's
+offers (:mod:`recflow.batch.offers`) are one more table of the same publish step (:func:`_publish_parts`):
+derived and checked before anything is published, so a failure of either suite publishes neither.
+A failed suite publishes nothing, so the previous partition stays, and writes
+``score_reports/event_date=<day>/report.json`` with the failed rules, the users they name and those
+users' staged rows.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from recflow.batch.layout import SCORE_COLUMNS, SUMMARY_FILE, ScoringRequest, scores_partition
+from recflow.batch.layout import SCORE_COLUMNS, SUMMARY_FILE, ScoringRequest, offers_partition, scores_partition
+from recflow.batch.offers import stage_offers
 from recflow.batch.staging import TMP_SUFFIX, StagingPlan, stage_scores
 from recflow.constants import COL_RANK, COL_USER
 from recflow.data.lake import LakeStore, open_store
@@ -207,11 +211,34 @@ def publish_scores(
             raise _rejected(store, request, summary, failed, results, out)
         summary["files"] = files
         summary["path"] = store.uri(scores_partition(request.day))
+        parts = {scores_partition(request.day): out}
+        if request.offer_catalog is not None:
+            summary["offers"] = _stage_offers(out, files, request, staging / "offers")
+            summary["offers"]["path"] = store.uri(offers_partition(request.day))
+            parts[offers_partition(request.day)] = staging / "offers"
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
-        store.publish(out, scores_partition(request.day))
+        _publish_parts(store, parts, commit=scores_partition(request.day))
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage_offers(scores_dir: Path, files: list[str], request: ScoringRequest, out: Path) -> dict[str, Any]:
+    """The day's offers staged and checked beside the scores (the catalog re-validated: it is an input)."""
+    # deferred: great_expectations, through the suite engine (preload_suite_engine has imported it)
+    from recflow.validation.offers import load_catalog
+
+    return stage_offers(scores_dir, files, load_catalog(request.offer_catalog), out).as_dict()
+
+
+def _publish_parts(store: LakeStore, parts: dict[str, Path], *, commit: str) -> None:
+    """Publish every table of one night in one step, ``commit`` (the scores, which the DAG's check reads)
+    last, so a reader that finds the day's scores finds the offers they came with.
+
+    Every part is staged and checked before this runs, so no suite failure can split them; a crash
+    between two renames can, until the lake commits several tables at once (``publish_together``)."""
+    for relative in sorted(parts, key=lambda r: r == commit):
+        store.publish(parts[relative], relative)
 
 
 def _stage(
