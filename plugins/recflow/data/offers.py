@@ -22,8 +22,9 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,14 @@ CATALOG_COLUMNS: Final = (COL_ITEM, COL_OFFER, COL_REWARD, COL_THRESHOLD)
 PROPENSITY_SCALE: Final = 1000
 
 
+class Offer(NamedTuple):
+    """One item's offer, reward and threshold (0..1000)."""
+
+    offer: str
+    reward: str
+    threshold: int
+
+
 class OfferCatalogError(ValueError):
     """The catalog cannot be used; the message names the rows and the reasons."""
 
@@ -55,6 +64,14 @@ class OfferCatalog:
     frame: pd.DataFrame
     digest: str
     source: str
+
+    @cached_property
+    def by_item(self) -> dict[str, Offer]:
+        """Item -> its offer, for answer paths that decide a few pairs at a time (a validated catalog:
+        items unique, thresholds integers)."""
+        f = self.frame
+        rows = zip(f[COL_ITEM], f[COL_OFFER], f[COL_REWARD], f[COL_THRESHOLD], strict=True)
+        return {str(i): Offer(str(o), str(r), int(t)) for i, o, r, t in rows}
 
 
 def default_path() -> Path:

@@ -11,11 +11,14 @@ re-rank only those candidates (ids the model does not know are dropped); the oth
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from recflow.constants import COL_ITEM, COL_PROPENSITY
+from recflow.data.offers import COL_OFFER, COL_REWARD, COL_THRESHOLD, ENV_PATH, OfferCatalog, is_eligible
 from recflow.models.base import Recommender
 from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, TopK, UserBatch, score_batch
 from recflow.streaming.protocol import Request
@@ -79,3 +82,28 @@ def _fill(
             out[i] = Scored(names[j], scores[j], sources[j], propensities[j])
         else:
             out[i] = Scored(names[j][:n], scores[j][:n], sources[j], propensities[j][:n])
+
+
+def eligible_offers(body: Scored, catalog: OfferCatalog) -> list[dict[str, Any]]:
+    """The answer's items that are eligible for their offer (the batch job's rule,
+    :func:`recflow.data.offers.is_eligible`), in rank order, with offer, reward and threshold."""
+    found = [(item, p, catalog.by_item[item]) for item, p in zip(body.items, body.propensities, strict=True)
+             if item in catalog.by_item]  # fmt: skip
+    if not found:
+        return []
+    propensity = np.asarray([np.nan if p is None else p for _, p, _ in found], dtype=np.float64)
+    eligible = is_eligible(propensity, np.asarray([o.threshold for _, _, o in found], dtype=np.float64))
+    return [
+        {COL_ITEM: item, COL_PROPENSITY: p, COL_OFFER: o.offer, COL_REWARD: o.reward, COL_THRESHOLD: o.threshold}
+        for (item, p, o), ok in zip(found, eligible.tolist(), strict=True)
+        if ok
+    ]
+
+
+def catalog_from_env() -> OfferCatalog | None:
+    """The validated offer catalog named by ``RECFLOW_OFFERS``, or None (answers then carry no offers)."""
+    # deferred: great_expectations (the catalog's suite), paid only by a scorer that serves offers
+    from recflow.validation.offers import load_catalog
+
+    path = os.environ.get(ENV_PATH)
+    return load_catalog(path) if path else None

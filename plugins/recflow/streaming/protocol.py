@@ -228,9 +228,12 @@ def encode_answer(
     model_version: str,
     timing: dict[str, Any],
     propensities: list[float | None] | None = None,
+    offers: list[dict[str, Any]] | None = None,
+    catalog_digest: str | None = None,
 ) -> bytes:
     """The answer to a valid request (``source`` is ``model`` or ``fallback``; ``propensities``: the
-    calibrated P(interaction) per item, null where unknown)."""
+    calibrated P(interaction) per item, null where unknown; ``offers``: the eligible offers with their
+    rewards, empty without an offer catalog, whose digest ``catalog_digest`` names)."""
     return _ENCODER.encode(
         {
             "request_id": request.request_id,
@@ -238,6 +241,8 @@ def encode_answer(
             "items": items,
             "scores": scores,
             "propensities": [None] * len(items) if propensities is None else propensities,
+            "offers": offers or [],
+            "catalog_digest": catalog_digest,
             "model_version": model_version,
             "source": source,
             "error": None,
