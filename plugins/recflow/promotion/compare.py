@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from recflow.config.settings import project_root
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.data.lake import open_store
-from recflow.evaluation.python_holdout import judgeable_given_training, score_holdout
+from recflow.evaluation.python_holdout import holdout_metrics, judgeable_given_training, require_truth
+from recflow.evaluation.slices import SliceSpec, load_slices, slice_metrics
 from recflow.models.artifact import load_recommender
 from recflow.promotion.decision import decide
 from recflow.promotion.policy import PromotionPolicy
@@ -45,8 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> pd.DataFrame:
-    """The (user, item) pairs every model of the run is judged on (see the module docstring).
+def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The (user, item) pairs every model of the run is judged on (see the module docstring), and the
+    window's training pairs (the slices' buckets are drawn from them).
 
     ``lake`` is a local path, an ``s3://`` URI or a :class:`LakeStore`: the compare task runs where
     Airflow runs, and an S3 lake is read through the store (committed partitions only), never as a path.
@@ -63,10 +67,11 @@ def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> pd.D
         where = store.uri("interactions")
         raise JudgingError(f"no validated interactions under {where} for {window.start}..{window.end}")
     data = pd.concat(frames, ignore_index=True)
-    truth = judgeable_given_training(data[data["_holdout"]], data[~data["_holdout"]])
+    train = data[~data["_holdout"]][[COL_USER, COL_ITEM]]
+    truth = judgeable_given_training(data[data["_holdout"]], train)
     if truth.empty:
         raise JudgingError(f"the hold-out {window.holdout_start}..{window.end} has no pairs to judge on")
-    return truth
+    return truth, train
 
 
 def _read_pairs(store: LakeStore, part: str) -> pd.DataFrame:
@@ -88,10 +93,11 @@ def score_and_decide(
     work_dir: Path,
 ) -> Judgement:
     """Score the candidates and the current champion on the shared hold-out and apply the policy."""
-    truth = shared_holdout(lake_root, window)
+    truth, train = shared_holdout(lake_root, window)
     champion = _current_champion(registry)
     models = dict(candidates) if champion is None else {**candidates, CHAMPION: champion}
-    metrics = {name: _score(registry, name, mv, truth, cutoffs, work_dir) for name, mv in models.items()}
+    slicing = _Slicing(train, slices_of_the_project())
+    metrics = {name: _score(registry, name, mv, truth, cutoffs, work_dir, slicing) for name, mv in models.items()}
     stale = {} if champion is None else _stale(candidates, champion)
     decision = decide(
         {name: metrics[name] for name in candidates},
@@ -116,14 +122,40 @@ def _current_champion(registry: ModelRegistry) -> ModelVersion | None:
         return None
 
 
+def slices_of_the_project() -> tuple[SliceSpec, ...]:
+    """``models/slices.yaml``'s slices (none when the file is absent)."""
+    path = project_root() / "models" / "slices.yaml"
+    return load_slices(path) if path.is_file() else ()
+
+
+@dataclass(frozen=True)
+class _Slicing:
+    """What the per-slice metrics need besides a model's lists: the training pairs and the slices."""
+
+    train: pd.DataFrame
+    specs: tuple[SliceSpec, ...]
+
+
 def _score(
-    registry: ModelRegistry, name: str, mv: ModelVersion, truth: pd.DataFrame, cutoffs: Sequence[int], work_dir: Path
+    registry: ModelRegistry,
+    name: str,
+    mv: ModelVersion,
+    truth: pd.DataFrame,
+    cutoffs: Sequence[int],
+    work_dir: Path,
+    slicing: _Slicing,
 ) -> dict[str, float]:
-    """``mv``'s metrics on the shared hold-out at every cut-off, from its verified bytes (the path serving takes)."""
+    """``mv``'s metrics on the shared hold-out at every cut-off, and per slice at the first cut-off, from
+    its verified bytes (the path serving takes)."""
     ks = sorted(set(cutoffs))
     folder = registry.fetch(mv, work_dir)
     exclude_seen = mv.lineage.get("scoring", {}).get("exclude_seen", "lake") != "none"  # the spec's policy
-    metrics = score_holdout(load_recommender(folder), truth, ks[0], ks[1:], exclude_seen=exclude_seen)
+    model = load_recommender(folder)
+    require_truth(truth)
+    recs = model.recommend(truth[COL_USER].unique(), k=ks[-1], exclude_seen=exclude_seen)
+    metrics = holdout_metrics(model, truth, recs, ks)
+    catalog = model.index.items
+    metrics.update(slice_metrics(truth, recs, slicing.train, slicing.specs, k=ks[0], catalog=catalog))
     log.info("%s (%s) on the shared hold-out: %s", name, mv.version, metrics)
     return metrics
 

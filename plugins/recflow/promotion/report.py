@@ -1,5 +1,6 @@
 """The promotion report of one training run: a self-contained HTML page (metrics table, a bar chart of
-every candidate, the baseline and the champion on the shared hold-out, the decision and its reasons),
+every candidate, the baseline and the champion on the shared hold-out, the worst slices against the
+champion (``models/slices.yaml``), the decision and its reasons),
 stored create-only next to each candidate version (``versions/<v>/reports/promotion-<time>.html``).
 
 Why inline SVG and no plotting library: the page is rendered on the Airflow worker, opened from S3 or
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from recflow.registry import ModelRegistry
 
 _BAR_W, _GAP, _H = 70, 30, 220
+WORST_SLICES = 10
 
 
 def render_report(judgement: Judgement, *, run_id: str, interval_end: datetime) -> str:
@@ -26,7 +28,7 @@ def render_report(judgement: Judgement, *, run_id: str, interval_end: datetime) 
     d = judgement.decision
     pm = d.primary_metric
     names = sorted(judgement.metrics, key=lambda n: (n == "champion", n))
-    metric_cols = sorted({m for ms in judgement.metrics.values() for m in ms})
+    metric_cols = sorted({m for ms in judgement.metrics.values() for m in ms if "[" not in m})
     versions = {**{n: v.version for n, v in judgement.candidates.items()}}
     if judgement.champion is not None:
         versions["champion"] = judgement.champion.version
@@ -63,9 +65,36 @@ written {escape(datetime.now(UTC).isoformat(timespec="seconds"))}</p>
 <h2>{escape(pm)} on the shared hold-out</h2>
 {_bar_chart({n: judgement.metrics[n].get(pm, 0.0) for n in names}, pm)}
 <h2>Metrics</h2><table><tr><th>model</th><th>version</th>{head}</tr>{rows}</table>
+<h2>Worst slices against the champion</h2>{_worst_slices(judgement.metrics)}
 <h2>Reasons</h2>{reasons}
 </body></html>
 """
+
+
+def _worst_slices(metrics: dict[str, dict[str, float]], n: int = WORST_SLICES) -> str:
+    """The ``n`` (candidate, slice metric) pairs furthest below the champion on the same slice."""
+    champion = metrics.get("champion")
+    if not champion:
+        return "<p>No champion yet: nothing to compare slices against.</p>"
+    rows = []
+    for name, values in metrics.items():
+        if name == "champion":
+            continue
+        for key, value in values.items():
+            if "[" in key and not key.startswith("size[") and key in champion:
+                size = values.get("size[" + key.split("[", 1)[1], 0.0)
+                rows.append((value - champion[key], name, key, value, champion[key], size))
+    if not rows:
+        return "<p>No slice was measured for both a candidate and the champion.</p>"
+    cells = "".join(
+        f"<tr><th>{escape(name)}</th><td>{escape(key)}</td><td>{int(size)}</td><td>{value:.4f}</td>"
+        f"<td>{ref:.4f}</td><td>{delta:+.4f}</td></tr>"
+        for delta, name, key, value, ref, size in sorted(rows)[:n]
+    )
+    return (
+        "<table><tr><th>model</th><th>slice metric</th><th>users</th><th>value</th><th>champion</th>"
+        f"<th>change</th></tr>{cells}</table>"
+    )
 
 
 def _bar_chart(values: dict[str, float], label: str) -> str:
