@@ -26,8 +26,10 @@ from recflow.models.popularity import PopularityRecommender
 from recflow.promotion.compare import score_and_decide
 from recflow.promotion.gate import promote_blessed
 from recflow.promotion.policy import PromotionPolicy
+from recflow.promotion.report import render_report
 from recflow.registry import ModelRegistry
 from recflow.registry.blessing import bless
+from recflow.scoring.calibration import Calibration
 
 pytestmark = pytest.mark.integration
 N_USERS, N_HEAD, N_TAIL = 60, 10, 30
@@ -72,6 +74,7 @@ def _tail_lover(folder: Path) -> Path:
         items[index.item_codes([name])[0], t] = 1.0
     model = AlsRecommender(index, SeenItems.from_frame(train, index), users, items, AlsParams(rank=N_TAIL + 1))
     model.save(folder)
+    Calibration("platt", a=4.0, b=-2.0).save(folder)
     (folder / "canary.json").write_text(__import__("json").dumps(record_canary(model)))
     return folder
 
@@ -103,3 +106,11 @@ def test_a_candidate_better_on_average_is_refused_for_its_tail_slice(registry: M
     failures = judgement.decision.verdict("pop").failures
     assert failures and all("slice item_popularity=" in f and "max_drop" in f for f in failures), failures
     assert any("item_popularity=tail" in f for f in failures)
+    # the run's report: the worst slice first, and the champion's calibration with its reliability diagram
+    html = render_report(judgement, run_id="it", interval_end=datetime(2026, 11, 22, tzinfo=UTC))
+    worst = html.split("Worst slices against the champion", 1)[1]
+    assert worst.index("recall@10[item_popularity=tail]") < worst.index("</table>")
+    assert set(judgement.calibration) == {"champion"}  # the popularity candidate carries no map
+    figures = judgement.calibration["champion"]
+    assert figures["after"]["pairs"] == figures["before"]["pairs"] > 0
+    assert "reliability diagram of champion" in html and "No model of this run" not in html

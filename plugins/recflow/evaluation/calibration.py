@@ -40,7 +40,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
+from recflow.constants import COL_ITEM, COL_PROPENSITY, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
 from recflow.scoring.calibration import Calibration
 from recflow.scoring.core import SOURCE_MODEL
 
@@ -54,9 +54,11 @@ class CalibrationFitError(ValueError):
 
 
 def labelled_pairs(recs: pd.DataFrame, truth: pd.DataFrame, *, k: int) -> pd.DataFrame:
-    """The top-``k`` model rows of ``recs`` (user, item, score, rank) with ``label`` 1 when the pair is in
-    ``truth`` (the judged hold-out pairs), else 0 (see the module docstring)."""
-    top = recs[(recs[COL_RANK] <= k) & (recs[COL_SOURCE] == SOURCE_MODEL)][[COL_USER, COL_ITEM, COL_SCORE, COL_RANK]]
+    """The top-``k`` model rows of ``recs`` (user, item, score, rank, and propensity when ``recs`` has it)
+    with ``label`` 1 when the pair is in ``truth`` (the judged hold-out pairs), else 0 (see the module
+    docstring)."""
+    columns = [c for c in (COL_USER, COL_ITEM, COL_SCORE, COL_RANK, COL_PROPENSITY) if c in recs.columns]
+    top = recs[(recs[COL_RANK] <= k) & (recs[COL_SOURCE] == SOURCE_MODEL)][columns]
     top = top.astype({COL_USER: str, COL_ITEM: str})
     positive = truth[[COL_USER, COL_ITEM]].astype(str).drop_duplicates().assign(**{COL_LABEL: 1})
     out = top.merge(positive, on=[COL_USER, COL_ITEM], how="left")
@@ -204,3 +206,18 @@ def calibrate_on_holdout(recs: pd.DataFrame, truth: pd.DataFrame, *, k: int) -> 
         before=calibration_figures(scores, labels),
         after=calibration_figures(calibration.apply(scores), labels),
     )
+
+
+def holdout_figures(recs: pd.DataFrame, truth: pd.DataFrame, *, k: int) -> dict[str, Any] | None:
+    """Figures of a stored map on a hold-out (the compare step's, for every candidate and the champion):
+    the evaluation fold's labelled pairs only, since a candidate's map was fitted on the other fold of
+    this same hold-out. None when the model has no map (no propensity) or the fold has no pair."""
+    pairs = labelled_pairs(recs, truth, k=k)
+    measured = pairs[~in_calibration_fold(pairs[COL_USER])]
+    if measured.empty or COL_PROPENSITY not in measured or measured[COL_PROPENSITY].isna().any():
+        return None
+    labels = measured[COL_LABEL].to_numpy()
+    return {
+        "before": calibration_figures(measured[COL_SCORE].to_numpy(), labels).as_dict(),
+        "after": calibration_figures(measured[COL_PROPENSITY].to_numpy(), labels).as_dict(),
+    }

@@ -29,6 +29,7 @@ import pandas as pd
 from recflow.config.settings import project_root
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.data.lake import open_store
+from recflow.evaluation.calibration import holdout_figures
 from recflow.evaluation.python_holdout import holdout_metrics, judgeable_given_training, require_truth
 from recflow.evaluation.slices import SliceSpec, load_slices, slice_metrics
 from recflow.models.artifact import load_recommender
@@ -97,7 +98,9 @@ def score_and_decide(
     champion = _current_champion(registry)
     models = dict(candidates) if champion is None else {**candidates, CHAMPION: champion}
     slicing = _Slicing(train, slices_of_the_project())
-    metrics = {name: _score(registry, name, mv, truth, cutoffs, work_dir, slicing) for name, mv in models.items()}
+    scored = {name: _score(registry, name, mv, truth, cutoffs, work_dir, slicing) for name, mv in models.items()}
+    metrics = {name: m for name, (m, _) in scored.items()}
+    calibration = {name: figures for name, (_, figures) in scored.items() if figures is not None}
     stale = {} if champion is None else _stale(candidates, champion)
     decision = decide(
         {name: metrics[name] for name in candidates},
@@ -112,7 +115,7 @@ def score_and_decide(
         "pairs": len(truth),
         "users": int(truth[COL_USER].nunique()),
     }
-    return Judgement(decision, metrics, dict(candidates), champion, holdout, stale, policy.to_dict())
+    return Judgement(decision, metrics, dict(candidates), champion, holdout, stale, policy.to_dict(), calibration)
 
 
 def _current_champion(registry: ModelRegistry) -> ModelVersion | None:
@@ -144,9 +147,9 @@ def _score(
     cutoffs: Sequence[int],
     work_dir: Path,
     slicing: _Slicing,
-) -> dict[str, float]:
-    """``mv``'s metrics on the shared hold-out at every cut-off, and per slice at the first cut-off, from
-    its verified bytes (the path serving takes)."""
+) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """``mv``'s metrics on the shared hold-out at every cut-off, and per slice at the first cut-off, and
+    its calibration figures, from its verified bytes (the path serving takes)."""
     ks = sorted(set(cutoffs))
     folder = registry.fetch(mv, work_dir)
     exclude_seen = mv.lineage.get("scoring", {}).get("exclude_seen", "lake") != "none"  # the spec's policy
@@ -156,8 +159,9 @@ def _score(
     metrics = holdout_metrics(model, truth, recs, ks)
     catalog = model.index.items
     metrics.update(slice_metrics(truth, recs, slicing.train, slicing.specs, k=ks[0], catalog=catalog))
+    figures = holdout_figures(recs, truth, k=ks[0])
     log.info("%s (%s) on the shared hold-out: %s", name, mv.version, metrics)
-    return metrics
+    return metrics, figures
 
 
 def _stale(candidates: Mapping[str, ModelVersion], champion: ModelVersion) -> dict[str, str]:

@@ -29,6 +29,8 @@ class Judgement:
     holdout: Mapping[str, Any]
     stale: Mapping[str, str] = field(default_factory=dict)
     policy: Mapping[str, Any] = field(default_factory=dict)
+    #: Per model name, its calibration figures on the hold-out's evaluation fold (``before`` / ``after``).
+    calibration: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
