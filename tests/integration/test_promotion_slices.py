@@ -114,3 +114,7 @@ def test_a_candidate_better_on_average_is_refused_for_its_tail_slice(registry: M
     figures = judgement.calibration["champion"]
     assert figures["after"]["pairs"] == figures["before"]["pairs"] > 0
     assert "reliability diagram of champion" in html and "No model of this run" not in html
+    # the per-category table: every hold-out item with its positives; no catalog here, so no offer counts
+    tail_row = next(r for r in judgement.categories["champion"] if r["item_id"] == TAIL[1])
+    assert tail_row["pos_count"] == 1 and tail_row["recall_at_k"] == 1.0 and tail_row["tp"] is None
+    assert "By category" in html and f"<th>{TAIL[1]}</th>" in html

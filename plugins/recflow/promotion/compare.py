@@ -16,6 +16,7 @@ them. A champion that does not know a user ranks it with its popularity fallback
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ import pandas as pd
 from recflow.config.settings import project_root
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.data.lake import open_store
+from recflow.data.offers import ENV_PATH
 from recflow.evaluation.calibration import holdout_figures
+from recflow.evaluation.categories import category_table
 from recflow.evaluation.python_holdout import holdout_metrics, judgeable_given_training, require_truth
 from recflow.evaluation.slices import SliceSpec, load_slices, slice_metrics
 from recflow.models.artifact import load_recommender
@@ -97,10 +100,11 @@ def score_and_decide(
     truth, train = shared_holdout(lake_root, window)
     champion = _current_champion(registry)
     models = dict(candidates) if champion is None else {**candidates, CHAMPION: champion}
-    slicing = _Slicing(train, slices_of_the_project())
+    slicing = _Slicing(train, slices_of_the_project(), _catalog_thresholds())
     scored = {name: _score(registry, name, mv, truth, cutoffs, work_dir, slicing) for name, mv in models.items()}
-    metrics = {name: m for name, (m, _) in scored.items()}
-    calibration = {name: figures for name, (_, figures) in scored.items() if figures is not None}
+    metrics = {name: m for name, (m, _, _) in scored.items()}
+    calibration = {name: figures for name, (_, figures, _) in scored.items() if figures is not None}
+    categories = {name: table for name, (_, _, table) in scored.items()}
     stale = {} if champion is None else _stale(candidates, champion)
     decision = decide(
         {name: metrics[name] for name in candidates},
@@ -115,7 +119,9 @@ def score_and_decide(
         "pairs": len(truth),
         "users": int(truth[COL_USER].nunique()),
     }
-    return Judgement(decision, metrics, dict(candidates), champion, holdout, stale, policy.to_dict(), calibration)
+    return Judgement(
+        decision, metrics, dict(candidates), champion, holdout, stale, policy.to_dict(), calibration, categories
+    )
 
 
 def _current_champion(registry: ModelRegistry) -> ModelVersion | None:
@@ -137,6 +143,15 @@ class _Slicing:
 
     train: pd.DataFrame
     specs: tuple[SliceSpec, ...]
+    thresholds: dict[str, int] | None  # the offer catalog's, when RECFLOW_OFFERS names one
+
+
+def _catalog_thresholds() -> dict[str, int] | None:
+    """Item -> offer threshold of the catalog ``RECFLOW_OFFERS`` names (validated), or None."""
+    from recflow.validation.offers import load_catalog  # deferred: great_expectations (the catalog's suite)
+
+    path = os.environ.get(ENV_PATH)
+    return None if not path else {item: o.threshold for item, o in load_catalog(path).by_item.items()}
 
 
 def _score(
@@ -147,9 +162,9 @@ def _score(
     cutoffs: Sequence[int],
     work_dir: Path,
     slicing: _Slicing,
-) -> tuple[dict[str, float], dict[str, Any] | None]:
-    """``mv``'s metrics on the shared hold-out at every cut-off, and per slice at the first cut-off, and
-    its calibration figures, from its verified bytes (the path serving takes)."""
+) -> tuple[dict[str, float], dict[str, Any] | None, list[dict[str, Any]]]:
+    """``mv``'s metrics on the shared hold-out at every cut-off, and per slice at the first cut-off, its
+    calibration figures and its per-category table, from its verified bytes (the path serving takes)."""
     ks = sorted(set(cutoffs))
     folder = registry.fetch(mv, work_dir)
     exclude_seen = mv.lineage.get("scoring", {}).get("exclude_seen", "lake") != "none"  # the spec's policy
@@ -160,8 +175,17 @@ def _score(
     catalog = model.index.items
     metrics.update(slice_metrics(truth, recs, slicing.train, slicing.specs, k=ks[0], catalog=catalog))
     figures = holdout_figures(recs, truth, k=ks[0])
+    table = category_table(recs, truth, k=ks[0], thresholds=slicing.thresholds).reset_index()
+    categories = [{key: _plain(value) for key, value in row.items()} for row in table.to_dict("records")]
     log.info("%s (%s) on the shared hold-out: %s", name, mv.version, metrics)
-    return metrics, figures
+    return metrics, figures, categories
+
+
+def _plain(value: Any) -> Any:
+    """A table cell as JSON knows it (NaN -> None)."""
+    if isinstance(value, float) and value != value:
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _stale(candidates: Mapping[str, ModelVersion], champion: ModelVersion) -> dict[str, str]:

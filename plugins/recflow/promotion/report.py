@@ -69,6 +69,7 @@ written {escape(datetime.now(UTC).isoformat(timespec="seconds"))}</p>
 <h2>Metrics</h2><table><tr><th>model</th><th>version</th>{head}</tr>{rows}</table>
 <h2>Calibration (hold-out evaluation fold)</h2>{_calibration(judgement.calibration)}
 <h2>Worst slices against the champion</h2>{_worst_slices(judgement.metrics)}
+<h2>By category (offer decision and top-K, weakest recall@K first)</h2>{_categories(judgement.categories)}
 <h2>Reasons</h2>{reasons}
 </body></html>
 """
@@ -107,6 +108,33 @@ def _reliability(name: str, bins: Sequence[Mapping[str, float]], size: int = 220
         f'<text x="{pad + span / 2}" y="{size - 8}" text-anchor="middle" font-size="11">{escape(name)}: '
         "propensity</text></svg>"
     )
+
+
+def _categories(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Each model's per-category table (the demo's table "by mid"), folded, weakest recall@K first."""
+    columns = ("pos_count", "tp", "fp", "fn", "precision", "recall", "precision_at_k", "recall_at_k")
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "<td>n/a</td>"
+        return f"<td>{value:.4f}</td>" if isinstance(value, float) else f"<td>{value}</td>"
+
+    def order(row: Mapping[str, Any]) -> tuple[float, str]:
+        recall = row.get("recall_at_k")
+        return (2.0 if recall is None else float(recall), str(row.get("item_id")))
+
+    parts = []
+    for name, rows in sorted(tables.items()):
+        body = "".join(
+            f"<tr><th>{escape(str(r.get('item_id')))}</th>" + "".join(cell(r.get(c)) for c in columns) + "</tr>"
+            for r in sorted(rows, key=order)
+        )
+        head = "".join(f"<th>{c}</th>" for c in columns)
+        parts.append(
+            f"<details><summary>{escape(name)}: {len(rows)} categories</summary>"
+            f"<table><tr><th>item</th>{head}</tr>{body}</table></details>"
+        )
+    return "".join(parts) or "<p>No per-category table.</p>"
 
 
 def _worst_slices(metrics: Mapping[str, Mapping[str, float]], n: int = WORST_SLICES) -> str:
