@@ -8,13 +8,15 @@ engine on the driver, one bucket at a time (:mod:`recflow.validation.chunked`); 
 user is in one bucket, so each chunk's verdict is the whole frame's. The summary's counts come from the
 same rows. GX is imported in a background thread while Spark works (:func:`preload_suite_engine`).
 
-Commit: the lake's :meth:`~recflow.data.lake.LakeStore.publish` (a rename swap on a local lake; on S3,
-files copied into place and the ``_SUCCESS`` manifest written last). With an offer catalog, the day's
-offers (:mod:`recflow.batch.offers`) are one more table of the same publish step (:func:`_publish_parts`):
-derived and checked before anything is published, so a failure of either suite publishes neither.
-A failed suite publishes nothing, so the previous partition stays, and writes
-``score_reports/event_date=<day>/report.json`` with the failed rules, the users they name and those
-users' staged rows.
+Commit: the lake's :meth:`~recflow.data.lake.LakeStore.publish_together` under the day's scores
+partition as the commit key (a symlink flip on a local lake, one commit record written last on S3), so
+a table that must appear with the scores (a day's offers) joins the same commit by adding a part. The
+fault point ``batch.publish.before_commit`` (:mod:`recflow.services.faults`) sits between the checked
+attempt and the commit. With an offer catalog, the day's offers (:mod:`recflow.batch.offers`) are
+that part: derived and checked before anything is published, so a failure of either suite, or a crash
+before the commit, publishes neither. A failed suite publishes nothing,
+so the previous partition stays, and writes ``score_reports/event_date=<day>/report.json`` with the
+failed rules, the users they name and those users' staged rows.
 """
 
 from __future__ import annotations
@@ -217,7 +219,8 @@ def publish_scores(
             summary["offers"]["path"] = store.uri(offers_partition(request.day))
             parts[offers_partition(request.day)] = staging / "offers"
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
-        _publish_parts(store, parts, commit=scores_partition(request.day))
+        partition = scores_partition(request.day)
+        store.publish_together(parts, key=partition, point="batch.publish.before_commit")
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -229,16 +232,6 @@ def _stage_offers(scores_dir: Path, files: list[str], request: ScoringRequest, o
     from recflow.validation.offers import load_catalog
 
     return stage_offers(scores_dir, files, load_catalog(request.offer_catalog), out).as_dict()
-
-
-def _publish_parts(store: LakeStore, parts: dict[str, Path], *, commit: str) -> None:
-    """Publish every table of one night in one step, ``commit`` (the scores, which the DAG's check reads)
-    last, so a reader that finds the day's scores finds the offers they came with.
-
-    Every part is staged and checked before this runs, so no suite failure can split them; a crash
-    between two renames can, until the lake commits several tables at once (``publish_together``)."""
-    for relative in sorted(parts, key=lambda r: r == commit):
-        store.publish(parts[relative], relative)
 
 
 def _stage(
