@@ -435,5 +435,11 @@ def test_offers_and_scores_are_published_together_or_not_at_all(
         _run(spark, own_lake, offer_catalog=good)
     assert not lake.exists(scores_partition(DAY)) and not lake.exists(offers_partition(DAY))
     monkeypatch.undo()
+    # a crash after both tables are written and checked, before the one commit: neither is visible
+    monkeypatch.setenv("RECFLOW_FAULTS", "batch.publish.before_commit=raise:batch task killed")
+    with pytest.raises(InjectedFault, match="batch task killed"):
+        _run(spark, own_lake, offer_catalog=good)
+    assert not lake.exists(scores_partition(DAY)) and not lake.exists(offers_partition(DAY))
+    monkeypatch.delenv("RECFLOW_FAULTS")
     _run(spark, own_lake, offer_catalog=good)
     assert lake.exists(scores_partition(DAY)) and lake.exists(offers_partition(DAY))
