@@ -53,6 +53,7 @@ from quality_report import (
 )
 
 from recflow.constants import COL_AMOUNT, COL_ITEM, COL_QUANTITY, COL_RATING, COL_TS, COL_USER, DEFAULT_K
+from recflow.evaluation.calibration import calibrate_on_holdout
 from recflow.evaluation.metrics import evaluate
 from recflow.evaluation.python_holdout import judgeable_pairs
 from recflow.evaluation.splitters import stratified_split, user_chrono_split
@@ -67,6 +68,8 @@ KNOWN_FAMILIES: Final = ("als", "ncf", "hybrid", "sequence", "popularity")
 SEEDED_FAMILIES: Final = ("als", "ncf", "hybrid")
 REPORTED_METRICS: Final = ("ndcg", "precision", "recall", "map", "map_all_relevant", "hit_rate", "coverage")
 PRIMARY_METRIC: Final = "ndcg"
+#: Calibration figures of the test split (issue 19): expected and maximum calibration error, Brier score.
+CALIBRATION_FIGURES: Final = ("ece", "mce", "brier")
 STRATIFIED_TRAIN_RATIO: Final = 0.75
 TIME_TRAIN_RATIO: Final = 0.8
 VALIDATION_SEED_OFFSET: Final = 10_000
@@ -196,12 +199,25 @@ def timed_fit(
     return model.with_user_side(), seconds
 
 
-def score(model: Recommender, held_out: pd.DataFrame, k: int) -> tuple[dict[str, float], int]:
-    """The reported metrics of ``model`` on the pairs it can be judged on, and how many pairs those are."""
+def score(
+    model: Recommender, held_out: pd.DataFrame, k: int, *, calibrate: bool = False
+) -> tuple[dict[str, float], int]:
+    """The reported metrics of ``model`` on the pairs it can be judged on, and how many pairs those are.
+
+    With ``calibrate`` (the one look at test), also the calibration figures the training flow reports:
+    the map fitted on one fold of the test users, ECE / MCE / Brier measured on the other
+    (:func:`recflow.evaluation.calibration.calibrate_on_holdout`), after (``ece``...) and before
+    (``ece_before``...) the map."""
     truth = judgeable_pairs(held_out, model)
     recs = model.recommend(truth[COL_USER].unique().tolist(), k=k, exclude_seen=True)
     raw = evaluate(truth, recs, metrics=list(REPORTED_METRICS), k=k, catalog=model.index.items)
-    return {name: raw[f"{name}@{k}"] for name in REPORTED_METRICS}, len(truth)
+    metrics = {name: raw[f"{name}@{k}"] for name in REPORTED_METRICS}
+    if calibrate:
+        result = calibrate_on_holdout(recs, truth, k=k)
+        for figure in CALIBRATION_FIGURES:
+            metrics[figure] = getattr(result.after, figure)
+            metrics[f"{figure}_before"] = getattr(result.before, figure)
+    return metrics, len(truth)
 
 
 def _candidates(family: str, config: BenchConfig, seed: int) -> list[dict[str, Any]]:
@@ -272,7 +288,7 @@ def run_seed(
             model, fit_s = timed_fit(
                 family, spark, train_data, best["params"], work_dir / f"{family}-final", config.models_dir
             )
-            test_metrics, out["truth_pairs_test"] = score(model, test, config.k)  # the one look at test
+            test_metrics, out["truth_pairs_test"] = score(model, test, config.k, calibrate=True)  # the one look
             out["models"][family] = {
                 "params": best["params"],
                 "validation": best["validation"],
@@ -305,7 +321,8 @@ def run_protocol(
         )
         for i, seed in enumerate(config.seeds)
     ]
-    summary = summarize(runs, config.families, REPORTED_METRICS)
+    figures = [*CALIBRATION_FIGURES, *(f"{f}_before" for f in CALIBRATION_FIGURES)]
+    summary = summarize(runs, config.families, [*REPORTED_METRICS, *figures])
     champion = choose_champion(summary)
     best_on_test = max(summary, key=lambda family: summary[family][PRIMARY_METRIC]["mean"])
     return {

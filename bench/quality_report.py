@@ -64,6 +64,8 @@ GOALS: Final = (
     Goal("champion nDCG@10 >= 0.24", 12, "time", "champion", "ndcg", 0.24),
     Goal("champion nDCG@10 >= 1.15 x ALS", 12, "time", "champion", "ndcg", 1.15, relative_to="als"),
     Goal("champion by validation is the best on test", 12, "time", "champion", "best_on_test"),
+    Goal("champion ECE <= 0.02 (15 bins)", 19, "stratified", "champion", "ece", 0.02, higher_is_better=False),
+    Goal("champion ECE <= 0.02 (15 bins)", 19, "time", "champion", "ece", 0.02, higher_is_better=False),
 )
 
 
@@ -230,6 +232,21 @@ def _protocol_section(name: str, result: Mapping[str, Any], k: int) -> list[str]
         + ", ".join(f"{seed}: {family}" for seed, family in champion["per_seed"].items()),
         "",
     ]
+    if all("ece" in values for values in summary.values()):
+        lines += [
+            "Calibration on test (map fitted on the even-hash half of the test users, measured on the other half; "
+            "15 bins; mean over seeds, before -> after the map):",
+            "",
+            "| model | ECE | max calibration error (MCE) | Brier |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {family} | "
+                + " | ".join(f"{v[f + '_before']['mean']:.4f} -> {v[f]['mean']:.4f}" for f in ("ece", "mce", "brier"))
+                + " |"
+                for family, v in summary.items()
+            ),
+            "",
+        ]
     warmup: dict[str, float] = next((run["warmup_fit_s"] for run in result["runs"] if "warmup_fit_s" in run), {})
     if warmup:
         lines += ["Warm-up fits (not in fit s): " + ", ".join(f"{f} {s:.1f} s" for f, s in warmup.items()), ""]

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 from datetime import date
 from pathlib import Path
 
 from recflow.batch.job import run_batch_scoring
 from recflow.batch.layout import ScoringRequest
+from recflow.data.offers import ENV_PATH, OfferCatalogError
 from recflow.registry import RegistryError
 from recflow.registry.serving import fetch_artifact
 from recflow.scoring.core import ScoringError
@@ -33,12 +35,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--active-days", type=int, default=30, help="a user is active with events in these days")
     parser.add_argument("--version", required=True, help="registry version (the DAG pins it when it plans)")
     parser.add_argument("--users-json", default=None, help="score only these user ids (a JSON list)")
+    parser.add_argument(
+        "--offers",
+        default=os.environ.get(ENV_PATH),
+        help=f"offer catalog (default env {ENV_PATH}); with it the day's offers are published with the scores",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     users = tuple(str(u) for u in json.loads(args.users_json)) if args.users_json else None
     try:
         request = ScoringRequest(
-            day=args.date, version=args.version, k=args.k, active_days=args.active_days, users=users
+            day=args.date,
+            version=args.version,
+            k=args.k,
+            active_days=args.active_days,
+            users=users,
+            offer_catalog=args.offers,
         )
         with tempfile.TemporaryDirectory(prefix="recflow-score-") as tmp:
             _, artifact = fetch_artifact(args.version, Path(tmp))
@@ -47,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
                 summary = run_batch_scoring(spark, artifact_dir=artifact, request=request, lake_root=args.lake)
             finally:
                 spark.stop()
-    except (ScoringError, RegistryError) as exc:
+    except (ScoringError, RegistryError, OfferCatalogError) as exc:
         raise SystemExit(f"batch_score failed: {type(exc).__name__}: {exc}") from exc
     print(json.dumps(summary, sort_keys=True))
 

@@ -14,6 +14,7 @@ COL_SCORE: Final = "score"
 COL_RANK: Final = "rank"
 COL_SOURCE: Final = "source"
 COL_VERSION: Final = "model_version"
+COL_PROPENSITY: Final = "propensity"
 #: The probability with which an exploration row's item was shown in its slot (null on other rows).
 COL_LOGGING_PROPENSITY: Final = "logging_propensity"
 

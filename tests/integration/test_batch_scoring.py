@@ -30,10 +30,14 @@ from recflow.config.s3 import s3_client
 from recflow.constants import COL_ITEM, COL_TS, COL_USER
 from recflow.data.lake import LocalLake
 from recflow.models.als import AlsParams, AlsRecommender
+from recflow.models.artifact import load_recommender
 from recflow.models.index import IdIndex, SeenItems
+from recflow.scoring.calibration import Calibration
 from recflow.scoring.core import Ragged, ScoringError
 from recflow.services.faults import InjectedFault
 from recflow.spark.session import get_spark
+from recflow.streaming.answers import score_requests
+from recflow.streaming.protocol import Request, parse_request
 
 ROOT = Path(__file__).resolve().parents[2]
 START = date(2026, 11, 1)
@@ -86,6 +90,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _write_day(lake, DAY, [(u, items[1]) for u in users[2:10]])
     artifact = root / "artifact"
     model.save(artifact)
+    Calibration("isotonic", x=(-3.0, 0.0, 3.0), y=(0.01, 0.2, 0.9)).save(artifact)
     (artifact / "lineage.json").write_text(json.dumps({"window": {"start": str(START)}}))
     return {"lake": lake, "artifact": artifact, "later_item": later_item, "model": model}
 
@@ -130,10 +135,37 @@ def test_unknown_user_gets_marked_fallback_rows_in_unit_range(published: dict[st
     assert published["summary"]["users_fallback"] == 1
 
 
+def test_batch_and_streaming_give_the_same_propensity_for_the_same_pair(
+    world: dict[str, Any], published: dict[str, Any]
+) -> None:
+    """The Spark job's workers and the Kafka scorer's answer path, on one calibrated artifact."""
+    scores = published["scores"]
+    model_rows = scores[scores["source"] == "model"]
+    assert model_rows["propensity"].between(0.01, 0.9).all() and model_rows["propensity"].nunique() > 1
+    assert scores.loc[scores["source"] == "fallback", "propensity"].isna().all()
+    users = sorted(model_rows[COL_USER].unique())[:8]
+    requests = []
+    for i, user in enumerate(users):
+        body = json.dumps({"request_id": f"r{i}", "user_id": user, "k": K}).encode()
+        parsed = parse_request(body, None, partition=0, offset=i, timestamp_ms=0)
+        assert isinstance(parsed, Request)
+        requests.append(parsed)
+    answers = score_requests(load_recommender(world["artifact"]), requests)
+    streamed = {
+        (user, item): p
+        for user, answer in zip(users, answers, strict=True)
+        for item, p in zip(answer.items, answer.propensities, strict=True)
+    }
+    batch = {(r[COL_USER], r[COL_ITEM]): r["propensity"] for _, r in model_rows.iterrows() if r[COL_USER] in users}
+    shared = streamed.keys() & batch.keys()
+    assert len(shared) >= len(users)  # most pairs agree; the lake's later purchases remove a few in batch
+    assert {pair: streamed[pair] for pair in shared} == {pair: batch[pair] for pair in shared}
+
+
 def test_rows_are_one_version_ranked_and_sorted(published: dict[str, Any]) -> None:
     scores = published["scores"]
     assert list(scores.columns) == [*SCORE_COLUMNS] == [
-        "user_id", "rank", "item_id", "score", "model_version", "source", "logging_propensity"
+        "user_id", "rank", "item_id", "score", "model_version", "source", "propensity", "logging_propensity"
     ]  # fmt: skip
     assert set(scores["model_version"]) == {"als-test"}
     assert not scores.duplicated([COL_USER, "rank"]).any() and np.isfinite(scores["score"]).all()
@@ -238,11 +270,12 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
 
 
 def _staged(rows: list[tuple[Any, ...]]) -> Any:
-    """Staged score rows as a Parquet file holds them (a NaN score stays NaN, a None stays null)."""
+    """Staged score rows as a Parquet file holds them (a NaN score stays NaN, a None stays null); the
+    propensity column is null (the checks do not read it)."""
     import pyarrow as pa
 
-    columns = [*zip(*rows, strict=True), [None] * len(rows)]  # no exploration: logging_propensity null
-    types = [pa.string(), pa.int32(), pa.string(), pa.float64(), pa.string(), pa.string(), pa.float64()]
+    columns = [*zip(*rows, strict=True), [None] * len(rows), [None] * len(rows)]  # propensities null
+    types = [pa.string(), pa.int32(), pa.string(), pa.float64(), pa.string(), pa.string(), pa.float64(), pa.float64()]
     return pa.table(
         {name: pa.array(list(values), type=t) for name, values, t in zip(SCORE_COLUMNS, columns, types, strict=True)}
     )
@@ -328,3 +361,87 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(wor
     }
     assert facts == {"rows": len(rows), "users_scored": 14, "users_exhausted": 1, "users_fallback": 1,
                      "active_users": len(requested)}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- offers beside the scores
+def _catalog(path: Path, rows: list[str]) -> str:
+    path.write_bytes("".join(f"{r}\r\n" for r in rows).encode())
+    return str(path)
+
+
+@pytest.fixture
+def own_lake(world: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """The world's lake copied, so offer runs never touch the partitions the other tests compare."""
+    import shutil
+
+    lake = tmp_path / "lake"
+    shutil.copytree(world["lake"], lake, ignore=shutil.ignore_patterns("scores", "score_reports", "offers"))
+    return {**world, "lake": lake}
+
+
+def test_offers_are_published_with_the_scores_and_follow_the_rule(spark: Any, own_lake: dict[str, Any]) -> None:
+    from recflow.batch.layout import offers_partition
+    from recflow.batch.offers import OFFER_COLUMNS
+    from recflow.data.offers import read_catalog
+
+    thresholds = {f"i{n:03d}": (0, 1, 150, 999, 1000)[n % 5] for n in range(20)}  # i020..i029: no offer
+    catalog = _catalog(
+        own_lake["lake"].parent / "offers.csv", [f"{i},{i} offer,{i} reward,{t}" for i, t in thresholds.items()]
+    )
+    summary = _run(spark, own_lake, offer_catalog=catalog)
+    scores = pd.read_parquet(own_lake["lake"] / scores_partition(DAY))
+    offers = pd.read_parquet(own_lake["lake"] / offers_partition(DAY))
+    assert tuple(offers.columns) == OFFER_COLUMNS
+    with_offer = scores[scores[COL_ITEM].isin(list(thresholds))]
+    assert len(offers) == len(with_offer) and set(offers[COL_ITEM]) <= set(thresholds)
+    for row in offers.itertuples():
+        p = row.propensity
+        assert row.threshold == thresholds[row.item_id]
+        assert row.eligible == (not pd.isna(p) and int(1000 * p) >= row.threshold)
+    assert (offers["catalog_digest"] == read_catalog(catalog).digest).all()
+    facts = summary["offers"]
+    assert facts["offer_rows"] == len(offers) and facts["eligible_rows"] == int(offers["eligible"].sum())
+    assert facts["rows_without_offer"] == len(scores) - len(with_offer)
+    assert facts["items_without_offer"] == scores.loc[~scores[COL_ITEM].isin(list(thresholds)), COL_ITEM].nunique()
+    assert 0 < facts["eligible_rows"] < facts["offer_rows"]
+    first = LocalLake(own_lake["lake"]).files(offers_partition(DAY))
+    _run(spark, own_lake, offer_catalog=catalog)
+    assert LocalLake(own_lake["lake"]).files(offers_partition(DAY)) == first  # re-runs are byte-identical
+
+
+def test_offers_and_scores_are_published_together_or_not_at_all(
+    spark: Any, own_lake: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recflow.batch import offers as batch_offers
+    from recflow.batch.layout import offers_partition
+    from recflow.data.offers import OfferCatalogError
+
+    lake = LocalLake(own_lake["lake"])
+    bad = _catalog(own_lake["lake"].parent / "bad.csv", ["i000,a,b,5", "i001,a,b,5000"])
+    with pytest.raises(OfferCatalogError, match="row 2: threshold_out_of_range"):
+        _run(spark, own_lake, offer_catalog=bad)
+    assert not lake.exists(scores_partition(DAY)) and not lake.exists(offers_partition(DAY))
+
+    real_rows = batch_offers.offer_rows
+
+    def out_of_range(scores: Any, catalog: Any) -> Any:
+        import pyarrow as pa
+
+        table, without = real_rows(scores, catalog)
+        index = table.schema.get_field_index("propensity")
+        return table.set_column(index, "propensity", pa.array([2.0] * table.num_rows)), without
+
+    monkeypatch.setattr(batch_offers, "offer_rows", out_of_range)  # offers a real catalog cannot produce
+    good = _catalog(own_lake["lake"].parent / "good.csv", ["i000,a,b,5", "i001,a,b,500"])
+    with pytest.raises(batch_offers.OffersRejected, match="propensity_out_of_range"):
+        _run(spark, own_lake, offer_catalog=good)
+    assert not lake.exists(scores_partition(DAY)) and not lake.exists(offers_partition(DAY))
+    monkeypatch.undo()
+    # a crash after both tables are written and checked, before the one commit: neither is visible
+    monkeypatch.setenv("RECFLOW_FAULTS", "batch.publish.before_commit=raise:batch task killed")
+    with pytest.raises(InjectedFault, match="batch task killed"):
+        _run(spark, own_lake, offer_catalog=good)
+    assert not lake.exists(scores_partition(DAY)) and not lake.exists(offers_partition(DAY))
+    monkeypatch.delenv("RECFLOW_FAULTS")
+    _run(spark, own_lake, offer_catalog=good)
+    assert lake.exists(scores_partition(DAY)) and lake.exists(offers_partition(DAY))

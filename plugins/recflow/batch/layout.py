@@ -15,6 +15,7 @@ from recflow.constants import (
     COL_DATE,
     COL_ITEM,
     COL_LOGGING_PROPENSITY,
+    COL_PROPENSITY,
     COL_RANK,
     COL_SCORE,
     COL_SOURCE,
@@ -27,7 +28,16 @@ from recflow.scoring.core import ScoringError
 if TYPE_CHECKING:
     from recflow.config.s3 import S3Settings
 
-SCORE_COLUMNS: Final = (COL_USER, COL_RANK, COL_ITEM, COL_SCORE, COL_VERSION, COL_SOURCE, COL_LOGGING_PROPENSITY)
+SCORE_COLUMNS: Final = (
+    COL_USER,
+    COL_RANK,
+    COL_ITEM,
+    COL_SCORE,
+    COL_VERSION,
+    COL_SOURCE,
+    COL_PROPENSITY,
+    COL_LOGGING_PROPENSITY,
+)
 
 
 SUMMARY_FILE: Final = "_recflow_summary.json"
@@ -36,6 +46,11 @@ SUMMARY_FILE: Final = "_recflow_summary.json"
 def scores_partition(day: date) -> str:
     """The day's partition, relative to the lake root."""
     return f"scores/{COL_DATE}={day}"
+
+
+def offers_partition(day: date) -> str:
+    """The day's offer decisions, published with the scores (:mod:`recflow.batch.offers`)."""
+    return f"offers/{COL_DATE}={day}"
 
 
 def scores_path(lake_root: Path | str, day: date) -> str:
@@ -51,6 +66,7 @@ class ScoringRequest:
     k: int
     active_days: int
     users: tuple[str, ...] | None = None  # None: every active user
+    offer_catalog: str | None = None  # the offer catalog's path; None: no offers partition
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.active_days < 1:

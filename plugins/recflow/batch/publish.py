@@ -12,7 +12,9 @@ Commit: the lake's :meth:`~recflow.data.lake.LakeStore.publish_together` under t
 partition as the commit key (a symlink flip on a local lake, one commit record written last on S3), so
 a table that must appear with the scores (a day's offers) joins the same commit by adding a part. The
 fault point ``batch.publish.before_commit`` (:mod:`recflow.services.faults`) sits between the checked
-attempt and the commit. A failed suite publishes nothing,
+attempt and the commit. With an offer catalog, the day's offers (:mod:`recflow.batch.offers`) are
+that part: derived and checked before anything is published, so a failure of either suite, or a crash
+before the commit, publishes neither. A failed suite publishes nothing,
 so the previous partition stays, and writes ``score_reports/event_date=<day>/report.json`` with the
 failed rules, the users they name and those users' staged rows.
 """
@@ -29,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from recflow.batch.layout import SCORE_COLUMNS, SUMMARY_FILE, ScoringRequest, scores_partition
+from recflow.batch.layout import SCORE_COLUMNS, SUMMARY_FILE, ScoringRequest, offers_partition, scores_partition
+from recflow.batch.offers import stage_offers
 from recflow.batch.staging import TMP_SUFFIX, StagingPlan, stage_scores
 from recflow.constants import COL_RANK, COL_USER
 from recflow.data.lake import LakeStore, open_store
@@ -213,12 +216,25 @@ def publish_scores(
             raise _rejected(store, request, summary, failed, results, out)
         summary["files"] = files
         summary["path"] = store.uri(scores_partition(request.day))
+        parts = {scores_partition(request.day): out}
+        if request.offer_catalog is not None:
+            summary["offers"] = _stage_offers(out, files, request, staging / "offers")
+            summary["offers"]["path"] = store.uri(offers_partition(request.day))
+            parts[offers_partition(request.day)] = staging / "offers"
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
         partition = scores_partition(request.day)
-        store.publish_together({partition: out}, key=partition, point="batch.publish.before_commit")
+        store.publish_together(parts, key=partition, point="batch.publish.before_commit")
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage_offers(scores_dir: Path, files: list[str], request: ScoringRequest, out: Path) -> dict[str, Any]:
+    """The day's offers staged and checked beside the scores (the catalog re-validated: it is an input)."""
+    # deferred: great_expectations, through the suite engine (preload_suite_engine has imported it)
+    from recflow.validation.offers import load_catalog
+
+    return stage_offers(scores_dir, files, load_catalog(request.offer_catalog), out).as_dict()
 
 
 def _stage(

@@ -2,8 +2,10 @@
 
 Steps: services up -> synthetic landing data -> Airflow ``dags test`` of training (validate, train ALS
 and NCF and the baseline with spark-submit, compare, promote, publish) -> ``dags test`` of batch
-scoring -> the streaming scorer (``recflow.streaming``) answers a burst of requests -> the HTTP API (``recflow
-serve``) answers requests for the same users -> services down. Every step logs to
+scoring (scores and, with the purchase-card offer catalog, offers) -> the streaming scorer
+(``recflow.streaming``) answers a burst of requests -> the HTTP API (``recflow serve``) answers requests
+for the same users -> services down. The summary prints three users' offers, the eligible share and the
+champion's five weakest categories on the hold-out. Every step logs to
 ``<state>/logs/demo/<step>.log``; a failure names the step and its log and exits non-zero.
 """
 
@@ -22,10 +24,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from recflow.batch.layout import read_summary, scores_path
+from recflow.batch.layout import offers_partition, read_summary, scores_path
 from recflow.config.settings import load_settings, state_dir
+from recflow.data.offers import ENV_PATH, default_path
 from recflow.data.synthetic import write_days
+from recflow.data.window import TrainingWindow
+from recflow.evaluation.categories import category_table, weakest_categories
 from recflow.evaluation.metrics import metrics_table
+from recflow.models.artifact import load_recommender
+from recflow.promotion.compare import shared_holdout
 from recflow.registry import ModelRegistry
 from recflow.registry.version_ids import version_prefix
 from recflow.services import shared_services
@@ -117,6 +124,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     config.log_dir.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
     env = airflow_env(settings)
+    if default_path().is_file():  # the synthetic items are its merchant categories
+        env[ENV_PATH] = os.environ.get(ENV_PATH) or str(default_path())
     summary: dict[str, Any] = {}
     print("==> services (Kafka, S3): started or reused; stopped at the end unless someone else uses them", flush=True)
     with shared_services(settings, keep=config.keep_services):
@@ -149,6 +158,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         summary["stream"] = _step("streaming-burst", config.log_dir, lambda log: _stream(config, env, log))
         summary["http"] = _step("http-api", config.log_dir, lambda log: _http(config, env, log))
         summary.update(collect_summary(config))
+        summary["offers"] = _offers_summary(config, registry=ModelRegistry.from_settings(settings))
     return summary
 
 
@@ -222,6 +232,39 @@ def collect_summary(config: DemoConfig) -> dict[str, Any]:
     }
 
 
+def _offers_summary(config: DemoConfig, *, registry: ModelRegistry, users: int = 3) -> dict[str, Any]:
+    """Three users' eligible offers from the published offers partition, and the champion's five weakest
+    categories (lowest recall@K) on the run's hold-out, by the per-category table."""
+    import pandas as pd
+
+    from recflow.validation.offers import load_catalog  # deferred: great_expectations (the catalog's suite)
+
+    settings = load_settings()
+    path = settings.lake_root / offers_partition(config.end - timedelta(days=1))
+    if not path.is_dir():
+        return {"error": f"no offers partition at {path} (no offer catalog: set {ENV_PATH})"}
+    offers = pd.read_parquet(path)
+    eligible = offers[offers["eligible"]]
+    shown = sorted(eligible["user_id"].unique())[:users]
+    start = config.end - timedelta(days=config.train_days + config.holdout_days)
+    window = TrainingWindow(start, config.end - timedelta(days=config.holdout_days), config.end)
+    truth, _ = shared_holdout(settings.lake_root, window)
+    champion = registry.champion()
+    weakest: list[dict[str, Any]] = []
+    if champion is not None:
+        model = load_recommender(registry.fetch(champion, config.log_dir / "champion"))
+        recs = model.recommend(truth["user_id"].unique(), k=config.k)
+        thresholds = {item: o.threshold for item, o in load_catalog(os.environ.get(ENV_PATH)).by_item.items()}
+        table = category_table(recs, truth, k=config.k, thresholds=thresholds)
+        weakest = weakest_categories(table, 5, min_positives=5).reset_index().to_dict("records")
+    return {
+        "users": {u: eligible[eligible["user_id"] == u].to_dict("records") for u in shown},
+        "eligible_share": float(len(eligible) / len(offers)) if len(offers) else 0.0,
+        "offer_rows": len(offers),
+        "weakest": weakest,
+    }
+
+
 def _validation_summary(config: DemoConfig) -> dict[str, Any]:
     reports = sorted((load_settings().lake_root / "quarantine").glob("date=*/report.json"))
     days = [json.loads(p.read_text()) for p in reports]
@@ -259,4 +302,24 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"http       : {http['answered']} answered by recflow serve at {http['url']}, served by "
         f"{http['model_version']} (digest {same} the champion's)",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _format_offers(summary.get("offers", {})))
+
+
+def _format_offers(offers: dict[str, Any]) -> list[str]:
+    if "error" in offers or not offers:
+        return ["", f"offers     : {offers.get('error', 'not produced')}"]
+    lines = ["", f"offers     : {offers['offer_rows']} offer rows, eligible share {offers['eligible_share']:.1%}"]
+    for user, rows in offers["users"].items():
+        lines.append(f"  {user}:")
+        lines += [
+            f"    #{r['rank']} {r['offer']} -> {r['reward']} (propensity {r['propensity']:.3f} >= "
+            f"{r['threshold']}/1000)"
+            for r in rows
+        ]
+    lines.append("weakest categories (champion, hold-out; recall@K, positives, offer tp/fp/fn):")
+    lines += [
+        f"  {w['item_id']}: recall@K {w['recall_at_k']:.3f}, {w['pos_count']} positives, "
+        f"tp {w['tp']:.0f} fp {w['fp']:.0f} fn {w['fn']:.0f}"
+        for w in offers["weakest"]
+    ]
+    return lines

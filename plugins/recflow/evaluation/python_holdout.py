@@ -88,8 +88,7 @@ def score_holdout(
     ``also_k`` exists so a run asked for, say, k=20 still reports the cut-off the promotion policy
     compares on (``ndcg@10``); one top-max(k) list serves every cut-off.
     """
-    if truth.empty:
-        raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
+    require_truth(truth)
     cutoffs = sorted({k, *also_k})
     recs = recommender.recommend(truth[COL_USER].unique(), k=cutoffs[-1], exclude_seen=exclude_seen)
     return holdout_metrics(recommender, truth, recs, cutoffs)
@@ -99,12 +98,17 @@ def holdout_metrics(
     recommender: Recommender, truth: pd.DataFrame, recs: pd.DataFrame, cutoffs: Sequence[int]
 ) -> dict[str, float]:
     """The metrics of top-max(cutoffs) lists against the judged pairs, at every cut-off."""
-    if truth.empty:
-        raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
+    require_truth(truth)
     metrics: dict[str, float] = {}
     for cutoff in cutoffs:
         metrics.update(evaluate(truth, recs, k=cutoff, catalog=recommender.index.items))
     return metrics
+
+
+def require_truth(truth: pd.DataFrame) -> None:
+    """Refuse an empty hold-out: no metric means anything on it."""
+    if truth.empty:
+        raise TrainingDataError("the hold-out has no pairs with known users and items: widen the window")
 
 
 def record_canary(recommender: Recommender, k: int = CANARY_K) -> dict[str, Any]:

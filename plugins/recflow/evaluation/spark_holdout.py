@@ -14,11 +14,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import pandas as pd
 
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
+from recflow.constants import COL_ITEM, COL_PROPENSITY, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
 from recflow.evaluation import python_holdout
 from recflow.evaluation.canary import CANARY_K, CANARY_USERS, build_canary_record, canary_users
 from recflow.models.base import Recommender
@@ -28,7 +28,7 @@ from recflow.scoring.arrow import score_users
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-RECS_COLUMNS = (COL_USER, COL_ITEM, COL_SCORE, COL_RANK, COL_SOURCE)
+RECS_COLUMNS = (COL_USER, COL_ITEM, COL_SCORE, COL_RANK, COL_SOURCE, COL_PROPENSITY)
 
 
 def in_tables(model: Recommender) -> bool:
@@ -94,6 +94,15 @@ def top_k_on_executors(
     return recs.astype({COL_RANK: "int64"})
 
 
+class Judged(NamedTuple):
+    """A model's hold-out judgement: its metrics, the judged pairs and the top-K lists they came from
+    (the lists are what the calibration's labelled pairs are drawn from)."""
+
+    metrics: dict[str, float]
+    truth: pd.DataFrame
+    recs: pd.DataFrame
+
+
 def evaluate_on_holdout(
     spark: SparkSession,
     model: Recommender,
@@ -102,23 +111,26 @@ def evaluate_on_holdout(
     also_k: Sequence[int] = (),
     *,
     exclude_seen: bool = True,
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """Metrics at ``k`` (and ``also_k``) and the judged pairs of ``model`` on ``test``, wherever the
-    model's user side lives.
+) -> Judged:
+    """Metrics at ``k`` (and ``also_k``), the judged pairs and the top-K lists of ``model`` on ``test``,
+    wherever the model's user side lives.
 
     A model fitted into Parquet tables (ALS, NCF) is scored on executors (:func:`_evaluate_on_executors`),
     so neither its training pairs nor its user factors reach the driver; a model held in memory (the
     families that fit on the driver) is scored in process. Both rank with the one scoring core.
     """
+    cutoffs = sorted({k, *also_k})
     if in_tables(model):
-        return _evaluate_on_executors(spark, model, test, sorted({k, *also_k}), exclude_seen=exclude_seen)
+        return _evaluate_on_executors(spark, model, test, cutoffs, exclude_seen=exclude_seen)
     truth = python_holdout.holdout_truth(test, model, exclude_seen=exclude_seen)
-    return python_holdout.score_holdout(model, truth, k, also_k, exclude_seen=exclude_seen), truth
+    python_holdout.require_truth(truth)
+    recs = model.recommend(truth[COL_USER].unique(), k=cutoffs[-1], exclude_seen=exclude_seen)
+    return Judged(python_holdout.holdout_metrics(model, truth, recs, cutoffs), truth, recs)
 
 
 def _evaluate_on_executors(
     spark: SparkSession, model: Recommender, test: DataFrame, cutoffs: Sequence[int], *, exclude_seen: bool
-) -> tuple[dict[str, float], pd.DataFrame]:
+) -> Judged:
     """:func:`evaluate_on_holdout` for a model in tables: the judged pairs by Spark joins, one top-max(cutoffs)
     list per hold-out user from executors; only those reach the driver."""
     frames = UserFrames.of(spark, model)
@@ -128,7 +140,7 @@ def _evaluate_on_executors(
         recs = top_k_on_executors(spark, model, frames, truth_frame, k=cutoffs[-1], exclude_seen=exclude_seen)
     finally:
         truth_frame.unpersist()
-    return python_holdout.holdout_metrics(model, truth, recs, cutoffs), truth
+    return Judged(python_holdout.holdout_metrics(model, truth, recs, cutoffs), truth, recs)
 
 
 def record_canary(spark: SparkSession, model: Recommender) -> dict[str, Any]:

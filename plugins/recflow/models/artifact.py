@@ -2,7 +2,8 @@
 
 An artifact is a folder with ``model.json`` (family, schema version, family-specific fields; see
 :mod:`recflow.models.base`), the id/seen index in one of its two layouts (:mod:`recflow.models.index`)
-and the family's own files.
+and the family's own files, and, since calibration, ``calibration.json`` (the score-to-propensity map,
+:mod:`recflow.scoring.calibration`), which every family shares and the loader attaches.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from recflow.models.base import MODEL_FILE, Recommender, read_model_json
 from recflow.models.index import ArtifactError
+from recflow.scoring.calibration import Calibration
 
 
 def load_recommender(folder: Path | str, *, item_side: bool = False) -> Recommender:
@@ -33,4 +35,5 @@ def load_recommender(folder: Path | str, *, item_side: bool = False) -> Recommen
     if not (isinstance(cls, type) and issubclass(cls, Recommender)):
         raise ArtifactError(f"{target!r} is not a Recommender")
     loaded: Recommender = cls.load_item_side(folder) if item_side else cls.load(folder)
+    loaded.calibration = Calibration.load(folder)
     return loaded

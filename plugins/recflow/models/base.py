@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recflow.models.index import ArtifactError, IdIndex, SeenItems
+from recflow.scoring.calibration import Calibration
 from recflow.scoring.core import Ragged, UserBatch, score_batch, top_k_frame
 
 #: 2: ALS and NCF artifacts keep ids, factors and seen items in Parquet tables (recflow.models.tables);
@@ -43,6 +44,10 @@ class Recommender(ABC):
     #: Spark fit, whose user side is still in Parquet): such a model scores users whose codes, factor
     #: rows and seen items the caller ships, and refuses :meth:`recommend`.
     has_user_side: bool = True
+
+    #: The score-to-propensity map fitted at training time (``calibration.json`` in the artifact, set by
+    #: :func:`recflow.models.artifact.load_recommender`); None: propensities are unknown (NaN).
+    calibration: Calibration | None = None
 
     def __init__(self, index: IdIndex, seen: SeenItems) -> None:
         self.index = index

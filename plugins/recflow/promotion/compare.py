@@ -16,8 +16,10 @@ them. A champion that does not know a user ranks it with its popularity fallback
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from recflow.config.settings import project_root
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.data.lake import open_store
-from recflow.evaluation.python_holdout import judgeable_given_training, score_holdout
+from recflow.data.offers import ENV_PATH
+from recflow.evaluation.calibration import holdout_figures
+from recflow.evaluation.categories import category_table
+from recflow.evaluation.python_holdout import holdout_metrics, judgeable_given_training, require_truth
+from recflow.evaluation.slices import SliceSpec, load_slices, slice_metrics
 from recflow.models.artifact import load_recommender
 from recflow.promotion.decision import decide
 from recflow.promotion.policy import PromotionPolicy
@@ -45,8 +52,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> pd.DataFrame:
-    """The (user, item) pairs every model of the run is judged on (see the module docstring).
+def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The (user, item) pairs every model of the run is judged on (see the module docstring), and the
+    window's training pairs (the slices' buckets are drawn from them).
 
     ``lake`` is a local path, an ``s3://`` URI or a :class:`LakeStore`: the compare task runs where
     Airflow runs, and an S3 lake is read through the store (committed partitions only), never as a path.
@@ -63,10 +71,11 @@ def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> pd.D
         where = store.uri("interactions")
         raise JudgingError(f"no validated interactions under {where} for {window.start}..{window.end}")
     data = pd.concat(frames, ignore_index=True)
-    truth = judgeable_given_training(data[data["_holdout"]], data[~data["_holdout"]])
+    train = data[~data["_holdout"]][[COL_USER, COL_ITEM]]
+    truth = judgeable_given_training(data[data["_holdout"]], train)
     if truth.empty:
         raise JudgingError(f"the hold-out {window.holdout_start}..{window.end} has no pairs to judge on")
-    return truth
+    return truth, train
 
 
 def _read_pairs(store: LakeStore, part: str) -> pd.DataFrame:
@@ -88,10 +97,14 @@ def score_and_decide(
     work_dir: Path,
 ) -> Judgement:
     """Score the candidates and the current champion on the shared hold-out and apply the policy."""
-    truth = shared_holdout(lake_root, window)
+    truth, train = shared_holdout(lake_root, window)
     champion = _current_champion(registry)
     models = dict(candidates) if champion is None else {**candidates, CHAMPION: champion}
-    metrics = {name: _score(registry, name, mv, truth, cutoffs, work_dir) for name, mv in models.items()}
+    slicing = _Slicing(train, slices_of_the_project(), _catalog_thresholds())
+    scored = {name: _score(registry, name, mv, truth, cutoffs, work_dir, slicing) for name, mv in models.items()}
+    metrics = {name: m for name, (m, _, _) in scored.items()}
+    calibration = {name: figures for name, (_, figures, _) in scored.items() if figures is not None}
+    categories = {name: table for name, (_, _, table) in scored.items()}
     stale = {} if champion is None else _stale(candidates, champion)
     decision = decide(
         {name: metrics[name] for name in candidates},
@@ -106,7 +119,9 @@ def score_and_decide(
         "pairs": len(truth),
         "users": int(truth[COL_USER].nunique()),
     }
-    return Judgement(decision, metrics, dict(candidates), champion, holdout, stale, policy.to_dict())
+    return Judgement(
+        decision, metrics, dict(candidates), champion, holdout, stale, policy.to_dict(), calibration, categories
+    )
 
 
 def _current_champion(registry: ModelRegistry) -> ModelVersion | None:
@@ -116,16 +131,61 @@ def _current_champion(registry: ModelRegistry) -> ModelVersion | None:
         return None
 
 
+def slices_of_the_project() -> tuple[SliceSpec, ...]:
+    """``models/slices.yaml``'s slices (none when the file is absent)."""
+    path = project_root() / "models" / "slices.yaml"
+    return load_slices(path) if path.is_file() else ()
+
+
+@dataclass(frozen=True)
+class _Slicing:
+    """What the per-slice metrics need besides a model's lists: the training pairs and the slices."""
+
+    train: pd.DataFrame
+    specs: tuple[SliceSpec, ...]
+    thresholds: dict[str, int] | None  # the offer catalog's, when RECFLOW_OFFERS names one
+
+
+def _catalog_thresholds() -> dict[str, int] | None:
+    """Item -> offer threshold of the catalog ``RECFLOW_OFFERS`` names (validated), or None."""
+    from recflow.validation.offers import load_catalog  # deferred: great_expectations (the catalog's suite)
+
+    path = os.environ.get(ENV_PATH)
+    return None if not path else {item: o.threshold for item, o in load_catalog(path).by_item.items()}
+
+
 def _score(
-    registry: ModelRegistry, name: str, mv: ModelVersion, truth: pd.DataFrame, cutoffs: Sequence[int], work_dir: Path
-) -> dict[str, float]:
-    """``mv``'s metrics on the shared hold-out at every cut-off, from its verified bytes (the path serving takes)."""
+    registry: ModelRegistry,
+    name: str,
+    mv: ModelVersion,
+    truth: pd.DataFrame,
+    cutoffs: Sequence[int],
+    work_dir: Path,
+    slicing: _Slicing,
+) -> tuple[dict[str, float], dict[str, Any] | None, list[dict[str, Any]]]:
+    """``mv``'s metrics on the shared hold-out at every cut-off, and per slice at the first cut-off, its
+    calibration figures and its per-category table, from its verified bytes (the path serving takes)."""
     ks = sorted(set(cutoffs))
     folder = registry.fetch(mv, work_dir)
     exclude_seen = mv.lineage.get("scoring", {}).get("exclude_seen", "lake") != "none"  # the spec's policy
-    metrics = score_holdout(load_recommender(folder), truth, ks[0], ks[1:], exclude_seen=exclude_seen)
+    model = load_recommender(folder)
+    require_truth(truth)
+    recs = model.recommend(truth[COL_USER].unique(), k=ks[-1], exclude_seen=exclude_seen)
+    metrics = holdout_metrics(model, truth, recs, ks)
+    catalog = model.index.items
+    metrics.update(slice_metrics(truth, recs, slicing.train, slicing.specs, k=ks[0], catalog=catalog))
+    figures = holdout_figures(recs, truth, k=ks[0])
+    table = category_table(recs, truth, k=ks[0], thresholds=slicing.thresholds).reset_index()
+    categories = [{key: _plain(value) for key, value in row.items()} for row in table.to_dict("records")]
     log.info("%s (%s) on the shared hold-out: %s", name, mv.version, metrics)
-    return metrics
+    return metrics, figures, categories
+
+
+def _plain(value: Any) -> Any:
+    """A table cell as JSON knows it (NaN -> None)."""
+    if isinstance(value, float) and value != value:
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _stale(candidates: Mapping[str, ModelVersion], champion: ModelVersion) -> dict[str, str]:

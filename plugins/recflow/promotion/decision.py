@@ -49,6 +49,7 @@ def decide(
             continue
         rules = policy.rules((families or {}).get(name, name))
         passed, failed = _check(metrics, champion, base_metrics, rules, pm)
+        _slices(metrics, champion, policy, passed, failed)
         if name in stale:
             failed.append(f"window: {stale[name]}")
         reasons = tuple([f"FAIL {r}" for r in failed] + [f"ok {r}" for r in passed])
@@ -104,6 +105,32 @@ def _check(
         else:
             record(*guard.check(metric, got, ref))
     return passed, failed
+
+
+def _slices(
+    metrics: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    policy: PromotionPolicy,
+    passed: list[str],
+    failed: list[str],
+) -> None:
+    """The per-slice rules (``slice_thresholds``) on every slice the candidate was measured on."""
+    for metric, rule in sorted(policy.slice_thresholds.items()):
+        for key in slice_keys(metrics, metric):
+            got = finite_or_none(metrics.get(f"{metric}[{key}]"))
+            size = finite_or_none(metrics.get(f"size[{key}]")) or 0.0
+            ref = None if champion is None else finite_or_none(champion.get(f"{metric}[{key}]"))
+            if got is None:
+                failed.append(f"slice {key}: {metric} is not a finite number")
+                continue
+            for ok, text in rule.check(metric, key, got, size, ref):
+                (passed if ok else failed).append(text)
+
+
+def slice_keys(metrics: Mapping[str, float], metric: str) -> list[str]:
+    """The slice keys (``"<slice>=<bucket>"``) for which ``metrics`` holds ``metric``."""
+    prefix = f"{metric}["
+    return sorted(name[len(prefix) : -1] for name in metrics if name.startswith(prefix) and name.endswith("]"))
 
 
 def _against(

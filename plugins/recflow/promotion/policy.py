@@ -165,6 +165,33 @@ _RULE_KEYS = {"value_thresholds", "baseline_thresholds", "change_thresholds", "g
 
 
 @dataclass(frozen=True)
+class SliceThreshold:
+    """A rule for one metric in every slice (``models/slices.yaml``) of a higher-is-better metric: a floor
+    (TFMA's ``lower_bound``) and a largest drop against the champion on the same slice of the same
+    hold-out (``max_drop``, absolute); a slice with fewer than ``min_size`` users is reported, not judged."""
+
+    lower_bound: float | None
+    max_drop: float | None
+    min_size: int
+
+    def check(self, metric: str, key: str, value: float, size: float, champion: float | None) -> list[tuple[bool, str]]:
+        """(passed, sentence) per rule that applies to this slice."""
+        where = f"slice {key}: {metric} = {fmt_num(value)} ({int(size)} users)"
+        if size < self.min_size:
+            return [(True, f"{where}: below min_size {self.min_size}, reported but not blocking")]
+        out = []
+        if self.lower_bound is not None:
+            ok = value >= self.lower_bound - _TOLERANCE
+            out.append((ok, f"{where} {'>=' if ok else '<'} floor {fmt_num(self.lower_bound)}"))
+        if self.max_drop is not None and champion is not None:
+            drop = champion - value
+            ok = drop <= self.max_drop + _TOLERANCE
+            out.append((ok, f"{where}, champion {fmt_num(champion)}: drop {fmt_num(drop)} "
+                            f"{'<=' if ok else '>'} max_drop {fmt_num(self.max_drop)}"))  # fmt: skip
+        return out
+
+
+@dataclass(frozen=True)
 class PromotionPolicy:
     """The validated ``models/promotion.yaml``; build it with :meth:`from_yaml` or :meth:`from_dict`."""
 
@@ -173,6 +200,8 @@ class PromotionPolicy:
     default: FamilyRules
     families: Mapping[str, FamilyRules] = field(default_factory=dict)
     tie_breakers: tuple[str, ...] = ()
+    #: Per-slice rules by metric name, for every family (see :class:`SliceThreshold`).
+    slice_thresholds: Mapping[str, SliceThreshold] = field(default_factory=dict)
 
     def rules(self, family: str) -> FamilyRules:
         return self.families.get(family, self.default)
@@ -192,7 +221,8 @@ class PromotionPolicy:
     def from_dict(cls, raw: Any, *, source: str = "<policy>") -> PromotionPolicy:
         """Validate a parsed policy; every error names the file and the key path."""
         top = _Section(raw, source, "")
-        top.only({"schema_version", "primary_metric", "baseline", "tie_breakers", "default", "families"})
+        top.only({"schema_version", "primary_metric", "baseline", "tie_breakers", "default", "families",
+                  "slice_thresholds"})  # fmt: skip
         schema = top.require("schema_version", int)
         if schema != POLICY_SCHEMA_VERSION:
             top.fail("schema_version", f"is {schema}, this code reads version {POLICY_SCHEMA_VERSION}")
@@ -208,7 +238,8 @@ class PromotionPolicy:
             for name in fams.raw:
                 # a family section overrides the default's rule kinds it names, keeping the others
                 families[str(name)] = _rules(fams.section(name), default_raw.raw)
-        return cls(primary, baseline, default, families, tie_breakers)
+        slices = _slice_rules(top.section("slice_thresholds")) if top.raw.get("slice_thresholds") else {}
+        return cls(primary, baseline, default, families, tie_breakers, slices)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -217,6 +248,7 @@ class PromotionPolicy:
             "tie_breakers": list(self.tie_breakers),
             "default": self.default.to_dict(),
             "families": {name: rules.to_dict() for name, rules in self.families.items()},
+            "slice_thresholds": {m: vars(r) for m, r in self.slice_thresholds.items()},
         }
 
 
@@ -252,6 +284,23 @@ def _rules(sec: _Section, inherited: Mapping[str, Any]) -> FamilyRules:
                 t.fail(metric, "a guardrail needs an absolute and/or relative tolerance")
             guard[t.metric(metric, f"{t.path}.{metric}")] = Guardrail(direction, absolute, relative)
     return FamilyRules(values, base, change, guard)
+
+
+def _slice_rules(t: _Section) -> dict[str, SliceThreshold]:
+    out = {}
+    for metric in t.raw:
+        s = t.section(metric)
+        s.only({"lower_bound", "max_drop", "min_size"})
+        lo, drop = s.optional_number("lower_bound"), s.optional_number("max_drop")
+        if lo is None and drop is None:
+            s.fail("lower_bound", "a slice threshold needs lower_bound and/or max_drop")
+        if drop is not None and drop < 0:
+            s.fail("max_drop", f"must be >= 0, got {drop!r}")
+        min_size = s.optional("min_size", int) or 0
+        if min_size < 0:
+            s.fail("min_size", f"must be >= 0, got {min_size!r}")
+        out[t.metric(metric, f"{t.path}.{metric}")] = SliceThreshold(lo, drop, min_size)
+    return out
 
 
 def _sized(s: _Section) -> tuple[Direction, float | None, float | None]:

@@ -5,7 +5,7 @@ Kept below the compare step and the report, so neither imports the other to lear
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,10 @@ class Judgement:
     holdout: Mapping[str, Any]
     stale: Mapping[str, str] = field(default_factory=dict)
     policy: Mapping[str, Any] = field(default_factory=dict)
+    #: Per model name, its calibration figures on the hold-out's evaluation fold (``before`` / ``after``).
+    calibration: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Per model name, the per-category table of its offer decision (one record per item).
+    categories: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

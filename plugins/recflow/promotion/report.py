@@ -1,5 +1,7 @@
 """The promotion report of one training run: a self-contained HTML page (metrics table, a bar chart of
-every candidate, the baseline and the champion on the shared hold-out, the decision and its reasons),
+every candidate, the baseline and the champion on the shared hold-out, each model's calibration
+(ECE, MCE and Brier before and after its map, and a reliability diagram), the worst slices against the
+champion (``models/slices.yaml``), the decision and its reasons),
 stored create-only next to each candidate version (``versions/<v>/reports/promotion-<time>.html``).
 
 Why inline SVG and no plotting library: the page is rendered on the Airflow worker, opened from S3 or
@@ -8,9 +10,10 @@ the registry plugin, and must not need matplotlib or network access to show.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from recflow.registry.records import compact
 
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     from recflow.registry import ModelRegistry
 
 _BAR_W, _GAP, _H = 70, 30, 220
+WORST_SLICES = 10
 
 
 def render_report(judgement: Judgement, *, run_id: str, interval_end: datetime) -> str:
@@ -26,7 +30,7 @@ def render_report(judgement: Judgement, *, run_id: str, interval_end: datetime) 
     d = judgement.decision
     pm = d.primary_metric
     names = sorted(judgement.metrics, key=lambda n: (n == "champion", n))
-    metric_cols = sorted({m for ms in judgement.metrics.values() for m in ms})
+    metric_cols = sorted({m for ms in judgement.metrics.values() for m in ms if "[" not in m})
     versions = {**{n: v.version for n, v in judgement.candidates.items()}}
     if judgement.champion is not None:
         versions["champion"] = judgement.champion.version
@@ -63,9 +67,100 @@ written {escape(datetime.now(UTC).isoformat(timespec="seconds"))}</p>
 <h2>{escape(pm)} on the shared hold-out</h2>
 {_bar_chart({n: judgement.metrics[n].get(pm, 0.0) for n in names}, pm)}
 <h2>Metrics</h2><table><tr><th>model</th><th>version</th>{head}</tr>{rows}</table>
+<h2>Calibration (hold-out evaluation fold)</h2>{_calibration(judgement.calibration)}
+<h2>Worst slices against the champion</h2>{_worst_slices(judgement.metrics)}
+<h2>By category (offer decision and top-K, weakest recall@K first)</h2>{_categories(judgement.categories)}
 <h2>Reasons</h2>{reasons}
 </body></html>
 """
+
+
+def _calibration(figures: Mapping[str, Mapping[str, Any]]) -> str:
+    """ECE / MCE / Brier before and after each model's map, and its reliability diagram."""
+    if not figures:
+        return "<p>No model of this run carries a calibration map.</p>"
+    rows = "".join(
+        f"<tr><th>{escape(name)}</th><td>{f['after']['pairs']}</td>"
+        + "".join(f"<td>{f[when][m]:.4f}</td>" for m in ("ece", "mce", "brier") for when in ("before", "after"))
+        + "</tr>"
+        for name, f in sorted(figures.items())
+    )
+    head = "".join(f"<th>{m} {when}</th>" for m in ("ECE", "MCE", "Brier") for when in ("before", "after"))
+    diagrams = "".join(_reliability(name, f["after"]["bins"]) for name, f in sorted(figures.items()))
+    return f"<table><tr><th>model</th><th>pairs</th>{head}</tr>{rows}</table><p>{diagrams}</p>"
+
+
+def _reliability(name: str, bins: Sequence[Mapping[str, float]], size: int = 220) -> str:
+    """A reliability diagram: positive rate against mean propensity per bin (dot area ~ pairs), diagonal."""
+    pad, span = 30, size - 40
+    total = max(sum(b["pairs"] for b in bins), 1)
+    dots = "".join(
+        f'<circle cx="{pad + span * b["mean_prediction"]:.1f}" cy="{10 + span * (1 - b["positive_rate"]):.1f}" '
+        f'r="{2 + 8 * (b["pairs"] / total) ** 0.5:.1f}" fill="#3a7"><title>{int(b["pairs"])} pairs: '
+        f"{b['positive_rate']:.3f} observed, {b['mean_prediction']:.3f} predicted</title></circle>"
+        for b in bins
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" role="img" '
+        f'aria-label="reliability diagram of {escape(name)}">'
+        f'<rect x="{pad}" y="10" width="{span}" height="{span}" fill="none" stroke="#ccc"/>'
+        f'<line x1="{pad}" y1="{10 + span}" x2="{pad + span}" y2="10" stroke="#888" stroke-dasharray="4"/>{dots}'
+        f'<text x="{pad + span / 2}" y="{size - 8}" text-anchor="middle" font-size="11">{escape(name)}: '
+        "propensity</text></svg>"
+    )
+
+
+def _categories(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Each model's per-category table (the demo's table "by mid"), folded, weakest recall@K first."""
+    columns = ("pos_count", "tp", "fp", "fn", "precision", "recall", "precision_at_k", "recall_at_k")
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "<td>n/a</td>"
+        return f"<td>{value:.4f}</td>" if isinstance(value, float) else f"<td>{value}</td>"
+
+    def order(row: Mapping[str, Any]) -> tuple[float, str]:
+        recall = row.get("recall_at_k")
+        return (2.0 if recall is None else float(recall), str(row.get("item_id")))
+
+    parts = []
+    for name, rows in sorted(tables.items()):
+        body = "".join(
+            f"<tr><th>{escape(str(r.get('item_id')))}</th>" + "".join(cell(r.get(c)) for c in columns) + "</tr>"
+            for r in sorted(rows, key=order)
+        )
+        head = "".join(f"<th>{c}</th>" for c in columns)
+        parts.append(
+            f"<details><summary>{escape(name)}: {len(rows)} categories</summary>"
+            f"<table><tr><th>item</th>{head}</tr>{body}</table></details>"
+        )
+    return "".join(parts) or "<p>No per-category table.</p>"
+
+
+def _worst_slices(metrics: Mapping[str, Mapping[str, float]], n: int = WORST_SLICES) -> str:
+    """The ``n`` (candidate, slice metric) pairs furthest below the champion on the same slice."""
+    champion = metrics.get("champion")
+    if not champion:
+        return "<p>No champion yet: nothing to compare slices against.</p>"
+    rows = []
+    for name, values in metrics.items():
+        if name == "champion":
+            continue
+        for key, value in values.items():
+            if "[" in key and not key.startswith("size[") and key in champion:
+                size = values.get("size[" + key.split("[", 1)[1], 0.0)
+                rows.append((value - champion[key], name, key, value, champion[key], size))
+    if not rows:
+        return "<p>No slice was measured for both a candidate and the champion.</p>"
+    cells = "".join(
+        f"<tr><th>{escape(name)}</th><td>{escape(key)}</td><td>{int(size)}</td><td>{value:.4f}</td>"
+        f"<td>{ref:.4f}</td><td>{delta:+.4f}</td></tr>"
+        for delta, name, key, value, ref, size in sorted(rows)[:n]
+    )
+    return (
+        "<table><tr><th>model</th><th>slice metric</th><th>users</th><th>value</th><th>champion</th>"
+        f"<th>change</th></tr>{cells}</table>"
+    )
 
 
 def _bar_chart(values: dict[str, float], label: str) -> str:

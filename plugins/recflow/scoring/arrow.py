@@ -17,6 +17,7 @@ import numpy as np
 from recflow.constants import (
     COL_ITEM,
     COL_LOGGING_PROPENSITY,
+    COL_PROPENSITY,
     COL_RANK,
     COL_SCORE,
     COL_SOURCE,
@@ -57,7 +58,7 @@ COL_FACTORS: Final = "features"
 
 SCORES_SCHEMA: Final = (
     f"{COL_USER} string, {COL_RANK} int, {COL_ITEM} string, {COL_SCORE} double, "
-    f"{COL_VERSION} string, {COL_SOURCE} string, {COL_LOGGING_PROPENSITY} double"
+    f"{COL_VERSION} string, {COL_SOURCE} string, {COL_PROPENSITY} double, {COL_LOGGING_PROPENSITY} double"
 )
 
 
@@ -128,6 +129,7 @@ class ArrowScorer:
                 (COL_SCORE, pa.float64()),
                 (COL_VERSION, pa.string()),
                 (COL_SOURCE, pa.string()),
+                (COL_PROPENSITY, pa.float64()),
                 (COL_LOGGING_PROPENSITY, pa.float64()),
             ]
         )
@@ -144,10 +146,12 @@ class ArrowScorer:
         if self.explorer is not None and self.day is not None:
             users = rb.column(COL_USER).to_numpy(zero_copy_only=False)
             slate = self.explorer.apply(self.model, top, batch, users, self.day)
-            rows, ranks, item_codes, scores, fallback, explore, propensity = slate.long()
+            rows, ranks, item_codes, scores, fallback, explore, logging = slate.long()
+            calibrated = slate.top.long_propensity()
         else:
             rows, ranks, item_codes, scores, fallback = top.long()
-            explore, propensity = np.zeros(len(rows), dtype=bool), np.full(len(rows), np.nan)
+            explore, logging = np.zeros(len(rows), dtype=bool), np.full(len(rows), np.nan)
+            calibrated = top.long_propensity()
         return pa.RecordBatch.from_arrays(
             [
                 rb.column(COL_USER).take(pa.array(rows)),
@@ -156,7 +160,8 @@ class ArrowScorer:
                 pa.array(scores.astype(np.float64)),
                 self._labels.take(pa.array(np.zeros(len(rows), dtype=np.int8))),
                 self._labels.take(pa.array(np.where(explore, 3, 1 + fallback.astype(np.int8)))),
-                pa.array(np.where(explore, propensity, np.nan), type=pa.float64(), from_pandas=True),
+                pa.array(calibrated, from_pandas=True),  # NaN -> null: no propensity known
+                pa.array(np.where(explore, logging, np.nan), type=pa.float64(), from_pandas=True),
             ],
             schema=self.schema,
         )

@@ -19,6 +19,10 @@ Why these choices:
   score matrix in cache.
 * **Fallback on a stated scale.** Users the model never saw get item popularity in training divided by
   the most popular item's count, so fallback scores lie in (0, 1]; their rows say ``source='fallback'``.
+* **Propensity beside the score.** Each model row's score is mapped to a propensity by the model's
+  calibration (:func:`recflow.scoring.calibration.propensities`), here (and for exploration slots, by the
+  same function on their model score, in :mod:`recflow.scoring.explore`), so batch,
+  streaming and any other path give the same propensity for the same pair.
 * **Exhausted users are data, not errors.** A user with nothing left to recommend gets 0 rows and is
   counted in :attr:`TopK.exhausted`.
 
@@ -34,7 +38,8 @@ from typing import Final, Protocol
 import numpy as np
 import pandas as pd
 
-from recflow.constants import COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
+from recflow.constants import COL_ITEM, COL_PROPENSITY, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
+from recflow.scoring.calibration import Calibration, propensities
 
 
 class _Catalog(Protocol):
@@ -57,6 +62,9 @@ class ScorableModel(Protocol):
     def score_candidates(self, batch: UserBatch, candidates: np.ndarray) -> np.ndarray: ...
 
     def fallback_scores(self) -> np.ndarray: ...
+
+    @property
+    def calibration(self) -> Calibration | None: ...
 
 
 #: Target size of one block of the (users x items) float32 score matrix: a few L2-sized tiles.
@@ -139,12 +147,14 @@ class UserBatch:
 
 @dataclass(frozen=True)
 class TopK:
-    """Top-K per user: ``items``/``scores`` are (n x k), padded with -1 / NaN past ``counts``."""
+    """Top-K per user: ``items``/``scores``/``propensity`` are (n x k), padded with -1 / NaN past ``counts``
+    (``propensity`` is NaN on fallback rows and for a model without calibration)."""
 
     items: np.ndarray
     scores: np.ndarray
     counts: np.ndarray
     fallback: np.ndarray
+    propensity: np.ndarray
 
     @property
     def exhausted(self) -> int:
@@ -158,6 +168,11 @@ class TopK:
         rows = np.nonzero(valid)[0]
         ranks = (np.nonzero(valid)[1] + 1).astype(np.int32)
         return rows, ranks, self.items[valid], self.scores[valid], self.fallback[rows]
+
+    def long_propensity(self) -> np.ndarray:
+        """The propensities of :meth:`long`'s entries, in the same order."""
+        valid = np.arange(self.items.shape[1])[None, :] < self.counts[:, None]
+        return np.asarray(self.propensity[valid], dtype=np.float64)
 
 
 def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -272,7 +287,9 @@ def score_batch(
                 cols, vals, cnt = _top_of_catalog(model, sub, by_model, k_eff)
             width = cols.shape[1]
             items[rows, :width], scores[rows, :width], counts[rows] = cols, vals, cnt
-    return TopK(items=items, scores=scores, counts=counts, fallback=~known)
+    fallback = ~known
+    propensity = propensities(model.calibration, scores, fallback)
+    return TopK(items=items, scores=scores, counts=counts, fallback=fallback, propensity=propensity)
 
 
 def _top_of_candidates(
@@ -304,7 +321,7 @@ def _top_of_catalog(
 
 
 def top_k_frame(top: TopK, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
-    """The long (user, item, score, rank, source) frame of a :class:`TopK`, ids looked up by code."""
+    """The long (user, item, score, rank, source, propensity) frame of a :class:`TopK`, ids looked up by code."""
     rows, ranks, items, scores, fallback = top.long()
     return pd.DataFrame(
         {
@@ -313,5 +330,6 @@ def top_k_frame(top: TopK, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.Dat
             COL_SCORE: scores.astype(np.float64),
             COL_RANK: ranks,
             COL_SOURCE: np.where(fallback, SOURCE_FALLBACK, SOURCE_MODEL),
+            COL_PROPENSITY: top.long_propensity(),
         }
     )

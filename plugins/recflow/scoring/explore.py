@@ -42,11 +42,13 @@ import pandas as pd
 from recflow.constants import (
     COL_ITEM,
     COL_LOGGING_PROPENSITY,
+    COL_PROPENSITY,
     COL_RANK,
     COL_SCORE,
     COL_SOURCE,
     COL_USER,
 )
+from recflow.scoring.calibration import propensities
 from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, ScorableModel, TopK, UserBatch
 from recflow.scoring.explore_policy import ExplorePolicy
 
@@ -140,7 +142,8 @@ class Explorer:
                 scores[target, p] = self._item_scores(model, batch.take(target), pool[choice])
                 explore[target, p] = True
                 propensity[target, p] = self.policy.user_share * chosen_w / total[pick]
-        return Slate(TopK(items, scores, counts, top.fallback), explore, propensity)
+        calibrated = propensities(model.calibration, scores, top.fallback)  # the core's map, explore rows too
+        return Slate(TopK(items, scores, counts, top.fallback, calibrated), explore, propensity)
 
     def _weights(self, pool: np.ndarray, users: UserBatch, listed: np.ndarray, day: date) -> np.ndarray:
         """(users x pool) choice weights: similarity or recency, 0 for seen or already listed items."""
@@ -177,7 +180,7 @@ class Explorer:
 
 
 def slate_frame(slate: Slate, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
-    """The long (user, item, score, rank, source, logging_propensity) frame of a :class:`Slate`."""
+    """The long (user, item, score, rank, source, propensity, logging_propensity) frame of a :class:`Slate`."""
     rows, ranks, items, scores, fallback, explore, propensity = slate.long()
     source = np.where(explore, SOURCE_EXPLORE, np.where(fallback, SOURCE_FALLBACK, SOURCE_MODEL))
     return pd.DataFrame(
@@ -187,6 +190,7 @@ def slate_frame(slate: Slate, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.
             COL_SCORE: scores.astype(np.float64),
             COL_RANK: ranks,
             COL_SOURCE: source,
+            COL_PROPENSITY: slate.top.long_propensity(),
             COL_LOGGING_PROPENSITY: np.where(explore, propensity, np.nan),
         }
     )

@@ -34,7 +34,7 @@ from recflow.serving_http.batcher import Batcher
 from recflow.serving_http.champion import ServingChampion
 from recflow.serving_http.errors import ApiError, HttpCode
 from recflow.serving_http.metrics import CONTENT_TYPE, HttpMetrics
-from recflow.streaming.answers import Scored, score_requests
+from recflow.streaming.answers import Scored, catalog_from_env, eligible_offers, score_requests
 from recflow.streaming.follower import ServingModel
 from recflow.streaming.protocol import MAX_REQUEST_BYTES, Reason, Rejection, Request, parse_request
 
@@ -76,7 +76,7 @@ async def read_body(request: HttpRequest, limit: int = MAX_REQUEST_BYTES) -> byt
 def score_all(model: ServingModel, requests: list[Request]) -> list[Scored]:
     """The core's answers to one ``infer`` call's users; a failure is logged and answered with a code only."""
     try:
-        return score_requests(model.recommender, requests)
+        return score_requests(model.recommender, requests, model.explorer)
     except Exception:
         log.exception("scoring %d request(s) with %s failed", len(requests), model.version)
         raise ApiError(
@@ -91,6 +91,8 @@ class Api:
         self.champion = champion
         self.metrics = metrics
         self.batcher = Batcher(self._model)
+        #: With an offer catalog (``RECFLOW_OFFERS``), answers carry their eligible offers, as Kafka answers do.
+        self.catalog = catalog_from_env()
 
     def _model(self) -> ServingModel:
         before = self.champion.swaps
@@ -141,9 +143,13 @@ class Api:
                 "user_id": parsed.user_id,
                 "items": answer.items,
                 "scores": answer.scores,
+                "propensities": answer.propensities,
+                "offers": [] if self.catalog is None else eligible_offers(answer, self.catalog),
+                "catalog_digest": None if self.catalog is None else self.catalog.digest,
                 "model_version": model.version,
                 "model_digest": model.digest,
                 "source": answer.source,
+                **({"explore": answer.explore} if answer.explore else {}),
             }
         )
 

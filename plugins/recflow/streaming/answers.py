@@ -1,7 +1,7 @@
 """Turn one poll's valid requests into answers with one call into the scoring core per request kind.
 
 Why here and not in the engine: the engine owns Kafka (offsets, deliveries, retries); this module owns
-"requests in, (items, scores, source) out" and nothing else, so it can be measured in-process without a
+"requests in, (items, scores, propensities, source) out" and nothing else, so it can be measured in-process without a
 broker (the benchmark's in-process limit runs exactly this function).
 
 Seen items: online, the only record of what a user has seen is the artifact's training interactions
@@ -16,13 +16,15 @@ positions of a ``k``-long list). Re-ranked ``item_ids`` are the caller's choice 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from recflow.constants import COL_LOGGING_PROPENSITY
+from recflow.constants import COL_ITEM, COL_LOGGING_PROPENSITY, COL_PROPENSITY
+from recflow.data.offers import COL_OFFER, COL_REWARD, COL_THRESHOLD, ENV_PATH, OfferCatalog, is_eligible
 from recflow.models.base import Recommender
 from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, TopK, UserBatch, score_batch
 from recflow.scoring.explore import Explorer, Slate
@@ -38,6 +40,9 @@ class Scored(NamedTuple):
     items: list[str]
     scores: list[float]
     source: str
+    #: Calibrated P(interaction) per item, unrounded so it equals the batch table's value for the pair
+    #: (None: unknown, a fallback answer or a model without calibration).
+    propensities: list[float | None]
     #: The exploration slots of the answer (rank, item_id, logging_propensity), None when there is none.
     explore: list[dict[str, Any]] | None = None
 
@@ -98,15 +103,18 @@ def _fill(
         top = slate.top
     names = model.index.item_array[np.maximum(top.items, 0)].tolist()
     scores = np.round(top.scores.astype(np.float64), SCORE_DECIMALS).tolist()
+    raw = top.propensity.astype(object)
+    raw[np.isnan(top.propensity)] = None
+    propensities = raw.tolist()
     counts = top.counts.tolist()
     sources = [SOURCE_FALLBACK if f else SOURCE_MODEL for f in top.fallback.tolist()]
     width = top.items.shape[1] if top.items.ndim == 2 else 0
     for j, i in enumerate(rows.tolist()):
         n = min(counts[j], requests[i].k)
         if n == width:  # the common case: the whole row, no slice copies
-            out[i] = Scored(names[j], scores[j], sources[j])
+            out[i] = Scored(names[j], scores[j], sources[j], propensities[j])
         else:
-            out[i] = Scored(names[j][:n], scores[j][:n], sources[j])
+            out[i] = Scored(names[j][:n], scores[j][:n], sources[j], propensities[j][:n])
         if slate is not None and slate.explore[j, :n].any():
             slots = np.flatnonzero(slate.explore[j, :n]).tolist()
             explore = [
@@ -114,3 +122,28 @@ def _fill(
                 for p in slots
             ]
             out[i] = out[i]._replace(explore=explore)
+
+
+def eligible_offers(body: Scored, catalog: OfferCatalog) -> list[dict[str, Any]]:
+    """The answer's items that are eligible for their offer (the batch job's rule,
+    :func:`recflow.data.offers.is_eligible`), in rank order, with offer, reward and threshold."""
+    found = [(item, p, catalog.by_item[item]) for item, p in zip(body.items, body.propensities, strict=True)
+             if item in catalog.by_item]  # fmt: skip
+    if not found:
+        return []
+    propensity = np.asarray([np.nan if p is None else p for _, p, _ in found], dtype=np.float64)
+    eligible = is_eligible(propensity, np.asarray([o.threshold for _, _, o in found], dtype=np.float64))
+    return [
+        {COL_ITEM: item, COL_PROPENSITY: p, COL_OFFER: o.offer, COL_REWARD: o.reward, COL_THRESHOLD: o.threshold}
+        for (item, p, o), ok in zip(found, eligible.tolist(), strict=True)
+        if ok
+    ]
+
+
+def catalog_from_env() -> OfferCatalog | None:
+    """The validated offer catalog named by ``RECFLOW_OFFERS``, or None (answers then carry no offers)."""
+    # deferred: great_expectations (the catalog's suite), paid only by a scorer that serves offers
+    from recflow.validation.offers import load_catalog
+
+    path = os.environ.get(ENV_PATH)
+    return load_catalog(path) if path else None

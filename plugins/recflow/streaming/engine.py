@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config.kafka import KafkaSettings
+from recflow.streaming.answers import catalog_from_env
 from recflow.streaming.follower import ChampionFollower
 from recflow.streaming.metrics import ScorerMetrics
 from recflow.streaming.offsets import OffsetLedger, consumer_lag, scorer_consumer, start_new_group_at_end
@@ -126,7 +127,7 @@ class Scorer:
             dead_letter_topic=self.kafka.score_requests_dlq_topic,
         )
         self.offsets = OffsetLedger(consumer, self.kafka.score_requests_topic, interval_s=self.config.commit_interval_s)
-        self.replies = Replies(self.kafka, self.outbox, self.metrics)
+        self.replies = Replies(self.kafka, self.outbox, self.metrics, catalog_from_env())
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         start_new_group_at_end(consumer, partitions, self.config.group_id)

@@ -288,16 +288,24 @@ def encode_answer(
     source: str,
     model_version: str,
     timing: dict[str, Any],
+    propensities: list[float | None] | None = None,
+    offers: list[dict[str, Any]] | None = None,
+    catalog_digest: str | None = None,
     explore: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    """The answer to a valid request (``source`` is ``model`` or ``fallback``). When some positions are
-    exploration slots, ``explore`` lists them (``{"rank", "item_id", "logging_propensity"}``, see
-    :mod:`recflow.scoring.explore`); answers without any keep their fields unchanged."""
+    """The answer to a valid request (``source`` is ``model`` or ``fallback``; ``propensities``: the
+    calibrated P(interaction) per item, null where unknown; ``offers``: the eligible offers with their
+    rewards, empty without an offer catalog, whose digest ``catalog_digest`` names). When some positions
+    are exploration slots, ``explore`` lists them (``{"rank", "item_id", "logging_propensity"}``, see
+    :mod:`recflow.scoring.explore`); answers without any have no ``explore`` field."""
     answer: dict[str, Any] = {
         "request_id": request.request_id,
         "user_id": request.user_id,
         "items": items,
         "scores": scores,
+        "propensities": [None] * len(items) if propensities is None else propensities,
+        "offers": offers or [],
+        "catalog_digest": catalog_digest,
         "model_version": model_version,
         "source": source,
         "error": None,
@@ -316,6 +324,7 @@ def encode_error_answer(rejection: Rejection, *, model_version: str | None, timi
             "request_id": rejection.request_id,
             "items": [],
             "scores": [],
+            "propensities": [],
             "model_version": model_version,
             "source": "error",
             # details quote exceptions; whatever they quote must not make the error answer unwritable

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recflow.config.kafka import KafkaSettings
+from recflow.data.offers import OfferCatalog
 from recflow.services import faults
-from recflow.streaming.answers import Scored, score_requests
+from recflow.streaming.answers import Scored, eligible_offers, score_requests
 from recflow.streaming.follower import ServingModel
 from recflow.streaming.metrics import ScorerMetrics
 from recflow.streaming.outbox import InFlight, Outbox
@@ -96,10 +97,14 @@ def rejected(request: Request, reason: Reason, detail: str) -> Rejection:
 class Replies:
     """Encodes a poll's answers and dead letters, queues them in the outbox and counts them in the metrics."""
 
-    def __init__(self, kafka: KafkaSettings, outbox: Outbox, metrics: ScorerMetrics) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, outbox: Outbox, metrics: ScorerMetrics, catalog: OfferCatalog | None = None
+    ) -> None:
         self.kafka = kafka
         self.outbox = outbox
         self.metrics = metrics
+        #: With a catalog, each answer carries its eligible offers and the catalog's digest.
+        self.catalog = catalog
 
     def answer(
         self,
@@ -122,6 +127,9 @@ class Replies:
                     items=body.items,
                     scores=body.scores,
                     source=body.source,
+                    propensities=body.propensities,
+                    offers=None if self.catalog is None else eligible_offers(body, self.catalog),
+                    catalog_digest=None if self.catalog is None else self.catalog.digest,
                     model_version=model.version,
                     timing=timing,
                     explore=body.explore,

@@ -2,7 +2,9 @@
 
 read the lake window -> check it -> split by time (train | hold-out) -> optional hyperparameter search
 on a validation split carved from the *training* part -> fit -> score the hold-out with
-:mod:`recflow.evaluation.metrics` -> write artifact, ``metrics.json`` and ``lineage.json`` -> register the
+:mod:`recflow.evaluation.metrics` -> fit the score-to-propensity map on one fold of the hold-out users and
+measure it on the other (:mod:`recflow.evaluation.calibration`) -> write artifact (with ``calibration.json``),
+``metrics.json`` and ``lineage.json`` -> register the
 candidate in the S3 registry. The Spark entry point (``spark_jobs/train.py``, :mod:`recflow.training.entry`)
 only parses arguments and calls :func:`run_training`.
 
@@ -32,6 +34,7 @@ from recflow.constants import COL_TS, COL_USER, DEFAULT_K
 from recflow.data.item_history import item_history, read_item_tags
 from recflow.data.window import TrainingDataError, TrainingWindow, check_training_frame, read_window
 from recflow.evaluation import spark_holdout
+from recflow.evaluation.calibration import CalibrationResult, calibrate_on_holdout
 from recflow.evaluation.canary import CANARY_FILE
 from recflow.evaluation.python_holdout import record_canary
 from recflow.evaluation.python_holdout import score_holdout as python_score_holdout
@@ -92,6 +95,7 @@ class _Chosen:
     model: Recommender
     metrics: dict[str, float]
     truth: pd.DataFrame  # the judged hold-out pairs
+    calibration: CalibrationResult
 
 
 def code_version() -> str:
@@ -143,8 +147,8 @@ def search(
         check_training_frame(inner_train, inner)  # once: the data is the same for every candidate
         for i, params in enumerate(candidates):
             model = fit(spark, inner_train, params, work_dir / f"trial-{i}")
-            metrics, _ = spark_holdout.evaluate_on_holdout(spark, model, validation, k, exclude_seen=exclude_seen)
-            trials.append({"params": params, "validation": metrics})
+            judged = spark_holdout.evaluate_on_holdout(spark, model, validation, k, exclude_seen=exclude_seen)
+            trials.append({"params": params, "validation": judged.metrics})
     finally:
         inner_train.unpersist()
     best = max(trials, key=lambda t: t["validation"][f"{PRIMARY_METRIC}@{k}"])
@@ -257,10 +261,11 @@ def _fit_and_judge(
     with _timed(timings, "fit_s"):
         model = fit(spark, train, params, work_dir)
     with _timed(timings, "evaluate_s"):
-        metrics, truth = spark_holdout.evaluate_on_holdout(
-            spark, model, test, run.k, run.also_k, exclude_seen=run.exclude_seen
-        )
-    return _Chosen(params, trials, model, metrics, truth)
+        judged = spark_holdout.evaluate_on_holdout(spark, model, test, run.k, run.also_k, exclude_seen=run.exclude_seen)
+    with _timed(timings, "calibrate_s"):
+        calibration = calibrate_on_holdout(judged.recs, judged.truth, k=run.k)
+    model.calibration = calibration.calibration
+    return _Chosen(params, trials, model, judged.metrics, judged.truth, calibration)
 
 
 @contextmanager
@@ -272,9 +277,11 @@ def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
 
 
 def _save_artifact(spark: SparkSession, model: Recommender, folder: Path) -> None:
-    """Save the model and, beside it, what the canary must reproduce from the registered bytes in a fresh
-    process (:mod:`recflow.evaluation.canary`)."""
+    """Save the model, its calibration map and, beside them, what the canary must reproduce from the
+    registered bytes in a fresh process (:mod:`recflow.evaluation.canary`)."""
     model.save(folder)  # type: ignore[attr-defined]
+    if model.calibration is not None:
+        model.calibration.save(folder)
     canary = spark_holdout.record_canary(spark, model) if spark_holdout.in_tables(model) else record_canary(model)
     (folder / CANARY_FILE).write_text(json.dumps(canary, sort_keys=True))
 
@@ -310,6 +317,7 @@ def _metrics_report(run: _Run, chosen: _Chosen) -> dict[str, Any]:
         "metrics": chosen.metrics,
         "holdout": {"users": int(chosen.truth[COL_USER].nunique()), "pairs": len(chosen.truth)},
         "segments": _segment_metrics(run, chosen),
+        "calibration": chosen.calibration.report(),
         "definitions": {
             "ranking": "binary relevance over the full catalog, training items removed; users = hold-out "
             "users with >= 1 relevant item; map@k divides by min(#relevant, k)",

@@ -158,10 +158,14 @@ def _segmentation(path: Path, raw: Any) -> Segmentation | None:
         raise SpecError(f"{path}: segmentation: {exc}") from exc
 
 
+#: Files of ``models/`` that are not model specs: the promotion policy and the evaluation slices.
+NOT_SPECS = frozenset({"promotion", "slices"})
+
+
 def available_specs(directory: Path | None = None) -> list[str]:
-    """Names of the specs in ``directory`` (the promotion policy file is not a model)."""
+    """Names of the specs in ``directory`` (the promotion policy and slices files are not models)."""
     directory = directory or models_dir()
-    return sorted(p.stem for p in directory.glob("*.yaml") if p.stem != "promotion")
+    return sorted(p.stem for p in directory.glob("*.yaml") if p.stem not in NOT_SPECS)
 
 
 def plan_models(

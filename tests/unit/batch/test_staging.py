@@ -40,6 +40,7 @@ def _rows(users: list[str]) -> pa.RecordBatch:
             pa.array(np.tile([0.9, 0.5, 0.1], n), type=pa.float64()),
             pa.array(["v1"] * n * K),
             pa.array(["model"] * n * K),
+            pa.array([0.5] * n * K, type=pa.float64()),
             pa.array([None] * n * K, type=pa.float64()),
         ],
         names=list(SCORE_COLUMNS),

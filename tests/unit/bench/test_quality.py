@@ -22,6 +22,8 @@ from recflow.config.settings import project_root
 from recflow.data.synthetic import generate_day
 
 EXPECTED_METRICS = {"ndcg", "precision", "recall", "map", "map_all_relevant", "hit_rate", "coverage"}
+#: Measured on test only (issue 19): after the map and before it.
+CALIBRATION = {"ece", "mce", "brier", "ece_before", "mce_before", "brier_before"}
 FAMILIES = ("als", "sequence", "popularity")
 PROTOCOLS = ("stratified", "time")
 SEEDS = (7,)
@@ -107,9 +109,9 @@ def test_each_seed_selects_on_validation_and_tests_once(report_dir: tuple[dict[s
             assert 0 < run["truth_pairs_test"] <= run["held_out_pairs"]["test"]
             assert len(run["models"]["sequence"]["trials"]) == 2
             for family in FAMILIES:
-                assert (
-                    EXPECTED_METRICS == set(run["models"][family]["test"]) == set(run["models"][family]["validation"])
-                )
+                assert set(run["models"][family]["validation"]) == EXPECTED_METRICS
+                assert set(run["models"][family]["test"]) == EXPECTED_METRICS | CALIBRATION
+                assert all(0 <= run["models"][family]["test"][f] <= 1 for f in CALIBRATION)
             assert run["models"]["als"]["params"]["max_iter"] == 2, "overrides must reach the trainer"
             assert run["models"]["als"]["params"]["seed"] == run["seed"]
 
@@ -124,6 +126,10 @@ def test_markdown_names_both_protocols_every_model_and_goal(report_dir: tuple[di
     assert text.count(" ± ") >= 2 * 3 * 8, "every model row should show mean ± std for 8 columns"
     for goal in report["goals"]:
         assert goal["name"] in text
+    assert text.count("| model | ECE | max calibration error (MCE) | Brier |") == 2
+    ece_goals = [g for g in report["goals"] if g["metric"] == "ece"]
+    assert {g["protocol"] for g in ece_goals} == set(PROTOCOLS)
+    assert all(isinstance(g["met"], bool) and 0 <= g["measured"] <= 1 for g in ece_goals)
 
 
 def test_config_rejects_unknown_family() -> None:

@@ -157,3 +157,35 @@ def test_a_dead_letter_too_large_to_write_whole_goes_by_reference(scorer: Scorer
     scorer._handle([FakeMessage(huge, 3, b"k-huge")])
     dead = [(k, v) for t, k, v in scorer.outbox.producer.produced if t.endswith("-dlq")]
     assert dead == [(b"k-huge", None)]
+
+
+def test_an_answer_carries_propensities_and_its_eligible_offers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scorer's answer path end to end (engine, replies, encoder) with a calibrated model and a catalog."""
+    import json
+
+    from recflow.data.offers import ENV_PATH
+    from recflow.scoring.calibration import Calibration
+
+    random_als(tmp_path / "m", n_users=20, n_items=10, rank=4, seen_per_user=2, seed=9)
+    Calibration("isotonic", x=(-2.0, 2.0), y=(0.0, 1.0)).save(tmp_path / "m")
+    # every item has an offer; thresholds 0 (always eligible), 1000 (only at propensity 1) and 500
+    rows = [f"i{n},offer {n},reward {n},{(0, 1000, 500)[n % 3]}" for n in range(10)]
+    (tmp_path / "offers.csv").write_bytes("\r\n".join(rows).encode() + b"\r\n")
+    monkeypatch.setenv(ENV_PATH, str(tmp_path / "offers.csv"))
+    follower = ChampionFollower(registry=None, cache_root=tmp_path)  # type: ignore[arg-type]
+    follower.current = ServingModel("v1", load_recommender(tmp_path / "m"), tmp_path / "m")
+    engine = Scorer(KafkaSettings("unused:1"), follower, ScorerMetrics(), config=EngineConfig(commit_interval_s=0))
+    engine.attach(FakeProducer(), FakeConsumer())
+    engine._handle([FakeMessage(b'{"request_id": "r1", "user_id": "u1", "k": 8}', 0, b"k")])
+    (_, _, value), *_ = engine.outbox.producer.produced
+    answer = json.loads(value or b"")
+    assert len(answer["propensities"]) == len(answer["items"]) == 8
+    assert all(0 <= p <= 1 for p in answer["propensities"])
+    by_item = dict(zip(answer["items"], answer["propensities"], strict=True))
+    expected = [i for i in answer["items"] if int(1000 * by_item[i]) >= (0, 1000, 500)[int(i[1:]) % 3]]
+    assert [o["item_id"] for o in answer["offers"]] == expected and expected
+    first = answer["offers"][0]
+    assert first["offer"] == f"offer {first['item_id'][1:]}" and first["propensity"] == by_item[first["item_id"]]
+    assert len(answer["catalog_digest"]) == 64

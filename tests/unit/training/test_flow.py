@@ -129,7 +129,12 @@ def test_good_run_leaves_one_complete_candidate(spark: Any, tmp_path: Path) -> N
     assert report["metrics"] == result.metrics and 0 <= result.metrics[f"ndcg@{K}"] <= 1
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["input"]["users"] == 4 and lineage["input"]["items"] == 5
-    assert isinstance(load_recommender(out / "artifact"), PopularityRecommender)
+    loaded = load_recommender(out / "artifact")
+    assert isinstance(loaded, PopularityRecommender)
+    calibration = report["calibration"]
+    assert loaded.calibration is not None and loaded.calibration.method == calibration["method"] == "platt"
+    assert {"ece", "mce", "brier", "pairs", "bins"} <= calibration["before"].keys() == calibration["after"].keys()
+    assert calibration["fitted_on"]["pairs"] > 0 and calibration["after"]["pairs"] > 0  # disjoint folds, both used
 
 
 def test_also_k_reports_the_policy_cutoff_too(spark: Any, tmp_path: Path) -> None:
@@ -278,7 +283,7 @@ def test_registry_manifest_is_written_last(spark: Any, tmp_path: Path, monkeypat
     assert result.registry_uri == registry.uri(result.version)
     assert s3.puts[-1].endswith(f"versions/{result.version}/manifest.json"), s3.puts
     uploaded = {k.rsplit("/files/", 1)[1] for k in s3.puts[:-1]}
-    assert {"model.json", "metrics.json", "lineage.json"} <= uploaded
+    assert {"model.json", "metrics.json", "lineage.json", "calibration.json"} <= uploaded
     assert registry.get(result.version).metrics == result.metrics
     assert registry.get(result.version).lineage["run_id"] == "run-1"
 
