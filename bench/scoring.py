@@ -4,14 +4,19 @@ Launch (``make bench-scoring`` runs this):
     .venv/bin/python bench/scoring.py --sizes 10000 100000 1000000 --out bench/results
 
 Shapes: ``users`` x 10^4 items, rank 64, float32 factors drawn from a fixed seed; every user has 20
-distinct seen items in the lake (spread over 2 days), k = 10. Each method runs in a fresh child process
+distinct seen items in the lake, one a day over the 20 days up to the scored day (so a day is 1/20 of
+the look-back, and every user is active), k = 10. Each method runs in a fresh child process
 so its peak memory is its own. Methods (rows of the table):
 
-* ``recflow``: the real job, ``recflow.batch.job.run_batch_scoring`` on ``local[2]``: active users
-  and seen arrays from the lake, users joined to their factor rows from the artifact's Parquet,
+* ``recflow``: the real job, ``recflow.batch.job.run_batch_scoring`` on ``local[2]``: the seen table
+  brought up to the scored day (yesterday's snapshot, built before the clock starts as the previous
+  night would have, plus the day's interactions: ``snapshot_seconds``), active users and seen arrays
+  read from it (``inputs_seconds`` includes the update), users joined to their factor rows from the artifact's Parquet,
   ``mapInArrow`` scoring core, each task writing its staged Parquet files and checking them read back,
   the ``batch_scores`` GX suite over those checks on the driver, publish. ``worker_peak_rss_mb`` = the
   largest peak RSS (VmHWM) of any Python worker (what must stay flat).
+* ``recflow_window_inputs``: the same job with the seen items aggregated from the 20-day window
+  (the path before the seen table; forced with a 1-day retention), for comparison.
 * ``recflow_score_write``: the same run's scoring stage only (join -> score -> staged Parquet written
   and checked per user), read from the job's log line, to separate it from the inputs and the suite.
 * ``spark_recommend_for_all_users``: a Spark ``ALSModel`` holding the same factors (a tiny fitted model
@@ -50,6 +55,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +64,9 @@ from readme_rows import sync_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 N_ITEMS, RANK, SEEN, K = 10_000, 64, 20, 10
+SCORED_DAY = date(2026, 11, 2)
+#: One seen item a day per user: the lake holds the SEEN days up to the scored day.
+LAKE_DAYS = tuple(SCORED_DAY - timedelta(days=SEEN - 1 - d) for d in range(SEEN))
 NCF_USERS, NCF_CANDIDATES = 2_000, 200
 
 
@@ -73,7 +82,7 @@ def _factors(n_users: int) -> tuple[Any, Any]:
 def _work(n_users: int) -> Path:
     from recflow.config.settings import state_dir
 
-    return state_dir() / "bench-scoring" / f"users={n_users}"
+    return state_dir() / "bench-scoring" / f"users={n_users}-days={SEEN}"
 
 
 def _vmhwm_mb(pid: int) -> float:
@@ -100,7 +109,7 @@ def _descendants(pid: int) -> list[Any]:
 
 
 def _prepare(n_users: int) -> dict[str, Any]:
-    """Lake (20 seen items per user over 2 days) and an ALS artifact with the benchmark's factors."""
+    """Lake (20 seen items per user, one a day) and an ALS artifact with the benchmark's factors."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -121,23 +130,21 @@ def _prepare(n_users: int) -> dict[str, Any]:
     # 20 distinct items per user: a random offset and stride modulo the catalog (no per-user loop)
     start = rng.integers(0, N_ITEMS, n_users)[:, None]
     seen = (start + np.arange(SEEN)[None, :] * 37) % N_ITEMS
-    user_col = np.repeat(np.asarray(users, dtype=object), SEEN)
-    item_col = np.asarray(items, dtype=object)[seen.reshape(-1)]
+    user_col = pa.array(users)
     lake = work / "lake"
-    for d, day in enumerate(("2026-11-01", "2026-11-02")):
+    for d, day in enumerate(LAKE_DAYS):
         folder = lake / "interactions" / f"event_date={day}"
         folder.mkdir(parents=True)
-        half = slice(d, None, 2)
-        ts = pa.array(np.full(len(user_col[half]), np.datetime64(day, "us")), type=pa.timestamp("us", tz="UTC"))
-        table = pa.table({COL_USER: user_col[half], COL_ITEM: item_col[half], COL_TS: ts})
-        pq.write_table(table, folder / "part-0.parquet")
+        item_col = pa.array(np.asarray(items, dtype=object)[seen[:, d]])
+        ts = pa.array(np.full(n_users, np.datetime64(day, "us")), type=pa.timestamp("us", tz="UTC"))
+        pq.write_table(pa.table({COL_USER: user_col, COL_ITEM: item_col, COL_TS: ts}), folder / "part-0.parquet")
     # The artifact's seen index is the training one; the job never reads it (it uses the lake's).
     index = IdIndex(users=tuple(users), items=tuple(items))
     training = SeenItems(indptr=np.arange(n_users + 1, dtype=np.int64) * 1, indices=seen[:, 0].astype(np.int32))
     model = AlsRecommender(index, training, users_f, items_f, AlsParams(rank=RANK))
     artifact = work / "artifact"
     model.save(artifact)
-    (artifact / "lineage.json").write_text(json.dumps({"window": {"start": "2026-11-01"}}))
+    (artifact / "lineage.json").write_text(json.dumps({"window": {"start": str(LAKE_DAYS[0])}}))
     info = {"lake": str(lake), "artifact": str(artifact)}
     done.write_text(json.dumps(info))
     return info
@@ -146,12 +153,12 @@ def _prepare(n_users: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- methods
 
 
-def _recflow(n_users: int) -> dict[str, Any]:
+def _recflow(n_users: int, *, window_inputs: bool = False) -> dict[str, Any]:
     import logging
-    from datetime import date
 
-    from recflow.batch.job import run_batch_scoring
+    from recflow.batch.job import read_interactions, run_batch_scoring
     from recflow.batch.layout import ScoringRequest
+    from recflow.batch.seen_snapshot import SEEN_RETENTION_DAYS, Window, snapshot_path, update_snapshot
     from recflow.spark.session import get_spark
 
     info = _prepare(n_users)
@@ -167,9 +174,16 @@ def _recflow(n_users: int) -> dict[str, Any]:
         "bench-scoring", master="local[2]", conf={"spark.driver.memory": "6g", "spark.ui.enabled": "false"}
     )
     try:
-        request = ScoringRequest(day=date(2026, 11, 2), version="als-bench", k=K, active_days=2)
+        request = ScoringRequest(day=SCORED_DAY, version="als-bench", k=K, active_days=SEEN)
+        retention = 1 if window_inputs else SEEN_RETENTION_DAYS  # 1 day < the active window: aggregation
+        if not window_inputs:  # last night's snapshot exists; tonight's is the job's to write
+            yesterday = Window(SCORED_DAY - timedelta(days=1), retention)
+            update_snapshot(spark, read_interactions(spark, info["lake"]), info["lake"], yesterday)
+            shutil.rmtree(snapshot_path(info["lake"], SCORED_DAY), ignore_errors=True)
+            log_lines.clear()
         t0 = time.perf_counter()
-        summary = run_batch_scoring(spark, artifact_dir=Path(info["artifact"]), request=request, lake_root=info["lake"])
+        summary = run_batch_scoring(spark, artifact_dir=Path(info["artifact"]), request=request,
+                                    lake_root=info["lake"], seen_retention_days=retention)  # fmt: skip
         seconds = time.perf_counter() - t0
         jvm = spark.sparkContext._gateway.proc.pid if spark.sparkContext._gateway.proc else os.getpid()  # type: ignore[union-attr]
         workers = [p for p in _descendants(jvm) if "python" in p.name()]
@@ -189,13 +203,23 @@ def _recflow(n_users: int) -> dict[str, Any]:
         ),
         None,
     )
+    snapshot = next(
+        (
+            float(m.group(1))
+            for line in log_lines
+            if (m := re.search(r"seen snapshot as of \S+ \(\w+\) in ([\d.]+) s", line))
+        ),
+        None,
+    )
     assert summary["rows"] == n_users * K, summary
     out = {"seconds": seconds, "peak_rss_mb_all": all_peaks, "worker_peak_rss_mb": round(worker_peak, 1),
            "python_workers": len(workers), "summary": summary}  # fmt: skip
     if staged is not None:
         out["score_write_seconds"] = staged
     if inputs is not None:
-        out["inputs_seconds"] = inputs
+        out["inputs_seconds"] = round(inputs + (snapshot or 0.0), 1)
+    if snapshot is not None:
+        out["snapshot_seconds"] = snapshot
     return out
 
 
@@ -292,6 +316,8 @@ def _ncf() -> dict[str, Any]:
 def child(method: str, n_users: int, part: int = 0, parts: int = 1) -> dict[str, Any]:
     if method == "recflow":
         return _recflow(n_users)
+    if method == "recflow_window_inputs":
+        return _recflow(n_users, window_inputs=True)
     if method == "spark_recommend_for_all_users":
         return _spark_recommend(n_users)
     if method == "gemm_limit":
@@ -342,7 +368,7 @@ def measure(n_users: int, spark_max_users: int) -> list[dict[str, Any]]:
     single = {**base, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     rows = []
     _prepare(n_users)
-    methods = ["gemm_limit", "gemm_topk_limit", "recflow", "spark_recommend_for_all_users"]
+    methods = ["gemm_limit", "gemm_topk_limit", "recflow", "recflow_window_inputs", "spark_recommend_for_all_users"]
     if n_users > spark_max_users:
         methods.remove("spark_recommend_for_all_users")
     for method in methods:
@@ -357,12 +383,12 @@ def measure(n_users: int, spark_max_users: int) -> list[dict[str, Any]]:
             rows.append(_row(method, n_users, seconds, peak, (before, os.getloadavg()[0]), processes=cores,
                              wall_with_startup=round(time.perf_counter() - t0, 1)))  # fmt: skip
             continue
-        env = single if method == "recflow" else base
+        env = single if method.startswith("recflow") else base
         r = _result(_spawn(method, n_users, env))
         load = (before, os.getloadavg()[0])
         extra = {k: v for k, v in r.items() if k not in ("seconds", "peak_rss_mb_all", "score_write_seconds")}
         rows.append(_row(method, n_users, r["seconds"], r["peak_rss_mb_all"], load, **extra))
-        if "score_write_seconds" in r:
+        if "score_write_seconds" in r and method == "recflow":
             rows.append(_row("recflow_score_write", n_users, r["score_write_seconds"], r["peak_rss_mb_all"], load))
         print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
@@ -442,7 +468,9 @@ def write(rows: list[dict[str, Any]], out_dir: Path, sizes: list[int], run: dict
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in ("recflow", "recflow_score_write", "spark_recommend_for_all_users", "gemm_limit", "gemm_topk_limit"):
+    shown = ("recflow", "recflow_window_inputs", "recflow_score_write", "spark_recommend_for_all_users", "gemm_limit",
+             "gemm_topk_limit")  # fmt: skip
+    for method in shown:
         pts = sorted((r["users"], r["users_per_s"]) for r in rows if r["method"] == method)
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=method)
