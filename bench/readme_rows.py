@@ -52,6 +52,9 @@ def scoring_row(doc: dict[str, Any]) -> str:
         at = {r["method"]: r for r in rows if r["users"] == users}
         ours = at["recflow"]
         text = f"{users:,} users: whole job {ours['users_per_s']:,.0f} users/s ({ours['peak_rss_mb_all']:,.0f} MB)"
+        if "recflow_window_inputs" in at:
+            window = at["recflow_window_inputs"]["users_per_s"]
+            text += f", with the window aggregated instead of the seen table {window:,.0f}"
         if "spark_recommend_for_all_users" in at:
             spark = at["spark_recommend_for_all_users"]
             text += f", recommendForAllUsers {spark['users_per_s']:,.0f} ({spark['peak_rss_mb_all']:,.0f} MB)"
