@@ -76,7 +76,14 @@ def provenance_line(run: dict[str, Any]) -> str:
     """One Markdown line saying where the numbers come from (written from the record, never by hand)."""
     dirty = " (with uncommitted changes)" if run["dirty"] else ""
     load = f"{run['load_avg_start'][0]:.1f} -> {run['load_avg_end'][0]:.1f}"
-    return (
+    line = (
         f"Run `{run['command']}` at commit `{run['commit'][:12]}`{dirty}, {run['started']} -> {run['finished']} UTC, "
         f"1-minute load {load} (start -> end)."
     )
+    cores = os.cpu_count() or 1
+    if max(run["load_avg_start"][0], run["load_avg_end"][0]) > cores:
+        line += (
+            f" **The machine was not quiet** (load above its {cores} cores, other work running): wall-clock rates"
+            " are lower than a quiet run's and not comparable with one; CPU seconds and memory are."
+        )
+    return line
