@@ -22,8 +22,11 @@ def _verdicts(goals: list[dict[str, Any]]) -> str:
     return "; ".join(f"{g['goal']} ({'met' if g['met'] else 'NOT met'}: {g['value']})" for g in goals)
 
 
-def _load(run: dict[str, Any]) -> str:
-    return f"load {run['load_avg_start'][0]:.1f}-{run['load_avg_end'][0]:.1f}, {run['started'][:10]}"
+def _load(doc: dict[str, Any]) -> str:
+    run = doc["run"]
+    loads = (run["load_avg_start"][0], run["load_avg_end"][0])
+    busy = ", machine not quiet" if max(loads) > doc["machine"]["cpus"] else ""
+    return f"load {loads[0]:.1f}-{loads[1]:.1f}{busy}, {run['started'][:10]}"
 
 
 def ingestion_row(doc: dict[str, Any]) -> str:
@@ -40,7 +43,7 @@ def ingestion_row(doc: dict[str, Any]) -> str:
         if ingest:
             text += f", ingest peak RSS {ingest['peak_rss_mib']} MiB"
         parts.append(text)
-    first = f"ingestion end to end ([data.md](bench/results/data.md), {_load(doc['run'])})"
+    first = f"ingestion end to end ([data.md](bench/results/data.md), {_load(doc)})"
     return f"| {first} | {'; '.join(parts)} | {_verdicts(doc['goals'])} |"
 
 
@@ -61,7 +64,7 @@ def scoring_row(doc: dict[str, Any]) -> str:
         if "gemm_topk_limit" in at:
             text += f", GEMM+top-K limit {at['gemm_topk_limit']['users_per_s']:,.0f}"
         parts.append(text)
-    first = f"batch scoring, users x 10^4 items, rank 64 ([scoring.md](bench/results/scoring.md), {_load(doc['run'])})"
+    first = f"batch scoring, users x 10^4 items, rank 64 ([scoring.md](bench/results/scoring.md), {_load(doc)})"
     memory = "MB = sum of every process's peak RSS of the method, JVM included"
     return f"| {first} | {'; '.join(parts)} ({memory}) | {_verdicts(doc['goals'])} |"
 
