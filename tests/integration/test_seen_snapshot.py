@@ -95,7 +95,7 @@ def _both(spark: Any, lake: Path, model: Any, request: ScoringRequest, policy: S
     train_start = DAYS[1]
     assert covers(Window(request.day, RETENTION), request, policy, train_start) is None
     expected = _as_dict(user_activity(read_interactions(spark, lake), items, request, policy, train_start))
-    got = _as_dict(snapshot_activity(spark, str(lake), items, request, policy, train_start))
+    got = _as_dict(snapshot_activity(spark, str(lake), model.index.items, request, policy, train_start))
     return expected, got
 
 

@@ -138,7 +138,7 @@ def user_activity(
 def active_users(
     spark: SparkSession,
     interactions: DataFrame,
-    items: DataFrame,
+    model: Recommender,
     request: ScoringRequest,
     policy: SeenPolicy,
     train_start: date | None,
@@ -152,10 +152,10 @@ def active_users(
     why_not = covers(window, request, policy, train_start)
     if why_not is not None:
         log.info("seen items aggregated from the interactions, not the seen table: %s", why_not)
-        return user_activity(interactions, items, request, policy, train_start)
+        return user_activity(interactions, item_table(spark, model), request, policy, train_start)
     with session_conf(spark, SORT_AGGREGATE):
         update_snapshot(spark, interactions, str(lake_root), window)
-    return snapshot_activity(spark, str(lake_root), items, request, policy, train_start)
+    return snapshot_activity(spark, str(lake_root), model.index.items, request, policy, train_start)
 
 
 def scoring_inputs(
@@ -204,7 +204,7 @@ def run_batch_scoring(
     policy = SeenPolicy.from_dict(lineage.get("scoring"))
     train_start = date.fromisoformat(lineage["window"]["start"]) if "window" in lineage else None
     interactions = read_interactions(spark, lake_root)
-    activity = active_users(spark, interactions, item_table(spark, model), request, policy, train_start,
+    activity = active_users(spark, interactions, model, request, policy, train_start,
                             lake_root=lake_root, seen_retention_days=seen_retention_days).cache()  # fmt: skip
     try:
         n_users = _count_active(spark, activity, request, lake_root)

@@ -29,14 +29,16 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
-from recflow.scoring.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy
+from recflow.scoring.seen import COL_SEEN, SeenPolicy
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
     from recflow.batch.layout import ScoringRequest
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
 SEEN_RETENTION_DAYS: Final = 120
 COL_LAST: Final = "last_date"
 MARKER: Final = "_recflow_seen.json"
-_CODES: Final = "_codes"
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def update_snapshot(spark: SparkSession, interactions: DataFrame, lake_root: str
 def snapshot_activity(
     spark: SparkSession,
     lake_root: str,
-    items: DataFrame,
+    item_ids: Sequence[str],
     request: ScoringRequest,
     policy: SeenPolicy,
     train_start: date | None,
@@ -219,8 +220,10 @@ def snapshot_activity(
     """(user_id, seen) for the active users, from the current snapshot: one row per user, no aggregation.
 
     Same rows as :func:`recflow.batch.job.user_activity` when :func:`covers` holds: ``seen`` is the
-    sorted array<int> of the codes (``items``: item_id -> i) of the items whose latest event is inside
-    the policy's look-back; items the model does not know are skipped; empty under policy ``none``.
+    sorted array<int> of the codes (positions in ``item_ids``, the model's catalog) of the items whose
+    latest event is inside the policy's look-back; items the model does not know are skipped; empty
+    under policy ``none``. The ids become codes on the Python workers (:func:`_coded_batches`): Spark's
+    map lookup scans the map's keys linearly, 10^4 comparisons per seen item.
     """
     from pyspark.sql import functions as F
 
@@ -232,8 +235,36 @@ def snapshot_activity(
     if policy.exclude_seen == "none":
         return rows.select(COL_USER, F.array().cast("array<int>").alias(COL_SEEN))
     seen_start = policy.start(request.day, train_start)
-    codes = items.agg(F.map_from_entries(F.collect_list(F.struct(COL_ITEM, COL_ITEM_CODE))).alias(_CODES))
-    inside = F.filter(F.col(COL_SEEN), lambda e: e[COL_LAST] >= F.lit(seen_start))
-    coded = F.transform(inside, lambda e: F.try_element_at(F.col(_CODES), e[COL_ITEM]).cast("int"))
-    seen = F.array_sort(F.filter(coded, lambda c: c.isNotNull())).alias(COL_SEEN)
-    return rows.crossJoin(F.broadcast(codes)).select(COL_USER, seen)
+    assert seen_start is not None  # covers() holds
+    catalog = list(item_ids)
+
+    def convert(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        return _coded_batches(batches, catalog, seen_start)
+
+    return rows.select(COL_USER, COL_SEEN).mapInArrow(convert, f"{COL_USER} string, {COL_SEEN} array<int>")
+
+
+def _coded_batches(batches: Iterator[pa.RecordBatch], catalog: list[str], start: date) -> Iterator[pa.RecordBatch]:
+    """Each batch's ``seen`` structs -> the sorted int32 codes (positions in ``catalog``) seen on or after
+    ``start``; unknown items dropped. Vectorised: one hash lookup of all ids, one sort by (user, code)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    value_set = pa.array(catalog, pa.string())
+    first = pa.scalar(start, pa.date32())
+    for batch in batches:
+        seen = batch.column(COL_SEEN)
+        flat = pc.list_flatten(seen)
+        parents = pc.list_parent_indices(seen)
+        codes = pc.index_in(pc.struct_field(flat, COL_ITEM), value_set=value_set)
+        keep = pc.fill_null(
+            pc.and_(pc.is_valid(codes), pc.greater_equal(pc.struct_field(flat, COL_LAST), first)), False
+        )
+        kept_codes = pc.filter(codes, keep).to_numpy(zero_copy_only=False).astype(np.int32)
+        kept_parents = pc.filter(parents, keep).to_numpy(zero_copy_only=False)
+        order = np.lexsort((kept_codes, kept_parents))
+        offsets = np.zeros(batch.num_rows + 1, dtype=np.int32)
+        np.cumsum(np.bincount(kept_parents, minlength=batch.num_rows), out=offsets[1:])
+        lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(kept_codes[order]))
+        yield pa.RecordBatch.from_arrays([batch.column(COL_USER), lists], names=[COL_USER, COL_SEEN])
