@@ -22,9 +22,17 @@ Definitions (each measurement runs in a fresh interpreter, so ``ru_maxrss`` is t
   with file size: bounded chunks, hashes of seen ids spilled to disk, JSON lines parsed by pyarrow).
 * load = the 1-minute load average just before each measurement (the machine is shared: read the
   throughput against it; peak memory does not depend on it).
+* goals, read as worded: ``ingest`` rows/s >= 0.5x ``read`` rows/s of the same file, at every size;
+  ``ingest`` >= 200 000 rows/s at every size; the ``ingest`` peak at the largest size within 10 % of
+  the peak at the smallest. Each is written to ``data.json`` with its value and ``met``.
+* ``profile`` (on unless ``--no-profile``): ``validate_partition`` once more at each size under
+  cProfile (main thread only: pyarrow's reader threads show as the waits on them); the functions with
+  the most cumulative and own time go into ``data.json`` (``profile``, by requested size), so where the
+  time goes is recorded beside the rate.
 
-Writes ``data.json`` (everything, with machine info and versions), ``data.md`` (the table) and
-``data.png`` (rows/s and peak RSS against size) to ``--out``.
+Writes ``data.json`` (everything, with the run's provenance, machine info and versions), ``data.md``
+(the table) and ``data.png`` (rows/s and peak RSS against size) to ``--out``; with the default
+``--out``, the README's row too (``bench/readme_rows.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +50,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from machine import machine_info  # bench/machine.py (this folder is on sys.path when run)
+from machine import finish_run, machine_info, provenance_line, start_run  # bench/machine.py (on sys.path)
+from readme_rows import sync_readme
 
 DAY = date(2026, 11, 3)  # a Tuesday (weekday factor close to 1)
 
@@ -105,6 +114,43 @@ def _child(mode: str, path: str, gx_sample_rows: int) -> dict[str, Any]:
     }
 
 
+def _profile(path: str, gx_sample_rows: int, top: int = 25) -> dict[str, Any]:
+    """``validate_partition`` under cProfile: the ``top`` functions by cumulative and by own time."""
+    import cProfile
+    import logging
+    import pstats
+
+    logging.disable(logging.INFO)
+    from recflow.validation import LandingDayRequest, validate_partition
+
+    lake = Path(tempfile.mkdtemp(prefix="bench-lake-"))
+    profiler = cProfile.Profile()
+    try:
+        t0 = time.perf_counter()
+        profiler.enable()
+        validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake, gx_sample_rows=gx_sample_rows))
+        profiler.disable()
+        seconds = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)
+    stats = pstats.Stats(profiler)
+    entries = stats.stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
+
+    def rows(key: int) -> list[dict[str, Any]]:
+        ranked = sorted(entries.items(), key=lambda kv: kv[1][key], reverse=True)[:top]
+        return [
+            {
+                "function": f"{Path(f).name}:{line}({name})",
+                "calls": nc,
+                "own_s": round(tt, 3),
+                "cumulative_s": round(ct, 3),
+            }
+            for (f, line, name), (_cc, nc, tt, ct, _callers) in ranked
+        ]
+
+    return {"seconds_profiled": round(seconds, 2), "by_cumulative": rows(3), "by_own_time": rows(2)}
+
+
 def _measure(mode: str, path: Path, gx_sample_rows: int) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", mode, "--path", str(path), "--gx-sample-rows", str(gx_sample_rows)]
     load = os.getloadavg()[0]
@@ -116,12 +162,37 @@ def _measure(mode: str, path: Path, gx_sample_rows: int) -> dict[str, Any]:
     return record
 
 
-def _markdown(records: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+def goals(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each goal as worded, with its value and whether it is met (what ``data.json`` and the README say)."""
+    out: list[dict[str, Any]] = []
+    by = {(r["mode"], r["requested"]): r for r in records}
+    for (mode, size), r in sorted(by.items(), key=lambda kv: kv[0][1]):
+        if mode != "ingest":
+            continue
+        out.append({"goal": f"ingest >= 200 000 rows/s at {r['rows']:,} rows", "value": r["rows_per_s"],
+                    "met": r["rows_per_s"] >= 200_000})  # fmt: skip
+        read = by.get(("read", size))
+        if read:
+            ratio = r["rows_per_s"] / read["rows_per_s"]
+            out.append({"goal": f"ingest >= 0.5x read rows/s at {r['rows']:,} rows", "value": round(ratio, 2),
+                        "met": ratio >= 0.5})  # fmt: skip
+    ingest = sorted((r for r in records if r["mode"] == "ingest"), key=lambda r: r["rows"])
+    if len(ingest) >= 2:
+        ratio = ingest[-1]["peak_rss_mib"] / ingest[0]["peak_rss_mib"]
+        text = f"ingest peak RSS at {ingest[-1]['rows']:,} rows <= 1.10x the peak at {ingest[0]['rows']:,}"
+        out.append({"goal": text,
+                    "value": round(ratio, 3), "met": ratio <= 1.10})  # fmt: skip
+    return out
+
+
+def _markdown(
+    records: list[dict[str, Any]], machine: dict[str, Any], run: dict[str, Any], profile: dict[str, Any]
+) -> str:
     lines = [
         "# Ingestion benchmark (`make bench-data`)",
         "",
-        f"{machine['cpus']} CPUs, load {machine['load_avg'][0]:.1f}, Python {machine['python']}, "
-        f"commit {machine['commit']}, {machine['date']}. Definitions: `bench/data.py` docstring.",
+        f"{machine['cpus']} CPUs, Python {machine['python']}. Definitions: `bench/data.py` docstring.",
+        provenance_line(run),
         "",
         "| mode | rows | gzip MiB | seconds | CPU s | rows/s | load (1 min) | baseline RSS MiB | peak RSS MiB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -132,18 +203,15 @@ def _markdown(records: list[dict[str, Any]], machine: dict[str, Any]) -> str:
             f"{r['rows_per_s']:,} | "
             f"{r.get('load_avg_1m', 'n/a')} | {r['baseline_rss_mib']} | {r['peak_rss_mib']} |"
         )
-    lines += ["", "Goals: >= 200 000 rows/s end to end (`ingest`) on 2 cores; peak memory flat as the input grows."]
-    for mode in ("read", "ingest"):
-        rs = sorted((r for r in records if r["mode"] == mode), key=lambda r: r["rows"])
-        if len(rs) >= 2:
-            ratio = rs[-1]["peak_rss_mib"] / rs[0]["peak_rss_mib"]
-            verdict = "met" if ratio <= 1.10 else "NOT met"
-            lines.append(
-                f"- `{mode}` peak RSS at {rs[-1]['rows']:,} rows / at {rs[0]['rows']:,} rows = {ratio:.3f} "
-                f"(goal <= 1.10: {verdict})"
-            )
-    slow = [r for r in records if r["mode"] == "ingest" and r["rows_per_s"] < 200_000]
-    lines.append(f"- `ingest` >= 200 000 rows/s: {'NOT met' if slow else 'met'} at every size")
+    lines += ["", "| goal | value | met |", "|---|---|---|"]
+    lines += [f"| {g['goal']} | {g['value']} | {'met' if g['met'] else 'NOT met'} |" for g in goals(records)]
+    for size, prof in profile.items():
+        lines += ["", f"Where the time goes: `ingest` of the {int(size):,}-row file under cProfile "
+                  f"({prof['seconds_profiled']} s profiled), top 15 by cumulative time (own time and the full "
+                  "lists are in `data.json`):", "",
+                  "| function | calls | own s | cumulative s |", "|---|---:|---:|---:|"]  # fmt: skip
+        lines += [f"| `{p['function']}` | {p['calls']} | {p['own_s']} | {p['cumulative_s']} |"
+                  for p in prof["by_cumulative"][:15]]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -174,23 +242,38 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["read", "ingest"], choices=["read", "ingest"])
     parser.add_argument("--gx-sample-rows", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--child", choices=["read", "ingest"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the cProfile run")
+    parser.add_argument("--child", choices=["read", "ingest", "profile"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "profile":
+        print(json.dumps(_profile(args.path, args.gx_sample_rows)))
+        return
     if args.child:
         print(json.dumps(_child(args.child, args.path, args.gx_sample_rows)))
         return
+    run = start_run()
     records = []
     for size in args.sizes:
         path = _landing_file(size)
         for mode in args.modes:
             records.append({"requested": size, **_measure(mode, path, args.gx_sample_rows)})
+    profile: dict[str, Any] = {}
+    for size in args.sizes if args.profile else []:
+        cmd = [sys.executable, __file__, "--child", "profile", "--path", str(_landing_file(size)),
+               "--gx-sample-rows", str(args.gx_sample_rows)]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        profile[str(size)] = json.loads(out.splitlines()[-1])
+    run = finish_run(run)
     machine = machine_info(("pandas", "pyarrow", "numpy", "great_expectations"))
+    doc = {"run": run, "machine": machine, "results": records, "goals": goals(records), "profile": profile}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "data.json").write_text(json.dumps({"machine": machine, "results": records}, indent=2) + "\n")
-    (args.out / "data.md").write_text(_markdown(records, machine))
+    (args.out / "data.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out / "data.md").write_text(_markdown(records, machine, run, profile))
     _plot(records, args.out / "data.png")
-    print(_markdown(records, machine))
+    if args.out.resolve() == (ROOT / "bench" / "results").resolve():
+        sync_readme()
+    print(_markdown(records, machine, run, profile))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 Data flow (each step a Spark job; nothing per user happens on the driver):
 
-1. active users and their seen items, in one ``groupBy`` over the interactions (:func:`user_activity`):
-   users with a validated event in the ``active_days`` days up to the day (optionally only a given
-   subset), each with the item codes seen under the spec's ``exclude_seen`` policy (:mod:`recflow.scoring.seen`);
-   cached, and its count sizes the partitions;
+1. active users and their seen items: users with a validated event in the ``active_days`` days up to
+   the day (optionally only a given subset), each with the item codes seen under the spec's
+   ``exclude_seen`` policy (:mod:`recflow.scoring.seen`). Read as one row per user from the seen table
+   as of the day, after updating it with the day (:mod:`recflow.batch.seen_snapshot`); when the
+   look-back reaches past the table's retention, aggregated from the window in one ``groupBy``
+   (:func:`user_activity`). Cached, and its count sizes the partitions;
 2. each user joined to the model's user table (``users.parquet`` in the artifact: dense code and, for
    factor models, the factor row) after a hash repartition by user, so the join's one shuffle leaves a
    partition's batches carrying everything their users need, sorted by user;
@@ -38,6 +40,7 @@ import numpy as np
 
 from recflow.batch.layout import ScoringRequest
 from recflow.batch.publish import preload_suite_engine, publish_scores
+from recflow.batch.seen_snapshot import SEEN_RETENTION_DAYS, Window, covers, snapshot_activity, update_snapshot
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.data.spark_lake import read_table
 from recflow.models.artifact import load_recommender
@@ -53,6 +56,11 @@ if TYPE_CHECKING:
 
 
 SHUFFLE_PARTITIONS: Final = "spark.sql.shuffle.partitions"
+# The per-user seen arrays are an object aggregate: its hash form falls back to sorting after 128
+# groups a task (spark.sql.objectHashAggregate.sortBased.fallbackThreshold), and with 10^5-10^6
+# users a task it paid the hash map and the sort; the sort aggregate sorts once (measured at 10^6
+# users: 5-6 s against 7.5-14 s), and spills like any sort.
+SORT_AGGREGATE: Final = {"spark.sql.execution.useObjectHashAggregateExec": "false"}
 ARROW_MAX_RECORDS: Final = "spark.sql.execution.arrow.maxRecordsPerBatch"
 #: Users per Arrow batch handed to the scoring core (it blocks internally to stay in cache).
 ARROW_BATCH_USERS: Final = 8192
@@ -133,6 +141,29 @@ def user_activity(
     return grouped.where("active").select(COL_USER, COL_SEEN)
 
 
+def active_users(
+    spark: SparkSession,
+    interactions: DataFrame,
+    model: Recommender,
+    request: ScoringRequest,
+    policy: SeenPolicy,
+    train_start: date | None,
+    *,
+    lake_root: Path | str,
+    seen_retention_days: int,
+) -> DataFrame:
+    """(user_id, seen) of the day's active users: from the seen table when it covers the request (after
+    bringing it up to the day), else aggregated from the window (:func:`user_activity`); same rows."""
+    window = Window(request.day, seen_retention_days)
+    why_not = covers(window, request, policy, train_start)
+    if why_not is not None:
+        log.info("seen items aggregated from the interactions, not the seen table: %s", why_not)
+        return user_activity(interactions, item_table(spark, model), request, policy, train_start)
+    with session_conf(spark, SORT_AGGREGATE):
+        update_snapshot(spark, interactions, str(lake_root), window)
+    return snapshot_activity(spark, str(lake_root), model.index.items, request, policy, train_start)
+
+
 def scoring_inputs(
     spark: SparkSession, activity: DataFrame, artifact_dir: Path, model: Recommender, partitions: int
 ) -> DataFrame:
@@ -162,6 +193,7 @@ def run_batch_scoring(
     artifact_dir: Path,
     request: ScoringRequest,
     lake_root: Path | str,
+    seen_retention_days: int = SEEN_RETENTION_DAYS,
 ) -> dict[str, Any]:
     """Score, validate and publish one day; returns the summary (also written beside the partition).
 
@@ -179,7 +211,8 @@ def run_batch_scoring(
     policy = SeenPolicy.from_dict(lineage.get("scoring"))
     train_start = date.fromisoformat(lineage["window"]["start"]) if "window" in lineage else None
     interactions = read_interactions(spark, lake_root)
-    activity = user_activity(interactions, item_table(spark, model), request, policy, train_start).cache()
+    activity = active_users(spark, interactions, model, request, policy, train_start,
+                            lake_root=lake_root, seen_retention_days=seen_retention_days).cache()  # fmt: skip
     try:
         n_users = _count_active(spark, activity, request, lake_root)
         partitions = partition_count(spark, n_users)
@@ -203,11 +236,7 @@ def run_batch_scoring(
 def _count_active(spark: SparkSession, activity: DataFrame, request: ScoringRequest, lake_root: Path | str) -> int:
     """The number of active users (computing and caching ``activity``); none is an error."""
     t0 = time.perf_counter()
-    # The per-user seen arrays are an object aggregate: its hash form falls back to sorting after 128
-    # groups a task (spark.sql.objectHashAggregate.sortBased.fallbackThreshold), and with 10^5-10^6
-    # users a task it paid the hash map and the sort; the sort aggregate sorts once (measured at 10^6
-    # users: 5-6 s against 7.5-14 s), and spills like any sort.
-    with session_conf(spark, {"spark.sql.execution.useObjectHashAggregateExec": "false"}):
+    with session_conf(spark, SORT_AGGREGATE):
         n_users = activity.count()
     log.info("%d active users and their seen items in %.1f s", n_users, time.perf_counter() - t0)
     if n_users == 0:

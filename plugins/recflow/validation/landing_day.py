@@ -28,6 +28,7 @@ from recflow.constants import COL_EVENT
 from recflow.data.contract import day_bounds
 from recflow.data.lake import LakeStore, basename, copy_to_local, input_size, join_uri, open_store, upload_tree
 from recflow.data.landing import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, LandingError, iter_landing
+from recflow.data.prefetch import prefetched
 from recflow.validation.gx_runner import GxRunner
 from recflow.validation.hashing import HashSample, _SeenHashes, hash_values
 from recflow.validation.landing_day_gx import run_gx_once
@@ -261,17 +262,22 @@ def _judge_landing_file(request: LandingDayRequest, staging: _Staging) -> str | 
     """
     judge = staging.judge
     error: str | None = None
-    try:
-        chunks = iter_landing(
+    # the next chunk is read in a thread while this one is judged (two chunks alive at most)
+    chunks = prefetched(
+        iter_landing(
             request.landing_file, chunk_bytes=request.chunk_bytes, chunk_rows=request.chunk_rows, s3=request.s3
         )
+    )
+    try:
         while (chunk := next(chunks, None)) is not None:
             judge.take(chunk)
-            del chunk  # free it (and its text block) before the reader makes the next: peak = one chunk
+            del chunk  # free it (and its text block) before the next is taken: peak = two chunks
     except LandingError as exc:
         error = str(exc)
         judge.reasons[exc.reason] += 0  # listed in the report even when no row was read
         copy_to_local(request.landing_file, staging.q_stage / f"source-{basename(request.landing_file)}", request.s3)
+    finally:
+        chunks.close()  # stops the reader thread when judging failed
     judge.accepted_w.close()
     judge.lines_w.close()
     return error
