@@ -2,10 +2,11 @@
 
 Launch (the batch_scoring DAG builds the same list; the version is resolved by its plan task):
     spark-submit --master 'local[*]' spark_jobs/batch_score.py --lake .recflow/lake --date 2026-11-08 \
-        --k 10 --active-days 30 --version als-20261108T0000
+        --k 10 --active-days 30 --version als-20261108T0000-3f9a2c1b7e04 --digest <manifest sha256>
 
-Exit status 1 with one last line ``batch_score failed: <Error>: <message>`` for bad inputs (unknown or
-unreadable version, no active users, output rejected by the suite); the previous partition is kept.
+Exit status 1 with one last line ``batch_score failed: <Error>: <message>`` for bad inputs (unknown,
+unblessed or unreadable version, a digest other than the planner's, no active users, output rejected
+by the suite); the previous partition is kept.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--active-days", type=int, default=30, help="a user is active with events in these days")
     parser.add_argument("--version", required=True, help="registry version (the DAG pins it when it plans)")
+    parser.add_argument("--digest", required=True, help="the manifest sha256 the planner resolved; nothing else loads")
     parser.add_argument("--users-json", default=None, help="score only these user ids (a JSON list)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
             day=args.date, version=args.version, k=args.k, active_days=args.active_days, users=users
         )
         with tempfile.TemporaryDirectory(prefix="recflow-score-") as tmp:
-            _, artifact = fetch_artifact(args.version, Path(tmp))
+            artifact = fetch_artifact(args.version, args.digest, Path(tmp))
             spark = get_spark("recflow-batch-score")
             try:
                 summary = run_batch_scoring(spark, artifact_dir=artifact, request=request, lake_root=args.lake)

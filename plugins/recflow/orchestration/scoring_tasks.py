@@ -58,6 +58,7 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
         "--k", str(params["k"]),
         "--active-days", str(params["active_days"]),
         "--version", version,
+        "--digest", serving.digest,
         *(["--users-json", json.dumps(users)] if users else []),
     ]  # fmt: skip
 

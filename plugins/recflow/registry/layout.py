@@ -48,5 +48,13 @@ class RegistryLayout:
 
     def link_key(self, record: PromotionRecord | None) -> str:
         """The link naming the promotion that followed ``record`` (``None``: the first promotion ever)."""
-        name = "genesis.json" if record is None else record.audit_key.rsplit("/", 1)[-1]
+        return self.link_after(None if record is None else record.audit_key)
+
+    def link_after(self, audit_key: str | None) -> str:
+        """The link of the promotion that followed the one audited at ``audit_key`` (``None``: genesis).
+
+        A record names its predecessor by ``previous_audit_key``, so ``link_after(r.previous_audit_key)``
+        is where ``r`` itself must be stored as a link: how the champion pointer is checked.
+        """
+        name = "genesis.json" if audit_key is None else audit_key.rsplit("/", 1)[-1]
         return self.key("chain", f"after-{name}")
