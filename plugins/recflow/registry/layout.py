@@ -19,7 +19,7 @@ VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def check_version(version: str) -> None:
     """Refuse an id that is not one safe S3 folder name (``ValueError``)."""
-    if not isinstance(version, str) or not VERSION_RE.match(version):
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):  # "$" alone accepts a final "\n"
         raise ValueError(f"version {version!r} must match {VERSION_RE.pattern} (e.g. 'als-20261124T0000-3f9a2c1b7e04')")
 
 

@@ -176,7 +176,7 @@ def test_old_manifest_schema_is_refused_with_advice(tmp_path: Path) -> None:
         reg.get(mv.version)
 
 
-@pytest.mark.parametrize("version", ["", "../x", "a/b", "x" * 200, "-lead"])
+@pytest.mark.parametrize("version", ["", "../x", "a/b", "x" * 200, "-lead", "als-20261110T0000-3f9a2c1b7e04\n"])
 def test_bad_version_ids(version: str) -> None:
     with pytest.raises(ValueError, match="must match"):
         reg_with(FakeS3()).get(version)
