@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -42,7 +43,7 @@ def test_a_folder_the_server_user_cannot_enter_is_a_clear_error(tmp_path: Path) 
     if os.geteuid() != 0:
         pytest.skip("only root switches to the postgres user")
     with pytest.raises(ServiceError, match="cannot enter"):
-        PostgresService(tmp_path / "deep", 1).prepare()
+        PostgresService(tmp_path / "deep", 1, password=secrets.token_hex(8)).prepare()
 
 
 def test_up_query_down(state: Path) -> None:
@@ -52,7 +53,8 @@ def test_up_query_down(state: Path) -> None:
         port = int(sock.getsockname()[1])
     settings = Settings(S3Settings("http://127.0.0.1:1", "a", "b"), KafkaSettings("127.0.0.1:1"), tmp_path / "lake",
                         state=tmp_path)  # fmt: skip
-    service = PostgresService(tmp_path, port, password="it's-a-test")
+    # a generated password with a quote in it: the SQL literal that sets it must escape it
+    service = PostgresService(tmp_path, port, password=f"it's-{secrets.token_hex(6)}")
     try:
         assert manager.ensure_services_up(settings, services=[service], timeout=60) == ("postgres",)
         [row] = manager.service_status(settings, services=[service])
