@@ -68,10 +68,10 @@ def test_up_query_down(state: Path) -> None:
         argv = psql_argv(pg_bin_dir(), port, "airflow", "SELECT current_user, rolsuper FROM pg_roles "
                          "WHERE rolname = current_user")  # fmt: skip
         argv[argv.index("--username") + 1] = "airflow"
-        env = {**os.environ, "PGPASSWORD": "it's-a-test"}
+        env = {**os.environ, "PGPASSWORD": service.password}
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
         assert (done.returncode, done.stdout.strip()) == (0, "airflow|f"), done.stderr
-        env["PGPASSWORD"] = "wrong"
+        env["PGPASSWORD"] = secrets.token_hex(8)  # any other password
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode != 0 and "password authentication failed" in done.stderr
         # Idempotent: a second ``up`` reuses the server and the cluster.
