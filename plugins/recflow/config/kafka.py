@@ -55,6 +55,8 @@ class KafkaSettings:
     score_requests_topic: str = "recflow.score-requests"
     score_results_topic: str = "recflow.score-results"
     score_requests_dlq_topic: str = "recflow.score-requests-dlq"
+    #: Failure and deadline alerts of the DAGs (recflow.orchestration.alerts; docs/runbook.md).
+    alerts_topic: str = "recflow.alerts"
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -63,6 +65,7 @@ class KafkaSettings:
             self.score_requests_topic,
             self.score_results_topic,
             self.score_requests_dlq_topic,
+            self.alerts_topic,
         )
 
 
