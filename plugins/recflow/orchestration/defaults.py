@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import (
-    Asset,
-    AssetOrTimeSchedule,
-    AsyncCallback,
-    CronTriggerTimetable,
-    DeadlineAlert,
-    DeadlineReference,
-)
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
+
+# the defining modules: airflow.sdk exports these lazily, and its type stub does not list them
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from recflow.orchestration.alerts import ON_FAILURE, deadline_missed
 
