@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import tempfile
 from datetime import date
 from pathlib import Path
 
 from recflow.batch.job import run_batch_scoring
 from recflow.batch.layout import ScoringRequest
+from recflow.config.logs import configure_json_logs
 from recflow.registry import RegistryError
 from recflow.registry.serving import fetch_artifact
 from recflow.scoring.core import ScoringError
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--digest", required=True, help="the manifest sha256 the planner resolved; nothing else loads")
     parser.add_argument("--users-json", default=None, help="score only these user ids (a JSON list)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_json_logs(model_version=args.version)  # JSON lines with the DAG run (AIRFLOW_CTX_*) and version
     users = tuple(str(u) for u in json.loads(args.users_json)) if args.users_json else None
     try:
         request = ScoringRequest(
