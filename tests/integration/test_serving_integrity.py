@@ -164,3 +164,23 @@ def test_a_former_champion_without_a_blessing_may_be_pinned(registry: ModelRegis
     old = _register(registry, tmp_path, "old", blessed=False)
     registry.chain.swap(old.version, expected_champion=None, reason="first", actor="it")
     assert resolve_serving_version(registry, pinned=old.version).version == old.version
+
+
+def test_a_blessing_planted_outside_its_place_or_copied_from_another_version_is_ignored(
+    registry: ModelRegistry, live_services: Settings, tmp_path: Path
+) -> None:
+    """A trainer may write a version's files: a blessing it plants under ``blessings/files/`` (where a
+    ``versions/*/files/*`` write grant reaches) or copies from a blessed version does not bless."""
+    blessed = _register(registry, tmp_path, "blessed")
+    target = _register(registry, tmp_path, "target", blessed=False)
+    [real] = [o for o in registry.store.keys(registry.version_key(blessed.version, "blessings") + "/")]
+    body = registry.store.get(real)
+    assert body is not None
+    name = real.rsplit("/", 1)[-1]
+    _put(registry, live_services, registry.version_key(target.version, "blessings", name), body)  # copied
+    forged = json.loads(body)
+    forged.update(version=target.version, digest=target.digest)
+    forged["key"] = registry.version_key(target.version, "blessings", "files", name)
+    _put(registry, live_services, forged["key"], dumps(forged))  # planted one level deeper
+    with pytest.raises(NotBlessed, match="has no model blessing"):
+        resolve_serving_version(registry, pinned=target.version)
