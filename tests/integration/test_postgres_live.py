@@ -29,6 +29,10 @@ except ServiceError as exc:  # pragma: no cover - depends on the machine
     pytest.skip(str(exc), allow_module_level=True)
 
 
+#: Generated S3 keys for settings that never reach a server (no credential literal in the tests).
+KEYS = (secrets.token_hex(4), secrets.token_hex(8))
+
+
 @pytest.fixture
 def state() -> Iterator[Path]:
     """A fresh state folder in the session folder: the ``postgres`` user must be able to enter it, which
@@ -51,7 +55,7 @@ def test_up_query_down(state: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    settings = Settings(S3Settings("http://127.0.0.1:1", "a", "b"), KafkaSettings("127.0.0.1:1"), tmp_path / "lake",
+    settings = Settings(S3Settings("http://127.0.0.1:1", *KEYS), KafkaSettings("127.0.0.1:1"), tmp_path / "lake",
                         state=tmp_path)  # fmt: skip
     # a generated password with a quote in it: the SQL literal that sets it must escape it
     service = PostgresService(tmp_path, port, password=f"it's-{secrets.token_hex(6)}")

@@ -28,6 +28,9 @@ from recflow.services.postgres import (
 )
 from recflow.services.process import as_user, group_members, port_open
 
+#: Generated S3 keys for settings that never reach a server (no credential literal in the tests).
+KEYS = (secrets.token_hex(4), secrets.token_hex(8))
+
 BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -152,7 +155,7 @@ class SigintOnlyService:
 
 def _settings(tmp_path: Path) -> Settings:
     return Settings(
-        s3=S3Settings("http://127.0.0.1:1", "a", "b"),
+        s3=S3Settings("http://127.0.0.1:1", *KEYS),
         kafka=KafkaSettings("127.0.0.1:1"),
         lake_root=tmp_path / "lake",
         state=tmp_path,
