@@ -45,18 +45,20 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def run_context(environ: Mapping[str, str] | None = None, **fields: str | None) -> dict[str, str]:
+def run_context(
+    fields: Mapping[str, str | None] | None = None, *, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The Airflow context of this process (when a task started it) plus ``fields`` that are set."""
     environ = os.environ if environ is None else environ
     context = {name: environ[var] for var, name in AIRFLOW_CONTEXT.items() if environ.get(var)}
-    context.update({k: v for k, v in fields.items() if v})
+    context.update({k: v for k, v in (fields or {}).items() if v})
     return context
 
 
 def configure_json_logs(level: int = logging.INFO, **fields: str | None) -> None:
     """Send this process's logs to stderr as JSON lines carrying :func:`run_context` (replaces handlers)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonLines(run_context(**fields)))
+    handler.setFormatter(JsonLines(run_context(fields)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

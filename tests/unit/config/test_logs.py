@@ -19,7 +19,7 @@ def _record(message: str, **extra: object) -> logging.LogRecord:
 
 
 def test_a_line_carries_the_airflow_run_the_version_and_the_request() -> None:
-    context = run_context(ENV, model_version="als-20261110T0000-3f9a2c1b7e04", request_id=None)
+    context = run_context({"model_version": "als-20261110T0000-3f9a2c1b7e04", "request_id": None}, environ=ENV)
     line = json.loads(JsonLines(context).format(_record("scored 3 users", request_id="r-1")))
     assert line.pop("ts").endswith("+00:00")
     assert line == {
@@ -35,7 +35,7 @@ def test_a_line_carries_the_airflow_run_the_version_and_the_request() -> None:
 
 
 def test_outside_airflow_only_what_applies(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_context({}) == {}
+    assert run_context(environ={}) == {}
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
