@@ -114,6 +114,7 @@ def test_compare_task_links_to_its_promotion_report(training_run: Any, registry:
     from sqlalchemy import select
 
     from recflow.orchestration.registry_api import app
+    from recflow.orchestration.registry_auth import require_registry_reader
 
     champion = registry.champion()
     assert champion is not None
@@ -131,7 +132,12 @@ def test_compare_task_links_to_its_promotion_report(training_run: Any, registry:
         assert task.extra_links == ["Promotion report"]
         url = task.get_extra_links(ti, "Promotion report")  # what GET .../taskInstances/compare/links answers
     assert url == f"/recflow/ui/reports/{champion.version}"
-    page = TestClient(app).get(url.removeprefix("/recflow"))  # the plugin app is mounted at /recflow
+    # who may read it is tested on a real API server (test_registry_api_auth.py); here, a permitted user
+    app.dependency_overrides[require_registry_reader] = lambda: None
+    try:
+        page = TestClient(app).get(url.removeprefix("/recflow"))  # the plugin app is mounted at /recflow
+    finally:
+        app.dependency_overrides.clear()
     assert page.status_code == 200, page.text
     assert champion.version in page.text and "<svg" in page.text
 
