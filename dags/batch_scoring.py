@@ -21,7 +21,7 @@ from recflow.config.settings import project_root
 from recflow.constants import VERSION_ID_PATTERN
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import SPARK_MACROS, SPARK_SUBMIT_KWARGS
-from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, batch_deadline, daily_or_when_updated
+from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily_or_when_updated
 from recflow.orchestration.scoring_tasks import check_scores, confirm_streaming_scorer, plan_scoring
 
 #: An empty string (the champion) or a version id.
@@ -64,7 +64,6 @@ PARAMS = {
     user_defined_macros=SPARK_MACROS,
     doc_md=__doc__,
     params=PARAMS,
-    deadline=batch_deadline(),
 )
 def batch_scoring() -> None:
     score = SparkSubmitOperator(

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from recflow.orchestration.alerts import ON_FAILURE
-from recflow.orchestration.defaults import BATCH_DEADLINE
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
@@ -60,12 +59,6 @@ def test_dag_rules(dagbag, path: Path) -> None:
                 task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
             )
             assert ON_FAILURE in callbacks, f"{dag.dag_id}.{task.task_id}: a failure sends no alert"
-
-
-def test_the_nightly_batch_has_a_deadline_alert(dagbag) -> None:
-    deadline = dagbag.dags["batch_scoring"].deadline
-    alerts = deadline if isinstance(deadline, list) else [deadline]
-    assert any(a is not None and a.interval == BATCH_DEADLINE for a in alerts), deadline
 
 
 _PROBE = """

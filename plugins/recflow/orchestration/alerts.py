@@ -1,4 +1,4 @@
-"""Tell someone when a night fails: one alert per failed task, and one when the nightly batch is late.
+"""Tell someone when a night fails: one alert per failed task.
 
 Why: recflow promotes and scores unattended; without an alert, a failed night is found by whoever
 notices stale recommendations. Each alert is one JSON document with the DAG, the task, the run, the
@@ -110,23 +110,3 @@ class FailureAlert(BaseNotifier):
 
 #: The callback every recflow task gets through ``DEFAULT_ARGS``.
 ON_FAILURE = FailureAlert()
-
-
-async def deadline_missed(context: Mapping[str, Any], **kwargs: Any) -> None:
-    """The ``DeadlineAlert`` callback (run by the triggerer): the run is late, whatever it is doing."""
-    import asyncio
-
-    run = context.get("dag_run") or {}
-    deadline = context.get("deadline") or {}
-    alert = {
-        "kind": "deadline_missed",
-        "key": f"{run.get('dag_id')}/{run.get('dag_run_id')}/deadline",
-        "dag_id": run.get("dag_id"),
-        "task_id": None,
-        "run_id": run.get("dag_run_id"),
-        "cause": one_line(f"not finished by {deadline.get('deadline_time')} ({kwargs.get('what', 'deadline')})"),
-        "log_url": f"{os.environ.get('AIRFLOW__API__BASE_URL', '').rstrip('/')}/dags/{run.get('dag_id')}/runs/"
-        f"{run.get('dag_run_id')}",
-        "at": datetime.now(UTC).isoformat(),
-    }
-    await asyncio.to_thread(send_alert, alert)
