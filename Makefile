@@ -11,7 +11,8 @@ RECFLOW := $(VENV)/bin/recflow
 PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
-        lint typecheck audit bench bench-quality bench-data bench-streaming bench-scoring bench-airflow clean
+        lint typecheck audit bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation \
+        clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,7 +59,7 @@ audit: venv  ## pip-audit of the locked environment (.venv from uv.lock); JSON r
 	@mkdir -p $(AUDIT_DIR)
 	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off -f json -o $(AUDIT_DIR)/pip-audit.json $(AUDIT_ARGS)
 
-bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow  ## every benchmark; results under bench/results/
+bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation  ## every benchmark; results under bench/results/
 
 bench-quality: venv  ## MovieLens-100K quality and fit time vs the published numbers
 	$(PY) bench/quality.py
@@ -71,6 +72,9 @@ bench-airflow: venv check-tools  ## Airflow overhead of REST-triggered runs on t
 
 bench-streaming: venv check-tools  ## streaming engines on the real broker: latency, throughput, 0 lost, swap pause
 	$(PY) bench/streaming.py
+
+bench-evaluation: venv  ## evaluate() with every metric at MovieLens-100K shape (moved out of the unit suite)
+	$(PY) bench/evaluation.py
 
 bench-scoring: venv check-tools  ## batch scoring vs recommendForAllUsers and the GEMM limits (10^4..10^6 users)
 	$(PY) bench/scoring.py $(BENCH_SCORING_ARGS)

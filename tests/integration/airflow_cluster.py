@@ -36,10 +36,11 @@ SCHEDULER_PATH = ("api-server", "scheduler", "dag-processor")
 
 
 def require_postgres_drivers() -> None:
-    """Skip the calling test module, saying why, without the drivers Airflow 3 loads for PostgreSQL:
-    ``psycopg2`` for the ``postgresql+psycopg2://`` URL, ``asyncpg`` for the async engine it derives."""
-    for driver in ("psycopg2", "asyncpg"):
-        pytest.importorskip(driver, reason="Airflow on PostgreSQL needs psycopg2 and asyncpg: apache-airflow[postgres]")
+    """Import the drivers Airflow 3 loads for PostgreSQL: ``psycopg2`` for the ``postgresql+psycopg2://``
+    URL, ``asyncpg`` for the async engine it derives. They are hard dependencies (apache-airflow[postgres]),
+    so a missing one fails the calling test with its ImportError instead of skipping it."""
+    import asyncpg  # noqa: F401
+    import psycopg2  # noqa: F401
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ import pytest
 
 from recflow.batch.checks import ExpectedUsers, user_checks
 from recflow.batch.job import run_batch_scoring
-from recflow.batch.layout import SCORE_COLUMNS, ScoringRequest, scores_partition
+from recflow.batch.layout import SCORE_COLUMNS, ScoringRequest, read_summary, scores_partition
 from recflow.batch.publish import SUITE, ScoresRejected, reports_partition, suite_params, user_facts
 from recflow.batch.staging import bucket_of
 from recflow.config.s3 import s3_client
@@ -32,6 +32,7 @@ from recflow.data.lake import LocalLake
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.index import IdIndex, SeenItems
 from recflow.scoring.core import Ragged, ScoringError
+from recflow.services.faults import InjectedFault
 from recflow.spark.session import get_spark
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,6 +139,22 @@ def test_rows_are_one_version_ranked_and_sorted(published: dict[str, Any]) -> No
 
 
 def test_re_run_writes_byte_identical_partition(spark: Any, world: dict[str, Any], published: dict[str, Any]) -> None:
+    _run(spark, world)
+    assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
+
+
+def test_batch_publish_interrupted_before_commit_keeps_the_day_whole(
+    spark: Any, world: dict[str, Any], published: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job crashes at ``batch.publish.before_commit`` (scores checked and written as an attempt, not
+    committed) while re-scoring the day under another version: the published day is untouched, and the
+    retry publishes the same bytes as before."""
+    monkeypatch.setenv("RECFLOW_FAULTS", "batch.publish.before_commit=raise:batch task killed")
+    with pytest.raises(InjectedFault, match="batch task killed"):
+        _run(spark, world, version="als-other")
+    assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
+    assert read_summary(world["lake"], DAY)["model_version"] == "als-test"
+    monkeypatch.delenv("RECFLOW_FAULTS")
     _run(spark, world)
     assert LocalLake(world["lake"]).files(scores_partition(DAY)) == published["files"]
 

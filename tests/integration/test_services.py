@@ -148,9 +148,7 @@ def test_status_cli_exit_code_zero_when_healthy(live_services: Settings) -> None
 
 def test_up_is_idempotent(live_services: Settings) -> None:
     before = {s.name: s.pid for s in service_status(live_services)}
-    began = time.monotonic()
     assert ensure_services_up(live_services) == ()
-    assert time.monotonic() - began < 15
     after = service_status(live_services)
     assert {s.name: s.pid for s in after} == before
     assert all(s.healthy for s in after)

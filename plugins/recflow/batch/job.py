@@ -36,6 +36,7 @@ import numpy as np
 from recflow.batch.layout import ScoringRequest
 from recflow.batch.publish import preload_suite_engine, publish_scores
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
+from recflow.data.spark_lake import read_table
 from recflow.models.artifact import load_recommender
 from recflow.models.base import Recommender
 from recflow.scoring.arrow import COL_CODE
@@ -56,9 +57,10 @@ log = logging.getLogger(__name__)
 
 
 def read_interactions(spark: SparkSession, lake_root: Path | str) -> DataFrame:
+    """The committed interactions with their ``event_date`` column, read through the lake's commits."""
     path = f"{str(lake_root).rstrip('/')}/interactions"
     try:
-        return spark.read.parquet(path)
+        return read_table(spark, lake_root, "interactions", COL_DATE)
     except Exception as exc:  # AnalysisException: path missing or empty
         raise ScoringError(f"no validated interactions under {path}: {exc}") from exc
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from recflow.constants import COL_DATE, COL_ITEM, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER, COL_VERSION
-from recflow.data.lake import join_uri, open_input
+from recflow.data.lake import open_input, open_store
 from recflow.scoring.core import ScoringError
 
 if TYPE_CHECKING:
@@ -54,9 +54,10 @@ def read_summary(lake_root: Path | str, day: date, s3: S3Settings | None = None)
     ``lake_root`` is a path or an ``s3://`` URI; ``s3`` the object store's endpoint and keys (default: the
     environment's).
     """
-    uri = join_uri(lake_root, scores_partition(day), SUMMARY_FILE)
-    try:
-        with open_input(uri, s3) as stream:
+    store = open_store(str(lake_root), s3)
+    uri = f"{store.uri(scores_partition(day))}/{SUMMARY_FILE}"
+    try:  # through the partition's commit: on S3 the files sit under the committed attempt's prefix
+        with open_input(store.file_uri(scores_partition(day), SUMMARY_FILE), s3) as stream:
             summary: dict[str, Any] = json.loads(stream.read())
     except FileNotFoundError as exc:
         raise ScoringError(f"no scoring summary at {uri}: did the batch_score job publish {day}?") from exc

@@ -8,8 +8,11 @@ engine on the driver, one bucket at a time (:mod:`recflow.validation.chunked`); 
 user is in one bucket, so each chunk's verdict is the whole frame's. The summary's counts come from the
 same rows. GX is imported in a background thread while Spark works (:func:`preload_suite_engine`).
 
-Commit: the lake's :meth:`~recflow.data.lake.LakeStore.publish` (a rename swap on a local lake; on S3,
-files copied into place and the ``_SUCCESS`` manifest written last). A failed suite publishes nothing,
+Commit: the lake's :meth:`~recflow.data.lake.LakeStore.publish_together` under the day's scores
+partition as the commit key (a symlink flip on a local lake, one commit record written last on S3), so
+a table that must appear with the scores (a day's offers) joins the same commit by adding a part. The
+fault point ``batch.publish.before_commit`` (:mod:`recflow.services.faults`) sits between the checked
+attempt and the commit. A failed suite publishes nothing,
 so the previous partition stays, and writes ``score_reports/event_date=<day>/report.json`` with the
 failed rules, the users they name and those users' staged rows.
 """
@@ -208,7 +211,8 @@ def publish_scores(
         summary["files"] = files
         summary["path"] = store.uri(scores_partition(request.day))
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
-        store.publish(out, scores_partition(request.day))
+        partition = scores_partition(request.day)
+        store.publish_together({partition: out}, key=partition, point="batch.publish.before_commit")
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)

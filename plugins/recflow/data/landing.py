@@ -300,8 +300,8 @@ def _parse_csv_lines(
 
 
 def _iter_parquet(path: str, stream: BinaryIO, chunk_rows: int) -> Iterator[LandingChunk]:
-    try:
-        pf = pq.ParquetFile(stream)
+    try:  # a page written with a CRC is checked against it: a damaged page fails with that reason
+        pf = pq.ParquetFile(stream, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as exc:
         raise CorruptFileError(path, f"not a readable Parquet file ({exc})") from exc
     check_columns(path, list(pf.schema_arrow.names))

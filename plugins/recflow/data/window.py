@@ -11,7 +11,7 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recflow.constants import COL_AMOUNT, COL_ITEM, COL_TS, COL_USER
+from recflow.constants import COL_AMOUNT, COL_DATE, COL_ITEM, COL_TS, COL_USER
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -56,9 +56,11 @@ def read_window(spark: SparkSession, lake_root: Path | str, window: TrainingWind
     """Interactions with ``start <= event_ts < end`` from the validated lake table."""
     from pyspark.sql import functions as F
 
+    from recflow.data.spark_lake import read_table  # deferred: pyarrow, boto3 (the lakes); DAG files import this module
+
     path = f"{str(lake_root).rstrip('/')}/interactions"
     try:
-        df = spark.read.parquet(path)
+        df = read_table(spark, lake_root, "interactions", COL_DATE)
     except Exception as exc:  # Spark raises AnalysisException for a missing or empty path
         raise TrainingDataError(f"no validated interactions under {path}: {exc}") from exc
     return df.where(

@@ -90,6 +90,7 @@ class Scorer:
         self.kafka = kafka
         self.follower = follower
         self.metrics = metrics
+        metrics.watch_load_failures(follower.load_failures)
         self.config = config or EngineConfig()
         self.status_path = status_path
         self.clock_ms = clock_ms
@@ -231,6 +232,7 @@ class Scorer:
             "uptime_s": round(time.time() - self.started_at, 1),
             "updated_at": time.time(),
             "last_model_error": self.follower.last_error,
+            "model_load_failures": dict(self.follower.load_failures),
             "ignored_model_events": self.follower.ignored_events,
             "last_ignored_model_event": self.follower.last_ignored_event,
             "max_swap_pause_ms": self.max_swap_pause_ms,

@@ -29,8 +29,14 @@ from recflow.config.kafka import KafkaSettings, client_config
 from recflow.models.artifact import load_recommender
 from recflow.models.base import Recommender
 from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
+from recflow.registry.records import ChecksumMismatch
+from recflow.services import faults
 
 log = logging.getLogger(__name__)
+
+#: Why a new champion did not replace the serving one, as counted in ``load_failures`` and exported as
+#: ``recflow_scorer_model_load_failures{stage=...}``: an alert rule fires on any increase.
+FAILURE_STAGES = ("resolve", "fetch", "checksum", "load", "warm_up")
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class ChampionFollower:
         self.current: ServingModel | None = None
         self.last_error: str | None = None
         self.ignored_events = 0
+        self.load_failures = dict.fromkeys(FAILURE_STAGES, 0)
         self.last_ignored_event: str | None = None
         self._events: list[tuple[str | None, str | None]] = []  # (version, digest) named by events since the last check
 
@@ -141,8 +148,7 @@ class ChampionFollower:
         try:
             resolved = self._resolve(self.registry)
         except Exception as exc:  # registry unreachable: keep serving, retry at the next check
-            self.last_error = f"resolving the champion failed: {exc}"
-            log.warning("%s", self.last_error)
+            self._failed("resolve", f"resolving the champion failed: {exc}")
             return
         if resolved is None:
             self.last_error = "the registry has no champion yet"
@@ -156,14 +162,19 @@ class ChampionFollower:
         if serving is not None and serving.version == version and serving.digest == digest:
             return
         began = time.monotonic()
+        stage = "fetch"
         try:
+            faults.hit("scorer.fetch")
             folder = download_fresh(self.registry, version, self.cache_root, digest)
+            stage = "load"
             recommender = load_recommender(folder)
+            stage = "warm_up"
             if self._warm_up is not None:
                 self._warm_up(recommender)
         except Exception as exc:  # a broken version never replaces a working one
-            self.last_error = f"loading {version} failed: {exc}"
-            log.exception("loading %s failed; still serving %s", version, serving.version if serving else None)
+            stage = "checksum" if isinstance(exc, ChecksumMismatch) else stage
+            kept = serving.version if serving else None
+            self._failed(stage, f"{stage} of {version} failed: {exc}; still serving {kept}")
             return
         model = ServingModel(version, recommender, folder, digest, time.time())
         with self._lock:
@@ -172,6 +183,12 @@ class ChampionFollower:
             self._pending = model
         self.last_error = None
         log.info("loaded %s in %.1f s beside the serving model", version, time.monotonic() - began)
+
+    def _failed(self, stage: str, message: str) -> None:
+        """Count the failure by stage (the metric an alert watches), keep it as ``last_error`` and log it."""
+        self.load_failures[stage] += 1
+        self.last_error = message
+        log.error("model load failure (%s): %s", stage, message)
 
     def _judge_event(self, named: tuple[str | None, str | None], version: str, digest: str | None) -> None:
         """Count and log an event that does not name the registry's champion and its manifest digest."""

@@ -6,6 +6,7 @@ the global default registry would refuse the second set of metric names.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -36,7 +37,18 @@ class ScorerMetrics:
         self.consumer_lag = Gauge(
             "recflow_scorer_consumer_lag", "Records not yet read from the request topic", registry=r
         )
+        self.model_load_failures = Gauge(
+            "recflow_scorer_model_load_failures",
+            "New champions that did not replace the serving model since start, by failed stage",
+            ["stage"],
+            registry=r,
+        )
         self._version: str | None = None
+
+    def watch_load_failures(self, counts: dict[str, int]) -> None:
+        """Export the follower's failure counts, read at each scrape (they change on its own thread)."""
+        for stage in counts:
+            self.model_load_failures.labels(stage=stage).set_function(partial(counts.__getitem__, stage))
 
     def set_model(self, version: str) -> None:
         if self._version is not None:

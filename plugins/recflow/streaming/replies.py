@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recflow.config.kafka import KafkaSettings
+from recflow.services import faults
 from recflow.streaming.answers import Scored, score_requests
 from recflow.streaming.follower import ServingModel
 from recflow.streaming.metrics import ScorerMetrics
@@ -134,6 +135,7 @@ class Replies:
 
     def dead_letter(self, batch: InFlight, rejection: Rejection, model: ServingModel, timing: dict[str, Any]) -> None:
         """Queue the record, byte for byte, on the dead-letter topic; an identifiable caller gets an error answer."""
+        faults.hit("scorer.dead_letter")
         headers = dlq_headers(rejection, source_topic=self.kafka.score_requests_topic, model_version=model.version)
         self.outbox.send(batch, self.kafka.score_requests_dlq_topic, rejection.key, rejection.value, headers, attempt=1)
         self.metrics.dlq.labels(reason=str(rejection.reason)).inc()

@@ -16,7 +16,7 @@ Why this shape:
   A file that cannot be read as a whole (empty, wrong columns, truncated gzip) is copied verbatim into the
   quarantine next to the report.
 * **Idempotent per data interval.** Outputs are staged and published as a whole partition by a
-  :class:`~recflow.data.lake.LakeStore` (a rename swap on disk, a ``_SUCCESS`` manifest commit on S3), so a
+  :class:`~recflow.data.lake.LakeStore` (an attempt made visible in one step on disk and on S3), so a
   re-run replaces ``interactions/event_date=D`` and ``quarantine/date=D``, never appends.
 * **Bounded memory.** The landing file is processed chunk by chunk; duplicate detection keeps 64-bit
   hashes of event ids (collision odds ~ n^2 / 2^65, about 3e-6 at 10^7 rows), not the ids.

@@ -47,7 +47,6 @@ def test_uris() -> None:
 
 
 def test_completed_day_and_event_day() -> None:
-    pytest.importorskip("airflow")
     from recflow.orchestration.context import completed_day, interval_day, interval_end
 
     run = {"data_interval_end": datetime(2026, 11, 4, 1, tzinfo=UTC)}

@@ -13,8 +13,6 @@ import pytest
 
 from recflow.models.ncf import NcfParams, _fuse_output, build_models
 
-pytest.importorskip("keras")
-
 
 def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
