@@ -11,7 +11,7 @@ RECFLOW := $(VENV)/bin/recflow
 PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
-        lint typecheck bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration \
+        lint typecheck audit bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration \
         bench-serving bench-ann clean
 
 help:  ## list the targets
@@ -53,6 +53,11 @@ lint: venv  ## ruff (incl. AIR3) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+AUDIT_DIR ?= .recflow/audit
+audit: venv  ## pip-audit of the locked environment (.venv from uv.lock); JSON report in $(AUDIT_DIR)/pip-audit.json
+	@mkdir -p $(AUDIT_DIR)
+	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off -f json -o $(AUDIT_DIR)/pip-audit.json $(AUDIT_ARGS)
 
 bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration bench-serving  ## every benchmark; results under bench/results/
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from recflow.config.kafka import spark_kafka_options
 from recflow.config.settings import load_settings
 from recflow.registry import ModelRegistry
 from recflow.spark.session import get_spark
@@ -32,7 +33,7 @@ from recflow.streaming.follower import download_fresh, resolve_champion
 def _source(spark: Any, settings: Any) -> Any:
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .options(**spark_kafka_options(settings.kafka))  # the address and the Connection's security
         .option("subscribe", settings.kafka.score_requests_topic)
         .option("startingOffsets", "latest")
         .option("kafka.fetch.max.wait.ms", "5")
@@ -123,7 +124,7 @@ def _probe_real_time(spark: Any, settings: Any, args: argparse.Namespace) -> Non
             .selectExpr("key", "value")
             .mapInPandas(lambda it: it, schema="key binary, value binary")
             .writeStream.format("kafka")
-            .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+            .options(**spark_kafka_options(settings.kafka))
             .option("topic", settings.kafka.score_requests_dlq_topic)  # no requests flow during the probe
             .trigger(realTime="5 seconds")
             .outputMode("update")

@@ -18,20 +18,39 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Param, dag
 
 from recflow.config.settings import project_root
+from recflow.constants import VERSION_ID_PATTERN
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import SPARK_MACROS, SPARK_SUBMIT_KWARGS
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily_or_when_updated
 from recflow.orchestration.scorer_confirmation import ConfirmStreamingScorer
 from recflow.orchestration.scoring_tasks import check_scores, plan_scoring
 
+#: An empty string (the champion) or a version id.
+PINNED_VERSION_PATTERN = "^$|" + VERSION_ID_PATTERN
+#: The users travel to the job as one JSON argument: 1,000 ids of up to 64 characters stay well under
+#: Linux's 128 KiB limit for one argument; a larger set belongs in the lake, not in a trigger form.
+MAX_PINNED_USERS = 1000
+MAX_USER_ID_CHARS = 64
+
 #: The run's Params: the trigger form in the UI, and what the REST API validates a run against.
 PARAMS = {
     "k": Param(10, type="integer", minimum=1, maximum=200, description="Items per user."),
     "active_days": Param(30, type="integer", minimum=1, maximum=365, description="Activity window."),
     "version": Param(
-        "", type="string", description="Registry version to score with (empty: the data interval's champion)."
+        "",
+        type="string",
+        pattern=PINNED_VERSION_PATTERN,
+        description="A blessed registry version to score with, e.g. als-20261110T0000-3f9a2c1b7e04 "
+        "(empty: the data interval's champion).",
     ),
-    "users": Param([], type="array", items={"type": "string"}, description="Only these users (empty: all)."),
+    "users": Param(
+        [],
+        type="array",
+        items={"type": "string", "minLength": 1, "maxLength": MAX_USER_ID_CHARS},
+        maxItems=MAX_PINNED_USERS,
+        uniqueItems=True,
+        description=f"Only these users (empty: all); at most {MAX_PINNED_USERS}.",
+    ),
 }
 
 

@@ -20,3 +20,8 @@ COL_LOGGING_PROPENSITY: Final = "logging_propensity"
 
 DEFAULT_K: Final = 10
 DEFAULT_SEED: Final = 42
+
+#: A registry version id, ``<family>-<interval key>-<12 hex of the content digest>``
+#: (``recflow.registry.version_ids``); here, importable without the registry, so a DAG file's Param
+#: (``batch_scoring``'s ``version``) can use it as its JSON Schema ``pattern`` at parse time.
+VERSION_ID_PATTERN: Final = r"^[a-z][a-z0-9_-]*-\d{8}T\d{4}-[0-9a-f]{12}$"

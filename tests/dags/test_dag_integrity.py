@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from recflow.orchestration.alerts import ON_FAILURE
+
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
 APPROVED_TAGS = {"recflow", "training", "scoring", "ingestion"}
@@ -51,6 +53,12 @@ def test_dag_rules(dagbag, path: Path) -> None:
             retries = getattr(task, "retries", None)
             assert retries is not None, f"{dag.dag_id}.{task.task_id}: retries is unset"
             assert retries >= 2, f"{dag.dag_id}.{task.task_id}: retries={retries}, needs >= 2"
+            timeout = task.execution_timeout
+            assert timeout is not None and timeout.total_seconds() > 0, f"{dag.dag_id}.{task.task_id}: no timeout"
+            callbacks = (
+                task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+            )
+            assert ON_FAILURE in callbacks, f"{dag.dag_id}.{task.task_id}: a failure sends no alert"
 
 
 _PROBE = """

@@ -95,6 +95,17 @@ class AirflowCluster:
                 self._token = str(json.load(resp)["access_token"])
         return self._token
 
+    def login(self, username: str, password: str) -> str:
+        """A JWT from ``POST /auth/token`` for one of the simple auth manager's users."""
+        req = urllib.request.Request(
+            f"{self.base_url}/auth/token",
+            method="POST",
+            data=json.dumps({"username": username, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return str(json.load(resp)["access_token"])
+
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         req = urllib.request.Request(
             f"{self.base_url}{path}",
@@ -176,7 +187,7 @@ def run_airflow(home: Path, env: dict[str, str], components: Sequence[str]) -> I
                 pid_path=home / "run" / f"{name}.pid",
                 env=env,
             )
-        parts = ["metadatabase", "scheduler"] + (["triggerer"] if "triggerer" in components else [])
+        parts = ["metadatabase", *(c for c in ("scheduler", "triggerer") if c in components)]
 
         def healthy() -> bool:
             try:

@@ -249,12 +249,14 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
 ) -> None:
     """The job's own entry point refuses an artifact whose bytes changed in S3; nothing is published."""
     from recflow.registry import ModelRegistry  # deferred: botocore (collecting the unit tests imports this module)
+    from recflow.registry.blessing import bless  # deferred: botocore, as above
 
     _ensure_bucket(live_services)
     registry = ModelRegistry.from_settings(live_services)
     run_id = f"tampered-{uuid.uuid4().hex[:8]}"  # unique content, so a new version every session
-    model = registry.register(world["artifact"], family="als", metrics={}, lineage={"run_id": run_id},
+    model = registry.register(world["artifact"], family="als", metrics={"ndcg@10": 0.1}, lineage={"run_id": run_id},
                               created_at=datetime(2026, 11, 4, tzinfo=UTC))  # fmt: skip
+    bless(registry, model, kind="model", passed=True, reasons=["test"], details={})  # a pin must be blessed
     version = model.version
     client = s3_client(live_services.s3)
     listed = client.list_objects_v2(Bucket=live_services.s3.models_bucket, Prefix=f"registry/versions/{version}/")
@@ -262,7 +264,8 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
     key = next(o["Key"] for o in listed["Contents"] if o["Key"].endswith("items.parquet"))
     client.put_object(Bucket=live_services.s3.models_bucket, Key=key, Body=b"tampered")
     job = [sys.executable, str(ROOT / "spark_jobs" / "batch_score.py"), "--lake", str(world["lake"]),
-           "--date", str(DAY), "--k", str(K), "--active-days", "3", "--version", version]  # fmt: skip
+           "--date", str(DAY), "--k", str(K), "--active-days", "3", "--version", version,
+           "--digest", model.digest]  # fmt: skip
     done = subprocess.run(job, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert done.returncode == 1, done.stderr[-2000:]
     assert "batch_score failed: ChecksumMismatch" in done.stderr

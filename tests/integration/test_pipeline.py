@@ -114,6 +114,7 @@ def test_compare_task_links_to_its_promotion_report(training_run: Any, registry:
     from sqlalchemy import select
 
     from recflow.orchestration.registry_api import app
+    from recflow.orchestration.registry_auth import require_registry_reader
 
     champion = registry.champion()
     assert champion is not None
@@ -131,7 +132,12 @@ def test_compare_task_links_to_its_promotion_report(training_run: Any, registry:
         assert task.extra_links == ["Promotion report"]
         url = task.get_extra_links(ti, "Promotion report")  # what GET .../taskInstances/compare/links answers
     assert url == f"/recflow/ui/reports/{champion.version}"
-    page = TestClient(app).get(url.removeprefix("/recflow"))  # the plugin app is mounted at /recflow
+    # who may read it is tested on a real API server (test_registry_api_auth.py); here, a permitted user
+    app.dependency_overrides[require_registry_reader] = lambda: None
+    try:
+        page = TestClient(app).get(url.removeprefix("/recflow"))  # the plugin app is mounted at /recflow
+    finally:
+        app.dependency_overrides.clear()
     assert page.status_code == 200, page.text
     assert champion.version in page.text and "<svg" in page.text
 
@@ -317,3 +323,59 @@ def test_streaming_scorer_answers_and_hot_swaps(
         assert scorer.alive(), "the scorer died during the swap"
     finally:
         scorer.stop()
+
+
+def _files_holding(root: Path, needles: dict[str, bytes]) -> list[str]:
+    """``<what> in <file>`` for every file under ``root`` holding one of ``needles`` (binary files too)."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                body = path.read_bytes()
+            except OSError:
+                continue  # a socket, or gone meanwhile
+            found += [f"{what} in {path}" for what, needle in needles.items() if needle in body]
+    return found
+
+
+def test_no_secret_in_logs_reports_artifacts_events_or_xcoms(
+    training_run: Any, registry: ModelRegistry, live_services: Settings
+) -> None:
+    """After the training and scoring DAGs and the scorer ran (the tests above), neither the S3 secret nor
+    the PostgreSQL password is in any task log, XCom or rendered field (the session's Airflow home and its
+    SQLite DB), lake file or report, model artifact (local runs and every object of the registry bucket),
+    or Kafka event of any recflow topic. Replays issue 21's check: a secret rendered into a Spark job's
+    environment, logged or stored would be readable by whoever reads these."""
+    from confluent_kafka import Consumer
+
+    from recflow.config.credentials import local_credentials
+    from recflow.config.kafka import client_config
+    from recflow.config.settings import runs_root
+
+    pg_password = os.environ.get("RECFLOW_PG_PASSWORD") or local_credentials(live_services.state).postgres_password
+    needles = {"the S3 secret": live_services.s3.secret_key.encode(), "the PostgreSQL password": pg_password.encode()}
+    session = Path(os.environ["AIRFLOW_HOME"]).parent  # tests/conftest.py: lake, landing, Airflow home
+    leaks = _files_holding(session, needles) + _files_holding(runs_root(), needles)
+    client = s3_client(live_services.s3)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=registry.bucket):
+        for obj in page.get("Contents", []):
+            body = client.get_object(Bucket=registry.bucket, Key=obj["Key"])["Body"].read()
+            leaks += [f"{what} in s3://{registry.bucket}/{obj['Key']}" for what, n in needles.items() if n in body]
+    kafka = live_services.kafka
+    consumer = Consumer({**client_config(kafka), "group.id": f"it-leaks-{uuid.uuid4().hex[:8]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe(list(kafka.topics))
+    try:
+        for _ in range(10):  # until the topics are drained (a poll returns nothing)
+            batch = consumer.consume(num_messages=10_000, timeout=5)
+            for msg in batch:
+                if msg.error() is None:
+                    raw = (msg.value() or b"") + (msg.key() or b"") + b"".join(v or b"" for _, v in msg.headers() or [])
+                    leaks += [
+                        f"{what} in Kafka {msg.topic()}@{msg.offset()}" for what, n in needles.items() if n in raw
+                    ]
+            if not batch:
+                break
+    finally:
+        consumer.close()
+    assert not leaks, "\n".join(leaks[:50])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,10 @@ except ServiceError as exc:  # pragma: no cover - depends on the machine
     pytest.skip(str(exc), allow_module_level=True)
 
 
+#: Generated S3 keys for settings that never reach a server (no credential literal in the tests).
+KEYS = (secrets.token_hex(4), secrets.token_hex(8))
+
+
 @pytest.fixture
 def state() -> Iterator[Path]:
     """A fresh state folder in the session folder: the ``postgres`` user must be able to enter it, which
@@ -42,7 +47,7 @@ def test_a_folder_the_server_user_cannot_enter_is_a_clear_error(tmp_path: Path) 
     if os.geteuid() != 0:
         pytest.skip("only root switches to the postgres user")
     with pytest.raises(ServiceError, match="cannot enter"):
-        PostgresService(tmp_path / "deep", 1).prepare()
+        PostgresService(tmp_path / "deep", 1, password=secrets.token_hex(8)).prepare()
 
 
 def test_up_query_down(state: Path) -> None:
@@ -50,9 +55,10 @@ def test_up_query_down(state: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    settings = Settings(S3Settings("http://127.0.0.1:1", "a", "b"), KafkaSettings("127.0.0.1:1"), tmp_path / "lake",
+    settings = Settings(S3Settings("http://127.0.0.1:1", *KEYS), KafkaSettings("127.0.0.1:1"), tmp_path / "lake",
                         state=tmp_path)  # fmt: skip
-    service = PostgresService(tmp_path, port, password="it's-a-test")
+    # a generated password with a quote in it: the SQL literal that sets it must escape it
+    service = PostgresService(tmp_path, port, password=f"it's-{secrets.token_hex(6)}")
     try:
         assert manager.ensure_services_up(settings, services=[service], timeout=60) == ("postgres",)
         [row] = manager.service_status(settings, services=[service])
@@ -66,10 +72,10 @@ def test_up_query_down(state: Path) -> None:
         argv = psql_argv(pg_bin_dir(), port, "airflow", "SELECT current_user, rolsuper FROM pg_roles "
                          "WHERE rolname = current_user")  # fmt: skip
         argv[argv.index("--username") + 1] = "airflow"
-        env = {**os.environ, "PGPASSWORD": "it's-a-test"}
+        env = {**os.environ, "PGPASSWORD": service.password}
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
         assert (done.returncode, done.stdout.strip()) == (0, "airflow|f"), done.stderr
-        env["PGPASSWORD"] = "wrong"
+        env["PGPASSWORD"] = secrets.token_hex(8)  # any other password
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode != 0 and "password authentication failed" in done.stderr
         # Idempotent: a second ``up`` reuses the server and the cluster.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,14 @@ from typing import Any
 
 import pytest
 
+from recflow.config.credentials import PlaceholderCredential
 from recflow.config.settings import Settings
 from recflow.orchestration.provision import connection_specs, upsert_connections
 
 ENV = {
     "RECFLOW_S3_ENDPOINT": "http://s3:80",
-    "AWS_ACCESS_KEY_ID": "ak-placeholder",
-    "AWS_SECRET_ACCESS_KEY": "sk-placeholder",
+    "AWS_ACCESS_KEY_ID": f"ak-{secrets.token_hex(4)}",  # generated: no credential literal in the tests
+    "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(16),
     "RECFLOW_KAFKA_BOOTSTRAP": "kafka:9092",
     "RECFLOW_KAFKA_EXTRA": '{"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}',
     "RECFLOW_SPARK_MASTER": "spark://spark-master:7077",
@@ -28,6 +30,11 @@ ENV = {
 def test_a_missing_variable_is_named() -> None:
     with pytest.raises(ValueError, match="RECFLOW_SPARK_MASTER"):
         connection_specs({k: v for k, v in ENV.items() if k != "RECFLOW_SPARK_MASTER"})
+
+
+def test_a_placeholder_from_env_example_stops_the_init_service() -> None:
+    with pytest.raises(PlaceholderCredential, match="AWS_SECRET_ACCESS_KEY"):
+        connection_specs({**ENV, "AWS_SECRET_ACCESS_KEY": "change-me-secret-key"})
 
 
 def test_kafka_extras_carry_sasl_settings() -> None:
@@ -54,7 +61,7 @@ def test_connections_land_in_the_metadata_db_and_are_replaced() -> None:
     assert upsert_connections({**ENV, "RECFLOW_SPARK_MASTER": "spark://other:7077"})  # replaces, no conflict
     exported = _exported()
     assert exported["spark_default"]["host"] == "spark://other:7077"
-    assert exported["recflow_s3"]["login"] == "ak-placeholder"
+    assert exported["recflow_s3"]["login"] == ENV["AWS_ACCESS_KEY_ID"]
     assert json.loads(exported["recflow_s3"]["extra"])["endpoint_url"] == "http://s3:80"
 
 

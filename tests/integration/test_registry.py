@@ -24,6 +24,7 @@ from recflow.registry import (
     NoChampion,
     resolve_serving_version,
 )
+from recflow.registry.blessing import NotBlessed, bless
 from recflow.registry.version_ids import parse_version_id
 
 pytestmark = pytest.mark.integration
@@ -88,6 +89,9 @@ def test_round_trip_and_serving(registry: ModelRegistry, live_services: Settings
     assert serving.record is not None and serving.record.digest == mv.digest
     out = registry.fetch(serving.model, tmp_path / "dl")
     assert files_under(out) == files_under(als)
+    with pytest.raises(NotBlessed, match="pinned version refused"):
+        resolve_serving_version(registry, pinned=ncf.version, digest=ncf.digest)
+    bless(registry, ncf, kind="model", passed=True, reasons=["test"], details={})
     pinned = resolve_serving_version(registry, pinned=ncf.version, digest=ncf.digest)
     assert pinned.version == ncf.version and pinned.record is None
     with pytest.raises(ModelNotFound, match="not found"):

@@ -1,12 +1,18 @@
-"""The plugin's read-only registry API, served by FastAPI, against the real S3 server."""
+"""The plugin's read-only registry API, served by FastAPI, against the real S3 server.
+
+Who may call it is tested on a real API server (test_registry_api_auth.py); here the routes' content,
+with the auth dependency answered for a permitted user.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from recflow.config.s3 import s3_client
@@ -24,6 +30,16 @@ def registry(live_services: Settings, monkeypatch: pytest.MonkeyPatch) -> ModelR
     return ModelRegistry(s3_client(live_services.s3), bucket)
 
 
+@pytest.fixture
+def app() -> Iterator[FastAPI]:
+    from recflow.orchestration.registry_api import app
+    from recflow.orchestration.registry_auth import require_registry_reader
+
+    app.dependency_overrides[require_registry_reader] = lambda: None
+    yield app
+    app.dependency_overrides.clear()
+
+
 def test_plugin_is_registered() -> None:
     from airflow import plugins_manager
 
@@ -31,9 +47,7 @@ def test_plugin_is_registered() -> None:
     assert "recflow" in names
 
 
-def test_champion_endpoint_shows_the_promoted_model(registry: ModelRegistry, tmp_path: Path) -> None:
-    from recflow.orchestration.registry_api import app
-
+def test_champion_endpoint_shows_the_promoted_model(registry: ModelRegistry, tmp_path: Path, app: FastAPI) -> None:
     client = TestClient(app)
     missing = client.get("/champion")
     assert missing.status_code == 404 and "no champion" in missing.json()["detail"]
@@ -59,9 +73,9 @@ def test_champion_endpoint_shows_the_promoted_model(registry: ModelRegistry, tmp
     assert "secret" not in client.get("/champion").text.lower()
 
 
-def test_people_page_shows_champion_history_and_latest_report(registry: ModelRegistry, tmp_path: Path) -> None:
-    from recflow.orchestration.registry_api import app
-
+def test_people_page_shows_champion_history_and_latest_report(
+    registry: ModelRegistry, tmp_path: Path, app: FastAPI
+) -> None:
     client = TestClient(app)
     empty = client.get("/ui/")
     assert empty.status_code == 200 and "No champion yet" in empty.text
@@ -78,5 +92,13 @@ def test_people_page_shows_champion_history_and_latest_report(registry: ModelReg
     assert page.headers["content-type"].startswith("text/html")
     assert mv.version in page.text and mv.digest in page.text and "page &lt;test&gt;" in page.text
     assert f"reports/{mv.version}" in page.text
-    assert client.get(f"/ui/reports/{mv.version}").text == "<html>the report</html>"
+    report = client.get(f"/ui/reports/{mv.version}")
+    assert report.text == "<html>the report</html>"
+    # a script planted in S3 cannot run: no script source is allowed and the page is sandboxed
+    csp = report.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "sandbox" in csp and "script-src" not in csp
+    assert report.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in page.headers["content-security-policy"]
+    assert client.get("/ui/reports/not-a-version").status_code == 400
+    assert client.get(f"/versions/{mv.version}").json()["version"] == mv.version
     assert [h["version"] for h in client.get("/history").json()] == [mv.version]

@@ -3,6 +3,7 @@ the CLI's status exit code, and an idempotent ``up``. Nothing here is mocked."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import time
@@ -67,7 +68,7 @@ def test_s3_conditional_put_rejects_the_second_write(live_services: Settings, pr
 def test_s3_rejects_a_wrong_secret(live_services: Settings) -> None:
     from dataclasses import replace
 
-    bad = s3_client(replace(live_services.s3, secret_key="wrong"), max_attempts=1)
+    bad = s3_client(replace(live_services.s3, secret_key=secrets.token_hex(16)), max_attempts=1)
     with pytest.raises(ClientError) as err:
         bad.list_buckets()
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

@@ -15,6 +15,7 @@ silently fall back to PLAINTEXT. The security settings come from two sources onl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,8 @@ class KafkaSettings:
     score_requests_dlq_topic: str = "recflow.score-requests-dlq"
     #: ``{"day": "YYYY-MM-DD"}`` when a landing file is complete: ``ingest_interactions`` runs on it.
     landing_events_topic: str = "recflow.landing-events"
+    #: Failure and deadline alerts of the DAGs (recflow.orchestration.alerts; docs/runbook.md).
+    alerts_topic: str = "recflow.alerts"
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -66,6 +69,7 @@ class KafkaSettings:
             self.score_results_topic,
             self.score_requests_dlq_topic,
             self.landing_events_topic,
+            self.alerts_topic,
         )
 
 
@@ -137,6 +141,41 @@ def client_config(kafka: KafkaSettings, overrides: Mapping[str, Any] | None = No
     if owned:
         raise ValueError(f"{', '.join(owned)} come from the Kafka Connection or RECFLOW_KAFKA_*, not from code")
     return {"bootstrap.servers": kafka.bootstrap_servers, **kafka.security, **overrides}
+
+
+#: librdkafka's security keys -> the Java client's, for the ones that map one to one.
+_JAVA_KEYS = {"security.protocol": "security.protocol", "sasl.mechanism": "sasl.mechanism",
+              "ssl.endpoint.identification.algorithm": "ssl.endpoint.identification.algorithm"}  # fmt: skip
+_JAAS_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def spark_kafka_options(kafka: KafkaSettings) -> dict[str, str]:
+    """Options of Spark's Kafka source and sink (the Java client, ``kafka.``-prefixed) with the same
+    address and security as :func:`client_config`: why, a Spark stream built with only the address
+    would talk PLAINTEXT to a broker that requires SASL.
+
+    The username and password go into ``kafka.sasl.jaas.config`` (the Java client's only way to take
+    them); a CA file becomes a PEM trust store. A client certificate (mutual TLS) has no one-line
+    mapping here and is refused rather than dropped.
+    """
+    security = dict(kafka.security)
+    options = {"kafka.bootstrap.servers": kafka.bootstrap_servers}
+    options.update({f"kafka.{_JAVA_KEYS[k]}": v for k, v in security.items() if k in _JAVA_KEYS})
+    if "sasl.mechanism" in security:
+        user, password = (json.dumps(security[k]) for k in ("sasl.username", "sasl.password"))
+        module = _JAAS_MODULES[security["sasl.mechanism"]]
+        options["kafka.sasl.jaas.config"] = f"{module} required username={user} password={password};"
+    if "ssl.ca.location" in security:
+        options["kafka.ssl.truststore.type"] = "PEM"
+        options["kafka.ssl.truststore.location"] = security["ssl.ca.location"]
+    unmapped = sorted({"ssl.certificate.location", "ssl.key.location", "ssl.key.password"} & set(security))
+    if unmapped:
+        raise ValueError(f"{', '.join(unmapped)}: client certificates are not mapped to Spark's Kafka client")
+    return options
 
 
 def redacted(config: Mapping[str, Any]) -> dict[str, str]:

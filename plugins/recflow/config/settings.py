@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recflow.config.credentials import local_credentials, refuse_placeholders
 from recflow.config.kafka import KafkaSettings, security_from_env
 from recflow.config.s3 import S3Settings
 
@@ -100,11 +101,21 @@ def pg_port() -> int:
 
 
 def load_settings() -> Settings:
-    """Resolve settings from the environment (``RECFLOW_*`` and the standard ``AWS_*`` names)."""
+    """Resolve settings from the environment (``RECFLOW_*`` and the standard ``AWS_*`` names).
+
+    Without ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, the S3 keys are the local server's, generated
+    into the state folder (:mod:`recflow.config.credentials`). A ``change-me`` placeholder in any
+    credential variable stops here (:func:`recflow.config.credentials.refuse_placeholders`).
+    """
+    refuse_placeholders()
+    access_key, secret_key = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not (access_key and secret_key):
+        generated = local_credentials(state_dir())
+        access_key, secret_key = generated.s3_access_key, generated.s3_secret_key
     s3 = S3Settings(
         endpoint_url=os.environ.get("RECFLOW_S3_ENDPOINT", f"http://127.0.0.1:{s3_port()}"),
-        access_key=os.environ.get("AWS_ACCESS_KEY_ID", "recflow"),
-        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "recflow-secret"),
+        access_key=access_key,
+        secret_key=secret_key,
         region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         models_bucket=os.environ.get("RECFLOW_MODELS_BUCKET", "recflow-models"),
         lake_bucket=os.environ.get("RECFLOW_LAKE_BUCKET", "recflow-lake"),

@@ -59,17 +59,35 @@ SPARK_SUBMIT_KWARGS = {
 }
 
 
+class ConnectionIncomplete(ValueError):
+    """A Connection lacks what recflow needs (keys, an endpoint); the message says what and where to set it."""
+
+
 def s3_settings() -> S3Settings:
-    """S3 settings with the endpoint and keys of the ``recflow_s3`` Connection."""
+    """S3 settings with the endpoint and keys of the ``recflow_s3`` Connection.
+
+    The Connection must hold the keys (login, password) and the endpoint (extra ``endpoint_url``):
+    without them it is :class:`ConnectionIncomplete`, never a silent fall-back to local defaults, which
+    would send the task's requests, signed with other keys, to another server.
+    """
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(S3_CONN_ID)
+    endpoint = conn.extra_dejson.get("endpoint_url")
+    missing = [name for name, value in (("login", conn.login), ("password", conn.password),
+                                        ("extra endpoint_url", endpoint)) if not value]  # fmt: skip
+    if missing:
+        raise ConnectionIncomplete(
+            f"Connection {S3_CONN_ID!r} has no {', '.join(missing)}: set the S3 access key as login, the "
+            "secret as password and the server in extra endpoint_url (recflow provision --connections, or "
+            'eval "$(recflow airflow-env)" for the local services)'
+        )
     base = load_settings().s3
     return dataclasses.replace(
         base,
-        endpoint_url=conn.extra_dejson.get("endpoint_url", base.endpoint_url),
-        access_key=conn.login or base.access_key,
-        secret_key=conn.password or base.secret_key,
+        endpoint_url=str(endpoint),
+        access_key=str(conn.login),
+        secret_key=str(conn.password),
         region=conn.extra_dejson.get("region_name", base.region),
     )
 

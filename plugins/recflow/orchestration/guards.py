@@ -15,6 +15,7 @@ from airflow.sdk import get_current_context, task
 from recflow.data.window import TrainingWindow
 from recflow.orchestration.connections import settings as resolve_settings
 from recflow.orchestration.context import interval_end
+from recflow.orchestration.run_conf import check_run_conf
 from recflow.orchestration.skip_reasons import (
     UNFINISHED_TASK_STATES,
     empty_window_reason,
@@ -43,6 +44,7 @@ def check_window(params: dict[str, Any] | None = None) -> dict[str, str]:
     from recflow.validation import lake_partition  # deferred: pulls in great_expectations and pyspark at DAG parse time
 
     context = get_current_context()
+    check_run_conf(context)  # unknown keys and bad values end the run here, all listed, before any Spark job
     params = params or dict(context["params"])
     run_type = context["dag_run"].run_type
     if getattr(run_type, "value", run_type) == "asset_triggered":

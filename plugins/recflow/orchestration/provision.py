@@ -27,12 +27,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recflow.config.credentials import refuse_placeholders
 from recflow.config.kafka import AIRFLOW_CONSUMER, PROBE_CONN_ID, PROBE_CONSUMER, security_from_env
 from recflow.orchestration.connections import KAFKA_CONN_ID, S3_CONN_ID, SPARK_CONN_ID
 
 
 def connection_specs(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Connection id -> fields, from the environment; a missing required variable is an error naming it."""
+    """Connection id -> fields, from the environment; a missing required variable is an error naming it,
+    a ``change-me`` placeholder (copied from ``.env.example``) stops the init service before it writes any."""
+    refuse_placeholders(environ)
 
     def need(name: str) -> str:
         value = environ.get(name)

@@ -2,8 +2,14 @@
 
 Why: after a training run, the first question in the UI is "which model is serving, and why?". The
 answer lives in S3 (champion pointer, manifests, audit log); these endpoints show it without S3
-credentials in the browser. Nothing here writes, and no secret is returned. Airflow does not put its
-own auth in front of plugin apps: deploy behind the same access control as the UI.
+credentials in the browser. Nothing here writes, and no secret is returned.
+
+Every route needs an Airflow login with the registry permission (:mod:`recflow.orchestration.registry_auth`:
+401 without a valid JWT, 403 without the permission). ``/docs`` and ``/openapi.json`` are closed: the
+routes are listed here, and an open schema would be the one unauthenticated page. HTML is served with a
+strict Content-Security-Policy (:data:`HTML_HEADERS`): a report is read from S3, so whoever can write
+there must not be able to run a script as the logged-in user. A version id that is not one
+(:func:`recflow.registry.version_ids.parse_version_id`) is 400, an unknown one 404.
 """
 
 from __future__ import annotations
@@ -12,14 +18,54 @@ import asyncio
 from html import escape
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from recflow.orchestration.connections import s3_settings
+from recflow.orchestration.registry_auth import require_registry_reader
 from recflow.promotion.report import latest_report, report_keys
-from recflow.registry import ModelRegistry, ModelVersion
+from recflow.registry import ModelNotFound, ModelRegistry, ModelVersion, RegistryError
+from recflow.registry.version_ids import parse_version_id
 
-app = FastAPI(title="recflow model registry", description=__doc__)
+app = FastAPI(
+    title="recflow model registry",
+    description=__doc__,
+    dependencies=[Depends(require_registry_reader)],
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
+)
+
+#: Headers of every HTML answer. ``sandbox`` (without ``allow-scripts``) runs no script and gives the page
+#: an opaque origin, so even HTML planted in S3 cannot act as the user; styles may be inline (the reports'
+#: own ``<style>``), nothing else loads.
+HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@app.exception_handler(ModelNotFound)
+async def _not_found(request: Request, exc: ModelNotFound) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+
+@app.exception_handler(RegistryError)
+async def _registry_error(request: Request, exc: RegistryError) -> JSONResponse:
+    """The registry refused to answer (a tampered pointer, a changed manifest): say so, never a bare 500."""
+    return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def _checked_version(version: str) -> str:
+    if parse_version_id(version) is None:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail="a version id is <family>-<YYYYMMDDTHHMM>-<12 hex>, e.g. als-20261110T0000-3f9a2c1b7e04",
+        )
+    return version
 
 
 def _registry() -> ModelRegistry:
@@ -63,6 +109,13 @@ async def versions(family: str | None = None) -> list[dict[str, Any]]:
     """Every committed model version (oldest first), optionally of one family."""
     found = await asyncio.to_thread(lambda: _registry().list_versions(family))
     return [_version_view(mv) for mv in found]
+
+
+@app.get("/versions/{version}")
+async def version_detail(version: str) -> dict[str, Any]:
+    """One committed version (400 for a malformed id, 404 for an unknown one)."""
+    checked = _checked_version(version)
+    return _version_view(await asyncio.to_thread(lambda: _registry().get(checked)))
 
 
 @app.get("/audit")
@@ -114,15 +167,16 @@ def page_view() -> str:
 
 
 @app.get("/ui/", response_class=HTMLResponse)
-async def page() -> str:
+async def page() -> HTMLResponse:
     """The registry for people: champion, history, latest report (rendered HTML)."""
-    return await asyncio.to_thread(page_view)
+    return HTMLResponse(await asyncio.to_thread(page_view), headers=HTML_HEADERS)
 
 
 @app.get("/ui/reports/{version}", response_class=HTMLResponse)
-async def promotion_report(version: str) -> str:
+async def promotion_report(version: str) -> HTMLResponse:
     """The newest promotion report stored next to ``version``."""
-    html = await asyncio.to_thread(lambda: latest_report(_registry(), version))
+    checked = _checked_version(version)
+    html = await asyncio.to_thread(lambda: latest_report(_registry(), checked))
     if html is None:
-        raise HTTPException(status_code=404, detail=f"no promotion report stored for {version}")
-    return html
+        raise HTTPException(status_code=404, detail=f"no promotion report stored for {checked}")
+    return HTMLResponse(html, headers=HTML_HEADERS)

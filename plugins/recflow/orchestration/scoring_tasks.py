@@ -13,6 +13,7 @@ from recflow.orchestration.assets import BATCH_SCORES
 from recflow.orchestration.connections import s3_settings
 from recflow.orchestration.connections import settings as resolve_settings
 from recflow.orchestration.context import interval_day, interval_end
+from recflow.orchestration.run_conf import check_run_conf
 from recflow.orchestration.skip_reasons import skip
 from recflow.spark.session import spark_uri
 
@@ -33,6 +34,7 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
     from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version  # deferred: pulls in botocore
 
     context = get_current_context()
+    check_run_conf(context)  # unknown keys and bad values end the run here, all listed, before the Spark job
     params = params or dict(context["params"])
     day = interval_day(context)
     registry = ModelRegistry.from_settings(s3_settings())
@@ -58,6 +60,7 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
         "--k", str(params["k"]),
         "--active-days", str(params["active_days"]),
         "--version", version,
+        "--digest", serving.digest,
         *(["--users-json", json.dumps(users)] if users else []),
     ]  # fmt: skip
 

@@ -17,6 +17,7 @@ metrics, or whose canary (run again, now) fails; then it swaps the champion with
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 BLESSING_SCHEMA_VERSION = 1
 KINDS = ("model", "canary")
+#: ``<kind>-<compact UTC time>-<8 hex>.json``, as :func:`bless` names a blessing.
+_BLESSING_NAME = re.compile(r"(model|canary)-\d{8}T\d{6}(\.\d{6})?Z-[0-9a-f]{8}\.json")
 
 
 class NotBlessed(RegistryError):
@@ -100,13 +103,21 @@ def bless(
 
 
 def blessings(registry: ModelRegistry, version: str, kind: str | None = None) -> list[Blessing]:
-    """Every blessing of ``version`` (of ``kind``), oldest first."""
+    """Every blessing of ``version`` (of ``kind``), oldest first.
+
+    Only objects named as :func:`bless` names them, directly in the version's ``blessings/`` folder, whose
+    document names this version and its own key: an object planted deeper (``blessings/files/...``) or
+    copied from another version's folder is not a verdict about this one.
+    """
+    folder = registry.version_key(version, "blessings") + "/"
     found = []
-    for key in registry.store.keys(registry.version_key(version, "blessings") + "/"):
+    for key in registry.store.keys(folder):
+        if not _BLESSING_NAME.fullmatch(key[len(folder) :]):
+            continue
         body = registry.store.get(key)
         if body is not None:
             b = Blessing.from_bytes(body, registry.store.uri(key))
-            if kind is None or b.kind == kind:
+            if b.version == version and b.key == key and (kind is None or b.kind == kind):
                 found.append(b)
     return sorted(found, key=lambda b: (b.blessed_at, b.key))
 

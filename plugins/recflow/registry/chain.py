@@ -21,7 +21,15 @@ from datetime import UTC, datetime, timedelta
 from recflow.registry.audit import AuditLog
 from recflow.registry.layout import RegistryLayout
 from recflow.registry.objects import ObjectStore
-from recflow.registry.records import ChampionMoved, ModelVersion, PromotionRecord, RegistryError, dumps, utc
+from recflow.registry.records import (
+    ChampionMoved,
+    ChampionPointerMismatch,
+    ModelVersion,
+    PromotionRecord,
+    RegistryError,
+    dumps,
+    utc,
+)
 from recflow.registry.version_store import VersionStore
 
 log = logging.getLogger(__name__)
@@ -172,10 +180,34 @@ class ChampionChain:
         raise RegistryError(f"{self.store.uri(self.layout.key('chain'))}/: more than {_MAX_CHAIN} links, or a cycle")
 
     def _tip(self) -> tuple[PromotionRecord | None, PromotionRecord | None]:
-        """(the champion's record, the pointer as stored): start at the pointer, follow links forward."""
+        """(the champion's record, the pointer as stored): start at the pointer, follow links forward.
+
+        The pointer is only a shortcut into the chain, so it must equal, field for field, the link it
+        claims to be (the one after its ``previous_audit_key``). Why: rewriting that one file to name
+        another registered version, with its own digest, used to make it serve, bypassing the blessing,
+        the canary and the compare-and-swap. A pointer that is not its link raises
+        :class:`ChampionPointerMismatch` (logged as an error, which fails the asking task and alerts);
+        it is never followed, and never silently repaired: someone with write access changed it.
+        """
         pointer = self._read_record(self.layout.champion_key)
+        if pointer is not None:
+            self._check_pointer(pointer)
         walked = list(self._successors(pointer))
         return (walked[-1] if walked else pointer), pointer
+
+    def _check_pointer(self, pointer: PromotionRecord) -> None:
+        link_key = self.layout.link_after(pointer.previous_audit_key)
+        link = self._read_record(link_key)
+        if link is not None and link.to_dict() == pointer.to_dict():
+            return
+        found = "no link" if link is None else f"a link promoting {link.version!r} (digest {link.digest[:16]}...)"
+        message = (
+            f"{self.store.uri(self.layout.champion_key)} names {pointer.version!r} (digest {pointer.digest[:16]}...) "
+            f"but {self.store.uri(link_key)} holds {found}: the pointer was changed outside the promotion gate; "
+            "refusing to serve. Runbook: docs/runbook.md, 'The champion pointer does not match the chain'"
+        )
+        log.error("ALERT registry integrity: %s", message)
+        raise ChampionPointerMismatch(message)
 
 
 def _is_done(tip: PromotionRecord, version: str, expected_champion: str | None, decision_id: str | None) -> bool:

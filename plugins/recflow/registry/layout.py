@@ -19,7 +19,7 @@ VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def check_version(version: str) -> None:
     """Refuse an id that is not one safe S3 folder name (``ValueError``)."""
-    if not isinstance(version, str) or not VERSION_RE.match(version):
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):  # "$" alone accepts a final "\n"
         raise ValueError(f"version {version!r} must match {VERSION_RE.pattern} (e.g. 'als-20261124T0000-3f9a2c1b7e04')")
 
 
@@ -48,5 +48,13 @@ class RegistryLayout:
 
     def link_key(self, record: PromotionRecord | None) -> str:
         """The link naming the promotion that followed ``record`` (``None``: the first promotion ever)."""
-        name = "genesis.json" if record is None else record.audit_key.rsplit("/", 1)[-1]
+        return self.link_after(None if record is None else record.audit_key)
+
+    def link_after(self, audit_key: str | None) -> str:
+        """The link of the promotion that followed the one audited at ``audit_key`` (``None``: genesis).
+
+        A record names its predecessor by ``previous_audit_key``, so ``link_after(r.previous_audit_key)``
+        is where ``r`` itself must be stored as a link: how the champion pointer is checked.
+        """
+        name = "genesis.json" if audit_key is None else audit_key.rsplit("/", 1)[-1]
         return self.key("chain", f"after-{name}")

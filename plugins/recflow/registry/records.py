@@ -44,6 +44,10 @@ class ChampionMoved(RegistryError):
     """The champion is no longer the one a promotion was decided against (compare-and-swap lost)."""
 
 
+class ChampionPointerMismatch(RegistryError):
+    """``champion.json`` is not the chain link it claims to be: someone rewrote it; nothing is served."""
+
+
 class RegistryUnavailable(RegistryError):
     """The S3 server did not answer after every retry; nothing was decided."""
 

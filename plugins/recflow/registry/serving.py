@@ -37,6 +37,7 @@ from datetime import datetime
 from pathlib import Path
 
 from recflow.config.settings import load_settings
+from recflow.registry.blessing import NotBlessed, require_model_blessing
 from recflow.registry.core import ModelRegistry
 from recflow.registry.records import (
     ChecksumMismatch,
@@ -106,7 +107,8 @@ def resolve_serving_version(
     """The version that serves now, the ``pinned`` one, the champion at wall-clock time ``at``, or the
     champion for the data interval ending at ``interval_end``.
 
-    - ``pinned``: that version (``ModelNotFound`` / ``IncompleteModelVersion`` when it is not committed);
+    - ``pinned``: that version, if the gate decided for it (:func:`require_gate_decision`; ``ModelNotFound``
+      / ``IncompleteModelVersion`` when it is not committed, ``NotBlessed`` when nobody blessed it);
     - ``at``: the champion serving at that wall-clock instant, from the promotion history (for people
       asking "what served at 10:00"; ``recflow registry champion --at``);
     - ``interval_end``: the champion of that data interval by the rule in this module's docstring: what
@@ -121,7 +123,8 @@ def resolve_serving_version(
         raise ValueError("pass at most one of pinned, at and interval_end")
     record: PromotionRecord | None = None
     if pinned:
-        model = registry.get(pinned)
+        model = registry.get(pinned)  # recomputes the content digest against the id (check_identity)
+        require_gate_decision(registry, model)
     else:
         record = _champion_record(registry, at, interval_end)
         model = registry.get(record.version)
@@ -133,6 +136,23 @@ def resolve_serving_version(
     if digest is not None and model.digest != digest:
         raise ChecksumMismatch(f"{model.uri}manifest.json has sha256 {model.digest}, expected {digest}")
     return ServingVersion(version=model.version, digest=model.digest, model=model, record=record)
+
+
+def require_gate_decision(registry: ModelRegistry, model: ModelVersion) -> None:
+    """Refuse (:class:`NotBlessed`) a version the promotion gate never accepted with these exact bits.
+
+    Accepted: a passing model blessing of its current digest (the compare step's verdict,
+    :func:`recflow.registry.blessing.require_model_blessing`), or a link of the chain that promoted this
+    version with this digest (a former champion). Why: the ``version`` Param of ``batch_scoring`` and
+    ``recflow score --version`` let a person pin what scores; without this, anyone who can trigger the DAG
+    could publish scores from a model that was never judged.
+    """
+    try:
+        require_model_blessing(registry, model)
+    except NotBlessed as exc:
+        if any(r.version == model.version and r.digest == model.digest for r in registry.history()):
+            return
+        raise NotBlessed(f"pinned version refused: {exc}; pin a blessed version or a former champion") from exc
 
 
 def _champion_record(registry: ModelRegistry, at: datetime | None, interval_end: datetime | None) -> PromotionRecord:
@@ -162,9 +182,13 @@ def _champion_record(registry: ModelRegistry, at: datetime | None, interval_end:
                      "promote` first")  # fmt: skip
 
 
-def fetch_artifact(version: str | None, dest: Path) -> tuple[str, Path]:
-    """Download ``version`` (default: the current champion) into a fresh folder under ``dest``, verified;
-    the registry comes from the environment's settings (a Spark job's only source of them)."""
+def fetch_artifact(version: str, digest: str, dest: Path) -> Path:
+    """Download ``version`` into a fresh folder under ``dest``, verified; the registry comes from the
+    environment's settings (a Spark job's only source of them).
+
+    ``digest`` is the manifest sha256 the planner resolved: the job loads those bits or nothing
+    (:class:`ChecksumMismatch`), and the version must still be one the gate decided for.
+    """
     registry = ModelRegistry.from_settings(load_settings())
-    serving = resolve_serving_version(registry, pinned=version)
-    return serving.version, registry.fetch(serving.model, dest)
+    serving = resolve_serving_version(registry, pinned=version, digest=digest)
+    return registry.fetch(serving.model, dest)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from recflow.constants import VERSION_ID_PATTERN
+
 #: Hex characters of the content digest kept in a version id (48 bits: collisions between the few
 #: attempts of one family and interval are not a practical concern).
 DIGEST_CHARS = 12
-_VERSION_ID_RE = re.compile(r"^(?P<family>[a-z][a-z0-9_-]*)-(?P<interval>\d{8}T\d{4})-(?P<digest>[0-9a-f]{12})$")
+_VERSION_ID_RE = re.compile(VERSION_ID_PATTERN)
 
 
 def interval_key(interval_end: datetime) -> str:
@@ -39,5 +41,7 @@ def version_id(family: str, interval_end: datetime, content_digest: str) -> str:
 
 def parse_version_id(version: str) -> tuple[str, str, str] | None:
     """``(family, interval key, digest)`` of an id made by :func:`version_id`, else ``None``."""
-    m = _VERSION_ID_RE.match(version)
-    return None if m is None else (m["family"], m["interval"], m["digest"])
+    if not _VERSION_ID_RE.fullmatch(version):  # fullmatch: "$" alone would accept a trailing newline
+        return None
+    family, interval, digest = version.rsplit("-", 2)  # the interval and the digest hold no "-"
+    return family, interval, digest

@@ -156,6 +156,7 @@ class VersionStore:
         mv = ModelVersion.from_manifest(body, uri=self.uri(version))
         if mv.version != version:
             raise RegistryError(f"{mv.uri}{MANIFEST_NAME}: manifest names version {mv.version!r}, not {version!r}")
+        check_identity(mv)
         return mv
 
     def list_versions(self, family: str | None = None, *, prefix: str = "") -> list[ModelVersion]:
@@ -191,6 +192,7 @@ class VersionStore:
                 f"{model.uri}{MANIFEST_NAME} has sha256 {sha256_bytes(body)}, expected {model.digest}: "
                 "the manifest changed after it was resolved"
             )
+        check_identity(model)
         parent = Path(parent_dir)
         parent.mkdir(parents=True, exist_ok=True)
         target = Path(tempfile.mkdtemp(prefix=f"{model.version}-", dir=parent))
@@ -216,6 +218,25 @@ class VersionStore:
                 f"{self.store.uri(key)}: got sha256 {got} ({size} bytes), manifest says "
                 f"{entry.sha256} ({entry.size} bytes); the file changed after registration"
             )
+
+
+def check_identity(model: ModelVersion) -> None:
+    """Recompute the content digest from the manifest and check that the version id names it.
+
+    Why: the files are checked against the manifest, and the manifest against the digest a promotion
+    recorded; but a pinned version, or a version read before any promotion, has only its id to go by.
+    The id ends with the first 12 hex of the content digest (:func:`recflow.registry.version_ids.version_id`),
+    so a file rewritten together with its manifest entry (or the manifest's ``content_digest``) no longer
+    matches the id it is stored under: :class:`ChecksumMismatch`.
+    """
+    recomputed = content_digest(model.family, model.created_at, model.metrics, model.lineage, model.files)
+    named = version_id(model.family, model.created_at, recomputed)
+    if recomputed != model.content_digest or named != model.version:
+        raise ChecksumMismatch(
+            f"{model.uri}{MANIFEST_NAME}: its content hashes to {recomputed[:16]}... ({named}), but it is stored "
+            f"as {model.version} with content_digest {model.content_digest[:16]}...: the manifest or a file entry "
+            "was rewritten after registration; refusing to load it"
+        )
 
 
 def _files_to_register(root: Path, family: str) -> list[Path]:

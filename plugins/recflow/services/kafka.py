@@ -9,12 +9,13 @@ auto-creation is off so a typo in a topic name fails instead of silently creatin
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import shutil
 import subprocess
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +48,28 @@ LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def render_server_properties(*, port: int, controller_port: int, data_dir: Path, node_id: int = 1) -> str:
-    """``server.properties`` for a one-node KRaft cluster listening on 127.0.0.1 only."""
+#: The mechanism of the SASL broker (``KafkaService(scram_users=...)``): what managed clusters use.
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+_SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+
+
+def render_server_properties(
+    *, port: int, controller_port: int, data_dir: Path, node_id: int = 1, broker_login: tuple[str, str] | None = None
+) -> str:
+    """``server.properties`` for a one-node KRaft cluster listening on 127.0.0.1 only.
+
+    ``broker_login`` (user, password) turns the client listener into ``SASL_PLAINTEXT`` with SCRAM-SHA-512
+    only: a client without a SCRAM credential is refused; the broker talks to itself with that login.
+    """
+    listener = "PLAINTEXT" if broker_login is None else "SASL_PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
-        "listeners": f"PLAINTEXT://{LOCALHOST}:{port},CONTROLLER://{LOCALHOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOCALHOST}:{port}",
+        "listeners": f"{listener}://{LOCALHOST}:{port},CONTROLLER://{LOCALHOST}:{controller_port}",
+        "advertised.listeners": f"{listener}://{LOCALHOST}:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": listener,
+        "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
         "controller.quorum.bootstrap.servers": f"{LOCALHOST}:{controller_port}",
         "log.dirs": str(data_dir),
         "num.partitions": "1",
@@ -73,6 +86,15 @@ def render_server_properties(*, port: int, controller_port: int, data_dir: Path,
         "broker.heartbeat.interval.ms": "1000",
         "auto.create.topics.enable": "false",
     }
+    if broker_login is not None:
+        user, password = (json.dumps(v) for v in broker_login)
+        props |= {
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": (
+                f"{_SCRAM_MODULE} required username={user} password={password};"
+            ),
+        }
     lines = ["# Written by `recflow services up`; edits are overwritten."]
     lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
@@ -88,11 +110,17 @@ def _java_base(java: str, jars: Path, log4j: Path) -> list[str]:
     return [java, "-cp", f"{jars}/*", f"-Dlog4j2.configurationFile={log4j}"]
 
 
-def storage_format_argv(java: str, jars: Path, log4j: Path, props: Path, cluster_id: str) -> list[str]:
+def storage_format_argv(
+    java: str, jars: Path, log4j: Path, props: Path, cluster_id: str, scram_users: Mapping[str, str] | None = None
+) -> list[str]:
     """Format the log directory once, with this node as the only voter (``--standalone``).
 
     The id is passed as ``--cluster-id=<id>``: one in 64 random ids starts with ``-``, which as a
-    separate argument the tool's parser reads as an option ("expected one argument")."""
+    separate argument the tool's parser reads as an option ("expected one argument"). ``scram_users``
+    are written into the metadata as SCRAM credentials (KRaft's way to create the first users; the
+    passwords are on this command line, so only a process of the same user sees them, briefly).
+    """
+    scram = [f"--add-scram={SCRAM_MECHANISM}=[name={u},password={p}]" for u, p in (scram_users or {}).items()]
     return [
         *_java_base(java, jars, log4j),
         "kafka.tools.StorageTool",
@@ -101,6 +129,7 @@ def storage_format_argv(java: str, jars: Path, log4j: Path, props: Path, cluster
         "-c",
         str(props),
         "--standalone",
+        *scram,
     ]
 
 
@@ -131,16 +160,18 @@ def _admin(bootstrap: str, timeout: float, security: Mapping[str, str] | None = 
     return AdminClient(config)
 
 
-def list_topics(bootstrap: str, timeout: float = 5.0) -> set[str]:
+def list_topics(bootstrap: str, timeout: float = 5.0, security: Mapping[str, str] | None = None) -> set[str]:
     """Topic names on the broker (a real metadata round trip)."""
-    metadata = _admin(bootstrap, timeout).list_topics(timeout=timeout)
+    metadata = _admin(bootstrap, timeout, security).list_topics(timeout=timeout)
     return set(metadata.topics)
 
 
-def leaderless_partitions(bootstrap: str, timeout: float = 5.0) -> tuple[set[str], list[str]]:
+def leaderless_partitions(
+    bootstrap: str, timeout: float = 5.0, security: Mapping[str, str] | None = None
+) -> tuple[set[str], list[str]]:
     """(topics, ``topic-partition`` names without a leader): after a restart the broker answers
     metadata requests before it leads its partitions again, and producing then would fail."""
-    metadata = _admin(bootstrap, timeout).list_topics(timeout=timeout)
+    metadata = _admin(bootstrap, timeout, security).list_topics(timeout=timeout)
     waiting = [
         f"{name}-{pid}"
         for name, topic in metadata.topics.items()
@@ -225,6 +256,9 @@ class KafkaService:
     port: int
     controller_port: int
     name: str = "kafka"
+    #: SCRAM users (name -> password) of a SASL broker; the first one is the broker's own login, and
+    #: ``settings.security`` is what this service's own admin client (probe, topics) uses. None: PLAINTEXT.
+    scram_users: Mapping[str, str] | None = field(default=None, repr=False)
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -232,7 +266,13 @@ class KafkaService:
 
     @property
     def home(self) -> Path:
-        return self.state / "kafka"
+        return self.state / self.name
+
+    @property
+    def _own_security(self) -> Mapping[str, str] | None:
+        """How this service's admin client logs in to the broker it runs: PLAINTEXT unless it is a SASL
+        broker (``settings.security`` may describe another cluster the clients use)."""
+        return self.settings.security if self.scram_users else None
 
     @property
     def data_dir(self) -> Path:
@@ -250,8 +290,11 @@ class KafkaService:
         self.home.mkdir(parents=True, exist_ok=True)
         props = self.home / "server.properties"
         log4j = self.home / "log4j2.xml"
+        login = next(iter(self.scram_users.items())) if self.scram_users else None
         props.write_text(
-            render_server_properties(port=self.port, controller_port=self.controller_port, data_dir=self.data_dir)
+            render_server_properties(
+                port=self.port, controller_port=self.controller_port, data_dir=self.data_dir, broker_login=login
+            )
         )
         log4j.write_text(LOG4J2_XML)
         self._format_once(java, jars, log4j, props)
@@ -271,7 +314,7 @@ class KafkaService:
             log.info("re-formatting Kafka storage in %s", self.data_dir)
             shutil.rmtree(self.data_dir)
         stamp.unlink(missing_ok=True)
-        argv = storage_format_argv(java, jars, log4j, props, new_cluster_id())
+        argv = storage_format_argv(java, jars, log4j, props, new_cluster_id(), self.scram_users)
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise ServiceError(
@@ -281,10 +324,10 @@ class KafkaService:
 
     def probe(self, timeout: float = 5.0) -> str:
         """Raise unless the broker answers metadata and leads all partitions; return a short description."""
-        topics, waiting = leaderless_partitions(self.bootstrap, timeout)
+        topics, waiting = leaderless_partitions(self.bootstrap, timeout, self._own_security)
         if waiting:
             raise ServiceError(f"partitions without a leader yet: {', '.join(sorted(waiting)[:5])}")
         return f"{len(topics)} topics"
 
     def provision(self) -> None:
-        create_topics(self.bootstrap, self.settings.topics)
+        create_topics(self.bootstrap, self.settings.topics, security=self._own_security)

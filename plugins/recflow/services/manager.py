@@ -20,9 +20,10 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
+from recflow.config.credentials import local_credentials
 from recflow.config.settings import Settings, kafka_controller_port, kafka_port, load_settings, pg_port, s3_port
 from recflow.services.kafka import KafkaService
-from recflow.services.postgres import DEFAULT_PASSWORD, PostgresService
+from recflow.services.postgres import PostgresService
 from recflow.services.process import (
     PidRecord,
     ServiceError,
@@ -103,9 +104,11 @@ def default_services(settings: Settings | None = None) -> list[Service]:
 
 
 def postgres_service(settings: Settings | None = None) -> PostgresService:
-    """The opt-in PostgreSQL (port ``RECFLOW_PG_PORT``, password ``RECFLOW_PG_PASSWORD``)."""
+    """The opt-in PostgreSQL (port ``RECFLOW_PG_PORT``; password ``RECFLOW_PG_PASSWORD``, else the one
+    generated into the state folder)."""
     settings = settings or load_settings()
-    return PostgresService(settings.state, pg_port(), password=os.environ.get("RECFLOW_PG_PASSWORD", DEFAULT_PASSWORD))
+    password = os.environ.get("RECFLOW_PG_PASSWORD") or local_credentials(settings.state).postgres_password
+    return PostgresService(settings.state, pg_port(), password=password)
 
 
 def spark_cluster(settings: Settings | None = None) -> list[Service]:

@@ -9,7 +9,8 @@ Why these choices:
 * The cluster lives under ``<state>/postgres/data`` (``initdb`` once), owned by the ``postgres`` system
   user when we run as root, because the server refuses to run as root.
 * It listens on 127.0.0.1 only, with no Unix socket (nothing to place in ``/var/run``), and password
-  (SCRAM) authentication; the password comes from ``RECFLOW_PG_PASSWORD`` and reaches ``initdb`` through
+  (SCRAM) authentication; the password comes from ``RECFLOW_PG_PASSWORD`` or else the state folder's
+  generated credentials (:mod:`recflow.config.credentials`), and reaches ``initdb`` through
   a private file and ``psql`` through ``PGPASSWORD``, never a command line.
 * Health is a real query (``SELECT 1`` through ``psql``), so the core needs no Python driver.
 * SIGINT ("fast shutdown") stops it: SIGTERM would wait for every client to disconnect.
@@ -37,9 +38,10 @@ SUPERUSER = "postgres"
 #: Role and database Airflow uses (the role owns the database; it is not a superuser).
 APP_ROLE = "airflow"
 APP_DB = "airflow"
-DEFAULT_PASSWORD = "recflow"
 MAX_CONNECTIONS = 200  # scheduler, API server, DAG processor and executor workers each hold a pool
-_INITDB_STAMP = "initdb-done"
+#: Written after ``initdb``; renamed when the password stopped being a fixed default, so a cluster made
+#: with that published password is re-created once (it holds only local, disposable Airflow metadata).
+_INITDB_STAMP = "initdb-done-generated-password"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 INSTALL_HINT = "install PostgreSQL (Debian: apt-get install postgresql; .ci/run does it)"
@@ -143,7 +145,7 @@ class PostgresService:
 
     state: Path
     port: int
-    password: str = field(default=DEFAULT_PASSWORD, repr=False)
+    password: str = field(repr=False)
     name: str = "postgres"
     #: Read by the manager: stop with a fast shutdown, run as the cluster's owner.
     stop_signal: signal.Signals = signal.SIGINT

@@ -104,7 +104,8 @@ class ChampionFollower:
             model, self._pending = self._pending, None
         if model is not None:
             previous, self.current = self.current, model
-            log.info("serving %s (was %s)", model.version, previous.version if previous else None)
+            log.info("serving %s (was %s)", model.version, previous.version if previous else None,
+                     extra={"model_version": model.version})  # fmt: skip
             if previous is not None:  # off the serving thread: deleting files is not the loop's business
                 threading.Thread(target=shutil.rmtree, args=(previous.folder, True), daemon=True).start()
         return model

@@ -23,6 +23,7 @@ from typing import Any
 
 from recflow.config.kafka import client_config as kafka_client_config
 from recflow.config.kafka import redacted
+from recflow.config.logs import configure_json_logs
 from recflow.config.settings import Settings, load_settings, scorer_metrics_port
 from recflow.registry import ModelRegistry
 from recflow.streaming.engine import DEFAULT_GROUP, EngineConfig, Scorer
@@ -89,7 +90,7 @@ def _serve_metrics(metrics: ScorerMetrics, port: int | None) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Load the champion, then serve until SIGTERM; returns the exit code (see the module docstring)."""
     args = _parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_json_logs()  # JSON lines; the served version rides on the records that name it
     settings = load_settings()
     try:
         check_limits(topic_limits(settings.kafka))

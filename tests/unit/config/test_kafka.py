@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import secrets
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,11 +17,18 @@ from typing import Any, ClassVar
 import pytest
 
 from recflow.config import kafka as kafka_config
-from recflow.config.kafka import KafkaSettings, client_config, redacted, security_from_env, security_from_extra
+from recflow.config.kafka import (
+    KafkaSettings,
+    client_config,
+    redacted,
+    security_from_env,
+    security_from_extra,
+    spark_kafka_options,
+)
 from recflow.config.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
-SECRET = "s3cr3t-pa55"
+SECRET = secrets.token_urlsafe(12)  # generated: no credential literal in the tests
 SASL_ENV = {
     "RECFLOW_KAFKA_BOOTSTRAP": "broker-1.example.com:9096",
     "RECFLOW_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
@@ -101,13 +109,14 @@ def test_code_cannot_override_the_address_or_the_security(sasl_env: KafkaSetting
 
 
 def test_secrets_are_redacted_in_logs_and_reprs(sasl_env: KafkaSettings, caplog: pytest.LogCaptureFixture) -> None:
-    config = {**client_config(sasl_env, {"logger": logging.getLogger("x")}), "ssl.key.password": "k3y"}
+    key_password = secrets.token_hex(4)
+    config = {**client_config(sasl_env, {"logger": logging.getLogger("x")}), "ssl.key.password": key_password}
     shown = redacted(config)
     assert shown["sasl.password"] == shown["ssl.key.password"] == "***"
     assert shown["sasl.username"] == "recflow" and shown["logger"] == "<Logger>"
     with caplog.at_level(logging.INFO):
         logging.getLogger("recflow.test").info("kafka client: %s", redacted(config))
-    assert SECRET not in caplog.text and "k3y" not in caplog.text and "SASL_SSL" in caplog.text
+    assert SECRET not in caplog.text and key_password not in caplog.text and "SASL_SSL" in caplog.text
     assert SECRET not in repr(sasl_env) and SECRET not in repr(load_settings())
 
 
@@ -198,3 +207,24 @@ def test_no_kafka_client_is_configured_by_hand() -> None:
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, f"Kafka clients configured without recflow.config.kafka.client_config: {offenders}"
+
+
+def test_spark_streams_get_the_same_security(sasl_env: KafkaSettings) -> None:
+    """Spark's Kafka source and sink (the Java client) get the address, SCRAM and the CA, not only the address."""
+    options = spark_kafka_options(sasl_env)
+    assert options == {
+        "kafka.bootstrap.servers": "broker-1.example.com:9096",
+        "kafka.security.protocol": "SASL_SSL",
+        "kafka.sasl.mechanism": "SCRAM-SHA-512",
+        "kafka.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="recflow" password="{SECRET}";',
+        "kafka.ssl.truststore.type": "PEM",
+        "kafka.ssl.truststore.location": "/etc/ssl/certs/ca.pem",
+    }
+    assert spark_kafka_options(KafkaSettings("b:9092")) == {"kafka.bootstrap.servers": "b:9092"}
+
+
+def test_spark_refuses_a_client_certificate_rather_than_dropping_it() -> None:
+    kafka = KafkaSettings("b:9093", security={"security.protocol": "SSL", "ssl.certificate.location": "/c.pem"})
+    with pytest.raises(ValueError, match="client certificates are not mapped"):
+        spark_kafka_options(kafka)

@@ -18,6 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from recflow.registry import (
+    ChecksumMismatch,
     ModelRegistry,
     RegistryError,
     RegistryUnavailable,
@@ -175,7 +176,7 @@ def test_old_manifest_schema_is_refused_with_advice(tmp_path: Path) -> None:
         reg.get(mv.version)
 
 
-@pytest.mark.parametrize("version", ["", "../x", "a/b", "x" * 200, "-lead"])
+@pytest.mark.parametrize("version", ["", "../x", "a/b", "x" * 200, "-lead", "als-20261110T0000-3f9a2c1b7e04\n"])
 def test_bad_version_ids(version: str) -> None:
     with pytest.raises(ValueError, match="must match"):
         reg_with(FakeS3()).get(version)
@@ -202,12 +203,16 @@ def test_bad_arguments(tmp_path: Path) -> None:
         resolve_serving_version(reg, at=DAY, interval_end=DAY)
 
 
-def test_fetch_refuses_paths_escaping_the_folder(tmp_path: Path) -> None:
+def test_fetch_refuses_paths_escaping_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s3 = FakeS3()
     reg = reg_with(s3)
     mv = register(reg, model_dir(tmp_path))
     key = f"registry/versions/{mv.version}/manifest.json"
     s3.objects[key] = s3.objects[key].replace(b'"path": "model.json"', b'"path": "../../evil"')
+    with pytest.raises(ChecksumMismatch, match="rewritten after registration"):
+        reg.get(mv.version)  # the rewritten manifest no longer hashes to its id
+    # ... and if a forger found content with the same 12 hex (a 48-bit second preimage), the path check holds
+    monkeypatch.setattr("recflow.registry.version_store.check_identity", lambda model: None)
     tampered = reg.get(mv.version)
     with pytest.raises(RegistryError, match="escapes the folder"):
         reg.fetch(tampered, tmp_path / "out")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import zipfile
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from recflow.services.local_airflow import airflow_env
 from recflow.services.spark import MASTER_CLASS, WORKER_CLASS, master_url, spark_services
 from recflow.spark.packaging import job_archive, sources_digest
 from recflow.spark.session import s3a_conf, spark_uri
+
+#: Generated S3 keys for settings that never reach a server (no credential literal in the tests).
+KEYS = (secrets.token_hex(4), secrets.token_hex(8))
 
 
 def test_spark_daemons_listen_on_the_configured_ports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -77,12 +81,12 @@ def test_spark_reads_s3_lakes_through_s3a_and_paths_unchanged() -> None:
 
 
 def test_s3a_settings_come_from_the_s3_settings() -> None:
-    conf = s3a_conf(S3Settings("http://127.0.0.1:9000", "AK", "SK", region="eu-west-1"))
+    conf = s3a_conf(S3Settings("http://127.0.0.1:9000", *KEYS, region="eu-west-1"))
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
     assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
-    assert conf["spark.hadoop.fs.s3a.access.key"] == "AK" and conf["spark.hadoop.fs.s3a.secret.key"] == "SK"
-    assert s3a_conf(S3Settings("https://s3.amazonaws.com", "a", "b"))["spark.hadoop.fs.s3a.connection.ssl.enabled"] == (
+    assert (conf["spark.hadoop.fs.s3a.access.key"], conf["spark.hadoop.fs.s3a.secret.key"]) == KEYS
+    assert s3a_conf(S3Settings("https://s3.amazonaws.com", *KEYS))["spark.hadoop.fs.s3a.connection.ssl.enabled"] == (
         "true"
     )
 

@@ -4,6 +4,7 @@ manager treats an optional service (started on request, stopped with its own sig
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -25,6 +26,9 @@ from recflow.services.postgres import (
     server_argv,
 )
 from recflow.services.process import as_user, group_members, port_open
+
+#: Generated S3 keys for settings that never reach a server (no credential literal in the tests).
+KEYS = (secrets.token_hex(4), secrets.token_hex(8))
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -57,12 +61,13 @@ def test_initdb_argv_reads_the_password_from_a_file() -> None:
 
 
 def test_psql_argv_keeps_the_password_off_the_command_line() -> None:
-    service = PostgresService(Path("/s"), 5433, password="s3cret")
+    password = secrets.token_hex(8)
+    service = PostgresService(Path("/s"), 5433, password=password)
     argv = psql_argv(BIN, 5433, "postgres", "SELECT 1")
     assert argv[-2:] == ["--command", "SELECT 1"]
     assert argv[argv.index("--host") : argv.index("--host") + 2] == ["--host", "127.0.0.1"]
-    assert not any("s3cret" in part for part in argv)
-    assert "s3cret" not in repr(service)
+    assert not any(password in part for part in argv)
+    assert password not in repr(service)
 
 
 def test_newest_debian_version_wins(tmp_path: Path) -> None:
@@ -80,15 +85,18 @@ def test_missing_binaries_name_the_package(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_sqlalchemy_url_and_unsafe_names() -> None:
-    service = PostgresService(Path("/s"), 15433, password="pw")
-    assert service.sqlalchemy_url("airflow_t1") == "postgresql+psycopg2://airflow:pw@127.0.0.1:15433/airflow_t1"
+    password = secrets.token_hex(8)
+    service = PostgresService(Path("/s"), 15433, password=password)
+    assert (
+        service.sqlalchemy_url("airflow_t1") == f"postgresql+psycopg2://airflow:{password}@127.0.0.1:15433/airflow_t1"
+    )
     for bad in ("Airflow", "a-b", "x; DROP DATABASE postgres", ""):
         with pytest.raises(ValueError, match="invalid PostgreSQL identifier"):
             service.sqlalchemy_url(bad)
 
 
 def test_runs_as_postgres_only_when_root() -> None:
-    service = PostgresService(Path("/s"), 5433)
+    service = PostgresService(Path("/s"), 5433, password=secrets.token_hex(8))
     assert service.stop_signal == signal.SIGINT  # fast shutdown; SIGTERM waits for clients
     assert service.run_as == ("postgres" if os.geteuid() == 0 else None)
     assert as_user(None) == {}
@@ -148,7 +156,7 @@ class SigintOnlyService:
 
 def _settings(tmp_path: Path) -> Settings:
     return Settings(
-        s3=S3Settings("http://127.0.0.1:1", "a", "b"),
+        s3=S3Settings("http://127.0.0.1:1", *KEYS),
         kafka=KafkaSettings("127.0.0.1:1"),
         lake_root=tmp_path / "lake",
         state=tmp_path,

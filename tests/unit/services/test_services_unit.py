@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -41,6 +42,9 @@ from recflow.services.process import (
     wait_until,
 )
 from recflow.services.s3 import render_s3proxy_conf, s3proxy_argv
+
+#: Generated S3 keys for settings that never reach a server (no credential literal in the tests).
+KEYS = (secrets.token_hex(4), secrets.token_hex(8))
 
 
 def _props(text: str) -> dict[str, str]:
@@ -294,7 +298,7 @@ class HttpService:
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[tuple[Settings, HttpService]]:
     settings = Settings(
-        s3=S3Settings("http://127.0.0.1:1", "a", "b"),
+        s3=S3Settings("http://127.0.0.1:1", *KEYS),
         kafka=KafkaSettings("127.0.0.1:1"),
         lake_root=tmp_path / "lake",
         state=tmp_path,
@@ -349,7 +353,12 @@ def test_foreign_process_on_port_is_a_clear_error(fake: tuple[Settings, HttpServ
 
 
 def test_early_exit_reports_the_log_tail(tmp_path: Path) -> None:
-    settings = Settings(S3Settings("http://x", "a", "b"), KafkaSettings("x"), tmp_path / "lake", tmp_path)
+    settings = Settings(
+        S3Settings("http://x", *KEYS),
+        KafkaSettings("x"),
+        tmp_path / "lake",
+        tmp_path,
+    )
     service = HttpService(tmp_path, _free_port(), crash=True)
     with pytest.raises(ServiceError) as err:
         manager.ensure_services_up(settings, services=[service], timeout=20)
