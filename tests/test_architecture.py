@@ -506,3 +506,12 @@ def test_catches_models_reaching_config_through_data(tmp_path: Path) -> None:
 def test_catches_a_crowded_top_level(tmp_path: Path) -> None:
     plant(tmp_path, "__init__.py: ", "a.py: ", "b.py: ", "c.py: ")
     assert len(top_level_modules(tmp_path)) > MAX_TOP_LEVEL_MODULES
+
+
+def test_test_files_have_unique_basenames() -> None:
+    """pytest imports test files by basename (the test folders are not packages): two files of one name in
+    different folders stop the whole suite at collection, and only when both folders are collected."""
+    names: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
