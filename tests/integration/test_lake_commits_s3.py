@@ -1,7 +1,15 @@
-"""Spark reads an S3 lake only through its commits (``s3a://``, the path the cluster's jobs take)."""
+"""Spark reads an S3 lake only through its commits (``s3a://``, the path the cluster's jobs take).
+
+Spark runs in a process of its own, as a job does: the s3a jars must be on the driver's class path when
+its JVM starts, and an earlier test of the suite may already have started this process's JVM without them.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -15,20 +23,33 @@ from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings
 from recflow.constants import COL_DATE
 from recflow.data.lake import S3Lake
-from recflow.data.spark_lake import read_table
 from recflow.services.faults import InjectedFault
-from recflow.services.maven import spark_s3a_jars
-from recflow.spark.session import get_spark
 
 pytestmark = pytest.mark.slow
 
+#: Reads one table through the commits with a fresh JVM and prints its rows as JSON lines.
+READER = textwrap.dedent(
+    """
+    import json, sys
+    from recflow.data.spark_lake import read_table
+    from recflow.services.maven import spark_s3a_jars
+    from recflow.spark.session import get_spark
 
-@pytest.fixture(scope="module")
-def spark(live_services: Settings) -> Iterator[Any]:
     jars = ",".join(str(j) for j in spark_s3a_jars())
-    session = get_spark("test-lake-commits-s3", master="local[1]", conf={"spark.jars": jars})
-    yield session
-    session.stop()
+    spark = get_spark("test-lake-commits-s3", master="local[1]", conf={"spark.jars": jars})
+    for row in read_table(spark, sys.argv[1], sys.argv[2], sys.argv[3]).collect():
+        print(json.dumps(row.asDict(), default=str))
+    spark.stop()
+    """
+)
+
+
+def _spark_rows(root: str, table: str, partition_column: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-c", READER, root, table, partition_column], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
 @pytest.fixture
@@ -48,9 +69,7 @@ def _day(lake: S3Lake, tmp_path: Path, day: date, users: list[str]) -> None:
     lake.publish(folder, f"interactions/{COL_DATE}={day}")
 
 
-def test_spark_sees_only_committed_attempts(
-    spark: Any, lake: S3Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_spark_sees_only_committed_attempts(lake: S3Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     d1, d2 = date(2026, 11, 3), date(2026, 11, 4)
     _day(lake, tmp_path, d1, ["a", "b"])
     _day(lake, tmp_path, d2, ["c"])
@@ -59,5 +78,5 @@ def test_spark_sees_only_committed_attempts(
     with pytest.raises(InjectedFault):
         _day(lake, tmp_path, d1, ["never"])  # uploaded, never committed
     monkeypatch.delenv("RECFLOW_FAULTS")
-    rows = read_table(spark, "s3a://" + lake.root.removeprefix("s3://"), "interactions", COL_DATE).collect()
-    assert sorted((r["user_id"], r[COL_DATE]) for r in rows) == [("a", d1), ("b", d1), ("d", d2)]
+    rows = _spark_rows("s3a://" + lake.root.removeprefix("s3://"), "interactions", COL_DATE)
+    assert sorted((r["user_id"], r[COL_DATE]) for r in rows) == [("a", str(d1)), ("b", str(d1)), ("d", str(d2))]
