@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -34,7 +35,9 @@ def test_a_line_carries_the_airflow_run_the_version_and_the_request() -> None:
     }
 
 
-def test_outside_airflow_only_what_applies(capsys: pytest.CaptureFixture[str]) -> None:
+def test_outside_airflow_only_what_applies(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in os.environ if v.startswith("AIRFLOW_CTX_")]:  # left behind by an in-process dag.test()
+        monkeypatch.delenv(var)
     assert run_context(environ={}) == {}
     root = logging.getLogger()
     saved = root.handlers[:], root.level
