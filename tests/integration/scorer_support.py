@@ -10,6 +10,8 @@ import dataclasses
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings, load_settings
 from recflow.models.synthetic import random_als
 from recflow.registry import ModelRegistry
+from recflow.streaming.client import listen_from_end
 from recflow.streaming.events import encode, kafka_producer, model_update_event
 from recflow.streaming.launcher import ScorerProcess, start_scorer
 
@@ -88,6 +91,22 @@ def make_world(settings: Settings, tmp: Path) -> ScorerWorld:
     world = ScorerWorld(load_settings(), bucket, registry, (versions[0], versions[1]))
     world.promote(versions[0])
     return world
+
+
+@contextmanager
+def dead_letter_consumer(world: ScorerWorld) -> Iterator[Any]:
+    """A consumer of the dead-letter topic in a group of its own, positioned at its end: it sees only
+    the dead letters the test causes from now on."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {"bootstrap.servers": world.settings.kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex[:8]}"}
+    )
+    listen_from_end(consumer, world.settings.kafka.score_requests_dlq_topic)
+    try:
+        yield consumer
+    finally:
+        consumer.close()
 
 
 def wait(check: Any, timeout: float, what: str) -> None:

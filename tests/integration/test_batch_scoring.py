@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from lake_support import local_spark, write_day
 
 from recflow.batch.checks import ExpectedUsers, user_checks
 from recflow.batch.job import run_batch_scoring
@@ -27,7 +28,7 @@ from recflow.batch.layout import SCORE_COLUMNS, ScoringRequest, read_summary, sc
 from recflow.batch.publish import SUITE, ScoresRejected, reports_partition, suite_params, user_facts
 from recflow.batch.staging import bucket_of
 from recflow.config.s3 import s3_client
-from recflow.constants import COL_ITEM, COL_TS, COL_USER
+from recflow.constants import COL_ITEM, COL_USER
 from recflow.data.lake import LocalLake
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.artifact import load_recommender
@@ -35,7 +36,6 @@ from recflow.models.index import IdIndex, SeenItems
 from recflow.scoring.calibration import Calibration
 from recflow.scoring.core import Ragged, ScoringError
 from recflow.services.faults import InjectedFault
-from recflow.spark.session import get_spark
 from recflow.streaming.answers import score_requests
 from recflow.streaming.protocol import Request, parse_request
 
@@ -48,16 +48,8 @@ N_USERS, N_ITEMS, K = 60, 30, 5
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    session = get_spark("test-batch-scoring", master="local[2]", conf={"spark.sql.shuffle.partitions": "4"})
-    yield session
-    session.stop()
-
-
-def _write_day(lake: Path, day: date, pairs: list[tuple[str, str]]) -> None:
-    folder = lake / "interactions" / f"event_date={day}"
-    folder.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(pairs, columns=[COL_USER, COL_ITEM]).assign(**{COL_TS: pd.Timestamp(day, tz="UTC")})
-    frame.to_parquet(folder / "part-0.parquet", index=False)
+    with local_spark("test-batch-scoring", shuffle_partitions=4) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +62,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     items = [f"i{n:03d}" for n in range(N_ITEMS)]
     train_pairs = [(u, items[j]) for u in users for j in rng.choice(N_ITEMS, 4, replace=False)]
     for d in range(TRAIN_DAYS):
-        _write_day(lake, START + timedelta(days=d), train_pairs[d::TRAIN_DAYS])
+        write_day(lake, START + timedelta(days=d), train_pairs[d::TRAIN_DAYS])
     train = pd.DataFrame(train_pairs, columns=[COL_USER, COL_ITEM])
     index = IdIndex.from_frame(train)
     model = AlsRecommender(
@@ -86,8 +78,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     scores[model.seen.ragged(index.user_codes(["u000"])).values] = -np.inf
     later_item = index.items[int(np.argmax(scores))]
     after = [("u000", later_item), *(("u001", i) for i in items), ("new-user", items[0])]
-    _write_day(lake, START + timedelta(days=4), after)
-    _write_day(lake, DAY, [(u, items[1]) for u in users[2:10]])
+    write_day(lake, START + timedelta(days=4), after)
+    write_day(lake, DAY, [(u, items[1]) for u in users[2:10]])
     artifact = root / "artifact"
     model.save(artifact)
     Calibration("isotonic", x=(-3.0, 0.0, 3.0), y=(0.01, 0.2, 0.9)).save(artifact)

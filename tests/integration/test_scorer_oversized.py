@@ -13,15 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from scorer_support import ScorerWorld, make_world, wait
+from scorer_support import ScorerWorld, dead_letter_consumer, make_world, wait
 
 from recflow.config.settings import Settings
-from recflow.streaming.client import AnswerListener, listen_from_end
+from recflow.streaming.client import AnswerListener
 from recflow.streaming.protocol import MAX_DEAD_LETTER_BYTES, header_map
 from recflow.streaming.reconcile import reconcile
 
@@ -33,14 +32,8 @@ def world(live_services: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture
 def dlq(world: ScorerWorld) -> Iterator[Any]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {"bootstrap.servers": world.settings.kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex[:8]}"}
-    )
-    listen_from_end(consumer, world.settings.kafka.score_requests_dlq_topic)
-    yield consumer
-    consumer.close()
+    with dead_letter_consumer(world) as consumer:
+        yield consumer
 
 
 def _produce_compressed(world: ScorerWorld, records: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:

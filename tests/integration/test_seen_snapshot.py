@@ -19,17 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
+from lake_support import local_spark, write_day
 
 from recflow.batch.job import item_table, read_interactions, run_batch_scoring, user_activity
 from recflow.batch.layout import ScoringRequest, scores_partition
 from recflow.batch.seen_snapshot import Window, covers, snapshot_activity, snapshot_path, update_snapshot
-from recflow.constants import COL_ITEM, COL_TS, COL_USER
+from recflow.constants import COL_USER
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.index import IdIndex, SeenItems
 from recflow.scoring.seen import SeenPolicy
-from recflow.spark.session import get_spark
 
 pytestmark = pytest.mark.slow
 
@@ -41,16 +40,8 @@ POLICIES = [SeenPolicy(lookback_days=3), SeenPolicy(), SeenPolicy(exclude_seen="
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    session = get_spark("test-seen-snapshot", master="local[2]", conf={"spark.sql.shuffle.partitions": "3"})
-    yield session
-    session.stop()
-
-
-def _write_day(lake: Path, day: date, pairs: list[tuple[str | None, str | None]]) -> None:
-    folder = lake / "interactions" / f"event_date={day}"
-    folder.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(pairs, columns=[COL_USER, COL_ITEM]).assign(**{COL_TS: pd.Timestamp(day, tz="UTC")})
-    frame.to_parquet(folder / "part-0.parquet", index=False)
+    with local_spark("test-seen-snapshot", shuffle_partitions=3) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ]
         pairs += [("u00", "unknown-item"), ("u01", None)] if d in (1, 5) else []
         pairs += [("early", items[0])] if d == 0 else []
-        _write_day(lake, day, pairs)
+        write_day(lake, day, pairs)
     index = IdIndex(users=tuple(users), items=tuple(items))  # "unknown-item" and "early" are unknown
     model = AlsRecommender(
         index,
@@ -141,7 +132,7 @@ def test_a_re_ingested_day_rebuilds_the_snapshot_instead_of_reusing_it(
     interactions = read_interactions(spark, lake)
     for day in DAYS[:5]:
         update_snapshot(spark, interactions, str(lake), Window(day, RETENTION))
-    _write_day(lake, DAYS[2], [("u29", "i11"), ("u28", "i10")])  # day 3 re-ingested with other rows
+    write_day(lake, DAYS[2], [("u29", "i11"), ("u28", "i10")])  # day 3 re-ingested with other rows
     interactions = read_interactions(spark, lake)
     assert update_snapshot(spark, interactions, str(lake), Window(DAYS[5], RETENTION)) == "window"
     request = ScoringRequest(day=DAYS[5], version="v", k=3, active_days=5)

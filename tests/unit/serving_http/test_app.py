@@ -113,20 +113,13 @@ def test_concurrent_requests_are_scored_in_one_call(model: ServingModel) -> None
 
 
 def test_an_http_answer_carries_the_kafka_answers_propensities_and_eligible_offers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, offered_model: Path
 ) -> None:
     """One scoring core and one offer rule: the HTTP answer's propensities and offers are the Kafka path's."""
-    from recflow.data.offers import ENV_PATH
-    from recflow.scoring.calibration import Calibration
     from recflow.streaming.answers import catalog_from_env, eligible_offers, score_requests
     from recflow.streaming.protocol import parse_request
 
-    random_als(tmp_path / "m", n_users=20, n_items=10, rank=4, seen_per_user=2, seed=9)
-    Calibration("isotonic", x=(-2.0, 2.0), y=(0.0, 1.0)).save(tmp_path / "m")
-    rows = [f"i{n},offer {n},reward {n},{(0, 1000, 500)[n % 3]}" for n in range(10)]
-    (tmp_path / "offers.csv").write_bytes("\r\n".join(rows).encode() + b"\r\n")
-    monkeypatch.setenv(ENV_PATH, str(tmp_path / "offers.csv"))
-    served = ServingModel("v1", load_recommender(tmp_path / "m"), tmp_path / "m", "digest-1")
+    served = ServingModel("v1", load_recommender(offered_model), offered_model, "digest-1")
     client = TestClient(build_app(_champion(tmp_path, served)))
     answer = client.post("/v1/recommend", json={"request_id": "r1", "user_id": "u1", "k": 8}).json()
     request = parse_request(

@@ -159,23 +159,12 @@ def test_a_dead_letter_too_large_to_write_whole_goes_by_reference(scorer: Scorer
     assert dead == [(b"k-huge", None)]
 
 
-def test_an_answer_carries_propensities_and_its_eligible_offers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_answer_carries_propensities_and_its_eligible_offers(tmp_path: Path, offered_model: Path) -> None:
     """The scorer's answer path end to end (engine, replies, encoder) with a calibrated model and a catalog."""
     import json
 
-    from recflow.data.offers import ENV_PATH
-    from recflow.scoring.calibration import Calibration
-
-    random_als(tmp_path / "m", n_users=20, n_items=10, rank=4, seen_per_user=2, seed=9)
-    Calibration("isotonic", x=(-2.0, 2.0), y=(0.0, 1.0)).save(tmp_path / "m")
-    # every item has an offer; thresholds 0 (always eligible), 1000 (only at propensity 1) and 500
-    rows = [f"i{n},offer {n},reward {n},{(0, 1000, 500)[n % 3]}" for n in range(10)]
-    (tmp_path / "offers.csv").write_bytes("\r\n".join(rows).encode() + b"\r\n")
-    monkeypatch.setenv(ENV_PATH, str(tmp_path / "offers.csv"))
     follower = ChampionFollower(registry=None, cache_root=tmp_path)  # type: ignore[arg-type]
-    follower.current = ServingModel("v1", load_recommender(tmp_path / "m"), tmp_path / "m")
+    follower.current = ServingModel("v1", load_recommender(offered_model), offered_model)
     engine = Scorer(KafkaSettings("unused:1"), follower, ScorerMetrics(), config=EngineConfig(commit_interval_s=0))
     engine.attach(FakeProducer(), FakeConsumer())
     engine._handle([FakeMessage(b'{"request_id": "r1", "user_id": "u1", "k": 8}', 0, b"k")])
