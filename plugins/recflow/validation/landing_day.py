@@ -123,6 +123,8 @@ def validate_partition(request: LandingDayRequest) -> ValidationResult:
     try:
         error = _judge_landing_file(request, staging)
         gx_results, gx_scope = run_gx_once(staging.runner, setup.params, staging.judge, staging.sample, setup.policy)
+        judge.accepted_w.close()  # after GX: the last chunk's Parquet is encoded while GX runs on the sample
+        judge.lines_w.close()
         verdict = _batch_verdict(setup, judge, error, gx_results)
         if not verdict.success:
             _quarantine_whole_batch(request, judge, verdict.failed)
@@ -262,7 +264,7 @@ def _stage(request: LandingDayRequest, setup: _Setup, prior: _SeenHashes) -> _St
 
 
 def _judge_landing_file(request: LandingDayRequest, staging: _Staging) -> str | None:
-    """Stream the landing file through the judge, then close the accepted rows' files; returns the file error.
+    """Stream the landing file through the judge; returns the file error (the accepted rows' files stay open).
 
     A file that cannot be read to the end (empty, wrong columns, truncated gzip) keeps the rows judged so
     far, is copied verbatim next to the report, and its reason is counted (listed even with no row read).
@@ -284,8 +286,6 @@ def _judge_landing_file(request: LandingDayRequest, staging: _Staging) -> str | 
         copy_to_local(request.landing_file, staging.q_stage / f"source-{basename(request.landing_file)}", request.s3)
     finally:
         chunks.close()  # stops the reader thread when judging failed
-    judge.accepted_w.close()
-    judge.lines_w.close()
     return error
 
 

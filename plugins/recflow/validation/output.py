@@ -115,6 +115,7 @@ class LazyWriter:
             pending.result()
 
     def close(self) -> None:
+        """Wait for the table in flight and close the file (an empty one if nothing was written); idempotent."""
         self._wait()
         if self._w is None:
             self._write(self.schema.empty_table())
