@@ -26,9 +26,10 @@ Definitions (each measurement runs in a fresh interpreter, so ``ru_maxrss`` is t
   ``ingest`` >= 200 000 rows/s at every size; the ``ingest`` peak at the largest size within 10 % of
   the peak at the smallest. Each is written to ``data.json`` with its value and ``met``.
 * ``profile`` (on unless ``--no-profile``): ``validate_partition`` once more at each size under
-  cProfile (main thread only: pyarrow's reader threads show as the waits on them); the functions with
-  the most cumulative and own time go into ``data.json`` (``profile``, by requested size), so where the
-  time goes is recorded beside the rate.
+  cProfile, one profiler per Python thread (read-ahead, main, write-behind; pyarrow's own C++ threads
+  are not seen); the CPU seconds of each thread, the seconds inside each stage (:data:`PHASES`) and
+  the functions with the most cumulative and own time go into ``data.json``
+  (``profile``, by requested size), so where the time goes is recorded beside the rate.
 
 Writes ``data.json`` (everything, with the run's provenance, machine info and versions), ``data.md``
 (the table) and ``data.png`` (rows/s and peak RSS against size) to ``--out``; with the default
@@ -114,27 +115,90 @@ def _child(mode: str, path: str, gx_sample_rows: int) -> dict[str, Any]:
     }
 
 
+#: The stages of ingestion the profile reports (cumulative CPU seconds over every thread): (label, module,
+#: function). They nest (the judge calls the hashing, the rules, the lookups; the cast runs inside the
+#: judge when it was not read ahead), so they do not add up to the total.
+PHASES: tuple[tuple[str, str, str], ...] = (
+    ("read and parse the landing file", "recflow.data.landing", "iter_landing"),
+    ("cast to the contract dtypes", "recflow.data.casting", "coerce_chunk"),
+    ("judge each chunk (RowJudge.take)", "recflow.validation.row_judge", "RowJudge.take"),
+    ("hash the event ids", "recflow.validation.hashing", "hash_values"),
+    ("row rules (row_masks)", "recflow.validation.rules", "row_masks"),
+    ("duplicate lookups, within the file and across days", "recflow.validation.hashing", "_SeenHashes.contains"),
+    ("recording the ids seen", "recflow.validation.hashing", "_SeenHashes.add"),
+    ("GX sample", "recflow.validation.hashing", "HashSample.add"),
+    ("Arrow tables of accepted rows", "recflow.validation.output", "accepted_table"),
+    ("Parquet encoding and writing", "recflow.validation.output", "LazyWriter._write"),
+    ("GX on the sample, Data Docs", "recflow.validation.landing_day_gx", "run_gx_once"),
+    ("reports and publishing", "recflow.validation.landing_day", "_publish"),
+)
+
+
+def _phase_keys() -> dict[str, tuple[str, int, str]]:
+    """The profiler's key (file, first line, name) of each stage's function."""
+    import importlib
+    import inspect
+
+    out = {}
+    for label, module, qualname in PHASES:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        code = inspect.unwrap(obj).__code__
+        out[label] = (code.co_filename, code.co_firstlineno, code.co_name)
+    return out
+
+
 def _profile(path: str, gx_sample_rows: int, top: int = 25) -> dict[str, Any]:
-    """``validate_partition`` under cProfile: the ``top`` functions by cumulative and by own time."""
+    """``validate_partition`` under cProfile in every thread: stages, threads, top functions.
+
+    Ingestion runs in three threads (the read-ahead reads and casts, the main thread judges, the
+    write-behind encodes Parquet), so one profiler per thread (``threading.Thread.run`` wrapped); the
+    stages of :data:`PHASES` are summed over the threads. cProfile's own clock (wall time inside each
+    function) is kept: ``time.thread_time`` as its clock is a system call per function entry and exit,
+    which inflated GX's Python-heavy validation ten times. Each thread's CPU seconds are measured
+    apart (``time.thread_time`` at its start and end), so waits can be told from work.
+    """
     import cProfile
     import logging
     import pstats
+    import threading
 
     logging.disable(logging.INFO)
     from recflow.validation import LandingDayRequest, validate_partition
 
-    lake = Path(tempfile.mkdtemp(prefix="bench-lake-"))
-    profiler = cProfile.Profile()
-    try:
-        t0 = time.perf_counter()
+    profilers: dict[str, cProfile.Profile] = {}
+    thread_cpu: dict[str, float] = {}
+    thread_run = threading.Thread.run
+
+    def profiled_run(self: threading.Thread) -> None:
+        profiler = profilers.setdefault(self.name, cProfile.Profile())
+        cpu = time.thread_time()
         profiler.enable()
+        try:
+            thread_run(self)
+        finally:
+            profiler.disable()
+            thread_cpu[self.name] = thread_cpu.get(self.name, 0.0) + time.thread_time() - cpu
+
+    lake = Path(tempfile.mkdtemp(prefix="bench-lake-"))
+    main = profilers.setdefault("main", cProfile.Profile())
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    try:
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        main.enable()
         validate_partition(LandingDayRequest(path, day=DAY, lake_root=lake, gx_sample_rows=gx_sample_rows))
-        profiler.disable()
+        main.disable()
         seconds = time.perf_counter() - t0
+        thread_cpu["main"] = time.thread_time() - cpu0
     finally:
+        threading.Thread.run = thread_run  # type: ignore[method-assign]
         shutil.rmtree(lake, ignore_errors=True)
-    stats = pstats.Stats(profiler)
-    entries = stats.stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
+    merged = pstats.Stats(profilers["main"])
+    for name, p in profilers.items():
+        if name != "main":
+            merged.add(p)
+    entries = merged.stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
 
     def rows(key: int) -> list[dict[str, Any]]:
         ranked = sorted(entries.items(), key=lambda kv: kv[1][key], reverse=True)[:top]
@@ -148,7 +212,15 @@ def _profile(path: str, gx_sample_rows: int, top: int = 25) -> dict[str, Any]:
             for (f, line, name), (_cc, nc, tt, ct, _callers) in ranked
         ]
 
-    return {"seconds_profiled": round(seconds, 2), "by_cumulative": rows(3), "by_own_time": rows(2)}
+    phases = {label: round(entries.get(key, (0, 0, 0, 0.0))[3], 3) for label, key in _phase_keys().items()}
+    return {
+        "seconds_profiled": round(seconds, 2),
+        "clock": "stages and functions: seconds inside them (cProfile's clock), summed over threads",
+        "thread_cpu_s": {name: round(cpu, 2) for name, cpu in thread_cpu.items() if cpu >= 0.005},
+        "phases_s": phases,
+        "by_cumulative": rows(3),
+        "by_own_time": rows(2),
+    }
 
 
 def _measure(mode: str, path: Path, gx_sample_rows: int) -> dict[str, Any]:
@@ -206,10 +278,14 @@ def _markdown(
     lines += ["", "| goal | value | met |", "|---|---|---|"]
     lines += [f"| {g['goal']} | {g['value']} | {'met' if g['met'] else 'NOT met'} |" for g in goals(records)]
     for size, prof in profile.items():
-        lines += ["", f"Where the time goes: `ingest` of the {int(size):,}-row file under cProfile "
-                  f"({prof['seconds_profiled']} s profiled), top 15 by cumulative time (own time and the full "
-                  "lists are in `data.json`):", "",
-                  "| function | calls | own s | cumulative s |", "|---|---:|---:|---:|"]  # fmt: skip
+        threads = ", ".join(f"{name} {cpu} s" for name, cpu in prof.get("thread_cpu_s", {}).items())
+        lines += ["", f"Where the time goes: `ingest` of the {int(size):,}-row file under cProfile in every "
+                  f"thread ({prof['seconds_profiled']} s wall profiled; CPU seconds per thread: {threads}). "
+                  "Stages (seconds inside each, summed over the threads; they nest, so they do not add up):",
+                  "", "| stage | seconds |", "|---|---:|"]  # fmt: skip
+        lines += [f"| {label} | {sec} |" for label, sec in prof.get("phases_s", {}).items()]
+        lines += ["", "Top 15 functions by cumulative time (own time and the full lists are in `data.json`):",
+                  "", "| function | calls | own s | cumulative s |", "|---|---:|---:|---:|"]  # fmt: skip
         lines += [f"| `{p['function']}` | {p['calls']} | {p['own_s']} | {p['cumulative_s']} |"
                   for p in prof["by_cumulative"][:15]]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -40,7 +40,7 @@ import numpy as np
 
 from recflow.batch.layout import ScoringRequest
 from recflow.batch.publish import preload_suite_engine, publish_scores
-from recflow.batch.seen_snapshot import SEEN_RETENTION_DAYS, Window, covers, snapshot_activity, update_snapshot
+from recflow.batch.seen_snapshot import Window, covers, ensure_snapshot, retention_days, snapshot_activity
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.data.spark_lake import read_table
 from recflow.models.artifact import load_recommender
@@ -160,8 +160,8 @@ def active_users(
         log.info("seen items aggregated from the interactions, not the seen table: %s", why_not)
         return user_activity(interactions, item_table(spark, model), request, policy, train_start)
     with session_conf(spark, SORT_AGGREGATE):
-        update_snapshot(spark, interactions, str(lake_root), window)
-    return snapshot_activity(spark, str(lake_root), model.index.items, request, policy, train_start)
+        _, snapshot = ensure_snapshot(spark, interactions, str(lake_root), window)
+    return snapshot_activity(spark, snapshot, model.index.items, request, policy, train_start)
 
 
 def scoring_inputs(
@@ -193,14 +193,18 @@ def run_batch_scoring(
     artifact_dir: Path,
     request: ScoringRequest,
     lake_root: Path | str,
-    seen_retention_days: int = SEEN_RETENTION_DAYS,
+    seen_retention_days: int | None = None,
 ) -> dict[str, Any]:
     """Score, validate and publish one day; returns the summary (also written beside the partition).
+
+    ``seen_retention_days`` defaults to ``RECFLOW_SEEN_RETENTION_DAYS`` (:func:`retention_days`: 120
+    unless set; a bad value fails here, before any work).
 
     Idempotent per day: the staged output replaces the day's partition only after it passed the
     suite; a failed run leaves the previous partition as it was and raises
     :class:`recflow.batch.publish.ScoresRejected` after writing its report.
     """
+    retention = retention_days() if seen_retention_days is None else seen_retention_days
     preload_suite_engine()
     try:
         model = load_recommender(artifact_dir, item_side=True)
@@ -212,7 +216,7 @@ def run_batch_scoring(
     train_start = date.fromisoformat(lineage["window"]["start"]) if "window" in lineage else None
     interactions = read_interactions(spark, lake_root)
     activity = active_users(spark, interactions, model, request, policy, train_start,
-                            lake_root=lake_root, seen_retention_days=seen_retention_days).cache()  # fmt: skip
+                            lake_root=lake_root, seen_retention_days=retention).cache()  # fmt: skip
     try:
         n_users = _count_active(spark, activity, request, lake_root)
         partitions = partition_count(spark, n_users)

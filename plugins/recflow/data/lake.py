@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -99,6 +99,11 @@ class LakeStore(Protocol):
 
     def partition_rows(self, relative: str) -> int | None:
         """Rows of the partition's Parquet files, or None when it does not exist."""
+        ...
+
+    def committed_facts(self, relative: str) -> dict[str, dict[str, Any]] | None:
+        """File name -> what the commit recorded of it (size, MD5, rows), read from the commit record,
+        not from the files: what identifies the committed contents. None when nothing is committed."""
         ...
 
     def read_column(self, relative: str, column: str) -> Iterator[np.ndarray]:

@@ -150,6 +150,28 @@ class LocalLake:
         d = Path(self.root) / relative
         return {f.relative_to(d).as_posix(): md5_of(f) for f in walk_files(d)}
 
+    def committed_facts(self, relative: str) -> dict[str, dict[str, Any]] | None:
+        """The facts the commit record holds for the partition's files (see :class:`~recflow.data.lake.LakeStore`).
+
+        A partition that is a plain folder (written before commits, or by a test fixture) has no record:
+        each file's size and modification time (ns) stand in, so a rewritten file still changes them.
+        """
+        path = Path(self.root) / relative
+        if not path.is_dir():
+            return None
+        if path.is_symlink():  # <table> -> _commits/<key>/<table> -> _attempts/<key>/<attempt>/<table>
+            attempt = path.resolve().parents[len(Path(relative).parts) - 1]
+            record = attempt / RECORD
+            if record.is_file():
+                table = json.loads(record.read_text()).get("tables", {}).get(relative)
+                if table is None:
+                    raise PublishError(f"{record} does not hold {relative}, which points at it")
+                return {name: dict(facts) for name, facts in table["files"].items()}
+        return {
+            f.relative_to(path).as_posix(): {"size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns}
+            for f in walk_files(path)
+        }
+
     def _parquet(self, relative: str) -> list[Path]:
         d = Path(self.root) / relative
         return sorted(d.glob("*.parquet")) if d.is_dir() else []

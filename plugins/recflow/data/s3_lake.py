@@ -210,6 +210,15 @@ class S3Lake:
         m = self.manifest(relative)
         return {name: str(v.get("md5") or v.get("etag")) for name, v in m["files"].items()} if m else {}
 
+    def committed_facts(self, relative: str) -> dict[str, dict[str, Any]] | None:
+        """The facts the commit record holds for the partition's files (see :class:`~recflow.data.lake.LakeStore`).
+
+        Why not a listing: the committed files sit under ``_attempts/``, where cleaning superseded
+        attempts changes a listing without changing what is committed, and a re-run rewrites only the
+        record (the partition's ``_SUCCESS`` pointer stays as it was)."""
+        m = self.manifest(relative)
+        return {name: dict(facts) for name, facts in m["files"].items()} if m is not None else None
+
     def _parquet(self, relative: str) -> list[str]:
         m = self.manifest(relative)
         if m is None:

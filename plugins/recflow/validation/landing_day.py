@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -50,7 +51,7 @@ from recflow.validation.report import (
     prune_docs_assets,
     write_reports,
 )
-from recflow.validation.row_judge import RowJudge, held_back_rows
+from recflow.validation.row_judge import RowJudge, held_back_rows, typed_chunks
 from recflow.validation.suites import RAW_SUITE, SuiteSpec, load_suite_spec
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ def validate_partition(request: LandingDayRequest) -> ValidationResult:
     try:
         error = _judge_landing_file(request, staging)
         gx_results, gx_scope = run_gx_once(staging.runner, setup.params, staging.judge, staging.sample, setup.policy)
+        judge.accepted_w.close()  # after GX: the last chunk's Parquet is encoded while GX runs on the sample
+        judge.lines_w.close()
         verdict = _batch_verdict(setup, judge, error, gx_results)
         if not verdict.success:
             _quarantine_whole_batch(request, judge, verdict.failed)
@@ -206,10 +209,12 @@ class _Staging:
     runner: GxRunner
     sample: HashSample
     judge: RowJudge
+    writes: ThreadPoolExecutor
 
     def discard(self) -> None:
         """Release the judge's files and delete every staging folder (after a publish or an error alike)."""
         self.judge.release()
+        self.writes.shutdown(wait=True)
         for folder in (self.scratch, self.lake_stage, self.lines_stage, self.q_stage):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -230,10 +235,14 @@ def _stage(request: LandingDayRequest, setup: _Setup, prior: _SeenHashes) -> _St
     # Spark path: parsed rows that were rejected are also kept here (the quarantine file is still open
     # when GX runs and may get the batch rejects appended), so Spark can read accepted + rejected rows.
     scratch = setup.lake.staging() if use_spark else None
-    gx_rejects_w = LazyWriter(scratch / "gx-rejects.parquet", REJECT_SCHEMA) if scratch is not None else None
+    # Parquet is encoded in a thread of its own while the next chunk is judged (same files, same bytes)
+    writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recflow-write")
+    gx_rejects_w = (
+        LazyWriter(scratch / "gx-rejects.parquet", REJECT_SCHEMA, executor=writes) if scratch is not None else None
+    )
     docs_dir = q_stage / "data_docs"
     runner = GxRunner(setup.spec, docs_dir if request.data_docs else None, engine="spark" if use_spark else "pandas")
-    accepted_w = LazyWriter(lake_stage / "part-0.parquet", ACCEPTED_SCHEMA)
+    accepted_w = LazyWriter(lake_stage / "part-0.parquet", ACCEPTED_SCHEMA, executor=writes)
     # The line number of each accepted row, in the same order: a failed batch re-reads their raw text.
     lines_stage = setup.lake.staging()
     judge = RowJudge(
@@ -244,30 +253,29 @@ def _stage(request: LandingDayRequest, setup: _Setup, prior: _SeenHashes) -> _St
         items=items,
         sample=sample if gx_rejects_w is None else None,
         accepted_w=accepted_w,
-        lines_w=LazyWriter(lines_stage / "accepted-lines.parquet", LINES_SCHEMA),
-        rejects_w=LazyWriter(q_stage / "rejects.parquet", REJECT_SCHEMA),
+        lines_w=LazyWriter(lines_stage / "accepted-lines.parquet", LINES_SCHEMA, executor=writes),
+        rejects_w=LazyWriter(q_stage / "rejects.parquet", REJECT_SCHEMA, executor=writes),
         gx_rejects_w=gx_rejects_w,
     )
-    return _Staging(lake_stage, q_stage, lines_stage, scratch, docs_dir, runner, sample, judge)
+    return _Staging(lake_stage, q_stage, lines_stage, scratch, docs_dir, runner, sample, judge, writes)
 
 
 # ------------------------------------------------------------------------------------ judging the rows
 
 
 def _judge_landing_file(request: LandingDayRequest, staging: _Staging) -> str | None:
-    """Stream the landing file through the judge, then close the accepted rows' files; returns the file error.
+    """Stream the landing file through the judge; returns the file error (the accepted rows' files stay open).
 
     A file that cannot be read to the end (empty, wrong columns, truncated gzip) keeps the rows judged so
     far, is copied verbatim next to the report, and its reason is counted (listed even with no row read).
     """
     judge = staging.judge
     error: str | None = None
-    # the next chunk is read in a thread while this one is judged (two chunks alive at most)
-    chunks = prefetched(
-        iter_landing(
-            request.landing_file, chunk_bytes=request.chunk_bytes, chunk_rows=request.chunk_rows, s3=request.s3
-        )
+    # the next chunk is read and cast in a thread while this one is judged (two chunks alive at most)
+    landing = iter_landing(
+        request.landing_file, chunk_bytes=request.chunk_bytes, chunk_rows=request.chunk_rows, s3=request.s3
     )
+    chunks = prefetched(typed_chunks(landing))
     try:
         while (chunk := next(chunks, None)) is not None:
             judge.take(chunk)
@@ -278,8 +286,6 @@ def _judge_landing_file(request: LandingDayRequest, staging: _Staging) -> str | 
         copy_to_local(request.landing_file, staging.q_stage / f"source-{basename(request.landing_file)}", request.s3)
     finally:
         chunks.close()  # stops the reader thread when judging failed
-    judge.accepted_w.close()
-    judge.lines_w.close()
     return error
 
 

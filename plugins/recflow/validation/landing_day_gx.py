@@ -49,6 +49,7 @@ def _gx_on_spark(
     min_bytes: int | None,
 ) -> GxRun:
     """GX's Spark engine over every parsed row, accepted and rejected, read back from the staged Parquet."""
+    accepted_w.close()  # closing twice is harmless: the caller closes it again after GX
     gx_rejects_w.close()
     parsed = accepted_w.rows + gx_rejects_w.rows
     gx_results = runner.run(spark_rows([accepted_w.path, gx_rejects_w.path]), params) if parsed else None

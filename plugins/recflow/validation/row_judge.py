@@ -10,7 +10,7 @@ drives both for one day.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -81,6 +81,42 @@ def held_back_rows(
     chunks.close()
 
 
+@dataclass(frozen=True)
+class TypedChunk:
+    """A landing chunk cast to the contract dtypes, with per-row cast reasons.
+
+    ``typed`` and ``cast_reasons`` are None when the chunk parsed no row (only bad lines).
+    """
+
+    chunk: LandingChunk
+    typed: pd.DataFrame | None
+    cast_reasons: pd.Series | None
+
+
+def typed_chunk(chunk: LandingChunk) -> TypedChunk:
+    """Cast ``chunk``: the part of judging that needs no state across chunks.
+
+    Why apart from :meth:`RowJudge.take`: ingestion runs it in the read-ahead thread
+    (:func:`~recflow.data.prefetch.prefetched`), so the next chunk is read and cast while this one is
+    judged: the reader thread then does what a read-only pass does (read, parse, cast), and the judging
+    (hashes, rules, duplicates, tables) runs beside it. Hashing stays with the judge: in the reader it
+    made that thread, the longer of the two, longer still.
+    """
+    if chunk.frame.empty:
+        return TypedChunk(chunk, None, None)
+    typed, cast_reasons = coerce_chunk(chunk.frame.reset_index(drop=True))
+    return TypedChunk(chunk, typed, cast_reasons)
+
+
+def typed_chunks(chunks: Generator[LandingChunk, None, None]) -> Generator[TypedChunk, None, None]:
+    """:func:`typed_chunk` of each of ``chunks``; closing this closes ``chunks`` (and the landing file)."""
+    try:
+        for chunk in chunks:
+            yield typed_chunk(chunk)
+    finally:
+        chunks.close()
+
+
 @dataclass
 class RowJudge:
     """Judges each chunk of a partition on every row and writes it out: accepted, or rejected with why.
@@ -105,15 +141,18 @@ class RowJudge:
     unknown: dict[str, list[int]] = field(default_factory=lambda: {"user": [0, 0], "item": [0, 0]})
     landed: int = 0
 
-    def take(self, chunk: LandingChunk) -> None:
+    def take(self, item: LandingChunk | TypedChunk) -> None:
+        """Judge one chunk (cast here, unless :func:`typed_chunk` already cast it) and write its rows out."""
+        cast = item if isinstance(item, TypedChunk) else typed_chunk(item)
+        chunk = cast.chunk
         self.landed += chunk.rows
         if chunk.bad_lines:
             bad = bad_lines_frame(chunk.bad_lines)
             self.reasons.update(bad[COL_REASON])
             self.rejects_w.write(reject_table(bad))
-        if chunk.frame.empty:
+        if cast.typed is None or cast.cast_reasons is None:
             return
-        typed, cast_reasons = coerce_chunk(chunk.frame.reset_index(drop=True))
+        typed, cast_reasons = cast.typed, cast.cast_reasons
         id_hashes = hash_values(typed[COL_EVENT].to_numpy())
         if self.sample is not None:
             self.sample.add(typed, id_hashes)
@@ -136,8 +175,8 @@ class RowJudge:
             self.rejects_w.write(reject_table(rej))
             if self.gx_rejects_w is not None:
                 self.gx_rejects_w.write(reject_table(rej))
-        if (~rejected).any():
-            self.accepted_w.write(accepted_table(typed[~rejected]))
+        if (~rejected).any():  # all accepted (the usual case): no filtered copy, same table and bytes
+            self.accepted_w.write(accepted_table(typed[~rejected] if rejected.any() else typed))
             self.lines_w.write(pa.table({COL_LINE_NO: line_nos[~rejected]}, schema=LINES_SCHEMA))
 
     def unknown_counts(self) -> dict[str, tuple[int, int]]:

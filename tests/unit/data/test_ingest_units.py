@@ -31,6 +31,25 @@ def test_hash_sample_is_bounded_and_independent_of_chunking() -> None:
     assert _sample(ids[:500], 50, 800) == ids[:500], "inputs under the cap are kept whole, in order"
 
 
+def test_hash_sample_keeps_the_rows_under_the_first_limit_that_fits() -> None:
+    """The limit only halves while more than ``cap`` rows fall under it: the sample is every row under the
+    largest such limit, whatever order the limit was lowered in (the rows GX sees did not change)."""
+    ids = [f"ev-{i:07d}" for i in range(20_000)]
+    hashes = hash_values(np.array(ids, dtype=object))
+    limit = int(np.iinfo(np.uint64).max)
+    while int((hashes <= np.uint64(limit)).sum()) > 1_500:
+        limit //= 2
+    expected = [i for i, h in zip(ids, hashes, strict=True) if h <= np.uint64(limit)]
+    for chunk in (20_000, 3_333, 400):
+        s = HashSample(1_500)
+        for i in range(0, len(ids), chunk):
+            part = pd.DataFrame({"event_id": ids[i : i + chunk]})
+            s.add(part, hashes[i : i + chunk])
+        frame = s.frame()
+        assert frame is not None and list(frame["event_id"]) == expected
+        assert s.limit == limit and s.rows == len(expected) and s.seen == len(ids)
+
+
 def test_seen_hashes_lookup_across_chunks() -> None:
     seen = _SeenHashes(["a", "b"])
     seen.add(hash_values(np.array(["c"], dtype=object)))
