@@ -2,7 +2,8 @@
 
 The nightly scoring job (:func:`recflow.batch.job.run_batch_scoring`, what ``spark_jobs/batch_score.py``
 runs) on the standalone master and worker (``recflow services up --with-spark``), with the package
-shipped to the executors as a ``--py-files`` zip, twice on copies of one lake: undisturbed, then with
+shipped to the executors as a ``--py-files`` zip, twice on fresh copies of one lake at one path (the
+summary the job publishes names it): undisturbed, then with
 ``RECFLOW_FAULTS=batch.score.partition=kill:spark-executor*1``. The fault fires inside a scoring task
 once its first Arrow batch is staged and SIGKILLs the executor JVM with its Python workers; the worker
 survives, the master starts a new executor, Spark re-runs the lost work. The ledger
@@ -15,6 +16,7 @@ log says what happened to the tasks; the test reads it rather than trusting a cl
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -55,7 +57,8 @@ DRIVER = textwrap.dedent(
     from recflow.spark.session import get_spark
 
     master, lake, artifact, day, events = sys.argv[1:6]
-    log = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events, "spark.eventLog.compress": "false"}
+    log = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events, "spark.eventLog.compress": "false",
+           "spark.eventLog.rolling.enabled": "false"}  # one plain JSON-lines file
     spark = get_spark("recflow-batch-score", master=master, conf=log)
     try:
         spark.sparkContext.addPyFile(str(job_archive()))  # what --py-files does: executors see only the zip
@@ -96,9 +99,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "lake": root / "lake", "artifact": root / "artifact"}
 
 
-def _score(master: str, world: dict[str, Path], name: str, **env: str) -> tuple[Path, list[dict[str, Any]]]:
-    """Run the job on a copy of the lake named ``name``; its lake and its event log's events."""
-    lake = world["root"] / name
+def _score(master: str, world: dict[str, Path], name: str, **env: str) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+    """Run the job on a fresh copy of the lake, always at the same path (the summary names it); the
+    published partition's files with their bytes, and the events of Spark's event log."""
+    lake = world["root"] / "lake-run"
+    shutil.rmtree(lake, ignore_errors=True)
     shutil.copytree(world["lake"], lake)
     events = world["root"] / f"{name}-events"
     events.mkdir()
@@ -107,7 +112,9 @@ def _score(master: str, world: dict[str, Path], name: str, **env: str) -> tuple[
     assert done.returncode == 0, f"the {name} run failed:\n{done.stderr[-4000:]}"
     logs = list(events.iterdir())
     assert len(logs) == 1, f"one application, one event log: {logs}"
-    return lake, [json.loads(line) for line in logs[0].read_text().splitlines() if line.strip()]
+    part = lake / scores_partition(DAY)
+    published = {name: (part / name).read_bytes() for name in LocalLake(lake).files(scores_partition(DAY))}
+    return published, [json.loads(line) for line in logs[0].read_text().splitlines() if line.strip()]
 
 
 def _failed_tasks(events: list[dict[str, Any]]) -> list[str]:
@@ -122,22 +129,24 @@ def _executors_added(events: list[dict[str, Any]]) -> list[str]:
 def test_an_executor_killed_mid_scoring_is_replaced_and_the_day_is_byte_identical(
     spark_master: str, world: dict[str, Path], tmp_path: Path
 ) -> None:
-    calm_lake, calm = _score(spark_master, world, "undisturbed")
+    calm_files, calm = _score(spark_master, world, "undisturbed")
     assert _failed_tasks(calm) == [], "the undisturbed run must not lose a task"
 
     ledger = tmp_path / "ledger"
-    hit_lake, hit = _score(spark_master, world, "disturbed", RECFLOW_FAULTS=PLAN, RECFLOW_FAULTS_LEDGER=str(ledger))
+    hit_files, hit = _score(spark_master, world, "disturbed", RECFLOW_FAULTS=PLAN, RECFLOW_FAULTS_LEDGER=str(ledger))
     assert len(list(ledger.rglob("*"))) == 2, "the fault fired once (one ledger folder, one firing)"
     failed = _failed_tasks(hit)
     assert "ExecutorLostFailure" in failed, f"no task was lost with its executor: {failed}"
     removed = [e for e in hit if e["Event"] == "SparkListenerExecutorRemoved"]
     assert removed and len(_executors_added(hit)) > len(_executors_added(calm)), "no new executor replaced it"
 
-    part = scores_partition(DAY)
-    calm_files, hit_files = LocalLake(calm_lake).files(part), LocalLake(hit_lake).files(part)
-    assert calm_files and hit_files == calm_files, "the published partition must be byte-identical"
-    for name in calm_files:
-        assert (hit_lake / part / name).read_bytes() == (calm_lake / part / name).read_bytes(), name
+    assert any(name.endswith(".parquet") for name in calm_files), f"nothing published: {sorted(calm_files)}"
+    assert sorted(hit_files) == sorted(calm_files), "the same files must be published"
+    for name, body in calm_files.items():
+        assert hit_files[name] == body, f"{name} differs from the undisturbed run's"
     active = set(pd.read_parquet(world["lake"] / "interactions")[COL_USER])
-    per_user = pd.read_parquet(hit_lake / part).groupby(COL_USER).size()
+    scores = pd.concat(
+        pd.read_parquet(io.BytesIO(body)) for name, body in hit_files.items() if name.endswith(".parquet")
+    )
+    per_user = scores.groupby(COL_USER).size()
     assert set(per_user.index) == active and (per_user == K).all(), "every active user, K rows each"
