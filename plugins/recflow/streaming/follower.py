@@ -112,13 +112,11 @@ class ChampionFollower:
         *,
         check_interval_s: float = 30.0,
         resolve: Callable[[ModelRegistry], tuple[str, str | None] | None] = resolve_champion,
-        warm_up: Callable[[Recommender], None] = warm_up_model,
     ) -> None:
         self.registry = registry
         self.cache_root = cache_root
         self.check_interval_s = check_interval_s
         self._resolve = resolve
-        self._warm_up = warm_up
         self._lock = threading.Lock()
         self._pending: ServingModel | None = None
         self._wanted_check = threading.Event()
@@ -208,7 +206,7 @@ class ChampionFollower:
             recommender = load_recommender(folder)
             explorer = read_explorer(folder, recommender)
             stage = "warm_up"
-            self._warm_up(recommender)
+            warm_up_model(recommender)
         except Exception as exc:  # a broken version never replaces a working one
             stage = "checksum" if isinstance(exc, ChecksumMismatch) else stage
             kept = serving.version if serving else None
