@@ -28,7 +28,16 @@ from typing import Any
 import pytest
 
 from recflow.services.local_airflow import SCHEDULING
-from recflow.services.process import PidRecord, group_members, start_detached, stop_group, tail, wait_until
+from recflow.services.process import (
+    PidRecord,
+    descendants,
+    group_members,
+    is_alive,
+    start_detached,
+    stop_group,
+    tail,
+    wait_until,
+)
 
 START_TIMEOUT = 180.0
 #: The components the scheduler path needs; the cluster test adds the triggerer.
@@ -140,6 +149,30 @@ class AirflowCluster:
         assert errors["total_entries"] == 0, f"import errors: {errors['import_errors']}"
 
 
+def crash(cluster: AirflowCluster, name: str) -> list[int]:
+    """SIGKILL a component with every process it started (the LocalExecutor's workers, their task
+    processes, which lead groups of their own), as the loss of its host or container would; the pids."""
+    rec = cluster.records.pop(name)
+    tree = sorted({*group_members(rec.pid), *descendants(rec.pid)})
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: not any(is_alive(pid) for pid in tree), 30), f"{name}: {tree} survived SIGKILL"
+    return tree
+
+
+def start_component(cluster: AirflowCluster, name: str) -> None:
+    """``airflow <name>`` detached, logging to ``<logs>/<name>.log`` (a restart keeps the earlier log as
+    ``<name>.log.1``)."""
+    cluster.records[name] = start_detached(
+        [str(Path(sys.executable).parent / "airflow"), name],
+        cwd=cluster.home,
+        log_path=cluster.logs / f"{name}.log",
+        pid_path=cluster.home / "run" / f"{name}.pid",
+        env=cluster.env,
+    )
+
+
 def airflow_environment(home: Path, database_url: str, port: int, **overrides: str) -> dict[str, str]:
     """What production sets: PostgreSQL, the LocalExecutor, the API on ``port``, a shared JWT secret."""
     return {
@@ -177,16 +210,9 @@ def run_airflow(home: Path, env: dict[str, str], components: Sequence[str]) -> I
     (logs / "db-migrate.log").write_text(migrate.stdout + migrate.stderr)
     assert migrate.returncode == 0, f"airflow db migrate failed:\n{(migrate.stdout + migrate.stderr)[-3000:]}"
     print(f"\nairflow db migrate on PostgreSQL: {time.monotonic() - began:.1f}s")
-    airflow_bin = str(Path(sys.executable).parent / "airflow")
     try:
         for name in components:
-            cluster.records[name] = start_detached(
-                [airflow_bin, name],
-                cwd=home,
-                log_path=logs / f"{name}.log",
-                pid_path=home / "run" / f"{name}.pid",
-                env=env,
-            )
+            start_component(cluster, name)
         parts = ["metadatabase", *(c for c in ("scheduler", "triggerer") if c in components)]
 
         def healthy() -> bool:

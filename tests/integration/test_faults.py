@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from scorer_support import free_port, make_world, wait
@@ -107,9 +108,16 @@ def test_s3_paused_mid_publish_fails_the_publish_and_keeps_the_partition(
 # ------------------------------------------------------------------------------ the scorer's model swap
 
 
-def _version(registry: ModelRegistry, tmp_path: Path, seed: int, edit: dict[str, Any] | None = None) -> str:
+def _version(
+    registry: ModelRegistry, tmp_path: Path, seed: int, edit: dict[str, Any] | None = None, nan_items: bool = False
+) -> str:
+    """Register a random ALS model; ``edit`` changes its ``model.json``, ``nan_items`` makes every item
+    factor NaN (a diverged fit: the artifact loads, its answers are empty)."""
     folder = tmp_path / f"model-{seed}"
-    random_als(folder, n_users=50, n_items=20, rank=4, seed=seed)
+    model = random_als(folder, n_users=50, n_items=20, rank=4, seed=seed)
+    if nan_items:
+        model.item_factors[:] = np.nan
+        model.save(folder)
     if edit:
         doc = json.loads((folder / "model.json").read_text())
         (folder / "model.json").write_text(json.dumps({**doc, **edit}))
@@ -165,21 +173,17 @@ def test_a_broken_new_champion_never_replaces_the_serving_one(
     follower, a = serving
     registry = follower.registry
     edit = {"recommender": "builtins.eval"} if stage == "load" else None  # not a recflow.models class
-    b = _version(registry, tmp_path, seed=3, edit=edit)
+    b = _version(registry, tmp_path, seed=3, edit=edit, nan_items=stage == "warm_up")
     _promote(registry, b)
     if stage == "checksum":  # the stored bytes change after the version was registered and promoted
         key = registry.layout.version_key(b, "files", "items.parquet")
         registry.store.s3.put_object(Bucket=registry.bucket, Key=key, Body=b"not the registered bytes")
-    if stage == "warm_up":
-
-        def refuse(model: Any) -> None:  # a warm-up request the new model cannot answer
-            raise ValueError("warm-up request failed")
-
-        follower._warm_up = refuse
     follower._check()
     assert follower.take_pending() is None and follower.current and follower.current.version == a
     assert follower.load_failures[stage] == 1, follower.load_failures
     assert sum(follower.load_failures.values()) == 1 and f"{stage} of {b} failed" in str(follower.last_error)
+    if stage == "warm_up":  # the follower's own warm-up (the scorer's and every HTTP worker's) refused it
+        assert "no item for any of the" in str(follower.last_error), follower.last_error
 
 
 # ------------------------------------------------------------------------ dead letters in a broker outage

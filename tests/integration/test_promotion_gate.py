@@ -12,6 +12,7 @@ import socket
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -210,8 +211,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_s3_stopped_mid_promotion_retries_then_fails_and_the_next_run_succeeds(
-    live_services: Settings, tmp_path: Path
+    live_services: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from recflow.registry import objects
     from recflow.services import ensure_services_up, services_down
     from recflow.services.s3 import S3ProxyService
 
@@ -237,11 +239,16 @@ def test_s3_stopped_mid_promotion_retries_then_fails_and_the_next_run_succeeds(
             return create(key, *args, **kwargs)
 
         reg.store.create = stop_before_the_link  # type: ignore[method-assign]
-        began = time.monotonic()
+        slept: list[float] = []  # the back-off the store asked for (what it did, not how long it took)
+
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            time.sleep(seconds)
+
+        monkeypatch.setattr(objects, "time", SimpleNamespace(sleep=sleep))
         with pytest.raises(RegistryUnavailable, match=r"failed after 4 attempts.*is the S3 server up"):
             reg.chain.swap(b.version, expected_champion=a.version, reason="b", actor="it")
-        waited = time.monotonic() - began
-        assert waited >= 0.25 + 0.5 + 1.0  # it backed off before giving up
+        assert slept[:3] == [0.25, 0.5, 1.0], f"it must back off before giving up: {slept}"
         reg.store.create = create  # type: ignore[method-assign]
         ensure_services_up(settings, services=[own])  # same data folder: the server comes back as it was
         serving = resolve_serving_version(reg)

@@ -14,7 +14,7 @@ asserts that no process with this Airflow home is left (task processes run in gr
 the check scans every process's environment rather than trusting the groups).
 
 Needs the drivers Airflow 3 loads for PostgreSQL (``psycopg2`` for the ``postgresql+psycopg2://`` URL,
-``asyncpg`` for the async engine it derives from it); skipped, saying so, without them.
+``asyncpg`` for the async engine it derives from it); hard dependencies, so the module fails without them.
 """
 
 from __future__ import annotations

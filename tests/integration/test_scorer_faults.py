@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 from scorer_support import USERS, ScorerWorld, dead_letter_consumer, make_world, wait
 
 from recflow.config.settings import Settings
+from recflow.models.synthetic import random_als
 from recflow.streaming.client import AnswerListener, report, send_requests
 from recflow.streaming.protocol import MAX_ITEM_IDS, header_map
 from recflow.streaming.reconcile import reconcile
@@ -313,3 +315,39 @@ def test_scorer_members_counts_the_processes_of_the_scorer_group(world: ScorerWo
         assert scorer_members(world.settings.kafka, group) == 1
     finally:
         scorer.stop()
+
+
+def test_a_new_champion_that_fails_the_warm_up_never_serves(
+    world: ScorerWorld, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The scorer process's own warm-up (the one every ``recflow serve`` worker runs) probes a new champion
+    before the swap: one with NaN item factors loads but answers nothing, so it is refused, counted as a
+    ``warm_up`` failure (``recflow_scorer_model_load_failures{stage="warm_up"}``) and the old one serves."""
+    from recflow.streaming.client import send_burst
+
+    a, _ = world.versions
+    world.promote(a)
+    folder = tmp_path_factory.mktemp("diverged") / "als-diverged"
+    model = random_als(folder, n_users=1000, n_items=400, rank=16, seed=3)
+    model.item_factors[:] = np.nan  # a diverged fit: the artifact is well-formed
+    model.save(folder)
+    created = datetime(2026, 11, 2, tzinfo=UTC)
+    broken = world.registry.register(folder, family="als", metrics={"ndcg@10": 0.1}, lineage={}, created_at=created)
+    scorer = world.start("warm-up", check_interval=2.0)  # the periodic check finds it even if the event is missed
+
+    def warm_up_failures() -> int:
+        return int(((scorer.status() or {}).get("model_load_failures") or {}).get("warm_up", 0))
+
+    try:
+        assert scorer.wait_ready() == a and warm_up_failures() == 0
+        world.promote(broken.version)
+        wait(lambda: warm_up_failures() >= 1, 90, "the warm-up of the diverged champion to fail")
+        status = scorer.status() or {}
+        assert (status["model_version"], status["swaps"]) == (a, 0), status
+        assert f"warm_up of {broken.version} failed" in status["last_model_error"], status
+        assert "no item for any of the 32 known probe users" in status["last_model_error"], status
+        answers = send_burst(world.settings.kafka, USERS[:50], n=20, k=5, timeout_s=60)
+        assert answers.answered == 20 and answers.model_versions == (a,), answers
+    finally:
+        scorer.stop()
+        world.promote(a)

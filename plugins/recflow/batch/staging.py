@@ -18,7 +18,10 @@ Why the worker writes, not Spark's Parquet writer:
 
 Deterministic and retry-safe: the names come from the partition and the file's place in it, the bytes
 from the rows (pyarrow writes a fixed footer), and each file is written under a temporary name and
-renamed, so a retried or speculative task writes the same files again, whole.
+renamed, so a retried or speculative task writes the same files again, whole. The fault point
+``batch.score.partition`` (:mod:`recflow.services.faults`) sits in every task attempt, after its first
+batch is staged: ``kill:spark-executor*1`` there kills an executor mid-scoring
+(``tests/integration/test_executor_lost.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from recflow.scoring.arrow import COL_CODE, ArrowScorer, by_user, shipped_model,
 from recflow.scoring.core import Ragged, ScorableModel, ScoringError
 from recflow.scoring.explore import Explorer
 from recflow.scoring.seen import COL_SEEN
+from recflow.services import faults
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -54,6 +58,8 @@ if TYPE_CHECKING:
 FILE_USERS: Final = 32_768
 #: Temporary names of files being written (left behind only by a killed attempt).
 TMP_SUFFIX: Final = ".tmp"
+#: The fault point in a scoring task (``docs/faults.md``): its first Arrow batch is scored and staged.
+SCORE_POINT: Final = "batch.score.partition"
 #: What each task reports to the driver, one row per staged file (Spark DDL).
 FILE_REPORT_SCHEMA: Final = "file string, users long, rows long"
 
@@ -214,8 +220,10 @@ def stage_scores(
         )
         context = TaskContext.get()
         files = StagedFiles(plan, context.partitionId() if context else 0, scorer.items)
-        for rb in batches:
+        for n, rb in enumerate(batches):
             files.add(scorer(rb), _expected_users(scorer.model, k, rb))
+            if n == 0:
+                faults.hit(SCORE_POINT)
             if files.full and (report := files.flush()) is not None:
                 yield report
         if (report := files.flush()) is not None:

@@ -36,6 +36,26 @@ def runs_root() -> Path:
     return Path(explicit) if explicit else state_dir() / "runs"
 
 
+#: The fault plan of :mod:`recflow.services.faults` (named here, below the Spark layer that passes it on),
+#: and the folder where processes that share a plan count how often each ``*N`` entry fired.
+FAULTS_ENV = "RECFLOW_FAULTS"
+FAULTS_LEDGER_ENV = "RECFLOW_FAULTS_LEDGER"
+
+
+def fault_environment() -> dict[str, str]:
+    """What a process passes on to its Spark executors so a fault plan acts there too: the plan, its
+    ledger, and the state folder holding the local services' pid files. Empty without a plan, so a
+    normal job ships nothing.
+
+    Why explicitly: a ``spark://`` worker starts executors with its own environment, not the driver's.
+    """
+    plan = os.environ.get(FAULTS_ENV, "")
+    if not plan:
+        return {}
+    ledger = os.environ.get(FAULTS_LEDGER_ENV, "")
+    return {FAULTS_ENV: plan, "RECFLOW_STATE": str(state_dir()), **({FAULTS_LEDGER_ENV: ledger} if ledger else {})}
+
+
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":

@@ -195,7 +195,9 @@ def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np
     if tail:
         np.maximum(bucket_max[:, :tail], scores[:, width * n_buckets :], out=bucket_max[:, :tail])
     if np.isnan(bucket_max).any():  # a model produced NaN: never select it
-        np.nan_to_num(scores, copy=False, nan=-np.inf)
+        # neginf too: nan_to_num's default turns -inf (a masked, seen item) into the lowest finite float,
+        # which the threshold below then lets back in
+        np.nan_to_num(scores, copy=False, nan=-np.inf, neginf=-np.inf)
         return select_top_k(scores, k)
     threshold = np.partition(bucket_max, n_buckets - k, axis=1)[:, n_buckets - k]
     threshold = np.maximum(threshold, _FLOAT_MIN)  # rows with fewer than k finite scores: drop the -inf

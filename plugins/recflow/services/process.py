@@ -134,6 +134,36 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def command_line(pid: int) -> tuple[str, ...]:
+    """The process's argument list (empty when it is gone or /proc is missing)."""
+    return _cmdline(pid) or ()
+
+
+def descendants(pid: int) -> list[int]:
+    """Live processes whose parent chain leads to ``pid`` (children of another session or group too).
+
+    Why not the process group: a task runner or a Python worker may lead a group of its own, yet dies
+    with its parent's machine; a crash of a process tree must reach them.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
 def read_live_pid(path: Path) -> PidRecord | None:
     """The record in ``path`` if its process still runs our command; removes a stale or broken file."""
     try:

@@ -1,10 +1,11 @@
 """The model a server process answers with, and whether the server may say it is ready.
 
 Why the Kafka scorer's :class:`~recflow.streaming.follower.ChampionFollower`: one follower means one
-answer to "which model, and is it the registry's bits" (it resolves with ``resolve_serving_version`` and
-every download is digest-checked). The follower loads and warms a new champion on its own thread while
-the old one keeps answering; a request picks the new one up with one assignment, so a swap has no
-moment without a model and readiness never drops.
+answer to "which model, and is it the registry's bits" (it resolves with ``resolve_serving_version``,
+every download is digest-checked, and every new model passes the Kafka scorer's warm-up,
+:func:`~recflow.streaming.follower.warm_up_model`). The follower loads and warms a new champion on its
+own thread while the old one keeps answering; a request picks the new one up with one assignment, so a
+swap has no moment without a model and readiness never drops.
 
 Readiness across worker processes: each worker loads its own copy. A worker that is ready leaves a
 marker file named by its pid; ``ready`` is true only when this worker is, and when as many live workers
@@ -22,29 +23,12 @@ import threading
 from pathlib import Path
 
 from recflow.config.settings import Settings
-from recflow.models.base import Recommender
 from recflow.registry import ModelRegistry
 from recflow.services.process import is_alive
 from recflow.serving_http.errors import ApiError, HttpCode
-from recflow.streaming.answers import score_requests
 from recflow.streaming.follower import ChampionFollower, ServingModel, watch_model_updates
-from recflow.streaming.protocol import Request
 
 log = logging.getLogger(__name__)
-
-#: Requests of a warm-up: enough users that every code path (top-K, fallback, re-rank) has run once.
-WARM_UP_USERS = 32
-
-
-def warm_up(recommender: Recommender) -> None:
-    """Score known users, an unknown one and a re-rank once, so the first real request pays no first-call cost."""
-    users = [str(u) for u in recommender.index.users[:WARM_UP_USERS]] + ["recflow-warm-up-unknown-user"]
-    items = tuple(str(i) for i in recommender.index.item_array[:5])
-    requests = [Request(f"warm-{n}", u, 10, None, None, None, -1, -1, 0) for n, u in enumerate(users)]
-    requests.append(Request("warm-rerank", users[0], 3, items, None, None, -1, -1, 0))
-    for request in requests:  # one by one, as requests arrive
-        score_requests(recommender, [request])
-    score_requests(recommender, requests)
 
 
 class ServingChampion:
@@ -72,9 +56,7 @@ class ServingChampion:
         models_root = settings.state / "serve" / "models"
         models_root.mkdir(parents=True, exist_ok=True)
         cache = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=models_root))
-        follower = ChampionFollower(
-            ModelRegistry.from_settings(settings), cache, check_interval_s=check_interval_s, warm_up=warm_up
-        )
+        follower = ChampionFollower(ModelRegistry.from_settings(settings), cache, check_interval_s=check_interval_s)
         ready_dir = os.environ.get("RECFLOW_SERVE_READY_DIR")
         return cls(
             follower,

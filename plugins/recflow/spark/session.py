@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recflow.config.s3 import S3Settings
-from recflow.config.settings import load_settings, state_dir
+from recflow.config.settings import fault_environment, load_settings, state_dir
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -87,7 +87,7 @@ def get_spark(
     ``master`` defaults to whatever ``spark-submit`` set (the Spark Connection's master), else
     ``local[*]`` for tests and notebooks. The checkpoint directory defaults to ``<scratch>/checkpoints``
     (:func:`scratch_uri`: on S3 next to an S3 lake). ``s3a://`` is configured for the object store in the
-    environment.
+    environment, and a fault plan (``RECFLOW_FAULTS``) is passed on to the executors.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -106,6 +106,8 @@ def get_spark(
         "spark.driver.memory": "4g",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         **s3a_conf(load_settings().s3),
+        # a fault plan (RECFLOW_FAULTS) must reach executors a spark:// worker starts with its own env
+        **{f"spark.executorEnv.{key}": value for key, value in fault_environment().items()},
     }
     for key, value in {**defaults, **dict(conf or {})}.items():
         builder = builder.config(key, value)

@@ -6,6 +6,10 @@ loader resolves the serving version, downloads it into a fresh folder (every fil
 A -> B -> A never trips over an old folder), loads and warms it up, and leaves it in ``pending``. The
 engine picks it up between two batches: the swap itself is one assignment.
 
+The warm-up (:func:`warm_up_model`) is the same in the Kafka scorer and every ``recflow serve`` worker:
+probe requests scored as real ones are, whose answers must show a model that can serve. A model that
+fails it never replaces the serving one and is counted as a ``warm_up`` failure.
+
 What triggers a check: a model-update event (a hint only: an event whose version or digest is not the
 registry's champion's is ignored, counted and logged with the reason) and a periodic registry check,
 which also catches a missed event. Either way the scorer loads what the registry resolves, never what
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import threading
 import time
@@ -33,12 +38,41 @@ from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version
 from recflow.registry.records import ChecksumMismatch
 from recflow.scoring.explore import Explorer
 from recflow.services import faults
+from recflow.streaming.answers import score_requests
+from recflow.streaming.protocol import Request
 
 log = logging.getLogger(__name__)
 
 #: Why a new champion did not replace the serving one, as counted in ``load_failures`` and exported as
 #: ``recflow_scorer_model_load_failures{stage=...}``: an alert rule fires on any increase.
 FAILURE_STAGES = ("resolve", "fetch", "checksum", "load", "warm_up")
+#: Known users a warm-up probes (with one unknown user and a re-rank): every code path runs once.
+WARM_UP_USERS = 32
+
+
+class WarmUpFailed(RuntimeError):
+    """The probe answers of a new model show that it cannot serve."""
+
+
+def warm_up_model(recommender: Recommender) -> None:
+    """Score known users, an unknown one and a re-rank, one by one and then as one batch, so the first
+    real request pays no first-call cost; raise :class:`WarmUpFailed` when the answers show a broken
+    model: a score that is not a finite number, or not one item for any known user (NaN or empty
+    factors; a known user who has seen the whole catalog is legitimately empty, all of them are not).
+    """
+    known = [str(u) for u in recommender.index.users[:WARM_UP_USERS]]
+    users = [*known, "recflow-warm-up-unknown-user"]
+    items = tuple(str(i) for i in recommender.index.item_array[:5])
+    requests = [Request(f"warm-{n}", u, 10, None, None, None, -1, -1, 0) for n, u in enumerate(users)]
+    requests.append(Request("warm-rerank", users[0], 3, items, None, None, -1, -1, 0))
+    for request in requests:  # one by one, as requests arrive
+        score_requests(recommender, [request])
+    answers = score_requests(recommender, requests)
+    bad = [r.user_id for r, a in zip(requests, answers, strict=True) if not all(math.isfinite(s) for s in a.scores)]
+    if bad:
+        raise WarmUpFailed(f"scores that are not finite numbers for the probe users {bad[:5]}")
+    if known and not any(answers[n].items for n in range(len(known))):
+        raise WarmUpFailed(f"no item for any of the {len(known)} known probe users")
 
 
 @dataclass(frozen=True)
@@ -78,13 +112,11 @@ class ChampionFollower:
         *,
         check_interval_s: float = 30.0,
         resolve: Callable[[ModelRegistry], tuple[str, str | None] | None] = resolve_champion,
-        warm_up: Callable[[Recommender], None] | None = None,
     ) -> None:
         self.registry = registry
         self.cache_root = cache_root
         self.check_interval_s = check_interval_s
         self._resolve = resolve
-        self._warm_up = warm_up
         self._lock = threading.Lock()
         self._pending: ServingModel | None = None
         self._wanted_check = threading.Event()
@@ -174,8 +206,7 @@ class ChampionFollower:
             recommender = load_recommender(folder)
             explorer = read_explorer(folder, recommender)
             stage = "warm_up"
-            if self._warm_up is not None:
-                self._warm_up(recommender)
+            warm_up_model(recommender)
         except Exception as exc:  # a broken version never replaces a working one
             stage = "checksum" if isinstance(exc, ChecksumMismatch) else stage
             kept = serving.version if serving else None

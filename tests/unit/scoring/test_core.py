@@ -45,6 +45,13 @@ def test_nan_scores_are_never_selected() -> None:
     assert counts.tolist() == [2] and cols[0, :2].tolist() == [2, 1]
 
 
+def test_nan_scores_do_not_let_masked_items_back() -> None:
+    """A NaN anywhere in the matrix must not turn the seen items' -inf into a selectable number."""
+    scores = np.array([[np.nan, 1.0, -np.inf, -np.inf], [np.nan, np.nan, np.nan, np.nan]], dtype=np.float32)
+    cols, _, counts = select_top_k(scores, 3)
+    assert counts.tolist() == [1, 0] and cols[0].tolist() == [1, -1, -1] and cols[1].tolist() == [-1, -1, -1]
+
+
 def _als() -> AlsRecommender:
     pairs = pd.DataFrame({COL_USER: ["a", "a", "b", "c", "c", "c"], COL_ITEM: ["x", "y", "y", "x", "y", "z"]})
     index = IdIndex.from_frame(pairs)
