@@ -9,8 +9,10 @@ items per user, ``--users`` users):
 
 * exact: ``score_batch(..., n_candidates=0)``, every item scored; the reference for recall.
 * each index configuration (``--configs``, ``factory:build_depth:search_depth:pool``): build time with
-  ``--threads`` threads (what training pays), the scoring core's time per request with the index (one
-  user per call, as ``recflow serve`` scores a request; the same for exact), and recall@10 = |top-10
+  ``--threads`` threads (what training pays; configurations of one structure share one build and differ
+  only in how deep they search and how many candidates they re-score), the scoring core's time per
+  request with the index (one user per call, as ``recflow serve`` scores a request; the same for
+  exact), and recall@10 = |top-10
   with the index ∩ exact top-10| / 10 over ``--queries`` users, seen items removed in both (the answer
   a user gets, not the index's raw neighbours).
 * threshold: the smallest measured catalog from which the index answers a request faster than exact
@@ -83,13 +85,18 @@ def run(n_items: int, args: argparse.Namespace, tmp: Path) -> list[dict[str, Any
     rows = [{"items": n_items, "method": "exact", "build_s": 0.0, "ms_per_request": round(exact_ms, 3),
              "recall@10": 1.0, "load_1m": round(os.getloadavg()[0], 2)}]  # fmt: skip
     print(json.dumps(rows[-1]), flush=True)
+    built: dict[tuple[str, int], tuple[Any, float]] = {}  # one build per structure; searches retuned on it
     for text in args.configs:
         params = parse_config(text)
         load = os.getloadavg()[0]
-        began = time.perf_counter()
-        index = CandidateIndex.build(model.item_factors, params, threads=args.threads)
-        build_s = time.perf_counter() - began
-        faiss.omp_set_num_threads(1)
+        key = (params.factory, params.build_depth)
+        if key not in built:
+            began = time.perf_counter()
+            built[key] = (CandidateIndex.build(model.item_factors, params, threads=args.threads),
+                          time.perf_counter() - began)  # fmt: skip
+            faiss.omp_set_num_threads(1)
+        index, build_s = built[key]
+        index.retune(search_depth=params.search_depth, pool=params.pool)
         model.candidate_index = index
         found = score_batch(model, batch, k=K, ann_min_items=0).items
         recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found.tolist(), truth.tolist(), strict=True)]))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -119,6 +119,12 @@ class CandidateIndex:
         finally:
             faiss.omp_set_num_threads(before)
         return cls(index, params, n, dim, vectors_digest(vectors))
+
+    def retune(self, *, search_depth: int, pool: int) -> None:
+        """Search deeper or shallower and re-score more or fewer candidates, without a rebuild (the build
+        parameters stay): how ``bench/ann_index.py`` trades recall for time on one built index."""
+        self.params = replace(self.params, search_depth=search_depth, pool=pool)
+        self._set_search_depth()
 
     def _set_search_depth(self) -> None:
         import faiss  # deferred: see build

@@ -129,3 +129,10 @@ def test_an_index_beside_a_model_without_item_vectors_is_refused(tmp_path: Path)
     CandidateIndex.build(_factors(1, 4), threads=1).save(tmp_path)
     with pytest.raises(ArtifactError, match="no item vectors"):
         load_recommender(tmp_path)
+
+
+def test_retuning_changes_the_search_not_the_build() -> None:
+    index = CandidateIndex.build(_factors(), AnnParams(search_depth=16, pool=20), threads=1)
+    index.retune(search_depth=300, pool=250)
+    assert index.params == AnnParams(search_depth=300, pool=250)
+    assert (index.candidates(_factors(3, seed=4), 250) >= 0).all()  # a graph search returns up to efSearch
