@@ -163,13 +163,17 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--items", type=int, nargs="+", default=[10_000, 30_000, 100_000, 1_000_000])
     parser.add_argument("--users", type=int, default=5_000)
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--timed", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--configs", nargs="+", default=["HNSW32:40:256:200"])
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["HNSW32:40:128:100", "HNSW32:40:256:200", "HNSW32:40:512:400", "IVF1024,Flat:1:64:200"],
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     run_record = start_run()

@@ -57,7 +57,7 @@ class AnnParams:
     """
 
     factory: str = "HNSW32"
-    build_depth: int = 64
+    build_depth: int = 40
     search_depth: int = 256
     pool: int = 200
 
