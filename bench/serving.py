@@ -68,9 +68,10 @@ def vegeta_binary(state: Path) -> Path:
 def world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, list[str], list[str], Path]:
     """Models A and B in the bench bucket (emptied first), A promoted; (registry, versions, users, A's folder)."""
     from recflow.config.s3 import s3_client
+    from recflow.models.artifact import save_candidate_index
     from recflow.models.synthetic import random_als
     from recflow.registry import ModelRegistry
-    from recflow.scoring.ann import ANN_MIN_ITEMS, AnnParams
+    from recflow.scoring.ann import ANN_MIN_ITEMS
 
     client = s3_client(settings.s3)
     if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
@@ -80,10 +81,12 @@ def world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, list
             client.delete_object(Bucket=BUCKET, Key=obj["Key"])
     registry = ModelRegistry.from_settings(dataclasses.replace(settings.s3, models_bucket=BUCKET))
     versions = []
-    ann = AnnParams() if args.items >= ANN_MIN_ITEMS else None  # what training writes for this catalog
     for seed, tag in ((1, "A"), (2, "B"))[: 2 if args.swap_rate else 1]:
-        random_als(tmp / tag, n_users=args.users, n_items=args.items, rank=args.rank, seen_per_user=20, seed=seed,
-                   ann=ann)  # fmt: skip
+        model = random_als(tmp / tag, n_users=args.users, n_items=args.items, rank=args.rank, seen_per_user=20,
+                           seed=seed)  # fmt: skip
+        began = time.perf_counter()
+        if save_candidate_index(model, tmp / tag, min_items=ANN_MIN_ITEMS) is not None:  # as training does
+            args.index_build_s = round(time.perf_counter() - began, 1)
         mv = registry.register(
             tmp / tag, family="als", metrics={}, lineage={"bench": tag}, created_at=datetime.now(UTC)
         )
@@ -151,6 +154,25 @@ def attack(vegeta: Path, targets: Path, rate: int, seconds: float) -> dict[str, 
     }
 
 
+#: recall@10 of the item index against exact scoring, measured on the served model (10^6-item runs).
+RECALL: dict[str, Any] = {}
+
+
+def index_recall(model: Any, n: int = 300) -> dict[str, Any]:
+    """recall@10 of the answers with the index against exact scoring (``n_candidates=0``), ``n`` known users,
+    seen items removed in both: the answers a user gets, not the index's raw neighbours."""
+    import numpy as np
+
+    from recflow.scoring.core import UserBatch, score_batch
+
+    codes = np.random.default_rng(2).permutation(model.index.n_users)[:n]
+    batch = UserBatch(codes=codes, seen=model.seen.ragged(codes))
+    exact = score_batch(model, batch, k=10, n_candidates=0).items
+    approx = score_batch(model, batch, k=10).items
+    hits = [len(set(a) & set(e)) / 10 for a, e in zip(approx.tolist(), exact.tolist(), strict=True)]
+    return {"recall_at_10": round(float(np.mean(hits)), 4), "users": n, "params": str(model.candidate_index.params)}
+
+
 def in_process_limit(folder: Path, users: list[str], n: int = 5000) -> tuple[float, bool]:
     """Requests per second of the core's one-request call, without HTTP (one core), and whether the model
     the server loads carries an item index the core uses at this catalog size."""
@@ -163,6 +185,8 @@ def in_process_limit(folder: Path, users: list[str], n: int = 5000) -> tuple[flo
 
     model = load_recommender(folder)
     index_used = model.candidate_index is not None and model.index.n_items >= ANN_MIN_ITEMS
+    if index_used:
+        RECALL.update(index_recall(model))
     picks = np.random.default_rng(1).choice(users, size=n)
     requests = [Request(f"r{i}", str(u), 10, None, None, None, -1, -1, 0) for i, u in enumerate(picks)]
     for request in requests[:200]:
@@ -244,7 +268,13 @@ def run_goals(args: argparse.Namespace, settings: Any, vegeta: Path, tmp: Path) 
     """The HTTP goals at this shape: a rate sweep, then a swap under load."""
     registry, versions, users, folder = world(settings, args, tmp)
     limit, index_used = in_process_limit(folder, users)
-    doc: dict[str, Any] = {"limit_in_process_rps": limit, "index_used": index_used, "rows": []}
+    doc: dict[str, Any] = {
+        "limit_in_process_rps": limit,
+        "index_used": index_used,
+        "rows": [],
+        "index": {**RECALL, "build_s": getattr(args, "index_build_s", None)} if RECALL else None,
+    }
+    print(json.dumps(doc["index"]), flush=True)
     process = start(args.server, args.workers, args.port)
     try:
         targets = targets_file(process.url, users, tmp / "targets.json")
@@ -269,7 +299,16 @@ def goals(doc: dict[str, Any], items: int) -> list[dict[str, Any]]:
     rows = doc["rows"]
     at_1000 = next((r for r in rows if r["offered_rps"] == 1000), None)
     if items >= 1_000_000:
+        index = doc.get("index") or {}
         return [
+            {
+                "goal": "10^6 items with the index: recall@10 >= 0.95 against exact",
+                "measured": f"{index.get('recall_at_10')} over {index.get('users')} users ({index.get('params')}, "
+                f"built in {index.get('build_s')} s on 2 threads)"
+                if index
+                else "not run",
+                "met": bool(index and index["recall_at_10"] >= 0.95),
+            },
             {
                 "goal": "10^6 items with the index: p99 <= 20 ms at 1,000 req/s over HTTP",
                 "measured": f"p99 {at_1000['p99_ms']} ms, sustained {at_1000['sustained']}, index used "
@@ -277,7 +316,7 @@ def goals(doc: dict[str, Any], items: int) -> list[dict[str, Any]]:
                 if at_1000
                 else "not run",
                 "met": bool(at_1000 and at_1000["sustained"] and at_1000["p99_ms"] <= 20 and doc.get("index_used")),
-            }
+            },
         ]
     if items != 10_000:
         return []
@@ -316,7 +355,8 @@ def goals_markdown(doc: dict[str, Any]) -> str:
         f"{m['cpus']} cores, each row has the 1-minute load at its start; the load generator runs on the same cores. "
         "Load generator: vegeta, open loop, constant rate (no coordinated omission). "
         f"Server: {doc['server']} with {doc['workers']} workers. Item index used: {doc.get('index_used')}. "
-        f"In-process limit (the core's one-request call, one core): {doc['limit_in_process_rps']:,.0f} req/s.",
+        f"In-process limit (the core's one-request call, one core): {doc['limit_in_process_rps']:,.0f} req/s. "
+        f"Index: `{json.dumps(doc.get('index'))}`.",
         "",
         "| goal | measured | met |",
         "|---|---|---|",
