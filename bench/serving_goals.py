@@ -86,7 +86,9 @@ def main() -> None:
     rows = [
         *_from_doc_goals(_load(out / "serving.json"), "HTTP, 10^4 items", "serving.md"),
         *kafka_goals(_load(out / "streaming-10k" / "streaming.json"), "streaming-10k/streaming.md"),
-        *_from_doc_goals(_load(out / "serving-1m" / "serving.json"), "10^6 items with the index", "serving-1m/serving.md"),
+        *_from_doc_goals(
+            _load(out / "serving-1m" / "serving.json"), "10^6 items with the index", "serving-1m/serving.md"
+        ),
     ]
     (out / "serving_goals.json").write_text(json.dumps({"goals": rows}, indent=2) + "\n")
     (out / "serving_goals.md").write_text(markdown(rows))
