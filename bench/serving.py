@@ -147,6 +147,8 @@ def attack(vegeta: Path, targets: Path, rate: int, seconds: float) -> dict[str, 
         "max_ms": round(lat["max"] / 1e6, 2),
         "requests": report["requests"],
         "errors": report["requests"] - ok,
+        # what the errors were: "0" is a transport error or the client's 10 s timeout, not an HTTP answer
+        "status_codes": report["status_codes"],
         "sustained": ok >= KEEP_UP * report["requests"]
         and report["rate"] >= KEEP_UP * rate
         and report["throughput"] >= KEEP_UP * rate,
@@ -259,6 +261,8 @@ def swap_under_load(
         **row,
         "readiness_probes": len(statuses),
         "readiness_not_200": sum(1 for s in statuses if s != 200),
+        # 0: the probe got no answer within its 2 s (a loaded machine), as opposed to a 503 (not ready)
+        "readiness_statuses": {str(code): statuses.count(code) for code in sorted(set(statuses))},
         "served_after": served["versions"][0] if served else None,
         "swapped_back": bool(served and served["versions"][0] == versions[0]),
     }
@@ -338,7 +342,8 @@ def goals(doc: dict[str, Any], items: int) -> list[dict[str, Any]]:
         {
             "goal": "HTTP, 10^4 items: 0 errors and no readiness gap across a swap under load",
             "measured": f"{swap['errors']} errors of {swap['requests']} at {swap['offered_rps']} req/s, "
-            f"{swap['readiness_not_200']} of {swap['readiness_probes']} readiness probes not 200, "
+            f"{swap['readiness_not_200']} of {swap['readiness_probes']} readiness probes not 200 "
+            f"(statuses {swap.get('readiness_statuses')}; answers {swap.get('status_codes')}, 0 = no answer), "
             f"swapped A -> B -> A: {swap['swapped_back']}",
             "met": swap["errors"] == 0 and swap["readiness_not_200"] == 0 and swap["swapped_back"],
         },
