@@ -31,6 +31,23 @@ def _from_doc_goals(doc: dict[str, Any] | None, prefix: str, source: str) -> lis
     return [{**g, "source": source} for g in doc.get("goals", []) if g["goal"].startswith(prefix)]
 
 
+def million_goals(out: Path) -> list[dict[str, Any]]:
+    """The 10^6-item goals: from the HTTP run when it ran; recall also from ``bench/ann_index.py`` at 10^6
+    items (``ann-1m/``) when the HTTP run did not."""
+    p99 = "10^6 items with the index: p99 <= 20 ms at 1,000 req/s over HTTP"
+    recall = "10^6 items with the index: recall@10 >= 0.95 against exact"
+    served = _load(out / "serving-1m" / "serving.json")
+    if served is not None:
+        return _from_doc_goals(served, "10^6 items with the index", "serving-1m/serving.md")
+    index_only = _load(out / "ann-1m" / "ann_index.json")
+    return [
+        {"goal": p99, "measured": "not run (see the report: the index build at 10^6 did not finish in time)",
+         "met": False, "source": "-"},
+        *(_from_doc_goals(index_only, recall, "ann-1m/ann_index.md") if index_only
+          else [{"goal": recall, "measured": "not run", "met": False, "source": "-"}]),
+    ]  # fmt: skip
+
+
 def kafka_goals(doc: dict[str, Any] | None, source: str) -> list[dict[str, Any]]:
     """The Kafka goals at 10^4 items, one process (``consumer x1``), from ``bench/streaming.py``'s rows."""
     names = ("Kafka, 10^4 items, one process: p99 <= 50 ms at 1,000 req/s",
@@ -61,6 +78,10 @@ def kafka_goals(doc: dict[str, Any] | None, source: str) -> list[dict[str, Any]]
     ]  # fmt: skip
 
 
+def _link(source: str) -> str:
+    return source if source == "-" else f"[{source}]({source})"
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "# Issue 22's serving goals, read from the result files",
@@ -70,10 +91,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "",
         "| goal | measured | met | source |",
         "|---|---|---|---|",
-        *[
-            f"| {r['goal']} | {r['measured']} | {str(r['met']).lower()} | [{r['source']}]({r['source']}) |"
-            for r in rows
-        ],
+        *[f"| {r['goal']} | {r['measured']} | {str(r['met']).lower()} | {_link(r['source'])} |" for r in rows],
     ]
     return "\n".join(lines) + "\n"
 
@@ -86,9 +104,7 @@ def main() -> None:
     rows = [
         *_from_doc_goals(_load(out / "serving.json"), "HTTP, 10^4 items", "serving.md"),
         *kafka_goals(_load(out / "streaming-10k" / "streaming.json"), "streaming-10k/streaming.md"),
-        *_from_doc_goals(
-            _load(out / "serving-1m" / "serving.json"), "10^6 items with the index", "serving-1m/serving.md"
-        ),
+        *million_goals(out),
     ]
     (out / "serving_goals.json").write_text(json.dumps({"goals": rows}, indent=2) + "\n")
     (out / "serving_goals.md").write_text(markdown(rows))
