@@ -70,16 +70,24 @@ bench-data: venv  ## validation and ingestion throughput and peak memory
 bench-airflow: venv check-tools  ## Airflow overhead of REST-triggered runs on the cluster topology
 	$(PY) bench/airflow_overhead.py
 
-bench-streaming: venv check-tools  ## streaming engines on the real broker: latency, throughput, 0 lost, swap pause
+bench-streaming: venv check-tools  ## streaming engines on the real broker at the three shapes: latency, throughput, 0 lost, swap
 	$(PY) bench/streaming.py
 	$(PY) bench/streaming.py --users 100000 --items 10000 --rank 64 --rates 1000 5000 10000 20000 --duration 10 \
 		--flood 0 --spark-rates --replicas 1 --out bench/results/streaming-10k
+	$(PY) bench/streaming.py --users 100000 --items 1000000 --rank 64 --rates 100 1000 5000 --duration 10 \
+		--flood 0 --spark-rates --replicas 1 --swap-rate 0 --out bench/results/streaming-1m
 
-bench-serving: venv check-tools  ## the HTTP API (recflow serve) at 10^4 items: vegeta open-loop rate sweep, swap under load
+bench-serving: venv check-tools  ## the HTTP API (recflow serve) at the three shapes, then the goals table
+	$(PY) bench/serving.py --users 1500 --items 150 --rank 32 --out bench/results/serving-demo \
+		--kafka-results bench/results/streaming.json
 	$(PY) bench/serving.py $(BENCH_SERVING_ARGS)
+	$(PY) bench/serving.py --users 100000 --items 1000000 --rank 64 --rates 250 500 1000 2000 --swap-rate 0 \
+		--out bench/results/serving-1m --kafka-results bench/results/streaming-1m/streaming.json
+	$(PY) bench/serving_goals.py
 
-bench-ann: venv  ## ANN candidates (faiss, hnswlib, usearch) vs exact scoring: build, query time, recall@10
+bench-ann: venv  ## ANN libraries compared, then recflow's index in the scoring core vs exact: build, time, recall@10
 	$(PY) bench/ann.py $(BENCH_ANN_ARGS)
+	$(PY) bench/ann_index.py
 
 bench-evaluation: venv  ## evaluate() with every metric at MovieLens-100K shape (moved out of the unit suite)
 	$(PY) bench/evaluation.py

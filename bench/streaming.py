@@ -8,7 +8,9 @@ Definitions:
 * model: a random-factor ALS champion (``recflow.models.synthetic.random_als``, ``--users`` x
   ``--items``, rank ``--rank``, 20 seen items per user) registered and promoted in the S3 registry
   (bucket ``recflow-bench-streaming``); requests draw users uniformly from 110% of the known users,
-  so ~9% take the cold-start fallback. k = 10.
+  so ~9% take the cold-start fallback. k = 10. From ``recflow.scoring.ann.ANN_MIN_ITEMS`` items on, the
+  artifact holds the item index training would build, and the scorer (and the in-process limit) use it.
+  ``ratio_to_in_process``: each row's sustained rate over the in-process answer path.
 * latency: per request, from just before the client produces it to when the client consumes its
   answer (Kafka both ways, queueing, scoring). p50/p99 over the first answer of every request.
 * offered_rps: requests sent / seconds the sender took (the sender is one Python process; when it
@@ -53,7 +55,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from machine import machine_info  # bench/machine.py (this folder is on sys.path when run)
+from machine import finish_run, machine_info, provenance_line, start_run  # bench/machine.py, on sys.path
 
 # NumPy is imported inside functions, after this: the in-process limit is measured with the scorer's
 # BLAS setting (single-threaded, see recflow.streaming.__main__).
@@ -68,6 +70,8 @@ KEEP_UP = 0.98
 LEGS = ("p99_request_leg_ms", "p99_scorer_ms", "p99_answer_leg_ms", "p99_batch")
 LEG_HEADS = ("p99 request leg", "p99 in scorer", "p99 answer leg", "p99 batch")
 FIELDS = ("engine", "offered_rps", "sustained_rps", "p50_ms", "p99_ms", "sent", "answered", "dlq", "lost")
+#: Each row's sustained rate as a share of the in-process answer path (one process, same run, same model).
+RATIO = "ratio_to_in_process"
 
 
 def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, list[str], list[str], Path]:
@@ -75,6 +79,7 @@ def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, lis
     from recflow.config.s3 import s3_client
     from recflow.models.synthetic import random_als
     from recflow.registry import ModelRegistry
+    from recflow.scoring.ann import ANN_MIN_ITEMS, AnnParams
 
     client = s3_client(settings.s3)
     if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
@@ -87,9 +92,11 @@ def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, lis
     registry = ModelRegistry.from_settings(dataclasses.replace(settings.s3, models_bucket=BUCKET))
     created = datetime.now(UTC)
     versions = []
-    for seed, tag in ((1, "A"), (2, "B")):
+    ann = AnnParams() if args.items >= ANN_MIN_ITEMS else None  # the item index training writes for this catalog
+    for seed, tag in ((1, "A"), (2, "B"))[: 2 if args.swap_rate else 1]:
         folder = tmp / tag
-        random_als(folder, n_users=args.users, n_items=args.items, rank=args.rank, seen_per_user=20, seed=seed)
+        random_als(folder, n_users=args.users, n_items=args.items, rank=args.rank, seen_per_user=20, seed=seed,
+                   ann=ann)  # fmt: skip
         mv = registry.register(folder, family="als", metrics={}, lineage={"bench": tag}, created_at=created)
         versions.append(mv.version)
     _promote(settings, registry, versions[0], created)
@@ -419,7 +426,10 @@ def _run_goals(doc: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
 def _markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [
-        "# Streaming scorer: engines on the real local broker",
+        f"# Streaming scorer: engines on the real local broker, {doc['model']['users']:,} users x "
+        f"{doc['model']['items']:,} items",
+        "",
+        provenance_line(doc["run"]) if "run" in doc else "",
         "",
         f"{m['cpus']} CPUs, load average at start {m['load_avg'][0]:.1f} / end {doc['load_avg_end'][0]:.1f} "
         f"(the machine is shared: every figure below competes with it), Python {m['python']}, commit {m['commit']}, "
@@ -428,8 +438,8 @@ def _markdown(doc: dict[str, Any]) -> str:
         f"processes in one consumer group on a request topic of {doc.get('partitions')} partitions; the load "
         "generator and the answer listener run in the benchmark process, on the same 2 cores.",
         "",
-        "| " + " | ".join(("engine", "asked", *FIELDS[1:], "max_ms", "dup", *LEG_HEADS, "load")) + " |",
-        "|" + "---|" * (len(FIELDS) + 4 + len(LEGS)),
+        "| " + " | ".join(("engine", "asked", *FIELDS[1:], "max_ms", "dup", *LEG_HEADS, "load", RATIO)) + " |",
+        "|" + "---|" * (len(FIELDS) + 5 + len(LEGS)),
     ]
     for r in doc["rows"]:
         cells = [
@@ -440,6 +450,7 @@ def _markdown(doc: dict[str, Any]) -> str:
             r["duplicates"],
             *(r.get(f) for f in LEGS),
             r["load_avg_1m"],
+            r.get(RATIO),
         ]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     ip = doc["in_process"]
@@ -528,7 +539,7 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=150_000, help="requests sent as fast as possible (0: skip)")
     parser.add_argument("--spark-rates", type=float, nargs="*", default=[100, 1000])
     parser.add_argument("--spark-duration", type=float, default=15.0)
-    parser.add_argument("--swap-rate", type=float, default=1000.0)
+    parser.add_argument("--swap-rate", type=float, default=1000.0, help="req/s during the swap (0: no swap)")
     parser.add_argument(
         "--replicas",
         type=int,
@@ -542,6 +553,7 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    run = start_run()
     from recflow.config.settings import load_settings
     from recflow.services import shared_services
     from recflow.services.kafka import ensure_partitions
@@ -570,7 +582,7 @@ def main() -> None:
                     rows.append(run_rate(settings, engine, users, rate, int(rate * args.duration)))
                 if args.flood:
                     rows.append(run_rate(settings, engine, users, None, args.flood))
-                if count == args.replicas[-1]:
+                if count == args.replicas[-1] and args.swap_rate:
                     doc["swap"] = swap_pause(settings, registry, versions, scorers, users, args.swap_rate)
             finally:
                 for scorer in scorers:
@@ -582,8 +594,11 @@ def main() -> None:
                 settings, users, args.spark_rates, args.spark_duration, tmp
             )
             rows += spark_rows
+        for row in rows:
+            row[RATIO] = round(row["sustained_rps"] / doc["in_process"]["answer_path_rps"], 3)
         doc["rows"] = rows
     doc["load_avg_end"] = os.getloadavg()
+    doc["run"] = finish_run(run)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "streaming.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     (args.out / "streaming.md").write_text(_markdown(doc))

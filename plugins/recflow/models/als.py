@@ -186,12 +186,18 @@ class AlsRecommender(TableBackedRecommender):
         return self.user_factors[user_codes] @ self.item_factors.T
 
     def score_rows(self, batch: UserBatch) -> np.ndarray:
-        rows = self.user_factors[batch.codes] if batch.factors is None else batch.factors
-        return np.asarray(rows, dtype=np.float32) @ self.item_factors.T
+        return self.query_vectors(batch) @ self.item_factors.T
 
     def score_candidates(self, batch: UserBatch, candidates: np.ndarray) -> np.ndarray:
+        return np.einsum("nr,ncr->nc", self.query_vectors(batch), self.item_factors[candidates])
+
+    def item_vectors(self) -> np.ndarray:
+        return self.item_factors
+
+    def query_vectors(self, batch: UserBatch) -> np.ndarray:
+        """The users' factor rows: shipped with the batch (Spark) or looked up by code."""
         rows = self.user_factors[batch.codes] if batch.factors is None else batch.factors
-        return np.einsum("nr,ncr->nc", np.asarray(rows, dtype=np.float32), self.item_factors[candidates])
+        return np.asarray(rows, dtype=np.float32)
 
     def for_workers(self) -> AlsRecommender:
         slim = self.item_side_copy()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from recflow.models.base import MODEL_FILE, Recommender, read_model_json
 from recflow.models.index import ArtifactError
+from recflow.scoring.ann import ANN_META_FILE, ANN_MIN_ITEMS, AnnParams, CandidateIndex
 from recflow.scoring.calibration import Calibration
 
 
@@ -36,4 +37,24 @@ def load_recommender(folder: Path | str, *, item_side: bool = False) -> Recommen
         raise ArtifactError(f"{target!r} is not a Recommender")
     loaded: Recommender = cls.load_item_side(folder) if item_side else cls.load(folder)
     loaded.calibration = Calibration.load(folder)
+    vectors = loaded.item_vectors()
+    if vectors is not None:
+        loaded.candidate_index = CandidateIndex.load(folder, vectors)
+    elif (folder / ANN_META_FILE).exists():
+        raise ArtifactError(f"{folder} holds {ANN_META_FILE}, but a {loaded.family} model has no item vectors to index")
     return loaded
+
+
+def save_candidate_index(
+    model: Recommender, folder: Path, *, min_items: int = ANN_MIN_ITEMS, params: AnnParams | None = None
+) -> CandidateIndex | None:
+    """Build the item index of a model with at least ``min_items`` items and item vectors, write it into
+    its artifact ``folder`` and attach it to ``model`` (so what is recorded next, e.g. the canary, is
+    scored as the artifact will be); None, and nothing written, for any other model."""
+    vectors = model.item_vectors()
+    if vectors is None or model.index.n_items < min_items:
+        return None
+    index = CandidateIndex.build(vectors, params)
+    index.save(folder)
+    model.candidate_index = index
+    return index

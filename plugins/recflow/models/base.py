@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recflow.models.index import ArtifactError, IdIndex, SeenItems
+from recflow.scoring.ann import CandidateIndex
 from recflow.scoring.calibration import Calibration
 from recflow.scoring.core import Ragged, UserBatch, score_batch, top_k_frame
 
@@ -49,6 +50,10 @@ class Recommender(ABC):
     #: :func:`recflow.models.artifact.load_recommender`); None: propensities are unknown (NaN).
     calibration: Calibration | None = None
 
+    #: The approximate nearest-neighbour index of the item vectors (``ann.faiss`` in the artifact, built
+    #: at training time for large catalogs and attached by the loader); None: every item is scored.
+    candidate_index: CandidateIndex | None = None
+
     def __init__(self, index: IdIndex, seen: SeenItems) -> None:
         self.index = index
         self.seen = seen
@@ -77,6 +82,16 @@ class Recommender(ABC):
     def score_candidates(self, batch: UserBatch, candidates: np.ndarray) -> np.ndarray:
         """Scores (n x c) of each user's candidate item codes (all valid codes)."""
         return np.take_along_axis(self.score_rows(batch), candidates, axis=1)
+
+    def item_vectors(self) -> np.ndarray | None:
+        """The item matrix whose inner product with :meth:`query_vectors` is the model's score (a factor
+        model's item factors), which an index can search; None for a family whose score is not one dot
+        product (it never gets an index)."""
+        return None
+
+    def query_vectors(self, batch: UserBatch) -> np.ndarray | None:
+        """The users' side of :meth:`item_vectors` (their factor rows); None when the family has none."""
+        return None
 
     def item_popularity(self) -> np.ndarray:
         """Distinct training users per item code (from the seen index; Spark-fitted families store it)."""

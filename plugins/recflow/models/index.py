@@ -53,6 +53,17 @@ class ArtifactError(ValueError):
     """An artifact folder is missing files, has an unknown family or a newer schema."""
 
 
+#: Up to this many ids are looked up one by one in the index's hash table instead of as a pandas Index.
+_FEW: Final = 8
+
+
+def _code(index: pd.Index, key: str) -> int:
+    try:
+        return int(index.get_loc(key))
+    except KeyError:
+        return -1
+
+
 @dataclass(frozen=True)
 class IdIndex:
     """Dense 0..n-1 indices for user and item ids, in a fixed (sorted) order so runs are repeatable."""
@@ -92,6 +103,8 @@ class IdIndex:
 
     def user_codes(self, users: Sequence[str] | pd.Series) -> np.ndarray:
         """Dense index per user id; -1 for ids the model never saw."""
+        if len(users) <= _FEW:  # a request or a small poll: building two pandas Indexes cost 0.15 ms of 0.5
+            return np.fromiter((_code(self._user_index, str(u)) for u in users), dtype=np.intp, count=len(users))
         return self._user_index.get_indexer(pd.Index(users).astype(str))
 
     def item_codes(self, items: Sequence[str] | pd.Series) -> np.ndarray:

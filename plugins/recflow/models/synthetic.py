@@ -14,13 +14,23 @@ import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_USER
 from recflow.models.als import AlsParams, AlsRecommender
+from recflow.models.artifact import save_candidate_index
 from recflow.models.index import IdIndex, SeenItems
+from recflow.scoring.ann import AnnParams
 
 
 def random_als(
-    folder: Path, *, n_users: int = 1000, n_items: int = 500, rank: int = 32, seen_per_user: int = 10, seed: int = 0
+    folder: Path,
+    *,
+    n_users: int = 1000,
+    n_items: int = 500,
+    rank: int = 32,
+    seen_per_user: int = 10,
+    seed: int = 0,
+    ann: AnnParams | None = None,
 ) -> AlsRecommender:
-    """Write an ALS artifact with users ``u0..``, items ``i0..`` and seeded random factors into ``folder``."""
+    """Write an ALS artifact with users ``u0..``, items ``i0..`` and seeded random factors into ``folder``
+    (with ``ann``: and its item index, whatever the catalog size, as training writes it for a large one)."""
     rng = np.random.default_rng(seed)
     users = [f"u{i}" for i in range(n_users)]
     items = [f"i{i}" for i in range(n_items)]
@@ -40,4 +50,6 @@ def random_als(
         AlsParams(rank=rank),
     )
     model.save(folder)
+    if ann is not None:
+        save_candidate_index(model, folder, min_items=0, params=ann)
     return model

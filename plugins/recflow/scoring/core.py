@@ -23,6 +23,11 @@ Why these choices:
   calibration (:func:`recflow.scoring.calibration.propensities`), here (and for exploration slots, by the
   same function on their model score, in :mod:`recflow.scoring.explore`), so batch,
   streaming and any other path give the same propensity for the same pair.
+* **An index for large catalogs.** A model whose artifact holds an approximate nearest-neighbour index
+  of its item factors (:mod:`recflow.scoring.ann`) and whose catalog has at least ``ann_min_items``
+  items gets each known user's candidates from the index; they are then re-scored exactly by the model
+  and the seen items removed like any candidate list. Below that size, or without an index, every item
+  is scored exactly.
 * **Exhausted users are data, not errors.** A user with nothing left to recommend gets 0 rows and is
   counted in :attr:`TopK.exhausted`.
 
@@ -39,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from recflow.constants import COL_ITEM, COL_PROPENSITY, COL_RANK, COL_SCORE, COL_SOURCE, COL_USER
+from recflow.scoring.ann import ANN_MIN_ITEMS, CandidateIndex
 from recflow.scoring.calibration import Calibration, propensities
 
 
@@ -65,6 +71,11 @@ class ScorableModel(Protocol):
 
     @property
     def calibration(self) -> Calibration | None: ...
+
+    @property
+    def candidate_index(self) -> CandidateIndex | None: ...
+
+    def query_vectors(self, batch: UserBatch) -> np.ndarray | None: ...
 
 
 #: Target size of one block of the (users x items) float32 score matrix: a few L2-sized tiles.
@@ -255,6 +266,7 @@ def score_batch(
     k: int,
     candidates: np.ndarray | None = None,
     n_candidates: int | None = None,
+    ann_min_items: int = ANN_MIN_ITEMS,
 ) -> TopK:
     """Top-``k`` unseen items for every user of ``batch``.
 
@@ -264,7 +276,10 @@ def score_batch(
     no candidates are given; ``n_candidates=0`` asks for the full catalog. Unknown users (code -1) get
     the popularity fallback (:meth:`ScorableModel.fallback_scores`, in (0, 1]); ``candidates`` given by
     the caller bound their rows too (a caller re-ranking its own list: the streaming scorer's
-    ``item_ids``). Seen items are always removed, and rows past a user's count are padding.
+    ``item_ids``). Seen items are always removed, and rows past a user's count are padding. Otherwise a
+    model with a :attr:`ScorableModel.candidate_index` and at least ``ann_min_items`` items takes its
+    known users' candidates from the index (re-scored exactly) when ``n_candidates`` is None (the model's
+    own choice: batch, Kafka and HTTP scoring); metrics ask for the full catalog (``n_candidates=0``).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -278,13 +293,20 @@ def score_batch(
     pool = model.candidate_pool if n_candidates is None else (n_candidates or None)
     if candidates is None and pool is not None and known.any():
         candidates = np.broadcast_to(popular_candidates(model, pool), (n, min(pool, n_items)))
-    step = block_rows(n_items if candidates is None else candidates.shape[1])
+    by_index = candidates is None and n_candidates is None and pool is None and n_items >= ann_min_items
+    ann = model.candidate_index if by_index else None
+    if ann is not None:
+        step = block_rows(ann.params.pool * ann.dim)
+    else:
+        step = block_rows(n_items if candidates is None else candidates.shape[1])
     for group, by_model in ((np.flatnonzero(known), True), (np.flatnonzero(~known), False)):
         for start in range(0, len(group), step):
             rows = group[start : start + step]
             sub = batch.take(rows)
             if candidates is not None and (by_model or explicit):
                 cols, vals, cnt = _top_of_candidates(model, sub, candidates[rows], by_model, k_eff)
+            elif ann is not None and by_model:
+                cols, vals, cnt = _top_of_index(model, ann, sub, k_eff)
             else:
                 cols, vals, cnt = _top_of_catalog(model, sub, by_model, k_eff)
             width = cols.shape[1]
@@ -307,6 +329,22 @@ def _top_of_candidates(
     block[_seen_among(cand, users.seen, model.index.n_items)] = -np.inf
     pos, vals, cnt = select_top_k(block, k)
     return np.where(pos >= 0, np.take_along_axis(cand, np.maximum(pos, 0), axis=1), -1), vals, cnt
+
+
+def _top_of_index(
+    model: ScorableModel, ann: CandidateIndex, users: UserBatch, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The users' top ``k`` among the index's candidates, re-scored exactly with their seen items removed.
+
+    Each user asks for the index's pool plus as many items as the most-seen user of the block has seen,
+    so removing seen items never leaves fewer than the pool to choose from.
+    """
+    queries = model.query_vectors(users)
+    if queries is None:
+        raise ScoringError("the model has an item index but gives no query vectors for its users")
+    most_seen = int(np.diff(users.seen.offsets).max(initial=0))
+    candidates = ann.candidates(queries, max(ann.params.pool, k) + most_seen)
+    return _top_of_candidates(model, users, candidates, True, k)
 
 
 def _top_of_catalog(

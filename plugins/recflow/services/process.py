@@ -272,6 +272,32 @@ def stop_group(
         raise ServiceError(f"processes {left} of group {pgid} survived SIGKILL")
 
 
+def stop_recorded(pid_path: Path, record: PidRecord, *, term_timeout: float = 30.0) -> None:
+    """Stop the group of a process started by :func:`start_detached` (SIGTERM, SIGKILL after
+    ``term_timeout``) and remove its pid file once nothing lives under it."""
+    stop_group(record.pid, term_timeout=term_timeout)
+    if read_live_pid(pid_path) is None:
+        pid_path.unlink(missing_ok=True)
+
+
+def stop_named(run_dir: Path, name: str, *, term_timeout: float = 30.0) -> bool:
+    """Stop the detached process whose pid file is ``run_dir/<name>.pid``, if it runs; True if one did.
+
+    The one way the scorer's and the HTTP API's launchers (and ``recflow services down``) stop theirs.
+    """
+    pid_path = run_dir / f"{name}.pid"
+    record = read_live_pid(pid_path)
+    if record is None:
+        return False
+    stop_recorded(pid_path, record, term_timeout=term_timeout)
+    return True
+
+
+def stop_all_named(run_dir: Path, prefix: str) -> list[str]:
+    """Stop every process whose pid file in ``run_dir`` is ``<prefix>*.pid``; the names of those that ran."""
+    return [path.stem for path in sorted(run_dir.glob(f"{prefix}*.pid")) if stop_named(run_dir, path.stem)]
+
+
 def as_user(user: str | None) -> dict[str, Any]:
     """``subprocess`` keyword arguments that run a child as ``user`` (none when ``user`` is None)."""
     if user is None:

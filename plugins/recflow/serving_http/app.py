@@ -36,7 +36,7 @@ from recflow.serving_http.errors import ApiError, HttpCode
 from recflow.serving_http.metrics import CONTENT_TYPE, HttpMetrics
 from recflow.streaming.answers import Scored, catalog_from_env, eligible_offers, score_requests
 from recflow.streaming.follower import ServingModel
-from recflow.streaming.protocol import MAX_REQUEST_BYTES, Reason, Rejection, Request, parse_request
+from recflow.streaming.protocol import MAX_REQUEST_BYTES, Reason, Rejection, Request, answer_body, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -137,21 +137,19 @@ class Api:
         if isinstance(parsed, Rejection):
             raise ApiError(parsed.reason, parsed.detail, request_id=parsed.request_id)
         model, answer = await self.batcher.score(parsed)
-        return _json(
-            {
-                "request_id": parsed.request_id,
-                "user_id": parsed.user_id,
-                "items": answer.items,
-                "scores": answer.scores,
-                "propensities": answer.propensities,
-                "offers": [] if self.catalog is None else eligible_offers(answer, self.catalog),
-                "catalog_digest": None if self.catalog is None else self.catalog.digest,
-                "model_version": model.version,
-                "model_digest": model.digest,
-                "source": answer.source,
-                **({"explore": answer.explore} if answer.explore else {}),
-            }
+        reply = answer_body(
+            parsed,
+            items=answer.items,
+            scores=answer.scores,
+            source=answer.source,
+            model_version=model.version,
+            propensities=answer.propensities,
+            offers=None if self.catalog is None else eligible_offers(answer, self.catalog),
+            catalog_digest=None if self.catalog is None else self.catalog.digest,
+            explore=answer.explore,
         )
+        reply["model_digest"] = model.digest  # HTTP callers have no model-update topic to learn it from
+        return _json(reply)
 
     # ------------------------------------------------------------------ Open Inference Protocol v2
     async def live(self, request: HttpRequest) -> Response:

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config.settings import project_root, serve_port, state_dir
-from recflow.services.process import PidRecord, is_alive, read_live_pid, start_detached, stop_group
+from recflow.services.process import (
+    PidRecord,
+    is_alive,
+    read_live_pid,
+    start_detached,
+    stop_all_named,
+    stop_named,
+    stop_recorded,
+)
 
 DEFAULT_NAME = "serve"
 
@@ -80,9 +88,7 @@ class ServerProcess:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM to the group (requests in flight finish), SIGKILL after ``timeout_s``."""
-        stop_group(self.record.pid, term_timeout=timeout_s)
-        if read_live_pid(self.pid_path) is None:
-            self.pid_path.unlink(missing_ok=True)
+        stop_recorded(self.pid_path, self.record, term_timeout=timeout_s)
 
 
 def server_argv(port: int, workers: int, server: str | None = None) -> list[str]:
@@ -130,17 +136,9 @@ def start_server(
 
 def stop_running_server(name: str = DEFAULT_NAME) -> bool:
     """Stop the HTTP API ``name`` of this state folder if it runs; True if one was running."""
-    running = running_server(name)
-    if running is None:
-        return False
-    running.stop()
-    return True
+    return stop_named(_paths(name)[0].parent, name)
 
 
 def stop_all_servers() -> list[str]:
     """Stop every HTTP API of this state folder (``recflow services down``); returns their names."""
-    stopped = []
-    for pid_file in sorted((state_dir() / "run").glob("serve*.pid")):
-        if stop_running_server(pid_file.stem):
-            stopped.append(pid_file.stem)
-    return stopped
+    return stop_all_named(state_dir() / "run", DEFAULT_NAME)

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config.settings import project_root, state_dir
-from recflow.services.process import PidRecord, is_alive, read_live_pid, start_detached, stop_group
+from recflow.services.process import (
+    PidRecord,
+    is_alive,
+    read_live_pid,
+    start_detached,
+    stop_all_named,
+    stop_named,
+    stop_recorded,
+)
 
 DEFAULT_NAME = "scorer"
 
@@ -78,9 +86,7 @@ class ScorerProcess:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM (the scorer delivers and commits what it holds), SIGKILL after ``timeout_s``."""
-        stop_group(self.record.pid, term_timeout=timeout_s)
-        if read_live_pid(self.pid_path) is None:
-            self.pid_path.unlink(missing_ok=True)
+        stop_recorded(self.pid_path, self.record, term_timeout=timeout_s)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: nothing is flushed or committed (the fault tests use it)."""
@@ -123,17 +129,9 @@ def start_scorer(
 
 def stop_running_scorer(name: str = DEFAULT_NAME) -> bool:
     """Stop the scorer ``name`` of this state folder if it runs; True if one was running."""
-    scorer = running_scorer(name)
-    if scorer is None:
-        return False
-    scorer.stop()
-    return True
+    return stop_named(_paths(name)[0].parent, name)
 
 
 def stop_all_scorers() -> list[str]:
     """Stop every scorer of this state folder (``recflow services down``); returns their names."""
-    stopped = []
-    for pid_file in sorted((state_dir() / "run").glob("scorer*.pid")):
-        if stop_running_scorer(pid_file.stem):
-            stopped.append(pid_file.stem)
-    return stopped
+    return stop_all_named(state_dir() / "run", DEFAULT_NAME)

@@ -280,6 +280,41 @@ def _item_ids(raw: Any) -> tuple[str, ...] | None:
     return tuple(raw)
 
 
+def answer_body(
+    request: Request,
+    *,
+    items: list[str],
+    scores: list[float],
+    source: str,
+    model_version: str,
+    propensities: list[float | None] | None = None,
+    offers: list[dict[str, Any]] | None = None,
+    catalog_digest: str | None = None,
+    explore: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The fields every answer to a valid request carries, on Kafka (:func:`encode_answer`) and over HTTP
+    (``recflow serve``'s ``/v1/recommend``), built in this one place so a field added for one path
+    cannot be missing from the other. ``source`` is ``model`` or ``fallback``; ``propensities``: the
+    calibrated P(interaction) per item, null where unknown; ``offers``: the eligible offers with their
+    rewards, empty without an offer catalog, whose digest ``catalog_digest`` names. When some positions
+    are exploration slots, ``explore`` lists them (``{"rank", "item_id", "logging_propensity"}``, see
+    :mod:`recflow.scoring.explore`); answers without any have no ``explore`` field."""
+    body: dict[str, Any] = {
+        "request_id": request.request_id,
+        "user_id": request.user_id,
+        "items": items,
+        "scores": scores,
+        "propensities": [None] * len(items) if propensities is None else propensities,
+        "offers": offers or [],
+        "catalog_digest": catalog_digest,
+        "model_version": model_version,
+        "source": source,
+    }
+    if explore:
+        body["explore"] = explore
+    return body
+
+
 def encode_answer(
     request: Request,
     *,
@@ -293,25 +328,13 @@ def encode_answer(
     catalog_digest: str | None = None,
     explore: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    """The answer to a valid request (``source`` is ``model`` or ``fallback``; ``propensities``: the
-    calibrated P(interaction) per item, null where unknown; ``offers``: the eligible offers with their
-    rewards, empty without an offer catalog, whose digest ``catalog_digest`` names). When some positions
-    are exploration slots, ``explore`` lists them (``{"rank", "item_id", "logging_propensity"}``, see
-    :mod:`recflow.scoring.explore`); answers without any have no ``explore`` field."""
-    answer: dict[str, Any] = {
-        "request_id": request.request_id,
-        "user_id": request.user_id,
-        "items": items,
-        "scores": scores,
-        "propensities": [None] * len(items) if propensities is None else propensities,
-        "offers": offers or [],
-        "catalog_digest": catalog_digest,
-        "model_version": model_version,
-        "source": source,
-        "error": None,
-        "request": {"partition": request.partition, "offset": request.offset},
-        "timing": {"sent_at_ms": request.sent_at_ms, "record_timestamp_ms": request.timestamp_ms, **timing},
-    }
+    """The Kafka answer to a valid request: :func:`answer_body`, plus ``error: null``, where the request
+    was read (partition, offset) and the scorer's ``timing`` (``explore`` stays the last field)."""
+    answer = answer_body(request, items=items, scores=scores, source=source, model_version=model_version,
+                         propensities=propensities, offers=offers, catalog_digest=catalog_digest)  # fmt: skip
+    answer["error"] = None
+    answer["request"] = {"partition": request.partition, "offset": request.offset}
+    answer["timing"] = {"sent_at_ms": request.sent_at_ms, "record_timestamp_ms": request.timestamp_ms, **timing}
     if explore:
         answer["explore"] = explore
     return _ENCODER.encode(answer)

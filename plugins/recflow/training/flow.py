@@ -38,6 +38,7 @@ from recflow.evaluation.calibration import CalibrationResult, calibrate_on_holdo
 from recflow.evaluation.canary import CANARY_FILE
 from recflow.evaluation.python_holdout import record_canary
 from recflow.evaluation.python_holdout import score_holdout as python_score_holdout
+from recflow.models.artifact import save_candidate_index
 from recflow.models.base import Recommender
 from recflow.models.exploration import write_exploration
 from recflow.models.segmented import SegmentedRecommender
@@ -277,11 +278,13 @@ def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
 
 
 def _save_artifact(spark: SparkSession, model: Recommender, folder: Path) -> None:
-    """Save the model, its calibration map and, beside them, what the canary must reproduce from the
-    registered bytes in a fresh process (:mod:`recflow.evaluation.canary`)."""
+    """Save the model, its calibration map, its item index (a large catalog's, :mod:`recflow.scoring.ann`)
+    and, beside them, what the canary must reproduce from the registered bytes in a fresh process
+    (:mod:`recflow.evaluation.canary`)."""
     model.save(folder)  # type: ignore[attr-defined]
     if model.calibration is not None:
         model.calibration.save(folder)
+    save_candidate_index(model, folder)  # large catalogs only: the index the scoring core retrieves from
     canary = spark_holdout.record_canary(spark, model) if spark_holdout.in_tables(model) else record_canary(model)
     (folder / CANARY_FILE).write_text(json.dumps(canary, sort_keys=True))
 

@@ -38,7 +38,9 @@ from recflow.services.process import (
     port_open,
     read_live_pid,
     start_detached,
+    stop_all_named,
     stop_group,
+    stop_named,
     wait_until,
 )
 from recflow.services.s3 import render_s3proxy_conf, s3proxy_argv
@@ -245,6 +247,26 @@ def test_a_process_that_execs_another_program_is_still_found(tmp_path: Path) -> 
         assert read_live_pid(pid_path) == rec
     finally:
         stop_group(rec.pid)
+
+
+def test_named_processes_stop_by_their_pid_file_and_only_those_of_the_prefix(tmp_path: Path) -> None:
+    """How ``recflow serve stop``, ``recflow scorer stop`` and ``recflow services down`` stop theirs."""
+    records = {
+        name: start_detached(
+            ["sleep", "30"], cwd=tmp_path, log_path=tmp_path / f"{name}.log", pid_path=tmp_path / f"{name}.pid"
+        )
+        for name in ("serve", "serve-bench", "scorer")
+    }
+    try:
+        assert stop_named(tmp_path, "serve") is True
+        assert not is_alive(records["serve"].pid) and not (tmp_path / "serve.pid").exists()
+        assert stop_named(tmp_path, "serve") is False  # nothing left to stop
+        assert stop_all_named(tmp_path, "serve") == ["serve-bench"]
+        assert is_alive(records["scorer"].pid), "another prefix is left alone"
+        assert stop_all_named(tmp_path, "scorer") == ["scorer"]
+    finally:
+        for rec in records.values():
+            stop_group(rec.pid)
 
 
 def test_unreadable_pid_file_is_removed(tmp_path: Path) -> None:

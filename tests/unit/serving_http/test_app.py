@@ -133,3 +133,20 @@ def test_an_http_answer_carries_the_kafka_answers_propensities_and_eligible_offe
     assert all(p is not None and 0 <= p <= 1 for p in answer["propensities"])
     assert answer["offers"] and answer["offers"] == eligible_offers(kafka, catalog)  # threshold 0 is always met
     assert answer["catalog_digest"] == catalog.digest
+
+
+def test_the_http_answer_has_every_field_of_the_kafka_answer_and_the_digest(
+    model: ServingModel, tmp_path: Path
+) -> None:
+    """Both paths build their answer with ``answer_body``: the HTTP one adds only ``model_digest``, the
+    Kafka one only its transport fields (``error``, ``request``, ``timing``)."""
+    import json
+
+    from recflow.streaming.protocol import encode_answer
+
+    client = TestClient(build_app(_champion(tmp_path, model)))
+    http = client.post("/v1/recommend", json={"request_id": "r1", "user_id": "u1", "k": 3}).json()
+    request = Request("r1", "u1", 3, None, None, None, 0, 0, 0)
+    kafka = json.loads(encode_answer(request, items=[], scores=[], source="model", model_version="v1", timing={}))
+    assert set(http) - {"model_digest"} == set(kafka) - {"error", "request", "timing"}
+    assert http["model_version"] == "v1" and http["model_digest"] == "digest-1"

@@ -1,0 +1,229 @@
+"""Approximate nearest-neighbour candidates for large catalogs: a faiss index of the item factors.
+
+Why: a factor model scores a user by one dot product per item, so exact top-K costs the whole catalog
+per user (10^6 items x rank 64 is 64 MFLOP and a 4 MB score row per user). Above
+:data:`ANN_MIN_ITEMS` items, the scoring core (:func:`recflow.scoring.core.score_batch`) asks this index
+for a few hundred candidates per user by inner product, then re-scores them exactly with the model and
+removes the user's seen items, as it does for any candidate list; below it, exact scoring over the whole
+catalog stays the default (it is cheaper there, and exact). Batch, Kafka and HTTP scoring all go
+through that one core, so they use the index the same way.
+
+Why faiss, and which structure: ``bench/ann.py`` compared faiss, hnswlib and usearch (HNSW each, 10^4
+items: recall@10 0.997 / 0.994 / 0.989, ``bench/results/ann.md``); faiss is already a runtime dependency,
+gives HNSW and IVF behind one file format and builds with every core. ``bench/ann_index.py`` then measured
+both structures inside the core (``bench/results/ann_index.md``): on i.i.d. factors IVF1024 (64 cells
+probed) recalled only 0.51-0.59 of the exact top-10 while HNSW32 with efSearch 256 and 200 re-scored
+candidates recalled 0.95-1.0 up to 10^5 items, so HNSW is the default. The structure and its search
+depth are :class:`AnnParams`, recorded in the artifact.
+
+Why plain files: the index is written by ``faiss.write_index`` (``ann.faiss``) beside ``ann.json`` (the
+parameters, the catalog shape, the sha256 of ``ann.faiss`` and of the item factors it was built from).
+Both files sit in the artifact folder, so the registry's manifest digest covers them like every other
+file, and nothing is unpickled. :meth:`CandidateIndex.load` refuses an index whose bytes or factors
+differ from what ``ann.json`` names: an index built from other factors would return the wrong items
+silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+ANN_INDEX_FILE: Final = "ann.faiss"
+ANN_META_FILE: Final = "ann.json"
+ANN_SCHEMA_VERSION: Final = 1
+
+#: Catalog size from which the core retrieves candidates from the index instead of scoring every item
+#: (and from which training builds one). ``bench/results/ann_index.md``: a one-user request took 0.13 ms
+#: exact at 10^4 items and 0.32 ms at 3x10^4 (linear in the catalog) against 0.7-1.3 ms with the index,
+#: so exact scoring stays cheaper up to about 10^5 items (the 10^5 row itself was taken at load 28-32
+#: and is noise); exact is also exact.
+ANN_MIN_ITEMS: Final = 100_000
+
+
+class AnnError(ValueError):
+    """An index file that does not match its ``ann.json`` or the model's item factors, or bad parameters."""
+
+
+@dataclass(frozen=True)
+class AnnParams:
+    """How the index is built and searched.
+
+    ``factory`` is a faiss ``index_factory`` string (``HNSW32``: a graph of 32 links per node; ``IVF1024,
+    Flat``: 1,024 k-means cells scanned exactly); ``build_depth`` is HNSW's ``efConstruction``;
+    ``search_depth`` is HNSW's ``efSearch`` or IVF's ``nprobe``; ``pool`` is how many candidates per user
+    the core re-scores exactly (plus the user's seen items, which it removes).
+    """
+
+    factory: str = "HNSW32"
+    build_depth: int = 40
+    search_depth: int = 256
+    pool: int = 200
+
+    def __post_init__(self) -> None:
+        if not self.factory.startswith(("HNSW", "IVF")):
+            raise AnnError(f"ann factory must be an HNSW or IVF faiss factory string, got {self.factory!r}")
+        if min(self.build_depth, self.search_depth, self.pool) < 1:
+            raise AnnError(f"ann depths and pool must be >= 1: {self}")
+
+    @property
+    def is_ivf(self) -> bool:
+        return self.factory.startswith("IVF")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def vectors_digest(vectors: np.ndarray) -> str:
+    """sha256 of the item factors as contiguous float32 (what the index was built from)."""
+    return hashlib.sha256(np.ascontiguousarray(vectors, dtype=np.float32).tobytes()).hexdigest()
+
+
+class CandidateIndex:
+    """A faiss inner-product index over a model's item factors; ids are the model's item codes."""
+
+    def __init__(self, index: Any, params: AnnParams, n_items: int, dim: int, vectors_sha256: str) -> None:
+        self._index = index
+        self.params = params
+        self.n_items = n_items
+        self.dim = dim
+        self.vectors_sha256 = vectors_sha256
+        self._set_search_depth()
+
+    @classmethod
+    def build(cls, item_factors: np.ndarray, params: AnnParams | None = None, *, threads: int = 0) -> CandidateIndex:
+        """Index ``item_factors`` (n_items x rank) with ``threads`` OpenMP threads (0: faiss's default,
+        every core). IVF cells are trained on at most 64 points per cell, enough for k-means and bounded."""
+        import faiss  # deferred: a native library, loaded only by processes that build or use an index
+
+        params = params or AnnParams()
+        vectors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        n, dim = vectors.shape
+        before = faiss.omp_get_max_threads()
+        if threads:
+            faiss.omp_set_num_threads(threads)
+        try:
+            index = faiss.index_factory(dim, params.factory, faiss.METRIC_INNER_PRODUCT)
+            if params.is_ivf:
+                sample = np.random.default_rng(0).permutation(n)[: 64 * faiss.extract_index_ivf(index).nlist]
+                index.train(vectors[np.sort(sample)])
+            else:
+                index.hnsw.efConstruction = params.build_depth  # type: ignore[attr-defined]  # faiss's stubs: Index only
+            index.add(vectors)
+        finally:
+            faiss.omp_set_num_threads(before)
+        return cls(index, params, n, dim, vectors_digest(vectors))
+
+    def retune(self, *, search_depth: int, pool: int) -> None:
+        """Search deeper or shallower and re-score more or fewer candidates, without a rebuild (the build
+        parameters stay): how ``bench/ann_index.py`` trades recall for time on one built index."""
+        self.params = replace(self.params, search_depth=search_depth, pool=pool)
+        self._set_search_depth()
+
+    def _set_search_depth(self) -> None:
+        import faiss  # deferred: see build
+
+        name = "nprobe" if self.params.is_ivf else "efSearch"
+        faiss.ParameterSpace().set_index_parameter(self._index, name, self.params.search_depth)
+
+    def candidates(self, queries: np.ndarray, n: int) -> np.ndarray:
+        """The ``n`` items of largest inner product with each query row (int32 item codes, -1 padded when
+        the index finds fewer)."""
+        n = min(n, self.n_items)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise AnnError(f"queries of shape {queries.shape} for an index of dimension {self.dim}")
+        if not self.params.is_ivf and n > self.params.search_depth:
+            import faiss  # deferred: see build
+
+            deeper = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs
+            deeper.efSearch = n  # a graph search returns at most efSearch results
+            _, ids = self._index.search(queries, n, params=deeper)
+        else:
+            _, ids = self._index.search(queries, n)
+        return ids.astype(np.int32)
+
+    def save(self, folder: Path) -> None:
+        """Write ``ann.faiss`` and ``ann.json`` (sorted keys: re-saving the same index writes the same bytes)."""
+        import faiss  # deferred: see build
+
+        faiss.write_index(self._index, str(folder / ANN_INDEX_FILE))
+        meta = {
+            "schema_version": ANN_SCHEMA_VERSION,
+            "library": "faiss",
+            "faiss_version": faiss.__version__,
+            "params": asdict(self.params),
+            "n_items": self.n_items,
+            "dim": self.dim,
+            "index_sha256": _sha256_file(folder / ANN_INDEX_FILE),
+            "vectors_sha256": self.vectors_sha256,
+        }
+        (folder / ANN_META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, folder: Path, item_factors: np.ndarray) -> CandidateIndex | None:
+        """The artifact's index, checked against its ``ann.json`` and the model's ``item_factors``; None
+        when the artifact has none (a small catalog, or written before indexes existed)."""
+        meta_path = folder / ANN_META_FILE
+        if not meta_path.exists():
+            return None
+        meta = _read_meta(meta_path)
+        path = folder / ANN_INDEX_FILE
+        if not path.exists():
+            raise AnnError(f"{folder}: {ANN_META_FILE} names an index but {ANN_INDEX_FILE} is missing")
+        found = _sha256_file(path)
+        if found != meta["index_sha256"]:
+            named = meta["index_sha256"]
+            raise AnnError(f"{path}: sha256 {found[:16]}... differs from {ANN_META_FILE}'s {named[:16]}...")
+        n, dim = item_factors.shape
+        if (n, dim) != (meta["n_items"], meta["dim"]) or vectors_digest(item_factors) != meta["vectors_sha256"]:
+            raise AnnError(
+                f"{path} was built from other item factors ({meta['n_items']} x {meta['dim']}, sha256 "
+                f"{meta['vectors_sha256'][:16]}...) than the model's ({n} x {dim})"
+            )
+        import faiss  # deferred: see build
+
+        return cls(faiss.read_index(str(path)), AnnParams(**meta["params"]), n, dim, meta["vectors_sha256"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Spark ships the model to its workers by pickle: send the index as faiss's own serialized bytes."""
+        import faiss  # deferred: see build
+
+        state = dict(self.__dict__)
+        state["_index"] = faiss.serialize_index(self._index)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import faiss  # deferred: see build
+
+        state["_index"] = faiss.deserialize_index(state["_index"])
+        self.__dict__.update(state)
+        self._set_search_depth()
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise AnnError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("schema_version") != ANN_SCHEMA_VERSION:
+        raise AnnError(f"{path}: schema_version {meta.get('schema_version') if isinstance(meta, dict) else None!r}, "
+                       f"this recflow reads {ANN_SCHEMA_VERSION}")  # fmt: skip
+    missing = {"params", "n_items", "dim", "index_sha256", "vectors_sha256"} - set(meta)
+    if missing:
+        raise AnnError(f"{path} lacks {sorted(missing)}")
+    try:
+        AnnParams(**meta["params"])
+    except TypeError as exc:
+        raise AnnError(f"{path}: bad params {meta['params']!r}: {exc}") from exc
+    return meta
