@@ -294,7 +294,7 @@ def _one_defect_per_user(model: AlsRecommender) -> tuple[list[str], list[tuple[A
     known = [u for u in model.index.users if u not in ("u000", "u001")]
     seen_of = {known[3]: [items[2]]}
     good = {u: [(u, r, items[10 + r], 1.0 - r / 10, "v1", "model") for r in range(1, K + 1)] for u in known[:12]}
-    broken = {**good}
+    broken: dict[str, list[tuple[Any, ...]]] = {**good}
     u = known
     broken[u[0]] = [(u[0], r if r != 3 else 2, *row[2:]) for r, row in zip(range(1, K + 1), good[u[0]], strict=True)]
     broken[u[1]] = [*good[u[1]][:2], (u[1], 3, items[13], 5.0, "v1", "model"), *good[u[1]][3:]]
