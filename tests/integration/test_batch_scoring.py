@@ -327,7 +327,8 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(wor
     from recflow.validation import load_suite_spec, validate_frame
     from recflow.validation.chunked import run_suite_in_chunks  # deferred: great_expectations, as above
 
-    model: AlsRecommender = world["model"]
+    model = load_recommender(world["artifact"])  # as the job loads it: with its calibration map
+    assert isinstance(model, AlsRecommender) and model.calibration is not None
     u, rows, requested, seen = _one_defect_per_user(model)
     codes = dict(zip(model.index.users, range(model.index.n_users), strict=False))
     user_codes = np.array([codes.get(x, -1) for x in requested], dtype=np.int64)
