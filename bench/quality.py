@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling report module, run or loaded by path
+from machine import finish_run, start_run
 from quality_report import (
     DEFINITIONS,
     check_goals,
@@ -346,8 +347,12 @@ def run_benchmark(
     out_dir: Path,
     *,
     dataset: str = "MovieLens-100K",
+    argv: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run every protocol and seed, write ``quality.json``, ``.md`` and ``.png`` to ``out_dir``; return the report."""
+    """Run every protocol and seed, write ``quality.json``, ``.md`` and ``.png`` to ``out_dir``; return the report.
+
+    ``argv``: the command line recorded under ``run`` (``bench/machine.py``: commit, command, times, load)."""
+    run = start_run(argv)
     started, load_at_start = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
     machine = machine_info(spark)  # now: the code version is the one that runs, whatever is committed later
     available = protocols(config.validation_ratio)
@@ -384,6 +389,7 @@ def run_benchmark(
         "protocols": results,
         "goals": check_goals(results),
         "runtime_s": time.perf_counter() - started,
+        "run": finish_run(run),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "quality.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -431,7 +437,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     interactions = load_movielens(args.movielens_dir)
     spark = get_spark("recflow-bench-quality", master=args.master)
     try:
-        report = run_benchmark(spark, interactions, config, args.out)
+        report = run_benchmark(spark, interactions, config, args.out, argv=sys.argv[1:] if argv is None else argv)
     finally:
         spark.stop()
     print(render_markdown(report))

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from machine import provenance_line  # bench/machine.py: this folder is on sys.path (see quality.py)
+
 from recflow.evaluation.metrics import metrics_table
 
 if TYPE_CHECKING:
@@ -265,6 +267,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{machine['load_average_at_start']}, at end {machine['load_average_at_end']}: timings on a busy "
         "machine are slower than on an idle one.",
         "",
+        *([provenance_line(report["run"]), ""] if "run" in report else []),
         f"Seeds {config['seeds']}, k={k}, search budgets {config['budgets']}; each family is fitted by its own "
         "trainer entry point and scored by recflow.evaluation.metrics. Results are test metrics, mean ± sample std "
         "over seeds.",

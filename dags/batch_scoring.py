@@ -5,7 +5,9 @@ Nightly, and whenever a new champion is promoted: a Spark job scores every activ
 with the champion of the run's data interval (or a pinned `version`), removes what
 each user has already seen in the lake, checks the output with `expectations/batch_scores.json` in a
 staging folder and only then publishes `scores/event_date=<day>/` (the previous partition is kept when
-the check fails). Each published partition emits a `recflow://lake/scores` Asset event.
+the check fails). Each published partition emits a `recflow://lake/scores` Asset event. With an offer
+catalog (the `offers` Param, else `RECFLOW_OFFERS`, passed to the job as `--offers`), the day's
+`offers/event_date=<day>/` is published in the same commit.
 
 CLI: `airflow dags test batch_scoring 2026-11-09`; history:
 `airflow backfill create --dag-id batch_scoring --from-date ... --to-date ... --reprocess-behavior completed`
@@ -50,6 +52,13 @@ PARAMS = {
         maxItems=MAX_PINNED_USERS,
         uniqueItems=True,
         description=f"Only these users (empty: all); at most {MAX_PINNED_USERS}.",
+    ),
+    "offers": Param(
+        "",
+        type="string",
+        maxLength=1024,
+        description="Offer catalog file for this run, e.g. ../shared/data/pcard/offerList.csv (relative to the "
+        "project root); empty: RECFLOW_OFFERS, or no offers when that is unset.",
     ),
 }
 

@@ -2,7 +2,8 @@
 
 Launch (the batch_scoring DAG builds the same list; the version is resolved by its plan task):
     spark-submit --master 'local[*]' spark_jobs/batch_score.py --lake .recflow/lake --date 2026-11-08 \
-        --k 10 --active-days 30 --version als-20261108T0000-3f9a2c1b7e04 --digest <manifest sha256>
+        --k 10 --active-days 30 --version als-20261108T0000-3f9a2c1b7e04 --digest <manifest sha256> \
+        [--offers ../shared/data/pcard/offerList.csv]
 
 Exit status 1 with one last line ``batch_score failed: <Error>: <message>`` for bad inputs (unknown,
 unblessed or unreadable version, a digest other than the planner's, no active users, output rejected
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 from recflow.batch.job import run_batch_scoring
 from recflow.batch.layout import ScoringRequest
 from recflow.config.logs import configure_json_logs
-from recflow.data.offers import ENV_PATH, OfferCatalogError
+from recflow.data.offers import OfferCatalogError
 from recflow.registry import RegistryError
 from recflow.registry.serving import fetch_artifact
 from recflow.scoring.core import ScoringError
@@ -39,8 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users-json", default=None, help="score only these user ids (a JSON list)")
     parser.add_argument(
         "--offers",
-        default=os.environ.get(ENV_PATH),
-        help=f"offer catalog (default env {ENV_PATH}); with it the day's offers are published with the scores",
+        default=None,
+        help="offer catalog file (the DAG's planner resolves it); with it the day's offers are published with "
+        "the scores, without it none",
     )
     args = parser.parse_args(argv)
     configure_json_logs(model_version=args.version)  # JSON lines with the DAG run (AIRFLOW_CTX_*) and version

@@ -265,11 +265,13 @@ def test_tampered_artifact_is_refused_and_yesterday_kept(
 
 
 def _staged(rows: list[tuple[Any, ...]]) -> Any:
-    """Staged score rows as a Parquet file holds them (a NaN score stays NaN, a None stays null); the
-    propensity column is null (the checks do not read it)."""
+    """Staged score rows as a Parquet file holds them (a NaN score stays NaN, a None stays null). A row's
+    calibrated propensity is its 7th field when it has one, else 0.5 on model rows and null on the others
+    (the scoring core's rule for a calibrated model); the logging propensity is null."""
     import pyarrow as pa
 
-    columns = [*zip(*rows, strict=True), [None] * len(rows), [None] * len(rows)]  # propensities null
+    propensity = [row[6] if len(row) > 6 else 0.5 if row[5] == "model" else None for row in rows]
+    columns = [*zip(*(row[:6] for row in rows), strict=True), propensity, [None] * len(rows)]
     types = [pa.string(), pa.int32(), pa.string(), pa.float64(), pa.string(), pa.string(), pa.float64(), pa.float64()]
     return pa.table(
         {name: pa.array(list(values), type=t) for name, values, t in zip(SCORE_COLUMNS, columns, types, strict=True)}
@@ -277,14 +279,14 @@ def _staged(rows: list[tuple[Any, ...]]) -> Any:
 
 
 def _one_defect_per_user(model: AlsRecommender) -> tuple[list[str], list[tuple[Any, ...]], list[str], Ragged]:
-    """Staged rows, shuffled, in which each of ``u[0]`` .. ``u[9]`` (``u``: the known users but u000 and
-    u001) breaks one rule, beside two good users, a user not requested ("stranger"), a fallback user and an
+    """Staged rows, shuffled, in which each of ``u[0]`` .. ``u[10]`` (``u``: the known users but u000 and
+    u001) breaks one rule, beside one good user, a user not requested ("stranger"), a fallback user and an
     exhausted one (u001, no rows). Returns ``u``, the rows, the requested users and their seen items."""
     items = list(model.index.items)
     known = [u for u in model.index.users if u not in ("u000", "u001")]
     seen_of = {known[3]: [items[2]]}
     good = {u: [(u, r, items[10 + r], 1.0 - r / 10, "v1", "model") for r in range(1, K + 1)] for u in known[:12]}
-    broken = {**good}
+    broken: dict[str, list[tuple[Any, ...]]] = {**good}
     u = known
     broken[u[0]] = [(u[0], r if r != 3 else 2, *row[2:]) for r, row in zip(range(1, K + 1), good[u[0]], strict=True)]
     broken[u[1]] = [*good[u[1]][:2], (u[1], 3, items[13], 5.0, "v1", "model"), *good[u[1]][3:]]
@@ -296,6 +298,7 @@ def _one_defect_per_user(model: AlsRecommender) -> tuple[list[str], list[tuple[A
     broken[u[7]] = [*good[u[7]][:-1], (u[7], K, items[10 + K], 0.4, "v1", "fallback")]
     broken[u[8]] = [*good[u[8]][:-1], (u[8], K, items[11], 0.4, "v1", "model")]  # item of rank 1 again
     broken[u[9]] = [*good[u[9]][:3], good[u[9]][4]]  # ranks 1, 2, 3, 5
+    broken[u[10]] = [(*good[u[10]][0], 1.5), *good[u[10]][1:]]  # a propensity above 1
     broken["stranger"] = [("stranger", r, items[r], 0.5, "v1", "fallback") for r in range(1, K + 1)]
     broken["new-user"] = [("new-user", r, items[r], 1.0 / r, "v1", "fallback") for r in range(1, K + 1)]
     rows = [row for user_rows in broken.values() for row in user_rows]
@@ -316,7 +319,8 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(wor
     from recflow.validation import load_suite_spec, validate_frame
     from recflow.validation.chunked import run_suite_in_chunks  # deferred: great_expectations, as above
 
-    model: AlsRecommender = world["model"]
+    model = load_recommender(world["artifact"])  # as the job loads it: with its calibration map
+    assert isinstance(model, AlsRecommender) and model.calibration is not None
     u, rows, requested, seen = _one_defect_per_user(model)
     codes = dict(zip(model.index.users, range(model.index.n_users), strict=False))
     user_codes = np.array([codes.get(x, -1) for x in requested], dtype=np.int64)
@@ -329,6 +333,7 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(wor
     flagged = {
         "duplicate_ranks": [u[0]], "scores_out_of_order": [u[1], u[6]], "seen_items": [u[3]],
         "unknown_items": [u[4]], "nonfinite_scores": [u[6]], "wrong_source_rows": [u[7]], "duplicate_items": [u[8]],
+        "bad_calibrated_propensity_rows": [u[10]],  # a propensity above 1 (u[7]'s fallback row has none: right)
     }  # fmt: skip
     for column, users in flagged.items():
         assert sorted(whole.loc[whole[column] > 0].index) == users, column
@@ -346,6 +351,7 @@ def test_per_user_checks_flag_each_broken_user_and_match_the_row_level_truth(wor
         "rows_per_user_not_min_k_unseen": u[2], "seen_item_recommended": u[3], "unknown_item": u[4],
         "wrong_model_version": u[5], "score_not_finite": u[6], "wrong_source": u[7],
         "duplicate_recommendation": u[8], "user_not_requested": "stranger",
+        "propensity_missing_stray_or_out_of_range": u[10],
     }  # fmt: skip
     assert set(failed) == set(expected)
     for reason, user in expected.items():

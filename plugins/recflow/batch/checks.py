@@ -4,7 +4,8 @@ The suite (``expectations/batch_scores.json``) runs on one row per user (:data:`
 what the inputs say the user should get (``expected_rows`` = ``min(k, unseen)`` from the catalog or the
 candidate pool minus the seen items, and the expected source) beside counts of what the user's staged
 rows break (duplicate or missing ranks, unsorted scores, seen, unknown or duplicate items, the wrong
-source, non-finite scores, a missing or stray logging propensity) and the ranges they span (ranks,
+source, non-finite scores, a missing or stray logging propensity, a calibrated propensity that is
+missing, stray or outside [0, 1]) and the ranges they span (ranks,
 scores by source, versions). Rules about rows are per-user counts that must be 0, so the suite still
 judges every staged row, on k times fewer rows, and a failure names the users.
 
@@ -27,6 +28,7 @@ import numpy as np
 from recflow.constants import (
     COL_ITEM,
     COL_LOGGING_PROPENSITY,
+    COL_PROPENSITY,
     COL_RANK,
     COL_SCORE,
     COL_SOURCE,
@@ -56,6 +58,7 @@ CHECK_COLUMNS: Final = (
     "unknown_items",
     "wrong_source_rows",
     "bad_propensity_rows",
+    "bad_calibrated_propensity_rows",
     "model_score_min",
     "model_score_max",
     "fallback_score_min",
@@ -70,7 +73,7 @@ def check_schema() -> pa.Schema:
 
     ints = ("user_rows", "max_rank", "incomplete_rows", "duplicate_ranks", "duplicate_items",
             "scores_out_of_order", "nonfinite_scores", "seen_items", "unknown_items", "wrong_source_rows",
-            "bad_propensity_rows")  # fmt: skip
+            "bad_propensity_rows", "bad_calibrated_propensity_rows")  # fmt: skip
     types = {COL_USER: pa.string(), "expected_rows": pa.int64(), "expected_source": pa.string(),
              "min_rank": pa.int64(), "version_min": pa.string(), "version_max": pa.string(),
              **dict.fromkeys(ints, pa.int64())}  # fmt: skip
@@ -82,13 +85,15 @@ class ExpectedUsers:
     """The users of a scored batch and what the inputs say each should get.
 
     ``ids`` are distinct; ``fallback`` marks users unknown to the model (their rows must be fallback
-    rows); ``rows`` is ``min(k, unseen)``; ``seen`` their seen item codes, sorted within each user.
+    rows); ``rows`` is ``min(k, unseen)``; ``seen`` their seen item codes, sorted within each user;
+    ``calibrated``: the model carries a calibration map, so its rows must carry a ``propensity``.
     """
 
     ids: pa.Array
     fallback: np.ndarray
     rows: np.ndarray
     seen: Ragged
+    calibrated: bool
 
     @classmethod
     def of_batch(cls, model: ScorableModel, k: int, ids: pa.Array, codes: np.ndarray, seen: Ragged) -> ExpectedUsers:
@@ -97,7 +102,8 @@ class ExpectedUsers:
 
         fallback = codes < 0
         flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-        return cls(flat.cast(pa.string()), fallback, expected_rows(model, k, fallback, seen), seen)
+        rows = expected_rows(model, k, fallback, seen)
+        return cls(flat.cast(pa.string()), fallback, rows, seen, model.calibration is not None)
 
 
 def expected_rows(model: ScorableModel, k: int, fallback: np.ndarray, seen: Ragged) -> np.ndarray:
@@ -149,6 +155,9 @@ def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> p
         "unknown_items": pa.array(rows.count(rows.item_valid & ~rows.code_valid)),
         "wrong_source_rows": _nullable(user_rows - own_source, ~requested, pa.int64()),
         "bad_propensity_rows": pa.array(rows.count(_bad_propensity(rows))),
+        "bad_calibrated_propensity_rows": pa.array(
+            rows.count(_bad_calibrated_propensity(rows, expected.calibrated, expected_fallback))
+        ),
         "model_score_min": pa.array(model_low, from_pandas=True),
         "model_score_max": pa.array(model_high, from_pandas=True),
         "fallback_score_min": pa.array(fallback_low, from_pandas=True),
@@ -180,7 +189,8 @@ class _StagedRows:
     is_model: np.ndarray
     is_fallback: np.ndarray
     is_explore: np.ndarray
-    propensity: np.ndarray  # NaN where null
+    propensity: np.ndarray  # the logging propensity, NaN where null
+    calibrated: np.ndarray  # the calibrated propensity, NaN where null
 
     @classmethod
     def decode(cls, staged: pa.Table, expected_ids: pa.Array, items: pa.Array) -> _StagedRows:
@@ -218,6 +228,7 @@ class _StagedRows:
             is_fallback=np.asarray(pc.equal(source, SOURCE_FALLBACK).fill_null(False), dtype=bool),
             is_explore=np.asarray(pc.equal(source, SOURCE_EXPLORE).fill_null(False), dtype=bool),
             propensity=np.asarray(column(COL_LOGGING_PROPENSITY, pa.float64()).fill_null(np.nan), dtype=np.float64),
+            calibrated=np.asarray(column(COL_PROPENSITY, pa.float64()).fill_null(np.nan), dtype=np.float64),
         )
 
     @property
@@ -318,6 +329,16 @@ def _bad_propensity(rows: _StagedRows) -> np.ndarray:
     p = rows.propensity
     in_range = (p > 0) & (p <= 1)  # False for NaN (null)
     return np.where(rows.is_explore, ~in_range, ~np.isnan(p))
+
+
+def _bad_calibrated_propensity(rows: _StagedRows, calibrated: bool, user_fallback: np.ndarray) -> np.ndarray:
+    """Rows whose calibrated propensity breaks the scoring core's rule: null on fallback rows, on the
+    explore rows of a user the fallback scored, and for a model without a calibration map; within [0, 1]
+    on every other row (NaN counts as missing)."""
+    p = rows.calibrated
+    needs = calibrated & ~rows.is_fallback & ~(rows.is_explore & user_fallback[rows.group])
+    in_range = (p >= 0) & (p <= 1)  # False for NaN (null)
+    return np.where(needs, ~in_range, ~np.isnan(p))
 
 
 def _repeated_and_seen_items(rows: _StagedRows, seen: Ragged, n_items: int) -> tuple[np.ndarray, np.ndarray]:

@@ -80,6 +80,26 @@ def default_path() -> Path:
     return Path(raw) if raw else project_root().parent / "shared" / "data" / "pcard" / "offerList.csv"
 
 
+def run_catalog(choice: str | None = None) -> Path | None:
+    """The catalog a batch run scores with, or None (no offers): the run's ``choice`` (its ``offers`` Param;
+    a relative path is taken from the project root, so ``../shared/data/pcard/offerList.csv`` works), else
+    ``RECFLOW_OFFERS`` of the process that plans the run, else none.
+
+    Why the planner resolves it: the Spark job gets the path as ``--offers`` and never reads the
+    environment itself, so what a run used does not depend on which variables reach ``spark-submit``.
+    Raises :class:`OfferCatalogError` when the chosen file does not exist (before any Spark job starts).
+    """
+    raw = choice or os.environ.get(ENV_PATH)
+    if not raw:
+        return None
+    path = Path(raw)
+    path = path if path.is_absolute() else project_root() / path
+    if not path.is_file():
+        source = "the run's offers Param" if choice else ENV_PATH
+        raise OfferCatalogError(f"offer catalog {path} (from {source}) does not exist")
+    return path
+
+
 def read_catalog(path: str | Path | None = None) -> OfferCatalog:
     """Read a catalog file (``.parquet``: those columns; anything else: headerless CSV) as strings, row
     numbers kept. Raises :class:`OfferCatalogError` for a missing file or a CSV row without four fields."""

@@ -30,7 +30,12 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
     a re-run gets the same one (never "the champion now"). No champion for the interval (an empty
     registry, or a day before the first promotion took effect) skips the run: there is nothing to
     score it with, and no retry would change that.
+
+    The offer catalog is fixed here too and passed as ``--offers`` (:func:`recflow.data.offers.run_catalog`:
+    the ``offers`` Param, else ``RECFLOW_OFFERS``, else no offers); a named file that does not exist
+    fails the plan, before the Spark job.
     """
+    from recflow.data.offers import run_catalog  # deferred: pulls in pandas at DAG parse time
     from recflow.registry import ModelRegistry, NoChampion, resolve_serving_version  # deferred: pulls in botocore
 
     context = get_current_context()
@@ -53,7 +58,9 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
         log.info("%s is the champion of the interval ending %s (%s for the interval ending %s, by %s)",
                  version, end.isoformat(), record.kind, record.interval_end, record.actor)  # fmt: skip
     users = [str(u) for u in params.get("users") or []]
-    log.info("scoring %s with %s (%s)", day, version, f"{len(users)} users" if users else "every active user")
+    catalog = run_catalog(params.get("offers") or None)
+    log.info("scoring %s with %s (%s), offer catalog %s", day, version,
+             f"{len(users)} users" if users else "every active user", catalog or "none")  # fmt: skip
     return [
         "--lake", spark_uri(load_settings().lake_uri),
         "--date", str(day),
@@ -62,6 +69,7 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
         "--version", version,
         "--digest", serving.digest,
         *(["--users-json", json.dumps(users)] if users else []),
+        *(["--offers", str(catalog)] if catalog is not None else []),
     ]  # fmt: skip
 
 

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The (user, item) pairs every model of the run is judged on (see the module docstring), and the
-    window's training pairs (the slices' buckets are drawn from them).
+    window's training rows (user, item, event_date: the slices' buckets are drawn from them).
 
     ``lake`` is a local path, an ``s3://`` URI or a :class:`LakeStore`: the compare task runs where
     Airflow runs, and an S3 lake is read through the store (committed partitions only), never as a path.
@@ -65,13 +65,14 @@ def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> tupl
         part = f"interactions/{COL_DATE}={day}"
         if store.exists(part):
             frame = _read_pairs(store, part)
+            frame[COL_DATE] = day
             frame["_holdout"] = day >= str(window.holdout_start)
             frames.append(frame)
     if not frames:
         where = store.uri("interactions")
         raise JudgingError(f"no validated interactions under {where} for {window.start}..{window.end}")
     data = pd.concat(frames, ignore_index=True)
-    train = data[~data["_holdout"]][[COL_USER, COL_ITEM]]
+    train = data[~data["_holdout"]][[COL_USER, COL_ITEM, COL_DATE]]
     truth = judgeable_given_training(data[data["_holdout"]], train)
     if truth.empty:
         raise JudgingError(f"the hold-out {window.holdout_start}..{window.end} has no pairs to judge on")
@@ -80,10 +81,12 @@ def shared_holdout(lake: LakeStore | Path | str, window: TrainingWindow) -> tupl
 
 def _read_pairs(store: LakeStore, part: str) -> pd.DataFrame:
     """The (user, item) columns of one committed day, read column by column through the store."""
-    columns = {
-        col: np.concatenate([np.empty(0, dtype=object), *store.read_column(part, col)]) for col in (COL_USER, COL_ITEM)
-    }
-    return pd.DataFrame(columns)
+    return pd.DataFrame({col: _column(store, part, col) for col in (COL_USER, COL_ITEM)})
+
+
+def _column(store: LakeStore, part: str, column: str) -> np.ndarray:
+    """One column of a committed lake folder, whole (an object array when the folder is empty)."""
+    return np.concatenate([np.empty(0, dtype=object), *store.read_column(part, column)])
 
 
 def score_and_decide(
@@ -97,10 +100,12 @@ def score_and_decide(
     work_dir: Path,
 ) -> Judgement:
     """Score the candidates and the current champion on the shared hold-out and apply the policy."""
-    truth, train = shared_holdout(lake_root, window)
+    store = open_store(lake_root) if isinstance(lake_root, (str, Path)) else lake_root
+    truth, train = shared_holdout(store, window)
     champion = _current_champion(registry)
     models = dict(candidates) if champion is None else {**candidates, CHAMPION: champion}
-    slicing = _Slicing(train, slices_of_the_project(), _catalog_thresholds())
+    specs = slices_of_the_project()
+    slicing = _Slicing(train, specs, _catalog_thresholds(), feature_tables(store, specs))
     scored = {name: _score(registry, name, mv, truth, cutoffs, work_dir, slicing) for name, mv in models.items()}
     metrics = {name: m for name, (m, _, _) in scored.items()}
     calibration = {name: figures for name, (_, figures, _) in scored.items() if figures is not None}
@@ -137,13 +142,31 @@ def slices_of_the_project() -> tuple[SliceSpec, ...]:
     return load_slices(path) if path.is_file() else ()
 
 
+def feature_tables(store: LakeStore, specs: Sequence[SliceSpec]) -> dict[str, pd.DataFrame]:
+    """The lake tables (``<lake>/<table>/``, e.g. ``items/``) the ``feature`` slices name, with the id and
+    feature columns they need; a table the lake lacks is left out, and its slices are skipped."""
+    wanted: dict[str, set[str]] = {}
+    for spec in specs:
+        if spec.kind == "feature" and spec.table is not None and spec.feature is not None:
+            wanted.setdefault(spec.table, set()).update((spec.column, spec.feature))
+    out = {}
+    for table, columns in sorted(wanted.items()):
+        if not store.exists(table):
+            log.info("no %s in the lake: its feature slices are skipped", store.uri(table))
+            continue
+        out[table] = pd.DataFrame({col: _column(store, table, col) for col in sorted(columns)})
+    return out
+
+
 @dataclass(frozen=True)
 class _Slicing:
-    """What the per-slice metrics need besides a model's lists: the training pairs and the slices."""
+    """What the per-slice metrics need besides a model's lists: the training rows, the slices and their
+    feature tables."""
 
     train: pd.DataFrame
     specs: tuple[SliceSpec, ...]
     thresholds: dict[str, int] | None  # the offer catalog's, when RECFLOW_OFFERS names one
+    features: dict[str, pd.DataFrame]
 
 
 def _catalog_thresholds() -> dict[str, int] | None:
@@ -173,7 +196,9 @@ def _score(
     recs = model.recommend(truth[COL_USER].unique(), k=ks[-1], exclude_seen=exclude_seen)
     metrics = holdout_metrics(model, truth, recs, ks)
     catalog = model.index.items
-    metrics.update(slice_metrics(truth, recs, slicing.train, slicing.specs, k=ks[0], catalog=catalog))
+    metrics.update(
+        slice_metrics(truth, recs, slicing.train, slicing.specs, k=ks[0], catalog=catalog, features=slicing.features)
+    )
     figures = holdout_figures(recs, truth, k=ks[0])
     table = category_table(recs, truth, k=ks[0], thresholds=slicing.thresholds).reset_index()
     categories = [{key: _plain(value) for key, value in row.items()} for row in table.to_dict("records")]

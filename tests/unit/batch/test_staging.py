@@ -16,17 +16,20 @@ from recflow.batch.publish import SUITE, _check_chunks, _reconcile, _staged_file
 from recflow.batch.staging import TMP_SUFFIX, StagedFiles, StagingPlan, bucket_of
 from recflow.models.als import AlsParams, AlsRecommender
 from recflow.models.index import IdIndex, SeenItems
+from recflow.scoring.calibration import Calibration
 from recflow.scoring.core import Ragged, ScoringError
 
 K = 3
 ITEMS = [f"i{n}" for n in range(6)]
 
 
-def _model() -> AlsRecommender:
+def _model(calibrated: bool = True) -> AlsRecommender:
     index = IdIndex(users=("a", "b", "x"), items=tuple(ITEMS))
     seen = SeenItems(indptr=np.zeros(4, dtype=np.int64), indices=np.zeros(0, dtype=np.int32))
     factors = np.ones((3, 2), dtype=np.float32)
-    return AlsRecommender(index, seen, factors, np.ones((len(ITEMS), 2), dtype=np.float32), AlsParams(rank=2))
+    model = AlsRecommender(index, seen, factors, np.ones((len(ITEMS), 2), dtype=np.float32), AlsParams(rank=2))
+    model.calibration = Calibration("platt", a=1.0, b=0.0) if calibrated else None
+    return model
 
 
 def _rows(users: list[str]) -> pa.RecordBatch:
@@ -145,6 +148,7 @@ def test_a_nan_score_is_counted_not_turned_into_an_infinite_range() -> None:
             "score": [0.9, float("nan")],
             "model_version": ["v1", "v1"],
             "source": ["fallback", "model"],
+            "propensity": pa.array([None, 0.5], type=pa.float64()),
             "logging_propensity": pa.array([None, None], type=pa.float64()),
         }
     )
@@ -170,6 +174,7 @@ def test_an_explore_row_sits_in_its_slot_whatever_its_score_and_is_right_for_any
                 "score": [*scores, 0.9, 0.5, 0.1],
                 "model_version": ["v1"] * 6,
                 "source": ["model", "explore", "model", "fallback", "fallback", "explore"],
+                "propensity": [0.6, 0.9, 0.4, None, None, None],  # zz is a fallback user: none at all
                 "logging_propensity": propensity or [None, 0.2, None, None, None, 0.5],
             }
         )
@@ -183,3 +188,38 @@ def test_an_explore_row_sits_in_its_slot_whatever_its_score_and_is_right_for_any
     assert stray.column("bad_propensity_rows").to_pylist() == [2, 1]
     broken = user_checks(rows([0.1, 5.0, 0.9], ITEMS[3]), users, pa.array(ITEMS)).to_pylist()[0]
     assert broken["scores_out_of_order"] == 1 and broken["seen_items"] == 1
+
+
+@pytest.mark.parametrize(
+    ("calibrated", "propensity", "bad"),
+    [
+        (True, [0.7, 0.0, 1.0, None, None, None], [0, 0]),  # [0, 1] inclusive; fallback rows null
+        (True, [0.7, None, 0.2, None, None, None], [1, 0]),  # a model row without one
+        (True, [0.7, 1.5, -0.1, None, None, None], [2, 0]),  # out of range
+        (True, [0.7, float("nan"), 0.2, None, None, None], [1, 0]),  # NaN counts as missing
+        (True, [0.7, 0.5, 0.2, 0.3, None, 0.4], [0, 2]),  # a fallback user's rows (explore too) carry none
+        (False, [None] * 6, [0, 0]),  # a model without a map: null everywhere
+        (False, [0.7, None, None, None, None, None], [1, 0]),  # ... so a value is stray
+    ],
+)
+def test_the_calibrated_propensity_is_null_only_for_fallback_or_uncalibrated_rows_else_in_0_1(
+    calibrated: bool, propensity: list[float | None], bad: list[int]
+) -> None:
+    """``bad_calibrated_propensity_rows``, which ``expectations/batch_scores.json`` requires to be 0: user a
+    (known: model, explore, model rows) and zz (unknown: fallback, fallback, explore rows)."""
+    model = _model(calibrated)
+    users = ExpectedUsers.of_batch(model, K, pa.array(["a", "zz"]), np.array([0, -1]), Ragged.empty(2))
+    rows = pa.table(
+        {
+            "user_id": ["a"] * 3 + ["zz"] * 3,
+            "rank": pa.array([1, 2, 3] * 2, type=pa.int32()),
+            "item_id": ["i0", "i1", "i2"] * 2,
+            "score": [0.9, 0.5, 0.1, 0.9, 0.5, 0.1],
+            "model_version": ["v1"] * 6,
+            "source": ["model", "explore", "model", "fallback", "fallback", "explore"],
+            "propensity": pa.array(propensity, type=pa.float64(), from_pandas=True),
+            "logging_propensity": [None, 0.2, None, None, None, 0.5],
+        }
+    )
+    checks = user_checks(rows, users, pa.array(ITEMS))
+    assert checks.column("bad_calibrated_propensity_rows").to_pylist() == bad

@@ -77,6 +77,7 @@ def test_json_schema(report_dir: tuple[dict[str, Any], Path]) -> None:
     assert {"date_utc", "cores", "versions", "spark_master", "load_average_at_start", "load_average_at_end"} <= set(
         report["machine"]
     )
+    assert {"commit", "dirty", "command", "started", "finished", "load_avg_start", "load_avg_end"} <= set(report["run"])
     assert set(report["protocols"]) == set(PROTOCOLS)
     for name, result in report["protocols"].items():
         assert set(result["summary"]) == set(FAMILIES), name

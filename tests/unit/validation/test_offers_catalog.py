@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.data.offers import CATALOG_COLUMNS, OfferCatalogError, is_eligible, read_catalog
+from recflow.config.settings import project_root
+from recflow.data.offers import (
+    CATALOG_COLUMNS,
+    ENV_PATH,
+    OfferCatalogError,
+    is_eligible,
+    read_catalog,
+    run_catalog,
+)
 from recflow.validation.offers import load_catalog
 
 GOOD = "A,A offer,A reward,0\r\nB,B offer,B reward,1000\r\nC,C offer,C reward,478\r\n"
@@ -34,6 +42,26 @@ def test_a_good_crlf_catalog_loads_and_its_digest_follows_the_bytes(tmp_path: Pa
     assert catalog.frame["offer"].tolist() == ["A offer", "B offer", "C offer"]
     other = load_catalog(_write(tmp_path, GOOD.replace("478", "479"), "other.csv"))
     assert other.digest != catalog.digest
+
+
+def test_a_batch_run_catalog_comes_from_its_param_then_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the batch DAG's planner passes as ``--offers``: the run's choice wins, a relative one is taken
+    from the project root; none chosen and ``RECFLOW_OFFERS`` unset means no offers; a missing file fails."""
+    chosen, configured = _write(tmp_path, GOOD, "chosen.csv"), _write(tmp_path, GOOD, "configured.csv")
+    monkeypatch.delenv(ENV_PATH, raising=False)
+    assert run_catalog(None) is None and run_catalog("") is None
+    assert run_catalog(str(chosen)) == chosen
+    monkeypatch.setenv(ENV_PATH, str(configured))
+    assert run_catalog(None) == configured and run_catalog(str(chosen)) == chosen
+    relative = Path("dags") / "batch_scoring.py"  # any file under the project root stands in for a catalog
+    assert run_catalog(str(relative)) == project_root() / relative
+    with pytest.raises(OfferCatalogError, match=r"nowhere\.csv \(from the run's offers Param\) does not exist"):
+        run_catalog(str(tmp_path / "nowhere.csv"))
+    monkeypatch.setenv(ENV_PATH, str(tmp_path / "gone.csv"))
+    with pytest.raises(OfferCatalogError, match=f"gone\\.csv \\(from {ENV_PATH}\\) does not exist"):
+        run_catalog(None)
 
 
 @pytest.mark.parametrize(
