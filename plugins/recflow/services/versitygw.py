@@ -20,7 +20,9 @@ written into its IAM file (mode 0600) before start.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -48,6 +50,8 @@ PACKAGE = "github.com/versity/versitygw/cmd/versitygw"
 #: versitygw v1.8.0's go.mod says ``go 1.25.0``; the toolchain fetched when the machine's Go is older.
 GO_MIN = (1, 25)
 GO_TOOLCHAIN = "go1.25.14"
+#: The checksum database's hash of that toolchain module (``sum.golang.org``, as ``go`` itself checks it).
+GO_TOOLCHAIN_H1 = "h1:XriDgll2yv4W2YeUo2X/WuUuy+iGJkXGH0CQloMBEXo="
 GO_PROXY = "https://proxy.golang.org"
 BUILD_TIMEOUT = 3600.0
 
@@ -66,11 +70,21 @@ def _go_version(go: str) -> tuple[int, int] | None:
     return (int(found[1]), int(found[2])) if found else None
 
 
+def module_zip_hash(zf: zipfile.ZipFile) -> str:
+    """Go's ``h1:`` hash of a module zip (``golang.org/x/mod/sumdb/dirhash.Hash1``), to check a download."""
+    lines = [
+        f"{hashlib.sha256(zf.read(name)).hexdigest()}  {name}\n"
+        for name in sorted(n for n in zf.namelist() if not n.endswith("/"))
+    ]
+    return "h1:" + base64.b64encode(hashlib.sha256("".join(lines).encode()).digest()).decode()
+
+
 def go_toolchain(state: Path) -> Path:
     """A ``go`` of at least :data:`GO_MIN`: the one on PATH, else the toolchain module from the Go proxy.
 
     Why the proxy's toolchain module: Debian's ``golang-go`` is older than versitygw needs, and the Go
-    module proxy is the one Go download every machine that builds Go modules can reach.
+    module proxy is the one Go download every machine that builds Go modules can reach. The zip is checked
+    against the checksum database's hash (:data:`GO_TOOLCHAIN_H1`) before anything in it runs.
     """
     on_path = shutil.which("go")
     if on_path and (_go_version(on_path) or (0, 0)) >= GO_MIN:
@@ -82,12 +96,16 @@ def go_toolchain(state: Path) -> Path:
     name = f"v0.0.1-{GO_TOOLCHAIN}.linux-amd64"
     url = f"{GO_PROXY}/golang.org/toolchain/@v/{name}.zip"
     log.info("fetching the Go toolchain %s from %s", GO_TOOLCHAIN, url)
+    state.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".go-", dir=state))
     try:
         archive = tmp / "go.zip"
         with urllib.request.urlopen(url, timeout=600) as response, archive.open("wb") as out:
             shutil.copyfileobj(response, out)
         with zipfile.ZipFile(archive) as zf:
+            found = module_zip_hash(zf)
+            if found != GO_TOOLCHAIN_H1:
+                raise ServiceError(f"{url} has hash {found}, the checksum database says {GO_TOOLCHAIN_H1}: refused")
             zf.extractall(tmp / "x")
         unpacked = tmp / "x" / f"golang.org/toolchain@{name}"
         for tool in (unpacked / "bin").iterdir():

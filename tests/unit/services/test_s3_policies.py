@@ -80,3 +80,27 @@ def test_the_s3_server_is_chosen_by_name(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("RECFLOW_S3_SERVER", "minio")
     with pytest.raises(ServiceError, match="s3proxy, versitygw"):
         manager.s3_server_name()
+
+
+def test_a_go_toolchain_zip_that_is_not_the_checksummed_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy (or a man in the middle) serving another zip: nothing from it is unpacked or run.
+
+    The forged answer is a stub: the real Go proxy cannot be made to serve a wrong toolchain.
+    """
+    import io
+    import zipfile
+
+    from recflow.services import versitygw
+
+    forged = io.BytesIO()
+    with zipfile.ZipFile(forged, "w") as zf:
+        zf.writestr(
+            f"golang.org/toolchain@v0.0.1-{versitygw.GO_TOOLCHAIN}.linux-amd64/bin/go", "#!/bin/sh\necho pwned\n"
+        )
+    monkeypatch.setattr(versitygw.shutil, "which", lambda _name: None)  # no usable go on PATH
+    monkeypatch.setattr(versitygw.urllib.request, "urlopen", lambda *_a, **_k: io.BytesIO(forged.getvalue()))
+    with pytest.raises(ServiceError, match="checksum database"):
+        versitygw.go_toolchain(tmp_path)
+    assert not (tmp_path / "go").exists()
