@@ -21,6 +21,7 @@ from recflow.config.settings import project_root
 from recflow.constants import VERSION_ID_PATTERN
 from recflow.orchestration.assets import CHAMPION
 from recflow.orchestration.connections import SPARK_MACROS, SPARK_SUBMIT_KWARGS
+from recflow.orchestration.deadline import BATCH_CRON
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily_or_when_updated
 from recflow.orchestration.scorer_confirmation import ConfirmStreamingScorer
 from recflow.orchestration.scoring_tasks import check_scores, plan_scoring
@@ -56,7 +57,7 @@ PARAMS = {
 
 @dag(
     dag_id="batch_scoring",
-    schedule=daily_or_when_updated("0 4 * * *", CHAMPION),
+    schedule=daily_or_when_updated(BATCH_CRON, CHAMPION),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
