@@ -11,8 +11,11 @@ Every bucket is owned by the administrator (root); a role gets exactly what a st
 - promoter: read everything; the only writer of blessings, reports, ``audit/``, ``chain/`` and
   ``champion.json``; never a delete;
 - batch: read everything; write and delete only its outputs (``scores``, ``offers``, their commit records
-  and attempts, quarantine) and validation reports;
+  and attempts, quarantine);
 - scorer: read only.
+
+Ingestion (landing files into the lake, validation reports) is not one of the four roles: it signs with
+the administrator's key, as ``recflow services`` does.
 
 Create-only versions: S3 policies have no "create, never overwrite" action, and this server does not
 evaluate AWS's ``s3:if-none-match`` condition. The models bucket is therefore versioned with Object Lock
@@ -77,10 +80,7 @@ def bucket_policies(
             *_readers("Lake", s3.lake_bucket, everyone),
             _statement("BatchOutputs", "Allow", batch, ["s3:PutObject", "s3:DeleteObject"], outputs),
         ),
-        s3.reports_bucket: _policy(
-            *_readers("Reports", s3.reports_bucket, everyone),
-            _statement("BatchReports", "Allow", batch, ["s3:PutObject"], [_arn(s3.reports_bucket, "validation/*")]),
-        ),
+        s3.reports_bucket: _policy(*_readers("Reports", s3.reports_bucket, everyone)),
     }
 
 

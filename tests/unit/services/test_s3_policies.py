@@ -104,3 +104,18 @@ def test_a_go_toolchain_zip_that_is_not_the_checksummed_one_is_refused(
     with pytest.raises(ServiceError, match="checksum database"):
         versitygw.go_toolchain(tmp_path)
     assert not (tmp_path / "go").exists()
+
+
+def test_airflow_gets_one_connection_per_role_only_with_the_multi_identity_server(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from recflow.config.settings import load_settings
+    from recflow.services.local_airflow import role_connections
+
+    settings = replace(load_settings(), state=tmp_path)
+    assert role_connections(settings, {"RECFLOW_S3_SERVER": "s3proxy"}) == {}
+    conns = role_connections(settings, {"RECFLOW_S3_SERVER": "versitygw"})
+    roles = role_identities(tmp_path)
+    assert {name: json.loads(c)["login"] for name, c in conns.items()} == {
+        f"AIRFLOW_CONN_RECFLOW_S3_{role.upper()}": identity.access_key for role, identity in roles.items()
+    }
