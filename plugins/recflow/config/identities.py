@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +73,17 @@ def role_identities(state: Path) -> dict[str, Identity]:
 def role_environment(identity: Identity) -> dict[str, str]:
     """The environment variables that make a recflow process (job, scorer, CLI) sign as ``identity``."""
     return {"AWS_ACCESS_KEY_ID": identity.access_key, "AWS_SECRET_ACCESS_KEY": identity.secret_key}
+
+
+def process_environment(role: str, environ: Mapping[str, str], state: Path) -> dict[str, str]:
+    """The S3 keys a recflow process of ``role`` (the scorer, the HTTP API) is started with.
+
+    Its role's key when the local server holds one identity per role (``RECFLOW_S3_SERVER=versitygw``)
+    and the environment names no key of its own; otherwise nothing, and the process reads what the
+    environment or ``credentials.json`` gives, as before.
+    """
+    if role not in ROLES:
+        raise ValueError(f"S3 role {role!r} is not one of {', '.join(ROLES)}")
+    if environ.get("AWS_ACCESS_KEY_ID") or (environ.get("RECFLOW_S3_SERVER") or "s3proxy") != "versitygw":
+        return {}
+    return role_environment(role_identities(state)[role])

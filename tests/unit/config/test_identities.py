@@ -38,3 +38,15 @@ def test_a_readable_or_broken_identities_file_is_refused(tmp_path: Path) -> None
     path.write_text(json.dumps({"trainer": {}}))
     with pytest.raises(ValueError, match="delete it to generate new ones"):
         role_identities(tmp_path)
+
+
+def test_a_process_gets_its_role_key_only_from_the_multi_identity_server(tmp_path: Path) -> None:
+    from recflow.config.identities import process_environment
+
+    scorer = role_identities(tmp_path)["scorer"]
+    assert process_environment("scorer", {"RECFLOW_S3_SERVER": "versitygw"}, tmp_path) == role_environment(scorer)
+    assert process_environment("scorer", {}, tmp_path) == {}  # S3Proxy: the one key, as before
+    own = {"RECFLOW_S3_SERVER": "versitygw", "AWS_ACCESS_KEY_ID": scorer.access_key + "-deployment"}
+    assert process_environment("scorer", own, tmp_path) == {}  # a deployment's own key wins
+    with pytest.raises(ValueError, match="not one of"):
+        process_environment("root", {}, tmp_path)
