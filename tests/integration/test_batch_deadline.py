@@ -81,17 +81,19 @@ def _xcom(run: Any) -> dict[str, Any]:
 
 
 def test_a_missed_night_sends_one_deadline_alert(alerts: Consumer, airflow_db: None) -> None:
-    deadline = datetime(2026, 5, 13, 7, tzinfo=UTC)  # a night no other test records
+    # a night no other test records, after the DAG's start_date (no task instance exists before it)
+    deadline = datetime(2027, 3, 13, 7, tzinfo=UTC)
     run = _watch().test(logical_date=deadline)
     assert run.state == "success"  # the watch did its job: the alert is the outcome, not a failed task
     night = nightly_logical_date(deadline)
     [alert] = _deadline_alerts(alerts, night)
     assert alert["kind"] == "deadline_missed" and alert["state"] == "missing"
     assert alert["deadline"] == deadline.isoformat() and alert["watch_run_id"] == run.run_id
+    assert _xcom(run) == {"met": False, "logical_date": night.isoformat(), "state": "missing"}
 
 
 def test_a_night_that_succeeded_sends_none(alerts: Consumer, airflow_db: None) -> None:
-    deadline = datetime(2026, 5, 14, 7, tzinfo=UTC)
+    deadline = datetime(2027, 3, 14, 7, tzinfo=UTC)
     night = nightly_logical_date(deadline)
     _record_successful_night(night)
     run = _watch().test(logical_date=deadline)
