@@ -4,8 +4,8 @@ from the environment or a Connection.
 
 What counts as a credential literal: a string assigned to a credential-named key (``password=``,
 ``"secret_key": ``, ``AWS_SECRET_ACCESS_KEY=`` ...), an AWS access key id, a private key block, or a
-default recflow once shipped (``recflow-secret``). What does not: ``change-me`` placeholders (refused at
-start, ``refuse_placeholders``), ``<secret>``-style placeholders in docs, and values built from
+default recflow once shipped (the old S3 secret, ``recflow`` + ``-secret``). What does not:
+``change-me`` placeholders (refused at start, ``refuse_placeholders``), ``<secret>``-style placeholders in docs, and values built from
 variables (``${...}``, f-strings, names).
 """
 
@@ -28,7 +28,7 @@ _ASSIGNED = re.compile(rf"""(?i)[\w.]*(?:{_WORDS})["']?\s*[:=]\s*(?P<q>["'])(?P<
 _ENV = re.compile(rf"""^\s*(?:export\s+)?[A-Z_]*(?:{_WORDS.upper()})=(?P<value>[^\s#]+)""", re.MULTILINE)
 #: ``password: value`` (unquoted) in YAML: compose files, Helm values.
 _YAML = re.compile(rf"""(?im)^\s*[\w.-]*(?:{_WORDS}):[ \t]+(?P<value>[^\s#'"][^\s#]*)""")
-#: ``setenv("AWS_SECRET_ACCESS_KEY", "value")``: a credential variable's name, then a literal.
+#: ``setenv(<a credential variable's name>, "<a literal>")``.
 _PAIR = re.compile(rf"""["'][A-Z_]*(?:{_WORDS.upper()})["'][ \t]*,[ \t]*(?P<q>["'])(?P<value>[^"'\n]*)(?P=q)""")
 _ALWAYS = [re.compile(r"AKIA[0-9A-Z]{16}"), re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
            re.compile("recflow" + "-secret")]  # fmt: skip
@@ -68,7 +68,8 @@ def _tracked_files() -> list[Path]:
 
 
 def test_the_scanner_finds_what_it_must_and_passes_placeholders() -> None:
-    key, pw = "AWS_SECRET_" + "ACCESS_KEY", "pass" + "word"
+    key = "AWS_SECRET_" + "ACCESS_KEY"
+    pw = "pass" + "word"
     literal = "hunter2-" + "x" * 6
     aws_id, old_default = "AKIA" + "ABCDEFGHIJKLMNOP", "recflow" + "-secret"
     for line in (f'{pw} = "{literal}"', f'"{key.lower()}": "{literal}"', f"{key}={literal}",
