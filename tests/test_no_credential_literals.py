@@ -5,8 +5,8 @@ from the environment or a Connection.
 What counts as a credential literal: a string assigned to a credential-named key (``password=``,
 ``"secret_key": ``, ``AWS_SECRET_ACCESS_KEY=`` ...), an AWS access key id, a private key block, or a
 default recflow once shipped (the old S3 secret, ``recflow`` + ``-secret``). What does not:
-``change-me`` placeholders (refused at start, ``refuse_placeholders``), ``<secret>``-style placeholders in docs, and values built from
-variables (``${...}``, f-strings, names).
+``change-me`` placeholders (refused at start, ``refuse_placeholders``), ``<secret>``-style
+placeholders in docs, and values built from variables (``${...}``, f-strings, names).
 """
 
 from __future__ import annotations
