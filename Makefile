@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
         lint typecheck audit bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration \
-        bench-serving bench-ann clean
+        bench-serving bench-ann bench-s3-server clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ bench-evaluation: venv  ## evaluate() with every metric at MovieLens-100K shape 
 
 bench-scoring: venv check-tools  ## batch scoring vs recommendForAllUsers and the GEMM limits (10^4..10^6 users)
 	$(PY) bench/scoring.py $(BENCH_SCORING_ARGS)
+
+bench-s3-server: venv check-tools  ## the multi-identity S3 server (versitygw): cold build, start, memory, vs S3Proxy
+	$(PY) bench/s3_server.py --cold-modules
 
 bench-exploration: venv  ## new items' days to first interaction and nDCG@10 of the model's own slots, exploration on/off
 	$(PY) bench/exploration.py

@@ -22,7 +22,8 @@ from airflow.sdk import Param, dag
 from recflow.config.settings import project_root
 from recflow.constants import VERSION_ID_PATTERN
 from recflow.orchestration.assets import CHAMPION
-from recflow.orchestration.connections import SPARK_MACROS, SPARK_SUBMIT_KWARGS
+from recflow.orchestration.connections import SPARK_MACROS, spark_submit_kwargs
+from recflow.orchestration.deadline import BATCH_CRON
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily_or_when_updated
 from recflow.orchestration.scorer_confirmation import ConfirmStreamingScorer
 from recflow.orchestration.scoring_tasks import check_scores, plan_scoring
@@ -65,7 +66,7 @@ PARAMS = {
 
 @dag(
     dag_id="batch_scoring",
-    schedule=daily_or_when_updated("0 4 * * *", CHAMPION),
+    schedule=daily_or_when_updated(BATCH_CRON, CHAMPION),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -81,7 +82,7 @@ def batch_scoring() -> None:
         application=str(project_root() / "spark_jobs" / "batch_score.py"),
         application_args=plan_scoring(),
         name="recflow-batch-score",
-        **SPARK_SUBMIT_KWARGS,
+        **spark_submit_kwargs("batch"),
     )
     score >> check_scores() >> ConfirmStreamingScorer(task_id="confirm_streaming_scorer")
 

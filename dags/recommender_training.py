@@ -25,7 +25,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Param, dag
 
 from recflow.orchestration.assets import VALIDATED_INTERACTIONS
-from recflow.orchestration.connections import SPARK_MACROS, SPARK_SUBMIT_KWARGS
+from recflow.orchestration.connections import SPARK_MACROS, spark_submit_kwargs
 from recflow.orchestration.defaults import DEFAULT_ARGS, START_DATE, daily_or_when_updated
 from recflow.orchestration.guards import check_window
 from recflow.orchestration.ingest_tasks import days_to_validate, validate_window_day
@@ -84,7 +84,7 @@ def recommender_training() -> None:
     plans = plan_training()
     checked >> [days, plans]
     train = SparkSubmitOperator.partial(
-        task_id="train", map_index_template="{{ task.name }}", **SPARK_SUBMIT_KWARGS
+        task_id="train", map_index_template="{{ task.name }}", **spark_submit_kwargs("trainer")
     ).expand_kwargs(plans)
     decision = CompareOperator(task_id="compare", plans=plans)
     validated >> plans

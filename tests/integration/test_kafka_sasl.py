@@ -3,8 +3,10 @@
 The broker is a second one of this session (its own folder, ports and generated users); the clients are
 built the way the pipeline builds them, from ``KafkaSettings.security`` (what the ``kafka_default``
 Connection's extras or ``RECFLOW_KAFKA_*`` give): the model-update events' producer, the alerts'
-producer and a consumer through ``client_config``. A client without credentials, or with a wrong
-password, gets nothing.
+producer and a consumer through ``client_config``; and end to end, the real scorer process (configured
+only through ``RECFLOW_KAFKA_*`` in its environment), the demo's client (``streaming.client``: its
+request producer and answer listener) and a model-update event that switches the scorer's model. A
+client without credentials, or with a wrong password, gets nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
+from scorer_support import USERS, free_port, make_world
 
-from recflow.config.kafka import KafkaSettings, client_config, security_from_extra
+from recflow.config.kafka import KafkaSettings, client_config, env_name, security_from_extra
 from recflow.config.settings import Settings, state_dir
 from recflow.services import manager
 from recflow.services.kafka import SCRAM_MECHANISM, KafkaService, list_topics
@@ -92,3 +96,41 @@ def test_a_client_without_valid_credentials_is_refused(sasl_broker: KafkaSetting
             consumer.list_topics(timeout=5)
     finally:
         consumer.close()
+
+
+def test_the_scorer_the_demo_client_and_the_model_event_work_end_to_end_over_sasl(
+    sasl_broker: KafkaSettings, live_services: Settings, tmp_path: Path
+) -> None:
+    """The scorer process reads the SASL settings from its environment, answers the demo client's requests
+    and follows a model-update event sent over SASL (the registry check is hourly, so only the event can
+    switch it within the test)."""
+    from recflow.streaming.client import AnswerListener, send_requests
+    from recflow.streaming.events import encode, kafka_producer, model_update_event
+    from recflow.streaming.launcher import start_scorer
+
+    world = make_world(live_services, tmp_path)
+    first, second = world.versions
+    env = {**world.env(), "RECFLOW_KAFKA_BOOTSTRAP": sasl_broker.bootstrap_servers,
+           **{env_name(key): value for key, value in sasl_broker.security.items()}}  # fmt: skip
+    scorer = start_scorer(env, name=f"scorer-sasl-{uuid.uuid4().hex[:6]}",
+                          extra_args=["--group", f"recflow-sasl-{uuid.uuid4().hex[:6]}",
+                                      "--metrics-port", str(free_port()), "--check-interval", "3600"])  # fmt: skip
+    listener = AnswerListener(sasl_broker)  # the demo's client
+    try:
+        assert scorer.wait_ready(120) == first
+        sent = send_requests(sasl_broker, USERS[:100], n=20, seed=3)
+        assert listener.wait_for(set(sent), 60), f"{listener.count(set(sent))} of 20 answered over SASL"
+        assert {listener.answers(key)[0].doc["model_version"] for key in sent} == {first}
+        record = world.registry.chain.swap(second, expected_champion=first, reason="sasl test", actor="pytest")
+        producer = kafka_producer(sasl_broker)
+        event = model_update_event(version=second, digest=record.digest, uri=record.uri,
+                                   promoted_at=record.promoted_at)  # fmt: skip
+        producer.produce(sasl_broker.model_updates_topic, value=encode(event))
+        assert producer.flush(30) == 0
+        scorer.wait_version(second, 60)
+        again = send_requests(sasl_broker, USERS[:100], n=5, seed=4)
+        assert listener.wait_for(set(again), 60)
+        assert {listener.answers(key)[0].doc["model_version"] for key in again} == {second}
+    finally:
+        listener.close()
+        scorer.stop()

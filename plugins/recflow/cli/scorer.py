@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
-from recflow.config.settings import load_settings
+from recflow.config.identities import process_environment
+from recflow.config.settings import load_settings, state_dir
 from recflow.streaming.launcher import running_scorer, start_scorer, stop_running_scorer
 from recflow.streaming.reconcile import reconcile
 
 
 def _start(args: argparse.Namespace) -> int:
     extra = ["--group", args.group] if args.group else []
-    scorer = start_scorer(extra_args=extra)
+    scorer = start_scorer(process_environment("scorer", os.environ, state_dir()), extra_args=extra)
     print(f"scorer starting, pid {scorer.pid} (log: {scorer.log_path})")
     try:
         version = scorer.wait_ready(args.timeout)

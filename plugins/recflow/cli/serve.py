@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
+from recflow.config.identities import process_environment
+from recflow.config.settings import state_dir
 from recflow.serving_http.launcher import running_server, start_server, stop_running_server
 
 
 def _start(args: argparse.Namespace) -> int:
-    server = start_server(port=args.port, workers=args.workers, server=args.server)
+    env = process_environment("scorer", os.environ, state_dir())  # it reads the registry, like the scorer
+    server = start_server(port=args.port, workers=args.workers, server=args.server, env=env)
     print(f"HTTP API starting at {server.url}, pid {server.pid} (log: {server.log_path})")
     try:
         model = server.wait_ready(args.timeout)

@@ -20,7 +20,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,22 +67,33 @@ def _generate() -> dict[str, str]:
     }
 
 
-def local_credentials(state: Path) -> LocalCredentials:
-    """Read ``<state>/credentials.json``, creating it (0600, random values) on first use."""
-    path = state / FILE_NAME
-    if not path.exists():
-        state.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=state)  # mkstemp creates it with mode 0600
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(_generate(), handle)
-            with contextlib.suppress(FileExistsError):  # a concurrent first start made it: keep theirs
-                os.link(tmp, path)  # atomic, and never overwrites
-        finally:
-            os.unlink(tmp)
+def create_once(path: Path, render: Callable[[], str]) -> None:
+    """Create ``path`` (mode 0600) holding ``render()`` unless it exists; concurrent first starts agree on one."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", dir=path.parent)  # mkstemp creates it with mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(render())
+        with contextlib.suppress(FileExistsError):  # a concurrent first start made it: keep theirs
+            os.link(tmp, path)  # atomic, and never overwrites
+    finally:
+        os.unlink(tmp)
+
+
+def check_private(path: Path) -> None:
+    """Refuse a secrets file that others can read (``PermissionError`` with the fix)."""
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise PermissionError(f"{path} is readable by others (mode {mode:o}); run: chmod 600 {path}")
+
+
+def local_credentials(state: Path) -> LocalCredentials:
+    """Read ``<state>/credentials.json``, creating it (0600, random values) on first use."""
+    path = state / FILE_NAME
+    create_once(path, lambda: json.dumps(_generate()))
+    check_private(path)
     try:
         doc = json.loads(path.read_text())
         return LocalCredentials(

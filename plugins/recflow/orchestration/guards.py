@@ -59,7 +59,7 @@ def check_window(params: dict[str, Any] | None = None) -> dict[str, str]:
     window = TrainingWindow.ending(
         interval_end(context).date(), train_days=int(params["train_days"]), holdout_days=int(params["holdout_days"])
     )
-    settings = resolve_settings()
+    settings = resolve_settings("trainer")
     lake = open_store(settings.lake_uri, settings.s3)
 
     def has_data(day: date) -> bool:

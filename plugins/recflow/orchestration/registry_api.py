@@ -69,7 +69,7 @@ def _checked_version(version: str) -> str:
 
 
 def _registry() -> ModelRegistry:
-    return ModelRegistry.from_settings(s3_settings())
+    return ModelRegistry.from_settings(s3_settings("scorer"))
 
 
 def _version_view(mv: ModelVersion) -> dict[str, Any]:

@@ -98,7 +98,7 @@ class ConfirmStreamingScorer(BaseOperator):
         kafka = kafka_settings()
         if scorer_members(kafka) == 0:
             raise AirflowSkipException("no streaming scorer is running (consumer group recflow-scorer is empty)")
-        version = resolve_serving_version(ModelRegistry.from_settings(s3_settings())).version
+        version = resolve_serving_version(ModelRegistry.from_settings(s3_settings("scorer"))).version
         start_group_at_end(kafka, kafka.score_results_topic, PROBE_CONSUMER)
         request_id = f"airflow-probe-{uuid.uuid4().hex[:12]}"
         producer = KafkaProducerHook(kafka_config_id=KAFKA_CONN_ID).get_producer()

@@ -42,7 +42,7 @@ def plan_scoring(params: dict[str, Any] | None = None) -> list[str]:
     check_run_conf(context)  # unknown keys and bad values end the run here, all listed, before the Spark job
     params = params or dict(context["params"])
     day = interval_day(context)
-    registry = ModelRegistry.from_settings(s3_settings())
+    registry = ModelRegistry.from_settings(s3_settings("batch"))
     pinned = params.get("version") or None
     end = interval_end(context)
     try:
@@ -84,7 +84,7 @@ def check_scores(params: dict[str, Any] | None = None) -> dict[str, Any]:
 
     context = get_current_context()
     params = params or dict(context["params"])
-    conf = resolve_settings()  # the lake may be on S3: its URI, and the keys from the Connection
+    conf = resolve_settings("batch")  # the lake may be on S3: its URI, and the keys from the Connection
     summary = read_summary(conf.lake_uri, interval_day(context), conf.s3)
     if summary["users_scored"] + summary["users_exhausted"] != summary["active_users"]:
         raise RuntimeError(f"{summary['active_users']} active users but {summary['users_scored']} scored: {summary}")

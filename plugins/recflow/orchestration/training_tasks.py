@@ -109,8 +109,8 @@ def compare(plans: list[dict[str, Any]], context: Any) -> dict[str, Any]:
     from recflow.registry import ModelRegistry  # deferred: pulls in botocore at DAG parse time
 
     params = dict(context["params"])
-    lake_settings = resolve_settings()
-    registry = ModelRegistry.from_settings(s3_settings())
+    lake_settings = resolve_settings("promoter")
+    registry = ModelRegistry.from_settings(s3_settings("promoter"))
     candidates = {family: _run_candidate(registry, family, context) for family in map(_family, plans)}
     end_ts = interval_end(context)
     policy = load_policy()
@@ -154,7 +154,7 @@ def promote(decision: dict[str, Any], params: dict[str, Any] | None = None) -> d
         raise AirflowSkipException("no candidate passed the promotion policy; the champion stays")
     if not params.get("promote", True):
         raise AirflowSkipException(f"promotion disabled by Params; {decision['winner']} would have won")
-    registry = ModelRegistry.from_settings(s3_settings())
+    registry = ModelRegistry.from_settings(s3_settings("promoter"))
     reason = decision["why"] + (f" ({params['reason']})" if params.get("reason") else "")
     try:
         record = promote_blessed(

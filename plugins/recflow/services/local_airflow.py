@@ -19,7 +19,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from recflow.config.identities import role_identities
 from recflow.config.kafka import AIRFLOW_CONSUMER, PROBE_CONSUMER
+from recflow.config.s3 import S3Settings
 from recflow.config.settings import Settings, load_settings, project_root, state_dir
 from recflow.services.postgres import pg_bin_dir
 from recflow.services.process import ServiceError
@@ -137,18 +139,38 @@ def airflow_env(
                 },
             }
         ),
-        "AIRFLOW_CONN_RECFLOW_S3": json.dumps(
-            {
-                "conn_type": "aws",
-                "login": s3.access_key,
-                "password": s3.secret_key,
-                "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
-            }
-        ),
+        "AIRFLOW_CONN_RECFLOW_S3": _s3_connection(s3),
+        **role_connections(settings, environ),
     }
     env = {key: environ.get(key) or value for key, value in defaults.items()}
     env["PATH"] = f"{venv_bin}:{environ.get('PATH', '/usr/bin:/bin')}"
     return env
+
+
+def _s3_connection(s3: S3Settings) -> str:
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": s3.access_key,
+            "password": s3.secret_key,
+            "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
+        }
+    )
+
+
+def role_connections(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """``AIRFLOW_CONN_RECFLOW_S3_<ROLE>`` for each role when the local S3 server holds one key per role.
+
+    With ``RECFLOW_S3_SERVER=versitygw`` every task then signs as its role
+    (:func:`recflow.orchestration.connections.s3_conn_id`); with S3Proxy (one key) there are none, and
+    every task uses ``recflow_s3``.
+    """
+    if (environ.get("RECFLOW_S3_SERVER") or "s3proxy") != "versitygw":
+        return {}
+    return {
+        f"AIRFLOW_CONN_RECFLOW_S3_{role.upper()}": _s3_connection(identity.s3(settings.s3))
+        for role, identity in role_identities(settings.state).items()
+    }
 
 
 def shell_exports(env: dict[str, str]) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from recflow.config.credentials import local_credentials
+from recflow.config.identities import role_identities
 from recflow.config.settings import Settings, kafka_controller_port, kafka_port, load_settings, pg_port, s3_port
 from recflow.services.kafka import KafkaService
 from recflow.services.postgres import PostgresService
@@ -39,6 +40,7 @@ from recflow.services.process import (
 )
 from recflow.services.s3 import S3ProxyService
 from recflow.services.spark import spark_services
+from recflow.services.versitygw import VersityService
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +96,33 @@ class ServiceStatus:
         return self.state == "running"
 
 
+S3_SERVERS = ("s3proxy", "versitygw")
+
+
+def s3_server_name() -> str:
+    """Which local S3 server runs: ``RECFLOW_S3_SERVER`` (``s3proxy``, the default, or ``versitygw``).
+
+    Why S3Proxy stays the default: it needs only the JVM that Kafka needs anyway, while versitygw (one
+    identity per role, bucket policies, Object Lock) costs a one-time Go build (``docs/deployment.md``).
+    """
+    name = os.environ.get("RECFLOW_S3_SERVER", "s3proxy") or "s3proxy"
+    if name not in S3_SERVERS:
+        raise ServiceError(f"RECFLOW_S3_SERVER={name!r}: choose one of {', '.join(S3_SERVERS)}")
+    return name
+
+
+def s3_service(settings: Settings | None = None) -> Service:
+    """The local S3 server of :func:`s3_server_name`, on ``RECFLOW_S3_PORT``."""
+    settings = settings or load_settings()
+    if s3_server_name() == "versitygw":
+        return VersityService(settings.s3, settings.state, s3_port(), role_identities(settings.state))
+    return S3ProxyService(settings.s3, settings.state, s3_port())
+
+
 def default_services(settings: Settings | None = None) -> list[Service]:
     """Kafka and the S3 server, on the ports from the environment (see :mod:`recflow.config.settings`)."""
     settings = settings or load_settings()
-    return [
-        KafkaService(settings.kafka, settings.state, kafka_port(), kafka_controller_port()),
-        S3ProxyService(settings.s3, settings.state, s3_port()),
-    ]
+    return [KafkaService(settings.kafka, settings.state, kafka_port(), kafka_controller_port()), s3_service(settings)]
 
 
 def postgres_service(settings: Settings | None = None) -> PostgresService:

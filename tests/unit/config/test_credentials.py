@@ -63,15 +63,15 @@ def test_settings_use_the_generated_keys_and_the_environment_wins(
     generated = local_credentials(tmp_path)
     s3 = load_settings().s3
     assert (s3.access_key, s3.secret_key) == (generated.s3_access_key, generated.s3_secret_key)
-    mine = secrets.token_urlsafe(16)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "deployment-key")
+    key, mine = f"deployment-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", mine)
-    assert (load_settings().s3.access_key, load_settings().s3.secret_key) == ("deployment-key", mine)
+    assert (load_settings().s3.access_key, load_settings().s3.secret_key) == (key, mine)
 
 
 def test_placeholders_are_refused_naming_the_variables_not_the_values(monkeypatch: pytest.MonkeyPatch) -> None:
     environ = {"AIRFLOW__API_AUTH__JWT_SECRET": "change-me-jwt-secret", "AWS_SECRET_ACCESS_KEY": "Change-Me-Too",
-               "AWS_ACCESS_KEY_ID": "fine", "UNRELATED": "change-me"}  # fmt: skip
+               "AWS_ACCESS_KEY_ID": secrets.token_hex(6), "UNRELATED": "change-me"}  # fmt: skip
     assert placeholder_variables(environ) == ["AWS_SECRET_ACCESS_KEY", "AIRFLOW__API_AUTH__JWT_SECRET"]
     with pytest.raises(PlaceholderCredential, match="AWS_SECRET_ACCESS_KEY, AIRFLOW__API_AUTH__JWT_SECRET") as err:
         refuse_placeholders(environ)

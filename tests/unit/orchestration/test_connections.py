@@ -34,3 +34,27 @@ def test_a_complete_connection_is_used_as_it_is(monkeypatch: pytest.MonkeyPatch)
     assert (s3.endpoint_url, s3.access_key, s3.secret_key, s3.region) == (
         "http://s3.example:9000", "key", secret, "eu-west-1"
     )  # fmt: skip
+
+
+def test_each_role_signs_with_its_own_connection_or_else_the_shared_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Least privilege (issue 21): ``recflow_s3_<role>`` when defined; a one-key set-up keeps ``recflow_s3``."""
+    from recflow.orchestration.connections import s3_conn_id, s3_connection, spark_job_env
+
+    shared, batch = secrets.token_hex(4), secrets.token_hex(4)
+    _connection(monkeypatch, login=shared, password=secrets.token_urlsafe(8), extra={"endpoint_url": "http://s3:1"})
+    assert s3_settings("batch").access_key == shared and s3_conn_id("batch") == "recflow_s3"
+    monkeypatch.setenv("AIRFLOW_CONN_RECFLOW_S3_BATCH", json.dumps(
+        {"conn_type": "aws", "login": batch, "password": secrets.token_urlsafe(8), "extra": {"endpoint_url": "http://s3:1"}}
+    ))  # fmt: skip
+    assert s3_settings("batch").access_key == batch and s3_conn_id("batch") == "recflow_s3_batch"
+    assert s3_connection("batch").login == batch  # the Spark jobs' Jinja macro
+    assert s3_settings("scorer").access_key == shared and s3_settings().access_key == shared
+    import jinja2
+
+    rendered = {  # as Airflow renders the SparkSubmitOperator's env_vars, with the DAG's SPARK_MACROS
+        name: jinja2.Template(template).render(recflow_s3_conn=s3_connection)
+        for name, template in spark_job_env("batch").items()
+    }
+    assert (rendered["AWS_ACCESS_KEY_ID"], rendered["RECFLOW_S3_ENDPOINT"]) == (batch, "http://s3:1")
+    with pytest.raises(ValueError, match="not one of trainer, promoter, batch, scorer"):
+        s3_conn_id("admin")

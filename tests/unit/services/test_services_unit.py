@@ -79,12 +79,12 @@ def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
 
 
 def test_s3proxy_conf_exact(tmp_path: Path) -> None:
-    text = render_s3proxy_conf(port=19000, basedir=tmp_path / "s3data", identity="id", credential="secret")
+    text = render_s3proxy_conf(port=19000, basedir=tmp_path / "s3data", identity=KEYS[0], credential=KEYS[1])
     assert _props(text) == {
         "s3proxy.endpoint": "http://127.0.0.1:19000",
         "s3proxy.authorization": "aws-v2-or-v4",
-        "s3proxy.identity": "id",
-        "s3proxy.credential": "secret",
+        "s3proxy.identity": KEYS[0],
+        "s3proxy.credential": KEYS[1],
         "jclouds.provider": "filesystem",
         "jclouds.filesystem.basedir": str(tmp_path / "s3data"),
     }
