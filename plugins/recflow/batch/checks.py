@@ -227,8 +227,9 @@ class _StagedRows:
 
     @property
     def complete(self) -> np.ndarray:
-        """Rows with a rank, an item, a score and a version (a null source counts as the wrong source)."""
-        return self.rank_valid & self.item_valid & self.score_valid & self.version_valid
+        """Rows with a rank, an item, a score and a version (a null source counts as the wrong source); an
+        explore row of an item outside the model's catalog has no score, and that is complete."""
+        return self.rank_valid & self.item_valid & (self.score_valid | self.is_explore) & self.version_valid
 
     def count(self, mask: np.ndarray) -> np.ndarray:
         """The rows of ``mask`` per check row."""
@@ -321,14 +322,17 @@ def _bad_propensity(rows: _StagedRows) -> np.ndarray:
 
 
 def _repeated_and_seen_items(rows: _StagedRows, seen: Ragged, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per user: rows repeating an item of an earlier row, and distinct items among the user's ``seen``.
+    """Per user: rows repeating an item of an earlier row, and distinct items of the model's and fallback
+    rows among the user's ``seen`` (an explore row is drawn against the user's training items, the same in
+    batch and streaming, so an item bought since training may come back in an explore slot).
 
     The (user, item) pairs as one sorted int64 key: adjacent equal keys are duplicate items, and the
     distinct keys are what is looked up among the seen pairs (sorted the same way)."""
     pairs = np.sort(rows.group[rows.code_valid] * n_items + rows.code[rows.code_valid])
     repeated = pairs[1:] == pairs[:-1]
     duplicate_items = np.bincount(pairs[1:][repeated] // n_items, minlength=rows.n).astype(np.int64)
-    keys = pairs[np.r_[True, ~repeated]] if len(pairs) else pairs
+    ranked = rows.code_valid & ~rows.is_explore  # explore rows are drawn against the training items only
+    keys = np.unique(rows.group[ranked] * n_items + rows.code[ranked])
     keys = keys[keys < rows.n_expected * n_items]  # users not requested have no seen items
     seen_keys = seen.row_ids() * n_items + seen.values.astype(np.int64)
     if len(seen_keys) > 1 and not np.all(seen_keys[1:] >= seen_keys[:-1]):

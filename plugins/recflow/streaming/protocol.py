@@ -284,7 +284,7 @@ def encode_answer(
     request: Request,
     *,
     items: list[str],
-    scores: list[float],
+    scores: list[float | None],
     source: str,
     model_version: str,
     timing: dict[str, Any],

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from recflow.config.settings import load_settings
 from recflow.constants import COL_TS, COL_USER, DEFAULT_K
-from recflow.data.item_history import item_history, read_item_tags
+from recflow.data.item_history import catalog_history, item_history, item_tags, read_items
 from recflow.data.window import TrainingDataError, TrainingWindow, check_training_frame, read_window
 from recflow.evaluation import spark_holdout
 from recflow.evaluation.calibration import CalibrationResult, calibrate_on_holdout
@@ -181,8 +181,10 @@ def run_training(
     the run collects its training pairs or user factors to the driver.
 
     With ``exploration`` (a spec's ``exploration:``), the artifact also gets ``exploration.json``: the
-    policy, each catalog item's first day and interactions in the training part, and the lake's item
-    tags when it has them (:mod:`recflow.models.exploration`).
+    policy, each item's first day and interactions in the whole window (training part and hold-out: all
+    the data the run knows, so an item launched in the hold-out is not "new" for ever), every item of
+    the lake's ``items/`` without an event (0 interactions: explorable though no model can score it), and
+    the item tags when the lake has them (:mod:`recflow.models.exploration`).
 
     Raises :class:`TrainingDataError` for data no model should train on (empty window, fewer than two
     users or items, null keys, NaN amounts, an empty hold-out).
@@ -195,12 +197,13 @@ def run_training(
         counts = check_training_frame(train, window)
         with _staging(output_dir) as staging:
             chosen = _fit_and_judge(spark, run, fit, train, test, candidates, staging / "work", timings)
-            history = item_history(train) if exploration is not None else None
+            history = item_history(train.unionByName(test)) if exploration is not None else None
             train.unpersist()
             _save_artifact(spark, chosen.model, staging / "artifact")
             if exploration is not None and history is not None:
-                tags = read_item_tags(spark, lake_root)
-                write_exploration(staging / "artifact", exploration, history, tags)
+                items = read_items(spark, lake_root)
+                catalog = catalog_history(history, items, window.end)
+                write_exploration(staging / "artifact", exploration, catalog, item_tags(items))
             shutil.rmtree(staging / "work", ignore_errors=True)
             timings["total_s"] = time.perf_counter() - started
             report = _metrics_report(run, chosen)
