@@ -82,22 +82,26 @@ class ExpectedUsers:
     """The users of a scored batch and what the inputs say each should get.
 
     ``ids`` are distinct; ``fallback`` marks users unknown to the model (their rows must be fallback
-    rows); ``rows`` is ``min(k, unseen)``; ``seen`` their seen item codes, sorted within each user.
+    rows); ``rows`` is ``min(k, unseen)``; ``seen`` their seen item codes, sorted within each user;
+    ``trained`` their training items, which exploration draws against (None: ``seen`` judges explore rows too).
     """
 
     ids: pa.Array
     fallback: np.ndarray
     rows: np.ndarray
     seen: Ragged
+    trained: Ragged | None = None
 
     @classmethod
-    def of_batch(cls, model: ScorableModel, k: int, ids: pa.Array, codes: np.ndarray, seen: Ragged) -> ExpectedUsers:
-        """From the users' ids, model codes (-1: unknown) and seen item codes."""
+    def of_batch(
+        cls, model: ScorableModel, k: int, ids: pa.Array, codes: np.ndarray, seen: Ragged, trained: Ragged | None = None
+    ) -> ExpectedUsers:
+        """From the users' ids, model codes (-1: unknown), seen item codes and training items."""
         import pyarrow as pa
 
         fallback = codes < 0
         flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-        return cls(flat.cast(pa.string()), fallback, expected_rows(model, k, fallback, seen), seen)
+        return cls(flat.cast(pa.string()), fallback, expected_rows(model, k, fallback, seen), seen, trained)
 
 
 def expected_rows(model: ScorableModel, k: int, fallback: np.ndarray, seen: Ragged) -> np.ndarray:
@@ -127,7 +131,7 @@ def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> p
     own_source = np.where(expected_fallback, rows.count(rows.is_fallback), rows.count(rows.is_model))
     own_source += rows.count(rows.is_explore)  # an exploration slot is right for any user
     min_rank, max_rank = by_rank.span(rows.rank, rows.rank_valid)
-    duplicate_items, seen_items = _repeated_and_seen_items(rows, expected.seen, len(items))
+    duplicate_items, seen_items = _repeated_and_seen_items(rows, expected, len(items))
     numbers = rows.score_valid & ~np.isnan(rows.score)  # NaN is counted by nonfinite_scores, not ranged
     model_low, model_high = by_rank.span(rows.score, rows.is_model & numbers)
     fallback_low, fallback_high = by_rank.span(rows.score, rows.is_fallback & numbers)
@@ -321,18 +325,28 @@ def _bad_propensity(rows: _StagedRows) -> np.ndarray:
     return np.where(rows.is_explore, ~in_range, ~np.isnan(p))
 
 
-def _repeated_and_seen_items(rows: _StagedRows, seen: Ragged, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per user: rows repeating an item of an earlier row, and distinct items of the model's and fallback
-    rows among the user's ``seen`` (an explore row is drawn against the user's training items, the same in
-    batch and streaming, so an item bought since training may come back in an explore slot).
+def _repeated_and_seen_items(rows: _StagedRows, expected: ExpectedUsers, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per user: rows repeating an item of an earlier row, and distinct items among the user's seen ones:
+    the model's and fallback rows against ``expected.seen``, explore rows against ``expected.trained``
+    (the training items the draw excludes in batch and streaming alike; ``seen`` when not given).
 
     The (user, item) pairs as one sorted int64 key: adjacent equal keys are duplicate items, and the
     distinct keys are what is looked up among the seen pairs (sorted the same way)."""
     pairs = np.sort(rows.group[rows.code_valid] * n_items + rows.code[rows.code_valid])
     repeated = pairs[1:] == pairs[:-1]
     duplicate_items = np.bincount(pairs[1:][repeated] // n_items, minlength=rows.n).astype(np.int64)
-    ranked = rows.code_valid & ~rows.is_explore  # explore rows are drawn against the training items only
-    keys = np.unique(rows.group[ranked] * n_items + rows.code[ranked])
+    trained = expected.seen if expected.trained is None else expected.trained
+    hits = [
+        _seen_keys(rows, rows.code_valid & ~rows.is_explore, expected.seen, n_items),
+        _seen_keys(rows, rows.code_valid & rows.is_explore, trained, n_items),
+    ]
+    keys = np.unique(np.concatenate(hits))
+    return duplicate_items, np.bincount(keys // n_items, minlength=rows.n).astype(np.int64)
+
+
+def _seen_keys(rows: _StagedRows, mask: np.ndarray, seen: Ragged, n_items: int) -> np.ndarray:
+    """The distinct (check row, item) keys of the rows of ``mask`` whose item is among the user's ``seen``."""
+    keys = np.unique(rows.group[mask] * n_items + rows.code[mask])
     keys = keys[keys < rows.n_expected * n_items]  # users not requested have no seen items
     seen_keys = seen.row_ids() * n_items + seen.values.astype(np.int64)
     if len(seen_keys) > 1 and not np.all(seen_keys[1:] >= seen_keys[:-1]):
@@ -340,7 +354,7 @@ def _repeated_and_seen_items(rows: _StagedRows, seen: Ragged, n_items: int) -> t
     hit = np.searchsorted(seen_keys, keys)
     is_seen = hit < len(seen_keys)
     is_seen[is_seen] = seen_keys[hit[is_seen]] == keys[is_seen]
-    return duplicate_items, np.bincount(keys[is_seen] // n_items, minlength=rows.n).astype(np.int64)
+    return keys[is_seen]
 
 
 def _version_range(rows: _StagedRows, by_rank: _ByRank) -> tuple[pa.Array, pa.Array]:

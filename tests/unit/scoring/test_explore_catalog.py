@@ -84,7 +84,9 @@ def lists(ragged: Ragged) -> list[list[int]]:
     return [ragged.values[a:b].tolist() for a, b in zip(ragged.offsets[:-1], ragged.offsets[1:], strict=True)]
 
 
-def batch_table(model: Recommender, explorer: Explorer, users: list[str]) -> tuple[pa.Table, ArrowScorer, UserBatch]:
+def batch_table(
+    model: Recommender, explorer: Explorer, users: list[str]
+) -> tuple[pa.Table, ArrowScorer, UserBatch, Ragged]:
     """What a batch worker writes: seen = the lake's (here: the training items plus the new items i0 and
     i1, bought since), train_seen = the artifact's training items."""
     codes = model.index.user_codes(users)
@@ -100,7 +102,7 @@ def batch_table(model: Recommender, explorer: Explorer, users: list[str]) -> tup
     )
     scorer = ArrowScorer(model, version="v1", k=K, n_candidates=None, explorer=explorer, day=DAY)
     seen = Ragged.from_lists(lake)
-    return pa.Table.from_batches([scorer(rb)]), scorer, UserBatch(codes=codes, seen=seen)
+    return pa.Table.from_batches([scorer(rb)]), scorer, UserBatch(codes=codes, seen=seen), trained
 
 
 def test_an_item_without_interactions_is_explored_identically_in_batch_and_streaming(artifact: Path) -> None:
@@ -110,7 +112,7 @@ def test_an_item_without_interactions_is_explored_identically_in_batch_and_strea
     assert explorer.history.extra_ids.tolist() == [LAUNCH, FUTURE]
     assert model.index.item_codes([LAUNCH, FUTURE]).tolist() == [-1, -1]  # the model never saw them
     users = [f"u{i}" for i in range(300)] + ["stranger"]
-    table, scorer, inputs = batch_table(model, explorer, users)
+    table, scorer, inputs, trained = batch_table(model, explorer, users)
     batch = table.to_pandas()
     answers = score_requests(model, [request(i, u) for i, u in enumerate(users)], explorer)
     for user, answer in zip(users, answers, strict=True):
@@ -134,12 +136,22 @@ def test_an_item_without_interactions_is_explored_identically_in_batch_and_strea
     wire = encode_answer(request(0, user), items=answer.items, scores=answer.scores, source=answer.source,
                          model_version="v1", timing={}, propensities=answer.propensities)  # fmt: skip
     assert json.loads(wire)["scores"][3] is None
-    # the batch checks take the row: complete, a known item, nothing else broken
-    expected_users = ExpectedUsers.of_batch(model, K, pa.array(users), inputs.codes, inputs.seen)
+    # the batch checks take the row: complete, a known item, nothing else broken; explore rows are judged
+    # against the training items (a new item bought since training may come back in a slot)
+    expected_users = ExpectedUsers.of_batch(model, K, pa.array(users), inputs.codes, inputs.seen, trained)
     checks = user_checks(table, expected_users, scorer.items).to_pandas()
     for column in ("incomplete_rows", "unknown_items", "duplicate_items", "scores_out_of_order", "seen_items"):
         assert (checks[column] == 0).all(), column
     assert (checks["user_rows"] == checks["expected_rows"]).all()
+    # an explore slot holding one of the user's training items is caught
+    explored = batch[(batch[COL_SOURCE] == SOURCE_EXPLORE) & (batch[COL_USER] == users[0])]
+    if explored.empty:
+        explored = batch[batch[COL_SOURCE] == SOURCE_EXPLORE].head(1)
+    row = int(explored.index[0])
+    own = model.index.item_array[trained.take(np.asarray([users.index(batch.at[row, COL_USER])])).values[0]]
+    planted = table.set_column(2, COL_ITEM, pa.array(batch[COL_ITEM].where(batch.index != row, own)))
+    planted_checks = user_checks(planted, expected_users, scorer.items).to_pandas()
+    assert planted_checks["seen_items"].sum() == 1
 
 
 def test_an_explored_new_item_is_never_a_model_hit(artifact: Path) -> None:
