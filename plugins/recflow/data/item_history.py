@@ -13,7 +13,7 @@ give each its launch day (an optional ``first_seen`` date column). :func:`catalo
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Final
 
 import pandas as pd
@@ -32,17 +32,21 @@ COL_TAGS: Final = "tags"
 ITEMS_FOLDER: Final = "items"
 
 
-def item_history(train: DataFrame) -> pd.DataFrame:
-    """(item_id, first_seen: the UTC date of its first event, interactions: its event count), one row
-    per item of ``train``, sorted by item."""
+def item_history(frame: DataFrame, counted_before: datetime | None = None) -> pd.DataFrame:
+    """(item_id, first_seen: the UTC date of its first event, interactions: its events before
+    ``counted_before``, all when None), one row per item of ``frame``, sorted by item.
+
+    The training flow passes the whole window and the hold-out's start: an item that first appears in the
+    hold-out is in the catalog with 0 training interactions, not missing."""
     from pyspark.sql import functions as F
 
-    frame: pd.DataFrame = (
-        train.groupBy(COL_ITEM)
-        .agg(F.min(F.to_date(F.col(COL_TS))).alias(COL_FIRST_SEEN), F.count(F.lit(1)).alias(COL_INTERACTIONS))
+    counted = F.lit(1) if counted_before is None else F.when(F.col(COL_TS) < F.lit(counted_before), 1)
+    result: pd.DataFrame = (
+        frame.groupBy(COL_ITEM)
+        .agg(F.min(F.to_date(F.col(COL_TS))).alias(COL_FIRST_SEEN), F.count(counted).alias(COL_INTERACTIONS))
         .toPandas()
     )
-    return frame.sort_values(COL_ITEM, kind="stable").reset_index(drop=True)
+    return result.sort_values(COL_ITEM, kind="stable").reset_index(drop=True)
 
 
 def read_items(spark: SparkSession, lake_root: Path | str) -> pd.DataFrame | None:

@@ -181,10 +181,10 @@ def run_training(
     the run collects its training pairs or user factors to the driver.
 
     With ``exploration`` (a spec's ``exploration:``), the artifact also gets ``exploration.json``: the
-    policy, each item's first day and interactions in the whole window (training part and hold-out: all
-    the data the run knows, so an item launched in the hold-out is not "new" for ever), every item of
-    the lake's ``items/`` without an event (0 interactions: explorable though no model can score it), and
-    the item tags when the lake has them (:mod:`recflow.models.exploration`).
+    policy, each item's first day in the window and its interactions in the training part (an item first
+    bought in the hold-out is listed with 0: the model cannot score it, exploration can show it), every
+    item of the lake's ``items/`` without an event (0 interactions, first seen on its launch day or the
+    window's end), and the item tags when the lake has them (:mod:`recflow.models.exploration`).
 
     Raises :class:`TrainingDataError` for data no model should train on (empty window, fewer than two
     users or items, null keys, NaN amounts, an empty hold-out).
@@ -197,7 +197,8 @@ def run_training(
         counts = check_training_frame(train, window)
         with _staging(output_dir) as staging:
             chosen = _fit_and_judge(spark, run, fit, train, test, candidates, staging / "work", timings)
-            history = item_history(train.unionByName(test)) if exploration is not None else None
+            holdout = TrainingWindow.ts(window.holdout_start)
+            history = item_history(train.unionByName(test), holdout) if exploration is not None else None
             train.unpersist()
             _save_artifact(spark, chosen.model, staging / "artifact")
             if exploration is not None and history is not None:

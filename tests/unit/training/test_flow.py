@@ -338,7 +338,8 @@ def test_judgeable_pairs_keeps_known_unseen_distinct_pairs() -> None:
 
 def test_exploration_writes_the_item_history_and_the_lakes_tags(spark: Any, tmp_path: Path) -> None:
     """A spec's ``exploration:`` puts ``exploration.json`` in the artifact: each catalog item's first
-    training day and interactions (the hold-out's days excluded) and the tags of the lake's ``items/``."""
+    training day and interactions (the hold-out's days excluded), the tags of the lake's ``items/``, and
+    the items of ``items/`` nobody bought (``zz``), after the model's catalog, first seen at the window's end."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -363,7 +364,10 @@ def test_exploration_writes_the_item_history_and_the_lakes_tags(spark: Any, tmp_
         assert explorer.history.first_seen[code] == rows[COL_TS].min().date().toordinal(), item
         assert explorer.history.interactions[code] == len(rows), item
     tags = explorer.history.tags
-    assert tags is not None and tags.shape == (model.index.n_items, 3)  # vocabulary comedy, drama, x
+    assert tags is not None and tags.shape == (model.index.n_items + 1, 3)  # vocabulary comedy, drama, x
+    assert explorer.history.extra_ids.tolist() == ["zz"] and explorer.history.n_model_items == model.index.n_items
+    assert explorer.history.interactions[-1] == 0 and explorer.history.first_seen[-1] == WINDOW.end.toordinal()
+    assert tags[-1].tolist() == [0, 0, 1]
     by_item = dict(zip(model.index.items, tags.tolist(), strict=True))
     assert by_item["i0"] == [0, 1, 0] and by_item["i1"] == [1, 1, 0] and by_item["i4"] == [0, 0, 0]
 
