@@ -293,13 +293,10 @@ def _save_artifact(spark: SparkSession, model: Recommender, folder: Path) -> Non
 def _segment_metrics(run: _Run, chosen: _Chosen) -> dict[str, Any] | None:
     """A segmented model's hold-out metrics per segment (the same definitions, on each segment's users);
     None for any other model."""
-    import pandas as pd
-
     model = chosen.model
     if not isinstance(model, SegmentedRecommender):
         return None
-    segment_of = pd.Series(model.user_segment, index=list(model.index.users))
-    segments = segment_of.reindex(chosen.truth[COL_USER].to_numpy()).fillna(-1).to_numpy()
+    segments = model.segments_of(chosen.truth[COL_USER].to_numpy())
     out: dict[str, Any] = {}
     for s in range(len(model.segments)):
         truth = chosen.truth[segments == s]
@@ -321,6 +318,7 @@ def _metrics_report(run: _Run, chosen: _Chosen) -> dict[str, Any]:
         "metrics": chosen.metrics,
         "holdout": {"users": int(chosen.truth[COL_USER].nunique()), "pairs": len(chosen.truth)},
         "segments": _segment_metrics(run, chosen),
+        "segmentation": chosen.model.router.selection if isinstance(chosen.model, SegmentedRecommender) else None,
         "calibration": chosen.calibration.report(),
         "definitions": {
             "ranking": "binary relevance over the full catalog, training items removed; users = hold-out "

@@ -374,8 +374,10 @@ def test_exploration_writes_the_item_history_and_the_lakes_tags(spark: Any, tmp_
 
 def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_path: Path) -> None:
     """Heavy buyers of h-items and light buyers of l-items: KMeans on (activity, spend) separates them,
-    the router agrees with Spark's assignment (the fit checks it), and each segment's model knows only its
-    segment's items; the candidate is judged on the hold-out like any other, per segment too."""
+    k searched over 2..4 settles on 2 (two groups of identical users: silhouette 1; more clusters leave
+    one empty or a singleton), the router agrees with Spark's assignment (the fit checks it), and each
+    segment's model knows only its segment's items; the candidate is judged on the hold-out like any
+    other, per segment too, and the choice of k is recorded."""
     from recflow.models.segmented import SegmentedRecommender
     from recflow.training.segmentation import Segmentation
     from recflow.training.segments import segmented_fitter
@@ -390,7 +392,7 @@ def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_pa
     frame = events(rows)
     frame.loc[frame[COL_USER].str.startswith("h"), COL_AMOUNT] = 80.0
     lake = write_lake(tmp_path / "lake", frame)
-    segmentation = Segmentation(family="popularity", k=2, features=("activity", "spend"), seed=3)
+    segmentation = Segmentation(family="popularity", ks=(2, 3, 4), features=("activity", "spend"), seed=3)
     out = tmp_path / "runs" / "seg"
     result = train(spark, lake, out, fit=segmented_fitter(segmentation, lake), family="popularity_segmented")
     model = load_recommender(out / "artifact")
@@ -405,6 +407,10 @@ def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_pa
     per_segment = report["segments"]
     assert sorted(per_segment) == ["0", "1"] and sum(s["holdout_users"] for s in per_segment.values()) == 12
     assert all(0 <= s["metrics"][f"ndcg@{K}"] <= 1 for s in per_segment.values())
+    selection = report["segmentation"]
+    assert selection["k"] == 2 and selection == model.router.selection and "silhouette" in selection["criterion"]
+    assert selection["silhouette"]["2"] == pytest.approx(1.0)
+    assert all(selection["silhouette"][k] is None or selection["silhouette"][k] < 1.0 for k in ("3", "4"))
 
 
 def test_user_features_count_spend_recency_and_category_mix(spark: Any) -> None:
