@@ -106,7 +106,7 @@ def test_kmeans_k_is_a_searched_range_a_list_or_one_integer(tmp_path: Path) -> N
     segmentation = load_spec("als_segmented", tmp_path).segmentation
     assert segmentation is not None and segmentation.ks == (2, 3, 4)
     (tmp_path / "ncf.yaml").write_text(f"name: ncf\nentry_point: {ENTRY}\n{body.replace('2..4', '1..4')}\n")
-    with pytest.raises(SpecError, match="2..64"):
+    with pytest.raises(SpecError, match=r"2\.\.64"):
         load_spec("ncf", tmp_path)
     # the highest silhouette wins, the smaller k on a tie; a k with a too small segment (None) never does
     assert choose_k({2: 0.41, 3: 0.58, 4: 0.58, 5: None}) == 3
