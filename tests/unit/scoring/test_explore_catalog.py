@@ -189,3 +189,21 @@ def test_a_drawn_item_the_model_already_listed_is_shown_once_in_its_slot() -> No
     # the model's other items keep their order, moved up where the duplicate left
     others = [c for c in top.items[0].tolist() if c != new]
     assert [c for c in slate.top.items[0].tolist() if c != new] == others[:7]
+
+
+def test_a_batch_without_the_training_items_cannot_explore(artifact: Path) -> None:
+    """Drawing against the lake's seen items instead would differ from streaming: refused, not guessed."""
+    model = load_recommender(artifact)
+    explorer = read_explorer(artifact, model)
+    assert explorer is not None
+    rb = pa.RecordBatch.from_pydict(
+        {
+            COL_USER: pa.array(["u1"], type=pa.string()),
+            COL_CODE: pa.array([int(model.index.user_codes(["u1"])[0])], type=pa.int32()),
+            COL_SEEN: pa.array([[]], type=pa.list_(pa.int32())),
+        }
+    )
+    scorer = ArrowScorer(model, version="v1", k=K, n_candidates=None, explorer=explorer, day=DAY)
+    with pytest.raises(ValueError, match=COL_TRAIN_SEEN):
+        scorer(rb)
+    assert len(ArrowScorer(model, version="v1", k=K, n_candidates=None)(rb)) == K  # no explorer: not needed
