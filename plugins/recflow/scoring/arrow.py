@@ -152,7 +152,7 @@ class ArrowScorer:
             users = rb.column(COL_USER).to_numpy(zero_copy_only=False)
             if COL_TRAIN_SEEN not in rb.schema.names:
                 raise ValueError(f"exploration draws against each user's training items: no {COL_TRAIN_SEEN} column")
-            trained = UserBatch(codes=codes, seen=_ragged(rb.column(COL_TRAIN_SEEN)))
+            trained = UserBatch(codes=codes, seen=_ragged(rb.column(COL_TRAIN_SEEN)), factors=factors)
             slate = self.explorer.apply(self.model, top, trained, users, self.day)
             rows, ranks, item_codes, scores, fallback, explore, logging = slate.long()
             calibrated = slate.top.long_propensity()

@@ -143,7 +143,7 @@ class Explorer:
         ``users.seen`` must hold each user's training items (the artifact's, by model item code), not the
         seen items ``top`` was scored with: the draw depends on nothing else of the user, so every path
         with the same artifact draws the same item (see the module docstring)."""
-        history, codes = users.seen, users.codes
+        history = users.seen
         n, width = top.items.shape
         items, scores, counts = top.items.copy(), top.scores.copy(), top.counts
         explore = np.zeros((n, width), dtype=bool)
@@ -167,7 +167,7 @@ class Explorer:
                 weights[pick, choice] = 0.0
                 target = rows[pick]
                 chosen = pool[choice]
-                item_scores = self._item_scores(model, codes[target], chosen)
+                item_scores = self._item_scores(model, users.take(target), chosen)
                 order = _placed(items[target], explore[target], chosen, slot - 1)
                 for matrix, value in ((items, chosen), (scores, item_scores), (explore, True)):
                     matrix[target] = _insert(matrix[target], order, value)
@@ -196,16 +196,16 @@ class Explorer:
         weights[history.row_ids()[keep], cols[keep]] = 0.0
         return weights
 
-    def _item_scores(self, model: ScorableModel, codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
-        """The model's score of each user's explore item (the fallback's for users it does not know); NaN
-        for an item outside the model's catalog, which has no score."""
+    def _item_scores(self, model: ScorableModel, users: UserBatch, item_codes: np.ndarray) -> np.ndarray:
+        """The model's score of each user's explore item (the fallback's for users it does not know; a batch
+        worker's users carry their factor rows); NaN for an item outside the model's catalog, which has no
+        score."""
         out = np.full(len(item_codes), np.nan, dtype=np.float32)
         in_model = item_codes < self.history.n_model_items
         out[in_model] = model.fallback_scores()[item_codes[in_model]]
-        known = np.flatnonzero((codes >= 0) & in_model)
+        known = np.flatnonzero((users.codes >= 0) & in_model)
         if len(known):
-            users = UserBatch(codes=codes[known], seen=Ragged.empty(len(known)))
-            block = model.score_candidates(users, item_codes[known, None].astype(np.int32))
+            block = model.score_candidates(users.take(known), item_codes[known, None].astype(np.int32))
             out[known] = np.asarray(block, dtype=np.float32)[:, 0]
         return out
 

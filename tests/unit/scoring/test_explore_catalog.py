@@ -24,7 +24,7 @@ from recflow.models.base import Recommender
 from recflow.models.exploration import read_explorer, write_exploration
 from recflow.models.popularity import PopularityRecommender
 from recflow.models.synthetic import random_als
-from recflow.scoring.arrow import COL_CODE, COL_TRAIN_SEEN, ArrowScorer
+from recflow.scoring.arrow import COL_CODE, COL_FACTORS, COL_TRAIN_SEEN, ArrowScorer
 from recflow.scoring.core import Ragged, UserBatch, score_batch
 from recflow.scoring.explore import SOURCE_EXPLORE, Explorer, ItemHistory
 from recflow.scoring.explore_policy import ExplorePolicy
@@ -87,8 +87,9 @@ def lists(ragged: Ragged) -> list[list[int]]:
 def batch_table(
     model: Recommender, explorer: Explorer, users: list[str]
 ) -> tuple[pa.Table, ArrowScorer, UserBatch, Ragged]:
-    """What a batch worker writes: seen = the lake's (here: the training items plus the new items i0 and
-    i1, bought since), train_seen = the artifact's training items."""
+    """What a batch worker writes with the item side it is shipped (``for_workers``) and each user's factor
+    row: seen = the lake's (here: the training items plus the new items i0 and i1, bought since),
+    train_seen = the artifact's training items."""
     codes = model.index.user_codes(users)
     trained = model.seen.ragged(codes)
     lake = [row + [int(c) for c in model.index.item_codes(["i0", "i1"]) if c not in row] for row in lists(trained)]
@@ -98,9 +99,13 @@ def batch_table(
             COL_CODE: pa.array([int(c) if c >= 0 else None for c in codes], type=pa.int32()),
             COL_SEEN: pa.array(lake, type=pa.list_(pa.int32())),
             COL_TRAIN_SEEN: pa.array(lists(trained), type=pa.list_(pa.int32())),
+            COL_FACTORS: pa.array(
+                [model.user_factors[c].tolist() if c >= 0 else None for c in codes],  # type: ignore[attr-defined]
+                type=pa.list_(pa.float32()),
+            ),
         }
     )
-    scorer = ArrowScorer(model, version="v1", k=K, n_candidates=None, explorer=explorer, day=DAY)
+    scorer = ArrowScorer(model.for_workers(), version="v1", k=K, n_candidates=None, explorer=explorer, day=DAY)
     seen = Ragged.from_lists(lake)
     return pa.Table.from_batches([scorer(rb)]), scorer, UserBatch(codes=codes, seen=seen), trained
 
