@@ -11,7 +11,7 @@ RECFLOW := $(VENV)/bin/recflow
 PYTEST_ARGS ?=
 
 .PHONY: help venv check-tools demo airflow services-up services-down services-status test test-unit \
-        lint typecheck audit bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration \
+        lint typecheck audit bench bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration bench-segmentation \
         bench-serving bench-ann bench-s3-server clean
 
 help:  ## list the targets
@@ -59,7 +59,7 @@ audit: venv  ## pip-audit of the locked environment (.venv from uv.lock); JSON r
 	@mkdir -p $(AUDIT_DIR)
 	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off -f json -o $(AUDIT_DIR)/pip-audit.json $(AUDIT_ARGS)
 
-bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration bench-serving  ## every benchmark; results under bench/results/
+bench: bench-quality bench-data bench-streaming bench-scoring bench-airflow bench-evaluation bench-exploration bench-segmentation bench-serving  ## every benchmark; results under bench/results/
 
 bench-quality: venv  ## MovieLens-100K quality and fit time vs the published numbers
 	$(PY) bench/quality.py
@@ -100,6 +100,9 @@ bench-s3-server: venv check-tools  ## the multi-identity S3 server (versitygw): 
 
 bench-exploration: venv  ## new items' days to first interaction and nDCG@10 of the model's own slots, exploration on/off
 	$(PY) bench/exploration.py
+
+bench-segmentation: venv  ## segmented ALS vs plain ALS on MovieLens-100K and the demo's taste populations (segmentation.{json,md})
+	$(PY) bench/segmentation.py
 
 clean: services-down  ## stop services and delete local state (.recflow/)
 	rm -rf .recflow

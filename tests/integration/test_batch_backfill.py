@@ -6,6 +6,8 @@ version B for the one ending day 2, through the registry API (wall-clock promoti
 (A, B, B), and the second backfill (``--reprocess-behavior completed``) must re-run every day and leave
 byte-identical partitions (sha256 of every file). Both versions explore (``exploration.json``: new items in
 slot 3 for half the users, :mod:`recflow.scoring.explore`), so the byte-identity covers the seeded choice.
+The catalog also lists ``launch-x``, an item with no interaction at all (not in either model), launched on
+day 2: it reaches top-Ks through the slot from day 2 on, never before, with a null score and propensity.
 
 The components (api-server, scheduler with the LocalExecutor, dag-processor on PostgreSQL) run with a
 lake and a model bucket of this module's own, so no other test's champion or data leaks in. Each
@@ -51,6 +53,8 @@ FROM_DATE, TO_DATE = "2026-11-05", "2026-11-07T04:00"
 CONF = {"k": 5, "active_days": 7}
 N_USERS, N_ITEMS = 40, 25
 #: Items i020..i024 are "new" (first seen 3 days before the first scored day, once each).
+#: An item of the catalog nobody has bought: no model knows it; it launches on the second scored day.
+LAUNCH = "launch-x"
 EXPLORATION = ExplorePolicy(new_within_days=7, min_interactions=2, slots=(3,), user_share=0.5, seed=5)
 RUNS_TIMEOUT = 900.0
 
@@ -89,10 +93,11 @@ def zone(live_services: Settings) -> Iterator[dict[str, Any]]:
 def champions(live_services: Settings, zone: dict[str, Any]) -> dict[date, str]:
     """Two small ALS versions: A promoted for the interval ending day 1, B for the one ending day 2."""
     registry = ModelRegistry(s3_client(live_services.s3), zone["bucket"])
-    train = pd.DataFrame(
-        [(u, i) for u in zone["users"] for i in zone["items"]], columns=[COL_USER, COL_ITEM]
-    )  # every user and item known to both models (the seen items come from the lake, not from this)
-    index = IdIndex.from_frame(train)
+    catalog = pd.DataFrame([(u, i) for u in zone["users"] for i in zone["items"]], columns=[COL_USER, COL_ITEM])
+    index = IdIndex.from_frame(catalog)  # every user and item known to both models
+    # their training items: the lake's first 3 days (exploration draws against these in every path)
+    days = [zone["lake"] / "interactions" / f"event_date={START + timedelta(days=d)}" for d in range(3)]
+    train = pd.concat([pd.read_parquet(folder) for folder in days], ignore_index=True)
     versions = []
     for seed, trained_to in ((1, DAYS[0]), (2, DAYS[1])):
         rng = np.random.default_rng(seed)
@@ -102,8 +107,9 @@ def champions(live_services: Settings, zone: dict[str, Any]) -> dict[date, str]:
         model.save(folder)
         (folder / "lineage.json").write_text(json.dumps({"window": {"start": str(START)}}))
         new = [i >= "i020" for i in index.items]
-        history = pd.DataFrame({COL_ITEM: list(index.items), "interactions": [1 if n else 50 for n in new],
-                                "first_seen": [DAYS[0] - timedelta(days=3) if n else START for n in new]})  # fmt: skip
+        first_seen = [DAYS[0] - timedelta(days=3) if n else START - timedelta(days=30) for n in new]
+        history = pd.DataFrame({COL_ITEM: [*index.items, LAUNCH], "interactions": [*(1 if n else 50 for n in new), 0],
+                                "first_seen": [*first_seen, DAYS[1]]})  # fmt: skip
         write_exploration(folder, EXPLORATION, history, None)
         mv = registry.register(folder, family="als", metrics={}, lineage={"run_id": f"backfill-{seed}"},
                                created_at=midnight(trained_to))  # fmt: skip
@@ -160,6 +166,10 @@ def test_backfill_scores_each_day_with_its_champion_and_twice_gives_identical_pa
         explored = scores[scores["source"] == SOURCE_EXPLORE]
         assert 0 < explored[COL_USER].nunique() < len(zone["users"]) and set(explored["rank"]) == {3}, day
         assert explored["logging_propensity"].between(0, 1, inclusive="right").all(), day
+        launched = scores[scores[COL_ITEM] == LAUNCH]
+        assert (len(launched) > 0) == (day >= DAYS[1]), f"{day}: {LAUNCH} shown {len(launched)} times"
+        assert set(launched["source"]) <= {SOURCE_EXPLORE} and launched["score"].isna().all(), day
+        assert launched["propensity"].isna().all() and launched["logging_propensity"].notna().all(), day
     assert champions[DAYS[0]] != champions[DAYS[1]]
 
     began = time.monotonic()

@@ -20,6 +20,7 @@ import pytest
 
 from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings, load_settings
+from recflow.promotion.report import latest_report
 from recflow.registry import ModelRegistry
 from recflow.registry.blessing import blessings
 
@@ -79,12 +80,18 @@ def test_a_segmented_spec_trains_is_judged_and_compared_in_a_real_training_run(
     folder = registry.fetch(segmented, tmp_path)
     model_json = json.loads((folder / "model.json").read_text())
     assert model_json["recommender"] == "recflow.models.segmented.SegmentedRecommender"
-    assert model_json["segments"] == 2 and (folder / "segments" / "1" / "model.json").is_file()
     router = json.loads((folder / "router.json").read_text())
-    assert router["features"] == ["activity", "spend", "recency"] and len(router["centroids"]) == 2
+    # k searched over the spec's 2..8 by the training users' silhouette: every k scored, the best kept
+    selection = router["selection"]
+    scores = {int(k): v for k, v in selection["silhouette"].items()}
+    k = selection["k"]
+    assert sorted(scores) == list(range(2, 9)) and scores[k] == max(v for v in scores.values() if v is not None)
+    assert model_json["segments"] == k and (folder / "segments" / str(k - 1) / "model.json").is_file()
+    assert router["features"] == ["activity", "spend", "recency"] and len(router["centroids"]) == k
     report = json.loads((folder / "metrics.json").read_text())
+    assert report["segmentation"] == selection
     per_segment = report["segments"]
-    assert sorted(per_segment) == ["0", "1"]
+    assert sorted(per_segment, key=int) == [str(s) for s in range(k)]
     assert sum(s["holdout_users"] for s in per_segment.values()) == report["holdout"]["users"]
 
     # compared on the shared hold-out with the baseline: a model blessing records the verdict either way,
@@ -92,5 +99,10 @@ def test_a_segmented_spec_trains_is_judged_and_compared_in_a_real_training_run(
     verdicts = blessings(registry, segmented.version, kind="model")
     assert verdicts, "the compare step wrote no model blessing for the segmented candidate"
     assert {"als_segmented", "popularity"} <= set(verdicts[-1].details["metrics"])  # one shared hold-out
+    # its segments are one more slice on that hold-out, shown per segment in the run's report
+    judged = verdicts[-1].details["metrics"]["als_segmented"]
+    assert {f"ndcg@{K}[segment={s}]" for s in range(k)} <= set(judged), sorted(judged)
+    html = latest_report(registry, segmented.version)
+    assert html is not None and "<h3>als_segmented</h3>" in html.split("<h2>Per segment", 1)[1]
     champion = registry.champion()
     assert (champion is not None and champion.version == segmented.version) == verdicts[-1].passed, verdicts[-1].reasons

@@ -86,7 +86,8 @@ class ExpectedUsers:
 
     ``ids`` are distinct; ``fallback`` marks users unknown to the model (their rows must be fallback
     rows); ``rows`` is ``min(k, unseen)``; ``seen`` their seen item codes, sorted within each user;
-    ``calibrated``: the model carries a calibration map, so its rows must carry a ``propensity``.
+    ``calibrated``: the model carries a calibration map, so its rows must carry a ``propensity``;
+    ``trained`` their training items, which exploration draws against (None: ``seen`` judges explore rows too).
     """
 
     ids: pa.Array
@@ -94,16 +95,19 @@ class ExpectedUsers:
     rows: np.ndarray
     seen: Ragged
     calibrated: bool
+    trained: Ragged | None = None
 
     @classmethod
-    def of_batch(cls, model: ScorableModel, k: int, ids: pa.Array, codes: np.ndarray, seen: Ragged) -> ExpectedUsers:
-        """From the users' ids, model codes (-1: unknown) and seen item codes."""
+    def of_batch(
+        cls, model: ScorableModel, k: int, ids: pa.Array, codes: np.ndarray, seen: Ragged, trained: Ragged | None = None
+    ) -> ExpectedUsers:
+        """From the users' ids, model codes (-1: unknown), seen item codes and training items."""
         import pyarrow as pa
 
         fallback = codes < 0
         flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
         rows = expected_rows(model, k, fallback, seen)
-        return cls(flat.cast(pa.string()), fallback, rows, seen, model.calibration is not None)
+        return cls(flat.cast(pa.string()), fallback, rows, seen, model.calibration is not None, trained)
 
 
 def expected_rows(model: ScorableModel, k: int, fallback: np.ndarray, seen: Ragged) -> np.ndarray:
@@ -133,7 +137,7 @@ def user_checks(staged: pa.Table, expected: ExpectedUsers, items: pa.Array) -> p
     own_source = np.where(expected_fallback, rows.count(rows.is_fallback), rows.count(rows.is_model))
     own_source += rows.count(rows.is_explore)  # an exploration slot is right for any user
     min_rank, max_rank = by_rank.span(rows.rank, rows.rank_valid)
-    duplicate_items, seen_items = _repeated_and_seen_items(rows, expected.seen, len(items))
+    duplicate_items, seen_items = _repeated_and_seen_items(rows, expected, len(items))
     numbers = rows.score_valid & ~np.isnan(rows.score)  # NaN is counted by nonfinite_scores, not ranged
     model_low, model_high = by_rank.span(rows.score, rows.is_model & numbers)
     fallback_low, fallback_high = by_rank.span(rows.score, rows.is_fallback & numbers)
@@ -238,8 +242,9 @@ class _StagedRows:
 
     @property
     def complete(self) -> np.ndarray:
-        """Rows with a rank, an item, a score and a version (a null source counts as the wrong source)."""
-        return self.rank_valid & self.item_valid & self.score_valid & self.version_valid
+        """Rows with a rank, an item, a score and a version (a null source counts as the wrong source); an
+        explore row of an item outside the model's catalog has no score, and that is complete."""
+        return self.rank_valid & self.item_valid & (self.score_valid | self.is_explore) & self.version_valid
 
     def count(self, mask: np.ndarray) -> np.ndarray:
         """The rows of ``mask`` per check row."""
@@ -333,23 +338,38 @@ def _bad_propensity(rows: _StagedRows) -> np.ndarray:
 
 def _bad_calibrated_propensity(rows: _StagedRows, calibrated: bool, user_fallback: np.ndarray) -> np.ndarray:
     """Rows whose calibrated propensity breaks the scoring core's rule: null on fallback rows, on the
-    explore rows of a user the fallback scored, and for a model without a calibration map; within [0, 1]
-    on every other row (NaN counts as missing)."""
+    explore rows of a user the fallback scored, on explore rows of an item outside the model's catalog
+    (no model score to calibrate), and for a model without a calibration map; within [0, 1] on every
+    other row (NaN counts as missing)."""
     p = rows.calibrated
-    needs = calibrated & ~rows.is_fallback & ~(rows.is_explore & user_fallback[rows.group])
+    unscored_explore = rows.is_explore & (user_fallback[rows.group] | ~rows.score_valid)
+    needs = calibrated & ~rows.is_fallback & ~unscored_explore
     in_range = (p >= 0) & (p <= 1)  # False for NaN (null)
     return np.where(needs, ~in_range, ~np.isnan(p))
 
 
-def _repeated_and_seen_items(rows: _StagedRows, seen: Ragged, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per user: rows repeating an item of an earlier row, and distinct items among the user's ``seen``.
+def _repeated_and_seen_items(rows: _StagedRows, expected: ExpectedUsers, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per user: rows repeating an item of an earlier row, and distinct items among the user's seen ones:
+    the model's and fallback rows against ``expected.seen``, explore rows against ``expected.trained``
+    (the training items the draw excludes in batch and streaming alike; ``seen`` when not given).
 
     The (user, item) pairs as one sorted int64 key: adjacent equal keys are duplicate items, and the
     distinct keys are what is looked up among the seen pairs (sorted the same way)."""
     pairs = np.sort(rows.group[rows.code_valid] * n_items + rows.code[rows.code_valid])
     repeated = pairs[1:] == pairs[:-1]
     duplicate_items = np.bincount(pairs[1:][repeated] // n_items, minlength=rows.n).astype(np.int64)
-    keys = pairs[np.r_[True, ~repeated]] if len(pairs) else pairs
+    trained = expected.seen if expected.trained is None else expected.trained
+    hits = [
+        _seen_keys(rows, rows.code_valid & ~rows.is_explore, expected.seen, n_items),
+        _seen_keys(rows, rows.code_valid & rows.is_explore, trained, n_items),
+    ]
+    keys = np.unique(np.concatenate(hits))
+    return duplicate_items, np.bincount(keys // n_items, minlength=rows.n).astype(np.int64)
+
+
+def _seen_keys(rows: _StagedRows, mask: np.ndarray, seen: Ragged, n_items: int) -> np.ndarray:
+    """The distinct (check row, item) keys of the rows of ``mask`` whose item is among the user's ``seen``."""
+    keys = np.unique(rows.group[mask] * n_items + rows.code[mask])
     keys = keys[keys < rows.n_expected * n_items]  # users not requested have no seen items
     seen_keys = seen.row_ids() * n_items + seen.values.astype(np.int64)
     if len(seen_keys) > 1 and not np.all(seen_keys[1:] >= seen_keys[:-1]):
@@ -357,7 +377,7 @@ def _repeated_and_seen_items(rows: _StagedRows, seen: Ragged, n_items: int) -> t
     hit = np.searchsorted(seen_keys, keys)
     is_seen = hit < len(seen_keys)
     is_seen[is_seen] = seen_keys[hit[is_seen]] == keys[is_seen]
-    return duplicate_items, np.bincount(keys[is_seen] // n_items, minlength=rows.n).astype(np.int64)
+    return keys[is_seen]
 
 
 def _version_range(rows: _StagedRows, by_rank: _ByRank) -> tuple[pa.Array, pa.Array]:

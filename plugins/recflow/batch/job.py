@@ -46,7 +46,8 @@ from recflow.data.spark_lake import read_table
 from recflow.models.artifact import load_recommender
 from recflow.models.base import Recommender
 from recflow.models.exploration import read_explorer
-from recflow.scoring.arrow import COL_CODE
+from recflow.models.index import SEEN_TABLE
+from recflow.scoring.arrow import COL_CODE, COL_TRAIN_SEEN
 from recflow.scoring.core import ScoringError
 from recflow.scoring.seen import COL_ITEM_CODE, COL_SEEN, SeenPolicy, seen_codes, seen_window
 from recflow.spark.session import session_conf
@@ -164,10 +165,36 @@ def active_users(
     return snapshot_activity(spark, snapshot, model.index.items, request, policy, train_start)
 
 
+def training_items(spark: SparkSession, artifact_dir: Path, model: Recommender) -> DataFrame:
+    """(u, train_seen): each training user's items in the artifact (``seen.parquet``, or the model's own
+    seen index for families without tables), what exploration draws against in every path."""
+    from pyspark.sql import functions as F
+
+    path = artifact_dir / SEEN_TABLE
+    if path.exists():
+        return spark.read.parquet(str(path)).select(COL_CODE, F.col(COL_SEEN).alias(COL_TRAIN_SEEN))
+    if not model.has_user_side:
+        raise ScoringError(f"{artifact_dir} has no {SEEN_TABLE} and its model was loaded without its users")
+    import pandas as pd
+
+    codes = np.arange(model.index.n_users, dtype=np.int64)
+    seen = model.seen.ragged(codes)
+    lists = [seen.values[a:b].tolist() for a, b in zip(seen.offsets[:-1], seen.offsets[1:], strict=True)]
+    frame = pd.DataFrame({COL_CODE: codes.astype(np.int32), COL_TRAIN_SEEN: lists})
+    return spark.createDataFrame(frame, schema=f"{COL_CODE} int, {COL_TRAIN_SEEN} array<int>")
+
+
 def scoring_inputs(
-    spark: SparkSession, activity: DataFrame, artifact_dir: Path, model: Recommender, partitions: int
+    spark: SparkSession,
+    activity: DataFrame,
+    artifact_dir: Path,
+    model: Recommender,
+    partitions: int,
+    *,
+    explore: bool = False,
 ) -> DataFrame:
     """One row per user to score: user_id, u (null: unknown), [features], seen (array<int>, maybe empty),
+    with ``explore`` also train_seen (the user's training items, empty for a user the model does not know),
     hash-partitioned into ``partitions`` by user and sorted by user within each partition.
 
     The join's shuffle is the one :func:`score_users` needs: ``activity`` is repartitioned by user into
@@ -178,6 +205,13 @@ def scoring_inputs(
     and then once more for the scoring.
     """
     table = user_table(spark, artifact_dir, model)
+    if explore:
+        from pyspark.sql import functions as F
+
+        table = table.join(training_items(spark, artifact_dir, model), COL_CODE, "left")
+        joined = activity.repartition(partitions, COL_USER).join(table, COL_USER, "left")
+        empty = F.array().cast("array<int>")
+        return joined.withColumn(COL_TRAIN_SEEN, F.coalesce(F.col(COL_TRAIN_SEEN), empty))
     return activity.repartition(partitions, COL_USER).join(table, COL_USER, "left")
 
 
@@ -224,7 +258,7 @@ def run_batch_scoring(
         scoped = {SHUFFLE_PARTITIONS: str(partitions), ARROW_MAX_RECORDS: str(ARROW_BATCH_USERS)}
         with session_conf(spark, scoped):
             return publish_scores(
-                scoring_inputs(spark, activity, artifact_dir, model, partitions),
+                scoring_inputs(spark, activity, artifact_dir, model, partitions, explore=explorer is not None),
                 n_users=n_users,
                 partitions=partitions,
                 model=model,

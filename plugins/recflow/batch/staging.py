@@ -40,7 +40,7 @@ import numpy as np
 from recflow.batch.checks import ExpectedUsers, user_checks
 from recflow.constants import COL_USER
 from recflow.models.base import Recommender
-from recflow.scoring.arrow import COL_CODE, ArrowScorer, by_user, shipped_model, worker_model
+from recflow.scoring.arrow import COL_CODE, COL_TRAIN_SEEN, ArrowScorer, by_user, shipped_model, worker_model
 from recflow.scoring.core import Ragged, ScorableModel, ScoringError
 from recflow.scoring.explore import Explorer
 from recflow.scoring.seen import COL_SEEN
@@ -185,14 +185,17 @@ def _expected_users(model: ScorableModel, k: int, rb: pa.RecordBatch) -> Expecte
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    seen = rb.column(COL_SEEN)
-    lengths = np.asarray(pc.list_value_length(seen).fill_null(0), dtype=np.int64)
-    # copies: a batch read from Spark's Arrow stream is one buffer, and a view into it would keep the
-    # whole batch (factor rows included) alive until the file is checked
-    values = np.array(pc.list_flatten(seen), dtype=np.int32)
+    def ragged(column: str) -> Ragged:
+        lists = rb.column(column)
+        lengths = np.asarray(pc.list_value_length(lists).fill_null(0), dtype=np.int64)
+        # copies: a batch read from Spark's Arrow stream is one buffer, and a view into it would keep the
+        # whole batch (factor rows included) alive until the file is checked
+        return Ragged(np.r_[0, np.cumsum(lengths)], np.array(pc.list_flatten(lists), dtype=np.int32))
+
     ids = pa.concat_arrays([rb.column(COL_USER)])
     unknown = np.asarray(rb.column(COL_CODE).is_null(), dtype=bool)
-    return ExpectedUsers.of_batch(model, k, ids, np.where(unknown, -1, 0), Ragged(np.r_[0, np.cumsum(lengths)], values))
+    trained = ragged(COL_TRAIN_SEEN) if COL_TRAIN_SEEN in rb.schema.names else None
+    return ExpectedUsers.of_batch(model, k, ids, np.where(unknown, -1, 0), ragged(COL_SEEN), trained)
 
 
 def stage_scores(

@@ -75,3 +75,22 @@ def load_movielens(path: str | Path | None = None) -> pd.DataFrame:
     )
     df[COL_EVENT] = df[COL_EVENT].astype(object)
     return conform(df)
+
+
+ITEMS_FILE: Final = "u.item"
+GENRES_FILE: Final = "u.genre"
+
+
+def load_genres(path: str | Path | None = None) -> dict[str, list[str]]:
+    """``item_id -> sorted genre names`` from ``u.item`` (pipe-separated, Latin-1: id, title, dates, URL,
+    then one 0/1 flag per genre of ``u.genre``): the item tags of the lake's ``items/`` for MovieLens."""
+    folder = Path(path) if path is not None else movielens_dir()
+    folder = folder.parent if folder.is_file() else folder
+    genres = pd.read_csv(folder / GENRES_FILE, sep="|", header=None, names=["genre", "index"], encoding="latin-1")
+    names = genres.dropna().sort_values("index")["genre"].tolist()
+    items = pd.read_csv(folder / ITEMS_FILE, sep="|", header=None, encoding="latin-1", dtype={0: str})
+    flags = items.iloc[:, -len(names) :].to_numpy(dtype=bool)
+    return {
+        str(item): sorted(np.asarray(names, dtype=object)[row].tolist())
+        for item, row in zip(items[0], flags, strict=True)
+    }

@@ -30,8 +30,12 @@ Per bucket, every metric of :func:`recflow.evaluation.metrics.evaluate` at ``k``
 Keys: ``"<metric>@<k>[<slice>=<bucket>]"`` and ``"size[<slice>=<bucket>]"``, the number of users the
 bucket's metrics average over. A bucket without judged pairs is absent (size 0 is not a measurement).
 
-To add a slice from code (e.g. a segmented candidate's segment), declare a ``feature`` slice and pass its
+To add a slice from code, declare a ``feature`` slice and pass its
 table in ``features``: ``slice_metrics(..., features={"segments": frame_of_user_id_and_segment})``.
+
+A segmented model (:mod:`recflow.models.segmented`) adds one more user slice, ``segment``, whose buckets
+are its own segments (:func:`segment_metrics`; ``none``: users it routes to the global fallback), keyed
+the same way, so the report and the slice thresholds treat it like the declared slices.
 """
 
 from __future__ import annotations
@@ -242,13 +246,39 @@ def slice_metrics(
             chosen = ids.isin(members.loc[members["bucket"] == label, "id"]).to_numpy()
             if label == NO_VALUE:
                 chosen |= ~known  # ids the feature table lacks (their value is unknown)
-            part = truth[chosen]
-            if part.empty:
-                continue
-            users = part[COL_USER].unique()
-            lists = recs[recs[COL_USER].isin(users)]
-            key = f"{spec.name}={label}"
-            for metric, value in evaluate(part, lists, k=k, catalog=items).items():
-                out[f"{metric}[{key}]"] = value
-            out[f"size[{key}]"] = float(len(users))
+            out.update(_bucket_metrics(truth[chosen], recs, f"{spec.name}={label}", k, items))
+    return out
+
+
+SEGMENT_SLICE: Final = "segment"
+
+
+def segment_metrics(
+    truth: pd.DataFrame,
+    recs: pd.DataFrame,
+    segment_of: pd.Series,
+    *,
+    k: int,
+    catalog: Iterable[Hashable] | None = None,
+) -> dict[str, float]:
+    """Every metric at ``k`` per segment of a segmented model (``segment_of``: user id -> segment label),
+    keyed ``"<metric>@<k>[segment=<label>]"`` like the declared slices; users without one are ``none``."""
+    items = None if catalog is None else list(catalog)
+    labels = truth[COL_USER].map(segment_of).fillna("none").astype(str).to_numpy()
+    out: dict[str, float] = {}
+    for label in sorted(set(labels)):
+        out.update(_bucket_metrics(truth[labels == label], recs, f"{SEGMENT_SLICE}={label}", k, items))
+    return out
+
+
+def _bucket_metrics(
+    part: pd.DataFrame, recs: pd.DataFrame, key: str, k: int, items: list[Hashable] | None
+) -> dict[str, float]:
+    """One bucket's metrics over its judged pairs and their users' lists, and its size (none when empty)."""
+    if part.empty:
+        return {}
+    users = part[COL_USER].unique()
+    out = {f"{metric}[{key}]": value for metric, value in evaluate(part, recs[recs[COL_USER].isin(users)], k=k,
+                                                                  catalog=items).items()}  # fmt: skip
+    out[f"size[{key}]"] = float(len(users))
     return out

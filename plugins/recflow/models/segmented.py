@@ -16,6 +16,7 @@ model, by global popularity.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -33,12 +34,16 @@ SEGMENTS_DIR: Final = "segments"
 
 @dataclass(frozen=True)
 class SegmentRouter:
-    """Standardise a user's features with the training scaler, then take the nearest centroid."""
+    """Standardise a user's features with the training scaler, then take the nearest centroid.
+
+    ``selection`` records how the number of segments was chosen (``k``, the criterion, each k's score),
+    for ``metrics.json`` and anyone reading the artifact; routing does not read it."""
 
     features: tuple[str, ...]
     mean: np.ndarray
     scale: np.ndarray
     centroids: np.ndarray
+    selection: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         d = len(self.features)
@@ -60,6 +65,7 @@ class SegmentRouter:
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "centroids": self.centroids.tolist(),
+            "selection": self.selection,
         }
 
     @classmethod
@@ -69,6 +75,7 @@ class SegmentRouter:
             np.asarray(raw["mean"], dtype=np.float64),
             np.asarray(raw["scale"], dtype=np.float64),
             np.asarray(raw["centroids"], dtype=np.float64),
+            raw.get("selection"),
         )
 
 
@@ -96,6 +103,11 @@ class SegmentedRecommender(Recommender):
         # per segment: its item codes in the global catalog, and each global user's code in it
         self._items = [index.item_codes(list(m.index.items)) for m in segments]
         self._users = [m.index.user_codes(list(index.users)) for m in segments]
+
+    def segments_of(self, user_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Each user's segment (-1: a user the model never saw, served by the global fallback)."""
+        codes = self.index.user_codes(list(user_ids))
+        return np.where(codes >= 0, self.user_segment[np.maximum(codes, 0)], -1)
 
     def score(self, user_codes: np.ndarray) -> np.ndarray:
         return self.score_rows(UserBatch(codes=user_codes, seen=Ragged.empty(len(user_codes))))

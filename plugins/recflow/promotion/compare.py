@@ -34,8 +34,9 @@ from recflow.data.offers import ENV_PATH
 from recflow.evaluation.calibration import holdout_figures
 from recflow.evaluation.categories import category_table
 from recflow.evaluation.python_holdout import holdout_metrics, judgeable_given_training, require_truth
-from recflow.evaluation.slices import SliceSpec, load_slices, slice_metrics
+from recflow.evaluation.slices import SliceSpec, load_slices, segment_metrics, slice_metrics
 from recflow.models.artifact import load_recommender
+from recflow.models.segmented import SegmentedRecommender
 from recflow.promotion.decision import decide
 from recflow.promotion.policy import PromotionPolicy
 from recflow.promotion.records import CHAMPION, Judgement, JudgingError
@@ -199,6 +200,10 @@ def _score(
     metrics.update(
         slice_metrics(truth, recs, slicing.train, slicing.specs, k=ks[0], catalog=catalog, features=slicing.features)
     )
+    if isinstance(model, SegmentedRecommender):  # its segments are one more slice
+        users = truth[COL_USER].unique()
+        segments = pd.Series(model.segments_of(users), index=users).map(lambda s: "none" if s < 0 else str(s))
+        metrics.update(segment_metrics(truth, recs, segments, k=ks[0], catalog=catalog))
     figures = holdout_figures(recs, truth, k=ks[0])
     table = category_table(recs, truth, k=ks[0], thresholds=slicing.thresholds).reset_index()
     categories = [{key: _plain(value) for key, value in row.items()} for row in table.to_dict("records")]

@@ -1,7 +1,7 @@
 """The promotion report of one training run: a self-contained HTML page (metrics table, a bar chart of
 every candidate, the baseline and the champion on the shared hold-out, each model's calibration
 (ECE, MCE and Brier before and after its map, and a reliability diagram), the worst slices against the
-champion (``models/slices.yaml``), the decision and its reasons),
+champion (``models/slices.yaml``), each segmented model's metrics per segment, the decision and its reasons),
 stored create-only next to each candidate version (``versions/<v>/reports/promotion-<time>.html``).
 
 Why inline SVG and no plotting library: the page is rendered on the Airflow worker, opened from S3 or
@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from recflow.evaluation.slices import SEGMENT_SLICE
 from recflow.registry.records import compact
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ written {escape(datetime.now(UTC).isoformat(timespec="seconds"))}</p>
 <h2>Metrics</h2><table><tr><th>model</th><th>version</th>{head}</tr>{rows}</table>
 <h2>Calibration (hold-out evaluation fold)</h2>{_calibration(judgement.calibration)}
 <h2>Worst slices against the champion</h2>{_worst_slices(judgement.metrics)}
+<h2>Per segment (segmented models, on the same hold-out)</h2>{_segments(judgement.metrics)}
 <h2>By category (offer decision and top-K, weakest recall@K first)</h2>{_categories(judgement.categories)}
 <h2>Reasons</h2>{reasons}
 </body></html>
@@ -161,6 +163,35 @@ def _worst_slices(metrics: Mapping[str, Mapping[str, float]], n: int = WORST_SLI
         "<table><tr><th>model</th><th>slice metric</th><th>users</th><th>value</th><th>champion</th>"
         f"<th>change</th></tr>{cells}</table>"
     )
+
+
+def _segments(metrics: Mapping[str, Mapping[str, float]]) -> str:
+    """Each segmented model's metrics per segment (its ``[segment=...]`` slice keys) beside its overall ones."""
+    tables = []
+    prefix = f"[{SEGMENT_SLICE}="
+    for name in sorted(metrics):
+        values = metrics[name]
+        by_segment: dict[str, dict[str, float]] = {}
+        for key, value in values.items():
+            if prefix in key:
+                metric, label = key.split(prefix, 1)
+                by_segment.setdefault(label.rstrip("]"), {})[metric] = value
+        if not by_segment:
+            continue
+        columns = sorted({m for row in by_segment.values() for m in row if m != "size"})
+        head = "".join(f"<th>{escape(m)}</th>" for m in columns)
+        overall = "".join(f"<td>{values.get(m, float('nan')):.4f}</td>" for m in columns)
+        rows = "".join(
+            f"<tr><th>{escape(label)}</th><td>{int(row.get('size', 0))}</td>"
+            + "".join(f"<td>{row.get(m, float('nan')):.4f}</td>" for m in columns)
+            + "</tr>"
+            for label, row in sorted(by_segment.items())
+        )
+        tables.append(
+            f"<h3>{escape(name)}</h3><table><tr><th>segment</th><th>users</th>{head}</tr>{rows}"
+            f"<tr><th>all</th><td></td>{overall}</tr></table>"
+        )
+    return "".join(tables) or "<p>No segmented model in this run.</p>"
 
 
 def _bar_chart(values: dict[str, float], label: str) -> str:

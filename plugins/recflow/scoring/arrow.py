@@ -54,6 +54,9 @@ COL_CODE: Final = "u"
 
 
 COL_FACTORS: Final = "features"
+#: Each user's training items (the artifact's ``seen``, by item code): what exploration draws against, as
+#: the streaming scorer does (:meth:`recflow.scoring.explore.Explorer.apply`); absent without exploration.
+COL_TRAIN_SEEN: Final = "train_seen"
 
 
 SCORES_SCHEMA: Final = (
@@ -119,7 +122,9 @@ class ArrowScorer:
         self.n_candidates = n_candidates
         self.explorer = explorer
         self.day = day
-        self.items = pa.array(model.index.item_array, type=pa.string())
+        ids = model.index.item_array if explorer is None else explorer.history.item_ids(model.index.item_array)
+        #: Item id by code: the model's catalog, then the explorer's items outside it.
+        self.items = pa.array(ids, type=pa.string())
         self._labels = pa.array([version, SOURCE_MODEL, SOURCE_FALLBACK, SOURCE_EXPLORE], type=pa.string())
         self.schema = pa.schema(
             [
@@ -145,7 +150,10 @@ class ArrowScorer:
         top = score_batch(self.model, batch, k=self.k, n_candidates=self.n_candidates)
         if self.explorer is not None and self.day is not None:
             users = rb.column(COL_USER).to_numpy(zero_copy_only=False)
-            slate = self.explorer.apply(self.model, top, batch, users, self.day)
+            if COL_TRAIN_SEEN not in rb.schema.names:
+                raise ValueError(f"exploration draws against each user's training items: no {COL_TRAIN_SEEN} column")
+            trained = UserBatch(codes=codes, seen=_ragged(rb.column(COL_TRAIN_SEEN)), factors=factors)
+            slate = self.explorer.apply(self.model, top, trained, users, self.day)
             rows, ranks, item_codes, scores, fallback, explore, logging = slate.long()
             calibrated = slate.top.long_propensity()
         else:
@@ -157,7 +165,7 @@ class ArrowScorer:
                 rb.column(COL_USER).take(pa.array(rows)),
                 pa.array(ranks, type=pa.int32()),
                 self.items.take(pa.array(item_codes)),
-                pa.array(scores.astype(np.float64)),
+                pa.array(scores.astype(np.float64), from_pandas=True),  # NaN -> null: an explored item without a score
                 self._labels.take(pa.array(np.zeros(len(rows), dtype=np.int8))),
                 self._labels.take(pa.array(np.where(explore, 3, 1 + fallback.astype(np.int8)))),
                 pa.array(calibrated, from_pandas=True),  # NaN -> null: no propensity known
@@ -169,8 +177,8 @@ class ArrowScorer:
 
 def by_user(inputs: DataFrame, partitions: int) -> DataFrame:
     """The scorer's input columns, hash-partitioned by user and sorted by user within each partition."""
-    has_factors = COL_FACTORS in inputs.columns
-    columns = [COL_USER, COL_CODE, COL_SEEN, *([COL_FACTORS] if has_factors else [])]
+    optional = [c for c in (COL_FACTORS, COL_TRAIN_SEEN) if c in inputs.columns]
+    columns = [COL_USER, COL_CODE, COL_SEEN, *optional]
     return inputs.select(*columns).repartition(partitions, COL_USER).sortWithinPartitions(COL_USER)
 
 

@@ -20,9 +20,10 @@ Why these choices:
 * **Fallback on a stated scale.** Users the model never saw get item popularity in training divided by
   the most popular item's count, so fallback scores lie in (0, 1]; their rows say ``source='fallback'``.
 * **Propensity beside the score.** Each model row's score is mapped to a propensity by the model's
-  calibration (:func:`recflow.scoring.calibration.propensities`), here (and for exploration slots, by the
-  same function on their model score, in :mod:`recflow.scoring.explore`), so batch,
-  streaming and any other path give the same propensity for the same pair.
+  calibration (:func:`recflow.scoring.calibration.propensities`) in one place, :func:`with_propensity`:
+  :func:`score_batch` calls it, and so does any step that re-ranks a :class:`TopK` afterwards (the
+  exploration slots of :mod:`recflow.scoring.explore`), so batch, streaming and any other path give the
+  same propensity for the same pair (NaN where there is no model score to map).
 * **An index for large catalogs.** A model whose artifact holds an approximate nearest-neighbour index
   of its item factors (:mod:`recflow.scoring.ann`) and whose catalog has at least ``ann_min_items``
   items gets each known user's candidates from the index; they are then re-scored exactly by the model
@@ -311,7 +312,16 @@ def score_batch(
                 cols, vals, cnt = _top_of_catalog(model, sub, by_model, k_eff)
             width = cols.shape[1]
             items[rows, :width], scores[rows, :width], counts[rows] = cols, vals, cnt
-    fallback = ~known
+    return with_propensity(model, items, scores, counts, ~known)
+
+
+def with_propensity(
+    model: ScorableModel, items: np.ndarray, scores: np.ndarray, counts: np.ndarray, fallback: np.ndarray
+) -> TopK:
+    """The :class:`TopK` of these lists with each entry's propensity derived from its score by the model's
+    calibration: the only place a propensity is computed, after scoring and again after any re-ranking
+    (an exploration slot), so no caller maps scores itself. NaN scores (padding, an explored item the model
+    has no score for) and fallback rows get NaN."""
     propensity = propensities(model.calibration, scores, fallback)
     return TopK(items=items, scores=scores, counts=counts, fallback=fallback, propensity=propensity)
 

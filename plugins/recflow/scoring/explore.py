@@ -10,29 +10,38 @@ same function on the scoring core's :class:`~recflow.scoring.core.TopK`.
 Definitions (all configurable in :class:`~recflow.scoring.explore_policy.ExplorePolicy`, a spec's
 ``exploration:`` mapping):
 
-* **new item**: a catalog item first seen within ``new_within_days`` days before the scored day, or with
-  fewer than ``min_interactions`` interactions in the training window. Items first seen after the scored
-  day are not shown (a backfill of an earlier day must not show the future).
+* **the pool**: every item the catalog knew when the model was trained, including items nobody
+  interacted with yet (the lake's ``items/``; they are not in the model's catalog, so they get codes
+  after its last, :attr:`ItemHistory.extra_ids`). **New**: first seen within ``new_within_days`` days
+  before the scored day, or with fewer than ``min_interactions`` interactions. Items first seen after
+  the scored day are not shown (a backfill of an earlier day must not show the future).
 * **who explores**: a user explores on a day when a uniform draw seeded by (``seed``, day, user id) is
   below ``user_share``, and their list is full (``k`` items; a shorter list already holds every item
   they could get).
-* **which item**: drawn among the new items the user has not seen and the model did not already place
-  in the list, with weight ``EPSILON + cosine(profile, item tags)`` where item metadata exists (MovieLens
-  genres, purchase-card category groups; the profile sums the tags of the user's seen items), else
+* **which item**: drawn among the new items the user did not take in the model's training data, with
+  weight ``EPSILON + cosine(profile, item tags)`` where item metadata exists (MovieLens genres,
+  purchase-card category groups; the profile sums the tags of those training items), else
   ``1 / (1 + age in days)`` (recency). ``EPSILON`` keeps every candidate's propensity above 0.
+  The user's items are the artifact's training items in every path (batch ships them per user beside
+  the lake's seen items, streaming has them in the model), so batch and streaming draw from the same
+  weights; the model's own list does not enter the draw either. If the model already listed the drawn
+  item, that entry leaves the list (the slot holds it once).
 * **logging propensity** of an explore row: ``user_share * weight / total weight`` of the remaining
   candidates (for a second slot, given the first slot's choice).
+* **score** of an explore row: the model's own score of that item (the fallback's for users the model
+  does not know), so ``score`` keeps one meaning in every row; NaN (null in tables and answers) for an
+  item outside the model's catalog, which the model has no score for. Its calibrated propensity comes
+  from the core (:func:`recflow.scoring.core.with_propensity`): the map of that score, null without one.
 
 Draws are SipHash values of the user id (pandas' ``hash_array`` with a key made of the purpose, seed and
 day), so a re-run, a backfill and a streaming request on the same day choose the same item, in any
-process. The explore row's score is the model's own score of that item (the fallback's for users the
-model does not know), so ``score`` keeps one meaning in every row.
+process.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Final
 
@@ -48,8 +57,7 @@ from recflow.constants import (
     COL_SOURCE,
     COL_USER,
 )
-from recflow.scoring.calibration import propensities
-from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, ScorableModel, TopK, UserBatch
+from recflow.scoring.core import SOURCE_FALLBACK, SOURCE_MODEL, Ragged, ScorableModel, TopK, UserBatch, with_propensity
 from recflow.scoring.explore_policy import ExplorePolicy
 
 SOURCE_EXPLORE: Final = "explore"
@@ -59,17 +67,34 @@ EPSILON: Final = 0.05
 
 @dataclass(frozen=True)
 class ItemHistory:
-    """Per catalog item code: the day it was first seen (date ordinal), its interactions in the training
-    window, and its metadata tags as a 0/1 matrix (None: no metadata; a row of zeros: none for that item)."""
+    """Per item code: the day it was first seen (date ordinal), its interactions in the training window,
+    and its metadata tags as a 0/1 matrix (None: no metadata; a row of zeros: none for that item).
+
+    Codes below the model's catalog size are the model's items; ``extra_ids`` are the items after them
+    (known to the catalog, not to the model: no interaction in its training data), in code order."""
 
     first_seen: np.ndarray
     interactions: np.ndarray
     tags: np.ndarray | None = None
+    extra_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
     def __post_init__(self) -> None:
         n = len(self.first_seen)
         if len(self.interactions) != n or (self.tags is not None and len(self.tags) != n):
-            raise ValueError("first_seen, interactions and tags must have one row per catalog item")
+            raise ValueError("first_seen, interactions and tags must have one row per item")
+        if len(self.extra_ids) > n:
+            raise ValueError(f"{len(self.extra_ids)} extra items for {n} items in all")
+
+    @property
+    def n_model_items(self) -> int:
+        """Items of the model's catalog (codes ``0 .. n_model_items - 1``)."""
+        return len(self.first_seen) - len(self.extra_ids)
+
+    def item_ids(self, model_items: np.ndarray) -> np.ndarray:
+        """Every code's item id: the model's catalog (``model_items``), then the extra items."""
+        if len(model_items) != self.n_model_items:
+            raise ValueError(f"the model has {len(model_items)} items; this history covers {self.n_model_items}")
+        return np.concatenate([np.asarray(model_items, dtype=object), np.asarray(self.extra_ids, dtype=object)])
 
 
 @dataclass(frozen=True)
@@ -112,8 +137,13 @@ class Explorer:
         new = (age < self.policy.new_within_days) | (self.history.interactions < self.policy.min_interactions)
         return np.flatnonzero(new & (age >= 0)).astype(np.int32)
 
-    def apply(self, model: ScorableModel, top: TopK, batch: UserBatch, user_ids: np.ndarray, day: date) -> Slate:
-        """``top`` with the policy's slots filled by new items for the users who explore on ``day``."""
+    def apply(self, model: ScorableModel, top: TopK, users: UserBatch, user_ids: np.ndarray, day: date) -> Slate:
+        """``top`` with the policy's slots filled by new items for the users who explore on ``day``.
+
+        ``users.seen`` must hold each user's training items (the artifact's, by model item code), not the
+        seen items ``top`` was scored with: the draw depends on nothing else of the user, so every path
+        with the same artifact draws the same item (see the module docstring)."""
+        history = users.seen
         n, width = top.items.shape
         items, scores, counts = top.items.copy(), top.scores.copy(), top.counts
         explore = np.zeros((n, width), dtype=bool)
@@ -122,7 +152,7 @@ class Explorer:
         draws = uniform_draws(user_ids, "share", self.policy.seed, day)
         rows = np.flatnonzero((draws < self.policy.user_share) & (counts == width) & (width > 0))
         if len(pool) and len(rows):
-            weights = self._weights(pool, batch.take(rows), top.items[rows], day)
+            weights = self._weights(pool, history.take(rows), day)
             for slot in self.policy.slots:
                 if slot > width:
                     continue
@@ -135,25 +165,25 @@ class Explorer:
                 choice = np.minimum((cumulative < (u * total[pick])[:, None]).sum(axis=1), len(pool) - 1)
                 chosen_w = weights[pick, choice]
                 weights[pick, choice] = 0.0
-                target, p = rows[pick], slot - 1
-                for matrix in (items, scores, explore, propensity):
-                    matrix[target, p + 1 :] = matrix[target, p:-1]
-                items[target, p] = pool[choice]
-                scores[target, p] = self._item_scores(model, batch.take(target), pool[choice])
-                explore[target, p] = True
-                propensity[target, p] = self.policy.user_share * chosen_w / total[pick]
-        calibrated = propensities(model.calibration, scores, top.fallback)  # the core's map, explore rows too
-        return Slate(TopK(items, scores, counts, top.fallback, calibrated), explore, propensity)
+                target = rows[pick]
+                chosen = pool[choice]
+                item_scores = self._item_scores(model, users.take(target), chosen)
+                order = _placed(items[target], explore[target], chosen, slot - 1)
+                for matrix, value in ((items, chosen), (scores, item_scores), (explore, True)):
+                    matrix[target] = _insert(matrix[target], order, value)
+                p_values = self.policy.user_share * chosen_w / total[pick]
+                propensity[target] = _insert(propensity[target], order, p_values)
+        return Slate(with_propensity(model, items, scores, counts, top.fallback), explore, propensity)
 
-    def _weights(self, pool: np.ndarray, users: UserBatch, listed: np.ndarray, day: date) -> np.ndarray:
-        """(users x pool) choice weights: similarity or recency, 0 for seen or already listed items."""
-        n = len(users)
+    def _weights(self, pool: np.ndarray, history: Ragged, day: date) -> np.ndarray:
+        """(users x pool) choice weights: similarity or recency, 0 for the users' training items."""
+        n = history.n_rows
         age = (day.toordinal() - self.history.first_seen[pool]).astype(np.float64)
         weights = np.broadcast_to(1.0 / (1.0 + age), (n, len(pool))).copy()
         tags = self.history.tags
-        if tags is not None and len(users.seen.values):
+        if tags is not None and len(history.values):
             profile = np.zeros((n, tags.shape[1]), dtype=np.float64)
-            np.add.at(profile, users.seen.row_ids(), tags[users.seen.values])
+            np.add.at(profile, history.row_ids(), tags[history.values])
             pool_tags = tags[pool].astype(np.float64)
             norms = np.linalg.norm(profile, axis=1)[:, None] * np.linalg.norm(pool_tags, axis=1)[None, :]
             similarity = np.divide(profile @ pool_tags.T, norms, out=np.zeros_like(weights), where=norms > 0)
@@ -161,22 +191,47 @@ class Explorer:
             weights[has_profile] = EPSILON + similarity[has_profile]
         position = np.full(len(self.history.first_seen), -1, dtype=np.int64)
         position[pool] = np.arange(len(pool))
-        listed_rows = np.repeat(np.arange(n), listed.shape[1])
-        for values, row_ids in ((users.seen.values, users.seen.row_ids()), (listed.ravel(), listed_rows)):
-            cols = np.where(values >= 0, position[np.maximum(values, 0)], -1)
-            keep = cols >= 0
-            weights[row_ids[keep], cols[keep]] = 0.0
+        cols = np.where(history.values >= 0, position[np.maximum(history.values, 0)], -1)
+        keep = cols >= 0
+        weights[history.row_ids()[keep], cols[keep]] = 0.0
         return weights
 
-    @staticmethod
-    def _item_scores(model: ScorableModel, users: UserBatch, item_codes: np.ndarray) -> np.ndarray:
-        """The model's score of each user's explore item (the fallback's for users it does not know)."""
-        out = model.fallback_scores()[item_codes].astype(np.float32)
-        known = np.flatnonzero(users.codes >= 0)
+    def _item_scores(self, model: ScorableModel, users: UserBatch, item_codes: np.ndarray) -> np.ndarray:
+        """The model's score of each user's explore item (the fallback's for users it does not know; a batch
+        worker's users carry their factor rows); NaN for an item outside the model's catalog, which has no
+        score."""
+        out = np.full(len(item_codes), np.nan, dtype=np.float32)
+        in_model = item_codes < self.history.n_model_items
+        out[in_model] = model.fallback_scores()[item_codes[in_model]]
+        known = np.flatnonzero((users.codes >= 0) & in_model)
         if len(known):
             block = model.score_candidates(users.take(known), item_codes[known, None].astype(np.int32))
             out[known] = np.asarray(block, dtype=np.float32)[:, 0]
         return out
+
+
+def _placed(items: np.ndarray, explore: np.ndarray, chosen: np.ndarray, position: int) -> np.ndarray:
+    """Per row, which column of ``[row | new entry]`` goes to each position once ``chosen`` takes
+    ``position``: earlier explore slots stay where they are, the new entry (column ``width``) takes its
+    slot, and the model's entries fill the other positions in their order, without the model's own
+    entry of the chosen item (the list holds it once); what no longer fits drops off the end."""
+    n, width = items.shape
+    columns = np.broadcast_to(np.arange(width), (n, width))
+    fixed = explore.copy()
+    fixed[:, position] = True
+    model_first = np.argsort(np.where(explore | (items == chosen[:, None]), np.inf, columns), axis=1, kind="stable")
+    free_first = np.argsort(fixed, axis=1, kind="stable")  # the positions left to the model, in order
+    order = columns.copy()
+    order[:, position] = width
+    rows, j = np.nonzero(columns < (width - fixed.sum(axis=1))[:, None])
+    order[rows, free_first[rows, j]] = model_first[rows, j]
+    return order
+
+
+def _insert(matrix: np.ndarray, order: np.ndarray, value: np.ndarray | float | bool) -> np.ndarray:
+    """``matrix``'s rows rearranged by :func:`_placed`'s ``order``, the new entry being ``value``."""
+    new = np.broadcast_to(np.asarray(value, dtype=matrix.dtype), (len(matrix),))[:, None]
+    return np.take_along_axis(np.concatenate([matrix, new], axis=1), order, axis=1)
 
 
 def slate_frame(slate: Slate, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:

@@ -98,10 +98,12 @@ def _tensor(tensor: InferInput, datatypes: Sequence[str]) -> list[Any]:
 def encode_infer(
     call_id: str, model: ServingModel, requests: Sequence[Request], answers: Sequence[Scored]
 ) -> dict[str, Any]:
-    """The OIP answer: ``items``/``scores`` padded to ``[n, k]``, ``counts`` saying where the padding starts."""
+    """The OIP answer: ``items``/``scores`` padded to ``[n, k]``, ``counts`` saying where the padding starts.
+    An explored item outside the model's catalog has no score: ``null`` in the FP32 data, as in the
+    answers (never a made-up number)."""
     k = max(r.k for r in requests)
     items: list[str] = []
-    scores: list[float] = []
+    scores: list[float | None] = []
     for answer in answers:
         pad = k - len(answer.items)
         items += [*answer.items, *[""] * pad]

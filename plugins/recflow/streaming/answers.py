@@ -11,7 +11,10 @@ re-rank only those candidates (ids the model does not know are dropped); the oth
 Exploration: with the artifact's explorer, the catalog requests get the same exploration slots the batch
 job gives (:meth:`recflow.scoring.explore.Explorer.apply`), seeded by the user and the UTC day of the
 request record's timestamp, for each group of requests with one day and one ``k`` (the slots are
-positions of a ``k``-long list). Re-ranked ``item_ids`` are the caller's choice and never explore.
+positions of a ``k``-long list). The draw is against the user's training items, the artifact's
+``model.seen``, as in the batch job, whose lake seen items may hold more. An explored item outside the
+model's catalog has no score: ``null`` in ``scores`` and ``propensities``. Re-ranked ``item_ids`` are the
+caller's choice and never explore.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ class Scored(NamedTuple):
     """One request's answer body (a named tuple: one is built per request, see ``Request``)."""
 
     items: list[str]
-    scores: list[float]
+    #: None: an explored item outside the model's catalog, which has no model score.
+    scores: list[float | None]
     source: str
     #: Calibrated P(interaction) per item, unrounded so it equals the batch table's value for the pair
     #: (None: unknown, a fallback answer or a model without calibration).
@@ -71,11 +75,12 @@ def score_requests(model: Recommender, requests: Sequence[Request], explorer: Ex
             batch = UserBatch(codes=codes[rows], seen=seen.take(rows))
             top = score_batch(model, batch, k=k, n_candidates=None)
             ids = np.asarray([requests[i].user_id for i in members], dtype=object)
-            _fill(out, requests, rows, top, model, explorer.apply(model, top, batch, ids, day))
+            slate = explorer.apply(model, top, batch, ids, day)  # batch.seen: the training items, as in batch
+            _fill(out, requests, rows, top, explorer.history.item_ids(model.index.item_array), slate)
     elif len(plain):
         k = max(requests[i].k for i in plain)
         top = score_batch(model, UserBatch(codes=codes[plain], seen=seen.take(plain)), k=k, n_candidates=None)
-        _fill(out, requests, plain, top, model)
+        _fill(out, requests, plain, top, model.index.item_array)
     if len(rerank):
         lists = [model.index.item_codes(list(requests[i].item_ids or ())) for i in rerank]
         width = max(len(c) for c in lists)
@@ -85,7 +90,7 @@ def score_requests(model: Recommender, requests: Sequence[Request], explorer: Ex
             candidates[row, : len(known)] = known
         k = max(requests[i].k for i in rerank)
         batch = UserBatch(codes=codes[rerank], seen=seen.take(rerank))
-        _fill(out, requests, rerank, score_batch(model, batch, k=k, candidates=candidates), model)
+        _fill(out, requests, rerank, score_batch(model, batch, k=k, candidates=candidates), model.index.item_array)
     return [s for s in out if s is not None]
 
 
@@ -94,15 +99,18 @@ def _fill(
     requests: Sequence[Request],
     rows: np.ndarray,
     top: TopK,
-    model: Recommender,
+    item_ids: np.ndarray,
     slate: Slate | None = None,
 ) -> None:
     """Per-request answer lists from the batch's matrices (converted to Python lists once, then sliced);
-    with a ``slate``, its lists and exploration slots instead of ``top``'s."""
+    with a ``slate``, its lists and exploration slots instead of ``top``'s. ``item_ids``: the id of each
+    item code."""
     if slate is not None:
         top = slate.top
-    names = model.index.item_array[np.maximum(top.items, 0)].tolist()
-    scores = np.round(top.scores.astype(np.float64), SCORE_DECIMALS).tolist()
+    names = item_ids[np.maximum(top.items, 0)].tolist()
+    rounded = np.round(top.scores.astype(np.float64), SCORE_DECIMALS).astype(object)
+    rounded[np.isnan(top.scores)] = None  # padding (sliced off below) or an explored item without a score
+    scores = rounded.tolist()
     raw = top.propensity.astype(object)
     raw[np.isnan(top.propensity)] = None
     propensities = raw.tolist()

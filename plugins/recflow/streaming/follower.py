@@ -68,7 +68,12 @@ def warm_up_model(recommender: Recommender) -> None:
     for request in requests:  # one by one, as requests arrive
         score_requests(recommender, [request])
     answers = score_requests(recommender, requests)
-    bad = [r.user_id for r, a in zip(requests, answers, strict=True) if not all(math.isfinite(s) for s in a.scores)]
+    # a null score is an explored item outside the model's catalog (no model score), not a fault
+    bad = [
+        r.user_id
+        for r, a in zip(requests, answers, strict=True)
+        if any(s is not None and not math.isfinite(s) for s in a.scores)
+    ]
     if bad:
         raise WarmUpFailed(f"scores that are not finite numbers for the probe users {bad[:5]}")
     if known and not any(answers[n].items for n in range(len(known))):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from recflow.config.settings import load_settings
 from recflow.constants import COL_TS, COL_USER, DEFAULT_K
-from recflow.data.item_history import item_history, read_item_tags
+from recflow.data.item_history import catalog_history, item_history, item_tags, read_items
 from recflow.data.window import TrainingDataError, TrainingWindow, check_training_frame, read_window
 from recflow.evaluation import spark_holdout
 from recflow.evaluation.calibration import CalibrationResult, calibrate_on_holdout
@@ -182,8 +182,10 @@ def run_training(
     the run collects its training pairs or user factors to the driver.
 
     With ``exploration`` (a spec's ``exploration:``), the artifact also gets ``exploration.json``: the
-    policy, each catalog item's first day and interactions in the training part, and the lake's item
-    tags when it has them (:mod:`recflow.models.exploration`).
+    policy, each item's first day in the window and its interactions in the training part (an item first
+    bought in the hold-out is listed with 0: the model cannot score it, exploration can show it), every
+    item of the lake's ``items/`` without an event (0 interactions, first seen on its launch day or the
+    window's end), and the item tags when the lake has them (:mod:`recflow.models.exploration`).
 
     Raises :class:`TrainingDataError` for data no model should train on (empty window, fewer than two
     users or items, null keys, NaN amounts, an empty hold-out).
@@ -196,12 +198,14 @@ def run_training(
         counts = check_training_frame(train, window)
         with _staging(output_dir) as staging:
             chosen = _fit_and_judge(spark, run, fit, train, test, candidates, staging / "work", timings)
-            history = item_history(train) if exploration is not None else None
+            holdout = TrainingWindow.ts(window.holdout_start)
+            history = item_history(train.unionByName(test), holdout) if exploration is not None else None
             train.unpersist()
             _save_artifact(spark, chosen.model, staging / "artifact")
             if exploration is not None and history is not None:
-                tags = read_item_tags(spark, lake_root)
-                write_exploration(staging / "artifact", exploration, history, tags)
+                items = read_items(spark, lake_root)
+                catalog = catalog_history(history, items, window.end)
+                write_exploration(staging / "artifact", exploration, catalog, item_tags(items))
             shutil.rmtree(staging / "work", ignore_errors=True)
             timings["total_s"] = time.perf_counter() - started
             report = _metrics_report(run, chosen)
@@ -292,13 +296,10 @@ def _save_artifact(spark: SparkSession, model: Recommender, folder: Path) -> Non
 def _segment_metrics(run: _Run, chosen: _Chosen) -> dict[str, Any] | None:
     """A segmented model's hold-out metrics per segment (the same definitions, on each segment's users);
     None for any other model."""
-    import pandas as pd
-
     model = chosen.model
     if not isinstance(model, SegmentedRecommender):
         return None
-    segment_of = pd.Series(model.user_segment, index=list(model.index.users))
-    segments = segment_of.reindex(chosen.truth[COL_USER].to_numpy()).fillna(-1).to_numpy()
+    segments = model.segments_of(chosen.truth[COL_USER].to_numpy())
     out: dict[str, Any] = {}
     for s in range(len(model.segments)):
         truth = chosen.truth[segments == s]
@@ -320,6 +321,7 @@ def _metrics_report(run: _Run, chosen: _Chosen) -> dict[str, Any]:
         "metrics": chosen.metrics,
         "holdout": {"users": int(chosen.truth[COL_USER].nunique()), "pairs": len(chosen.truth)},
         "segments": _segment_metrics(run, chosen),
+        "segmentation": chosen.model.router.selection if isinstance(chosen.model, SegmentedRecommender) else None,
         "calibration": chosen.calibration.report(),
         "definitions": {
             "ranking": "binary relevance over the full catalog, training items removed; users = hold-out "

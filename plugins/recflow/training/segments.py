@@ -1,14 +1,17 @@
 """Segmented specs: KMeans segments of users (Spark MLlib) and one model of any family per segment.
 
-A spec declares ``segmentation: {family: als, kmeans: {k: 2, features: [activity, spend], seed: 42,
-max_iter: 30}}`` (the purchase-card demo's 2 clusters and 30 iterations). :func:`segmented_fitter` turns
-it into a normal :data:`recflow.training.fitters.Fitter`, so the segmented spec trains, is judged on the
-shared hold-out and is compared like any other candidate (``spark_jobs/train.py --family <spec>``):
+A spec declares ``segmentation: {family: als, kmeans: {k: 2..8, features: [activity, spend], seed: 42,
+max_iter: 30}}`` (the purchase-card demo's 30 iterations; it fixed 2 clusters, here ``k`` is
+searched). :func:`segmented_fitter` turns it into a normal :data:`recflow.training.fitters.Fitter`, so
+the segmented spec trains, is judged on the shared hold-out and is compared like any other candidate
+(``spark_jobs/train.py --family <spec>``):
 
 1. user features over the training part in Spark (:func:`recflow.data.user_features.user_features`);
-2. ``StandardScaler`` then ``KMeans`` (Spark MLlib); the router keeps the scaler's mean and standard
-   deviation and the centroids (:class:`recflow.models.segmented.SegmentRouter`), and every training
-   user's segment is the router's answer, computed once on the driver;
+2. ``StandardScaler`` then ``KMeans`` (Spark MLlib) for every ``k`` of the spec; the ``k`` with the best
+   silhouette on the training users' features wins (:func:`recflow.training.segmentation.choose_k`, the
+   hold-out never enters); the router keeps the scaler's mean and standard deviation, the centroids and
+   that choice with every k's score (:class:`recflow.models.segmented.SegmentRouter`), and every
+   training user's segment is the router's answer, computed once on the driver;
 3. one fit of ``family`` per segment, on the segment's users' rows, with the spec's params.
 """
 
@@ -30,7 +33,7 @@ from recflow.models.artifact import load_recommender
 from recflow.models.index import IdIndex, SeenItems
 from recflow.models.segmented import SegmentedRecommender, SegmentRouter
 from recflow.training.fitters import FITTERS, Fitter
-from recflow.training.segmentation import Segmentation
+from recflow.training.segmentation import CRITERION, MIN_SEGMENT_USERS, Segmentation, choose_k
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -41,25 +44,40 @@ COL_SEGMENT: Final = "segment"
 def fit_router(
     features: DataFrame, columns: list[str], segmentation: Segmentation
 ) -> tuple[SegmentRouter, pd.DataFrame]:
-    """StandardScaler + KMeans (Spark MLlib) over the feature columns, kept as plain data; with Spark's
-    own assignment (user_id, segment, features), so the caller can check the router agrees with it."""
+    """StandardScaler + KMeans (Spark MLlib) over the feature columns for each ``k`` searched, the best by
+    silhouette kept as plain data; with Spark's own assignment (user_id, segment, features), so the caller
+    can check the router agrees with it."""
     from pyspark.ml.clustering import KMeans
+    from pyspark.ml.evaluation import ClusteringEvaluator
     from pyspark.ml.feature import StandardScaler, VectorAssembler
 
     vectors = VectorAssembler(inputCols=columns, outputCol="x")
     assembled = vectors.transform(features)
     scaler = StandardScaler(inputCol="x", outputCol="z", withMean=True, withStd=True).fit(assembled)
-    kmeans = KMeans(k=segmentation.k, seed=segmentation.seed, maxIter=segmentation.max_iter, featuresCol="z")
-    scaled = scaler.transform(assembled)
-    model = kmeans.fit(scaled)
+    scaled = scaler.transform(assembled).cache()
+    try:
+        evaluator = ClusteringEvaluator(featuresCol="z", predictionCol=COL_SEGMENT, metricName="silhouette")
+        fitted, scores = {}, {}
+        for k in segmentation.ks:
+            kmeans = KMeans(k=k, seed=segmentation.seed, maxIter=segmentation.max_iter, featuresCol="z")
+            model = kmeans.setPredictionCol(COL_SEGMENT).fit(scaled)
+            sizes = list(model.summary.clusterSizes)
+            small = len(sizes) < k or min(sizes) < MIN_SEGMENT_USERS
+            scores[k] = None if small else float(evaluator.evaluate(model.transform(scaled)))
+            fitted[k] = model
+        chosen = choose_k(scores)
+        model = fitted[chosen]
+        assigned = model.transform(scaled)
+        frame: pd.DataFrame = assigned.select(COL_USER, COL_SEGMENT, *columns).toPandas()
+    finally:
+        scaled.unpersist()
     router = SegmentRouter(
         tuple(columns),
         np.asarray(scaler.mean.toArray(), dtype=np.float64),
         np.asarray(scaler.std.toArray(), dtype=np.float64),
         np.asarray(model.clusterCenters(), dtype=np.float64),
+        {"k": chosen, "criterion": CRITERION, "silhouette": {str(k): v for k, v in scores.items()}},
     )
-    assigned = model.transform(scaled).withColumnRenamed(model.getPredictionCol(), COL_SEGMENT)
-    frame: pd.DataFrame = assigned.select(COL_USER, COL_SEGMENT, *columns).toPandas()
     return router, frame
 
 
@@ -82,12 +100,13 @@ def segmented_fitter(segmentation: Segmentation, lake_root: Path | str) -> Fitte
             raise TrainingDataError(f"the router sends {disagree} of {len(frame)} users elsewhere than KMeans did")
         assignment = spark.createDataFrame(frame[[COL_USER, COL_SEGMENT]])
         segments = []
-        for s in range(segmentation.k):
+        k = len(router.centroids)
+        for s in range(k):
             members = assignment.where(F.col(COL_SEGMENT) == s).select(COL_USER)
             rows = train.join(F.broadcast(members), COL_USER, "left_semi")
             n_users = int((frame[COL_SEGMENT] == s).sum())
             if n_users < 2:
-                raise TrainingDataError(f"segment {s} of {segmentation.k} has {n_users} user(s): lower kmeans k")
+                raise TrainingDataError(f"segment {s} of {k} has {n_users} user(s): lower kmeans k")
             model = FITTERS[segmentation.family](spark, rows, params, work_dir / f"segment-{s}")
             model.save(work_dir / f"segment-{s}-artifact")  # type: ignore[attr-defined]
             segments.append(load_recommender(work_dir / f"segment-{s}-artifact"))

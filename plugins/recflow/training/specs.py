@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -21,6 +21,7 @@ from recflow.scoring.explore_policy import ExplorePolicy
 from recflow.scoring.seen import SeenPolicy
 from recflow.training.segmentation import Segmentation
 
+T = TypeVar("T")
 _REQUIRED = ("name", "entry_point")
 _KNOWN = {
     *_REQUIRED,
@@ -116,46 +117,32 @@ def load_spec(name: str, directory: Path | None = None) -> ModelSpec:
         search_space=dict(space),
         resources={k: str(v) for k, v in (raw.get("resources") or {}).items()},
         baseline=bool(raw.get("baseline", False)),
-        scoring=_scoring(path, raw.get("scoring")),
-        exploration=_exploration(path, raw.get("exploration")),
-        segmentation=_segmentation(path, raw.get("segmentation")),
+        scoring=_section(path, "scoring", raw.get("scoring"), _seen_policy) or {},
+        exploration=_section(path, "exploration", raw.get("exploration"), ExplorePolicy.from_dict),
+        segmentation=_section(path, "segmentation", raw.get("segmentation"), Segmentation.from_dict),
     )
 
 
-def _scoring(path: Path, raw: Any) -> dict[str, Any]:
-    """The spec's ``scoring`` mapping, checked by the policy's own rules so a typo fails at load."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict) or set(raw) - {"exclude_seen", "seen_lookback_days"}:
-        raise SpecError(f"{path}: scoring takes exclude_seen and seen_lookback_days, got {raw!r}")
-    try:
-        return SeenPolicy.from_dict(raw).as_dict()
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"{path}: scoring: {exc}") from exc
-
-
-def _exploration(path: Path, raw: Any) -> ExplorePolicy | None:
-    """The spec's ``exploration`` mapping as a policy, checked at load so a typo fails before Spark starts."""
+def _section(path: Path, name: str, raw: Any, parse: Callable[[dict[str, Any]], T]) -> T | None:
+    """A spec section read by its own parser at load, so a typo fails before Spark starts: None when the
+    spec has no such section, else ``parse(raw)``, with its error (or a non-mapping) as a :class:`SpecError`
+    that names the file and the section."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: exploration must be a mapping, got {raw!r}")
+        raise SpecError(f"{path}: {name} must be a mapping, got {raw!r}")
     try:
-        return ExplorePolicy.from_dict(raw)
+        return parse(raw)
     except (TypeError, ValueError) as exc:
-        raise SpecError(f"{path}: exploration: {exc}") from exc
+        raise SpecError(f"{path}: {name}: {exc}") from exc
 
 
-def _segmentation(path: Path, raw: Any) -> Segmentation | None:
-    """The spec's ``segmentation`` mapping, checked at load."""
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: segmentation must be a mapping, got {raw!r}")
-    try:
-        return Segmentation.from_dict(raw)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"{path}: segmentation: {exc}") from exc
+def _seen_policy(raw: dict[str, Any]) -> dict[str, Any]:
+    """The ``scoring`` mapping as the seen policy reads it (only its two keys: a typo must not pass)."""
+    unknown = sorted(set(raw) - {"exclude_seen", "seen_lookback_days"})
+    if unknown:
+        raise ValueError(f"takes exclude_seen and seen_lookback_days, got unknown keys {unknown}")
+    return SeenPolicy.from_dict(raw).as_dict()
 
 
 #: Files of ``models/`` that are not model specs: the promotion policy and the evaluation slices.

@@ -19,7 +19,7 @@ from recflow.models.base import Recommender
 from recflow.models.exploration import EXPLORATION_FILE, read_explorer, write_exploration
 from recflow.models.index import ArtifactError
 from recflow.models.synthetic import random_als
-from recflow.scoring.arrow import COL_CODE, ArrowScorer
+from recflow.scoring.arrow import COL_CODE, COL_TRAIN_SEEN, ArrowScorer
 from recflow.scoring.explore import SOURCE_EXPLORE, Explorer
 from recflow.scoring.explore_policy import ExplorePolicy
 from recflow.scoring.seen import COL_SEEN
@@ -62,6 +62,7 @@ def batch_rows(model: Recommender, explorer: Explorer, users: list[str], day: da
             COL_USER: pa.array(users, type=pa.string()),
             COL_CODE: pa.array([int(c) if c >= 0 else None for c in codes], type=pa.int32()),
             COL_SEEN: pa.array(rows, type=pa.list_(pa.int32())),
+            COL_TRAIN_SEEN: pa.array(rows, type=pa.list_(pa.int32())),
         }
     )
     scorer = ArrowScorer(model, version="v1", k=K, n_candidates=None, explorer=explorer, day=day)

@@ -338,7 +338,8 @@ def test_judgeable_pairs_keeps_known_unseen_distinct_pairs() -> None:
 
 def test_exploration_writes_the_item_history_and_the_lakes_tags(spark: Any, tmp_path: Path) -> None:
     """A spec's ``exploration:`` puts ``exploration.json`` in the artifact: each catalog item's first
-    training day and interactions (the hold-out's days excluded) and the tags of the lake's ``items/``."""
+    training day and interactions (the hold-out's days excluded), the tags of the lake's ``items/``, and
+    the items of ``items/`` nobody bought (``zz``), after the model's catalog, first seen at the window's end."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -363,15 +364,20 @@ def test_exploration_writes_the_item_history_and_the_lakes_tags(spark: Any, tmp_
         assert explorer.history.first_seen[code] == rows[COL_TS].min().date().toordinal(), item
         assert explorer.history.interactions[code] == len(rows), item
     tags = explorer.history.tags
-    assert tags is not None and tags.shape == (model.index.n_items, 3)  # vocabulary comedy, drama, x
-    by_item = dict(zip(model.index.items, tags.tolist(), strict=True))
+    assert tags is not None and tags.shape == (model.index.n_items + 1, 3)  # vocabulary comedy, drama, x
+    assert explorer.history.extra_ids.tolist() == ["zz"] and explorer.history.n_model_items == model.index.n_items
+    assert explorer.history.interactions[-1] == 0 and explorer.history.first_seen[-1] == WINDOW.end.toordinal()
+    assert tags[-1].tolist() == [0, 0, 1]
+    by_item = dict(zip(model.index.items, tags[: model.index.n_items].tolist(), strict=True))
     assert by_item["i0"] == [0, 1, 0] and by_item["i1"] == [1, 1, 0] and by_item["i4"] == [0, 0, 0]
 
 
 def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_path: Path) -> None:
     """Heavy buyers of h-items and light buyers of l-items: KMeans on (activity, spend) separates them,
-    the router agrees with Spark's assignment (the fit checks it), and each segment's model knows only its
-    segment's items; the candidate is judged on the hold-out like any other, per segment too."""
+    k searched over 2..4 settles on 2 (two groups of identical users: silhouette 1; more clusters leave
+    one empty or a singleton), the router agrees with Spark's assignment (the fit checks it), and each
+    segment's model knows only its segment's items; the candidate is judged on the hold-out like any
+    other, per segment too, and the choice of k is recorded."""
     from recflow.models.segmented import SegmentedRecommender
     from recflow.training.segmentation import Segmentation
     from recflow.training.segments import segmented_fitter
@@ -386,7 +392,7 @@ def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_pa
     frame = events(rows)
     frame.loc[frame[COL_USER].str.startswith("h"), COL_AMOUNT] = 80.0
     lake = write_lake(tmp_path / "lake", frame)
-    segmentation = Segmentation(family="popularity", k=2, features=("activity", "spend"), seed=3)
+    segmentation = Segmentation(family="popularity", ks=(2, 3, 4), features=("activity", "spend"), seed=3)
     out = tmp_path / "runs" / "seg"
     result = train(spark, lake, out, fit=segmented_fitter(segmentation, lake), family="popularity_segmented")
     model = load_recommender(out / "artifact")
@@ -401,6 +407,10 @@ def test_a_segmented_spec_trains_one_model_per_kmeans_segment(spark: Any, tmp_pa
     per_segment = report["segments"]
     assert sorted(per_segment) == ["0", "1"] and sum(s["holdout_users"] for s in per_segment.values()) == 12
     assert all(0 <= s["metrics"][f"ndcg@{K}"] <= 1 for s in per_segment.values())
+    selection = report["segmentation"]
+    assert selection["k"] == 2 and selection == model.router.selection and "silhouette" in selection["criterion"]
+    assert selection["silhouette"]["2"] == pytest.approx(1.0)
+    assert all(selection["silhouette"][k] is None or selection["silhouette"][k] < 1.0 for k in ("3", "4"))
 
 
 def test_user_features_count_spend_recency_and_category_mix(spark: Any) -> None:

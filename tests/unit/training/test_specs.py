@@ -80,3 +80,38 @@ def test_exploration_is_read_and_checked_at_load(tmp_path: Path) -> None:
         load_spec("ncf", tmp_path)
     (tmp_path / "popularity.yaml").write_text(f"name: popularity\nentry_point: {ENTRY}\n")
     assert load_spec("popularity", tmp_path).exploration is None
+
+
+def test_every_section_is_checked_by_its_own_parser_and_names_the_file(tmp_path: Path) -> None:
+    from recflow.training.specs import load_spec
+
+    for section, body in (("scoring", "{exclude: lake}"), ("segmentation", "[als]"), ("exploration", "5")):
+        (tmp_path / "als.yaml").write_text(f"name: als\nentry_point: {ENTRY}\n{section}: {body}\n")
+        with pytest.raises(SpecError, match=rf"als\.yaml: {section}"):
+            load_spec("als", tmp_path)
+    (tmp_path / "als.yaml").write_text(f"name: als\nentry_point: {ENTRY}\nscoring: {{exclude_seen: none}}\n")
+    assert load_spec("als", tmp_path).scoring == {"exclude_seen": "none", "seen_lookback_days": None}
+
+
+def test_kmeans_k_is_a_searched_range_a_list_or_one_integer(tmp_path: Path) -> None:
+    from recflow.training.segmentation import choose_k, parse_k
+    from recflow.training.specs import load_spec
+
+    assert parse_k("2..8") == (2, 3, 4, 5, 6, 7, 8) and parse_k(3) == (3,) and parse_k([6, 2, 6]) == (2, 6)
+    for bad in ("8..2", "2-8", True, [], [2, "3"], 2.5):
+        with pytest.raises(ValueError, match="k"):
+            parse_k(bad)
+    body = "segmentation: {family: als, kmeans: {k: 2..4, features: [activity]}}"
+    (tmp_path / "als_segmented.yaml").write_text(f"name: als_segmented\nentry_point: {ENTRY}\n{body}\n")
+    segmentation = load_spec("als_segmented", tmp_path).segmentation
+    assert segmentation is not None and segmentation.ks == (2, 3, 4)
+    (tmp_path / "ncf.yaml").write_text(f"name: ncf\nentry_point: {ENTRY}\n{body.replace('2..4', '1..4')}\n")
+    with pytest.raises(SpecError, match=r"2\.\.64"):
+        load_spec("ncf", tmp_path)
+    # the highest silhouette wins, the smaller k on a tie; a k with a too small segment (None) never does
+    assert choose_k({2: 0.41, 3: 0.58, 4: 0.58, 5: None}) == 3
+    assert choose_k({2: None, 3: -0.1}) == 3
+    with pytest.raises(ValueError, match="no k is eligible"):
+        choose_k({2: None, 3: None})
+    repository = load_spec("als_segmented").segmentation
+    assert repository is not None and repository.ks == tuple(range(2, 9))
