@@ -17,11 +17,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from recflow.config.kafka import client_config
 from recflow.config.settings import Settings
 from recflow.orchestration.alerts import WEBHOOK_ENV, send_alert
+from recflow.streaming.client import listen_from_end
 
 CAUSE = "forced failure for the alert test"
 
@@ -82,12 +83,7 @@ def alerts_consumer(live_services: Settings) -> Iterator[Consumer]:
     kafka = live_services.kafka
     consumer = Consumer({**client_config(kafka), "group.id": f"it-alerts-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False})  # fmt: skip
-    partitions = consumer.list_topics(kafka.alerts_topic, timeout=10).topics[kafka.alerts_topic].partitions
-    ends = []
-    for p in partitions:
-        _, high = consumer.get_watermark_offsets(TopicPartition(kafka.alerts_topic, p), timeout=10)
-        ends.append(TopicPartition(kafka.alerts_topic, p, high))
-    consumer.assign(ends)
+    listen_from_end(consumer, kafka.alerts_topic)
     yield consumer
     consumer.close()
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from recflow.config.kafka import client_config
 from recflow.config.settings import Settings
 from recflow.orchestration.deadline import BATCH_DAG_ID, nightly_logical_date
+from recflow.streaming.client import listen_from_end
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,12 +53,7 @@ def alerts(live_services: Settings) -> Iterator[Consumer]:
     kafka = live_services.kafka
     consumer = Consumer({**client_config(kafka), "group.id": f"it-deadline-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False})  # fmt: skip
-    partitions = consumer.list_topics(kafka.alerts_topic, timeout=10).topics[kafka.alerts_topic].partitions
-    ends = []
-    for p in partitions:
-        _, high = consumer.get_watermark_offsets(TopicPartition(kafka.alerts_topic, p), timeout=10)
-        ends.append(TopicPartition(kafka.alerts_topic, p, high))
-    consumer.assign(ends)
+    listen_from_end(consumer, kafka.alerts_topic)
     yield consumer
     consumer.close()
 
