@@ -16,13 +16,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Final
 
-import pandas as pd
-
 from recflow.constants import COL_ITEM, COL_TS
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
 COL_FIRST_SEEN: Final = "first_seen"
@@ -52,6 +51,8 @@ def item_history(frame: DataFrame, counted_before: datetime | None = None) -> pd
 def read_items(spark: SparkSession, lake_root: Path | str) -> pd.DataFrame | None:
     """The lake's ``items/`` as (item_id, tags: sorted list, first_seen: date or None), sorted by item, or
     None when the lake has none."""
+    import pandas as pd  # lazily: the specs (and so the DAGs) import this module's names at parse time
+
     path = f"{str(lake_root).rstrip('/')}/{ITEMS_FOLDER}"
     try:
         frame = spark.read.parquet(path)
@@ -83,6 +84,8 @@ def catalog_history(history: pd.DataFrame, items: pd.DataFrame | None, known_on:
     interactions, first seen on its launch day when ``items/`` gives one, else on ``known_on`` (the first
     day after the data the run read: the catalog is read now, so the item is not shown on an earlier day).
     Sorted by item."""
+    import pandas as pd  # lazily: the specs (and so the DAGs) import this module's names at parse time
+
     if items is None:
         return history
     extra = items[~items[COL_ITEM].isin(set(history[COL_ITEM].astype(str)))]
