@@ -6,8 +6,9 @@ Launch (``make bench-serving`` runs it last):
 Reads, never measures: ``serving.json`` (HTTP at 10^4 items), ``streaming-10k/streaming.json`` (Kafka at
 10^4 items, one process) and ``serving-1m/serving.json`` (HTTP at 10^6 items with the index, and the
 recall@10 of the served model's index against exact scoring), each goal read exactly as the issue words
-it. A goal whose run is missing is "not run" and not met. Each row names its source file,
-whose own header gives the commit, command line and load of that run.
+it. A goal whose run is missing is "not run" and not met. Each row names its source file and the
+commit that run measured (``source_commit``); the file's own ``run`` records this gathering (commit,
+command line, times and load), as every result file does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from machine import finish_run, provenance_line, start_run  # bench/machine.py, on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEEP_UP = 0.98  # bench/streaming.py's definition of a sustained rate
@@ -29,6 +32,12 @@ def _from_doc_goals(doc: dict[str, Any] | None, prefix: str, source: str) -> lis
     if doc is None:
         return [{"goal": prefix, "measured": "not run", "met": False, "source": source}]
     return [{**g, "source": source} for g in doc.get("goals", []) if g["goal"].startswith(prefix)]
+
+
+def _source_commit(out: Path, source: str) -> str | None:
+    """The commit the row's source run measured, from that result's JSON beside its Markdown (None: not run)."""
+    doc = None if source == "-" else _load(out / Path(source).with_suffix(".json"))
+    return None if doc is None else doc.get("run", {}).get("commit")
 
 
 def million_goals(out: Path) -> list[dict[str, Any]]:
@@ -82,17 +91,19 @@ def _link(source: str) -> str:
     return source if source == "-" else f"[{source}]({source})"
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], run: dict[str, Any]) -> str:
     lines = [
         "# Issue 22's serving goals, read from the result files",
         "",
         "Written by `bench/serving_goals.py` from the files named in each row (their headers give the commit, the "
         "command line and the load of each run; the machine was shared with other engineers' runs).",
+        provenance_line(run),
         "",
-        "| goal | measured | met | source |",
-        "|---|---|---|---|",
-        *[f"| {r['goal']} | {r['measured']} | {str(r['met']).lower()} | {_link(r['source'])} |" for r in rows],
-    ]
+        "| goal | measured | met | source | source commit |",
+        "|---|---|---|---|---|",
+        *[f"| {r['goal']} | {r['measured']} | {str(r['met']).lower()} | {_link(r['source'])} "
+          f"| {(r['source_commit'] or '-')[:12]} |" for r in rows],
+    ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -100,15 +111,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    run = start_run()
     out = args.out
     rows = [
         *_from_doc_goals(_load(out / "serving.json"), "HTTP, 10^4 items", "serving.md"),
         *kafka_goals(_load(out / "streaming-10k" / "streaming.json"), "streaming-10k/streaming.md"),
         *million_goals(out),
     ]
-    (out / "serving_goals.json").write_text(json.dumps({"goals": rows}, indent=2) + "\n")
-    (out / "serving_goals.md").write_text(markdown(rows))
-    print(markdown(rows))
+    rows = [{**r, "source_commit": _source_commit(out, r["source"])} for r in rows]
+    run = finish_run(run)
+    (out / "serving_goals.json").write_text(json.dumps({"run": run, "goals": rows}, indent=2) + "\n")
+    (out / "serving_goals.md").write_text(markdown(rows, run))
+    print(markdown(rows, run))
 
 
 if __name__ == "__main__":
