@@ -46,7 +46,7 @@ def _git_checkout() -> None:
         pytest.skip("not a git checkout: commits cannot be resolved")
 
 
-@pytest.mark.parametrize("name", ["data.json", "scoring.json"])
+@pytest.mark.parametrize("name", ["data.json", "scoring.json", "serving_goals.json"])
 def test_result_records_commit_command_times_and_load(name: str) -> None:
     run = _doc(name)["run"]
     missing = [k for k in _run_keys() if k not in run]
