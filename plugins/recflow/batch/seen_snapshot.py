@@ -44,13 +44,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from recflow.config.settings import env_int
 from recflow.constants import COL_DATE, COL_ITEM, COL_USER
 from recflow.data.commits import grace_seconds, new_attempt_id
 from recflow.data.lake import open_store
@@ -83,16 +83,7 @@ class SnapshotRaced(RuntimeError):
 
 def retention_days() -> int:
     """``RECFLOW_SEEN_RETENTION_DAYS``, else :data:`SEEN_RETENTION_DAYS`; a bad value is an error, not the default."""
-    raw = os.environ.get(RETENTION_ENV, "").strip()
-    if not raw:
-        return SEEN_RETENTION_DAYS
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{RETENTION_ENV}={raw!r} is not a whole number of days") from exc
-    if value < 1:
-        raise ValueError(f"{RETENTION_ENV}={raw!r}: the seen table must keep at least 1 day")
-    return value
+    return env_int(RETENTION_ENV, SEEN_RETENTION_DAYS, minimum=1)
 
 
 def snapshot_path(lake_root: str, day: date) -> str:

@@ -56,14 +56,21 @@ def fault_environment() -> dict[str, str]:
     return {FAULTS_ENV: plan, "RECFLOW_STATE": str(state_dir()), **({FAULTS_LEDGER_ENV: ledger} if ledger else {})}
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """The integer in the environment variable ``name``, else ``default`` when it is unset or blank.
+
+    Why an error rather than the default for a bad value: a typo in a port or a retention must stop the
+    process, naming the variable and its value, instead of silently running with something else."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+        raise ValueError(f"{name}={raw!r} is not a whole number") from exc
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}={raw!r} must be at least {minimum}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -94,30 +101,30 @@ class Settings:
 
 
 def s3_port() -> int:
-    return _env_int("RECFLOW_S3_PORT", 9000)
+    return env_int("RECFLOW_S3_PORT", 9000)
 
 
 def kafka_port() -> int:
-    return _env_int("RECFLOW_KAFKA_PORT", 9092)
+    return env_int("RECFLOW_KAFKA_PORT", 9092)
 
 
 def kafka_controller_port() -> int:
-    return _env_int("RECFLOW_KAFKA_CONTROLLER_PORT", 9093)
+    return env_int("RECFLOW_KAFKA_CONTROLLER_PORT", 9093)
 
 
 def scorer_metrics_port() -> int:
     """Port of the streaming scorer's Prometheus endpoint (127.0.0.1 only)."""
-    return _env_int("RECFLOW_SCORER_METRICS_PORT", 9308)
+    return env_int("RECFLOW_SCORER_METRICS_PORT", 9308)
 
 
 def serve_port() -> int:
     """Port of the HTTP API (``recflow serve``)."""
-    return _env_int("RECFLOW_SERVE_PORT", 8000)
+    return env_int("RECFLOW_SERVE_PORT", 8000)
 
 
 def pg_port() -> int:
     """Port of the opt-in local PostgreSQL (5433, so a system cluster on 5432 is never in the way)."""
-    return _env_int("RECFLOW_PG_PORT", 5433)
+    return env_int("RECFLOW_PG_PORT", 5433)
 
 
 def load_settings() -> Settings:

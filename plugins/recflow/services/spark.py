@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from recflow.config.settings import _env_int
+from recflow.config.settings import env_int
 from recflow.services import maven
 from recflow.services.process import LOCALHOST, ServiceError
 from recflow.spark.session import pyspark_home
@@ -37,19 +37,19 @@ DAEMON_MEMORY = "512m"
 
 
 def master_port() -> int:
-    return _env_int("RECFLOW_SPARK_MASTER_PORT", 7077)
+    return env_int("RECFLOW_SPARK_MASTER_PORT", 7077)
 
 
 def master_ui_port() -> int:
-    return _env_int("RECFLOW_SPARK_MASTER_UI_PORT", 8090)
+    return env_int("RECFLOW_SPARK_MASTER_UI_PORT", 8090)
 
 
 def worker_port() -> int:
-    return _env_int("RECFLOW_SPARK_WORKER_PORT", 7078)
+    return env_int("RECFLOW_SPARK_WORKER_PORT", 7078)
 
 
 def worker_ui_port() -> int:
-    return _env_int("RECFLOW_SPARK_WORKER_UI_PORT", 8091)
+    return env_int("RECFLOW_SPARK_WORKER_UI_PORT", 8091)
 
 
 def master_url(port: int | None = None) -> str:
@@ -168,7 +168,7 @@ class SparkWorkerService(SparkDaemon):
 
 def spark_services(state: Path) -> list[SparkMasterService | SparkWorkerService]:
     """Master and worker on the ports from the environment (the master first: the worker needs it)."""
-    cores = _env_int("RECFLOW_SPARK_WORKER_CORES", os.cpu_count() or 2)
+    cores = env_int("RECFLOW_SPARK_WORKER_CORES", os.cpu_count() or 2)
     memory = os.environ.get("RECFLOW_SPARK_WORKER_MEMORY", "4g")
     master = SparkMasterService(state, master_port(), master_ui_port())
     worker = SparkWorkerService(
