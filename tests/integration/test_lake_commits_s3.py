@@ -10,16 +10,14 @@ import json
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
+from lake_support import publish_users_day, scratch_s3_lake
 
-from recflow.config.s3 import s3_client
 from recflow.config.settings import Settings
 from recflow.constants import COL_DATE
 from recflow.data.lake import S3Lake
@@ -54,29 +52,18 @@ def _spark_rows(root: str, table: str, partition_column: str) -> list[dict[str, 
 
 @pytest.fixture
 def lake(live_services: Settings) -> Iterator[S3Lake]:
-    run = f"commits-{uuid.uuid4().hex[:10]}"
-    yield S3Lake(f"s3://{live_services.s3.lake_bucket}/{run}/lake", live_services.s3)
-    client = s3_client(live_services.s3)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=live_services.s3.lake_bucket, Prefix=run):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=live_services.s3.lake_bucket, Key=obj["Key"])
-
-
-def _day(lake: S3Lake, tmp_path: Path, day: date, users: list[str]) -> None:
-    folder = tmp_path / uuid.uuid4().hex
-    folder.mkdir()
-    pd.DataFrame({"user_id": users}).to_parquet(folder / "part-0.parquet", index=False)
-    lake.publish(folder, f"interactions/{COL_DATE}={day}")
+    with scratch_s3_lake(live_services, "commits") as scratch:
+        yield scratch
 
 
 def test_spark_sees_only_committed_attempts(lake: S3Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     d1, d2 = date(2026, 11, 3), date(2026, 11, 4)
-    _day(lake, tmp_path, d1, ["a", "b"])
-    _day(lake, tmp_path, d2, ["c"])
-    _day(lake, tmp_path, d2, ["d"])  # replaces day 2; the superseded attempt stays for the grace period
+    publish_users_day(lake, tmp_path, d1, ["a", "b"])
+    publish_users_day(lake, tmp_path, d2, ["c"])
+    publish_users_day(lake, tmp_path, d2, ["d"])  # replaces day 2; the superseded attempt stays for the grace period
     monkeypatch.setenv("RECFLOW_FAULTS", "lake.publish.before_commit=raise:crash")
     with pytest.raises(InjectedFault):
-        _day(lake, tmp_path, d1, ["never"])  # uploaded, never committed
+        publish_users_day(lake, tmp_path, d1, ["never"])  # uploaded, never committed
     monkeypatch.delenv("RECFLOW_FAULTS")
     rows = _spark_rows("s3a://" + lake.root.removeprefix("s3://"), "interactions", COL_DATE)
     assert sorted((r["user_id"], r[COL_DATE]) for r in rows) == [("a", str(d1)), ("b", str(d1)), ("d", str(d2))]
