@@ -13,6 +13,8 @@ Definitions:
   ``ratio_to_in_process``: each row's sustained rate over the in-process answer path.
 * latency: per request, from just before the client produces it to when the client consumes its
   answer (Kafka both ways, queueing, scoring). p50/p99 over the first answer of every request.
+* warm-up: after the scorers start, 3 s at 1,000 req/s that no row records (``bench/serving.py`` warms
+  up likewise).
 * offered_rps: requests sent / seconds the sender took (the sender is one Python process; when it
   cannot reach the asked rate, the row says so). sustained_rps: answers received / seconds from the
   first send to the last answer. ``flood`` rows send as fast as the sender can. A rate counts as
@@ -578,6 +580,9 @@ def main() -> None:
             engine = f"consumer x{count}"
             scorers = start_replicas(count)
             try:
+                # warm-up, not recorded (as bench/serving.py does): the first seconds after a start pay for
+                # the broker's and the clients' first requests, not for serving at a rate
+                run_rate(settings, f"{engine} warm-up", users, 1000.0, 3000)
                 for rate in args.rates:
                     rows.append(run_rate(settings, engine, users, rate, int(rate * args.duration)))
                 if args.flood:

@@ -103,6 +103,7 @@ class AnswerListener:
                 "group.id": f"recflow-client-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 5,
+                "socket.nagle.disable": True,  # a latency-sensitive caller, like the scorer's own clients
                 "logger": _LIBRDKAFKA,
             }
         )
@@ -164,7 +165,7 @@ def warm_producer(kafka: KafkaSettings, user: str, run: str) -> Any:
     id; a caller keeps its producer, so that start-up is not the scorer's latency. The warm-up is a real
     request (``<run>-warmup``), answered like any other.
     """
-    producer = kafka_producer(kafka, **{"message.timeout.ms": 0, "logger": _LIBRDKAFKA})
+    producer = kafka_producer(kafka, **{"message.timeout.ms": 0, "socket.nagle.disable": True, "logger": _LIBRDKAFKA})
     body = {"request_id": f"{run}-warmup", "user_id": user, "k": 1, "sent_at_ms": int(time.time() * 1000)}
     producer.produce(kafka.score_requests_topic, key=f"{run}-warmup".encode(), value=encode(body))
     producer.flush(60)

@@ -44,6 +44,9 @@ def scorer_consumer(
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 100,
+            # Nagle's algorithm held small fetch and commit requests back until the broker's delayed ACK
+            # (tens of ms): off, as for every client on the answer path
+            "socket.nagle.disable": True,
             "statistics.interval.ms": 2000,
             "stats_cb": on_stats,
             "error_cb": lambda err: log.warning("kafka: %s", err),

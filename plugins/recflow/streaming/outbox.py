@@ -66,6 +66,7 @@ def scorer_producer(kafka: KafkaSettings, *, linger_ms: float, max_queued: int) 
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": linger_ms,
+            "socket.nagle.disable": True,  # an answer is one small write: never wait for the broker's ACK first
             "message.timeout.ms": 0,  # never give up on an answer: outages of any length
             "message.max.bytes": 4 << 20,  # a dead letter carries the caller's value (<= 1 MiB) and headers
             "queue.buffering.max.messages": max_queued + 10_000,
