@@ -11,10 +11,13 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import numpy as np
+
 from recflow.models.base import MODEL_FILE, Recommender, read_model_json
 from recflow.models.index import ArtifactError
 from recflow.scoring.ann import ANN_META_FILE, ANN_MIN_ITEMS, AnnParams, CandidateIndex
 from recflow.scoring.calibration import Calibration
+from recflow.scoring.core import UserBatch
 
 
 def load_recommender(folder: Path | str, *, item_side: bool = False) -> Recommender:
@@ -45,16 +48,27 @@ def load_recommender(folder: Path | str, *, item_side: bool = False) -> Recommen
     return loaded
 
 
+#: Known users whose exact top-10 the index's search depth is tuned on (:meth:`CandidateIndex.tune`).
+TUNING_USERS = 300
+
+
 def save_candidate_index(
     model: Recommender, folder: Path, *, min_items: int = ANN_MIN_ITEMS, params: AnnParams | None = None
 ) -> CandidateIndex | None:
-    """Build the item index of a model with at least ``min_items`` items and item vectors, write it into
-    its artifact ``folder`` and attach it to ``model`` (so what is recorded next, e.g. the canary, is
-    scored as the artifact will be); None, and nothing written, for any other model."""
+    """Build the item index of a model with at least ``min_items`` items and item vectors, tune its search
+    depth on a seeded sample of the model's users, write it into its artifact ``folder`` and attach it to
+    ``model`` (so what is recorded next, e.g. the canary, is scored as the artifact will be); None, and
+    nothing written, for any other model."""
     vectors = model.item_vectors()
     if vectors is None or model.index.n_items < min_items:
         return None
     index = CandidateIndex.build(vectors, params)
+    n_users = model.index.n_users
+    if n_users:
+        codes = np.sort(np.random.default_rng(0).permutation(n_users)[:TUNING_USERS])
+        queries = model.query_vectors(UserBatch(codes=codes, seen=model.seen.ragged(codes)))
+        if queries is not None:
+            index.tune(vectors, queries)
     index.save(folder)
     model.candidate_index = index
     return index

@@ -64,12 +64,17 @@ class AnnParams:
     build_depth: int = 40
     search_depth: int = 256
     pool: int = 200
+    #: Training searches deeper until the index's candidates hold this share of sampled users' exact
+    #: top-10 (:meth:`CandidateIndex.tune`); None keeps ``search_depth`` as given.
+    target_recall: float | None = 0.95
 
     def __post_init__(self) -> None:
         if not self.factory.startswith(("HNSW", "IVF")):
             raise AnnError(f"ann factory must be an HNSW or IVF faiss factory string, got {self.factory!r}")
         if min(self.build_depth, self.search_depth, self.pool) < 1:
             raise AnnError(f"ann depths and pool must be >= 1: {self}")
+        if self.target_recall is not None and not 0 < self.target_recall <= 1:
+            raise AnnError(f"ann target_recall must be in (0, 1], got {self.target_recall}")
 
     @property
     def is_ivf(self) -> bool:
@@ -89,16 +94,80 @@ def vectors_digest(vectors: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(vectors, dtype=np.float32).tobytes()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """How training chose the search depth: the recall it measured there, on how many sampled users."""
+
+    target_recall: float
+    recall_at_10: float
+    users: int
+    search_depth: int
+    reached: bool
+
+
+#: The deepest search :meth:`CandidateIndex.tune` tries (faiss's HNSW cost grows about linearly with it).
+MAX_SEARCH_DEPTH: Final = 4096
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, *, block: int = 64) -> np.ndarray:
+    """The ``k`` item codes of largest inner product per query, exactly (unordered), in blocks of queries
+    so memory stays at ``block`` score rows."""
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), block):
+        scores = queries[start : start + block] @ vectors.T
+        out[start : start + block] = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return out
+
+
 class CandidateIndex:
     """A faiss inner-product index over a model's item factors; ids are the model's item codes."""
 
-    def __init__(self, index: Any, params: AnnParams, n_items: int, dim: int, vectors_sha256: str) -> None:
+    def __init__(
+        self,
+        index: Any,
+        params: AnnParams,
+        n_items: int,
+        dim: int,
+        vectors_sha256: str,
+        tuning: Tuning | None = None,
+    ) -> None:
         self._index = index
         self.params = params
         self.n_items = n_items
         self.dim = dim
         self.vectors_sha256 = vectors_sha256
+        self.tuning = tuning
         self._set_search_depth()
+
+    def tune(self, item_factors: np.ndarray, queries: np.ndarray, *, k: int = 10) -> Tuning | None:
+        """Search just deep enough that the candidates hold ``params.target_recall`` of the ``queries``'
+        exact top-``k`` (on average), doubling the depth from the pool (HNSW) or one cell (IVF) up to
+        :data:`MAX_SEARCH_DEPTH` (HNSW) or every cell (IVF).
+
+        Why at training time: the depth a given recall needs grows with the catalog and depends on how the
+        factors are spread (``bench/results/ann_index.md``: HNSW32 at efSearch 256 recalled 0.95 at 10^5
+        i.i.d. items, 0.72 at 10^6), so a fixed depth is either slow on small catalogs or inexact on large
+        ones. The measured recall is kept in ``ann.json``; a target the deepest search misses is recorded
+        as not reached rather than refused, since the core still re-scores the candidates exactly.
+        None when ``target_recall`` is None or there are no queries.
+        """
+        target = self.params.target_recall
+        if target is None or len(queries) == 0:
+            return None
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = min(k, self.n_items)
+        exact = exact_top(np.ascontiguousarray(item_factors, dtype=np.float32), queries, k)
+        # an HNSW search returns at most efSearch items, so it starts at the pool; IVF probes 1 cell up to all
+        depth, deepest = (1, self._nlist()) if self.params.is_ivf else (self.params.pool, MAX_SEARCH_DEPTH)
+        while True:
+            self.retune(search_depth=depth, pool=self.params.pool)
+            found = self.candidates(queries, self.params.pool)
+            recall = float(np.mean([len(np.intersect1d(f, e)) / k for f, e in zip(found, exact, strict=True)]))
+            if recall >= target or depth >= deepest:
+                break
+            depth = min(depth * 2, deepest)
+        self.tuning = Tuning(target, round(recall, 4), len(queries), depth, recall >= target)
+        return self.tuning
 
     @classmethod
     def build(cls, item_factors: np.ndarray, params: AnnParams | None = None, *, threads: int = 0) -> CandidateIndex:
@@ -129,6 +198,11 @@ class CandidateIndex:
         parameters stay): how ``bench/ann_index.py`` trades recall for time on one built index."""
         self.params = replace(self.params, search_depth=search_depth, pool=pool)
         self._set_search_depth()
+
+    def _nlist(self) -> int:
+        import faiss  # deferred: see build
+
+        return int(faiss.extract_index_ivf(self._index).nlist)
 
     def _set_search_depth(self) -> None:
         import faiss  # deferred: see build
@@ -167,6 +241,7 @@ class CandidateIndex:
             "dim": self.dim,
             "index_sha256": _sha256_file(folder / ANN_INDEX_FILE),
             "vectors_sha256": self.vectors_sha256,
+            "tuning": None if self.tuning is None else asdict(self.tuning),
         }
         (folder / ANN_META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
@@ -193,7 +268,8 @@ class CandidateIndex:
             )
         import faiss  # deferred: see build
 
-        return cls(faiss.read_index(str(path)), AnnParams(**meta["params"]), n, dim, meta["vectors_sha256"])
+        tuning = Tuning(**meta["tuning"]) if meta.get("tuning") else None
+        return cls(faiss.read_index(str(path)), AnnParams(**meta["params"]), n, dim, meta["vectors_sha256"], tuning)
 
     def __getstate__(self) -> dict[str, Any]:
         """Spark ships the model to its workers by pickle: send the index as faiss's own serialized bytes."""
@@ -224,6 +300,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise AnnError(f"{path} lacks {sorted(missing)}")
     try:
         AnnParams(**meta["params"])
+        if meta.get("tuning"):
+            Tuning(**meta["tuning"])
     except TypeError as exc:
-        raise AnnError(f"{path}: bad params {meta['params']!r}: {exc}") from exc
+        raise AnnError(f"{path}: bad params or tuning {meta['params']!r}, {meta.get('tuning')!r}: {exc}") from exc
     return meta

@@ -3,6 +3,7 @@ scoring core only above its catalog-size threshold and only when the caller lets
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -136,3 +137,49 @@ def test_retuning_changes_the_search_not_the_build() -> None:
     index.retune(search_depth=300, pool=250)
     assert index.params == AnnParams(search_depth=300, pool=250)
     assert (index.candidates(_factors(3, seed=4), 250) >= 0).all()  # a graph search returns up to efSearch
+
+
+def _recall(index: CandidateIndex, factors: np.ndarray, queries: np.ndarray) -> float:
+    exact = np.argsort(-(queries @ factors.T), axis=1)[:, :10]
+    found = index.candidates(queries, index.params.pool)
+    return float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)]))
+
+
+def test_training_tunes_the_search_depth_to_the_target_recall_and_records_it(tmp_path: Path) -> None:
+    factors, queries = _factors(20_000, rank=32), _factors(300, rank=32, seed=3)
+    # IVF: 64 cells, a pool of 30; one probed cell recalls far less than the target
+    params = AnnParams(factory="IVF64,Flat", search_depth=1, pool=30, target_recall=0.97)
+    index = CandidateIndex.build(factors, params, threads=1)
+    shallow = _recall(index, factors, queries)
+    tuning = index.tune(factors, queries)
+    assert tuning is not None and tuning.reached and tuning.users == 300
+    assert shallow < 0.97 <= tuning.recall_at_10
+    assert index.params.search_depth == tuning.search_depth > 1
+    assert _recall(index, factors, queries) == pytest.approx(tuning.recall_at_10, abs=1e-3)  # what it measured
+    index.retune(search_depth=tuning.search_depth // 2, pool=30)
+    assert _recall(index, factors, queries) < 0.97  # the depth chosen is the shallowest that reaches it
+    index.retune(search_depth=tuning.search_depth, pool=30)
+    index.save(tmp_path)
+    loaded = CandidateIndex.load(tmp_path, factors)
+    assert loaded is not None and loaded.tuning == tuning and loaded.params.search_depth == tuning.search_depth
+
+
+def test_a_target_the_deepest_search_misses_is_recorded_as_not_reached() -> None:
+    factors = _factors(2000)
+    queries = _factors(50, seed=6)
+    # a pool of 5 can never hold all 10 exact items: recall <= 0.5 at every depth
+    index = CandidateIndex.build(factors, AnnParams(factory="IVF8,Flat", search_depth=1, pool=5), threads=1)
+    tuning = index.tune(factors, queries)
+    assert tuning is not None and not tuning.reached and tuning.recall_at_10 <= 0.5
+    assert tuning.search_depth == 8  # every cell probed
+    assert CandidateIndex.build(factors, AnnParams(target_recall=None), threads=1).tune(factors, queries) is None
+
+
+def test_save_candidate_index_tunes_on_the_model_s_own_users(tmp_path: Path) -> None:
+    model = random_als(tmp_path, n_users=400, n_items=N_ITEMS, rank=16, seen_per_user=5, seed=2)
+    index = save_candidate_index(model, tmp_path, min_items=0)
+    assert index is not None and index.tuning is not None and index.tuning.users == 300
+    assert index.tuning.reached and index.tuning.recall_at_10 >= 0.95
+    meta = json.loads((tmp_path / ANN_META_FILE).read_text())
+    assert meta["tuning"]["recall_at_10"] == index.tuning.recall_at_10
+    assert meta["params"]["search_depth"] == index.tuning.search_depth
