@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from recflow.config.s3 import s3_client
@@ -25,6 +26,7 @@ from recflow.registry import (
     resolve_serving_version,
 )
 from recflow.registry.blessing import NotBlessed, bless
+from recflow.registry.objects import MULTIPART_THRESHOLD, PART_SIZE
 from recflow.registry.version_ids import parse_version_id
 
 pytestmark = pytest.mark.integration
@@ -292,3 +294,28 @@ def test_four_processes_race_exactly_one_wins(registry: ModelRegistry, tmp_path:
     assert all("champion moved" in r["error"] for r in losers), losers
     assert [r.version for r in registry.history()] == [base.version, winners[0]]  # one new link
     assert resolve_serving_version(registry).version == winners[0]
+
+
+def test_a_file_above_the_part_threshold_goes_in_parts_and_stays_create_only(
+    registry: ModelRegistry, live_services: Settings, tmp_path: Path
+) -> None:
+    """A 10^6-item model's factors (256 MB) are more than S3Proxy takes in one signed PUT (32 MiB): such a
+    file is uploaded in parts, whose completion is as create-only as a PUT, and fetched back intact."""
+    folder = artifact(tmp_path / "big", "big")
+    size = MULTIPART_THRESHOLD + PART_SIZE // 2 + 7  # two parts, the last a short one
+    big = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes()
+    (folder / "factors" / "items.npy").write_bytes(big)
+    mv = register(registry, folder)
+    assert dict((f.path, f.size) for f in mv.files)["factors/items.npy"] == size
+    out = registry.fetch(mv, tmp_path / "dl")
+    assert (out / "factors" / "items.npy").read_bytes() == big
+    key = f"{registry.prefix}/versions/{mv.version}/files/factors/items.npy"
+    other = tmp_path / "other.bin"
+    other.write_bytes(big[::-1])
+    assert registry.store.create(key, lambda: other.open("rb")) is False  # the completion was refused
+    client = s3_client(live_services.s3)
+    stored = client.get_object(Bucket=registry.bucket, Key=key)
+    assert stored["ETag"].endswith('-2"')  # S3's ETag of a two-part upload
+    assert hashlib.sha256(stored["Body"].read()).digest() == hashlib.sha256(big).digest()
+    uploads = client.list_multipart_uploads(Bucket=registry.bucket, Prefix=registry.prefix).get("Uploads", [])
+    assert uploads == []  # the refused upload was aborted, not left behind

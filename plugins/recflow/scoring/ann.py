@@ -55,12 +55,14 @@ class AnnParams:
     """How the index is built and searched.
 
     ``factory`` is a faiss ``index_factory`` string (``HNSW32``: a graph of 32 links per node; ``IVF1024,
-    Flat``: 1,024 k-means cells scanned exactly); ``build_depth`` is HNSW's ``efConstruction``;
-    ``search_depth`` is HNSW's ``efSearch`` or IVF's ``nprobe``; ``pool`` is how many candidates per user
-    the core re-scores exactly (plus the user's seen items, which it removes).
+    Flat``: 1,024 k-means cells scanned exactly; ``PQ32x4fs``: every item's factors compressed to 32 4-bit
+    codes and all of them scanned with SIMD lookups), or ``PQx4fs``: that, with one code per two factor
+    dimensions, whatever the rank. ``build_depth`` is HNSW's ``efConstruction``; ``search_depth`` is
+    HNSW's ``efSearch`` or IVF's ``nprobe`` (a PQ scan has no depth); ``pool`` is how many candidates per
+    user the core re-scores exactly (plus the user's seen items, which it removes).
     """
 
-    factory: str = "HNSW32"
+    factory: str = "PQx4fs"
     build_depth: int = 40
     search_depth: int = 256
     pool: int = 200
@@ -69,8 +71,8 @@ class AnnParams:
     target_recall: float | None = 0.95
 
     def __post_init__(self) -> None:
-        if not self.factory.startswith(("HNSW", "IVF")):
-            raise AnnError(f"ann factory must be an HNSW or IVF faiss factory string, got {self.factory!r}")
+        if not self.factory.startswith(("HNSW", "IVF", "PQ")):
+            raise AnnError(f"ann factory must be an HNSW, IVF or PQ faiss factory string, got {self.factory!r}")
         if min(self.build_depth, self.search_depth, self.pool) < 1:
             raise AnnError(f"ann depths and pool must be >= 1: {self}")
         if self.target_recall is not None and not 0 < self.target_recall <= 1:
@@ -79,6 +81,16 @@ class AnnParams:
     @property
     def is_ivf(self) -> bool:
         return self.factory.startswith("IVF")
+
+    @property
+    def is_pq(self) -> bool:
+        return self.factory.startswith("PQ")
+
+    def faiss_factory(self, dim: int) -> str:
+        """The faiss factory string for item vectors of ``dim`` dimensions (``PQx4fs`` resolved)."""
+        if self.factory != "PQx4fs":
+            return self.factory
+        return f"PQ{dim // 2 if dim % 2 == 0 else dim}x4fs"
 
 
 def _sha256_file(path: Path) -> str:
@@ -102,11 +114,15 @@ class Tuning:
     recall_at_10: float
     users: int
     search_depth: int
+    pool: int
     reached: bool
 
 
-#: The deepest search :meth:`CandidateIndex.tune` tries (faiss's HNSW cost grows about linearly with it).
+#: The deepest search (or, for a PQ scan, the largest pool) :meth:`CandidateIndex.tune` tries: the cost
+#: of an HNSW search, and of re-scoring the pool, grows about linearly with it.
 MAX_SEARCH_DEPTH: Final = 4096
+#: Items a PQ index's codebooks are trained on (a seeded sample of the catalog).
+PQ_TRAINING_ROWS: Final = 65_536
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, *, block: int = 64) -> np.ndarray:
@@ -141,8 +157,8 @@ class CandidateIndex:
 
     def tune(self, item_factors: np.ndarray, queries: np.ndarray, *, k: int = 10) -> Tuning | None:
         """Search just deep enough that the candidates hold ``params.target_recall`` of the ``queries``'
-        exact top-``k`` (on average), doubling the depth from the pool (HNSW) or one cell (IVF) up to
-        :data:`MAX_SEARCH_DEPTH` (HNSW) or every cell (IVF).
+        exact top-``k`` (on average): doubling HNSW's depth from the pool up to :data:`MAX_SEARCH_DEPTH`,
+        IVF's probed cells from one to all, or a PQ scan's pool up to :data:`MAX_SEARCH_DEPTH` items.
 
         Why at training time: the depth a given recall needs grows with the catalog and depends on how the
         factors are spread (``bench/results/ann_index.md``: HNSW32 at efSearch 256 recalled 0.95 at 10^5
@@ -157,34 +173,48 @@ class CandidateIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, self.n_items)
         exact = exact_top(np.ascontiguousarray(item_factors, dtype=np.float32), queries, k)
-        # an HNSW search returns at most efSearch items, so it starts at the pool; IVF probes 1 cell up to all
-        depth, deepest = (1, self._nlist()) if self.params.is_ivf else (self.params.pool, MAX_SEARCH_DEPTH)
+        # the knob: a PQ scan's pool (it reads every code, so only re-scoring more helps); an HNSW search's
+        # depth from the pool (it returns at most efSearch items); IVF's cells probed, from one to all
+        if self.params.is_pq:
+            value, last = self.params.pool, min(MAX_SEARCH_DEPTH, self.n_items)
+        elif self.params.is_ivf:
+            value, last = 1, self._nlist()
+        else:
+            value, last = self.params.pool, MAX_SEARCH_DEPTH
         while True:
-            self.retune(search_depth=depth, pool=self.params.pool)
+            if self.params.is_pq:
+                self.retune(search_depth=self.params.search_depth, pool=value)
+            else:
+                self.retune(search_depth=value, pool=self.params.pool)
             found = self.candidates(queries, self.params.pool)
             recall = float(np.mean([len(np.intersect1d(f, e)) / k for f, e in zip(found, exact, strict=True)]))
-            if recall >= target or depth >= deepest:
+            if recall >= target or value >= last:
                 break
-            depth = min(depth * 2, deepest)
-        self.tuning = Tuning(target, round(recall, 4), len(queries), depth, recall >= target)
+            value = min(value * 2, last)
+        self.tuning = Tuning(target, round(recall, 4), len(queries), self.params.search_depth, self.params.pool,
+                             recall >= target)  # fmt: skip
         return self.tuning
 
     @classmethod
     def build(cls, item_factors: np.ndarray, params: AnnParams | None = None, *, threads: int = 0) -> CandidateIndex:
         """Index ``item_factors`` (n_items x rank) with ``threads`` OpenMP threads (0: faiss's default,
-        every core). IVF cells are trained on at most 64 points per cell, enough for k-means and bounded."""
+        every core). IVF cells are trained on at most 64 points per cell, enough for k-means and bounded;
+        PQ codebooks on at most :data:`PQ_TRAINING_ROWS` items (16 centroids per code)."""
         import faiss  # deferred: a native library, loaded only by processes that build or use an index
 
         params = params or AnnParams()
         vectors = np.ascontiguousarray(item_factors, dtype=np.float32)
         n, dim = vectors.shape
+        if params.is_pq and n < 16:
+            raise AnnError(f"a PQ index needs at least 16 items (16 centroids per 4-bit code), got {n}")
         before = faiss.omp_get_max_threads()
         if threads:
             faiss.omp_set_num_threads(threads)
         try:
-            index = faiss.index_factory(dim, params.factory, faiss.METRIC_INNER_PRODUCT)
-            if params.is_ivf:
-                sample = np.random.default_rng(0).permutation(n)[: 64 * faiss.extract_index_ivf(index).nlist]
+            index = faiss.index_factory(dim, params.faiss_factory(dim), faiss.METRIC_INNER_PRODUCT)
+            if params.is_ivf or params.is_pq:
+                rows = 64 * faiss.extract_index_ivf(index).nlist if params.is_ivf else PQ_TRAINING_ROWS
+                sample = np.random.default_rng(0).permutation(n)[:rows]
                 index.train(vectors[np.sort(sample)])
             else:
                 index.hnsw.efConstruction = params.build_depth  # type: ignore[attr-defined]  # faiss's stubs: Index only
@@ -205,6 +235,8 @@ class CandidateIndex:
         return int(faiss.extract_index_ivf(self._index).nlist)
 
     def _set_search_depth(self) -> None:
+        if self.params.is_pq:
+            return  # a PQ scan reads every code: nothing to set
         import faiss  # deferred: see build
 
         name = "nprobe" if self.params.is_ivf else "efSearch"
@@ -217,7 +249,7 @@ class CandidateIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise AnnError(f"queries of shape {queries.shape} for an index of dimension {self.dim}")
-        if not self.params.is_ivf and n > self.params.search_depth:
+        if not (self.params.is_ivf or self.params.is_pq) and n > self.params.search_depth:
             import faiss  # deferred: see build
 
             deeper = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs

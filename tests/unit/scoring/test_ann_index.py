@@ -27,7 +27,9 @@ def _factors(n: int = N_ITEMS, rank: int = 16, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, rank)).astype(np.float32)
 
 
-@pytest.mark.parametrize("params", [AnnParams(), AnnParams(factory="IVF16,Flat", search_depth=16)])
+@pytest.mark.parametrize(
+    "params", [AnnParams(), AnnParams(factory="HNSW32"), AnnParams(factory="IVF16,Flat", search_depth=16)]
+)
 def test_index_round_trips_through_its_files_and_pickle(tmp_path: Path, params: AnnParams) -> None:
     factors = _factors()
     built = CandidateIndex.build(factors, params, threads=1)
@@ -68,7 +70,9 @@ def test_no_index_file_means_no_index(tmp_path: Path) -> None:
 
 
 def test_bad_parameters_are_refused() -> None:
-    with pytest.raises(AnnError, match="HNSW or IVF"):
+    with pytest.raises(AnnError, match="at least 16 items"):
+        CandidateIndex.build(_factors(15), threads=1)
+    with pytest.raises(AnnError, match="HNSW, IVF or PQ"):
         AnnParams(factory="Flat")
     with pytest.raises(AnnError, match=">= 1"):
         AnnParams(pool=0)
@@ -127,7 +131,7 @@ def test_training_builds_an_index_only_for_a_large_catalog(tmp_path: Path) -> No
 
 def test_an_index_beside_a_model_without_item_vectors_is_refused(tmp_path: Path) -> None:
     PopularityRecommender.fit(pd.DataFrame({COL_USER: ["a"], COL_ITEM: ["x"]})).save(tmp_path)
-    CandidateIndex.build(_factors(1, 4), threads=1).save(tmp_path)
+    CandidateIndex.build(_factors(1, 4), AnnParams(factory="HNSW32"), threads=1).save(tmp_path)
     with pytest.raises(ArtifactError, match="no item vectors"):
         load_recommender(tmp_path)
 
