@@ -74,7 +74,7 @@ bench-streaming: venv check-tools  ## streaming engines on the real broker at th
 	$(PY) bench/streaming.py
 	$(PY) bench/streaming.py --users 100000 --items 10000 --rank 64 --rates 1000 5000 10000 20000 --duration 10 \
 		--flood 0 --spark-rates --replicas 1 --out bench/results/streaming-10k
-	$(PY) bench/streaming.py --users 100000 --items 1000000 --rank 64 --rates 100 1000 5000 --duration 10 \
+	$(PY) bench/streaming.py --users 100000 --items 1000000 --rank 64 --rates 100 500 1000 --duration 10 \
 		--flood 0 --spark-rates --replicas 1 --swap-rate 0 --out bench/results/streaming-1m
 
 bench-serving: venv check-tools  ## the HTTP API (recflow serve) at the three shapes, then the goals table

@@ -22,6 +22,9 @@ Definitions:
 * a rate is sustained when vegeta sent at >= 98% of the asked rate, >= 98% of the requests got a 200,
   and the answered rate (200s per second from the first send to the last answer) is >= 98% of the asked
   rate; ``errors`` counts every non-200 and transport error (a 10 s client timeout counts as one).
+* CPU per request: CPU seconds the server's process group (server and workers, from ``/proc``) and the
+  load generator (vegeta, ``RUSAGE_CHILDREN``) used during a rate, over its requests: what the 2 cores
+  are shared between, and so what bounds the rate either can sustain.
 * in-process limit, same run, same model: ``score_requests`` of one request at a time (the HTTP path's
   call into the core, without HTTP), on one core; each rate's answered rate is reported as a ratio of it.
 * goals: the issue's HTTP goals of the run's shape (10^4 items, or 10^6 items with the index); the
@@ -39,6 +42,7 @@ import base64
 import dataclasses
 import json
 import os
+import resource
 import subprocess
 import tempfile
 import time
@@ -127,12 +131,32 @@ def targets_file(url: str, users: list[str], path: Path, n: int = 5000) -> Path:
     return path
 
 
-def attack(vegeta: Path, targets: Path, rate: int, seconds: float) -> dict[str, Any]:
-    """One constant-rate run; vegeta's report as a row (latencies in ms)."""
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of process group ``pgid`` (the server
+    and its workers), read from ``/proc``."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(fields[2]) == pgid:  # fields after the command: state, ppid, pgrp, ..., utime (11), stime (12)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def attack(vegeta: Path, targets: Path, rate: int, seconds: float, server_pgid: int | None = None) -> dict[str, Any]:
+    """One constant-rate run; vegeta's report as a row (latencies in ms), with the CPU milliseconds per
+    request the server's processes and the load generator spent (what the 2 cores are shared between)."""
     load = os.getloadavg()[0]
     attack_cmd = [str(vegeta), "attack", "-format=json", f"-targets={targets}", f"-rate={rate}/s",
                   f"-duration={seconds}s", "-timeout=10s", "-keepalive=true"]  # fmt: skip
+    server_before = group_cpu_s(server_pgid) if server_pgid else 0.0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     results = subprocess.run(attack_cmd, check=True, capture_output=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = group_cpu_s(server_pgid) - server_before if server_pgid else None
+    generator_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     report = json.loads(
         subprocess.run([str(vegeta), "report", "-type=json"], input=results, check=True, capture_output=True).stdout
     )
@@ -152,6 +176,8 @@ def attack(vegeta: Path, targets: Path, rate: int, seconds: float) -> dict[str, 
         "sustained": ok >= KEEP_UP * report["requests"]
         and report["rate"] >= KEEP_UP * rate
         and report["throughput"] >= KEEP_UP * rate,
+        "server_cpu_ms_per_request": None if server_cpu is None else round(1000 * server_cpu / report["requests"], 3),
+        "generator_cpu_ms_per_request": round(1000 * generator_cpu / report["requests"], 3),
         "load_1m": round(load, 2),
     }
 
@@ -218,7 +244,8 @@ def run_stack(args: argparse.Namespace, settings: Any, vegeta: Path, tmp: Path) 
             targets = targets_file(process.url, users, tmp / "targets.json")
             attack(vegeta, targets, 200, 3)  # warm the connections and caches
             for rate in args.rates:
-                row = {"server": server, "workers": args.workers, **attack(vegeta, targets, rate, args.seconds)}
+                row = {"server": server, "workers": args.workers,
+                       **attack(vegeta, targets, rate, args.seconds, server_pgid=process.pid)}  # fmt: skip
                 print(json.dumps(row), flush=True)
                 doc["rows"].append(row)
         finally:
@@ -284,7 +311,8 @@ def run_goals(args: argparse.Namespace, settings: Any, vegeta: Path, tmp: Path) 
         targets = targets_file(process.url, users, tmp / "targets.json")
         attack(vegeta, targets, 200, 3)
         for rate in args.rates:
-            row = {"server": args.server, "workers": args.workers, **attack(vegeta, targets, rate, args.seconds)}
+            row = {"server": args.server, "workers": args.workers,
+                   **attack(vegeta, targets, rate, args.seconds, server_pgid=process.pid)}  # fmt: skip
             row["ratio_to_in_process"] = round(row["answered_rps"] / doc["limit_in_process_rps"], 3)
             print(json.dumps(row), flush=True)
             doc["rows"].append(row)
@@ -371,13 +399,14 @@ def goals_markdown(doc: dict[str, Any]) -> str:
         f"Swap A -> B -> A under load: `{json.dumps(doc.get('swap'))}`.",
         "",
         "| offered req/s | answered req/s | ratio to in-process | p50 ms | p99 ms | max ms | errors | sustained "
-        "| load |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server CPU ms/request | load generator CPU ms/request | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         lines.append(
             f"| {r['offered_rps']} | {r['answered_rps']} | {r['ratio_to_in_process']} | {r['p50_ms']} | "
-            f"{r['p99_ms']} | {r['max_ms']} | {r['errors']} | {r['sustained']} | {r['load_1m']} |"
+            f"{r['p99_ms']} | {r['max_ms']} | {r['errors']} | {r['sustained']} | "
+            f"{r.get('server_cpu_ms_per_request')} | {r.get('generator_cpu_ms_per_request')} | {r['load_1m']} |"
         )
     return "\n".join(lines) + "\n"
 
