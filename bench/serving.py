@@ -8,12 +8,11 @@ Launch (``make bench-serving`` runs the goals; the stack comparison is ``--stack
 
 Definitions:
 
-* model: a random-factor ALS champion (``recflow.models.synthetic.random_als``, ``--users`` x ``--items``
-  at rank ``--rank``, 20 seen items per user) registered and promoted in the S3 registry (bucket
-  ``recflow-bench-serving``); requests draw users uniformly from 110% of the known users (~9% take the
-  cold-start fallback); k = 10. The server is the real ``python -m recflow.serving_http`` process with
-  ``--workers`` processes. From ``recflow.scoring.ann.ANN_MIN_ITEMS`` items on, the artifact holds the
-  item index training would build (``recflow.scoring.ann``), and every path scores with it.
+* model: ``bench/bench_world.py`` (shared with ``bench/streaming.py``): a random-factor ALS champion,
+  ``--users`` x ``--items`` at rank ``--rank``, with the item index training builds from
+  ``recflow.scoring.ann.ANN_MIN_ITEMS`` items on, registered and promoted in bucket ``recflow-bench-serving``;
+  requests draw users uniformly from 110% of the known users (~9% take the cold-start fallback); k = 10.
+  The server is the real ``python -m recflow.serving_http`` process with ``--workers`` processes.
 * load generator: vegeta (``github.com/tsenart/vegeta/v12`` v12.12.0 from the Go module proxy, built
   with ``go install`` into ``$RECFLOW_STATE/bin``): **open loop at a constant rate**, each request sent
   at its scheduled time whether or not earlier ones were answered (it adds connections as needed), so
@@ -39,18 +38,17 @@ from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
 import json
 import os
 import resource
 import subprocess
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from machine import finish_run, machine_info, provenance_line, start_run  # bench/machine.py, on sys.path
+from bench_world import bench_world, promote  # bench/, on sys.path when run
+from machine import finish_run, machine_info, provenance_line, start_run
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -67,50 +65,6 @@ def vegeta_binary(state: Path) -> Path:
     if not binary.exists():
         subprocess.run(["go", "install", VEGETA_MODULE], check=True, env={**os.environ, "GOBIN": str(binary.parent)})
     return binary
-
-
-def world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, list[str], list[str], Path]:
-    """Models A and B in the bench bucket (emptied first), A promoted; (registry, versions, users, A's folder)."""
-    from recflow.config.s3 import s3_client
-    from recflow.models.artifact import save_candidate_index
-    from recflow.models.synthetic import random_als
-    from recflow.registry import ModelRegistry
-    from recflow.scoring.ann import ANN_MIN_ITEMS
-
-    client = s3_client(settings.s3)
-    if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket=BUCKET)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
-    registry = ModelRegistry.from_settings(dataclasses.replace(settings.s3, models_bucket=BUCKET))
-    versions = []
-    for seed, tag in ((1, "A"), (2, "B"))[: 2 if args.swap_rate else 1]:
-        model = random_als(tmp / tag, n_users=args.users, n_items=args.items, rank=args.rank, seen_per_user=20,
-                           seed=seed)  # fmt: skip
-        began = time.perf_counter()
-        if save_candidate_index(model, tmp / tag, min_items=ANN_MIN_ITEMS) is not None:  # as training does
-            args.index_build_s = round(time.perf_counter() - began, 1)
-        mv = registry.register(
-            tmp / tag, family="als", metrics={}, lineage={"bench": tag}, created_at=datetime.now(UTC)
-        )
-        versions.append(mv.version)
-    promote(settings, registry, versions[0])
-    return registry, versions, [f"u{i}" for i in range(int(args.users * 1.1))], tmp / "A"
-
-
-def promote(settings: Any, registry: Any, version: str) -> None:
-    """Swap the champion and announce it on Kafka, as the training DAG does."""
-    from recflow.streaming.events import encode, kafka_producer, model_update_event
-
-    current = registry.champion_record()
-    record = registry.chain.swap(
-        version, expected_champion=None if current is None else current.version, reason="bench", actor="bench"
-    )
-    producer = kafka_producer(settings.kafka)
-    event = model_update_event(version=version, digest=record.digest, uri=record.uri, promoted_at=record.promoted_at)
-    producer.produce(settings.kafka.model_updates_topic, value=encode(event))
-    producer.flush(10)
 
 
 def targets_file(url: str, users: list[str], path: Path, n: int = 5000) -> Path:
@@ -236,8 +190,9 @@ def start(server: str, workers: int, port: int) -> Any:
 
 def run_stack(args: argparse.Namespace, settings: Any, vegeta: Path, tmp: Path) -> dict[str, Any]:
     """The same app under uvicorn and under granian, same workers, same rates."""
-    _, _, users, folder = world(settings, args, tmp)
-    doc: dict[str, Any] = {"limit_in_process_rps": in_process_limit(folder, users)[0], "rows": []}
+    bench = bench_world(settings, BUCKET, tmp, users=args.users, items=args.items, rank=args.rank, models=1)
+    users = bench.users
+    doc: dict[str, Any] = {"limit_in_process_rps": in_process_limit(bench.folder_a, users)[0], "rows": []}
     for server in ("uvicorn", "granian"):
         process = start(server, args.workers, args.port)
         try:
@@ -297,13 +252,15 @@ def swap_under_load(
 
 def run_goals(args: argparse.Namespace, settings: Any, vegeta: Path, tmp: Path) -> dict[str, Any]:
     """The HTTP goals at this shape: a rate sweep, then a swap under load."""
-    registry, versions, users, folder = world(settings, args, tmp)
-    limit, index_used = in_process_limit(folder, users)
+    bench = bench_world(settings, BUCKET, tmp, users=args.users, items=args.items, rank=args.rank,
+                        models=2 if args.swap_rate else 1)  # fmt: skip
+    registry, versions, users = bench.registry, bench.versions, bench.users
+    limit, index_used = in_process_limit(bench.folder_a, users)
     doc: dict[str, Any] = {
         "limit_in_process_rps": limit,
         "index_used": index_used,
         "rows": [],
-        "index": {**RECALL, "build_s": getattr(args, "index_build_s", None)} if RECALL else None,
+        "index": {**RECALL, "build_s": bench.index_build_s} if RECALL else None,
     }
     print(json.dumps(doc["index"]), flush=True)
     process = start(args.server, args.workers, args.port)

@@ -5,11 +5,11 @@ Launch (``make bench-streaming`` runs this; ~8 min on 2 cores):
 
 Definitions:
 
-* model: a random-factor ALS champion (``recflow.models.synthetic.random_als``, ``--users`` x
-  ``--items``, rank ``--rank``, 20 seen items per user) registered and promoted in the S3 registry
-  (bucket ``recflow-bench-streaming``); requests draw users uniformly from 110% of the known users,
-  so ~9% take the cold-start fallback. k = 10. From ``recflow.scoring.ann.ANN_MIN_ITEMS`` items on, the
-  artifact holds the item index training would build, and the scorer (and the in-process limit) use it.
+* model: ``bench/bench_world.py`` (shared with ``bench/serving.py``): a random-factor ALS champion,
+  ``--users`` x ``--items`` at rank ``--rank``, with the item index training builds from
+  ``recflow.scoring.ann.ANN_MIN_ITEMS`` items on (the scorer and the in-process limit use it), registered
+  and promoted in bucket ``recflow-bench-streaming``; requests draw users uniformly from 110% of the known
+  users, so ~9% take the cold-start fallback. k = 10.
   ``ratio_to_in_process``: each row's sustained rate over the in-process answer path.
 * latency: per request, from just before the client produces it to when the client consumes its
   answer (Kafka both ways, queueing, scoring). p50/p99 over the first answer of every request.
@@ -45,7 +45,6 @@ and ``streaming.png`` (latency against offered rate) to ``--out``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import os
@@ -57,7 +56,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from machine import finish_run, machine_info, provenance_line, start_run  # bench/machine.py, on sys.path
+from bench_world import bench_world, promote  # bench/, on sys.path when run
+from machine import finish_run, machine_info, provenance_line, start_run
 
 # NumPy is imported inside functions, after this: the in-process limit is measured with the scorer's
 # BLAS setting (single-threaded, see recflow.streaming.__main__).
@@ -74,49 +74,6 @@ LEG_HEADS = ("p99 request leg", "p99 in scorer", "p99 answer leg", "p99 batch")
 FIELDS = ("engine", "offered_rps", "sustained_rps", "p50_ms", "p99_ms", "sent", "answered", "dlq", "lost")
 #: Each row's sustained rate as a share of the in-process answer path (one process, same run, same model).
 RATIO = "ratio_to_in_process"
-
-
-def _world(settings: Any, args: argparse.Namespace, tmp: Path) -> tuple[Any, list[str], list[str], Path]:
-    """Register models A and B in the bench bucket and promote A; returns (registry, versions, users, A's dir)."""
-    from recflow.config.s3 import s3_client
-    from recflow.models.synthetic import random_als
-    from recflow.registry import ModelRegistry
-    from recflow.scoring.ann import ANN_MIN_ITEMS, AnnParams
-
-    client = s3_client(settings.s3)
-    if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket=BUCKET)
-    # The bucket is the benchmark's own: start every run from an empty registry (an earlier run, or one
-    # written by an older registry schema, must not decide which champion this run serves).
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
-    registry = ModelRegistry.from_settings(dataclasses.replace(settings.s3, models_bucket=BUCKET))
-    created = datetime.now(UTC)
-    versions = []
-    ann = AnnParams() if args.items >= ANN_MIN_ITEMS else None  # the item index training writes for this catalog
-    for seed, tag in ((1, "A"), (2, "B"))[: 2 if args.swap_rate else 1]:
-        folder = tmp / tag
-        random_als(folder, n_users=args.users, n_items=args.items, rank=args.rank, seen_per_user=20, seed=seed,
-                   ann=ann)  # fmt: skip
-        mv = registry.register(folder, family="als", metrics={}, lineage={"bench": tag}, created_at=created)
-        versions.append(mv.version)
-    _promote(settings, registry, versions[0], created)
-    users = [f"u{i}" for i in range(int(args.users * 1.1))]
-    return registry, versions, users, tmp / "A"
-
-
-def _promote(settings: Any, registry: Any, version: str, when: datetime) -> None:
-    from recflow.streaming.events import encode, kafka_producer, model_update_event
-
-    current = registry.champion_record()
-    record = registry.chain.swap(
-        version, expected_champion=None if current is None else current.version, reason="bench", actor="bench"
-    )
-    producer = kafka_producer(settings.kafka)
-    event = model_update_event(version=version, digest=record.digest, uri=record.uri, promoted_at=when)
-    producer.produce(settings.kafka.model_updates_topic, value=encode(event))
-    producer.flush(10)
 
 
 def in_process_limit(folder: Path, users: list[str], n: int = 20_000, batch: int = 1000) -> dict[str, float]:
@@ -250,7 +207,7 @@ def swap_pause(
     when = datetime.now(UTC)
     for i, version in enumerate((versions[1], versions[0])):
         time.sleep(4)
-        _promote(settings, registry, version, when + timedelta(seconds=i + 1))
+        promote(settings, registry, version, when + timedelta(seconds=i + 1))
         for scorer in scorers:
             scorer.wait_version(version, 60)
         swaps.append(time.perf_counter())
@@ -565,7 +522,9 @@ def main() -> None:
     doc: dict[str, Any] = {"machine": machine, "model": {"users": args.users, "items": args.items, "rank": args.rank}}
     with shared_services(load_settings()) as settings, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        registry, versions, users, folder_a = _world(settings, args, tmp)
+        bench = bench_world(settings, BUCKET, tmp, users=args.users, items=args.items, rank=args.rank,
+                            models=2 if args.swap_rate else 1)  # fmt: skip
+        registry, versions, users, folder_a = bench.registry, bench.versions, bench.users, bench.folder_a
         doc["in_process"] = in_process_limit(folder_a, users)
         print(json.dumps(doc["in_process"]), file=sys.stderr)
         doc["partitions"] = ensure_partitions(
