@@ -72,7 +72,7 @@ bench-airflow: venv check-tools  ## Airflow overhead of REST-triggered runs on t
 
 bench-streaming: venv check-tools  ## streaming engines on the real broker at the three shapes: latency, throughput, 0 lost, swap
 	$(PY) bench/streaming.py
-	$(PY) bench/streaming.py --users 100000 --items 10000 --rank 64 --rates 1000 5000 10000 20000 --duration 10 \
+	$(PY) bench/streaming.py --users 100000 --items 10000 --rank 64 --rates 1000 1000 1000 5000 10000 20000 --duration 10 \
 		--flood 0 --spark-rates --replicas 1 --out bench/results/streaming-10k
 	$(PY) bench/streaming.py --users 100000 --items 1000000 --rank 64 --rates 100 500 1000 --duration 10 \
 		--flood 0 --spark-rates --replicas 1 --swap-rate 0 --out bench/results/streaming-1m
@@ -81,7 +81,7 @@ bench-serving: venv check-tools  ## the HTTP API (recflow serve) at the three sh
 	$(PY) bench/serving.py --users 1500 --items 150 --rank 32 --out bench/results/serving-demo \
 		--kafka-results bench/results/streaming.json
 	$(PY) bench/serving.py $(BENCH_SERVING_ARGS)
-	$(PY) bench/serving.py --users 100000 --items 1000000 --rank 64 --rates 250 500 1000 2000 --swap-rate 0 \
+	$(PY) bench/serving.py --users 100000 --items 1000000 --rank 64 --rates 250 500 1000 1000 1000 2000 --swap-rate 0 \
 		--out bench/results/serving-1m --kafka-results bench/results/streaming-1m/streaming.json
 	$(PY) bench/serving_goals.py
 

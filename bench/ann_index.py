@@ -174,8 +174,14 @@ def main() -> None:
     parser.add_argument(
         "--configs",
         nargs="+",
-        default=["PQx4fs:1:1:200", "PQx4fs:1:1:400", "PQx4fs:1:1:800", "HNSW32:40:256:200", "HNSW32:40:1024:200",
-                 "IVF1024,Flat:1:64:200"],  # fmt: skip
+        default=[
+            "PQx4fs:1:1:200",
+            "PQx4fs:1:1:400",
+            "PQx4fs:1:1:800",
+            "HNSW32:40:256:200",
+            "HNSW32:40:1024:200",
+            "IVF1024,Flat:1:64:200",
+        ],
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()

@@ -282,29 +282,36 @@ def run_goals(args: argparse.Namespace, settings: Any, vegeta: Path, tmp: Path) 
     return doc
 
 
+def _at(rows: list[dict[str, Any]]) -> str:
+    """The p99 of each run at one rate, and whether each was sustained."""
+    runs = f" ({len(rows)} runs)" if len(rows) > 1 else ""
+    return "; ".join(f"p99 {r['p99_ms']} ms, sustained {r['sustained']}" for r in rows) + runs
+
+
+def _all_within(rows: list[dict[str, Any]], p99_ms: float) -> bool:
+    return all(r["sustained"] and r["p99_ms"] <= p99_ms for r in rows)
+
+
 def goals(doc: dict[str, Any], items: int) -> list[dict[str, Any]]:
     """The issue's HTTP goals of this catalog size (10^4 items, or 10^6 with the index), each read exactly as
     worded; none at other sizes (the demo's shape is measured for the record)."""
     rows = doc["rows"]
-    at_1000 = next((r for r in rows if r["offered_rps"] == 1000), None)
+    at_1000 = [r for r in rows if r["offered_rps"] == 1000]  # every repeat of that rate must meet a goal there
     if items >= 1_000_000:
         index = doc.get("index") or {}
         return [
             {
                 "goal": "10^6 items with the index: recall@10 >= 0.95 against exact",
                 "measured": f"{index.get('recall_at_10')} over {index.get('users')} users ({index.get('params')}, "
-                f"built in {index.get('build_s')} s on 2 threads)"
+                f"built and tuned in {index.get('build_s')} s)"
                 if index
                 else "not run",
                 "met": bool(index and index["recall_at_10"] >= 0.95),
             },
             {
                 "goal": "10^6 items with the index: p99 <= 20 ms at 1,000 req/s over HTTP",
-                "measured": f"p99 {at_1000['p99_ms']} ms, sustained {at_1000['sustained']}, index used "
-                f"{doc.get('index_used')}"
-                if at_1000
-                else "not run",
-                "met": bool(at_1000 and at_1000["sustained"] and at_1000["p99_ms"] <= 20 and doc.get("index_used")),
+                "measured": f"{_at(at_1000)}, index used {doc.get('index_used')}" if at_1000 else "not run",
+                "met": bool(at_1000 and doc.get("index_used")) and _all_within(at_1000, 20),
             },
         ]
     if items != 10_000:
@@ -316,8 +323,8 @@ def goals(doc: dict[str, Any], items: int) -> list[dict[str, Any]]:
     return [
         {
             "goal": "HTTP, 10^4 items: p99 <= 10 ms at 1,000 req/s",
-            "measured": f"p99 {at_1000['p99_ms']} ms, sustained {at_1000['sustained']}" if at_1000 else "not run",
-            "met": bool(at_1000 and at_1000["sustained"] and at_1000["p99_ms"] <= 10),
+            "measured": _at(at_1000) if at_1000 else "not run",
+            "met": bool(at_1000) and _all_within(at_1000, 10),
         },
         {
             "goal": "HTTP, 10^4 items: >= 5,000 req/s sustained at p99 <= 50 ms",
@@ -423,10 +430,11 @@ def stack_markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# Which server runs `recflow serve`: uvicorn or granian (same Starlette + msgspec app)",
         "",
-        f"Commit `{m['commit']}`, {m['date']}, {m['cpus']} cores shared with other engineers' runs, load average "
-        f"{', '.join(f'{x:.2f}' for x in m['load_avg'])} at the end (each row has its own at its start).",
-        f"Command: `{doc['command']}`. Model {doc['shape']}. Load generator: vegeta, open loop, constant rate, on "
-        "the same machine. In-process limit (the core's one-request call, one core): "
+        provenance_line(doc["run"]),
+        "",
+        f"{m['cpus']} cores; each row has the 1-minute load at its start. Model {doc['shape']}. Load generator: "
+        "vegeta, open loop, constant rate, on the same machine. In-process limit (the core's one-request call, one "
+        "core): "
         f"{doc['limit_in_process_rps']:,.0f} req/s.",
         "",
         "| server | workers | offered req/s | answered req/s | p50 ms | p99 ms | max ms | errors | sustained | load |",
@@ -448,9 +456,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rates", type=int, nargs="+", default=[250, 500, 1000, 2000, 5000])
+    parser.add_argument("--rates", type=int, nargs="+", default=[250, 500, 1000, 1000, 1000, 2000, 3000, 5000])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
+    parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn")
     parser.add_argument("--swap-rate", type=int, default=500, help="req/s during the swap A -> B -> A (0: no swap)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("RECFLOW_SERVE_PORT", "8000")))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")

@@ -42,7 +42,8 @@ def _source_commit(out: Path, source: str) -> str | None:
 
 def million_goals(out: Path) -> list[dict[str, Any]]:
     """The 10^6-item goals, from the HTTP run at that shape (its served model's index recall included)."""
-    return _from_doc_goals(_load(out / "serving-1m" / "serving.json"), "10^6 items with the index", "serving-1m/serving.md")
+    doc = _load(out / "serving-1m" / "serving.json")
+    return _from_doc_goals(doc, "10^6 items with the index", "serving-1m/serving.md")
 
 
 def kafka_goals(doc: dict[str, Any] | None, source: str) -> list[dict[str, Any]]:
@@ -53,23 +54,25 @@ def kafka_goals(doc: dict[str, Any] | None, source: str) -> list[dict[str, Any]]
     if doc is None:
         return [{"goal": n, "measured": "not run", "met": False, "source": source} for n in names]
     rows = [r for r in doc["rows"] if r["engine"] == "consumer x1"]
-    at_1000 = next((r for r in rows if r["asked_rps"] == 1000), None)
+    at_1000 = [r for r in rows if r["asked_rps"] == 1000]  # every repeat of that rate must meet the goal
     # a rate is sustained when the answers kept up with what was offered (>= KEEP_UP of it, bench/streaming.py):
     # the answered rate itself is always a little lower, since the last answers arrive after the last send
     fast = [r for r in rows if r["asked_rps"] != "flood" and r["p99_ms"] is not None and r["p99_ms"] <= 500
-            and r["offered_rps"] >= KEEP_UP * r["asked_rps"] and r["sustained_rps"] >= KEEP_UP * r["offered_rps"]]  # fmt: skip
+            and r["offered_rps"] >= KEEP_UP * r["asked_rps"]
+            and r["sustained_rps"] >= KEEP_UP * r["offered_rps"]]  # fmt: skip
     best = max(fast, key=lambda r: r["asked_rps"], default=None)
     swap = doc.get("swap") or {}
     worst = swap.get("worst_latency_near_swap_ms")
     on_one = swap.get("engine") == "consumer x1"
     return [
         {"goal": names[0], "source": source,
-         "measured": f"p99 {at_1000['p99_ms']} ms (answered {at_1000['sustained_rps']}/s)" if at_1000 else "not run",
-         "met": bool(at_1000 and at_1000["p99_ms"] <= 50 and at_1000["sustained_rps"] >= KEEP_UP * 1000)},
+         "measured": "; ".join(f"p99 {r['p99_ms']} ms (answered {r['sustained_rps']}/s)" for r in at_1000)
+         + (f" ({len(at_1000)} runs)" if len(at_1000) > 1 else "") if at_1000 else "not run",
+         "met": bool(at_1000) and all(r["p99_ms"] <= 50 and r["sustained_rps"] >= KEEP_UP * 1000 for r in at_1000)},
         {"goal": names[1], "source": source,
          "measured": f"highest rate sustained at p99 <= 500 ms: {best['asked_rps']:,.0f} req/s asked, "
-         f"{best['offered_rps']:,.0f} sent/s, "
-         f"{best['sustained_rps']:,.0f} answered/s ({best['sustained_rps'] / best['offered_rps']:.1%}), p99 {best['p99_ms']} ms"
+         f"{best['offered_rps']:,.0f} sent/s, {best['sustained_rps']:,.0f} answered/s "
+         f"({best['sustained_rps'] / best['offered_rps']:.1%}), p99 {best['p99_ms']} ms"
          if best else "no rate sustained at p99 <= 500 ms",
          "met": bool(best and best["asked_rps"] >= 20_000)},
         {"goal": names[2], "source": source,

@@ -67,7 +67,7 @@ def add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     start = actions.add_parser("start", help="start it detached, wait until ready and print its URL")
     start.add_argument("--port", type=int, default=None, help="default RECFLOW_SERVE_PORT (8000)")
     start.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model)")
-    start.add_argument("--server", choices=("granian", "uvicorn"), default=None, help="default granian")
+    start.add_argument("--server", choices=("uvicorn", "granian"), default=None, help="default uvicorn")
     start.add_argument("--timeout", type=float, default=120.0)
     start.set_defaults(func=_start)
     actions.add_parser("stop", help="stop it (requests in flight finish)").set_defaults(func=_stop)
