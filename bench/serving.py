@@ -87,15 +87,16 @@ def targets_file(url: str, users: list[str], path: Path, n: int = 5000) -> Path:
 
 def group_cpu_s(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of process group ``pgid`` (the server
-    and its workers), read from ``/proc``."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    and its workers: ``recflow.services.process.group_members``), read from ``/proc``."""
+    from recflow.services.process import group_members
+
+    total = 0
+    for pid in group_members(pgid):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # a process that ended meanwhile
-        if int(fields[2]) == pgid:  # fields after the command: state, ppid, pgrp, ..., utime (11), stime (12)
-            total += int(fields[11]) + int(fields[12])
+        total += int(fields[11]) + int(fields[12])  # after the command: state, ppid, ..., utime, stime
     return total / os.sysconf("SC_CLK_TCK")
 
 

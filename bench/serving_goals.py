@@ -36,7 +36,7 @@ def _from_doc_goals(doc: dict[str, Any] | None, prefix: str, source: str) -> lis
 
 def _source_commit(out: Path, source: str) -> str | None:
     """The commit the row's source run measured, from that result's JSON beside its Markdown (None: not run)."""
-    doc = None if source == "-" else _load(out / Path(source).with_suffix(".json"))
+    doc = _load(out / Path(source).with_suffix(".json"))
     return None if doc is None else doc.get("run", {}).get("commit")
 
 
@@ -83,7 +83,7 @@ def kafka_goals(doc: dict[str, Any] | None, source: str) -> list[dict[str, Any]]
 
 
 def _link(source: str) -> str:
-    return source if source == "-" else f"[{source}]({source})"
+    return f"[{source}]({source})"
 
 
 def markdown(rows: list[dict[str, Any]], run: dict[str, Any]) -> str:
